@@ -1,0 +1,245 @@
+//! Error types, one enum per family of operations.
+//!
+//! Every variant says what went wrong in words a person can act on. None of them carries
+//! secret material.
+
+use thiserror::Error;
+
+/// Bytes could not be turned into a typed wire or state object.
+///
+/// Decoding validates every field at the boundary: lengths of keys and signatures, presence
+/// of required fields, canonical encoding, and the leading version byte.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input was empty, so not even the version byte was present.
+    #[error("empty {object}: expected a version byte")]
+    Empty {
+        /// The object being decoded.
+        object: &'static str,
+    },
+    /// The leading version byte names a format this build does not understand.
+    #[error("unsupported {object} version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The object being decoded.
+        object: &'static str,
+        /// The version byte found.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
+    /// The bytes after the version byte are not a valid protobuf encoding.
+    #[error("malformed {object}: the bytes are not a valid protobuf encoding")]
+    Malformed {
+        /// The object being decoded.
+        object: &'static str,
+    },
+    /// The encoding is valid protobuf but not the canonical one: unknown, repeated, default
+    /// or padded fields. ratchetbox rejects these so that every object has one encoding.
+    #[error("non-canonical {object}: unknown, repeated or default-valued fields are not allowed")]
+    NonCanonical {
+        /// The object being decoded.
+        object: &'static str,
+    },
+    /// A required field is absent.
+    #[error("{object} is missing its {field}")]
+    MissingField {
+        /// The object being decoded.
+        object: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A fixed-size field has the wrong length.
+    #[error("{object}.{field} must be {expected} bytes, found {found}")]
+    InvalidLength {
+        /// The object being decoded.
+        object: &'static str,
+        /// The offending field.
+        field: &'static str,
+        /// The required length.
+        expected: usize,
+        /// The length found.
+        found: usize,
+    },
+    /// A 32-byte identity key is not a canonical Ed25519 point of large order.
+    #[error(
+        "{object}.{field} is not a valid identity key (not a canonical Ed25519 point, or of small order)"
+    )]
+    InvalidIdentityKey {
+        /// The object being decoded.
+        object: &'static str,
+        /// The offending field.
+        field: &'static str,
+    },
+    /// A field holds a value outside its allowed range, or the fields contradict each other.
+    #[error("{object}.{field} is invalid: {reason}")]
+    InvalidValue {
+        /// The object being decoded.
+        object: &'static str,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Starting a session from a prekey bundle failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The bundle's signed prekey is not signed by the bundle's identity key: the bundle was
+    /// forged or corrupted, and no session was created.
+    #[error("the signed prekey's signature does not verify under the bundle's identity key")]
+    BadSignature,
+    /// A Diffie-Hellman output was all zero, which means the peer supplied a low-order key.
+    #[error("a prekey in the bundle is a low-order point (Diffie-Hellman result is all zero)")]
+    LowOrderKey,
+    /// The bundle is our own: a session with oneself is not supported.
+    #[error("the bundle belongs to this account's own identity key")]
+    OwnBundle,
+}
+
+/// Encrypting a message failed. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EncryptError {
+    /// The record has no session yet: start one from the peer's prekey bundle first.
+    #[error("no session: start one from the peer's prekey bundle first")]
+    NoSession,
+    /// The sending chain reached 2^32 - 1 messages, the largest counter the format carries.
+    #[error("the sending chain is exhausted (2^32 - 1 messages); the peer must reply first")]
+    ChainExhausted,
+    /// The peer sent a low-order ratchet key, so no new sending chain can be derived.
+    #[error("the peer's ratchet key is a low-order point (Diffie-Hellman result is all zero)")]
+    LowOrderKey,
+    /// The plaintext is longer than AES-256-GCM can encrypt under one nonce (2^36 - 32 bytes).
+    #[error("the plaintext is {len} bytes, more than AES-256-GCM can encrypt at once")]
+    MessageTooLarge {
+        /// The plaintext length.
+        len: usize,
+    },
+    /// The session has not yet learned the peer's ratchet key, so it cannot send. Sessions
+    /// created by ratchetbox never are in this state; restored state can be.
+    #[error("the session cannot send yet: it does not know the peer's ratchet key")]
+    NotReady,
+}
+
+/// Decrypting a message failed. The session, the record and the account are exactly as they
+/// were before the call.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecryptError {
+    /// The message bytes could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The AES-256-GCM tag did not verify: the message was tampered with, corrupted or
+    /// truncated, or was not encrypted for this session.
+    #[error(
+        "message authentication failed: it was tampered with, corrupted, or not meant for this session"
+    )]
+    AuthenticationFailed,
+    /// This message was already decrypted (a duplicate or a replay).
+    #[error("duplicate message: message {counter} of this chain was already decrypted")]
+    Duplicate {
+        /// The message number in its chain.
+        counter: u32,
+    },
+    /// The message's key is gone: it was evicted from the bounded store of skipped keys or
+    /// pruned for age (or, if it was evicted, the message may also have been read before).
+    #[error(
+        "message {counter} arrived too late: its key was dropped from the bounded store of skipped message keys"
+    )]
+    Expired {
+        /// The message number in its chain.
+        counter: u32,
+    },
+    /// Decrypting would skip more messages of one chain than the session allows.
+    #[error(
+        "message {counter} would skip {skip} messages of its chain; at most {max_skip} may be skipped"
+    )]
+    TooFarAhead {
+        /// The message number in its chain.
+        counter: u32,
+        /// How many message keys would have to be skipped.
+        skip: u64,
+        /// The configured bound.
+        max_skip: u32,
+    },
+    /// The record has no session that this message belongs to, and it is not an initial
+    /// message that could start one.
+    #[error("no session for this message: it is not an initial message and matches no session")]
+    NoSession,
+    /// The initial message names a signed prekey this account does not have (never issued,
+    /// or removed after rotation).
+    #[error("the initial message names signed prekey {id}, which this account does not have")]
+    UnknownSignedPreKey {
+        /// The signed prekey id.
+        id: u32,
+    },
+    /// The initial message names a one-time prekey that was already used by another session.
+    #[error("the initial message names one-time prekey {id}, which was already used")]
+    OneTimePreKeyUsed {
+        /// The one-time prekey id.
+        id: u32,
+    },
+    /// The initial message names a one-time prekey this account never issued.
+    #[error("the initial message names one-time prekey {id}, which this account never issued")]
+    UnknownOneTimePreKey {
+        /// The one-time prekey id.
+        id: u32,
+    },
+    /// A Diffie-Hellman output was all zero: the peer sent a low-order public key.
+    #[error("the message carries a low-order public key (Diffie-Hellman result is all zero)")]
+    LowOrderKey,
+    /// The initial message repeats a key agreement (without a one-time prekey) that already
+    /// started a session: it is a replay and cannot start a second session.
+    #[error(
+        "the initial message repeats a key agreement that already started a session (a replay)"
+    )]
+    SetupAlreadyUsed,
+    /// The initial message claims to come from our own identity key.
+    #[error("the initial message carries this account's own identity key")]
+    OwnIdentity,
+}
+
+/// Persisted state could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The bytes are not a valid encoding of the expected object.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The sealed object does not open under this storage key: wrong key, or the bytes were
+    /// modified.
+    #[error("the sealed state does not open: wrong storage key, or the bytes were modified")]
+    UnsealFailed,
+    /// The sealed object holds a different kind of object than requested.
+    #[error("the sealed state holds a {found}, not a {expected}")]
+    WrongKind {
+        /// The kind requested.
+        expected: &'static str,
+        /// The kind found.
+        found: &'static str,
+    },
+}
+
+/// Managing the prekeys of an [`Account`](crate::Account) failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PreKeyError {
+    /// No unused one-time prekey has this id.
+    #[error("no unused one-time prekey with id {id}")]
+    UnknownOneTimePreKey {
+        /// The requested id.
+        id: u32,
+    },
+    /// All 2^32 prekey ids of this kind have been used: create a new account.
+    #[error("prekey ids are exhausted")]
+    IdsExhausted,
+    /// The account already holds the maximum number of unused one-time prekeys.
+    #[error("the account already holds {max} unused one-time prekeys")]
+    TooManyOneTimePreKeys {
+        /// The limit.
+        max: usize,
+    },
+}

@@ -1,0 +1,143 @@
+//! Every key derivation of the protocol and every domain-separation label, in one place.
+//!
+//! docs/PROTOCOL.md specifies each of these byte for byte; the test vectors in
+//! `tests/vectors.rs` pin them, and `tests/primitives.rs` checks HKDF and HMAC against
+//! RFC 5869 and RFC 4231 through these functions.
+
+use hkdf::{Hkdf, HkdfExtract};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+/// HKDF info for the X3DH shared secret.
+pub(crate) const LABEL_X3DH: &[u8] = b"ratchetbox v1 X3DH";
+/// HKDF info for the root-chain step of the Double Ratchet.
+pub(crate) const LABEL_ROOT: &[u8] = b"ratchetbox v1 root chain";
+/// Ed25519 signature context prefix for signed prekeys.
+pub(crate) const LABEL_SIGNED_PREKEY: &[u8] = b"ratchetbox v1 signed prekey";
+/// HKDF info prefix for the key that seals persisted state (followed by the object kind).
+pub(crate) const LABEL_STATE_SEAL: &[u8] = b"ratchetbox v1 sealed state ";
+
+/// Symmetric-chain HMAC input that yields the message key (Double Ratchet spec, section 5.2).
+const MESSAGE_KEY_INPUT: u8 = 0x01;
+/// Symmetric-chain HMAC input that yields the next chain key.
+const CHAIN_KEY_INPUT: u8 = 0x02;
+
+/// The X3DH prefix F: 32 bytes of 0xFF for X25519 (X3DH spec, section 2.2).
+const X3DH_PREFIX: [u8; 32] = [0xFF; 32];
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HKDF-SHA256 (RFC 5869) with the input keying material and the info given as pieces that
+/// are concatenated. `N` is at most 255 * 32, so expansion cannot fail.
+pub(crate) fn hkdf_sha256<const N: usize>(
+    salt: &[u8],
+    ikm: &[&[u8]],
+    info: &[&[u8]],
+) -> Zeroizing<[u8; N]> {
+    const { assert!(N <= 255 * 32, "HKDF-SHA256 output is limited to 8160 bytes") };
+    let mut extract = HkdfExtract::<Sha256>::new(Some(salt));
+    for piece in ikm {
+        extract.input_ikm(piece);
+    }
+    let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
+    let mut okm = Zeroizing::new([0u8; N]);
+    let expanded = hkdf.expand_multi_info(info, okm.as_mut_slice());
+    debug_assert!(expanded.is_ok(), "N is bounded at compile time");
+    okm
+}
+
+/// HMAC-SHA256 keyed with a 32-byte key, ready for input.
+///
+/// HMAC pads a key shorter than the 64-byte block with zeros (RFC 2104, section 2), so
+/// zero-padding here and using the infallible fixed-size constructor is the same function.
+fn hmac_with_key(key: &[u8; 32]) -> HmacSha256 {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let mac = <HmacSha256 as KeyInit>::new(&block.into());
+    block.zeroize();
+    mac
+}
+
+/// HMAC-SHA256 of `data` under a 32-byte key.
+#[cfg(test)]
+pub(crate) fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut mac = hmac_with_key(key);
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The X3DH shared secret SK from the DH outputs DH1 || DH2 || DH3 [|| DH4]:
+/// HKDF-SHA256(salt = 32 zero bytes, IKM = 0xFF * 32 || DH outputs, info = LABEL_X3DH || mode).
+pub(crate) fn x3dh_secret(dh_outputs: &[&[u8; 32]]) -> Zeroizing<[u8; 32]> {
+    let mut ikm: [&[u8]; 6] = [&X3DH_PREFIX, &[], &[], &[], &[], &[]];
+    for (slot, dh) in ikm[1..].iter_mut().zip(dh_outputs) {
+        *slot = dh.as_slice();
+    }
+    hkdf_sha256::<32>(&[0u8; 32], &ikm, &[LABEL_X3DH])
+}
+
+/// KDF_RK: HKDF-SHA256(salt = root key, IKM = DH output, info = LABEL_ROOT), 64 bytes split
+/// into the next root key and a chain key.
+pub(crate) fn root_step(
+    root_key: &[u8; 32],
+    dh_output: &[u8; 32],
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let okm = hkdf_sha256::<64>(root_key, &[dh_output], &[LABEL_ROOT]);
+    let mut next_root = Zeroizing::new([0u8; 32]);
+    let mut chain = Zeroizing::new([0u8; 32]);
+    next_root.copy_from_slice(&okm[..32]);
+    chain.copy_from_slice(&okm[32..]);
+    (next_root, chain)
+}
+
+/// KDF_CK: message key = HMAC-SHA256(ck, 0x01), next chain key = HMAC-SHA256(ck, 0x02).
+///
+/// Both MACs share one key schedule (the HMAC state after absorbing the padded key), which
+/// gives the same outputs as two independent HMAC computations.
+pub(crate) fn chain_step(chain_key: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let keyed = hmac_with_key(chain_key);
+    let mut mac = keyed.clone();
+    mac.update(&[CHAIN_KEY_INPUT]);
+    let next_chain = Zeroizing::new(mac.finalize().into_bytes().into());
+    let mut mac = keyed;
+    mac.update(&[MESSAGE_KEY_INPUT]);
+    let message_key = Zeroizing::new(mac.finalize().into_bytes().into());
+    (next_chain, message_key)
+}
+
+/// The one-time key that seals a persisted object:
+/// HKDF-SHA256(salt, IKM = storage key, info = LABEL_STATE_SEAL || kind name).
+pub(crate) fn state_seal_key(
+    storage_key: &[u8; 32],
+    salt: &[u8; 32],
+    kind: &str,
+) -> Zeroizing<[u8; 32]> {
+    hkdf_sha256::<32>(salt, &[storage_key], &[LABEL_STATE_SEAL, kind.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_step_equals_two_independent_hmacs() {
+        let ck = [7u8; 32];
+        let (next, mk) = chain_step(&ck);
+        assert_eq!(*next, hmac_sha256(&ck, &[0x02]));
+        assert_eq!(*mk, hmac_sha256(&ck, &[0x01]));
+        assert_ne!(*next, *mk);
+    }
+
+    #[test]
+    fn x3dh_secret_depends_on_every_input_and_its_position() {
+        let a = [1u8; 32];
+        let b = [2u8; 32];
+        let c = [3u8; 32];
+        let d = [4u8; 32];
+        let base = x3dh_secret(&[&a, &b, &c]);
+        assert_ne!(*base, *x3dh_secret(&[&a, &b, &c, &d]));
+        assert_ne!(*base, *x3dh_secret(&[&b, &a, &c]));
+        assert_ne!(*base, *x3dh_secret(&[&a, &b, &d]));
+    }
+}

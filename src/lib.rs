@@ -1,0 +1,81 @@
+//! # ratchetbox
+//!
+//! Sans-IO end-to-end encryption for messaging apps: X3DH session setup and the Double
+//! Ratchet, with a protobuf wire format and durable, sealable state.
+//!
+//! The app moves bytes; ratchetbox provides the state machines. Nothing here does I/O or
+//! reads a clock: randomness is injected (`&mut impl CryptoRng`) and time is passed in as a
+//! [`Timestamp`].
+//!
+//! ```
+//! use ratchetbox::{Account, PreKeyBundle, SessionRecord, Timestamp};
+//!
+//! let mut rng = ratchetbox::OsRng::new();
+//! let now = Timestamp::from_unix_secs(1_764_000_000);
+//!
+//! // Bob publishes a prekey bundle (through a server, as bytes).
+//! let mut bob = Account::new(&mut rng, now);
+//! let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+//! let bundle_bytes = bob.prekey_bundle(Some(otk.id()))?.to_bytes();
+//!
+//! // Alice starts a session from it and sends a message.
+//! let mut alice = Account::new(&mut rng, now);
+//! let mut alice_to_bob = SessionRecord::new();
+//! alice_to_bob.initiate(&mut rng, &alice, &PreKeyBundle::from_bytes(&bundle_bytes)?)?;
+//! let wire = alice_to_bob.encrypt(&mut rng, b"hello Bob")?;
+//!
+//! // Bob decrypts it; that creates his side of the session.
+//! let mut bob_to_alice = SessionRecord::new();
+//! assert_eq!(bob_to_alice.decrypt(&mut bob, &wire, now)?, b"hello Bob");
+//!
+//! // And answers.
+//! let reply = bob_to_alice.encrypt(&mut rng, b"hello Alice")?;
+//! assert_eq!(alice_to_bob.decrypt(&mut alice, &reply, now)?, b"hello Alice");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Features
+//! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
+//!   it the crate is `no_std` + `alloc`.
+//!
+//! The protocol, byte for byte, is specified in `docs/PROTOCOL.md`.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod account;
+mod aead;
+mod config;
+mod error;
+mod kdf;
+mod keys;
+mod ratchet;
+mod record;
+#[cfg(feature = "std")]
+mod rng;
+mod session;
+mod state;
+mod time;
+mod wire;
+mod x3dh;
+
+pub use account::{Account, MAX_ONE_TIME_PREKEYS};
+pub use config::SessionConfig;
+pub use error::{DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError};
+pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
+pub use record::SessionRecord;
+#[cfg(feature = "std")]
+pub use rng::OsRng;
+pub use session::{Session, SessionId};
+pub use state::StorageKey;
+pub use time::Timestamp;
+pub use wire::VERSION;
+pub use wire::bundle::{
+    OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
+};
+pub use wire::message::Message;

@@ -1,0 +1,557 @@
+//! The Double Ratchet state machine (Signal's Double Ratchet specification).
+//!
+//! Root chain: KDF_RK = HKDF-SHA256 keyed by the root key. Symmetric chains: KDF_CK = HMAC-SHA256
+//! with inputs 0x01 (message key) and 0x02 (next chain key). Messages: AES-256-GCM under the
+//! message key with a fresh random 96-bit nonce carried in the header, and associated data
+//! `AD || header` (see [`RatchetHeader::authenticated_bytes`]).
+//!
+//! One deliberate difference from the specification: a new ratchet key pair is generated when
+//! the first message of a new sending chain is *sent*, not when the peer's new ratchet key
+//! arrives. The private key that receiving needs is then used once and erased, so a stolen
+//! copy of the state holds no private key for the next sending chain and is locked out after
+//! one round trip instead of one and a half.
+//!
+//! Decryption is transactional: everything is computed on copies and committed only after the
+//! AES-GCM tag verified. A failed call leaves the state exactly as it was.
+
+pub(crate) mod chain;
+pub(crate) mod skipped;
+
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+
+use self::chain::{ChainKey, MessageKey, RootKey};
+use self::skipped::{Missing, PendingKeys, SkippedKeys, SlotId};
+use crate::aead::{NONCE_LEN, TAG_LEN};
+use crate::config::SessionConfig;
+use crate::error::{DecodeError, DecryptError, EncryptError};
+use crate::keys::{SecretBytes, X25519KeyPair, X25519PublicKey};
+use crate::time::Timestamp;
+use crate::wire::generated as pb;
+use crate::wire::message::{InitialSetup, MessageWriter, RatchetHeader, RatchetMessage};
+use crate::x3dh::ASSOCIATED_DATA_LEN;
+
+/// The largest plaintext AES-GCM can encrypt under one nonce: 2^36 - 32 bytes.
+const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
+
+/// Length of the full associated data: X3DH AD followed by the authenticated header.
+const FULL_AD_LEN: usize = ASSOCIATED_DATA_LEN + RatchetHeader::AUTHENTICATED_LEN;
+
+#[derive(Clone)]
+struct SendingChain {
+    key_pair: X25519KeyPair,
+    chain: ChainKey,
+    /// Number of the next message to send.
+    counter: u32,
+}
+
+/// Our side of the DH ratchet.
+#[derive(Clone)]
+enum OurRatchet {
+    /// No key pair: the next message sent starts a new sending chain with a fresh key pair.
+    Idle,
+    /// A key pair that is not yet sending (a responder's signed prekey, until the initial
+    /// message has been received).
+    KeyOnly(X25519KeyPair),
+    Sending(SendingChain),
+}
+
+#[derive(Clone)]
+struct ReceivingChain {
+    chain: ChainKey,
+    /// Number of the next message expected.
+    counter: u32,
+}
+
+#[derive(Clone)]
+pub(crate) struct Ratchet {
+    root: RootKey,
+    ours: OurRatchet,
+    /// The peer's current ratchet public key (for an initiator, at first the signed prekey).
+    their_key: Option<X25519PublicKey>,
+    /// The receiving chain of `their_key`, once a message on it arrived.
+    receiving: Option<ReceivingChain>,
+    previous_sending_length: u32,
+    skipped: SkippedKeys,
+    config: SessionConfig,
+}
+
+fn too_far_ahead(counter: u32, skip: u64, config: &SessionConfig) -> DecryptError {
+    DecryptError::TooFarAhead {
+        counter,
+        skip,
+        max_skip: config.max_skip(),
+    }
+}
+
+impl Ratchet {
+    /// The initiator's ratchet: root key SK, and the responder's signed prekey as its first
+    /// remote ratchet key. The first sending chain starts with the first message.
+    pub(crate) fn new_initiator(
+        shared_secret: SecretBytes,
+        their_signed_prekey: X25519PublicKey,
+        config: SessionConfig,
+    ) -> Self {
+        Self {
+            root: RootKey::new(shared_secret),
+            ours: OurRatchet::Idle,
+            their_key: Some(their_signed_prekey),
+            receiving: None,
+            previous_sending_length: 0,
+            skipped: SkippedKeys::new(config.max_skipped_keys_usize()),
+            config,
+        }
+    }
+
+    /// The responder's ratchet: root key SK, and the signed prekey as its ratchet key pair
+    /// until the initiator's first ratchet key arrives.
+    pub(crate) fn new_responder(
+        shared_secret: SecretBytes,
+        signed_prekey: X25519KeyPair,
+        config: SessionConfig,
+    ) -> Self {
+        Self {
+            root: RootKey::new(shared_secret),
+            ours: OurRatchet::KeyOnly(signed_prekey),
+            their_key: None,
+            receiving: None,
+            previous_sending_length: 0,
+            skipped: SkippedKeys::new(config.max_skipped_keys_usize()),
+            config,
+        }
+    }
+
+    pub(crate) fn config(&self) -> SessionConfig {
+        self.config
+    }
+
+    /// Number of skipped message keys currently stored.
+    pub(crate) fn skipped_keys(&self) -> usize {
+        self.skipped.len()
+    }
+
+    pub(crate) fn prune_skipped_keys(&mut self, stored_before: Timestamp) -> usize {
+        self.skipped.prune_stored_before(stored_before)
+    }
+
+    /// Encrypts one message. `setup` is written in front of it while the initiator has not
+    /// heard back.
+    pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        setup: Option<&InitialSetup>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        if plaintext.len() as u64 > MAX_PLAINTEXT_LEN {
+            return Err(EncryptError::MessageTooLarge {
+                len: plaintext.len(),
+            });
+        }
+        if let OurRatchet::Sending(s) = &self.ours
+            && s.counter == u32::MAX
+        {
+            return Err(EncryptError::ChainExhausted);
+        }
+        let sending = self.sending_chain(rng)?;
+        let message_key = sending.chain.next_message_key();
+        let counter = sending.counter;
+        sending.counter += 1; // < u32::MAX, checked above
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let header = RatchetHeader {
+            ratchet_key: sending.key_pair.public_key(),
+            counter,
+            previous_counter: self.previous_sending_length,
+            nonce,
+        };
+        let mut writer = MessageWriter::new(setup, &header, plaintext);
+        let ad = full_associated_data(associated_data, &header);
+        let tag = message_key
+            .cipher()
+            .seal_in_place(&nonce, &ad, writer.payload_mut())
+            .map_err(|_| EncryptError::MessageTooLarge {
+                len: plaintext.len(),
+            })?;
+        Ok(writer.finish(&tag))
+    }
+
+    /// The current sending chain, starting a new one (fresh key pair, DH ratchet step) if the
+    /// conversation has turned since we last sent.
+    fn sending_chain<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+    ) -> Result<&mut SendingChain, EncryptError> {
+        if !matches!(self.ours, OurRatchet::Sending(_)) {
+            let their_key = self.their_key.ok_or(EncryptError::NotReady)?;
+            let key_pair = X25519KeyPair::generate(rng);
+            let dh = key_pair
+                .diffie_hellman(&their_key.to_dalek())
+                .map_err(|_| EncryptError::LowOrderKey)?;
+            let (root, chain) = self.root.advance(&dh);
+            self.root = root;
+            self.ours = OurRatchet::Sending(SendingChain {
+                key_pair,
+                chain,
+                counter: 0,
+            });
+        }
+        match &mut self.ours {
+            OurRatchet::Sending(s) => Ok(s),
+            OurRatchet::Idle | OurRatchet::KeyOnly(_) => Err(EncryptError::NotReady),
+        }
+    }
+
+    /// Decrypts one message. On success the ciphertext buffer becomes the plaintext; on
+    /// failure neither the state nor `message` has changed.
+    pub(crate) fn decrypt(
+        &mut self,
+        associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        message: &mut RatchetMessage,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let header = message.header;
+        if self.their_key == Some(header.ratchet_key)
+            && let Some(receiving) = &self.receiving
+        {
+            if header.counter >= receiving.counter {
+                return self.decrypt_in_current_chain(associated_data, message, now);
+            }
+            return self.decrypt_with_stored_key(associated_data, message);
+        }
+        let id = SlotId {
+            ratchet_key: header.ratchet_key,
+            counter: header.counter,
+        };
+        if self.skipped.get(&id).is_some() {
+            return self.decrypt_with_stored_key(associated_data, message);
+        }
+        if let Some(finished) = self.skipped.finished_chain(&header.ratchet_key) {
+            if header.counter < finished.length {
+                return Err(self.missing_key_error(&header));
+            }
+            // A genuine peer never sends past the end of a chain it has left.
+            return Err(DecryptError::AuthenticationFailed);
+        }
+        self.decrypt_in_new_chain(associated_data, message, now)
+    }
+
+    fn missing_key_error(&self, header: &RatchetHeader) -> DecryptError {
+        match self
+            .skipped
+            .classify_missing(&header.ratchet_key, header.counter)
+        {
+            Missing::Duplicate => DecryptError::Duplicate {
+                counter: header.counter,
+            },
+            Missing::Expired => DecryptError::Expired {
+                counter: header.counter,
+            },
+        }
+    }
+
+    fn decrypt_with_stored_key(
+        &mut self,
+        associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        message: &mut RatchetMessage,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let id = SlotId {
+            ratchet_key: message.header.ratchet_key,
+            counter: message.header.counter,
+        };
+        let key = self
+            .skipped
+            .get(&id)
+            .ok_or_else(|| self.missing_key_error(&message.header))?;
+        let plaintext = open(key, associated_data, message)?;
+        self.skipped.remove(&id);
+        Ok(plaintext)
+    }
+
+    fn decrypt_in_current_chain(
+        &mut self,
+        associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        message: &mut RatchetMessage,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let header = message.header;
+        let Some(receiving) = &self.receiving else {
+            return Err(DecryptError::AuthenticationFailed);
+        };
+        let skip = header.counter - receiving.counter; // caller checked counter >= next
+        if skip > self.config.max_skip() {
+            return Err(too_far_ahead(header.counter, u64::from(skip), &self.config));
+        }
+        let next = header
+            .counter
+            .checked_add(1)
+            .ok_or(DecryptError::AuthenticationFailed)?;
+        let mut chain = receiving.chain.clone();
+        let mut pending = PendingKeys::new();
+        derive_skipped(
+            &mut chain,
+            header.ratchet_key,
+            receiving.counter,
+            header.counter,
+            &mut pending,
+        );
+        let message_key = chain.next_message_key();
+        let plaintext = open(&message_key, associated_data, message)?;
+
+        self.receiving = Some(ReceivingChain {
+            chain,
+            counter: next,
+        });
+        self.skipped.insert(pending, now);
+        Ok(plaintext)
+    }
+
+    fn decrypt_in_new_chain(
+        &mut self,
+        associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        message: &mut RatchetMessage,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let header = message.header;
+        let our_key = match &self.ours {
+            OurRatchet::KeyOnly(key_pair) | OurRatchet::Sending(SendingChain { key_pair, .. }) => {
+                key_pair
+            }
+            // We have not sent since the peer's last new ratchet key, so a genuine peer cannot
+            // have a newer one.
+            OurRatchet::Idle => return Err(DecryptError::AuthenticationFailed),
+        };
+        let mut pending = PendingKeys::new();
+        // Finish the current receiving chain up to the sender's previous chain length.
+        let mut finished_length = 0;
+        if let (Some(their_key), Some(receiving)) = (self.their_key, &self.receiving) {
+            let skip = header.previous_counter.saturating_sub(receiving.counter);
+            if skip > self.config.max_skip() {
+                return Err(too_far_ahead(
+                    header.previous_counter,
+                    u64::from(skip),
+                    &self.config,
+                ));
+            }
+            let mut chain = receiving.chain.clone();
+            derive_skipped(
+                &mut chain,
+                their_key,
+                receiving.counter,
+                header.previous_counter,
+                &mut pending,
+            );
+            finished_length = receiving.counter.max(header.previous_counter);
+        }
+        if header.counter > self.config.max_skip() {
+            return Err(too_far_ahead(
+                header.counter,
+                u64::from(header.counter),
+                &self.config,
+            ));
+        }
+        let next = header
+            .counter
+            .checked_add(1)
+            .ok_or(DecryptError::AuthenticationFailed)?;
+        let dh = our_key
+            .diffie_hellman(&header.ratchet_key.to_dalek())
+            .map_err(|_| DecryptError::LowOrderKey)?;
+        let (root, mut chain) = self.root.advance(&dh);
+        derive_skipped(
+            &mut chain,
+            header.ratchet_key,
+            0,
+            header.counter,
+            &mut pending,
+        );
+        let message_key = chain.next_message_key();
+        let plaintext = open(&message_key, associated_data, message)?;
+
+        self.root = root;
+        self.skipped
+            .start_chain(header.ratchet_key, finished_length);
+        self.skipped.insert(pending, now);
+        self.their_key = Some(header.ratchet_key);
+        self.receiving = Some(ReceivingChain {
+            chain,
+            counter: next,
+        });
+        if let OurRatchet::Sending(s) = &self.ours {
+            self.previous_sending_length = s.counter;
+        }
+        // The private key is no longer needed: erase it now (forward secrecy); the next
+        // message we send starts a new chain with a fresh key pair.
+        self.ours = OurRatchet::Idle;
+        Ok(plaintext)
+    }
+
+    pub(crate) fn to_proto(&self) -> pb::RatchetState {
+        let (skipped, history, current_evicted_below) = self.skipped.to_proto();
+        let (our_ratchet_secret, sending) = match &self.ours {
+            OurRatchet::Idle => (Vec::new(), None),
+            OurRatchet::KeyOnly(key_pair) => (key_pair.secret_bytes().to_vec(), None),
+            OurRatchet::Sending(s) => (
+                s.key_pair.secret_bytes().to_vec(),
+                Some(pb::SendingChainState {
+                    chain_key: s.chain.as_bytes().to_vec(),
+                    counter: s.counter,
+                }),
+            ),
+        };
+        pb::RatchetState {
+            root_key: self.root.as_bytes().to_vec(),
+            our_ratchet_secret,
+            their_ratchet_key: self
+                .their_key
+                .map(|k| k.to_bytes().to_vec())
+                .unwrap_or_default(),
+            sending,
+            receiving: self.receiving.as_ref().map(|r| pb::ReceivingChainState {
+                chain_key: r.chain.as_bytes().to_vec(),
+                counter: r.counter,
+                evicted_below: current_evicted_below,
+            }),
+            previous_sending_length: self.previous_sending_length,
+            skipped,
+            history,
+        }
+    }
+
+    pub(crate) fn from_proto(
+        p: &pb::RatchetState,
+        config: SessionConfig,
+    ) -> Result<Self, DecodeError> {
+        use crate::wire::{fixed, x25519_key};
+        const OBJECT: &str = "RatchetState";
+        let secret = |bytes: &[u8], object, field| -> Result<SecretBytes, DecodeError> {
+            fixed::<32>(bytes, object, field).map(SecretBytes)
+        };
+        let root = RootKey::new(secret(&p.root_key, OBJECT, "root_key")?);
+        let our_key = if p.our_ratchet_secret.is_empty() {
+            None
+        } else {
+            let bytes = secret(&p.our_ratchet_secret, OBJECT, "our_ratchet_secret")?;
+            Some(X25519KeyPair::from_secret_bytes(&bytes.0))
+        };
+        let ours = match (our_key, &p.sending) {
+            (None, None) => OurRatchet::Idle,
+            (Some(key_pair), None) => OurRatchet::KeyOnly(key_pair),
+            (Some(key_pair), Some(s)) => OurRatchet::Sending(SendingChain {
+                key_pair,
+                chain: ChainKey::new(secret(&s.chain_key, "SendingChainState", "chain_key")?),
+                counter: s.counter,
+            }),
+            (None, Some(_)) => {
+                return Err(DecodeError::MissingField {
+                    object: OBJECT,
+                    field: "our_ratchet_secret",
+                });
+            }
+        };
+        let their_key = if p.their_ratchet_key.is_empty() {
+            None
+        } else {
+            Some(x25519_key(
+                &p.their_ratchet_key,
+                OBJECT,
+                "their_ratchet_key",
+            )?)
+        };
+        let receiving = p
+            .receiving
+            .as_ref()
+            .map(|r| {
+                Ok::<_, DecodeError>(ReceivingChain {
+                    chain: ChainKey::new(secret(&r.chain_key, "ReceivingChainState", "chain_key")?),
+                    counter: r.counter,
+                })
+            })
+            .transpose()?;
+        match (&ours, their_key, &receiving) {
+            (_, None, Some(_)) | (OurRatchet::Idle | OurRatchet::Sending(_), None, None) => {
+                return Err(DecodeError::MissingField {
+                    object: OBJECT,
+                    field: "their_ratchet_key",
+                });
+            }
+            _ => {}
+        }
+        let current = match (their_key, &p.receiving) {
+            (Some(key), Some(r)) => Some((key, r.evicted_below)),
+            _ => None,
+        };
+        let skipped = SkippedKeys::from_proto(
+            config.max_skipped_keys_usize(),
+            &p.skipped,
+            &p.history,
+            current,
+        )?;
+        Ok(Self {
+            root,
+            ours,
+            their_key,
+            receiving,
+            previous_sending_length: p.previous_sending_length,
+            skipped,
+            config,
+        })
+    }
+}
+
+/// Derives the message keys `from..to` of a chain into `pending`, advancing `chain`.
+fn derive_skipped(
+    chain: &mut ChainKey,
+    ratchet_key: X25519PublicKey,
+    from: u32,
+    to: u32,
+    pending: &mut PendingKeys,
+) {
+    if to > from {
+        pending.reserve((to - from) as usize);
+        for counter in from..to {
+            let id = SlotId {
+                ratchet_key,
+                counter,
+            };
+            pending.push((id, chain.next_message_key()));
+        }
+    }
+}
+
+fn full_associated_data(
+    associated_data: &[u8; ASSOCIATED_DATA_LEN],
+    header: &RatchetHeader,
+) -> [u8; FULL_AD_LEN] {
+    let mut ad = [0u8; FULL_AD_LEN];
+    ad[..ASSOCIATED_DATA_LEN].copy_from_slice(associated_data);
+    ad[ASSOCIATED_DATA_LEN..].copy_from_slice(&header.authenticated_bytes());
+    ad
+}
+
+/// Verifies and decrypts `message` under `key`. On success the ciphertext buffer is taken
+/// and returned as the plaintext; on failure it is left untouched (AES-GCM verifies the tag
+/// before decrypting).
+fn open(
+    key: &MessageKey,
+    associated_data: &[u8; ASSOCIATED_DATA_LEN],
+    message: &mut RatchetMessage,
+) -> Result<Vec<u8>, DecryptError> {
+    let split = message
+        .ciphertext
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(DecryptError::AuthenticationFailed)?;
+    let (body, tag) = message.ciphertext.split_at_mut(split);
+    let tag: [u8; TAG_LEN] = (&*tag)
+        .try_into()
+        .map_err(|_| DecryptError::AuthenticationFailed)?;
+    let ad = full_associated_data(associated_data, &message.header);
+    key.cipher()
+        .open_in_place(&message.header.nonce, &ad, body, &tag)
+        .map_err(|_| DecryptError::AuthenticationFailed)?;
+    let mut plaintext = core::mem::take(&mut message.ciphertext);
+    plaintext.truncate(split);
+    Ok(plaintext)
+}

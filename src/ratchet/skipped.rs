@@ -1,0 +1,445 @@
+//! The bounded store of skipped message keys.
+//!
+//! When a message arrives ahead of others, the keys of the messages in between are derived
+//! and kept here until those messages arrive. There is one store per session, bounded in
+//! total (oldest keys evicted first), with O(1) lookup by (chain, counter). It does not care
+//! how many ratchet turns ago a chain was: a late message from any earlier chain decrypts
+//! while its key is in the store.
+//!
+//! The store also remembers, for the current receiving chain and the last
+//! [`HISTORY_LEN`] finished ones, how long each chain was and below which counter its keys
+//! were evicted, so a missing key can be reported as a duplicate or as expired.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+
+use super::chain::MessageKey;
+use crate::error::DecodeError;
+use crate::keys::{KEY_LEN, SecretBytes, X25519PublicKey};
+use crate::time::Timestamp;
+use crate::wire::generated as pb;
+
+/// How many finished receiving chains the store remembers for classifying missing keys.
+pub(crate) const HISTORY_LEN: usize = 32;
+
+/// A skipped message: the chain's remote ratchet key and the message number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct SlotId {
+    pub(crate) ratchet_key: X25519PublicKey,
+    pub(crate) counter: u32,
+}
+
+#[derive(Clone)]
+struct Slot {
+    /// Boxed so that the key stays in one place (and is zeroized there) when the map grows.
+    key: Box<MessageKey>,
+    seq: u64,
+    stored_at: Timestamp,
+}
+
+/// What the store knows about a receiving chain.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ChainRecord {
+    pub(crate) ratchet_key: X25519PublicKey,
+    /// Messages derived in this chain (received or skipped); unused for the current chain.
+    pub(crate) length: u32,
+    /// Skipped keys of this chain below this counter were evicted or pruned.
+    pub(crate) evicted_below: u32,
+}
+
+/// Keys derived while skipping, not yet committed to the store.
+pub(crate) type PendingKeys = Vec<(SlotId, MessageKey)>;
+
+/// Why a message's key is not available.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Missing {
+    /// The message was already decrypted.
+    Duplicate,
+    /// The key was evicted or pruned.
+    Expired,
+}
+
+#[derive(Clone)]
+pub(crate) struct SkippedKeys {
+    slots: HashMap<SlotId, Slot>,
+    /// Insertion order, oldest first. Entries whose slot was used (removed from `slots`, or
+    /// replaced by a later slot with another `seq`) are stale and skipped.
+    order: VecDeque<(SlotId, u64)>,
+    next_seq: u64,
+    /// The largest `stored_at` so far: timestamps are kept non-decreasing in insertion order
+    /// even if the app's clock goes backwards, so pruning by age removes a prefix.
+    latest_stored_at: Timestamp,
+    max_keys: usize,
+    current: Option<ChainRecord>,
+    /// Finished chains, oldest first, at most `HISTORY_LEN`.
+    history: VecDeque<ChainRecord>,
+}
+
+impl SkippedKeys {
+    pub(crate) fn new(max_keys: usize) -> Self {
+        Self {
+            slots: HashMap::new(),
+            order: VecDeque::new(),
+            next_seq: 0,
+            latest_stored_at: Timestamp::EPOCH,
+            max_keys,
+            current: None,
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Number of stored keys.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn get(&self, id: &SlotId) -> Option<&MessageKey> {
+        self.slots.get(id).map(|slot| &*slot.key)
+    }
+
+    /// Removes a key after its message decrypted (the key is zeroized on drop).
+    pub(crate) fn remove(&mut self, id: &SlotId) {
+        self.slots.remove(id);
+        self.compact_if_sparse();
+    }
+
+    /// Adds keys (in chain order), evicting the oldest keys beyond the bound.
+    pub(crate) fn insert(&mut self, keys: PendingKeys, now: Timestamp) {
+        if keys.is_empty() {
+            return;
+        }
+        self.latest_stored_at = self.latest_stored_at.max(now);
+        for (id, key) in keys {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.order.push_back((id, seq));
+            self.slots.insert(
+                id,
+                Slot {
+                    key: Box::new(key),
+                    seq,
+                    stored_at: self.latest_stored_at,
+                },
+            );
+        }
+        while self.slots.len() > self.max_keys {
+            if self.pop_oldest().is_none() {
+                break;
+            }
+        }
+        self.compact_if_sparse();
+    }
+
+    /// Removes the oldest live key, returning when it was stored.
+    fn pop_oldest(&mut self) -> Option<Timestamp> {
+        while let Some((id, seq)) = self.order.pop_front() {
+            if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
+                let slot = self.slots.remove(&id)?;
+                self.note_evicted(&id);
+                return Some(slot.stored_at);
+            }
+        }
+        None
+    }
+
+    fn oldest_live(&mut self) -> Option<&Slot> {
+        while let Some((id, seq)) = self.order.front().copied() {
+            if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
+                return self.slots.get(&id);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    /// Drops every key stored before `cutoff`; returns how many.
+    pub(crate) fn prune_stored_before(&mut self, cutoff: Timestamp) -> usize {
+        let mut pruned = 0;
+        while self
+            .oldest_live()
+            .is_some_and(|slot| slot.stored_at < cutoff)
+        {
+            self.pop_oldest();
+            pruned += 1;
+        }
+        self.compact_if_sparse();
+        pruned
+    }
+
+    fn note_evicted(&mut self, id: &SlotId) {
+        let below = id.counter.saturating_add(1);
+        let record = match &mut self.current {
+            Some(c) if c.ratchet_key == id.ratchet_key => Some(c),
+            _ => self
+                .history
+                .iter_mut()
+                .rev()
+                .find(|c| c.ratchet_key == id.ratchet_key),
+        };
+        if let Some(record) = record {
+            record.evicted_below = record.evicted_below.max(below);
+        }
+    }
+
+    /// Keeps `order` within a constant factor of the live keys.
+    fn compact_if_sparse(&mut self) {
+        if self.order.len() > 2 * self.slots.len() + 64 {
+            let slots = &self.slots;
+            self.order
+                .retain(|(id, seq)| slots.get(id).is_some_and(|slot| slot.seq == *seq));
+        }
+    }
+
+    /// Starts tracking a new current receiving chain; the previous current chain, if any,
+    /// is finished with `previous_length` messages.
+    pub(crate) fn start_chain(&mut self, ratchet_key: X25519PublicKey, previous_length: u32) {
+        if let Some(mut finished) = self.current.take() {
+            finished.length = previous_length;
+            if self.history.len() == HISTORY_LEN {
+                self.history.pop_front();
+            }
+            self.history.push_back(finished);
+        }
+        self.current = Some(ChainRecord {
+            ratchet_key,
+            length: 0,
+            evicted_below: 0,
+        });
+    }
+
+    /// A finished chain the store remembers.
+    pub(crate) fn finished_chain(&self, ratchet_key: &X25519PublicKey) -> Option<&ChainRecord> {
+        self.history
+            .iter()
+            .rev()
+            .find(|c| &c.ratchet_key == ratchet_key)
+    }
+
+    /// Why the key of message `counter` of a chain is not here.
+    pub(crate) fn classify_missing(&self, ratchet_key: &X25519PublicKey, counter: u32) -> Missing {
+        let evicted_below = match &self.current {
+            Some(c) if &c.ratchet_key == ratchet_key => c.evicted_below,
+            _ => self
+                .finished_chain(ratchet_key)
+                .map_or(0, |c| c.evicted_below),
+        };
+        if counter < evicted_below {
+            Missing::Expired
+        } else {
+            Missing::Duplicate
+        }
+    }
+
+    pub(crate) fn to_proto(&self) -> (Vec<pb::SkippedRun>, Vec<pb::ChainHistory>, u32) {
+        let mut runs: Vec<pb::SkippedRun> = Vec::new();
+        for (id, seq) in &self.order {
+            let Some(slot) = self.slots.get(id).filter(|slot| slot.seq == *seq) else {
+                continue;
+            };
+            let extends_last = runs.last().is_some_and(|run| {
+                let count = run.message_keys.len() / KEY_LEN;
+                run.ratchet_key.as_slice() == id.ratchet_key.as_bytes()
+                    && run.stored_at == slot.stored_at.as_unix_secs()
+                    && u64::from(run.first_counter) + count as u64 == u64::from(id.counter)
+            });
+            match runs.last_mut() {
+                Some(run) if extends_last => {
+                    run.message_keys.extend_from_slice(slot.key.as_bytes())
+                }
+                _ => {
+                    let mut message_keys = Vec::with_capacity(KEY_LEN);
+                    message_keys.extend_from_slice(slot.key.as_bytes());
+                    runs.push(pb::SkippedRun {
+                        ratchet_key: id.ratchet_key.to_bytes().to_vec(),
+                        first_counter: id.counter,
+                        message_keys,
+                        stored_at: slot.stored_at.as_unix_secs(),
+                    });
+                }
+            }
+        }
+        let history = self
+            .history
+            .iter()
+            .map(|c| pb::ChainHistory {
+                ratchet_key: c.ratchet_key.to_bytes().to_vec(),
+                length: c.length,
+                evicted_below: c.evicted_below,
+            })
+            .collect();
+        let current_evicted_below = self.current.map_or(0, |c| c.evicted_below);
+        (runs, history, current_evicted_below)
+    }
+
+    pub(crate) fn from_proto(
+        max_keys: usize,
+        runs: &[pb::SkippedRun],
+        history: &[pb::ChainHistory],
+        current: Option<(X25519PublicKey, u32)>,
+    ) -> Result<Self, DecodeError> {
+        const RUN: &str = "SkippedRun";
+        let mut store = Self::new(max_keys);
+        for run in runs {
+            let ratchet_key = crate::wire::x25519_key(&run.ratchet_key, RUN, "ratchet_key")?;
+            if run.message_keys.is_empty() || run.message_keys.len() % KEY_LEN != 0 {
+                return Err(DecodeError::InvalidValue {
+                    object: RUN,
+                    field: "message_keys",
+                    reason: "not a non-empty multiple of 32 bytes",
+                });
+            }
+            let stored_at = Timestamp::from_unix_secs(run.stored_at);
+            if stored_at < store.latest_stored_at {
+                return Err(DecodeError::InvalidValue {
+                    object: RUN,
+                    field: "stored_at",
+                    reason: "runs are not in storage order",
+                });
+            }
+            store.latest_stored_at = stored_at;
+            for (i, key) in run.message_keys.chunks_exact(KEY_LEN).enumerate() {
+                let counter = u32::try_from(i)
+                    .ok()
+                    .and_then(|i| run.first_counter.checked_add(i))
+                    .ok_or(DecodeError::InvalidValue {
+                        object: RUN,
+                        field: "first_counter",
+                        reason: "counter overflows",
+                    })?;
+                let id = SlotId {
+                    ratchet_key,
+                    counter,
+                };
+                let key = MessageKey::from_bytes(SecretBytes::from_slice(key).ok_or(
+                    DecodeError::InvalidLength {
+                        object: RUN,
+                        field: "message_keys",
+                        expected: KEY_LEN,
+                        found: key.len(),
+                    },
+                )?);
+                let seq = store.next_seq;
+                store.next_seq += 1;
+                let slot = Slot {
+                    key: Box::new(key),
+                    seq,
+                    stored_at,
+                };
+                if store.slots.insert(id, slot).is_some() {
+                    return Err(DecodeError::InvalidValue {
+                        object: RUN,
+                        field: "first_counter",
+                        reason: "the same message key is stored twice",
+                    });
+                }
+                store.order.push_back((id, seq));
+                if store.slots.len() > max_keys {
+                    return Err(DecodeError::InvalidValue {
+                        object: RUN,
+                        field: "message_keys",
+                        reason: "more stored keys than the session's limit",
+                    });
+                }
+            }
+        }
+        if history.len() > HISTORY_LEN {
+            return Err(DecodeError::InvalidValue {
+                object: "RatchetState",
+                field: "history",
+                reason: "longer than the history the store keeps",
+            });
+        }
+        for c in history {
+            store.history.push_back(ChainRecord {
+                ratchet_key: crate::wire::x25519_key(
+                    &c.ratchet_key,
+                    "ChainHistory",
+                    "ratchet_key",
+                )?,
+                length: c.length,
+                evicted_below: c.evicted_below,
+            });
+        }
+        store.current = current.map(|(ratchet_key, evicted_below)| ChainRecord {
+            ratchet_key,
+            length: 0,
+            evicted_below,
+        });
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> MessageKey {
+        MessageKey::from_bytes(SecretBytes([n; 32]))
+    }
+
+    fn id(chain: u8, counter: u32) -> SlotId {
+        SlotId {
+            ratchet_key: X25519PublicKey::from_bytes([chain; 32]),
+            counter,
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_first_and_tracks_the_watermark() {
+        let mut store = SkippedKeys::new(3);
+        store.start_chain(X25519PublicKey::from_bytes([1; 32]), 0);
+        store.insert(
+            (0..5).map(|c| (id(1, c), key(c as u8))).collect(),
+            Timestamp::EPOCH,
+        );
+        assert_eq!(store.len(), 3);
+        assert!(store.get(&id(1, 0)).is_none());
+        assert!(store.get(&id(1, 1)).is_none());
+        assert_eq!(store.get(&id(1, 2)).map(|k| k.as_bytes()[0]), Some(2));
+        assert_eq!(
+            store.classify_missing(&id(1, 0).ratchet_key, 1),
+            Missing::Expired
+        );
+        assert_eq!(
+            store.classify_missing(&id(1, 0).ratchet_key, 2),
+            Missing::Duplicate
+        );
+    }
+
+    #[test]
+    fn stale_order_entries_are_compacted() {
+        let mut store = SkippedKeys::new(10_000);
+        for round in 0..100u32 {
+            let ids: Vec<_> = (0..50).map(|c| id(2, round * 50 + c)).collect();
+            store.insert(ids.iter().map(|i| (*i, key(0))).collect(), Timestamp::EPOCH);
+            for i in &ids {
+                store.remove(i);
+            }
+        }
+        assert_eq!(store.len(), 0);
+        assert!(
+            store.order.len() <= 64 + 50,
+            "order grew to {}",
+            store.order.len()
+        );
+    }
+
+    #[test]
+    fn prune_removes_a_prefix_by_age_even_if_the_clock_went_back() {
+        let mut store = SkippedKeys::new(100);
+        store.insert(vec_keys(3, 0), Timestamp::from_unix_secs(100));
+        // The clock went back: these keys are stamped 100, not 50.
+        store.insert(vec_keys(3, 3), Timestamp::from_unix_secs(50));
+        store.insert(vec_keys(3, 6), Timestamp::from_unix_secs(200));
+        assert_eq!(store.prune_stored_before(Timestamp::from_unix_secs(101)), 6);
+        assert_eq!(store.len(), 3);
+        assert!(store.get(&id(3, 6)).is_some());
+    }
+
+    fn vec_keys(chain: u8, start: u32) -> PendingKeys {
+        (start..start + 3).map(|c| (id(chain, c), key(0))).collect()
+    }
+}

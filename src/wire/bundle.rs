@@ -1,0 +1,255 @@
+//! Prekeys and the prekey bundle: what an account publishes so that others can start a
+//! session with it while it is offline.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::generated as pb;
+use crate::error::DecodeError;
+use crate::kdf::LABEL_SIGNED_PREKEY;
+use crate::keys::{IdentityKey, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
+use crate::time::Timestamp;
+
+/// The id of a signed prekey, chosen by its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignedPreKeyId(pub u32);
+
+/// The id of a one-time prekey, chosen by its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OneTimePreKeyId(pub u32);
+
+/// Length of the byte string an identity key signs for a signed prekey.
+const SIGNED_PREKEY_MESSAGE_LEN: usize = LABEL_SIGNED_PREKEY.len() + 4 + 8 + KEY_LEN;
+
+/// A signed prekey as published: id, creation time, X25519 public key, and the identity
+/// key's Ed25519 signature over
+/// `"ratchetbox v1 signed prekey" || id (u32 BE) || created_at (u64 BE) || public key`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedPreKey {
+    id: SignedPreKeyId,
+    created_at: Timestamp,
+    public_key: X25519PublicKey,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl SignedPreKey {
+    pub(crate) fn new(
+        id: SignedPreKeyId,
+        created_at: Timestamp,
+        public_key: X25519PublicKey,
+        signature: [u8; SIGNATURE_LEN],
+    ) -> Self {
+        Self {
+            id,
+            created_at,
+            public_key,
+            signature,
+        }
+    }
+
+    /// The exact bytes the identity key signs (domain-separated, fixed length).
+    pub(crate) fn signed_message(
+        id: SignedPreKeyId,
+        created_at: Timestamp,
+        public_key: &X25519PublicKey,
+    ) -> [u8; SIGNED_PREKEY_MESSAGE_LEN] {
+        let mut out = [0u8; SIGNED_PREKEY_MESSAGE_LEN];
+        let (label, rest) = out.split_at_mut(LABEL_SIGNED_PREKEY.len());
+        label.copy_from_slice(LABEL_SIGNED_PREKEY);
+        let (id_bytes, rest) = rest.split_at_mut(4);
+        id_bytes.copy_from_slice(&id.0.to_be_bytes());
+        let (time_bytes, key_bytes) = rest.split_at_mut(8);
+        time_bytes.copy_from_slice(&created_at.as_unix_secs().to_be_bytes());
+        key_bytes.copy_from_slice(public_key.as_bytes());
+        out
+    }
+
+    /// The prekey's id.
+    pub fn id(&self) -> SignedPreKeyId {
+        self.id
+    }
+
+    /// When the prekey was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The X25519 public key.
+    pub fn public_key(&self) -> X25519PublicKey {
+        self.public_key
+    }
+
+    /// The Ed25519 signature.
+    pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.signature
+    }
+
+    /// Whether `identity` signed this prekey (Ed25519 `verify_strict`).
+    pub fn verify(&self, identity: &IdentityKey) -> bool {
+        let message = Self::signed_message(self.id, self.created_at, &self.public_key);
+        identity.verify(&message, &self.signature)
+    }
+
+    pub(crate) fn to_proto(&self) -> pb::SignedPreKey {
+        pb::SignedPreKey {
+            id: self.id.0,
+            created_at: self.created_at.as_unix_secs(),
+            public_key: self.public_key.to_bytes().to_vec(),
+            signature: self.signature.to_vec(),
+        }
+    }
+
+    pub(crate) fn from_proto(p: &pb::SignedPreKey) -> Result<Self, DecodeError> {
+        const OBJECT: &str = "SignedPreKey";
+        Ok(Self {
+            id: SignedPreKeyId(p.id),
+            created_at: Timestamp::from_unix_secs(p.created_at),
+            public_key: super::x25519_key(&p.public_key, OBJECT, "public_key")?,
+            signature: super::fixed(&p.signature, OBJECT, "signature")?,
+        })
+    }
+}
+
+impl fmt::Debug for SignedPreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedPreKey")
+            .field("id", &self.id.0)
+            .field("created_at", &self.created_at)
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A one-time prekey as published: id and X25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OneTimePreKey {
+    id: OneTimePreKeyId,
+    public_key: X25519PublicKey,
+}
+
+impl OneTimePreKey {
+    pub(crate) fn new(id: OneTimePreKeyId, public_key: X25519PublicKey) -> Self {
+        Self { id, public_key }
+    }
+
+    /// The prekey's id.
+    pub fn id(&self) -> OneTimePreKeyId {
+        self.id
+    }
+
+    /// The X25519 public key.
+    pub fn public_key(&self) -> X25519PublicKey {
+        self.public_key
+    }
+}
+
+impl fmt::Debug for OneTimePreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneTimePreKey")
+            .field("id", &self.id.0)
+            .field("public_key", &self.public_key)
+            .finish()
+    }
+}
+
+/// Everything an initiator needs to start a session with the bundle's owner: the owner's
+/// identity key, a signed prekey and, while the server has any, one one-time prekey.
+///
+/// A server typically stores an account's identity key, current signed prekey and a pool of
+/// one-time prekeys, and hands out a bundle with a different one-time prekey to each
+/// requester.
+///
+/// ```
+/// # use ratchetbox::{Account, PreKeyBundle, Timestamp};
+/// # let mut rng = ratchetbox::OsRng::new();
+/// let mut bob = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
+/// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+/// let bytes = bob.prekey_bundle(Some(otk.id()))?.to_bytes();
+///
+/// let bundle = PreKeyBundle::from_bytes(&bytes)?;
+/// assert_eq!(bundle.identity_key(), bob.identity_key());
+/// assert!(bundle.signed_prekey().verify(&bundle.identity_key()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreKeyBundle {
+    identity_key: IdentityKey,
+    signed_prekey: SignedPreKey,
+    one_time_prekey: Option<OneTimePreKey>,
+}
+
+impl PreKeyBundle {
+    const OBJECT: &'static str = "PreKeyBundle";
+
+    /// Assembles a bundle from published parts (what a server does).
+    pub fn new(
+        identity_key: IdentityKey,
+        signed_prekey: SignedPreKey,
+        one_time_prekey: Option<OneTimePreKey>,
+    ) -> Self {
+        Self {
+            identity_key,
+            signed_prekey,
+            one_time_prekey,
+        }
+    }
+
+    /// The owner's identity key.
+    pub fn identity_key(&self) -> IdentityKey {
+        self.identity_key
+    }
+
+    /// The signed prekey.
+    pub fn signed_prekey(&self) -> &SignedPreKey {
+        &self.signed_prekey
+    }
+
+    /// The one-time prekey, if the bundle has one.
+    pub fn one_time_prekey(&self) -> Option<&OneTimePreKey> {
+        self.one_time_prekey.as_ref()
+    }
+
+    /// Decodes a bundle: `0x01 || protobuf PreKeyBundle`, every field validated. The
+    /// signature is checked when a session is started from the bundle.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let p: pb::PreKeyBundle = super::decode(bytes, Self::OBJECT)?;
+        let signed = super::required(p.signed_prekey.as_ref(), Self::OBJECT, "signed_prekey")?;
+        let one_time_prekey = p
+            .one_time_prekey
+            .as_ref()
+            .map(|o| {
+                Ok::<_, DecodeError>(OneTimePreKey {
+                    id: OneTimePreKeyId(o.id),
+                    public_key: super::x25519_key(&o.public_key, "OneTimePreKey", "public_key")?,
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            identity_key: super::identity_key(&p.identity_key, Self::OBJECT, "identity_key")?,
+            signed_prekey: SignedPreKey::from_proto(signed)?,
+            one_time_prekey,
+        })
+    }
+
+    /// Encodes the bundle: `0x01 || protobuf PreKeyBundle`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        super::encode(&pb::PreKeyBundle {
+            identity_key: self.identity_key.to_bytes().to_vec(),
+            signed_prekey: Some(self.signed_prekey.to_proto()),
+            one_time_prekey: self.one_time_prekey.map(|o| pb::OneTimePreKey {
+                id: o.id.0,
+                public_key: o.public_key.to_bytes().to_vec(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for PreKeyBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreKeyBundle")
+            .field("identity_key", &self.identity_key)
+            .field("signed_prekey", &self.signed_prekey)
+            .field("one_time_prekey", &self.one_time_prekey)
+            .finish()
+    }
+}

@@ -1,0 +1,94 @@
+//! The wire format: one version byte followed by a protobuf message (schemas in `proto/`).
+//!
+//! This layer turns bytes into validated, typed values and back. Nothing above it sees a
+//! protobuf type, and nothing in it knows about protocol state. Validation happens here, at
+//! the boundary: the version byte, canonical encoding (the decoded value must re-encode to
+//! exactly the input length, which rejects unknown, duplicated, default-valued and padded
+//! fields), the presence of required fields, and the exact length of every key, nonce and
+//! signature. prost checks every length prefix against the remaining input before it
+//! allocates, so no allocation is sized by an unchecked length.
+
+pub(crate) mod bundle;
+pub(crate) mod message;
+
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub(crate) mod generated;
+
+use alloc::vec::Vec;
+
+use crate::error::DecodeError;
+use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey};
+
+/// The version byte that starts every wire and state object of this format.
+pub const VERSION: u8 = 1;
+
+/// Decodes `VERSION || protobuf(M)`, rejecting other versions and non-canonical encodings.
+pub(crate) fn decode<M: prost::Message + Default>(
+    bytes: &[u8],
+    object: &'static str,
+) -> Result<M, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty { object })?;
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            object,
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let message = M::decode(body).map_err(|_| DecodeError::Malformed { object })?;
+    if message.encoded_len() != body.len() {
+        return Err(DecodeError::NonCanonical { object });
+    }
+    Ok(message)
+}
+
+/// Encodes `VERSION || protobuf(M)`.
+pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + message.encoded_len());
+    out.push(VERSION);
+    message.encode_raw(&mut out);
+    out
+}
+
+/// A fixed-length byte field.
+pub(crate) fn fixed<const N: usize>(
+    bytes: &[u8],
+    object: &'static str,
+    field: &'static str,
+) -> Result<[u8; N], DecodeError> {
+    bytes.try_into().map_err(|_| DecodeError::InvalidLength {
+        object,
+        field,
+        expected: N,
+        found: bytes.len(),
+    })
+}
+
+/// An Ed25519 identity key field.
+pub(crate) fn identity_key(
+    bytes: &[u8],
+    object: &'static str,
+    field: &'static str,
+) -> Result<IdentityKey, DecodeError> {
+    let raw = fixed::<KEY_LEN>(bytes, object, field)?;
+    IdentityKey::from_bytes(&raw).ok_or(DecodeError::InvalidIdentityKey { object, field })
+}
+
+/// An X25519 public key field.
+pub(crate) fn x25519_key(
+    bytes: &[u8],
+    object: &'static str,
+    field: &'static str,
+) -> Result<X25519PublicKey, DecodeError> {
+    fixed::<KEY_LEN>(bytes, object, field).map(X25519PublicKey::from_bytes)
+}
+
+/// A required nested message.
+pub(crate) fn required<T>(
+    value: Option<T>,
+    object: &'static str,
+    field: &'static str,
+) -> Result<T, DecodeError> {
+    value.ok_or(DecodeError::MissingField { object, field })
+}
