@@ -231,8 +231,9 @@ impl Account {
     ) -> Result<&X25519KeyPair, DecryptError> {
         match self.one_time_prekeys.get(&id.0) {
             Some(key) => Ok(key),
-            // Ids are handed out in increasing order, so a lower id that is gone was used.
-            None if id.0 < self.next_one_time_prekey_id => {
+            // Ids are handed out in increasing order from 1, so a lower id that is gone was
+            // used.
+            None if id.0 != 0 && id.0 < self.next_one_time_prekey_id => {
                 Err(DecryptError::OneTimePreKeyUsed { id: id.0 })
             }
             None => Err(DecryptError::UnknownOneTimePreKey { id: id.0 }),

@@ -28,21 +28,36 @@ const X3DH_PREFIX: [u8; 32] = [0xFF; 32];
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// HKDF-SHA256 (RFC 5869) with the input keying material and the info given as pieces that
-/// are concatenated. `N` is at most 255 * 32, so expansion cannot fail.
+/// The requested HKDF output is longer than 255 * 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutputTooLong;
+
+/// HKDF-SHA256 (RFC 5869) into `okm`, with the input keying material and the info given as
+/// pieces that are concatenated.
+pub(crate) fn hkdf_sha256_into(
+    salt: &[u8],
+    ikm: &[&[u8]],
+    info: &[&[u8]],
+    okm: &mut [u8],
+) -> Result<(), OutputTooLong> {
+    let mut extract = HkdfExtract::<Sha256>::new(Some(salt));
+    for piece in ikm {
+        extract.input_ikm(piece);
+    }
+    let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
+    hkdf.expand_multi_info(info, okm).map_err(|_| OutputTooLong)
+}
+
+/// HKDF-SHA256 with a fixed output length `N`, which is at most 255 * 32 (checked at compile
+/// time), so expansion cannot fail.
 pub(crate) fn hkdf_sha256<const N: usize>(
     salt: &[u8],
     ikm: &[&[u8]],
     info: &[&[u8]],
 ) -> Zeroizing<[u8; N]> {
     const { assert!(N <= 255 * 32, "HKDF-SHA256 output is limited to 8160 bytes") };
-    let mut extract = HkdfExtract::<Sha256>::new(Some(salt));
-    for piece in ikm {
-        extract.input_ikm(piece);
-    }
-    let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
     let mut okm = Zeroizing::new([0u8; N]);
-    let expanded = hkdf.expand_multi_info(info, okm.as_mut_slice());
+    let expanded = hkdf_sha256_into(salt, ikm, info, okm.as_mut_slice());
     debug_assert!(expanded.is_ok(), "N is bounded at compile time");
     okm
 }

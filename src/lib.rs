@@ -54,6 +54,8 @@ mod config;
 mod error;
 mod kdf;
 mod keys;
+#[cfg(test)]
+mod primitive_vectors;
 mod ratchet;
 mod record;
 #[cfg(feature = "std")]

@@ -33,7 +33,9 @@ pub struct SignedPreKey {
 }
 
 impl SignedPreKey {
-    pub(crate) fn new(
+    /// Assembles a signed prekey from its published parts (for example, as a server stored
+    /// them). The signature is checked when a session is started from a bundle holding it.
+    pub fn new(
         id: SignedPreKeyId,
         created_at: Timestamp,
         public_key: X25519PublicKey,
@@ -128,7 +130,8 @@ pub struct OneTimePreKey {
 }
 
 impl OneTimePreKey {
-    pub(crate) fn new(id: OneTimePreKeyId, public_key: X25519PublicKey) -> Self {
+    /// Assembles a one-time prekey from its published parts.
+    pub fn new(id: OneTimePreKeyId, public_key: X25519PublicKey) -> Self {
         Self { id, public_key }
     }
 

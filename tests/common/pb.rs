@@ -1,0 +1,113 @@
+//! A hand-written mirror of `proto/wire.proto`, independent of the crate's generated code,
+//! so tests can build, inspect and tamper with wire objects field by field.
+
+#![allow(dead_code)]
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SignedPreKey {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(uint64, tag = "2")]
+    pub created_at: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OneTimePreKey {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub public_key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PreKeyBundle {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub signed_prekey: Option<SignedPreKey>,
+    #[prost(message, optional, tag = "3")]
+    pub one_time_prekey: Option<OneTimePreKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RatchetMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub ratchet_key: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub counter: u32,
+    #[prost(uint32, tag = "3")]
+    pub previous_counter: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub nonce: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InitialMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub base_key: Vec<u8>,
+    #[prost(uint32, tag = "3")]
+    pub signed_prekey_id: u32,
+    #[prost(uint32, optional, tag = "4")]
+    pub one_time_prekey_id: Option<u32>,
+    #[prost(message, optional, tag = "5")]
+    pub message: Option<RatchetMessage>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    #[prost(message, tag = "1")]
+    Ratchet(RatchetMessage),
+    #[prost(message, tag = "2")]
+    Initial(InitialMessage),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Message {
+    #[prost(oneof = "Body", tags = "1, 2")]
+    pub body: Option<Body>,
+}
+
+/// Decodes `0x01 || protobuf` into the mirror type.
+pub fn decode<M: prost::Message + Default>(bytes: &[u8]) -> M {
+    assert_eq!(bytes.first(), Some(&1), "version byte");
+    M::decode(&bytes[1..]).expect("valid protobuf")
+}
+
+/// Encodes the mirror type as `0x01 || protobuf`.
+pub fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
+    let mut out = vec![1u8];
+    message.encode(&mut out).expect("encode");
+    out
+}
+
+impl Message {
+    /// The ratchet message inside, whichever the kind.
+    pub fn ratchet_mut(&mut self) -> &mut RatchetMessage {
+        match self.body.as_mut().expect("body") {
+            Body::Ratchet(r) => r,
+            Body::Initial(i) => i.message.as_mut().expect("inner message"),
+        }
+    }
+
+    pub fn initial_mut(&mut self) -> Option<&mut InitialMessage> {
+        match self.body.as_mut().expect("body") {
+            Body::Initial(i) => Some(i),
+            Body::Ratchet(_) => None,
+        }
+    }
+}
+
+/// Applies `edit` to the decoded message and re-encodes it.
+pub fn edit_message(wire: &[u8], edit: impl FnOnce(&mut Message)) -> Vec<u8> {
+    let mut message: Message = decode(wire);
+    edit(&mut message);
+    encode(&message)
+}

@@ -1,0 +1,462 @@
+//! X3DH session setup: bundles, signatures, one-time prekey consumption, repeated and
+//! replayed initial messages, low-order keys.
+
+mod common;
+
+use common::{Pair, Peer, Side, T0, pb, rng};
+use ratchetbox::{
+    Account, DecryptError, IdentityKey, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, Session,
+    SessionConfig, SessionRecord, SetupError, SignedPreKey, X25519PublicKey,
+};
+
+#[test]
+fn a_session_starts_from_a_published_bundle_in_bytes() {
+    let mut pair = Pair::new(1);
+    let bytes = pair.bundle(Some(2)).to_bytes();
+    let bundle = PreKeyBundle::from_bytes(&bytes).expect("decodes");
+    assert_eq!(bundle, pair.bundle(Some(2)));
+    assert_eq!(bundle.identity_key(), pair.bob.account.identity_key());
+
+    let mut record = SessionRecord::new();
+    record
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        .expect("initiate");
+    let wire = record
+        .encrypt(&mut pair.rng, b"from bytes")
+        .expect("encrypt");
+    assert_eq!(
+        pair.receive(Side::Bob, &wire).expect("decrypts"),
+        b"from bytes"
+    );
+    let session = pair.bob.record.session().expect("session");
+    assert_eq!(session.remote_identity(), pair.alice.account.identity_key());
+    assert_eq!(Some(session.id()), record.session_id());
+    assert!(!session.is_initiator());
+}
+
+#[test]
+fn one_time_prekey_is_consumed_only_when_the_initial_message_decrypts() {
+    let mut pair = Pair::new(2);
+    let wire = pair.send(Side::Alice, b"first");
+    let tampered = pb::edit_message(&wire, |m| {
+        let c = &mut m.ratchet_mut().ciphertext;
+        c[0] ^= 1;
+    });
+
+    // `reject` checks that the account (with its prekeys) and the record are unchanged.
+    assert_eq!(
+        pair.bob.reject(&tampered),
+        DecryptError::AuthenticationFailed
+    );
+    assert!(
+        pair.bob
+            .account
+            .one_time_prekeys()
+            .any(|k| k.id() == OneTimePreKeyId(1))
+    );
+    assert!(pair.bob.record.session().is_none());
+
+    assert_eq!(pair.receive(Side::Bob, &wire).expect("decrypts"), b"first");
+    assert!(
+        !pair
+            .bob
+            .account
+            .one_time_prekeys()
+            .any(|k| k.id() == OneTimePreKeyId(1))
+    );
+    assert_eq!(pair.bob.account.one_time_prekeys().count(), 9);
+}
+
+#[test]
+fn repeated_initial_messages_land_in_one_session_in_any_order() {
+    for seed in 0..20 {
+        let mut pair = Pair::new(100 + seed);
+        let messages: Vec<(Vec<u8>, Vec<u8>)> = (0..6u8)
+            .map(|i| {
+                let text = vec![b'a' + i; 1 + i as usize];
+                (pair.send(Side::Alice, &text), text)
+            })
+            .collect();
+        for (wire, _) in &messages {
+            assert!(
+                ratchetbox::Message::from_bytes(wire)
+                    .expect("decodes")
+                    .is_initial()
+            );
+        }
+        // Deliver in a seed-dependent order.
+        let mut order: Vec<usize> = (0..messages.len()).collect();
+        let mut r = rng(seed);
+        for i in (1..order.len()).rev() {
+            let j = (rand_core::Rng::next_u32(&mut r) as usize) % (i + 1);
+            order.swap(i, j);
+        }
+        for &i in &order {
+            let (wire, text) = &messages[i];
+            assert_eq!(&pair.receive(Side::Bob, wire).expect("decrypts"), text);
+        }
+        assert_eq!(pair.bob.record.previous_sessions().count(), 0);
+        assert_eq!(pair.bob.record.session_id(), pair.alice.record.session_id());
+        assert_eq!(
+            pair.bob
+                .record
+                .session()
+                .expect("session")
+                .skipped_key_count(),
+            0
+        );
+    }
+}
+
+#[test]
+fn initiator_stops_repeating_the_setup_once_it_hears_back() {
+    let mut pair = Pair::new(3);
+    pair.exchange(Side::Alice, b"one");
+    assert!(
+        pair.alice
+            .record
+            .session()
+            .expect("session")
+            .awaiting_reply()
+    );
+    pair.exchange(Side::Bob, b"two");
+    assert!(
+        !pair
+            .alice
+            .record
+            .session()
+            .expect("session")
+            .awaiting_reply()
+    );
+    let wire = pair.send(Side::Alice, b"three");
+    assert!(
+        !ratchetbox::Message::from_bytes(&wire)
+            .expect("decodes")
+            .is_initial()
+    );
+    assert_eq!(pair.receive(Side::Bob, &wire).expect("decrypts"), b"three");
+}
+
+#[test]
+fn another_setup_naming_a_used_one_time_prekey_fails() {
+    let mut pair = Pair::new(4);
+    let bundle = pair.bundle(Some(1));
+    pair.exchange(Side::Alice, b"accepted");
+
+    // Carol got the same bundle (a misbehaving or racing server).
+    let mut carol = Peer::new(&mut pair.rng, SessionConfig::default());
+    carol
+        .record
+        .initiate(&mut pair.rng, &carol.account, &bundle)
+        .expect("initiate");
+    let wire = carol
+        .record
+        .encrypt(&mut pair.rng, b"me too")
+        .expect("encrypt");
+    let mut bobs_record_for_carol = SessionRecord::new();
+    let before = pair.bob.account.to_bytes().to_vec();
+    assert_eq!(
+        bobs_record_for_carol.decrypt(&mut pair.bob.account, &wire, T0),
+        Err(DecryptError::OneTimePreKeyUsed { id: 1 })
+    );
+    assert_eq!(before, pair.bob.account.to_bytes().to_vec());
+    assert!(bobs_record_for_carol.session().is_none());
+
+    // Alice herself starting again from the same bundle (a new ephemeral key) fails too.
+    let mut again = SessionRecord::new();
+    again
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        .expect("initiate");
+    let wire = again.encrypt(&mut pair.rng, b"again").expect("encrypt");
+    assert_eq!(
+        pair.bob.reject(&wire),
+        DecryptError::OneTimePreKeyUsed { id: 1 }
+    );
+}
+
+#[test]
+fn unknown_prekey_ids_are_reported() {
+    let mut pair = Pair::new(5);
+    let wire = pair.send(Side::Alice, b"x");
+    let unknown_otk = pb::edit_message(&wire, |m| {
+        m.initial_mut().expect("initial").one_time_prekey_id = Some(999);
+    });
+    assert_eq!(
+        pair.bob.reject(&unknown_otk),
+        DecryptError::UnknownOneTimePreKey { id: 999 }
+    );
+    let unknown_spk = pb::edit_message(&wire, |m| {
+        m.initial_mut().expect("initial").signed_prekey_id = 7;
+    });
+    assert_eq!(
+        pair.bob.reject(&unknown_spk),
+        DecryptError::UnknownSignedPreKey { id: 7 }
+    );
+}
+
+#[test]
+fn replay_of_an_initial_message_never_creates_a_second_session() {
+    let mut pair = Pair::new(6);
+    let first = pair.send(Side::Alice, b"first");
+    assert_eq!(pair.receive(Side::Bob, &first).expect("decrypts"), b"first");
+    assert_eq!(
+        pair.bob.reject(&first),
+        DecryptError::Duplicate { counter: 0 }
+    );
+    // Even after the conversation has moved on for several turns.
+    for i in 0..5 {
+        pair.exchange(Side::Bob, format!("b{i}").as_bytes());
+        pair.exchange(Side::Alice, format!("a{i}").as_bytes());
+    }
+    assert_eq!(
+        pair.bob.reject(&first),
+        DecryptError::Duplicate { counter: 0 }
+    );
+    assert_eq!(pair.bob.record.previous_sessions().count(), 0);
+
+    // Into a fresh record (say the app deleted the conversation): the one-time prekey is gone.
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        fresh.decrypt(&mut pair.bob.account, &first, T0),
+        Err(DecryptError::OneTimePreKeyUsed { id: 1 })
+    );
+    assert!(fresh.session().is_none());
+}
+
+#[test]
+fn replay_of_a_setup_without_one_time_prekey_is_rejected_too() {
+    let mut pair = Pair::new(7);
+    let bundle = pair.bundle(None);
+    let mut record = SessionRecord::new();
+    record
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        .expect("initiate");
+    let wire = record.encrypt(&mut pair.rng, b"no otk").expect("encrypt");
+    let mut bobs = SessionRecord::new();
+    assert_eq!(
+        bobs.decrypt(&mut pair.bob.account, &wire, T0).expect("ok"),
+        b"no otk"
+    );
+    assert_eq!(
+        bobs.decrypt(&mut pair.bob.account, &wire, T0),
+        Err(DecryptError::Duplicate { counter: 0 })
+    );
+    let mut fresh = SessionRecord::new();
+    let before = pair.bob.account.to_bytes().to_vec();
+    assert_eq!(
+        fresh.decrypt(&mut pair.bob.account, &wire, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+    assert_eq!(before, pair.bob.account.to_bytes().to_vec());
+    // The memory survives persistence of the account.
+    let mut restored = Account::from_bytes(&pair.bob.account.to_bytes()).expect("restores");
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut restored, &wire, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+}
+
+#[test]
+fn a_bad_signed_prekey_signature_aborts_the_setup() {
+    let mut pair = Pair::new(8);
+    let good = pair.bundle(Some(1)).to_bytes();
+    let edits: Vec<(&str, Box<dyn Fn(&mut pb::PreKeyBundle)>)> = vec![
+        (
+            "signature bit",
+            Box::new(|b| b.signed_prekey.as_mut().unwrap().signature[10] ^= 0x20),
+        ),
+        (
+            "prekey id",
+            Box::new(|b| b.signed_prekey.as_mut().unwrap().id += 1),
+        ),
+        (
+            "created_at",
+            Box::new(|b| b.signed_prekey.as_mut().unwrap().created_at += 1),
+        ),
+        (
+            "prekey bit",
+            Box::new(|b| b.signed_prekey.as_mut().unwrap().public_key[3] ^= 1),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut bundle: pb::PreKeyBundle = pb::decode(&good);
+        edit(&mut bundle);
+        let bundle = PreKeyBundle::from_bytes(&pb::encode(&bundle)).expect("still well-formed");
+        let result = Session::initiate(
+            &mut pair.rng,
+            &pair.alice.account,
+            &bundle,
+            SessionConfig::default(),
+        );
+        assert_eq!(result.err(), Some(SetupError::BadSignature), "{what}");
+    }
+
+    // A signed prekey genuinely signed, but by someone else than the bundle's identity.
+    let carol = Account::new(&mut pair.rng, T0);
+    let forged = PreKeyBundle::new(
+        pair.bob.account.identity_key(),
+        carol.signed_prekey().clone(),
+        None,
+    );
+    let result = Session::initiate(
+        &mut pair.rng,
+        &pair.alice.account,
+        &forged,
+        SessionConfig::default(),
+    );
+    assert_eq!(result.err(), Some(SetupError::BadSignature));
+}
+
+#[test]
+fn bundle_with_own_identity_is_refused() {
+    let mut pair = Pair::new(9);
+    let own = pair.alice.account.prekey_bundle(None).expect("bundle");
+    let result = Session::initiate(
+        &mut pair.rng,
+        &pair.alice.account,
+        &own,
+        SessionConfig::default(),
+    );
+    assert_eq!(result.err(), Some(SetupError::OwnBundle));
+}
+
+/// Points of small order on Curve25519 (u-coordinates), from RFC 7748 section 7 and the
+/// X25519 Wycheproof vectors: 0, 1 and a point of order 8.
+fn low_order_points() -> Vec<[u8; 32]> {
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let order8 = hex_array("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+    vec![[0u8; 32], one, order8]
+}
+
+fn hex_array(s: &str) -> [u8; 32] {
+    let bytes: Vec<u8> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect();
+    bytes.try_into().expect("32 bytes")
+}
+
+#[test]
+fn low_order_one_time_prekey_in_a_bundle_is_rejected() {
+    let mut pair = Pair::new(10);
+    for point in low_order_points() {
+        let bundle = PreKeyBundle::new(
+            pair.bob.account.identity_key(),
+            pair.bob.account.signed_prekey().clone(),
+            Some(OneTimePreKey::new(
+                OneTimePreKeyId(1),
+                X25519PublicKey::from_bytes(point),
+            )),
+        );
+        let result = Session::initiate(
+            &mut pair.rng,
+            &pair.alice.account,
+            &bundle,
+            SessionConfig::default(),
+        );
+        assert_eq!(result.err(), Some(SetupError::LowOrderKey));
+    }
+}
+
+#[test]
+fn low_order_signed_prekey_is_rejected_even_with_a_valid_signature() {
+    // Build an identity whose secret key we know, and sign a low-order prekey with it.
+    let seed = [42u8; 32];
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let identity =
+        IdentityKey::from_bytes(&signing.verifying_key().to_bytes()).expect("valid identity");
+    let mut pair = Pair::new(11);
+    for point in low_order_points() {
+        let mut message = b"ratchetbox v1 signed prekey".to_vec();
+        message.extend_from_slice(&1u32.to_be_bytes());
+        message.extend_from_slice(&T0.as_unix_secs().to_be_bytes());
+        message.extend_from_slice(&point);
+        let signature = ed25519_dalek::Signer::sign(&signing, &message).to_bytes();
+        let prekey = SignedPreKey::new(
+            ratchetbox::SignedPreKeyId(1),
+            T0,
+            X25519PublicKey::from_bytes(point),
+            signature,
+        );
+        assert!(
+            prekey.verify(&identity),
+            "the test's signature must be valid"
+        );
+        let bundle = PreKeyBundle::new(identity, prekey, None);
+        let result = Session::initiate(
+            &mut pair.rng,
+            &pair.alice.account,
+            &bundle,
+            SessionConfig::default(),
+        );
+        assert_eq!(result.err(), Some(SetupError::LowOrderKey));
+    }
+}
+
+#[test]
+fn low_order_base_key_in_an_initial_message_is_rejected() {
+    let mut pair = Pair::new(12);
+    let wire = pair.send(Side::Alice, b"x");
+    for point in low_order_points() {
+        let tampered = pb::edit_message(&wire, |m| {
+            m.initial_mut().expect("initial").base_key = point.to_vec();
+        });
+        assert_eq!(pair.bob.reject(&tampered), DecryptError::LowOrderKey);
+    }
+}
+
+#[test]
+fn every_field_of_an_initial_message_is_bound() {
+    let mut pair = Pair::new(13);
+    let wire = pair.send(Side::Alice, b"bound");
+    let other_identity = Account::new(&mut pair.rng, T0).identity_key();
+    let edits: Vec<(&str, Box<dyn Fn(&mut pb::Message)>)> = vec![
+        (
+            "identity",
+            Box::new(move |m| {
+                m.initial_mut().unwrap().identity_key = other_identity.to_bytes().to_vec()
+            }),
+        ),
+        (
+            "base key",
+            Box::new(|m| m.initial_mut().unwrap().base_key[5] ^= 4),
+        ),
+        (
+            "one-time prekey id",
+            Box::new(|m| m.initial_mut().unwrap().one_time_prekey_id = Some(2)),
+        ),
+        (
+            "no one-time prekey",
+            Box::new(|m| m.initial_mut().unwrap().one_time_prekey_id = None),
+        ),
+        (
+            "ratchet key",
+            Box::new(|m| m.ratchet_mut().ratchet_key[0] ^= 0x80),
+        ),
+        ("counter", Box::new(|m| m.ratchet_mut().counter = 1)),
+        (
+            "previous counter",
+            Box::new(|m| m.ratchet_mut().previous_counter = 3),
+        ),
+        ("nonce", Box::new(|m| m.ratchet_mut().nonce[11] ^= 1)),
+        (
+            "ciphertext",
+            Box::new(|m| *m.ratchet_mut().ciphertext.first_mut().unwrap() ^= 1),
+        ),
+        (
+            "tag",
+            Box::new(|m| *m.ratchet_mut().ciphertext.last_mut().unwrap() ^= 1),
+        ),
+    ];
+    for (what, edit) in edits {
+        let tampered = pb::edit_message(&wire, edit);
+        assert_eq!(
+            pair.bob.reject(&tampered),
+            DecryptError::AuthenticationFailed,
+            "{what}"
+        );
+    }
+    // Nothing was consumed: the genuine message still works.
+    assert_eq!(pair.receive(Side::Bob, &wire).expect("decrypts"), b"bound");
+}
