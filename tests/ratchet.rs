@@ -33,7 +33,7 @@ fn long_conversation_with_random_interleavings() {
                 }
                 _ => {
                     // Deliver a random in-flight message, in either direction.
-                    let (queue, to) = if r.next_u32() % 2 == 0 {
+                    let (queue, to) = if r.next_u32().is_multiple_of(2) {
                         (&mut to_bob, Side::Bob)
                     } else {
                         (&mut to_alice, Side::Alice)
@@ -246,7 +246,7 @@ fn tampering_with_any_field_of_a_ratchet_message_is_rejected() {
     pair.exchange(Side::Alice, b"turn");
     let new_chain = pair.send(Side::Bob, b"new chain");
     for wire in [&same_chain, &new_chain] {
-        let edits: Vec<(&str, Box<dyn Fn(&mut pb::Message)>)> = vec![
+        let edits: Vec<pb::Edit<pb::Message>> = vec![
             (
                 "ratchet key",
                 Box::new(|m| m.ratchet_mut().ratchet_key[7] ^= 1),

@@ -260,7 +260,7 @@ fn replay_of_a_setup_without_one_time_prekey_is_rejected_too() {
 fn a_bad_signed_prekey_signature_aborts_the_setup() {
     let mut pair = Pair::new(8);
     let good = pair.bundle(Some(1)).to_bytes();
-    let edits: Vec<(&str, Box<dyn Fn(&mut pb::PreKeyBundle)>)> = vec![
+    let edits: Vec<pb::Edit<pb::PreKeyBundle>> = vec![
         (
             "signature bit",
             Box::new(|b| b.signed_prekey.as_mut().unwrap().signature[10] ^= 0x20),
@@ -411,7 +411,7 @@ fn every_field_of_an_initial_message_is_bound() {
     let mut pair = Pair::new(13);
     let wire = pair.send(Side::Alice, b"bound");
     let other_identity = Account::new(&mut pair.rng, T0).identity_key();
-    let edits: Vec<(&str, Box<dyn Fn(&mut pb::Message)>)> = vec![
+    let edits: Vec<pb::Edit<pb::Message>> = vec![
         (
             "identity",
             Box::new(move |m| {

@@ -111,3 +111,6 @@ pub fn edit_message(wire: &[u8], edit: impl FnOnce(&mut Message)) -> Vec<u8> {
     edit(&mut message);
     encode(&message)
 }
+
+/// A named modification of a decoded wire object.
+pub type Edit<T> = (&'static str, Box<dyn Fn(&mut T)>);
