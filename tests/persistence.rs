@@ -1,0 +1,227 @@
+//! Persistence: every object round-trips through bytes and sealed bytes at every step, a
+//! restored session continues the conversation, sealed state resists tampering and wrong
+//! keys, and no Debug output shows secret bytes.
+
+mod common;
+
+use common::{Pair, Side, hex, rng};
+use proptest::prelude::*;
+use rand_core::Rng;
+use ratchetbox::{Account, IdentityKeyPair, Session, SessionRecord, StateError, StorageKey};
+
+fn round_trip_record(record: &SessionRecord) -> SessionRecord {
+    let bytes = record.to_bytes();
+    let restored = SessionRecord::from_bytes(&bytes).expect("record restores");
+    assert_eq!(restored.to_bytes(), bytes, "re-serialization is identical");
+    restored
+}
+
+#[test]
+fn round_trips_at_every_step_of_a_conversation() {
+    let mut pair = Pair::new(1);
+    let storage_key = StorageKey::from_bytes([9; 32]);
+    let mut r = rng(77);
+    let mut in_flight: Vec<(Side, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut bob_has_session = false;
+    for step in 0..400 {
+        match r.next_u32() % 3 {
+            0 => {
+                let t = format!("alice {step}").into_bytes();
+                in_flight.push((Side::Bob, pair.send(Side::Alice, &t), t));
+            }
+            1 if bob_has_session => {
+                let t = format!("bob {step}").into_bytes();
+                in_flight.push((Side::Alice, pair.send(Side::Bob, &t), t));
+            }
+            _ if !in_flight.is_empty() => {
+                let (to, wire, t) = in_flight.remove(r.next_u32() as usize % in_flight.len());
+                assert_eq!(pair.receive(to, &wire).expect("decrypts"), t);
+                bob_has_session |= to == Side::Bob;
+            }
+            _ => {}
+        }
+        // Persist both sides after every step, alternating plain and sealed forms.
+        for side in [Side::Alice, Side::Bob] {
+            let peer = pair.peer(side);
+            if step % 2 == 0 {
+                peer.record = round_trip_record(&peer.record);
+                let account = peer.account.to_bytes();
+                peer.account = Account::from_bytes(&account).expect("account restores");
+            } else {
+                let mut seal_rng = rng(step);
+                let sealed = peer.record.seal(&storage_key, &mut seal_rng);
+                peer.record = SessionRecord::unseal(&sealed, &storage_key).expect("unseals");
+                let sealed = peer.account.seal(&storage_key, &mut seal_rng);
+                peer.account = Account::unseal(&sealed, &storage_key).expect("unseals");
+            }
+        }
+    }
+    for (to, wire, t) in in_flight {
+        assert_eq!(pair.receive(to, &wire).expect("decrypts"), t);
+    }
+}
+
+#[test]
+fn a_restored_session_continues_with_skipped_keys_and_history() {
+    let mut pair = Pair::established(2);
+    let late: Vec<_> = (0..5).map(|i| pair.send(Side::Alice, &[i])).collect();
+    pair.exchange(Side::Alice, b"delivered");
+    pair.exchange(Side::Bob, b"turn");
+    pair.exchange(Side::Alice, b"again");
+    assert_eq!(pair.receive(Side::Bob, &late[4]).unwrap(), [4]);
+    pair.bob.persist_and_restore();
+    assert_eq!(pair.bob.record.session().unwrap().skipped_key_count(), 4);
+    // Duplicates in a finished chain are still recognized after a restore.
+    assert_eq!(
+        pair.bob.reject(&late[4]),
+        ratchetbox::DecryptError::Duplicate { counter: 4 }
+    );
+    for (i, wire) in late[..4].iter().enumerate() {
+        assert_eq!(pair.receive(Side::Bob, wire).unwrap(), [i as u8]);
+    }
+    let session = Session::from_bytes(&pair.bob.record.session().unwrap().to_bytes()).unwrap();
+    assert_eq!(session.id(), pair.bob.record.session_id().unwrap());
+    assert_eq!(session.skipped_key_count(), 0);
+}
+
+#[test]
+fn sealed_state_needs_the_right_key_kind_and_bytes() {
+    let mut pair = Pair::established(3);
+    let key = StorageKey::generate(&mut pair.rng);
+    let sealed = pair.alice.record.seal(&key, &mut pair.rng);
+    assert!(SessionRecord::unseal(&sealed, &key).is_ok());
+    assert_eq!(
+        SessionRecord::unseal(&sealed, &StorageKey::from_bytes([0; 32])).err(),
+        Some(StateError::UnsealFailed)
+    );
+    assert_eq!(
+        Account::unseal(&sealed, &key).err(),
+        Some(StateError::WrongKind {
+            expected: "account",
+            found: "session record"
+        })
+    );
+    assert_eq!(
+        Session::unseal(&sealed, &key).err(),
+        Some(StateError::WrongKind {
+            expected: "session",
+            found: "session record"
+        })
+    );
+    // Every single-bit flip is caught.
+    for i in 0..sealed.len() {
+        for bit in [0, 3, 7] {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1 << bit;
+            assert!(
+                SessionRecord::unseal(&bad, &key).is_err(),
+                "flip at byte {i} bit {bit}"
+            );
+        }
+    }
+    assert!(SessionRecord::unseal(&sealed[..sealed.len() - 1], &key).is_err());
+    // Two seals of the same state differ (fresh salt), and both open.
+    let again = pair.alice.record.seal(&key, &mut pair.rng);
+    assert_ne!(again, sealed);
+    assert_eq!(
+        SessionRecord::unseal(&again, &key).unwrap().to_bytes(),
+        pair.alice.record.to_bytes()
+    );
+}
+
+#[test]
+fn corrupted_plain_state_is_an_error_never_a_panic() {
+    let pair = Pair::established(4);
+    let record = pair.alice.record.to_bytes();
+    let account = pair.bob.account.to_bytes();
+    let session = pair.bob.record.session().unwrap().to_bytes();
+    for bytes in [&record, &account, &session] {
+        for i in 0..bytes.len() {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x55;
+            let _ = SessionRecord::from_bytes(&bad);
+            let _ = Account::from_bytes(&bad);
+            let _ = Session::from_bytes(&bad);
+            let _ = SessionRecord::from_bytes(&bad[..i]);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_state_decoding(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let key = StorageKey::from_bytes([1; 32]);
+        let _ = Account::from_bytes(&bytes);
+        let _ = Session::from_bytes(&bytes);
+        let _ = SessionRecord::from_bytes(&bytes);
+        let _ = Account::unseal(&bytes, &key);
+        let _ = SessionRecord::unseal(&bytes, &key);
+    }
+}
+
+/// Fails if `debug` contains the hex of any 16-byte window of `state` that is not part of a
+/// listed public value.
+fn assert_no_secret_in(what: &str, debug: &str, state: &[u8], public: &[Vec<u8>]) {
+    assert!(debug.len() > 10, "{what}: Debug output unexpectedly empty");
+    let debug = debug.to_lowercase();
+    let public_hex: Vec<String> = public.iter().map(|p| hex(p)).collect();
+    for window in state.windows(16) {
+        let h = hex(window);
+        if debug.contains(&h) {
+            assert!(
+                public_hex.iter().any(|p| p.contains(&h)),
+                "{what}: Debug output shows state bytes {h} that are not public"
+            );
+        }
+    }
+}
+
+#[test]
+fn debug_output_shows_no_secret_bytes() {
+    let mut pair = Pair::established(5);
+    // Leave a skipped key in Bob's store, so the state holds every kind of secret.
+    let _lost = pair.send(Side::Alice, b"lost");
+    pair.exchange(Side::Alice, b"skip one");
+    let public = vec![
+        pair.alice.account.identity_key().to_bytes().to_vec(),
+        pair.bob.account.identity_key().to_bytes().to_vec(),
+    ];
+    let bob_state = [
+        pair.bob.account.to_bytes().to_vec(),
+        pair.bob.record.to_bytes().to_vec(),
+    ]
+    .concat();
+    assert!(pair.bob.record.session().unwrap().skipped_key_count() > 0);
+
+    let checks: Vec<(&str, String)> = vec![
+        ("account", format!("{:?}", pair.bob.account)),
+        ("record", format!("{:?}", pair.bob.record)),
+        (
+            "session",
+            format!("{:?}", pair.bob.record.session().unwrap()),
+        ),
+        ("bundle", format!("{:?}", pair.bundle(Some(2)))),
+        (
+            "signed prekey",
+            format!("{:?}", pair.bob.account.signed_prekey()),
+        ),
+        ("pretty account", format!("{:#?}", pair.bob.account)),
+        ("pretty record", format!("{:#?}", pair.bob.record)),
+    ];
+    for (what, debug) in &checks {
+        assert_no_secret_in(what, debug, &bob_state, &public);
+    }
+    // The Debug output is useful: it names the public identity.
+    assert!(checks[2].1.contains(&hex(&public[1])) || checks[2].1.contains(&hex(&public[0])));
+
+    // Identity key pair and storage key: known secret bytes.
+    let mut r = rng(9);
+    let mut seed = [0u8; 32];
+    r.fill_bytes(&mut seed);
+    let identity = IdentityKeyPair::generate(&mut rng(9));
+    let debug = format!("{identity:?}");
+    assert!(!debug.to_lowercase().contains(&hex(&seed[..8])), "{debug}");
+    assert!(debug.contains(&hex(identity.public_key().as_bytes())));
+    let storage = format!("{:?}", StorageKey::from_bytes([0xAB; 32]));
+    assert!(!storage.to_lowercase().contains("abab"), "{storage}");
+}
