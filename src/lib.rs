@@ -81,3 +81,8 @@ pub use wire::bundle::{
     OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
 };
 pub use wire::message::Message;
+
+/// The README's code example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
