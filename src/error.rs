@@ -243,3 +243,25 @@ pub enum PreKeyError {
         max: usize,
     },
 }
+
+/// Computing a safety number, or comparing one with a scanned code, failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FingerprintError {
+    /// A stable identifier is longer than
+    /// [`SafetyNumber::MAX_IDENTIFIER_LEN`](crate::SafetyNumber::MAX_IDENTIFIER_LEN) bytes.
+    #[error("the {party} identifier is {len} bytes long; at most {max} bytes are allowed")]
+    IdentifierTooLong {
+        /// Which party's identifier: `"local"` or `"remote"`.
+        party: &'static str,
+        /// The identifier's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The scanned bytes are not a ratchetbox scannable fingerprint: empty, of another wire
+    /// format version, not valid protobuf, non-canonical, or with a missing or wrong-sized
+    /// field. Nothing was compared.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}

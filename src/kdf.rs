@@ -17,6 +17,10 @@ pub(crate) const LABEL_ROOT: &[u8] = b"ratchetbox v1 root chain";
 pub(crate) const LABEL_SIGNED_PREKEY: &[u8] = b"ratchetbox v1 signed prekey";
 /// HKDF info prefix for the key that seals persisted state (followed by the object kind).
 pub(crate) const LABEL_STATE_SEAL: &[u8] = b"ratchetbox v1 sealed state ";
+/// Prefix of the first input of a party's safety-number hash chain (src/fingerprint.rs).
+pub(crate) const LABEL_SAFETY_NUMBER: &[u8] = b"ratchetbox v1 safety number";
+/// Prefix of the identifier digest in a scannable fingerprint (src/fingerprint.rs).
+pub(crate) const LABEL_SCANNABLE_IDENTIFIER: &[u8] = b"ratchetbox v1 scannable identifier";
 
 /// Symmetric-chain HMAC input that yields the message key (Double Ratchet spec, section 5.2).
 const MESSAGE_KEY_INPUT: u8 = 0x01;

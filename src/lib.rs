@@ -52,6 +52,7 @@ mod account;
 mod aead;
 mod config;
 mod error;
+mod fingerprint;
 mod kdf;
 mod keys;
 #[cfg(test)]
@@ -68,7 +69,9 @@ mod x3dh;
 
 pub use account::{Account, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
+pub use error::FingerprintError;
 pub use error::{DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError};
+pub use fingerprint::{SafetyNumber, ScanResult};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
 pub use record::SessionRecord;
 #[cfg(feature = "std")]
