@@ -11,8 +11,7 @@
 //! the 32-byte Ed25519 key encoding, and identifier digests in the scannable form so that a
 //! code from the wrong contact is told apart from a key mismatch.
 //!
-//! docs/PROTOCOL.md, section "Safety numbers" (written as the fragment
-//! docs/PROTOCOL-fingerprint.md), specifies every byte; `tests/data/safety_number.py` is an
+//! docs/PROTOCOL.md, section 10 "Safety numbers", specifies every byte; `tests/data/safety_number.py` is an
 //! independent implementation of that specification.
 
 use alloc::string::{String, ToString};
