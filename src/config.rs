@@ -27,6 +27,12 @@ impl SessionConfig {
     pub const DEFAULT_MAX_SKIPPED_KEYS: u32 = 4_000;
     /// Default for [`max_previous_sessions`](Self::max_previous_sessions).
     pub const DEFAULT_MAX_PREVIOUS_SESSIONS: u32 = 8;
+    /// Hard ceiling for [`max_skip`](Self::max_skip) and
+    /// [`max_skipped_keys`](Self::max_skipped_keys): one message can make a session derive at
+    /// most twice this many keys (about 0.2 s of work and 14 MB of memory).
+    pub const LIMIT_KEYS: u32 = 100_000;
+    /// Hard ceiling for [`max_previous_sessions`](Self::max_previous_sessions).
+    pub const LIMIT_PREVIOUS_SESSIONS: u32 = 64;
 
     /// The most message keys one message may make a chain skip (MAX_SKIP). A message further
     /// ahead is rejected with [`DecryptError::TooFarAhead`](crate::DecryptError::TooFarAhead).
@@ -48,24 +54,26 @@ impl SessionConfig {
         self.max_previous_sessions
     }
 
-    /// Sets [`max_skip`](Self::max_skip).
+    /// Sets [`max_skip`](Self::max_skip), at most [`LIMIT_KEYS`](Self::LIMIT_KEYS).
     #[must_use]
     pub fn with_max_skip(mut self, max_skip: u32) -> Self {
-        self.max_skip = max_skip;
+        self.max_skip = max_skip.min(Self::LIMIT_KEYS);
         self
     }
 
-    /// Sets [`max_skipped_keys`](Self::max_skipped_keys).
+    /// Sets [`max_skipped_keys`](Self::max_skipped_keys), at most
+    /// [`LIMIT_KEYS`](Self::LIMIT_KEYS).
     #[must_use]
     pub fn with_max_skipped_keys(mut self, max_skipped_keys: u32) -> Self {
-        self.max_skipped_keys = max_skipped_keys;
+        self.max_skipped_keys = max_skipped_keys.min(Self::LIMIT_KEYS);
         self
     }
 
-    /// Sets [`max_previous_sessions`](Self::max_previous_sessions).
+    /// Sets [`max_previous_sessions`](Self::max_previous_sessions), at most
+    /// [`LIMIT_PREVIOUS_SESSIONS`](Self::LIMIT_PREVIOUS_SESSIONS).
     #[must_use]
     pub fn with_max_previous_sessions(mut self, max_previous_sessions: u32) -> Self {
-        self.max_previous_sessions = max_previous_sessions;
+        self.max_previous_sessions = max_previous_sessions.min(Self::LIMIT_PREVIOUS_SESSIONS);
         self
     }
 }
@@ -88,10 +96,42 @@ pub(crate) fn limits_to_proto(config: &SessionConfig) -> crate::wire::generated:
     }
 }
 
-pub(crate) fn limits_from_proto(p: &crate::wire::generated::SessionLimits) -> SessionConfig {
-    SessionConfig {
+pub(crate) fn limits_from_proto(
+    p: &crate::wire::generated::SessionLimits,
+) -> Result<SessionConfig, crate::error::DecodeError> {
+    if p.max_skip > SessionConfig::LIMIT_KEYS
+        || p.max_skipped_keys > SessionConfig::LIMIT_KEYS
+        || p.max_previous_sessions > SessionConfig::LIMIT_PREVIOUS_SESSIONS
+    {
+        return Err(crate::error::DecodeError::InvalidValue {
+            object: "SessionLimits",
+            field: "max_skip",
+            reason: "a limit is above its hard ceiling",
+        });
+    }
+    Ok(SessionConfig {
         max_skip: p.max_skip,
         max_skipped_keys: p.max_skipped_keys,
         max_previous_sessions: p.max_previous_sessions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_capped_at_their_ceilings() {
+        let config = SessionConfig::default()
+            .with_max_skip(u32::MAX)
+            .with_max_skipped_keys(u32::MAX)
+            .with_max_previous_sessions(u32::MAX);
+        assert_eq!(config.max_skip(), SessionConfig::LIMIT_KEYS);
+        assert_eq!(config.max_skipped_keys(), SessionConfig::LIMIT_KEYS);
+        assert_eq!(config.max_previous_sessions(), SessionConfig::LIMIT_PREVIOUS_SESSIONS);
+        let mut p = limits_to_proto(&config);
+        assert_eq!(limits_from_proto(&p), Ok(config));
+        p.max_skip += 1;
+        assert!(limits_from_proto(&p).is_err());
     }
 }

@@ -284,11 +284,8 @@ impl SessionRecord {
 
     pub(crate) fn from_proto(p: &pb::SessionRecordState) -> Result<Self, DecodeError> {
         const OBJECT: &str = "SessionRecordState";
-        let config = crate::config::limits_from_proto(crate::wire::required(
-            p.limits.as_ref(),
-            OBJECT,
-            "limits",
-        )?);
+        let limits = crate::wire::required(p.limits.as_ref(), OBJECT, "limits")?;
+        let config = crate::config::limits_from_proto(limits)?;
         if p.previous.len() > config.max_previous_sessions() as usize {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,

@@ -268,7 +268,7 @@ impl Session {
             });
         }
         let config =
-            crate::config::limits_from_proto(required(p.limits.as_ref(), OBJECT, "limits")?);
+            crate::config::limits_from_proto(required(p.limits.as_ref(), OBJECT, "limits")?)?;
         let ratchet =
             Ratchet::from_proto(required(p.ratchet.as_ref(), OBJECT, "ratchet")?, config)?;
         let associated_data = if p.initiator {
