@@ -97,6 +97,10 @@ pub enum SetupError {
     /// The bundle is our own: a session with oneself is not supported.
     #[error("the bundle belongs to this account's own identity key")]
     OwnBundle,
+    /// The bundle carries a different identity key than the one this conversation was built
+    /// with. Nothing was created; see [`IdentityChange`](crate::IdentityChange).
+    #[error("{0}")]
+    IdentityChanged(alloc::boxed::Box<crate::trust::IdentityChange>),
 }
 
 /// Encrypting a message failed. Nothing was changed.
@@ -200,6 +204,11 @@ pub enum DecryptError {
     /// The initial message claims to come from our own identity key.
     #[error("the initial message carries this account's own identity key")]
     OwnIdentity,
+    /// The initial message decrypts, but under a different identity key than the one this
+    /// conversation was built with. Nothing was changed or consumed; see
+    /// [`IdentityChange`](crate::IdentityChange).
+    #[error("{0}")]
+    IdentityChanged(alloc::boxed::Box<crate::trust::IdentityChange>),
 }
 
 /// Persisted state could not be restored.
@@ -221,6 +230,23 @@ pub enum StateError {
         /// The kind found.
         found: &'static str,
     },
+}
+
+/// A trust decision could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The key to mark verified is not the peer's current identity key (for example, the
+    /// safety numbers were compared for an old key).
+    #[error("the key to verify is not the peer's current identity key")]
+    NotCurrentKey,
+    /// The identity change to accept is not the one pending for this record: the record's
+    /// key is not the change's previous key.
+    #[error("this identity change does not apply to the record's current key")]
+    StaleChange,
+    /// The record has no peer identity yet.
+    #[error("the record has no peer identity yet")]
+    NoPeer,
 }
 
 /// Managing the prekeys of an [`Account`](crate::Account) failed.

@@ -64,13 +64,16 @@ mod rng;
 mod session;
 mod state;
 mod time;
+mod trust;
 mod wire;
 mod x3dh;
 
 pub use account::{Account, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
 pub use error::FingerprintError;
-pub use error::{DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError};
+pub use error::{
+    DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError, TrustError,
+};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
 pub use record::SessionRecord;
@@ -79,6 +82,7 @@ pub use rng::OsRng;
 pub use session::{Session, SessionId};
 pub use state::StorageKey;
 pub use time::Timestamp;
+pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::VERSION;
 pub use wire::bundle::{
     OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,

@@ -9,10 +9,11 @@ use rand_core::CryptoRng;
 
 use crate::account::Account;
 use crate::config::SessionConfig;
-use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
+use crate::error::{DecodeError, DecryptError, EncryptError, SetupError, TrustError};
 use crate::keys::IdentityKey;
 use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
+use crate::trust::{IdentityChange, PeerIdentity};
 use crate::wire::bundle::PreKeyBundle;
 use crate::wire::generated as pb;
 use crate::wire::message::{Body, Message};
@@ -60,6 +61,8 @@ pub struct SessionRecord {
     /// Most recent first, at most `config.max_previous_sessions()`.
     previous: VecDeque<Session>,
     config: SessionConfig,
+    /// The peer's identity key, set by the first session (trust on first use).
+    peer: Option<PeerIdentity>,
 }
 
 impl Default for SessionRecord {
@@ -80,18 +83,44 @@ impl SessionRecord {
             current: None,
             previous: VecDeque::new(),
             config,
+            peer: None,
+        }
+    }
+
+    /// Fails if `identity` is not the peer identity this record knows.
+    fn check_identity(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<(), alloc::boxed::Box<IdentityChange>> {
+        match self.peer {
+            Some(peer) if peer.key() != *identity => {
+                Err(alloc::boxed::Box::new(IdentityChange::new(peer, *identity)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn remember_identity(&mut self, identity: IdentityKey) {
+        if self.peer.is_none() {
+            self.peer = Some(PeerIdentity::first_use(identity));
         }
     }
 
     /// Starts a new session with the owner of `bundle` (X3DH as the initiator) and makes it
     /// current. The previous current session is kept as a previous session.
+    ///
+    /// If the record already knows the peer's identity key and the bundle carries another,
+    /// nothing happens and [`SetupError::IdentityChanged`] reports the change.
     pub fn initiate<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         account: &Account,
         bundle: &PreKeyBundle,
     ) -> Result<(), SetupError> {
+        self.check_identity(&bundle.identity_key())
+            .map_err(SetupError::IdentityChanged)?;
         let session = Session::initiate(rng, account, bundle, self.config)?;
+        self.remember_identity(bundle.identity_key());
         if let Some(old) = self.current.replace(session) {
             self.archive(old);
         }
@@ -134,7 +163,12 @@ impl SessionRecord {
                 }
                 let mut session = Session::respond(account, &setup, self.config)?;
                 let plaintext = session.decrypt_message(&mut message, now)?;
-                // Commit: the message is authentic.
+                // The message is authentic, but under which identity? A different key than
+                // the conversation's is reported, never installed silently.
+                self.check_identity(&setup.identity_key)
+                    .map_err(DecryptError::IdentityChanged)?;
+                // Commit.
+                self.remember_identity(setup.identity_key);
                 match setup.one_time_prekey_id {
                     Some(id) => account.consume_one_time_prekey(id),
                     None => account.record_used_setup(setup.signed_prekey_id, setup.base_key),
@@ -257,6 +291,45 @@ impl SessionRecord {
         self.current.as_ref().map(Session::remote_identity)
     }
 
+    /// The peer's identity key as this record knows it, and how far it is trusted. `None`
+    /// before the first session.
+    pub fn peer(&self) -> Option<PeerIdentity> {
+        self.peer
+    }
+
+    /// Marks the peer's identity key verified, after the user compared safety numbers or
+    /// scanned the peer's code. `key` must be the key that was compared.
+    pub fn mark_verified(&mut self, key: &IdentityKey) -> Result<(), TrustError> {
+        let peer = self.peer.as_mut().ok_or(TrustError::NoPeer)?;
+        if peer.key() != *key {
+            return Err(TrustError::NotCurrentKey);
+        }
+        peer.verify();
+        Ok(())
+    }
+
+    /// Accepts an identity change the user has seen: the new key becomes the peer's key at
+    /// trust level [`Trust::Changed`](crate::Trust::Changed) (a verified contact drops to
+    /// unverified), and sessions built with the old key are deleted. Retry the message or
+    /// bundle that reported the change.
+    pub fn accept_identity_change(&mut self, change: &IdentityChange) -> Result<(), TrustError> {
+        let peer = self.peer.ok_or(TrustError::NoPeer)?;
+        if peer.key() != change.previous().key() {
+            return Err(TrustError::StaleChange);
+        }
+        let new = change.new_key();
+        self.peer = Some(PeerIdentity::changed_to(new));
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.remote_identity() != new)
+        {
+            self.current = None;
+        }
+        self.previous.retain(|s| s.remote_identity() == new);
+        Ok(())
+    }
+
     /// The limits for sessions of this record.
     pub fn config(&self) -> SessionConfig {
         self.config
@@ -279,6 +352,7 @@ impl SessionRecord {
             current: self.current.as_ref().map(Session::to_proto),
             previous: self.previous.iter().map(Session::to_proto).collect(),
             limits: Some(crate::config::limits_to_proto(&self.config)),
+            peer: self.peer.map(PeerIdentity::to_proto),
         }
     }
 
@@ -293,7 +367,7 @@ impl SessionRecord {
                 reason: "more previous sessions than the record's limit",
             });
         }
-        Ok(Self {
+        let record = Self {
             current: p.current.as_ref().map(Session::from_proto).transpose()?,
             previous: p
                 .previous
@@ -301,13 +375,29 @@ impl SessionRecord {
                 .map(Session::from_proto)
                 .collect::<Result<_, _>>()?,
             config,
-        })
+            peer: p.peer.as_ref().map(PeerIdentity::from_proto).transpose()?,
+        };
+        let peer_key = record.peer.map(|p| p.key());
+        let sessions_match = record
+            .current
+            .iter()
+            .chain(record.previous.iter())
+            .all(|s| Some(s.remote_identity()) == peer_key);
+        if !sessions_match {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "peer",
+                reason: "a session's remote identity is not the record's peer identity",
+            });
+        }
+        Ok(record)
     }
 }
 
 impl fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionRecord")
+            .field("peer", &self.peer)
             .field("current", &self.current)
             .field("previous", &self.previous.len())
             .finish_non_exhaustive()

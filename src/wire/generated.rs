@@ -215,6 +215,19 @@ pub struct SessionRecordState {
     pub previous: ::prost::alloc::vec::Vec<SessionState>,
     #[prost(message, optional, tag = "3")]
     pub limits: ::core::option::Option<SessionLimits>,
+    /// The peer's identity key and how far it is trusted; absent before the first session.
+    #[prost(message, optional, tag = "4")]
+    pub peer: ::core::option::Option<PeerIdentity>,
+}
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct PeerIdentity {
+    /// Ed25519 identity key, 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(enumeration = "TrustLevel", tag = "2")]
+    pub trust: i32,
 }
 /// A persisted object sealed with a storage key: 0x01 || SealedState.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -227,6 +240,38 @@ pub struct SealedState {
     /// AES-256-GCM ciphertext of the versioned object, followed by the tag.
     #[prost(bytes = "vec", tag = "3")]
     pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum TrustLevel {
+    Unspecified = 0,
+    FirstUse = 1,
+    Verified = 2,
+    Changed = 3,
+}
+impl TrustLevel {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "TRUST_LEVEL_UNSPECIFIED",
+            Self::FirstUse => "TRUST_LEVEL_FIRST_USE",
+            Self::Verified => "TRUST_LEVEL_VERIFIED",
+            Self::Changed => "TRUST_LEVEL_CHANGED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "TRUST_LEVEL_UNSPECIFIED" => Some(Self::Unspecified),
+            "TRUST_LEVEL_FIRST_USE" => Some(Self::FirstUse),
+            "TRUST_LEVEL_VERIFIED" => Some(Self::Verified),
+            "TRUST_LEVEL_CHANGED" => Some(Self::Changed),
+            _ => None,
+        }
+    }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

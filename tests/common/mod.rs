@@ -168,3 +168,10 @@ impl Pair {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+impl Peer {
+    /// Decrypts at the tests' start time.
+    pub fn receive_now(&mut self, wire: &[u8]) -> Result<Vec<u8>, DecryptError> {
+        self.decrypt(wire, T0)
+    }
+}

@@ -1,0 +1,253 @@
+//! Disappearing messages: the per-conversation timer, how honest peers agree on it, and
+//! deadlines computed from local events only.
+//!
+//! Every message's content carries the sender's current timer (seconds, 0 = off) and its
+//! version. Changing the timer bumps the version to `current + 1`. On receipt a higher
+//! version is adopted, a lower one is ignored for the conversation (the message itself still
+//! expires by its own timer), and two different timers with the same version converge on the
+//! more private one (the shorter timer; "off" counts as infinitely long). Ordering settings by
+//! (version, privacy) makes "apply an update" a maximum in a total order, so any two honest
+//! peers that have applied the same updates, in any order and with any duplicates, hold the
+//! same setting.
+//!
+//! What this guarantees, and what it does not: the setting is end-to-end encrypted and
+//! authenticated, honest clients agree on it, and ratchetbox erases its own keys on schedule
+//! (see [`SessionRecord::prune`](crate::SessionRecord::prune)). Deleting messages is the app's
+//! job, and nobody can force a peer to delete: a modified client, a screenshot or a camera can
+//! keep anything it was able to read.
+
+use core::fmt;
+
+use crate::time::Timestamp;
+
+/// The longest allowed timer: 365 days.
+pub const MAX_TIMER_SECS: u32 = 365 * 24 * 60 * 60;
+
+/// A disappearing-message timer and its version.
+///
+/// `seconds == 0` means off. Valid timers: off with any version, or 1 to
+/// [`MAX_TIMER_SECS`] seconds with a version of at least 1.
+///
+/// ```
+/// use ratchetbox::ExpiryTimer;
+/// let hour = ExpiryTimer::new(3600, 1)?;
+/// assert_eq!(hour.seconds(), 3600);
+/// assert!(ExpiryTimer::new(3600, 0).is_err()); // a timer needs a version
+/// # Ok::<(), ratchetbox::ExpiryError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExpiryTimer {
+    seconds: u32,
+    version: u32,
+}
+
+/// Invalid disappearing-message metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpiryError {
+    /// The timer is longer than [`MAX_TIMER_SECS`].
+    #[error("a disappearing-message timer of {seconds} s is longer than the maximum of {max} s")]
+    TimerOutOfRange {
+        /// The timer.
+        seconds: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// A timer that is on must have a version of at least 1.
+    #[error("a disappearing-message timer of {seconds} s has version 0")]
+    TimerWithoutVersion {
+        /// The timer.
+        seconds: u32,
+    },
+    /// The version counter reached its maximum; the timer can no longer change.
+    #[error("the disappearing-message timer version is exhausted")]
+    VersionExhausted,
+}
+
+impl ExpiryTimer {
+    /// Disappearing messages off, never changed.
+    pub const OFF: Self = Self {
+        seconds: 0,
+        version: 0,
+    };
+
+    /// A timer of `seconds` (0 = off) with `version`, validated.
+    pub fn new(seconds: u32, version: u32) -> Result<Self, ExpiryError> {
+        if seconds > MAX_TIMER_SECS {
+            return Err(ExpiryError::TimerOutOfRange {
+                seconds,
+                max: MAX_TIMER_SECS,
+            });
+        }
+        if seconds > 0 && version == 0 {
+            return Err(ExpiryError::TimerWithoutVersion { seconds });
+        }
+        Ok(Self { seconds, version })
+    }
+
+    /// The timer in seconds; 0 means off.
+    pub fn seconds(&self) -> u32 {
+        self.seconds
+    }
+
+    /// The version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Whether messages disappear.
+    pub fn is_on(&self) -> bool {
+        self.seconds > 0
+    }
+
+    /// When a message under this timer expires, counting from `start` (the local send time
+    /// for a sent message, the local time it was read for a received one). `None` if off.
+    pub fn deadline(&self, start: Timestamp) -> Option<Timestamp> {
+        self.is_on()
+            .then(|| start.saturating_add_secs(u64::from(self.seconds)))
+    }
+
+    /// The order in which settings win: higher version first, then the more private timer
+    /// (shorter; off is the least private).
+    fn rank(&self) -> (u32, u32) {
+        let privacy = if self.seconds == 0 {
+            0
+        } else {
+            MAX_TIMER_SECS - self.seconds + 1
+        };
+        (self.version, privacy)
+    }
+
+    /// The setting both peers converge on.
+    pub(crate) fn merge(self, other: Self) -> Self {
+        if other.rank() > self.rank() { other } else { self }
+    }
+
+    /// The timer that replaces this one when the user changes it to `seconds`.
+    pub(crate) fn changed_to(self, seconds: u32) -> Result<Self, ExpiryError> {
+        let version = self
+            .version
+            .checked_add(1)
+            .ok_or(ExpiryError::VersionExhausted)?;
+        Self::new(seconds, version)
+    }
+}
+
+impl fmt::Display for ExpiryTimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.seconds == 0 {
+            write!(f, "off (version {})", self.version)
+        } else {
+            write!(f, "{} s (version {})", self.seconds, self.version)
+        }
+    }
+}
+
+/// What receiving a message did to the conversation's timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerChange {
+    /// The setting did not change.
+    Unchanged,
+    /// The peer's setting replaced ours.
+    Changed {
+        /// The setting before.
+        from: ExpiryTimer,
+        /// The setting now.
+        to: ExpiryTimer,
+    },
+}
+
+/// Applies a received timer to the conversation's setting.
+pub(crate) fn observe(setting: &mut ExpiryTimer, received: ExpiryTimer) -> TimerChange {
+    let merged = setting.merge(received);
+    if merged == *setting {
+        TimerChange::Unchanged
+    } else {
+        let from = core::mem::replace(setting, merged);
+        TimerChange::Changed { from, to: merged }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn timer() -> impl Strategy<Value = ExpiryTimer> {
+        (0..=MAX_TIMER_SECS, 0..5u32).prop_filter_map("valid", |(s, v)| {
+            let s = if s % 3 == 0 { 0 } else { s % 100 };
+            ExpiryTimer::new(s, v).ok()
+        })
+    }
+
+    #[test]
+    fn validation() {
+        assert!(ExpiryTimer::new(0, 0).is_ok());
+        assert!(ExpiryTimer::new(0, 7).is_ok());
+        assert_eq!(ExpiryTimer::new(5, 0), Err(ExpiryError::TimerWithoutVersion { seconds: 5 }));
+        assert_eq!(
+            ExpiryTimer::new(MAX_TIMER_SECS + 1, 1),
+            Err(ExpiryError::TimerOutOfRange { seconds: MAX_TIMER_SECS + 1, max: MAX_TIMER_SECS })
+        );
+        assert!(ExpiryTimer::new(MAX_TIMER_SECS, u32::MAX).is_ok());
+        let last = ExpiryTimer::new(60, u32::MAX).unwrap();
+        assert_eq!(last.changed_to(30), Err(ExpiryError::VersionExhausted));
+    }
+
+    #[test]
+    fn equal_versions_converge_on_the_shorter_timer_and_off_loses() {
+        let a = ExpiryTimer::new(60, 3).unwrap();
+        let b = ExpiryTimer::new(30, 3).unwrap();
+        let off = ExpiryTimer::new(0, 3).unwrap();
+        assert_eq!(a.merge(b), b);
+        assert_eq!(b.merge(a), b);
+        assert_eq!(off.merge(a), a);
+        assert_eq!(a.merge(off), a);
+        // A higher version wins whatever its timer.
+        let later_off = ExpiryTimer::new(0, 4).unwrap();
+        assert_eq!(b.merge(later_off), later_off);
+    }
+
+    #[test]
+    fn deadlines_saturate() {
+        let t = ExpiryTimer::new(MAX_TIMER_SECS, 1).unwrap();
+        assert_eq!(t.deadline(Timestamp::MAX), Some(Timestamp::MAX));
+        assert_eq!(t.deadline(Timestamp::EPOCH), Some(Timestamp::from_unix_secs(u64::from(MAX_TIMER_SECS))));
+        assert_eq!(ExpiryTimer::OFF.deadline(Timestamp::EPOCH), None);
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_a_semilattice(a in timer(), b in timer(), c in timer()) {
+            prop_assert_eq!(a.merge(b), b.merge(a));
+            prop_assert_eq!(a.merge(b).merge(c), a.merge(b.merge(c)));
+            prop_assert_eq!(a.merge(a), a);
+        }
+
+        #[test]
+        fn any_order_and_duplicates_give_the_same_setting(
+            updates in proptest::collection::vec(timer(), 0..20),
+            order in proptest::collection::vec(any::<usize>(), 0..40),
+        ) {
+            let mut in_order = ExpiryTimer::OFF;
+            for u in &updates {
+                observe(&mut in_order, *u);
+            }
+            // Another peer sees the updates in another order, some twice.
+            let mut shuffled = ExpiryTimer::OFF;
+            let mut seen = vec![false; updates.len()];
+            for i in order {
+                if let Some(u) = updates.get(i % updates.len().max(1)) {
+                    observe(&mut shuffled, *u);
+                    seen[i % updates.len()] = true;
+                }
+            }
+            for (u, s) in updates.iter().zip(&seen) {
+                if !s {
+                    observe(&mut shuffled, *u);
+                }
+            }
+            prop_assert_eq!(in_order, shuffled);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Identity-change detection and the trust API: a different identity key for the same peer
+//! is never installed silently, on either side, and a verified contact whose key changes
+//! drops to unverified.
+
+mod common;
+
+use common::{Pair, Peer, Side, T0};
+use ratchetbox::{
+    Account, DecryptError, SafetyNumber, SessionConfig, SessionRecord, SetupError, Trust,
+    TrustError,
+};
+
+#[test]
+fn the_first_key_is_trusted_on_first_use_on_both_sides() {
+    let mut pair = Pair::new(1);
+    let alices_view = pair.alice.record.peer().expect("set by initiate");
+    assert_eq!(alices_view.key(), pair.bob.account.identity_key());
+    assert_eq!(alices_view.trust(), Trust::FirstUse);
+    assert!(pair.bob.record.peer().is_none());
+    pair.exchange(Side::Alice, b"hi");
+    let bobs_view = pair.bob.record.peer().expect("set by the first message");
+    assert_eq!(bobs_view.key(), pair.alice.account.identity_key());
+    assert_eq!(bobs_view.trust(), Trust::FirstUse);
+}
+
+#[test]
+fn responder_side_a_new_identity_is_reported_not_installed() {
+    let mut pair = Pair::established(2);
+    pair.bob.record.mark_verified(&pair.alice.account.identity_key()).unwrap();
+    assert_eq!(pair.bob.record.peer().unwrap().trust(), Trust::Verified);
+
+    // "Alice" comes back with a new identity key (reinstall, or an attacker via the server).
+    let new_alice = Account::new(&mut pair.rng, T0);
+    let mut new_record = SessionRecord::new();
+    let bundle = pair.bundle(Some(2));
+    new_record.initiate(&mut pair.rng, &new_alice, &bundle).unwrap();
+    let wire = new_record.encrypt(&mut pair.rng, b"it's me, new phone").unwrap();
+
+    let change = match pair.bob.reject(&wire) {
+        DecryptError::IdentityChanged(change) => change,
+        other => panic!("expected an identity change, got {other:?}"),
+    };
+    assert_eq!(change.previous().key(), pair.alice.account.identity_key());
+    assert_eq!(change.previous().trust(), Trust::Verified);
+    assert_eq!(change.new_key(), new_alice.identity_key());
+    // Nothing was consumed: one-time prekey 2 is still there.
+    assert!(pair.bob.account.one_time_prekeys().any(|k| k.id().0 == 2));
+
+    // The old and new safety numbers, for the warning screen.
+    let (old, new) = change
+        .safety_numbers(b"bob", &pair.bob.account.identity_key(), b"alice")
+        .unwrap();
+    let expected_old = SafetyNumber::new(
+        b"bob",
+        &pair.bob.account.identity_key(),
+        b"alice",
+        &pair.alice.account.identity_key(),
+    )
+    .unwrap();
+    assert_eq!(old.display(), expected_old.display());
+    assert_ne!(old.display(), new.display());
+
+    // The user accepts: the key is replaced, trust drops to Changed, old sessions are gone.
+    pair.bob.record.accept_identity_change(&change).unwrap();
+    let peer = pair.bob.record.peer().unwrap();
+    assert_eq!((peer.key(), peer.trust()), (new_alice.identity_key(), Trust::Changed));
+    assert_eq!(pair.bob.receive_now(&wire), Ok(b"it's me, new phone".to_vec()));
+    assert_eq!(pair.bob.record.previous_sessions().count(), 0);
+    // Messages from the old identity's session no longer decrypt.
+    let old_session_message = pair.send(Side::Alice, b"old phone");
+    assert!(pair.bob.receive_now(&old_session_message).is_err());
+}
+
+#[test]
+fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
+    let mut pair = Pair::established(3);
+    pair.alice.record.mark_verified(&pair.bob.account.identity_key()).unwrap();
+    let mut new_bob = Peer::new(&mut pair.rng, SessionConfig::default());
+    let bundle = new_bob.account.prekey_bundle(None).unwrap();
+    let before = pair.alice.record.to_bytes();
+    let change = match pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle) {
+        Err(SetupError::IdentityChanged(change)) => change,
+        other => panic!("expected an identity change, got {other:?}"),
+    };
+    assert_eq!(before, pair.alice.record.to_bytes(), "nothing changed");
+    assert_eq!(change.previous().trust(), Trust::Verified);
+    assert_eq!(change.new_key(), new_bob.account.identity_key());
+
+    pair.alice.record.accept_identity_change(&change).unwrap();
+    assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Changed);
+    pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle).unwrap();
+    let wire = pair.alice.record.encrypt(&mut pair.rng, b"hello new Bob").unwrap();
+    assert_eq!(new_bob.decrypt(&wire, T0).unwrap(), b"hello new Bob");
+    // Verifying the new key again restores full trust.
+    pair.alice.record.mark_verified(&new_bob.account.identity_key()).unwrap();
+    assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Verified);
+}
+
+#[test]
+fn trust_decisions_must_name_the_current_key() {
+    let mut pair = Pair::established(4);
+    let stranger = Account::new(&mut pair.rng, T0).identity_key();
+    assert_eq!(pair.alice.record.mark_verified(&stranger), Err(TrustError::NotCurrentKey));
+    assert_eq!(SessionRecord::new().mark_verified(&stranger), Err(TrustError::NoPeer));
+
+    // Produce a change, accept it, then try to accept it again: it is stale.
+    let new_bob = Account::new(&mut pair.rng, T0);
+    let bundle = new_bob.prekey_bundle(None).unwrap();
+    let Err(SetupError::IdentityChanged(change)) =
+        pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle)
+    else {
+        panic!("expected an identity change");
+    };
+    pair.alice.record.accept_identity_change(&change).unwrap();
+    assert_eq!(pair.alice.record.accept_identity_change(&change), Err(TrustError::StaleChange));
+}
+
+#[test]
+fn trust_survives_persistence() {
+    let mut pair = Pair::established(5);
+    pair.bob.record.mark_verified(&pair.alice.account.identity_key()).unwrap();
+    pair.bob.persist_and_restore();
+    assert_eq!(pair.bob.record.peer().unwrap().trust(), Trust::Verified);
+    pair.exchange(Side::Alice, b"still works");
+}
