@@ -24,6 +24,7 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.SessionRecordState",
     ".ratchetbox.UsedSetup",
     ".ratchetbox.ChainHistory",
+    ".ratchetbox.AttachmentPointer",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the
