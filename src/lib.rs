@@ -37,6 +37,7 @@
 //! ## Features
 //! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
 //!   it the crate is `no_std` + `alloc`.
+//! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
 //!
 //! The protocol, byte for byte, is specified in `docs/PROTOCOL.md`.
 
@@ -64,6 +65,9 @@ mod time;
 mod wire;
 mod x3dh;
 
+pub mod attachment;
+mod padding;
+
 pub use account::{Account, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
 pub use error::{DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError};
@@ -79,3 +83,5 @@ pub use wire::bundle::{
     OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
 };
 pub use wire::message::Message;
+
+pub use attachment::{AttachmentError, AttachmentPointer};
