@@ -1,7 +1,7 @@
 //! Sealed attachments: test vectors from an independent implementation, round trips across
+//! every API, random-access reads, and every attack of issue 3 with its specific error.
 
 #![cfg(feature = "std")]
-//! every API, random-access reads, and every attack of issue 3 with its specific error.
 
 use std::convert::Infallible;
 use std::io::{self, Cursor, Read};
