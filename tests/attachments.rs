@@ -110,7 +110,26 @@ fn open_all(
             "open and open_parallel disagree"
         );
     }
-    (memory, open_streaming(pointer, sealed))
+    let streaming = open_streaming(pointer, sealed);
+    #[cfg(feature = "parallel")]
+    {
+        let mut out = Vec::new();
+        let parallel = attachment::open_stream_parallel(
+            pointer,
+            &mut Trickle {
+                data: sealed,
+                step: 777,
+            },
+            &mut out,
+        )
+        .map(|_| out);
+        assert_eq!(
+            format!("{streaming:?}"),
+            format!("{parallel:?}"),
+            "open_stream and open_stream_parallel disagree"
+        );
+    }
+    (memory, streaming)
 }
 
 fn chunk_bounds(layout: &Layout, index: u64) -> (usize, usize) {
@@ -199,6 +218,15 @@ fn vectors_seal_to_the_independent_bytes() {
                 );
             }
             assert_eq!(
+                hex::encode(&sealed[..HEADER_LEN]),
+                v["header"].as_str().expect("hex")
+            );
+            assert_eq!(
+                hex::encode(&sealed[HEADER_LEN..PREFIX_LEN]),
+                v["commitment"].as_str().expect("hex"),
+                "{name} {api}: commitment"
+            );
+            assert_eq!(
                 hex::encode(Sha256::digest(&sealed)),
                 v["sealed_sha256"].as_str().expect("hex"),
                 "{name} {api}"
@@ -241,6 +269,18 @@ fn vectors_seal_to_the_independent_bytes() {
             )
             .expect("seal_parallel");
             check("seal_parallel", pointer, sealed);
+            let mut sealed = Vec::new();
+            let pointer = attachment::seal_stream_parallel(
+                &mut FixedRng(randomness.clone()),
+                &mut Trickle {
+                    data: &plaintext,
+                    step: 1000,
+                },
+                &mut sealed,
+                metadata.clone(),
+            )
+            .expect("seal_stream_parallel");
+            check("seal_stream_parallel", pointer, sealed);
         }
     }
 }
@@ -322,6 +362,26 @@ fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     .expect("seal_stream");
     assert_eq!(streamed, sealed);
     assert_eq!(p2.digest(), pointer.digest());
+    #[cfg(feature = "parallel")]
+    {
+        let (p3, in_parallel) =
+            attachment::seal_parallel(&mut rng(seed), plaintext, meta(chunk)).expect("seal");
+        assert_eq!(in_parallel, sealed);
+        assert_eq!(p3.digest(), pointer.digest());
+        let mut streamed = Vec::new();
+        let p4 = attachment::seal_stream_parallel(
+            &mut rng(seed),
+            &mut Trickle {
+                data: plaintext,
+                step: 333,
+            },
+            &mut streamed,
+            meta(chunk),
+        )
+        .expect("seal_stream_parallel");
+        assert_eq!(streamed, sealed);
+        assert_eq!(p4.digest(), pointer.digest());
+    }
 
     // The whole range, through random access.
     let mut seekable = SeekableOpener::new(&pointer, Cursor::new(&sealed)).expect("seekable");
@@ -960,4 +1020,48 @@ fn a_pointer_whose_size_disagrees_with_the_file() {
     assert_eq!(opened.len(), 3064);
     assert_eq!(&opened[..3000], &pattern(3000)[..]);
     assert!(opened[3000..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn attacks_on_files_of_many_batches() {
+    // 60 chunks: more than three of the parallel streaming batches (16 chunks each).
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(71, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 60);
+    for index in [0u64, 15, 16, 37, 59] {
+        let (s, e) = chunk_bounds(&layout, index);
+        let mut bad = sealed.clone();
+        bad[(s + e) / 2] ^= 0x10;
+        let (memory, streaming) = open_all(&pointer, &bad);
+        for err in [memory.expect_err("flip"), streaming.expect_err("flip")] {
+            assert!(
+                matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                "{err:?}"
+            );
+        }
+        // Dropping the chunk: the stream fails where the next one sits.
+        let mut dropped = sealed.clone();
+        dropped.drain(s..e);
+        let (_, streaming) = open_all(&pointer, &dropped);
+        let err = streaming.expect_err("drop");
+        if index < 59 {
+            assert!(
+                matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                "{err:?}"
+            );
+        } else {
+            assert!(matches!(err, E::Truncated { .. }), "{err:?}");
+        }
+    }
+    for cut in [
+        PREFIX_LEN + 20 * 1040 + 7,
+        PREFIX_LEN + 32 * 1040,
+        sealed.len() - 1,
+    ] {
+        let (_, streaming) = open_all(&pointer, &sealed[..cut]);
+        let missing = (sealed.len() - cut) as u64;
+        assert!(matches!(streaming, Err(E::Truncated { missing: m }) if m == missing));
+    }
 }

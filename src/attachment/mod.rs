@@ -60,7 +60,7 @@
 //! | any `Read` to any `Write`, constant memory (`std`) | [`seal_stream`], [`open_stream`] |
 //! | progressive playback (`std`) | [`StreamOpener`] |
 //! | seek: decrypt a byte range | [`RandomAccess`] (sans-IO), [`RandomAccess::read_range`] (callback), [`SeekableOpener`] (`Read + Seek`) |
-//! | all cores (`parallel`) | `seal_parallel`, `open_parallel`, `RandomAccess::read_range_parallel` |
+//! | all cores (`parallel`) | `seal_parallel`, `open_parallel` (memory); `seal_stream_parallel`, `open_stream_parallel` (streams); `RandomAccess::read_range_parallel` (seekable) |
 //!
 //! [`MalformedHeader`]: AttachmentError::MalformedHeader
 //! [`UnsupportedVersion`]: AttachmentError::UnsupportedVersion
@@ -89,7 +89,7 @@ pub use open::open;
 #[cfg(feature = "std")]
 pub use open::{StreamOpener, open_stream};
 #[cfg(feature = "parallel")]
-pub use parallel::{open_parallel, seal_parallel};
+pub use parallel::{open_parallel, open_stream_parallel, seal_parallel, seal_stream_parallel};
 pub use pointer::{
     AttachmentMetadata, AttachmentPointer, DIGEST_LEN, FILE_KEY_LEN, FileKey, MAX_CONTENT_TYPE_LEN,
     MAX_FILE_NAME_LEN, MAX_LOCATOR_LEN,

@@ -130,10 +130,15 @@ def positive(name, size, chunk_log2, content_type="", file_name="", locator=b"")
     plaintext = pattern(size)
     sealed = seal(file_key, salt, chunk_log2, plaintext)
     digest = hashlib.sha256(sealed).digest()
+    hdr = header(salt, chunk_log2)
     vec = {
         "name": name,
         "file_key": file_key.hex(),
         "salt": salt.hex(),
+        # Intermediate values, for readers of the specification.
+        "header": hdr.hex(),
+        "payload_key": hkdf(salt, file_key, LABEL_PAYLOAD + hdr).hex(),
+        "commitment": hkdf(salt, file_key, LABEL_COMMITMENT + hdr).hex(),
         "chunk_log2": chunk_log2,
         "plaintext_len": size,
         "content_type": content_type,
