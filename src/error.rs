@@ -291,3 +291,99 @@ pub enum FingerprintError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
 }
+
+/// Sealing or opening an attachment failed.
+///
+/// When opening, no plaintext of a chunk that failed is ever returned. Streaming opens
+/// release each chunk after it verified; an error later does not retract those bytes, and
+/// only a successful end of the stream proves that the attachment was complete.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AttachmentError {
+    /// The sealed file (or the pointer) is of a format version this build does not read.
+    #[error("unsupported attachment format version {found} (this build reads version 1)")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The sealed file does not start with a valid attachment header.
+    #[error("malformed attachment header: {reason}")]
+    MalformedHeader {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The key commitment after the header does not match the file key: the file was sealed
+    /// under another key (the wrong file for this pointer), or its header was modified.
+    #[error(
+        "the attachment's key commitment does not match: wrong file for this pointer, or its header was modified"
+    )]
+    CommitmentMismatch,
+    /// The sealed file's length differs from the one the pointer's plaintext size implies.
+    /// Checked before anything is decrypted.
+    #[error("the sealed attachment is {found} bytes, but the pointer implies {expected}")]
+    LengthMismatch {
+        /// The sealed length implied by the pointer and header.
+        expected: u64,
+        /// The length found.
+        found: u64,
+    },
+    /// A chunk did not authenticate: it was modified, moved, duplicated, taken from another
+    /// file, or the chunks before or after it were dropped. Its plaintext is not released.
+    #[error(
+        "attachment chunk {index} failed authentication: it was modified, reordered, or does not belong here"
+    )]
+    ChunkAuthentication {
+        /// The position (from 0) at which the failing chunk was read.
+        index: u64,
+    },
+    /// The stream ended before the final chunk: the attachment is incomplete.
+    #[error("the sealed attachment ended early: {missing} more bytes were expected")]
+    Truncated {
+        /// How many more sealed bytes were expected.
+        missing: u64,
+    },
+    /// Bytes follow the final chunk.
+    #[error("data follows the final chunk of the sealed attachment")]
+    TrailingData,
+    /// The padding after the plaintext is not all zero (it authenticated, so the sender
+    /// produced it), or the pointer states a plaintext size shorter than what was sealed.
+    #[error(
+        "the padding in attachment chunk {index} is not zero: a faulty sender, or a wrong plaintext size in the pointer"
+    )]
+    BadPadding {
+        /// The chunk holding the non-zero padding byte.
+        index: u64,
+    },
+    /// Every chunk verified, but the SHA-256 of the sealed file is not the pointer's digest.
+    #[error("the sealed attachment's SHA-256 digest does not match the pointer")]
+    DigestMismatch,
+    /// The plaintext is larger than the format allows (2^50 bytes).
+    #[error("the attachment is {len} bytes, more than the 2^50 bytes the format allows")]
+    TooLarge {
+        /// The plaintext length.
+        len: u64,
+    },
+    /// Metadata for the pointer is too long or contains characters that are not allowed.
+    #[error("attachment {field} is invalid: {reason}")]
+    InvalidMetadata {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A random-access read asked for bytes outside the plaintext, or passed a buffer of the
+    /// wrong size for its fetch plan.
+    #[error("invalid range: {reason}")]
+    InvalidRange {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A streaming opener was used again after it returned an error; it releases nothing
+    /// more.
+    #[error("the attachment stream already failed; nothing more is released")]
+    StreamFailed,
+    /// Reading or writing failed (std adapters only).
+    #[cfg(feature = "std")]
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -135,6 +135,27 @@ pub(crate) fn state_seal_key(
     hkdf_sha256::<32>(salt, &[storage_key], &[LABEL_STATE_SEAL, kind.as_bytes()])
 }
 
+/// HKDF info prefix for an attachment's payload key (followed by the attachment header).
+pub(crate) const LABEL_ATTACHMENT_PAYLOAD: &[u8] = b"ratchetbox v1 attachment payload key";
+/// HKDF info prefix for an attachment's key commitment (followed by the attachment header).
+pub(crate) const LABEL_ATTACHMENT_COMMITMENT: &[u8] = b"ratchetbox v1 attachment key commitment";
+
+/// The payload key and the key commitment of a sealed attachment:
+/// HKDF-SHA256(salt = header salt, IKM = file key, info = label || header), once with
+/// LABEL_ATTACHMENT_PAYLOAD and once with LABEL_ATTACHMENT_COMMITMENT.
+///
+/// Both are bound to every header byte (magic, version, chunk size, salt), so a changed
+/// header yields a different commitment and a different payload key.
+pub(crate) fn attachment_keys(
+    file_key: &[u8; 32],
+    salt: &[u8; 32],
+    header: &[u8],
+) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
+    let payload = hkdf_sha256::<32>(salt, &[file_key], &[LABEL_ATTACHMENT_PAYLOAD, header]);
+    let commitment = hkdf_sha256::<32>(salt, &[file_key], &[LABEL_ATTACHMENT_COMMITMENT, header]);
+    (payload, *commitment)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

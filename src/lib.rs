@@ -37,6 +37,7 @@
 //! ## Features
 //! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
 //!   it the crate is `no_std` + `alloc`.
+//! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
 //!
 //! The protocol, byte for byte, is specified in `docs/PROTOCOL.md`.
 
@@ -68,6 +69,9 @@ mod trust;
 mod wire;
 mod x3dh;
 
+pub mod attachment;
+mod padding;
+
 pub use account::{Account, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
 pub use error::FingerprintError;
@@ -88,6 +92,8 @@ pub use wire::bundle::{
     OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
 };
 pub use wire::message::Message;
+
+pub use attachment::{AttachmentError, AttachmentPointer};
 
 /// The README's code example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -25,6 +25,7 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.UsedSetup",
     ".ratchetbox.ChainHistory",
     ".ratchetbox.PeerIdentity",
+    ".ratchetbox.AttachmentPointer",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the

@@ -26,15 +26,22 @@ fn the_first_key_is_trusted_on_first_use_on_both_sides() {
 #[test]
 fn responder_side_a_new_identity_is_reported_not_installed() {
     let mut pair = Pair::established(2);
-    pair.bob.record.mark_verified(&pair.alice.account.identity_key()).unwrap();
+    pair.bob
+        .record
+        .mark_verified(&pair.alice.account.identity_key())
+        .unwrap();
     assert_eq!(pair.bob.record.peer().unwrap().trust(), Trust::Verified);
 
     // "Alice" comes back with a new identity key (reinstall, or an attacker via the server).
     let new_alice = Account::new(&mut pair.rng, T0);
     let mut new_record = SessionRecord::new();
     let bundle = pair.bundle(Some(2));
-    new_record.initiate(&mut pair.rng, &new_alice, &bundle).unwrap();
-    let wire = new_record.encrypt(&mut pair.rng, b"it's me, new phone").unwrap();
+    new_record
+        .initiate(&mut pair.rng, &new_alice, &bundle)
+        .unwrap();
+    let wire = new_record
+        .encrypt(&mut pair.rng, b"it's me, new phone")
+        .unwrap();
 
     let change = match pair.bob.reject(&wire) {
         DecryptError::IdentityChanged(change) => change,
@@ -63,8 +70,14 @@ fn responder_side_a_new_identity_is_reported_not_installed() {
     // The user accepts: the key is replaced, trust drops to Changed, old sessions are gone.
     pair.bob.record.accept_identity_change(&change).unwrap();
     let peer = pair.bob.record.peer().unwrap();
-    assert_eq!((peer.key(), peer.trust()), (new_alice.identity_key(), Trust::Changed));
-    assert_eq!(pair.bob.receive_now(&wire), Ok(b"it's me, new phone".to_vec()));
+    assert_eq!(
+        (peer.key(), peer.trust()),
+        (new_alice.identity_key(), Trust::Changed)
+    );
+    assert_eq!(
+        pair.bob.receive_now(&wire),
+        Ok(b"it's me, new phone".to_vec())
+    );
     assert_eq!(pair.bob.record.previous_sessions().count(), 0);
     // Messages from the old identity's session no longer decrypt.
     let old_session_message = pair.send(Side::Alice, b"old phone");
@@ -74,11 +87,18 @@ fn responder_side_a_new_identity_is_reported_not_installed() {
 #[test]
 fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
     let mut pair = Pair::established(3);
-    pair.alice.record.mark_verified(&pair.bob.account.identity_key()).unwrap();
+    pair.alice
+        .record
+        .mark_verified(&pair.bob.account.identity_key())
+        .unwrap();
     let mut new_bob = Peer::new(&mut pair.rng, SessionConfig::default());
     let bundle = new_bob.account.prekey_bundle(None).unwrap();
     let before = pair.alice.record.to_bytes();
-    let change = match pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle) {
+    let change = match pair
+        .alice
+        .record
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+    {
         Err(SetupError::IdentityChanged(change)) => change,
         other => panic!("expected an identity change, got {other:?}"),
     };
@@ -88,11 +108,21 @@ fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
 
     pair.alice.record.accept_identity_change(&change).unwrap();
     assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Changed);
-    pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle).unwrap();
-    let wire = pair.alice.record.encrypt(&mut pair.rng, b"hello new Bob").unwrap();
+    pair.alice
+        .record
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        .unwrap();
+    let wire = pair
+        .alice
+        .record
+        .encrypt(&mut pair.rng, b"hello new Bob")
+        .unwrap();
     assert_eq!(new_bob.decrypt(&wire, T0).unwrap(), b"hello new Bob");
     // Verifying the new key again restores full trust.
-    pair.alice.record.mark_verified(&new_bob.account.identity_key()).unwrap();
+    pair.alice
+        .record
+        .mark_verified(&new_bob.account.identity_key())
+        .unwrap();
     assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Verified);
 }
 
@@ -100,25 +130,39 @@ fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
 fn trust_decisions_must_name_the_current_key() {
     let mut pair = Pair::established(4);
     let stranger = Account::new(&mut pair.rng, T0).identity_key();
-    assert_eq!(pair.alice.record.mark_verified(&stranger), Err(TrustError::NotCurrentKey));
-    assert_eq!(SessionRecord::new().mark_verified(&stranger), Err(TrustError::NoPeer));
+    assert_eq!(
+        pair.alice.record.mark_verified(&stranger),
+        Err(TrustError::NotCurrentKey)
+    );
+    assert_eq!(
+        SessionRecord::new().mark_verified(&stranger),
+        Err(TrustError::NoPeer)
+    );
 
     // Produce a change, accept it, then try to accept it again: it is stale.
     let new_bob = Account::new(&mut pair.rng, T0);
     let bundle = new_bob.prekey_bundle(None).unwrap();
     let Err(SetupError::IdentityChanged(change)) =
-        pair.alice.record.initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        pair.alice
+            .record
+            .initiate(&mut pair.rng, &pair.alice.account, &bundle)
     else {
         panic!("expected an identity change");
     };
     pair.alice.record.accept_identity_change(&change).unwrap();
-    assert_eq!(pair.alice.record.accept_identity_change(&change), Err(TrustError::StaleChange));
+    assert_eq!(
+        pair.alice.record.accept_identity_change(&change),
+        Err(TrustError::StaleChange)
+    );
 }
 
 #[test]
 fn trust_survives_persistence() {
     let mut pair = Pair::established(5);
-    pair.bob.record.mark_verified(&pair.alice.account.identity_key()).unwrap();
+    pair.bob
+        .record
+        .mark_verified(&pair.alice.account.identity_key())
+        .unwrap();
     pair.bob.persist_and_restore();
     assert_eq!(pair.bob.record.peer().unwrap().trust(), Trust::Verified);
     pair.exchange(Side::Alice, b"still works");

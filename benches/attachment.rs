@@ -1,0 +1,159 @@
+//! Seal and open throughput next to raw AES-256-GCM over the same bytes, in the same run.
+//!
+//! ```text
+//! cargo bench --bench attachment                      # single-threaded
+//! cargo bench --bench attachment --features parallel  # adds seal_parallel / open_parallel
+//! ```
+//!
+//! Baselines, all over the plaintext length of each size:
+//! - `raw_aes_gcm_seal` / `raw_aes_gcm_open`: one AES-256-GCM call over the whole buffer,
+//!   from an input buffer to an output buffer (no copy, no chunking, no padding, no digest).
+//! - `raw_aes_gcm_seal+sha256` / `raw_sha256+aes_gcm_open`: the same plus one SHA-256 pass
+//!   over the ciphertext, which the format requires for the pointer's digest.
+
+use std::hint::black_box;
+use std::io;
+use std::time::Duration;
+
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use ratchetbox::attachment::{self, AttachmentMetadata};
+use sha2::{Digest, Sha256};
+
+const SIZES: [(usize, &str); 3] = [(64 << 10, "64KiB"), (1 << 20, "1MiB"), (64 << 20, "64MiB")];
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8) ^ ((i >> 8) as u8)).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let cipher = Aes256Gcm::new(&[7u8; 32].into());
+    let nonce = [9u8; 12];
+    for (len, name) in SIZES {
+        let mut group = c.benchmark_group(format!("attachment/{name}"));
+        group.throughput(Throughput::Bytes(len as u64));
+        if len >= 64 << 20 {
+            group.sample_size(10);
+            group.warm_up_time(Duration::from_secs(2));
+            group.measurement_time(Duration::from_secs(8));
+        } else {
+            group.measurement_time(Duration::from_secs(4));
+        }
+        let plaintext = data(len);
+        let mut out = vec![0u8; len];
+
+        group.bench_function(BenchmarkId::from_parameter("raw_aes_gcm_seal"), |b| {
+            b.iter(|| {
+                let buf = InOutBuf::new(&plaintext, &mut out).expect("equal lengths");
+                black_box(
+                    cipher
+                        .encrypt_inout_detached((&nonce).into(), b"", buf)
+                        .expect("seal"),
+                )
+            })
+        });
+        let mut ciphertext = vec![0u8; len];
+        let tag = cipher
+            .encrypt_inout_detached(
+                (&nonce).into(),
+                b"",
+                InOutBuf::new(&plaintext, &mut ciphertext).expect("equal lengths"),
+            )
+            .expect("seal");
+        group.bench_function(BenchmarkId::from_parameter("raw_aes_gcm_open"), |b| {
+            b.iter(|| {
+                let buf = InOutBuf::new(&ciphertext, &mut out).expect("equal lengths");
+                cipher
+                    .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
+                    .expect("open");
+                black_box(&out);
+            })
+        });
+        group.bench_function(
+            BenchmarkId::from_parameter("raw_aes_gcm_seal+sha256"),
+            |b| {
+                b.iter(|| {
+                    let buf = InOutBuf::new(&plaintext, &mut out).expect("equal lengths");
+                    let tag = cipher
+                        .encrypt_inout_detached((&nonce).into(), b"", buf)
+                        .expect("seal");
+                    black_box((tag, Sha256::digest(&out)))
+                })
+            },
+        );
+        group.bench_function(
+            BenchmarkId::from_parameter("raw_sha256+aes_gcm_open"),
+            |b| {
+                b.iter(|| {
+                    let digest = Sha256::digest(&ciphertext);
+                    let buf = InOutBuf::new(&ciphertext, &mut out).expect("equal lengths");
+                    cipher
+                        .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
+                        .expect("open");
+                    black_box((digest, &out));
+                })
+            },
+        );
+
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        group.bench_function(BenchmarkId::from_parameter("seal"), |b| {
+            b.iter(|| {
+                black_box(
+                    attachment::seal(&mut rng, &plaintext, AttachmentMetadata::default())
+                        .expect("seal"),
+                )
+            })
+        });
+        let (pointer, sealed) =
+            attachment::seal(&mut rng, &plaintext, AttachmentMetadata::default()).expect("seal");
+        group.bench_function(BenchmarkId::from_parameter("open"), |b| {
+            b.iter(|| black_box(attachment::open(&pointer, &sealed).expect("open")))
+        });
+        group.bench_function(BenchmarkId::from_parameter("seal_stream"), |b| {
+            b.iter(|| {
+                black_box(
+                    attachment::seal_stream(
+                        &mut rng,
+                        &mut plaintext.as_slice(),
+                        &mut io::sink(),
+                        AttachmentMetadata::default(),
+                    )
+                    .expect("seal"),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::from_parameter("open_stream"), |b| {
+            b.iter(|| {
+                black_box(
+                    attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink())
+                        .expect("open"),
+                )
+            })
+        });
+        #[cfg(feature = "parallel")]
+        {
+            group.bench_function(BenchmarkId::from_parameter("seal_parallel"), |b| {
+                b.iter(|| {
+                    black_box(
+                        attachment::seal_parallel(
+                            &mut rng,
+                            &plaintext,
+                            AttachmentMetadata::default(),
+                        )
+                        .expect("seal"),
+                    )
+                })
+            });
+            group.bench_function(BenchmarkId::from_parameter("open_parallel"), |b| {
+                b.iter(|| black_box(attachment::open_parallel(&pointer, &sealed).expect("open")))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,166 @@
+//! Streams N bytes of generated data through `attachment::seal_stream` (and optionally back
+//! through `attachment::open_stream`) to measure throughput and peak memory.
+//!
+//! ```text
+//! cargo build --release --example seal_stream
+//! /usr/bin/time -v target/release/examples/seal_stream baseline 1GiB   # generator only
+//! /usr/bin/time -v target/release/examples/seal_stream seal 1GiB       # seal to a sink
+//! /usr/bin/time -v target/release/examples/seal_stream open 1GiB /tmp/sealed.bin
+//!     # seal into the file, then open it from the file, checking every byte
+//! ```
+//! Compare "Maximum resident set size" of `seal`/`open` with `baseline`: the difference
+//! is what sealing or opening costs in memory, whatever N is.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::time::Instant;
+
+use ratchetbox::attachment::{self, AttachmentMetadata};
+
+/// N bytes of cheap deterministic data (xorshift64), produced on demand, never stored.
+struct Generator {
+    remaining: u64,
+    state: u64,
+}
+
+impl Generator {
+    fn new(len: u64) -> Self {
+        Self {
+            remaining: len,
+            state: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+impl Read for Generator {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        for chunk in buf[..n].chunks_mut(8) {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            chunk.copy_from_slice(&self.state.to_le_bytes()[..chunk.len()]);
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A writer that compares everything written with a second generator.
+struct Verifier {
+    expected: Generator,
+    buf: Vec<u8>,
+    written: u64,
+}
+
+impl Write for Verifier {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.resize(data.len(), 0);
+        self.expected.read_exact(&mut self.buf)?;
+        if self.buf != data {
+            return Err(io::Error::other(format!(
+                "plaintext differs near offset {}",
+                self.written
+            )));
+        }
+        self.written += data.len() as u64;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink that counts bytes.
+#[derive(Default)]
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0 += data.len() as u64;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().ok()?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn mib_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / secs
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: seal_stream (baseline|seal|open) SIZE [FILE]   (SIZE like 1GiB)";
+    let mode = args.get(1).ok_or(usage)?.as_str();
+    let len = args.get(2).and_then(|s| parse_size(s)).ok_or(usage)?;
+    let mut rng = ratchetbox::OsRng::new();
+    let started = Instant::now();
+    match mode {
+        "baseline" => {
+            let copied = io::copy(&mut Generator::new(len), &mut Counter::default())?;
+            let secs = started.elapsed().as_secs_f64();
+            println!("generated {copied} bytes in {secs:.2} s");
+        }
+        "seal" => {
+            let mut sink = Counter::default();
+            let pointer = attachment::seal_stream(
+                &mut rng,
+                &mut Generator::new(len),
+                &mut sink,
+                AttachmentMetadata::default(),
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "sealed {len} bytes into {} bytes in {secs:.2} s ({:.0} MiB/s of plaintext)",
+                sink.0,
+                mib_per_s(len, secs)
+            );
+            println!("digest {}", hex::encode(pointer.digest()));
+        }
+        "open" => {
+            let path = args.get(3).ok_or(usage)?;
+            let pointer = {
+                let mut file = BufWriter::new(File::create(path)?);
+                attachment::seal_stream(
+                    &mut rng,
+                    &mut Generator::new(len),
+                    &mut file,
+                    AttachmentMetadata::default(),
+                )?
+            };
+            let sealed_secs = started.elapsed().as_secs_f64();
+            let opening = Instant::now();
+            let mut verifier = Verifier {
+                expected: Generator::new(len),
+                buf: Vec::new(),
+                written: 0,
+            };
+            let mut file = BufReader::new(File::open(path)?);
+            let opened = attachment::open_stream(&pointer, &mut file, &mut verifier)?;
+            let open_secs = opening.elapsed().as_secs_f64();
+            std::fs::remove_file(path)?;
+            println!(
+                "sealed {len} bytes to {path} in {sealed_secs:.2} s; opened and checked {opened} bytes in {open_secs:.2} s ({:.0} MiB/s)",
+                mib_per_s(opened, open_secs)
+            );
+        }
+        _ => return Err(usage.into()),
+    }
+    Ok(())
+}

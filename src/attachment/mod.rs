@@ -1,0 +1,102 @@
+//! Sealed file attachments: streaming, chunked, padded, key-committed, with random access
+//! and (feature `parallel`) on all cores.
+//!
+//! A photo, a voice note or a multi-gigabyte video travels outside the conversation: the
+//! app uploads the sealed file anywhere. What travels inside the ratchet is a small
+//! [`AttachmentPointer`] holding the key, the plaintext size, the SHA-256 digest of the
+//! sealed file, the sender's content type and file name, and a locator the app fills in.
+//!
+//! ```
+//! use ratchetbox::attachment::{self, AttachmentMetadata, AttachmentPointer};
+//!
+//! let mut rng = ratchetbox::OsRng::new();
+//!
+//! // Alice seals a file, uploads `sealed` and sends the pointer through the session.
+//! let photo = vec![0x42u8; 250_000];
+//! let meta = AttachmentMetadata::new("image/png", "sunset.png")?;
+//! let (mut pointer, sealed) = attachment::seal(&mut rng, &photo, meta)?;
+//! pointer.set_locator(b"blob/7f3a".to_vec())?;
+//! let pointer_bytes = pointer.to_bytes(); // goes into the message content
+//!
+//! // Bob decodes the pointer, downloads `sealed` from the locator and opens it.
+//! let received = AttachmentPointer::from_bytes(&pointer_bytes)?;
+//! assert_eq!(received.content_type(), "image/png");
+//! assert_eq!(attachment::open(&received, &sealed)?, photo);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Format
+//! ```text
+//! sealed     = header || commitment || chunk_0 || ... || chunk_{n-1}
+//! header     = "RBXA" || 0x01 || log2(chunk size) || salt (32 random bytes)      38 bytes
+//! commitment = HKDF-SHA256(salt, file key,
+//!                          "ratchetbox v1 attachment key commitment" || header)  32 bytes
+//! payload key= HKDF-SHA256(salt, file key, "ratchetbox v1 attachment payload key" || header)
+//! payload    = plaintext || zero bytes, padded to PADME(max(len, 256))
+//! chunk_i    = AES-256-GCM(payload key, nonce_i, no AD, i-th chunk-size slice of payload)
+//! nonce_i    = i as 11-byte big-endian || 0x01 for the final chunk, else 0x00
+//! ```
+//! `docs/PROTOCOL.md` ("Sealed attachments") specifies it byte for byte, with test
+//! vectors computed by an independent implementation (`tests/data/attachment_vectors.py`).
+//!
+//! # What is checked, in order
+//! 1. The header: magic ([`MalformedHeader`]), version ([`UnsupportedVersion`]), chunk size
+//!    (a power of two from 1 KiB to 1 MiB, checked before any buffer is allocated).
+//! 2. The key commitment, in constant time ([`CommitmentMismatch`]): the file was sealed
+//!    under the pointer's key with exactly this header.
+//! 3. The sealed length the pointer's plaintext size implies, when the length is known up
+//!    front ([`LengthMismatch`]); a stream that ends early is [`Truncated`], one that goes on
+//!    is [`TrailingData`].
+//! 4. Every chunk's tag at its position, with the last-chunk flag only on the final one
+//!    ([`ChunkAuthentication`] with its index): reordered, dropped, duplicated or spliced
+//!    chunks fail here. Output from a failed chunk is never returned.
+//! 5. The padding after the plaintext is zero ([`BadPadding`]).
+//! 6. For whole-file opens, the SHA-256 digest of the sealed file ([`DigestMismatch`]).
+//!
+//! # Which function
+//! | need | function |
+//! | --- | --- |
+//! | bytes in memory | [`seal`], [`open`] |
+//! | any `Read` to any `Write`, constant memory (`std`) | [`seal_stream`], [`open_stream`] |
+//! | progressive playback (`std`) | [`StreamOpener`] |
+//! | seek: decrypt a byte range | [`RandomAccess`] (sans-IO), [`RandomAccess::read_range`] (callback), [`SeekableOpener`] (`Read + Seek`) |
+//! | all cores (`parallel`) | `seal_parallel`, `open_parallel` (memory); `seal_stream_parallel`, `open_stream_parallel` (streams); `RandomAccess::read_range_parallel` (seekable) |
+//!
+//! [`MalformedHeader`]: AttachmentError::MalformedHeader
+//! [`UnsupportedVersion`]: AttachmentError::UnsupportedVersion
+//! [`CommitmentMismatch`]: AttachmentError::CommitmentMismatch
+//! [`LengthMismatch`]: AttachmentError::LengthMismatch
+//! [`Truncated`]: AttachmentError::Truncated
+//! [`TrailingData`]: AttachmentError::TrailingData
+//! [`ChunkAuthentication`]: AttachmentError::ChunkAuthentication
+//! [`BadPadding`]: AttachmentError::BadPadding
+//! [`DigestMismatch`]: AttachmentError::DigestMismatch
+
+mod format;
+mod open;
+#[cfg(feature = "parallel")]
+mod parallel;
+mod pointer;
+mod random_access;
+mod seal;
+
+pub use crate::error::AttachmentError;
+pub use format::{
+    CHUNK_TAG_LEN, COMMITMENT_LEN, ChunkSize, FORMAT_VERSION, HEADER_LEN, Layout, MAGIC,
+    MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, PREFIX_LEN,
+};
+pub use open::open;
+#[cfg(feature = "std")]
+pub use open::{StreamOpener, open_stream};
+#[cfg(feature = "parallel")]
+pub use parallel::{open_parallel, open_stream_parallel, seal_parallel, seal_stream_parallel};
+pub use pointer::{
+    AttachmentMetadata, AttachmentPointer, DIGEST_LEN, FILE_KEY_LEN, FileKey, MAX_CONTENT_TYPE_LEN,
+    MAX_FILE_NAME_LEN, MAX_LOCATOR_LEN,
+};
+#[cfg(feature = "std")]
+pub use random_access::SeekableOpener;
+pub use random_access::{FetchPlan, RandomAccess};
+pub use seal::seal;
+#[cfg(feature = "std")]
+pub use seal::seal_stream;

@@ -1,0 +1,336 @@
+//! The file key, the sender's metadata and the pointer that carries them to the receiver.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::CryptoRng;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{AttachmentError, DecodeError};
+use crate::keys::write_hex;
+use crate::wire::{self, generated};
+
+use super::format::{ChunkSize, FORMAT_VERSION, Layout, MAX_PLAINTEXT_LEN};
+
+/// Length of a file key.
+pub const FILE_KEY_LEN: usize = 32;
+/// Length of the SHA-256 digest of a sealed file.
+pub const DIGEST_LEN: usize = 32;
+/// Longest content type, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+/// Longest file name, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Longest locator, in bytes.
+pub const MAX_LOCATOR_LEN: usize = 2048;
+
+const OBJECT: &str = "attachment pointer";
+
+/// The 32-byte secret that opens one sealed attachment.
+///
+/// Sealing draws a fresh one from the random number generator for every attachment; there
+/// is no way to seal with a key of one's choosing, so a key is never reused. It zeroizes on
+/// drop and its `Debug` does not show it.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct FileKey([u8; FILE_KEY_LEN]);
+
+impl FileKey {
+    pub(crate) fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut key = Self([0u8; FILE_KEY_LEN]);
+        rng.fill_bytes(&mut key.0);
+        key
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; FILE_KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileKey(..)")
+    }
+}
+
+/// What the sender says about a file: its content type and name, plus the chunk size to seal
+/// it with. Validated on construction, and again when a pointer is decoded.
+///
+/// ```
+/// use ratchetbox::attachment::{AttachmentMetadata, ChunkSize};
+///
+/// let meta = AttachmentMetadata::new("image/jpeg", "cat.jpg")?;
+/// assert_eq!(meta.chunk_size(), ChunkSize::DEFAULT);
+/// assert!(AttachmentMetadata::new("image/jpeg", "../../etc/passwd").is_err());
+/// # Ok::<(), ratchetbox::AttachmentError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentMetadata {
+    content_type: String,
+    file_name: String,
+    chunk_size: ChunkSize,
+}
+
+impl AttachmentMetadata {
+    /// Metadata with the default 64 KiB chunk size. Both strings may be empty.
+    ///
+    /// The content type must be at most 255 bytes without control characters; the file name
+    /// at most 255 bytes without control characters or path separators (`/`, `\`), and not
+    /// `.` or `..`.
+    pub fn new(content_type: &str, file_name: &str) -> Result<Self, AttachmentError> {
+        check_content_type(content_type).map_err(|reason| AttachmentError::InvalidMetadata {
+            field: "content type",
+            reason,
+        })?;
+        check_file_name(file_name).map_err(|reason| AttachmentError::InvalidMetadata {
+            field: "file name",
+            reason,
+        })?;
+        Ok(Self {
+            content_type: content_type.into(),
+            file_name: file_name.into(),
+            chunk_size: ChunkSize::DEFAULT,
+        })
+    }
+
+    /// The same metadata, sealed with another chunk size.
+    #[must_use]
+    pub fn with_chunk_size(mut self, chunk_size: ChunkSize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// The content type (MIME type).
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    /// The file name.
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// The chunk size the file will be sealed with.
+    pub fn chunk_size(&self) -> ChunkSize {
+        self.chunk_size
+    }
+}
+
+fn check_content_type(value: &str) -> Result<(), &'static str> {
+    if value.len() > MAX_CONTENT_TYPE_LEN {
+        return Err("longer than 255 bytes");
+    }
+    if value.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    Ok(())
+}
+
+fn check_file_name(value: &str) -> Result<(), &'static str> {
+    if value.len() > MAX_FILE_NAME_LEN {
+        return Err("longer than 255 bytes");
+    }
+    if value.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    if value.contains(['/', '\\']) {
+        return Err("contains a path separator");
+    }
+    if value == "." || value == ".." {
+        return Err("is a relative directory name");
+    }
+    Ok(())
+}
+
+fn check_locator(value: &[u8]) -> Result<(), &'static str> {
+    if value.len() > MAX_LOCATOR_LEN {
+        return Err("longer than 2048 bytes");
+    }
+    Ok(())
+}
+
+/// What travels inside the conversation to let the receiver fetch and open a sealed file:
+/// the file key, the plaintext size, the SHA-256 digest of the sealed file, the format
+/// version, the sender's content type and file name, and an opaque locator the app fills in
+/// (where it uploaded the sealed file).
+///
+/// Encoded as `0x01 || protobuf(AttachmentPointer)` (`proto/attachment.proto`). It holds the
+/// file key: it is not `Clone`, its `Debug` omits the key, and it zeroizes on drop; the bytes
+/// from [`to_bytes`](Self::to_bytes) zeroize on drop too.
+///
+/// ```
+/// use ratchetbox::attachment::{self, AttachmentMetadata, AttachmentPointer};
+///
+/// let mut rng = ratchetbox::OsRng::new();
+/// let meta = AttachmentMetadata::new("text/plain", "notes.txt")?;
+/// let (mut pointer, sealed) = attachment::seal(&mut rng, b"hello", meta)?;
+/// pointer.set_locator(b"https://cdn.example/abc".to_vec())?;
+///
+/// // The pointer travels inside the ratchet; the sealed bytes travel anywhere.
+/// let received = AttachmentPointer::from_bytes(&pointer.to_bytes())?;
+/// assert_eq!(received.file_name(), "notes.txt");
+/// assert_eq!(received.locator(), b"https://cdn.example/abc");
+/// assert_eq!(attachment::open(&received, &sealed)?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct AttachmentPointer {
+    file_key: FileKey,
+    plaintext_len: u64,
+    digest: [u8; DIGEST_LEN],
+    content_type: String,
+    file_name: String,
+    locator: Vec<u8>,
+}
+
+impl AttachmentPointer {
+    pub(crate) fn new(
+        file_key: FileKey,
+        plaintext_len: u64,
+        digest: [u8; DIGEST_LEN],
+        metadata: AttachmentMetadata,
+    ) -> Self {
+        Self {
+            file_key,
+            plaintext_len,
+            digest,
+            content_type: metadata.content_type,
+            file_name: metadata.file_name,
+            locator: Vec::new(),
+        }
+    }
+
+    /// Decodes and validates a pointer: version byte, canonical encoding, format version 1,
+    /// 32-byte key and digest, plaintext size within [`MAX_PLAINTEXT_LEN`], and the
+    /// metadata rules of [`AttachmentMetadata::new`] and a locator of at most 2048 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut message: generated::AttachmentPointer = wire::decode(bytes, OBJECT)?;
+        if message.version != u32::from(FORMAT_VERSION) {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "version",
+                reason: "unsupported attachment format version (this build reads version 1)",
+            });
+        }
+        let file_key = FileKey(*Zeroizing::new(wire::fixed::<FILE_KEY_LEN>(
+            &message.file_key,
+            OBJECT,
+            "file_key",
+        )?));
+        let digest = wire::fixed::<DIGEST_LEN>(&message.digest, OBJECT, "digest")?;
+        if message.plaintext_size > MAX_PLAINTEXT_LEN {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "plaintext_size",
+                reason: "larger than 2^50 bytes",
+            });
+        }
+        let invalid = |field| {
+            move |reason| DecodeError::InvalidValue {
+                object: OBJECT,
+                field,
+                reason,
+            }
+        };
+        check_content_type(&message.content_type).map_err(invalid("content_type"))?;
+        check_file_name(&message.file_name).map_err(invalid("file_name"))?;
+        check_locator(&message.locator).map_err(invalid("locator"))?;
+        Ok(Self {
+            file_key,
+            plaintext_len: message.plaintext_size,
+            digest,
+            content_type: core::mem::take(&mut message.content_type),
+            file_name: core::mem::take(&mut message.file_name),
+            locator: core::mem::take(&mut message.locator),
+        })
+    }
+
+    /// Encodes the pointer as `0x01 || protobuf`. The bytes hold the file key and zeroize
+    /// on drop.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let message = generated::AttachmentPointer {
+            version: u32::from(FORMAT_VERSION),
+            file_key: self.file_key.0.to_vec(),
+            plaintext_size: self.plaintext_len,
+            digest: self.digest.to_vec(),
+            content_type: self.content_type.clone(),
+            file_name: self.file_name.clone(),
+            locator: self.locator.clone(),
+        };
+        Zeroizing::new(wire::encode(&message))
+    }
+
+    /// The format version of the sealed file (1).
+    pub fn version(&self) -> u8 {
+        FORMAT_VERSION
+    }
+
+    /// The file key.
+    pub fn file_key(&self) -> &FileKey {
+        &self.file_key
+    }
+
+    /// The plaintext size in bytes.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// The SHA-256 digest of the whole sealed file. An app or server can check a download
+    /// against it without the key.
+    pub fn digest(&self) -> &[u8; DIGEST_LEN] {
+        &self.digest
+    }
+
+    /// The content type the sender gave (untrusted: the sender chose it).
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+
+    /// The file name the sender gave (untrusted: the sender chose it, though it never holds
+    /// a path separator or control character).
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// Where the app put the sealed file; empty until set.
+    pub fn locator(&self) -> &[u8] {
+        &self.locator
+    }
+
+    /// Sets the locator (at most 2048 bytes), typically after uploading the sealed file.
+    pub fn set_locator(&mut self, locator: Vec<u8>) -> Result<(), AttachmentError> {
+        check_locator(&locator).map_err(|reason| AttachmentError::InvalidMetadata {
+            field: "locator",
+            reason,
+        })?;
+        self.locator.zeroize();
+        self.locator = locator;
+        Ok(())
+    }
+
+    /// The length the sealed file has if it was sealed with `chunk_size` chunks (the chunk
+    /// size is in the sealed file's header; [`seal`](super::seal) uses
+    /// [`ChunkSize::DEFAULT`] unless the metadata says otherwise).
+    pub fn sealed_len(&self, chunk_size: ChunkSize) -> Result<u64, AttachmentError> {
+        Layout::new(self.plaintext_len, chunk_size).map(|layout| layout.sealed_len())
+    }
+}
+
+impl fmt::Debug for AttachmentPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Hex<'a>(&'a [u8]);
+        impl fmt::Debug for Hex<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(f, self.0)
+            }
+        }
+        f.debug_struct("AttachmentPointer")
+            .field("version", &FORMAT_VERSION)
+            .field("plaintext_len", &self.plaintext_len)
+            .field("digest", &Hex(&self.digest))
+            .field("content_type", &self.content_type)
+            .field("file_name", &self.file_name)
+            .field("locator_len", &self.locator.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,337 @@
+//! Random access: decrypt any byte range by fetching and verifying only the chunks it
+//! touches (seeking in a video).
+
+use core::ops::Range;
+
+use crate::error::AttachmentError;
+
+use super::format::{Layout, PREFIX_LEN, PayloadCipher};
+use super::open::{open_chunk_in_place, open_prefix, prefix_of};
+use super::pointer::AttachmentPointer;
+
+/// Reads arbitrary plaintext ranges of a sealed file whose length is known, verifying only
+/// the chunks each range touches.
+///
+/// This is the sans-IO core: [`plan`](Self::plan) says which sealed bytes a range needs, the
+/// app fetches them however it likes (an HTTP range request, a file read), and
+/// [`decrypt`](Self::decrypt) verifies and decrypts them in place. With the `std` feature,
+/// [`read_range`](Self::read_range) does the same through a read-at callback, and
+/// [`SeekableOpener`] through `Read + Seek`.
+///
+/// Every returned byte comes from a chunk that authenticated at its own position in this
+/// file. Random access does not read the whole file, so it does not check the SHA-256
+/// digest and does not prove that the file is complete beyond the chunks it read; the exact
+/// sealed length is checked up front.
+///
+/// ```
+/// use ratchetbox::attachment::{self, AttachmentMetadata, RandomAccess, PREFIX_LEN};
+///
+/// let mut rng = ratchetbox::OsRng::new();
+/// let movie: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+/// let (pointer, sealed) = attachment::seal(&mut rng, &movie, AttachmentMetadata::default())?;
+///
+/// // The app knows the sealed length (e.g. Content-Length) and fetches the 70-byte prefix.
+/// let access = RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64)?;
+/// let plan = access.plan(700_000..700_100)?;
+/// // Fetch exactly those sealed bytes (here: from memory) and decrypt them.
+/// let start = plan.sealed_offset() as usize;
+/// let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+/// assert_eq!(access.decrypt(&plan, &mut fetched)?, &movie[700_000..700_100]);
+/// # Ok::<(), ratchetbox::AttachmentError>(())
+/// ```
+pub struct RandomAccess {
+    cipher: PayloadCipher,
+    layout: Layout,
+}
+
+/// The sealed bytes a plaintext range needs: one contiguous run of whole chunks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPlan {
+    range: Range<u64>,
+    chunks: Range<u64>,
+    sealed_offset: u64,
+    sealed_len: u64,
+}
+
+impl FetchPlan {
+    /// The plaintext range this plan serves.
+    pub fn plaintext_range(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// The indexes of the chunks to fetch.
+    pub fn chunks(&self) -> Range<u64> {
+        self.chunks.clone()
+    }
+
+    /// Offset in the sealed file of the first byte to fetch.
+    pub fn sealed_offset(&self) -> u64 {
+        self.sealed_offset
+    }
+
+    /// Number of sealed bytes to fetch (0 for an empty range).
+    pub fn sealed_len(&self) -> u64 {
+        self.sealed_len
+    }
+}
+
+impl RandomAccess {
+    /// Checks the prefix (the first [`PREFIX_LEN`] bytes of the sealed file; more are
+    /// ignored) against the pointer, and the sealed file's total length against the one the
+    /// pointer implies. Nothing is decrypted.
+    pub fn new(
+        pointer: &AttachmentPointer,
+        prefix: &[u8],
+        sealed_len: u64,
+    ) -> Result<Self, AttachmentError> {
+        let prefix = prefix_of(prefix)?;
+        let (cipher, layout) = open_prefix(pointer, prefix)?;
+        if sealed_len != layout.sealed_len() {
+            return Err(AttachmentError::LengthMismatch {
+                expected: layout.sealed_len(),
+                found: sealed_len,
+            });
+        }
+        Ok(Self { cipher, layout })
+    }
+
+    #[cfg(feature = "parallel")]
+    pub(crate) fn cipher(&self) -> &PayloadCipher {
+        &self.cipher
+    }
+
+    /// The file's layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The plaintext length.
+    pub fn plaintext_len(&self) -> u64 {
+        self.layout.plaintext_len()
+    }
+
+    /// Which sealed bytes the plaintext `range` needs.
+    ///
+    /// # Errors
+    /// [`AttachmentError::InvalidRange`] if the range is reversed or ends past the plaintext.
+    pub fn plan(&self, range: Range<u64>) -> Result<FetchPlan, AttachmentError> {
+        if range.start > range.end {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the range starts after it ends",
+            });
+        }
+        if range.end > self.layout.plaintext_len() {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the range ends past the end of the plaintext",
+            });
+        }
+        if range.is_empty() {
+            return Ok(FetchPlan {
+                range,
+                chunks: 0..0,
+                sealed_offset: PREFIX_LEN as u64,
+                sealed_len: 0,
+            });
+        }
+        let chunk = self.layout.chunk_size().bytes_u64();
+        let first = range.start / chunk;
+        let last = (range.end - 1) / chunk;
+        let sealed_offset = self.layout.chunk_offset(first);
+        let sealed_end = self.layout.chunk_offset(last) + self.layout.chunk_sealed_len(last) as u64;
+        Ok(FetchPlan {
+            range,
+            chunks: first..last + 1,
+            sealed_offset,
+            sealed_len: sealed_end - sealed_offset,
+        })
+    }
+
+    /// Verifies and decrypts the fetched bytes of `plan` in place, and returns the requested
+    /// plaintext (at the start of `sealed`). If any chunk fails, the error names it and no
+    /// plaintext is returned.
+    ///
+    /// # Errors
+    /// [`AttachmentError::InvalidRange`] if `plan` is not one of this file's plans or
+    /// `sealed` is not exactly `plan.sealed_len()` bytes; [`ChunkAuthentication`] or
+    /// [`BadPadding`] for a chunk that does not verify.
+    ///
+    /// [`ChunkAuthentication`]: AttachmentError::ChunkAuthentication
+    /// [`BadPadding`]: AttachmentError::BadPadding
+    pub fn decrypt<'b>(
+        &self,
+        plan: &FetchPlan,
+        sealed: &'b mut [u8],
+    ) -> Result<&'b [u8], AttachmentError> {
+        match self.plan(plan.plaintext_range()) {
+            Ok(expected) if expected == *plan => {}
+            _ => {
+                return Err(AttachmentError::InvalidRange {
+                    reason: "the fetch plan does not belong to this file",
+                });
+            }
+        }
+        if sealed.len() as u64 != plan.sealed_len() {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the fetched bytes are not as long as the fetch plan says",
+            });
+        }
+        let chunk = self.layout.chunk_size().bytes_u64();
+        let mut read = 0usize;
+        let mut written = 0usize;
+        for index in plan.chunks() {
+            let len = self.layout.chunk_sealed_len(index);
+            let sealed_chunk = sealed
+                .get_mut(read..read + len)
+                .ok_or(AttachmentError::Truncated { missing: 0 })?;
+            let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)? as u64;
+            // The part of the requested range inside this chunk's plaintext.
+            let chunk_start = index * chunk;
+            let lo = plan.range.start.max(chunk_start) - chunk_start;
+            let hi = plan
+                .range
+                .end
+                .min(chunk_start + n)
+                .saturating_sub(chunk_start);
+            if hi > lo {
+                // Both fit in usize: they are below the chunk size.
+                let (lo, hi) = (lo as usize, hi as usize);
+                // written <= read: plaintext is compacted towards the front.
+                sealed.copy_within(read + lo..read + hi, written);
+                written += hi - lo;
+            }
+            read += len;
+        }
+        Ok(sealed.get(..written).unwrap_or_default())
+    }
+}
+
+#[cfg(feature = "std")]
+pub use self::std_adapters::SeekableOpener;
+
+#[cfg(feature = "std")]
+mod std_adapters {
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use std::io::{self, Read, Seek, SeekFrom};
+
+    use super::*;
+    use crate::attachment::format::CHUNK_TAG_LEN;
+
+    impl RandomAccess {
+        /// Reads the plaintext `range` through a read-at callback: `read_at(offset, buf)`
+        /// must fill `buf` with the sealed bytes starting at `offset` (for a file,
+        /// `std::os::unix::fs::FileExt::read_exact_at`). Fetches and verifies one chunk at
+        /// a time, so memory is the range plus one chunk.
+        ///
+        /// ```
+        /// use ratchetbox::attachment::{self, AttachmentMetadata, RandomAccess, PREFIX_LEN};
+        ///
+        /// let mut rng = ratchetbox::OsRng::new();
+        /// let data = vec![42u8; 200_000];
+        /// let (pointer, sealed) = attachment::seal(&mut rng, &data, AttachmentMetadata::default())?;
+        /// let access = RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64)?;
+        /// let read_at = |offset: u64, buf: &mut [u8]| -> std::io::Result<()> {
+        ///     let start = offset as usize;
+        ///     buf.copy_from_slice(&sealed[start..start + buf.len()]);
+        ///     Ok(())
+        /// };
+        /// assert_eq!(access.read_range(65_000..131_100, read_at)?, &data[65_000..131_100]);
+        /// # Ok::<(), ratchetbox::AttachmentError>(())
+        /// ```
+        pub fn read_range<F>(
+            &self,
+            range: Range<u64>,
+            mut read_at: F,
+        ) -> Result<Vec<u8>, AttachmentError>
+        where
+            F: FnMut(u64, &mut [u8]) -> io::Result<()>,
+        {
+            let plan = self.plan(range)?;
+            let range_len = usize::try_from(plan.range.end - plan.range.start).map_err(|_| {
+                AttachmentError::InvalidRange {
+                    reason: "the range does not fit in memory",
+                }
+            })?;
+            let mut out = Vec::with_capacity(range_len);
+            if plan.chunks().is_empty() {
+                return Ok(out);
+            }
+            let chunk = self.layout.chunk_size().bytes_u64();
+            let mut buf = vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN];
+            for index in plan.chunks() {
+                let len = self.layout.chunk_sealed_len(index);
+                let sealed_chunk = buf
+                    .get_mut(..len)
+                    .ok_or(AttachmentError::ChunkAuthentication { index })?;
+                read_at(self.layout.chunk_offset(index), sealed_chunk)?;
+                let n =
+                    open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)? as u64;
+                let chunk_start = index * chunk;
+                let lo = plan.range.start.max(chunk_start) - chunk_start;
+                let hi = plan
+                    .range
+                    .end
+                    .min(chunk_start + n)
+                    .saturating_sub(chunk_start);
+                if hi > lo {
+                    out.extend_from_slice(
+                        sealed_chunk
+                            .get(lo as usize..hi as usize)
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// Random access to a sealed file through `Read + Seek` (a `File`, a `Cursor`).
+    ///
+    /// ```
+    /// use std::io::Cursor;
+    /// use ratchetbox::attachment::{self, AttachmentMetadata, SeekableOpener};
+    ///
+    /// let mut rng = ratchetbox::OsRng::new();
+    /// let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    /// let (pointer, sealed) = attachment::seal(&mut rng, &data, AttachmentMetadata::default())?;
+    /// let mut opener = SeekableOpener::new(&pointer, Cursor::new(sealed))?;
+    /// assert_eq!(opener.read_range(250_000..250_010)?, &data[250_000..250_010]);
+    /// # Ok::<(), ratchetbox::AttachmentError>(())
+    /// ```
+    pub struct SeekableOpener<R> {
+        source: R,
+        access: RandomAccess,
+    }
+
+    impl<R: Read + Seek> SeekableOpener<R> {
+        /// Reads the prefix, finds the length by seeking to the end, and checks both against
+        /// the pointer. Nothing is decrypted.
+        pub fn new(pointer: &AttachmentPointer, mut source: R) -> Result<Self, AttachmentError> {
+            let len = source.seek(SeekFrom::End(0))?;
+            source.seek(SeekFrom::Start(0))?;
+            let mut prefix = [0u8; PREFIX_LEN];
+            let got = crate::attachment::seal::read_full(&mut source, &mut prefix)?;
+            let access = RandomAccess::new(pointer, prefix.get(..got).unwrap_or_default(), len)?;
+            Ok(Self { source, access })
+        }
+
+        /// Reads and verifies the plaintext `range`.
+        pub fn read_range(&mut self, range: Range<u64>) -> Result<Vec<u8>, AttachmentError> {
+            let source = &mut self.source;
+            self.access.read_range(range, |offset, buf| {
+                source.seek(SeekFrom::Start(offset))?;
+                source.read_exact(buf)
+            })
+        }
+
+        /// The random-access core (layout, plans).
+        pub fn access(&self) -> &RandomAccess {
+            &self.access
+        }
+
+        /// The source.
+        pub fn into_inner(self) -> R {
+            self.source
+        }
+    }
+}

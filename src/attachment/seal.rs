@@ -1,0 +1,209 @@
+//! Sealing: from a slice into a vector, or from any reader to any writer in constant memory.
+
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+
+use crate::error::AttachmentError;
+
+use super::format::{Layout, SealKeys, finish_digest};
+use super::pointer::{AttachmentMetadata, AttachmentPointer};
+
+/// Seals `plaintext` under a fresh file key.
+///
+/// Returns the pointer (to send inside the conversation, after setting its locator) and the
+/// sealed bytes (to upload anywhere). The random number generator supplies the file key
+/// (first 32 bytes drawn) and the header salt (next 32 bytes).
+///
+/// ```
+/// use ratchetbox::attachment::{self, AttachmentMetadata};
+///
+/// let mut rng = ratchetbox::OsRng::new();
+/// let photo = vec![0xAB; 100_000];
+/// let (pointer, sealed) = attachment::seal(&mut rng, &photo, AttachmentMetadata::default())?;
+/// assert_eq!(pointer.plaintext_len(), 100_000);
+/// // Padded with PADME to 100_352 bytes, in two chunks with a 16-byte tag each, after the
+/// // 70-byte header and commitment.
+/// assert_eq!(sealed.len(), 70 + 100_352 + 2 * 16);
+/// assert_eq!(attachment::open(&pointer, &sealed)?, photo);
+/// # Ok::<(), ratchetbox::AttachmentError>(())
+/// ```
+///
+/// # Errors
+/// [`AttachmentError::TooLarge`] if the plaintext exceeds the format's 2^50-byte limit (or
+/// the sealed file would not fit in memory).
+pub fn seal<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    plaintext: &[u8],
+    metadata: AttachmentMetadata,
+) -> Result<(AttachmentPointer, Vec<u8>), AttachmentError> {
+    let len =
+        u64::try_from(plaintext.len()).map_err(|_| AttachmentError::TooLarge { len: u64::MAX })?;
+    let layout = Layout::new(len, metadata.chunk_size())?;
+    let sealed_len =
+        usize::try_from(layout.sealed_len()).map_err(|_| AttachmentError::TooLarge { len })?;
+    let keys = SealKeys::generate(rng, metadata.chunk_size());
+
+    let mut out = Vec::with_capacity(sealed_len);
+    out.extend_from_slice(&keys.prefix);
+    let mut hasher = Sha256::new();
+    hasher.update(keys.prefix);
+    let mut rest = plaintext;
+    for index in 0..layout.chunk_count() {
+        let start = out.len();
+        let (chunk, tail) = rest.split_at(layout.chunk_plaintext_len(index).min(rest.len()));
+        rest = tail;
+        out.extend_from_slice(chunk);
+        out.resize(start + layout.chunk_payload_len(index), 0);
+        let tag = keys
+            .cipher
+            .seal_chunk(index, layout.is_last(index), &mut out[start..]);
+        out.extend_from_slice(&tag);
+        hasher.update(&out[start..]);
+    }
+    debug_assert_eq!(out.len(), sealed_len);
+    let digest = finish_digest(hasher);
+    Ok((
+        AttachmentPointer::new(keys.file_key, len, digest, metadata),
+        out,
+    ))
+}
+
+#[cfg(feature = "std")]
+pub use self::streaming::seal_stream;
+
+#[cfg(feature = "std")]
+mod streaming {
+    use alloc::vec;
+    use std::io::{self, Read, Write};
+
+    use super::*;
+    use crate::attachment::format::{CHUNK_TAG_LEN, MAX_PLAINTEXT_LEN};
+
+    /// Reads until `buf` is full or the reader ends; returns the number of bytes read.
+    pub(crate) fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Seals everything `input` yields into `output`, in constant memory (one chunk buffer),
+    /// whatever the length; the length need not be known in advance.
+    ///
+    /// Returns the pointer once the last byte is written. A read or write error aborts with
+    /// [`AttachmentError::Io`]; what was written so far is then useless.
+    ///
+    /// ```
+    /// use ratchetbox::attachment::{self, AttachmentMetadata};
+    ///
+    /// let mut rng = ratchetbox::OsRng::new();
+    /// let video = vec![7u8; 300_000];
+    /// let mut sealed = Vec::new();
+    /// let pointer = attachment::seal_stream(
+    ///     &mut rng,
+    ///     &mut video.as_slice(),
+    ///     &mut sealed,
+    ///     AttachmentMetadata::new("video/mp4", "clip.mp4")?,
+    /// )?;
+    /// let mut opened = Vec::new();
+    /// attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut opened)?;
+    /// assert_eq!(opened, video);
+    /// # Ok::<(), ratchetbox::AttachmentError>(())
+    /// ```
+    pub fn seal_stream<G, R, W>(
+        rng: &mut G,
+        input: &mut R,
+        output: &mut W,
+        metadata: AttachmentMetadata,
+    ) -> Result<AttachmentPointer, AttachmentError>
+    where
+        G: CryptoRng + ?Sized,
+        R: Read + ?Sized,
+        W: Write + ?Sized,
+    {
+        let chunk_size = metadata.chunk_size();
+        let chunk = chunk_size.bytes();
+        let keys = SealKeys::generate(rng, chunk_size);
+        let mut hasher = Sha256::new();
+        hasher.update(keys.prefix);
+        output.write_all(&keys.prefix)?;
+
+        // One chunk buffer, reused: plaintext is read into it, encrypted in place, the tag
+        // appended, and the whole written out.
+        let mut buf = vec![0u8; chunk + CHUNK_TAG_LEN];
+        let mut index = 0u64;
+        let mut total = 0u64;
+        let mut lookahead: Option<u8> = None;
+        // Read full chunks while more input follows them. Whether a chunk is the last can
+        // only be known once the input has ended and the padded length is known, so a full
+        // chunk is sealed only after one more byte was seen.
+        let filled = loop {
+            let mut filled = 0;
+            if let Some(byte) = lookahead.take() {
+                buf[0] = byte;
+                filled = 1;
+            }
+            filled += read_full(input, &mut buf[filled..chunk])?;
+            total += filled as u64;
+            if total > MAX_PLAINTEXT_LEN {
+                return Err(AttachmentError::TooLarge { len: total });
+            }
+            if filled < chunk {
+                break filled;
+            }
+            let mut next = [0u8; 1];
+            if read_full(input, &mut next)? == 0 {
+                break filled;
+            }
+            lookahead = Some(next[0]);
+            // More follows, so this full chunk is not the last: the padded length is at
+            // least the plaintext length.
+            let (payload, tag) = buf.split_at_mut(chunk);
+            tag.copy_from_slice(&keys.cipher.seal_chunk(index, false, payload));
+            hasher.update(&buf);
+            output.write_all(&buf)?;
+            index += 1;
+        };
+
+        // The input has ended: `total` is the plaintext length and the buffer holds the
+        // plaintext of chunk `index` (0 to chunk bytes). Pad and seal the remaining chunks.
+        let layout = Layout::new(total, chunk_size)?;
+        let mut plaintext_in_buf = filled;
+        while index < layout.chunk_count() {
+            let payload_len = layout.chunk_payload_len(index);
+            let sealed_len = payload_len + CHUNK_TAG_LEN;
+            // The plaintext (if any) is followed by zero padding up to the payload length;
+            // after the first of these chunks the payload is all padding.
+            buf[plaintext_in_buf..payload_len].fill(0);
+            plaintext_in_buf = 0;
+            let (payload, tag) = buf.split_at_mut(payload_len);
+            let tag_bytes = keys
+                .cipher
+                .seal_chunk(index, layout.is_last(index), payload);
+            tag[..CHUNK_TAG_LEN].copy_from_slice(&tag_bytes);
+            let sealed = &buf[..sealed_len];
+            hasher.update(sealed);
+            output.write_all(sealed)?;
+            index += 1;
+        }
+        output.flush()?;
+        let digest = finish_digest(hasher);
+        Ok(AttachmentPointer::new(
+            keys.file_key,
+            total,
+            digest,
+            metadata,
+        ))
+    }
+}
+
+#[cfg(feature = "std")]
+pub(crate) use self::streaming::read_full;

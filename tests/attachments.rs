@@ -1,0 +1,1067 @@
+//! Sealed attachments: test vectors from an independent implementation, round trips across
+//! every API, random-access reads, and every attack of issue 3 with its specific error.
+
+#![cfg(feature = "std")]
+
+use std::convert::Infallible;
+use std::io::{self, Cursor, Read};
+
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{SeedableRng, TryCryptoRng, TryRng};
+use ratchetbox::AttachmentError as E;
+use ratchetbox::attachment::{
+    self, AttachmentMetadata, AttachmentPointer, ChunkSize, HEADER_LEN, Layout, PREFIX_LEN,
+    RandomAccess, SeekableOpener, StreamOpener,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A "random" generator that yields exactly the given bytes: the file key, then the salt.
+struct FixedRng(Vec<u8>);
+
+impl TryRng for FixedRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        assert!(dst.len() <= self.0.len(), "FixedRng exhausted");
+        let rest = self.0.split_off(dst.len());
+        dst.copy_from_slice(&self.0);
+        self.0 = rest;
+        Ok(())
+    }
+}
+impl TryCryptoRng for FixedRng {}
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn kib_chunks() -> ChunkSize {
+    ChunkSize::from_log2(10).expect("1 KiB is allowed")
+}
+
+fn meta(chunk: ChunkSize) -> AttachmentMetadata {
+    AttachmentMetadata::default().with_chunk_size(chunk)
+}
+
+/// Byte i is i mod 251 (the vectors' plaintext).
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn sealed_with(seed: u64, plaintext: &[u8], chunk: ChunkSize) -> (AttachmentPointer, Vec<u8>) {
+    attachment::seal(&mut rng(seed), plaintext, meta(chunk)).expect("seal")
+}
+
+/// A reader that returns at most `step` bytes per call, to exercise short reads.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn open_streaming(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, E> {
+    let mut out = Vec::new();
+    attachment::open_stream(
+        pointer,
+        &mut Trickle {
+            data: sealed,
+            step: 777,
+        },
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Opens with every whole-file API and checks they agree on success or on the error;
+/// returns the in-memory result and the streaming result.
+fn open_all(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+) -> (Result<Vec<u8>, E>, Result<Vec<u8>, E>) {
+    let memory = attachment::open(pointer, sealed);
+    #[cfg(feature = "parallel")]
+    {
+        let parallel = attachment::open_parallel(pointer, sealed);
+        assert_eq!(
+            format!("{memory:?}"),
+            format!("{parallel:?}"),
+            "open and open_parallel disagree"
+        );
+    }
+    let streaming = open_streaming(pointer, sealed);
+    #[cfg(feature = "parallel")]
+    {
+        let mut out = Vec::new();
+        let parallel = attachment::open_stream_parallel(
+            pointer,
+            &mut Trickle {
+                data: sealed,
+                step: 777,
+            },
+            &mut out,
+        )
+        .map(|_| out);
+        assert_eq!(
+            format!("{streaming:?}"),
+            format!("{parallel:?}"),
+            "open_stream and open_stream_parallel disagree"
+        );
+    }
+    (memory, streaming)
+}
+
+fn chunk_bounds(layout: &Layout, index: u64) -> (usize, usize) {
+    let stride = layout.chunk_size().bytes() + 16;
+    let start = PREFIX_LEN + index as usize * stride;
+    let end = (start + stride).min(layout.sealed_len() as usize);
+    (start, end)
+}
+
+fn layout_of(pointer: &AttachmentPointer, chunk: ChunkSize) -> Layout {
+    Layout::new(pointer.plaintext_len(), chunk).expect("layout")
+}
+
+fn error_name(e: &E) -> &'static str {
+    match e {
+        E::UnsupportedVersion { .. } => "UnsupportedVersion",
+        E::MalformedHeader { .. } => "MalformedHeader",
+        E::CommitmentMismatch => "CommitmentMismatch",
+        E::LengthMismatch { .. } => "LengthMismatch",
+        E::ChunkAuthentication { .. } => "ChunkAuthentication",
+        E::Truncated { .. } => "Truncated",
+        E::TrailingData => "TrailingData",
+        E::BadPadding { .. } => "BadPadding",
+        E::DigestMismatch => "DigestMismatch",
+        _ => "other",
+    }
+}
+
+fn error_index(e: &E) -> Option<u64> {
+    match e {
+        E::ChunkAuthentication { index } | E::BadPadding { index } => Some(*index),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Test vectors (expected values computed by tests/data/attachment_vectors.py with Python's
+// `cryptography` package, from the written specification, not from this crate)
+
+fn vectors() -> Value {
+    serde_json::from_str(include_str!("data/attachment_vectors.json")).expect("valid JSON")
+}
+
+fn hex_field(v: &Value, key: &str) -> Vec<u8> {
+    hex::decode(v[key].as_str().expect("hex string")).expect("hex")
+}
+
+#[test]
+fn vectors_padme_samples() {
+    for sample in vectors()["padme_samples"].as_array().expect("samples") {
+        let len = sample[0].as_u64().expect("len");
+        let padded = sample[1].as_u64().expect("padded");
+        let layout = Layout::new(len, ChunkSize::DEFAULT).expect("layout");
+        assert_eq!(layout.padded_len(), padded, "PADME of {len}");
+    }
+}
+
+#[test]
+fn vectors_seal_to_the_independent_bytes() {
+    for v in vectors()["positive"].as_array().expect("positive") {
+        let name = v["name"].as_str().expect("name");
+        let mut randomness = hex_field(v, "file_key");
+        randomness.extend(hex_field(v, "salt"));
+        let chunk = ChunkSize::from_log2(v["chunk_log2"].as_u64().expect("log2") as u8)
+            .expect("valid chunk size");
+        let metadata = AttachmentMetadata::new(
+            v["content_type"].as_str().expect("str"),
+            v["file_name"].as_str().expect("str"),
+        )
+        .expect("metadata")
+        .with_chunk_size(chunk);
+        let plaintext = pattern(v["plaintext_len"].as_u64().expect("len") as usize);
+        let locator = hex_field(v, "locator");
+
+        let check = |api: &str, mut pointer: AttachmentPointer, sealed: Vec<u8>| {
+            assert_eq!(
+                sealed.len() as u64,
+                v["sealed_len"].as_u64().expect("len"),
+                "{name} {api}"
+            );
+            if v.get("sealed").is_some() {
+                assert_eq!(
+                    hex::encode(&sealed),
+                    v["sealed"].as_str().expect("hex"),
+                    "{name} {api}"
+                );
+            }
+            assert_eq!(
+                hex::encode(&sealed[..HEADER_LEN]),
+                v["header"].as_str().expect("hex")
+            );
+            assert_eq!(
+                hex::encode(&sealed[HEADER_LEN..PREFIX_LEN]),
+                v["commitment"].as_str().expect("hex"),
+                "{name} {api}: commitment"
+            );
+            assert_eq!(
+                hex::encode(Sha256::digest(&sealed)),
+                v["sealed_sha256"].as_str().expect("hex"),
+                "{name} {api}"
+            );
+            pointer.set_locator(locator.clone()).expect("locator");
+            assert_eq!(
+                hex::encode(pointer.to_bytes().as_slice()),
+                v["pointer"].as_str().expect("hex"),
+                "{name} {api}: pointer encoding"
+            );
+        };
+
+        let (pointer, sealed) = attachment::seal(
+            &mut FixedRng(randomness.clone()),
+            &plaintext,
+            metadata.clone(),
+        )
+        .expect("seal");
+        check("seal", pointer, sealed);
+
+        let mut sealed = Vec::new();
+        let pointer = attachment::seal_stream(
+            &mut FixedRng(randomness.clone()),
+            &mut Trickle {
+                data: &plaintext,
+                step: 1000,
+            },
+            &mut sealed,
+            metadata.clone(),
+        )
+        .expect("seal_stream");
+        check("seal_stream", pointer, sealed);
+
+        #[cfg(feature = "parallel")]
+        {
+            let (pointer, sealed) = attachment::seal_parallel(
+                &mut FixedRng(randomness.clone()),
+                &plaintext,
+                metadata.clone(),
+            )
+            .expect("seal_parallel");
+            check("seal_parallel", pointer, sealed);
+            let mut sealed = Vec::new();
+            let pointer = attachment::seal_stream_parallel(
+                &mut FixedRng(randomness.clone()),
+                &mut Trickle {
+                    data: &plaintext,
+                    step: 1000,
+                },
+                &mut sealed,
+                metadata.clone(),
+            )
+            .expect("seal_stream_parallel");
+            check("seal_stream_parallel", pointer, sealed);
+        }
+    }
+}
+
+#[test]
+fn vectors_open_the_independent_bytes() {
+    for v in vectors()["positive"].as_array().expect("positive") {
+        let Some(sealed) = v.get("sealed").map(|_| hex_field(v, "sealed")) else {
+            continue;
+        };
+        let name = v["name"].as_str().expect("name");
+        let pointer = AttachmentPointer::from_bytes(&hex_field(v, "pointer")).expect("pointer");
+        let expected = pattern(v["plaintext_len"].as_u64().expect("len") as usize);
+        assert_eq!(
+            pointer.content_type(),
+            v["content_type"].as_str().expect("str")
+        );
+        assert_eq!(pointer.file_name(), v["file_name"].as_str().expect("str"));
+        assert_eq!(pointer.locator(), hex_field(v, "locator"));
+        let (memory, streaming) = open_all(&pointer, &sealed);
+        assert_eq!(memory.expect(name), expected, "{name}");
+        assert_eq!(streaming.expect(name), expected, "{name}");
+    }
+}
+
+#[test]
+fn vectors_misbehaving_senders_get_their_specific_errors() {
+    let vectors = vectors();
+    let negatives = vectors["negative"].as_array().expect("negative");
+    assert!(negatives.len() >= 10);
+    for v in negatives {
+        let name = v["name"].as_str().expect("name");
+        let sealed = hex_field(v, "sealed");
+        let pointer = AttachmentPointer::from_bytes(&hex_field(v, "pointer")).expect("pointer");
+        let (memory, streaming) = open_all(&pointer, &sealed);
+        let memory = memory.expect_err(name);
+        let streaming = streaming.expect_err(name);
+        assert_eq!(
+            error_name(&memory),
+            v["error"].as_str().expect("str"),
+            "{name}: {memory:?}"
+        );
+        assert_eq!(
+            error_name(&streaming),
+            v["streaming_error"].as_str().expect("str"),
+            "{name}: {streaming:?}"
+        );
+        if let Some(index) = v.get("index") {
+            assert_eq!(error_index(&memory), index.as_u64(), "{name}");
+            assert_eq!(error_index(&streaming), index.as_u64(), "{name}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips
+
+fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
+    let (pointer, sealed) = sealed_with(seed, plaintext, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(sealed.len() as u64, layout.sealed_len());
+    assert_eq!(pointer.plaintext_len(), plaintext.len() as u64);
+    assert_eq!(*pointer.digest(), <[u8; 32]>::from(Sha256::digest(&sealed)));
+    let (memory, streaming) = open_all(&pointer, &sealed);
+    assert_eq!(memory.expect("open"), plaintext);
+    assert_eq!(streaming.expect("open_stream"), plaintext);
+
+    // Streaming seal gives the same bytes for the same randomness.
+    let mut streamed = Vec::new();
+    let p2 = attachment::seal_stream(
+        &mut rng(seed),
+        &mut Trickle {
+            data: plaintext,
+            step: 333,
+        },
+        &mut streamed,
+        meta(chunk),
+    )
+    .expect("seal_stream");
+    assert_eq!(streamed, sealed);
+    assert_eq!(p2.digest(), pointer.digest());
+    #[cfg(feature = "parallel")]
+    {
+        let (p3, in_parallel) =
+            attachment::seal_parallel(&mut rng(seed), plaintext, meta(chunk)).expect("seal");
+        assert_eq!(in_parallel, sealed);
+        assert_eq!(p3.digest(), pointer.digest());
+        let mut streamed = Vec::new();
+        let p4 = attachment::seal_stream_parallel(
+            &mut rng(seed),
+            &mut Trickle {
+                data: plaintext,
+                step: 333,
+            },
+            &mut streamed,
+            meta(chunk),
+        )
+        .expect("seal_stream_parallel");
+        assert_eq!(streamed, sealed);
+        assert_eq!(p4.digest(), pointer.digest());
+    }
+
+    // The whole range, through random access.
+    let mut seekable = SeekableOpener::new(&pointer, Cursor::new(&sealed)).expect("seekable");
+    assert_eq!(
+        seekable
+            .read_range(0..plaintext.len() as u64)
+            .expect("range"),
+        plaintext
+    );
+}
+
+#[test]
+fn round_trips_at_the_boundaries() {
+    for chunk in [kib_chunks(), ChunkSize::DEFAULT] {
+        let c = chunk.bytes();
+        for (i, len) in [0, 1, c - 1, c, c + 1, 2 * c, 7 * c + 123]
+            .into_iter()
+            .enumerate()
+        {
+            round_trip_everywhere(i as u64, &pattern(len), chunk);
+        }
+    }
+}
+
+#[test]
+fn largest_and_smallest_chunk_sizes() {
+    for log2 in [ChunkSize::MIN_LOG2, ChunkSize::MAX_LOG2] {
+        let chunk = ChunkSize::from_log2(log2).expect("allowed");
+        round_trip_everywhere(9, &pattern(3 * chunk.bytes() + 5), chunk);
+    }
+}
+
+#[test]
+fn padding_hides_the_exact_size() {
+    // 1000 and 1020 bytes pad to the same 1024 bytes: their sealed files are equally long.
+    let (_, a) = sealed_with(1, &pattern(1000), ChunkSize::DEFAULT);
+    let (_, b) = sealed_with(2, &pattern(1020), ChunkSize::DEFAULT);
+    assert_eq!(a.len(), b.len());
+    // Everything up to 256 bytes looks the same.
+    let (_, empty) = sealed_with(3, &[], ChunkSize::DEFAULT);
+    let (_, small) = sealed_with(4, &pattern(256), ChunkSize::DEFAULT);
+    assert_eq!(empty.len(), small.len());
+    assert_eq!(empty.len(), PREFIX_LEN + 256 + 16);
+}
+
+#[test]
+fn every_attachment_gets_a_fresh_key_and_salt() {
+    let mut r = rng(5);
+    let (p1, s1) = attachment::seal(&mut r, b"same", AttachmentMetadata::default()).expect("seal");
+    let (p2, s2) = attachment::seal(&mut r, b"same", AttachmentMetadata::default()).expect("seal");
+    assert_ne!(p1.file_key().as_bytes(), p2.file_key().as_bytes());
+    assert_ne!(s1[..HEADER_LEN], s2[..HEADER_LEN]);
+    assert_ne!(s1, s2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn prop_round_trip(data in proptest::collection::vec(any::<u8>(), 0..12_000), seed: u64, step in 1usize..3000) {
+        let chunk = kib_chunks();
+        let (pointer, sealed) = sealed_with(seed, &data, chunk);
+        prop_assert_eq!(attachment::open(&pointer, &sealed).expect("open"), data.clone());
+        let mut out = Vec::new();
+        attachment::open_stream(&pointer, &mut Trickle { data: &sealed, step }, &mut out).expect("open_stream");
+        prop_assert_eq!(&out, &data);
+        let mut streamed = Vec::new();
+        attachment::seal_stream(&mut rng(seed), &mut Trickle { data: &data, step }, &mut streamed, meta(chunk)).expect("seal_stream");
+        prop_assert_eq!(streamed, sealed);
+    }
+
+    #[test]
+    fn prop_random_access_equals_the_slice(
+        len in 0usize..20_000,
+        seed: u64,
+        ranges in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..8),
+    ) {
+        let data: Vec<u8> = {
+            let mut r = rng(seed ^ 0xdead);
+            let mut d = vec![0u8; len];
+            rand_core::Rng::fill_bytes(&mut r, &mut d);
+            d
+        };
+        let (pointer, sealed) = sealed_with(seed, &data, kib_chunks());
+        let access = RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
+        for (a, b) in ranges {
+            let (mut lo, mut hi) = (a.index(len + 1), b.index(len + 1));
+            if lo > hi { std::mem::swap(&mut lo, &mut hi); }
+            let expected = &data[lo..hi];
+            // Sans-IO plan + decrypt.
+            let plan = access.plan(lo as u64..hi as u64).expect("plan");
+            let start = plan.sealed_offset() as usize;
+            let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+            prop_assert_eq!(access.decrypt(&plan, &mut fetched).expect("decrypt"), expected);
+            // Read-at callback, recording what was fetched: only the touched chunks.
+            let mut fetched_bytes = 0u64;
+            let got = access.read_range(lo as u64..hi as u64, |offset, buf| {
+                fetched_bytes += buf.len() as u64;
+                let o = offset as usize;
+                buf.copy_from_slice(&sealed[o..o + buf.len()]);
+                Ok(())
+            }).expect("read_range");
+            prop_assert_eq!(&got[..], expected);
+            prop_assert_eq!(fetched_bytes, plan.sealed_len());
+            #[cfg(feature = "parallel")]
+            {
+                let got = access.read_range_parallel(lo as u64..hi as u64, |offset, buf| {
+                    let o = offset as usize;
+                    buf.copy_from_slice(&sealed[o..o + buf.len()]);
+                    Ok(())
+                }).expect("read_range_parallel");
+                prop_assert_eq!(&got[..], expected);
+            }
+        }
+    }
+}
+
+#[test]
+fn random_access_fetches_only_the_touched_chunks() {
+    let chunk = kib_chunks();
+    let data = pattern(10 * 1024);
+    let (pointer, sealed) = sealed_with(11, &data, chunk);
+    let access =
+        RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
+    let plan = access.plan(3000..5000).expect("plan");
+    assert_eq!(plan.chunks(), 2..5);
+    assert_eq!(plan.sealed_offset(), (PREFIX_LEN + 2 * 1040) as u64);
+    assert_eq!(plan.sealed_len(), 3 * 1040);
+    let empty = access.plan(500..500).expect("plan");
+    assert_eq!(empty.sealed_len(), 0);
+    assert!(access.decrypt(&empty, &mut []).expect("empty").is_empty());
+    assert!(matches!(
+        access.plan(0..10 * 1024 + 1),
+        Err(E::InvalidRange { .. })
+    ));
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = access.plan(10..5);
+    assert!(matches!(reversed, Err(E::InvalidRange { .. })));
+    // A buffer of the wrong size is refused.
+    let mut short = vec![0u8; 10];
+    assert!(matches!(
+        access.decrypt(&plan, &mut short),
+        Err(E::InvalidRange { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Attacks: every bit of the header and commitment
+
+#[test]
+fn every_header_bit_flip_is_caught_before_decryption() {
+    let (pointer, sealed) = sealed_with(21, &pattern(3000), kib_chunks());
+    for byte in 0..HEADER_LEN {
+        for bit in 0..8 {
+            let mut bad = sealed.clone();
+            bad[byte] ^= 1 << bit;
+            let expected = match byte {
+                0..=3 => "MalformedHeader",
+                4 => "UnsupportedVersion",
+                5 => match bad[5] {
+                    10..=20 => "CommitmentMismatch",
+                    _ => "MalformedHeader",
+                },
+                _ => "CommitmentMismatch",
+            };
+            let (memory, streaming) = open_all(&pointer, &bad);
+            for result in [memory, streaming] {
+                let e = result.expect_err("tampered header");
+                assert_eq!(error_name(&e), expected, "byte {byte} bit {bit}: {e:?}");
+            }
+            let ra = RandomAccess::new(&pointer, &bad[..PREFIX_LEN], bad.len() as u64);
+            assert_eq!(error_name(&ra.err().expect("tampered")), expected);
+        }
+    }
+}
+
+#[test]
+fn every_commitment_bit_flip_is_caught() {
+    let (pointer, sealed) = sealed_with(22, &pattern(100), kib_chunks());
+    for byte in HEADER_LEN..PREFIX_LEN {
+        for bit in 0..8 {
+            let mut bad = sealed.clone();
+            bad[byte] ^= 1 << bit;
+            let (memory, streaming) = open_all(&pointer, &bad);
+            assert!(matches!(memory, Err(E::CommitmentMismatch)), "byte {byte}");
+            assert!(
+                matches!(streaming, Err(E::CommitmentMismatch)),
+                "byte {byte}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_wrong_pointer_is_a_commitment_mismatch() {
+    let (pointer_a, _) = sealed_with(23, &pattern(2000), kib_chunks());
+    let (_, sealed_b) = sealed_with(24, &pattern(2000), kib_chunks());
+    let (memory, streaming) = open_all(&pointer_a, &sealed_b);
+    assert!(matches!(memory, Err(E::CommitmentMismatch)));
+    assert!(matches!(streaming, Err(E::CommitmentMismatch)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Attacks on chunks, tags and padding
+
+#[test]
+fn bit_flips_anywhere_in_a_chunk_name_that_chunk() {
+    let chunk = kib_chunks();
+    // 3000 bytes -> 3072 padded: chunk 2 holds 952 plaintext bytes and 72 padding bytes.
+    let (pointer, sealed) = sealed_with(31, &pattern(3000), chunk);
+    let layout = layout_of(&pointer, chunk);
+    for index in 0..layout.chunk_count() {
+        let (start, end) = chunk_bounds(&layout, index);
+        // First, middle and last ciphertext byte, the padding region of the last chunk, and
+        // every bit of every tag byte.
+        let mut positions = vec![start, (start + end - 16) / 2, end - 17];
+        if index == 2 {
+            positions.extend([start + 952, start + 1000, end - 17]);
+        }
+        let tag_bits: Vec<(usize, u8)> = (end - 16..end)
+            .flat_map(|p| (0..8).map(move |b| (p, b)))
+            .collect();
+        for (pos, bit) in positions.into_iter().map(|p| (p, 0)).chain(tag_bits) {
+            let mut bad = sealed.clone();
+            bad[pos] ^= 1 << bit;
+            let (memory, streaming) = open_all(&pointer, &bad);
+            for e in [memory.expect_err("flip"), streaming.expect_err("flip")] {
+                assert!(
+                    matches!(e, E::ChunkAuthentication { index: i } if i == index),
+                    "pos {pos}: {e:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dropped_chunks_are_caught() {
+    let chunk = kib_chunks();
+    let (pointer, sealed) = sealed_with(32, &pattern(4000), chunk);
+    let layout = layout_of(&pointer, chunk);
+    let n = layout.chunk_count();
+    assert_eq!(n, 4);
+    for index in 0..n {
+        let (start, end) = chunk_bounds(&layout, index);
+        let mut bad = sealed.clone();
+        bad.drain(start..end);
+        let (memory, streaming) = open_all(&pointer, &bad);
+        assert!(matches!(memory, Err(E::LengthMismatch { expected, found })
+            if expected == sealed.len() as u64 && found == bad.len() as u64));
+        if index + 1 < n {
+            // The next chunk now sits in its place and does not open there.
+            assert!(
+                matches!(streaming, Err(E::ChunkAuthentication { index: i }) if i == index),
+                "{streaming:?}"
+            );
+        } else {
+            let missing = (end - start) as u64;
+            assert!(
+                matches!(streaming, Err(E::Truncated { missing: m }) if m == missing),
+                "{streaming:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn duplicated_chunks_are_caught() {
+    let chunk = kib_chunks();
+    let (pointer, sealed) = sealed_with(33, &pattern(4000), chunk);
+    let layout = layout_of(&pointer, chunk);
+    let n = layout.chunk_count();
+    for index in 0..n {
+        let (start, end) = chunk_bounds(&layout, index);
+        let mut bad = sealed.clone();
+        let copy = sealed[start..end].to_vec();
+        bad.splice(end..end, copy);
+        let (memory, streaming) = open_all(&pointer, &bad);
+        assert!(matches!(memory, Err(E::LengthMismatch { .. })));
+        if index + 1 < n {
+            assert!(
+                matches!(streaming, Err(E::ChunkAuthentication { index: i }) if i == index + 1),
+                "{streaming:?}"
+            );
+        } else {
+            assert!(matches!(streaming, Err(E::TrailingData)), "{streaming:?}");
+        }
+        // Duplicating a chunk over the next one keeps the length: caught at that position.
+        if index + 2 < n {
+            let mut same_len = sealed.clone();
+            let (ns, ne) = chunk_bounds(&layout, index + 1);
+            same_len[ns..ne].copy_from_slice(&sealed[start..end]);
+            let (memory, streaming) = open_all(&pointer, &same_len);
+            for e in [memory.expect_err("dup"), streaming.expect_err("dup")] {
+                assert!(
+                    matches!(e, E::ChunkAuthentication { index: i } if i == index + 1),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reordered_chunks_are_caught() {
+    let chunk = kib_chunks();
+    let (pointer, sealed) = sealed_with(34, &pattern(5 * 1024), chunk);
+    let layout = layout_of(&pointer, chunk);
+    // Chunks 0..4 are full 1 KiB chunks; chunk 5 would not exist (5 KiB pads to 5 KiB).
+    assert_eq!(layout.chunk_count(), 5);
+    for (a, b) in [(0u64, 1u64), (1, 3), (0, 4), (3, 4)] {
+        let mut bad = sealed.clone();
+        let (sa, ea) = chunk_bounds(&layout, a);
+        let (sb, eb) = chunk_bounds(&layout, b);
+        let ca = sealed[sa..ea].to_vec();
+        bad[sa..ea].copy_from_slice(&sealed[sb..eb]);
+        bad[sb..eb].copy_from_slice(&ca);
+        let (memory, streaming) = open_all(&pointer, &bad);
+        for e in [memory.expect_err("swap"), streaming.expect_err("swap")] {
+            assert!(
+                matches!(e, E::ChunkAuthentication { index } if index == a),
+                "{e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncation_anywhere_is_caught() {
+    let chunk = kib_chunks();
+    let (pointer, sealed) = sealed_with(35, &pattern(3000), chunk);
+    for cut in [
+        0,
+        1,
+        HEADER_LEN,
+        PREFIX_LEN - 1,
+        PREFIX_LEN,
+        PREFIX_LEN + 1,
+        PREFIX_LEN + 1040,
+        PREFIX_LEN + 2 * 1040,
+        sealed.len() - 17,
+        sealed.len() - 1,
+    ] {
+        let bad = &sealed[..cut];
+        let (memory, streaming) = open_all(&pointer, bad);
+        let missing = (sealed.len() - cut) as u64;
+        if cut < PREFIX_LEN {
+            let m = (PREFIX_LEN - cut) as u64;
+            assert!(
+                matches!(memory, Err(E::Truncated { missing }) if missing == m),
+                "cut {cut}: {memory:?}"
+            );
+            assert!(
+                matches!(streaming, Err(E::Truncated { missing }) if missing == m),
+                "cut {cut}"
+            );
+        } else {
+            assert!(
+                matches!(memory, Err(E::LengthMismatch { found, .. }) if found == cut as u64),
+                "cut {cut}"
+            );
+            assert!(
+                matches!(streaming, Err(E::Truncated { missing: m }) if m == missing),
+                "cut {cut}: {streaming:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn appended_bytes_are_caught() {
+    let (pointer, sealed) = sealed_with(36, &pattern(3000), kib_chunks());
+    for extra in [1usize, 16, 1040] {
+        let mut bad = sealed.clone();
+        bad.extend(std::iter::repeat_n(0u8, extra));
+        let (memory, streaming) = open_all(&pointer, &bad);
+        assert!(matches!(memory, Err(E::LengthMismatch { .. })));
+        assert!(matches!(streaming, Err(E::TrailingData)), "{streaming:?}");
+        let ra = RandomAccess::new(&pointer, &bad[..PREFIX_LEN], bad.len() as u64);
+        assert!(matches!(ra, Err(E::LengthMismatch { .. })));
+    }
+}
+
+#[test]
+fn chunks_spliced_from_another_file_are_caught() {
+    let chunk = kib_chunks();
+    let (pointer_a, sealed_a) = sealed_with(37, &pattern(4000), chunk);
+    let (_, sealed_b) = sealed_with(38, &pattern(4000), chunk);
+    // Even a file sealed under the same file key (a key reuse that `seal` never makes) but
+    // with its own salt: its chunks are bound to its header through the payload key.
+    let mut same_key = pointer_a.file_key().as_bytes().to_vec();
+    same_key.extend([0x55u8; 32]);
+    let (_, sealed_c) =
+        attachment::seal(&mut FixedRng(same_key), &pattern(4000), meta(chunk)).expect("seal");
+    let layout = layout_of(&pointer_a, chunk);
+    for other in [&sealed_b, &sealed_c] {
+        for index in 0..layout.chunk_count() {
+            let (s, e) = chunk_bounds(&layout, index);
+            let mut bad = sealed_a.clone();
+            bad[s..e].copy_from_slice(&other[s..e]);
+            let (memory, streaming) = open_all(&pointer_a, &bad);
+            for err in [memory.expect_err("splice"), streaming.expect_err("splice")] {
+                assert!(
+                    matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_digest_that_does_not_match_is_caught_last() {
+    let (pointer, sealed) = sealed_with(39, &pattern(2500), kib_chunks());
+    let mut bytes = pointer.to_bytes().to_vec();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == pointer.digest())
+        .expect("digest in the encoding");
+    bytes[at + 31] ^= 0x80;
+    let forged = AttachmentPointer::from_bytes(&bytes).expect("still a valid pointer");
+    let (memory, streaming) = open_all(&forged, &sealed);
+    assert!(matches!(memory, Err(E::DigestMismatch)));
+    assert!(matches!(streaming, Err(E::DigestMismatch)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Progressive release
+
+#[test]
+fn progressive_release_stops_at_the_first_bad_chunk_and_never_retracts() {
+    let chunk = kib_chunks();
+    let data = pattern(4 * 1024);
+    let (pointer, mut sealed) = sealed_with(41, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let (s, _) = chunk_bounds(&layout, 2);
+    sealed[s + 5] ^= 1;
+    let mut opener = StreamOpener::new(&pointer, sealed.as_slice()).expect("prefix is fine");
+    assert_eq!(
+        opener.next_chunk().expect("chunk 0").expect("data"),
+        &data[..1024]
+    );
+    assert_eq!(
+        opener.next_chunk().expect("chunk 1").expect("data"),
+        &data[1024..2048]
+    );
+    assert!(matches!(
+        opener.next_chunk(),
+        Err(E::ChunkAuthentication { index: 2 })
+    ));
+    // Nothing more is released after a failure, not even the intact chunk 3.
+    assert!(matches!(opener.next_chunk(), Err(E::StreamFailed)));
+}
+
+#[test]
+fn a_truncated_stream_releases_verified_chunks_then_fails() {
+    let chunk = kib_chunks();
+    let data = pattern(3 * 1024);
+    let (pointer, sealed) = sealed_with(42, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let (_, end_of_1) = chunk_bounds(&layout, 1);
+    let mut opener = StreamOpener::new(&pointer, &sealed[..end_of_1]).expect("prefix");
+    let mut released = Vec::new();
+    let err = loop {
+        match opener.next_chunk() {
+            Ok(Some(p)) => released.extend_from_slice(p),
+            Ok(None) => panic!("a truncated stream must not end successfully"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(released, &data[..2048]);
+    assert!(matches!(err, E::Truncated { .. }));
+}
+
+// ---------------------------------------------------------------------------------------
+// Random access under attack
+
+#[test]
+fn random_access_verifies_the_chunks_it_reads() {
+    let chunk = kib_chunks();
+    let data = pattern(8 * 1024);
+    let (pointer, mut sealed) = sealed_with(51, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let (s, _) = chunk_bounds(&layout, 5);
+    sealed[s + 100] ^= 4;
+    let mut opener = SeekableOpener::new(&pointer, Cursor::new(&sealed)).expect("prefix");
+    // Ranges that avoid chunk 5 still read fine.
+    assert_eq!(
+        opener.read_range(0..5 * 1024).expect("before"),
+        &data[..5 * 1024]
+    );
+    assert_eq!(
+        opener.read_range(6 * 1024..8 * 1024).expect("after"),
+        &data[6 * 1024..]
+    );
+    // Ranges that touch it fail, naming it, and return nothing.
+    for range in [5 * 1024..5 * 1024 + 1, 4000..7000, 0..8 * 1024] {
+        assert!(
+            matches!(
+                opener.read_range(range.clone()),
+                Err(E::ChunkAuthentication { index: 5 })
+            ),
+            "{range:?}"
+        );
+    }
+    let access = opener.access();
+    let plan = access.plan(4000..7000).expect("plan");
+    let start = plan.sealed_offset() as usize;
+    let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+    assert!(matches!(
+        access.decrypt(&plan, &mut fetched),
+        Err(E::ChunkAuthentication { index: 5 })
+    ));
+    // Fetched bytes from the wrong place (chunk 4's bytes offered for chunk 5).
+    let plan = access.plan(5 * 1024..5 * 1024 + 10).expect("plan");
+    let (s4, e4) = chunk_bounds(&layout, 4);
+    let mut wrong = sealed[s4..e4].to_vec();
+    assert!(matches!(
+        access.decrypt(&plan, &mut wrong),
+        Err(E::ChunkAuthentication { index: 5 })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// The pointer
+
+#[test]
+fn pointer_round_trips_and_hides_its_key() {
+    let meta = AttachmentMetadata::new("image/jpeg", "IMG_0001.jpg").expect("metadata");
+    let (mut pointer, _) = attachment::seal(&mut rng(61), b"jpeg bytes", meta).expect("seal");
+    pointer
+        .set_locator(vec![7; 2048])
+        .expect("2048 bytes are allowed");
+    assert!(matches!(
+        pointer.set_locator(vec![7; 2049]),
+        Err(E::InvalidMetadata { .. })
+    ));
+    let bytes = pointer.to_bytes();
+    let back = AttachmentPointer::from_bytes(&bytes).expect("decode");
+    assert_eq!(back.to_bytes().as_slice(), bytes.as_slice());
+    assert_eq!(back.file_key().as_bytes(), pointer.file_key().as_bytes());
+    assert_eq!(back.plaintext_len(), 10);
+    assert_eq!(back.version(), 1);
+    let debug = format!("{back:?} {:?}", back.file_key());
+    assert!(!debug.contains(&hex::encode(pointer.file_key().as_bytes())));
+    assert!(!debug.contains(&format!("{:?}", pointer.file_key().as_bytes())));
+    assert!(debug.contains("IMG_0001.jpg"));
+}
+
+#[test]
+fn pointer_decoding_validates_every_field() {
+    let (pointer, _) = attachment::seal(
+        &mut rng(62),
+        b"x",
+        AttachmentMetadata::new("a/b", "n").expect("m"),
+    )
+    .expect("seal");
+    let good = pointer.to_bytes().to_vec();
+    // Layout: 01 | 08 01 | 12 20 <key> | 18 01 | 22 20 <digest> | 2a 03 "a/b" | 32 01 "n"
+    assert_eq!(&good[..3], &[0x01, 0x08, 0x01]);
+    let mut bad = good.clone();
+    bad[2] = 2; // format version 2
+    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    let mut bad = good.clone();
+    bad[0] = 2; // wire version byte
+    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    let mut bad = good.clone();
+    bad[4] = 0x1f; // a 31-byte key
+    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    let mut bad = good.clone();
+    bad.extend([0x40, 0x01]); // unknown field 8
+    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    assert!(AttachmentPointer::from_bytes(&[]).is_err());
+    // A file name with a path separator is refused on decode, as on construction.
+    let pos = good.len() - 1;
+    let mut bad = good.clone();
+    bad[pos] = b'/';
+    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    for name in [
+        "a/b",
+        "a\\b",
+        "..",
+        ".",
+        "a\u{0}b",
+        "x\ny",
+        &"n".repeat(256),
+    ] {
+        assert!(AttachmentMetadata::new("t", name).is_err(), "{name:?}");
+    }
+    assert!(AttachmentMetadata::new("t\r", "ok").is_err());
+    assert!(AttachmentMetadata::new("", "").is_ok());
+    assert!(AttachmentMetadata::new("", "résumé – final.pdf").is_ok());
+}
+
+#[test]
+fn a_pointer_whose_size_disagrees_with_the_file() {
+    // The pointer is authentic (it came through the session, from the sender), so a wrong
+    // size means a faulty sender. What each disagreement yields:
+    let (pointer, sealed) = sealed_with(63, &pattern(3000), kib_chunks());
+    let mut bytes = pointer.to_bytes().to_vec();
+    // plaintext_size 3000 is the varint b8 17 after the field tag 0x18.
+    let at = bytes
+        .windows(3)
+        .position(|w| w == [0x18, 0xb8, 0x17])
+        .expect("size field");
+
+    // 3128 bytes pad to 3200 (four chunks instead of three): a different sealed length,
+    // refused before decrypting; a stream finds the final chunk where it expects a middle
+    // one (the last-chunk flag differs).
+    bytes[at + 2] = 0x18;
+    let longer = AttachmentPointer::from_bytes(&bytes).expect("pointer");
+    let (memory, streaming) = open_all(&longer, &sealed);
+    assert!(
+        matches!(memory, Err(E::LengthMismatch { expected, .. }) if expected == sealed.len() as u64 + 128 + 16)
+    );
+    assert!(
+        matches!(streaming, Err(E::ChunkAuthentication { index: 2 })),
+        "{streaming:?}"
+    );
+
+    // 2999 bytes pad to 3072 too: the last plaintext byte is then where padding must be,
+    // and it is not zero.
+    bytes[at + 1] = 0xb7;
+    bytes[at + 2] = 0x17;
+    let shorter = AttachmentPointer::from_bytes(&bytes).expect("pointer");
+    let (memory, streaming) = open_all(&shorter, &sealed);
+    assert!(matches!(memory, Err(E::BadPadding { index: 2 })));
+    assert!(matches!(streaming, Err(E::BadPadding { index: 2 })));
+
+    // 3064 bytes also pad to 3072: bytes 3000.. are zero padding, so they open as zeros.
+    // The format cannot tell this from a file that ends in zeros; the sender chose both
+    // the file and the pointer, so this gives it no power it did not have.
+    bytes[at + 1] = 0xf8;
+    let zeros = AttachmentPointer::from_bytes(&bytes).expect("pointer");
+    let opened = attachment::open(&zeros, &sealed).expect("opens");
+    assert_eq!(opened.len(), 3064);
+    assert_eq!(&opened[..3000], &pattern(3000)[..]);
+    assert!(opened[3000..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn attacks_on_files_of_many_batches() {
+    // 60 chunks: more than three of the parallel streaming batches (16 chunks each).
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(71, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 60);
+    for index in [0u64, 15, 16, 37, 59] {
+        let (s, e) = chunk_bounds(&layout, index);
+        let mut bad = sealed.clone();
+        bad[(s + e) / 2] ^= 0x10;
+        let (memory, streaming) = open_all(&pointer, &bad);
+        for err in [memory.expect_err("flip"), streaming.expect_err("flip")] {
+            assert!(
+                matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                "{err:?}"
+            );
+        }
+        // Dropping the chunk: the stream fails where the next one sits.
+        let mut dropped = sealed.clone();
+        dropped.drain(s..e);
+        let (_, streaming) = open_all(&pointer, &dropped);
+        let err = streaming.expect_err("drop");
+        if index < 59 {
+            assert!(
+                matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                "{err:?}"
+            );
+        } else {
+            assert!(matches!(err, E::Truncated { .. }), "{err:?}");
+        }
+    }
+    for cut in [
+        PREFIX_LEN + 20 * 1040 + 7,
+        PREFIX_LEN + 32 * 1040,
+        sealed.len() - 1,
+    ] {
+        let (_, streaming) = open_all(&pointer, &sealed[..cut]);
+        let missing = (sealed.len() - cut) as u64;
+        assert!(matches!(streaming, Err(E::Truncated { missing: m }) if m == missing));
+    }
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Independent implementation of the ratchetbox sealed-attachment format (version 1).
+
+Written from docs/PROTOCOL-attachments.md, not from the Rust code, with the `cryptography`
+package (HKDF-SHA256, AES-256-GCM) and hashlib. It prints the test vectors that
+tests/attachments.rs checks the Rust implementation against:
+
+    pip install cryptography
+    python3 tests/data/attachment_vectors.py > tests/data/attachment_vectors.json
+
+Positive vectors: fixed file key, salt, chunk size and plaintext -> the sealed file (hex, or
+its SHA-256 for the large one) and the encoded pointer. The Rust test seals the same inputs
+(its random number generator yields the file key, then the salt) and must produce exactly
+these bytes, and opens them.
+
+Negative vectors: files a misbehaving *sender* (who holds the file key) could produce, or
+pointers that do not match their file. Each names the error the receiver must report.
+"""
+
+import hashlib
+import json
+import struct
+import sys
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAGIC = b"RBXA"
+VERSION = 1
+TAG_LEN = 16
+MIN_PADDED = 256
+LABEL_PAYLOAD = b"ratchetbox v1 attachment payload key"
+LABEL_COMMITMENT = b"ratchetbox v1 attachment key commitment"
+
+
+def padme(length):
+    """PADME, Nikitin et al., PETS 2019 (section 4.3), with exact integer logs."""
+    if length < 2:
+        return length
+    e = length.bit_length() - 1  # floor(log2 L)
+    s = e.bit_length()  # floor(log2 E) + 1
+    z = e - s
+    mask = (1 << z) - 1
+    return (length + mask) & ~mask
+
+
+def hkdf(salt, ikm, info):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def header(salt, chunk_log2, version=VERSION):
+    return MAGIC + bytes([version, chunk_log2]) + salt
+
+
+def nonce(index, last):
+    # 11-byte big-endian counter || last-chunk flag (the age / C2SP STREAM layout).
+    return index.to_bytes(11, "big") + bytes([1 if last else 0])
+
+
+def seal(file_key, salt, chunk_log2, plaintext, padded_payload=None, flags=None,
+         version=VERSION, extra_chunks=()):
+    """Seals `plaintext`. The keyword arguments let a misbehaving sender deviate:
+    `padded_payload` replaces plaintext || zeros, `flags` overrides the last-chunk flags,
+    `extra_chunks` appends (index, last, payload) chunks after the regular ones."""
+    hdr = header(salt, chunk_log2, version)
+    payload_key = hkdf(salt, file_key, LABEL_PAYLOAD + hdr)
+    commitment = hkdf(salt, file_key, LABEL_COMMITMENT + hdr)
+    if padded_payload is None:
+        padded_len = padme(max(len(plaintext), MIN_PADDED))
+        padded_payload = plaintext + bytes(padded_len - len(plaintext))
+    chunk = 1 << chunk_log2
+    pieces = [padded_payload[i:i + chunk] for i in range(0, len(padded_payload), chunk)]
+    aead = AESGCM(payload_key)
+    out = bytearray(hdr + commitment)
+    for i, piece in enumerate(pieces):
+        last = (i == len(pieces) - 1) if flags is None else flags[i]
+        out += aead.encrypt(nonce(i, last), piece, None)  # ciphertext || tag, no AD
+    for index, last, piece in extra_chunks:
+        out += aead.encrypt(nonce(index, last), piece, None)
+    return bytes(out)
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field_varint(number, value):
+    return b"" if value == 0 else varint(number << 3) + varint(value)
+
+
+def field_bytes(number, value):
+    return b"" if len(value) == 0 else varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def pointer(file_key, size, digest, content_type="", file_name="", locator=b"", version=VERSION):
+    """0x01 || canonical proto3 encoding of AttachmentPointer (fields in number order,
+    default values omitted)."""
+    return b"\x01" + (
+        field_varint(1, version)
+        + field_bytes(2, file_key)
+        + field_varint(3, size)
+        + field_bytes(4, digest)
+        + field_bytes(5, content_type.encode())
+        + field_bytes(6, file_name.encode())
+        + field_bytes(7, locator)
+    )
+
+
+def pattern(n):
+    """The plaintext of the vectors: byte i is i mod 251."""
+    return bytes(i % 251 for i in range(n))
+
+
+def keys_for(name):
+    return (hashlib.sha256(b"file key " + name.encode()).digest(),
+            hashlib.sha256(b"salt " + name.encode()).digest())
+
+
+def positive(name, size, chunk_log2, content_type="", file_name="", locator=b""):
+    file_key, salt = keys_for(name)
+    plaintext = pattern(size)
+    sealed = seal(file_key, salt, chunk_log2, plaintext)
+    digest = hashlib.sha256(sealed).digest()
+    hdr = header(salt, chunk_log2)
+    vec = {
+        "name": name,
+        "file_key": file_key.hex(),
+        "salt": salt.hex(),
+        # Intermediate values, for readers of the specification.
+        "header": hdr.hex(),
+        "payload_key": hkdf(salt, file_key, LABEL_PAYLOAD + hdr).hex(),
+        "commitment": hkdf(salt, file_key, LABEL_COMMITMENT + hdr).hex(),
+        "chunk_log2": chunk_log2,
+        "plaintext_len": size,
+        "content_type": content_type,
+        "file_name": file_name,
+        "locator": locator.hex(),
+        "sealed_len": len(sealed),
+        "sealed_sha256": digest.hex(),
+        "pointer": pointer(file_key, size, digest, content_type, file_name, locator).hex(),
+    }
+    if len(sealed) <= 6000:
+        vec["sealed"] = sealed.hex()
+    return vec
+
+
+def negative(name, sealed, pointer_size, error, index=None, file_key=None, digest=None,
+             streaming_error=None):
+    vec = {
+        "name": name,
+        "sealed": sealed.hex(),
+        "pointer": pointer(file_key, pointer_size,
+                           hashlib.sha256(sealed).digest() if digest is None else digest).hex(),
+        "error": error,
+        "streaming_error": streaming_error or error,
+    }
+    if index is not None:
+        vec["index"] = index
+    return vec
+
+
+def negatives():
+    out = []
+    chunk_log2 = 10
+
+    file_key, salt = keys_for("nonzero padding")
+    pt = pattern(1000)  # padded to 1024: 24 padding bytes in chunk 0
+    payload = bytearray(pt + bytes(24))
+    payload[1010] = 0x01
+    out.append(negative("nonzero padding", seal(file_key, salt, chunk_log2, pt, bytes(payload)),
+                        1000, "BadPadding", 0, file_key))
+
+    file_key, salt = keys_for("size understated")
+    pt = pattern(1000)  # the pointer says 993: same padded length 1024, bytes 993.. not zero
+    out.append(negative("size understated", seal(file_key, salt, chunk_log2, pt),
+                        993, "BadPadding", 0, file_key))
+
+    file_key, salt = keys_for("final chunk without last flag")
+    pt = pattern(3000)  # three 1 KiB chunks
+    out.append(negative("final chunk without last flag",
+                        seal(file_key, salt, chunk_log2, pt, flags=[False, False, False]),
+                        3000, "ChunkAuthentication", 2, file_key))
+
+    file_key, salt = keys_for("last flag too early")
+    out.append(negative("last flag too early",
+                        seal(file_key, salt, chunk_log2, pt, flags=[False, True, True]),
+                        3000, "ChunkAuthentication", 1, file_key))
+
+    file_key, salt = keys_for("chunk after the final one")
+    out.append(negative("chunk after the final one",
+                        seal(file_key, salt, chunk_log2, pt,
+                             extra_chunks=[(3, True, bytes(1024))]),
+                        3000, "LengthMismatch", None, file_key,
+                        streaming_error="TrailingData"))
+
+    file_key, salt = keys_for("version 2 header")
+    out.append(negative("version 2 header",
+                        seal(file_key, salt, chunk_log2, pattern(100), version=2),
+                        100, "UnsupportedVersion", None, file_key))
+
+    file_key, salt = keys_for("2 MiB chunks")
+    out.append(negative("2 MiB chunks", seal(file_key, salt, 21, pattern(100)),
+                        100, "MalformedHeader", None, file_key))
+
+    file_key, salt = keys_for("512-byte chunks")
+    out.append(negative("512-byte chunks", seal(file_key, salt, 9, pattern(1000)),
+                        1000, "MalformedHeader", None, file_key))
+
+    file_key, salt = keys_for("wrong digest")
+    out.append(negative("wrong digest", seal(file_key, salt, chunk_log2, pattern(2000)),
+                        2000, "DigestMismatch", None, file_key, digest=bytes(32)))
+
+    file_key, salt = keys_for("other file key")
+    other_key, _ = keys_for("not the pointer's key")
+    sealed = seal(other_key, salt, chunk_log2, pattern(500))
+    out.append(negative("other file key", sealed, 500, "CommitmentMismatch", None, file_key))
+    return out
+
+
+def main():
+    vectors = {
+        "description": "ratchetbox sealed attachments v1; generated by "
+                       "tests/data/attachment_vectors.py (Python `cryptography`), "
+                       "independently of the Rust implementation",
+        "plaintext": "byte i of a plaintext is i mod 251",
+        "keys": "file_key = SHA-256(\"file key \" || name), salt = SHA-256(\"salt \" || name)",
+        "padme_samples": [[n, padme(max(n, MIN_PADDED))] for n in
+                          [0, 1, 255, 256, 257, 1000, 1023, 1024, 1025, 5000, 65535, 65536,
+                           65537, 100000, 1 << 20, (1 << 20) + 1, 10**9, (1 << 50) - 1]],
+        "positive": [
+            positive("empty", 0, 10),
+            positive("one byte", 1, 10),
+            positive("chunk - 1", 1023, 10),
+            positive("chunk", 1024, 10),
+            positive("chunk + 1", 1025, 10),
+            positive("many chunks", 5000, 10, "application/octet-stream", "data.bin",
+                     b"blob/42"),
+            positive("default chunk size", 200_000, 16, "video/mp4", "clip.mp4",
+                     b"https://cdn.example/v/1"),
+        ],
+        "negative": negatives(),
+    }
+    json.dump(vectors, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
