@@ -18,6 +18,7 @@ pub struct SessionConfig {
     max_skip: u32,
     max_skipped_keys: u32,
     max_previous_sessions: u32,
+    max_skipped_key_age: u64,
 }
 
 impl SessionConfig {
@@ -27,6 +28,8 @@ impl SessionConfig {
     pub const DEFAULT_MAX_SKIPPED_KEYS: u32 = 4_000;
     /// Default for [`max_previous_sessions`](Self::max_previous_sessions).
     pub const DEFAULT_MAX_PREVIOUS_SESSIONS: u32 = 8;
+    /// Default for [`max_skipped_key_age`](Self::max_skipped_key_age): 30 days.
+    pub const DEFAULT_MAX_SKIPPED_KEY_AGE: u64 = 30 * 24 * 60 * 60;
     /// Hard ceiling for [`max_skip`](Self::max_skip) and
     /// [`max_skipped_keys`](Self::max_skipped_keys): one message can make a session derive at
     /// most twice this many keys (about 0.2 s of work and 14 MB of memory).
@@ -52,6 +55,19 @@ impl SessionConfig {
     /// The most previous sessions a record keeps besides its current one.
     pub fn max_previous_sessions(&self) -> u32 {
         self.max_previous_sessions
+    }
+
+    /// Seconds after which [`SessionRecord::prune`](crate::SessionRecord::prune) erases the
+    /// key of a message that never arrived.
+    pub fn max_skipped_key_age(&self) -> u64 {
+        self.max_skipped_key_age
+    }
+
+    /// Sets [`max_skipped_key_age`](Self::max_skipped_key_age).
+    #[must_use]
+    pub fn with_max_skipped_key_age(mut self, seconds: u64) -> Self {
+        self.max_skipped_key_age = seconds;
+        self
     }
 
     /// Sets [`max_skip`](Self::max_skip), at most [`LIMIT_KEYS`](Self::LIMIT_KEYS).
@@ -84,6 +100,7 @@ impl Default for SessionConfig {
             max_skip: Self::DEFAULT_MAX_SKIP,
             max_skipped_keys: Self::DEFAULT_MAX_SKIPPED_KEYS,
             max_previous_sessions: Self::DEFAULT_MAX_PREVIOUS_SESSIONS,
+            max_skipped_key_age: Self::DEFAULT_MAX_SKIPPED_KEY_AGE,
         }
     }
 }
@@ -93,6 +110,7 @@ pub(crate) fn limits_to_proto(config: &SessionConfig) -> crate::wire::generated:
         max_skip: config.max_skip,
         max_skipped_keys: config.max_skipped_keys,
         max_previous_sessions: config.max_previous_sessions,
+        max_skipped_key_age: config.max_skipped_key_age,
     }
 }
 
@@ -113,6 +131,7 @@ pub(crate) fn limits_from_proto(
         max_skip: p.max_skip,
         max_skipped_keys: p.max_skipped_keys,
         max_previous_sessions: p.max_previous_sessions,
+        max_skipped_key_age: p.max_skipped_key_age,
     })
 }
 

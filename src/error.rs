@@ -110,6 +110,17 @@ pub enum EncryptError {
     /// The record has no session yet: start one from the peer's prekey bundle first.
     #[error("no session: start one from the peer's prekey bundle first")]
     NoSession,
+    /// The disappearing-message timer cannot be set to this value.
+    #[error(transparent)]
+    InvalidTimer(ExpiryError),
+    /// The content lists more attachments than allowed.
+    #[error("the content has {count} attachments; at most {max} are allowed")]
+    TooManyAttachments {
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The sending chain reached 2^32 - 1 messages, the largest counter the format carries.
     #[error("the sending chain is exhausted (2^32 - 1 messages); the peer must reply first")]
     ChainExhausted,
@@ -204,11 +215,63 @@ pub enum DecryptError {
     /// The initial message claims to come from our own identity key.
     #[error("the initial message carries this account's own identity key")]
     OwnIdentity,
+    /// The message decrypted, but its content is not valid (bad padding, malformed content,
+    /// invalid disappearing-message metadata). Nothing was committed.
+    #[error("the message decrypted but its content is invalid: {0}")]
+    InvalidContent(ContentError),
     /// The initial message decrypts, but under a different identity key than the one this
     /// conversation was built with. Nothing was changed or consumed; see
     /// [`IdentityChange`](crate::IdentityChange).
     #[error("{0}")]
     IdentityChanged(alloc::boxed::Box<crate::trust::IdentityChange>),
+}
+
+/// Invalid disappearing-message metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExpiryError {
+    /// The timer is longer than [`MAX_TIMER_SECS`](crate::MAX_TIMER_SECS).
+    #[error("a disappearing-message timer of {seconds} s is longer than the maximum of {max} s")]
+    TimerOutOfRange {
+        /// The timer.
+        seconds: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// A timer that is on must have a version of at least 1.
+    #[error("a disappearing-message timer of {seconds} s has version 0")]
+    TimerWithoutVersion {
+        /// The timer.
+        seconds: u32,
+    },
+    /// The version counter reached its maximum; the timer can no longer change.
+    #[error("the disappearing-message timer version is exhausted")]
+    VersionExhausted,
+}
+
+/// The content of a decrypted message is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ContentError {
+    /// The padding after the content is not `0x80` followed by zero bytes up to the size
+    /// bucket of the content's length.
+    #[error("the content is not padded as the format requires")]
+    BadPadding,
+    /// The content bytes are not a valid encoding (including unknown fields: a newer content
+    /// version this build cannot read reports `UnsupportedVersion`).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The disappearing-message metadata is invalid.
+    #[error(transparent)]
+    Expiry(#[from] ExpiryError),
+    /// The content lists more attachments than allowed.
+    #[error("the content has {count} attachments; at most {max} are allowed")]
+    TooManyAttachments {
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Persisted state could not be restored.

@@ -18,6 +18,7 @@
 
 use core::fmt;
 
+pub use crate::error::ExpiryError;
 use crate::time::Timestamp;
 
 /// The longest allowed timer: 365 days.
@@ -39,29 +40,6 @@ pub const MAX_TIMER_SECS: u32 = 365 * 24 * 60 * 60;
 pub struct ExpiryTimer {
     seconds: u32,
     version: u32,
-}
-
-/// Invalid disappearing-message metadata.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExpiryError {
-    /// The timer is longer than [`MAX_TIMER_SECS`].
-    #[error("a disappearing-message timer of {seconds} s is longer than the maximum of {max} s")]
-    TimerOutOfRange {
-        /// The timer.
-        seconds: u32,
-        /// The maximum.
-        max: u32,
-    },
-    /// A timer that is on must have a version of at least 1.
-    #[error("a disappearing-message timer of {seconds} s has version 0")]
-    TimerWithoutVersion {
-        /// The timer.
-        seconds: u32,
-    },
-    /// The version counter reached its maximum; the timer can no longer change.
-    #[error("the disappearing-message timer version is exhausted")]
-    VersionExhausted,
 }
 
 impl ExpiryTimer {
@@ -120,7 +98,11 @@ impl ExpiryTimer {
 
     /// The setting both peers converge on.
     pub(crate) fn merge(self, other: Self) -> Self {
-        if other.rank() > self.rank() { other } else { self }
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
     }
 
     /// The timer that replaces this one when the user changes it to `seconds`.
@@ -171,6 +153,7 @@ pub(crate) fn observe(setting: &mut ExpiryTimer, received: ExpiryTimer) -> Timer
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
     use proptest::prelude::*;
 
     fn timer() -> impl Strategy<Value = ExpiryTimer> {
@@ -184,10 +167,16 @@ mod tests {
     fn validation() {
         assert!(ExpiryTimer::new(0, 0).is_ok());
         assert!(ExpiryTimer::new(0, 7).is_ok());
-        assert_eq!(ExpiryTimer::new(5, 0), Err(ExpiryError::TimerWithoutVersion { seconds: 5 }));
+        assert_eq!(
+            ExpiryTimer::new(5, 0),
+            Err(ExpiryError::TimerWithoutVersion { seconds: 5 })
+        );
         assert_eq!(
             ExpiryTimer::new(MAX_TIMER_SECS + 1, 1),
-            Err(ExpiryError::TimerOutOfRange { seconds: MAX_TIMER_SECS + 1, max: MAX_TIMER_SECS })
+            Err(ExpiryError::TimerOutOfRange {
+                seconds: MAX_TIMER_SECS + 1,
+                max: MAX_TIMER_SECS
+            })
         );
         assert!(ExpiryTimer::new(MAX_TIMER_SECS, u32::MAX).is_ok());
         let last = ExpiryTimer::new(60, u32::MAX).unwrap();
@@ -212,7 +201,10 @@ mod tests {
     fn deadlines_saturate() {
         let t = ExpiryTimer::new(MAX_TIMER_SECS, 1).unwrap();
         assert_eq!(t.deadline(Timestamp::MAX), Some(Timestamp::MAX));
-        assert_eq!(t.deadline(Timestamp::EPOCH), Some(Timestamp::from_unix_secs(u64::from(MAX_TIMER_SECS))));
+        assert_eq!(
+            t.deadline(Timestamp::EPOCH),
+            Some(Timestamp::from_unix_secs(u64::from(MAX_TIMER_SECS)))
+        );
         assert_eq!(ExpiryTimer::OFF.deadline(Timestamp::EPOCH), None);
     }
 

@@ -52,7 +52,9 @@ extern crate std;
 mod account;
 mod aead;
 mod config;
+mod content;
 mod error;
+mod expiry;
 mod fingerprint;
 mod kdf;
 mod keys;
@@ -74,13 +76,16 @@ mod padding;
 
 pub use account::{Account, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
+pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FingerprintError;
 pub use error::{
-    DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError, TrustError,
+    ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,
+    TrustError,
 };
+pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
-pub use record::SessionRecord;
+pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 #[cfg(feature = "std")]
 pub use rng::OsRng;
 pub use session::{Session, SessionId};

@@ -9,8 +9,13 @@ use rand_core::CryptoRng;
 
 use crate::account::Account;
 use crate::config::SessionConfig;
-use crate::error::{DecodeError, DecryptError, EncryptError, SetupError, TrustError};
+use zeroize::Zeroizing;
+
+use crate::content::{self, Content, ReceivedMessage, SentMessage};
+use crate::error::{ContentError, DecodeError, DecryptError, EncryptError, SetupError, TrustError};
+use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
+use crate::ratchet::Accept;
 use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
 use crate::trust::{IdentityChange, PeerIdentity};
@@ -63,7 +68,13 @@ pub struct SessionRecord {
     config: SessionConfig,
     /// The peer's identity key, set by the first session (trust on first use).
     peer: Option<PeerIdentity>,
+    /// The conversation's disappearing-message setting.
+    timer: ExpiryTimer,
 }
+
+/// How long after a disappearing-message timer has run out the keys of messages that never
+/// arrived are kept anyway (see [`SessionRecord::prune`]): one day.
+pub const EXPIRED_TIMER_GRACE_SECS: u64 = 24 * 60 * 60;
 
 impl Default for SessionRecord {
     fn default() -> Self {
@@ -84,6 +95,7 @@ impl SessionRecord {
             previous: VecDeque::new(),
             config,
             peer: None,
+            timer: ExpiryTimer::OFF,
         }
     }
 
@@ -154,15 +166,27 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
+        self.decrypt_with(account, message, now, &mut |_| Ok(()))
+    }
+
+    /// [`decrypt`](Self::decrypt), with a check of the plaintext that must pass before
+    /// anything is committed.
+    pub(crate) fn decrypt_with(
+        &mut self,
+        account: &mut Account,
+        message: &[u8],
+        now: Timestamp,
+        accept: Accept<'_>,
+    ) -> Result<Vec<u8>, DecryptError> {
         let mut message = Message::from_bytes(message)?;
         match &message.0 {
             Body::Initial(setup, _) => {
                 let setup = *setup;
                 if let Some(index) = self.position(|s| s.was_created_by(&setup)) {
-                    return self.decrypt_with(index, &mut message, now);
+                    return self.decrypt_in(index, &mut message, now, accept);
                 }
                 let mut session = Session::respond(account, &setup, self.config)?;
-                let plaintext = session.decrypt_message(&mut message, now)?;
+                let plaintext = session.decrypt_message(&mut message, now, accept)?;
                 // The message is authentic, but under which identity? A different key than
                 // the conversation's is reported, never installed silently.
                 self.check_identity(&setup.identity_key)
@@ -183,8 +207,10 @@ impl SessionRecord {
                 }
                 let mut first_error = None;
                 for index in 0..count {
-                    match self.decrypt_with(index, &mut message, now) {
+                    match self.decrypt_in(index, &mut message, now, accept) {
                         Ok(plaintext) => return Ok(plaintext),
+                        // The message authenticated in this session but was refused.
+                        Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
                         // A session that recognized the message's chain says more than one
                         // that could not authenticate it.
                         Err(DecryptError::AuthenticationFailed) => {}
@@ -215,14 +241,15 @@ impl SessionRecord {
     }
 
     /// Decrypts with session `index` and, on success, makes it current.
-    fn decrypt_with(
+    fn decrypt_in(
         &mut self,
         index: usize,
         message: &mut Message,
         now: Timestamp,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let session = self.session_mut(index).ok_or(DecryptError::NoSession)?;
-        let plaintext = session.decrypt_message(message, now)?;
+        let plaintext = session.decrypt_message(message, now, accept)?;
         self.promote(index);
         Ok(plaintext)
     }
@@ -335,16 +362,97 @@ impl SessionRecord {
         self.config
     }
 
-    /// Drops skipped message keys stored before `now - max_age_secs` from every session of
-    /// the record; returns how many were dropped. Messages whose keys are dropped can no
-    /// longer be decrypted and fail with [`DecryptError::Expired`].
-    pub fn prune_skipped_keys(&mut self, now: Timestamp, max_age_secs: u64) -> usize {
-        let cutoff = now.saturating_sub_secs(max_age_secs);
+    /// Erases the keys of messages that never arrived once they are too old, in every session
+    /// of the record; returns how many were erased. A key is too old when it was stored more
+    /// than [`SessionConfig::max_skipped_key_age`] seconds before `now` or, while disappearing
+    /// messages are on, more than the timer plus [`EXPIRED_TIMER_GRACE_SECS`] before `now`
+    /// (the sender's copy of such a message has expired long ago). A late message whose key
+    /// was erased fails with [`DecryptError::Expired`]. Call it regularly, for example when
+    /// the app starts and once a day.
+    pub fn prune(&mut self, now: Timestamp) -> usize {
+        let mut max_age = self.config.max_skipped_key_age();
+        if self.timer.is_on() {
+            let timer_age =
+                u64::from(self.timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS);
+            max_age = max_age.min(timer_age);
+        }
+        let cutoff = now.saturating_sub_secs(max_age);
         self.current
             .iter_mut()
             .chain(self.previous.iter_mut())
             .map(|s| s.ratchet_mut().prune_skipped_keys(cutoff))
             .sum()
+    }
+
+    /// The conversation's disappearing-message setting.
+    pub fn expiry_timer(&self) -> ExpiryTimer {
+        self.timer
+    }
+
+    /// Encodes, pads and encrypts `content`, attaching the conversation's
+    /// disappearing-message setting and `now` as the send time.
+    pub fn send<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        content: &Content,
+        now: Timestamp,
+    ) -> Result<SentMessage, EncryptError> {
+        let plaintext = content::encode_padded(content, self.timer, now).map_err(|e| match e {
+            ContentError::TooManyAttachments { count, max } => {
+                EncryptError::TooManyAttachments { count, max }
+            }
+            _ => EncryptError::MessageTooLarge {
+                len: content.body().len(),
+            },
+        })?;
+        let wire = self.encrypt(rng, &plaintext)?;
+        Ok(SentMessage::new(wire, now, self.timer))
+    }
+
+    /// Changes the disappearing-message timer to `seconds` (0 turns it off) and returns the
+    /// timer-update message to send (empty content carrying the new setting, with version =
+    /// current version + 1). Nothing changes if it fails.
+    pub fn set_expiry_timer<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        seconds: u32,
+        now: Timestamp,
+    ) -> Result<SentMessage, EncryptError> {
+        let updated = self
+            .timer
+            .changed_to(seconds)
+            .map_err(EncryptError::InvalidTimer)?;
+        let plaintext = content::encode_padded(&Content::default(), updated, now)
+            .map_err(|_| EncryptError::MessageTooLarge { len: 0 })?;
+        let wire = self.encrypt(rng, &plaintext)?;
+        self.timer = updated;
+        Ok(SentMessage::new(wire, now, updated))
+    }
+
+    /// Decrypts a message sent with [`send`](Self::send) (or
+    /// [`set_expiry_timer`](Self::set_expiry_timer)): checks and removes the padding, decodes
+    /// and validates the content, and applies the sender's disappearing-message setting to the
+    /// conversation. `now` is the local time of receipt.
+    ///
+    /// Invalid content (bad padding, malformed, invalid timer metadata) is rejected with
+    /// [`DecryptError::InvalidContent`], and like every error leaves the record and the
+    /// account exactly as they were.
+    pub fn receive(
+        &mut self,
+        account: &mut Account,
+        message: &[u8],
+        now: Timestamp,
+    ) -> Result<ReceivedMessage, DecryptError> {
+        let mut envelope = None;
+        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+            envelope =
+                Some(content::decode_padded(plaintext).map_err(DecryptError::InvalidContent)?);
+            Ok(())
+        })?;
+        drop(Zeroizing::new(plaintext));
+        let envelope = envelope.ok_or(DecryptError::AuthenticationFailed)?;
+        let change = expiry::observe(&mut self.timer, envelope.timer);
+        Ok(ReceivedMessage::new(envelope, now, change))
     }
 
     pub(crate) fn to_proto(&self) -> pb::SessionRecordState {
@@ -353,6 +461,10 @@ impl SessionRecord {
             previous: self.previous.iter().map(Session::to_proto).collect(),
             limits: Some(crate::config::limits_to_proto(&self.config)),
             peer: self.peer.map(PeerIdentity::to_proto),
+            timer: Some(pb::DisappearingTimer {
+                seconds: self.timer.seconds(),
+                version: self.timer.version(),
+            }),
         }
     }
 
@@ -376,6 +488,16 @@ impl SessionRecord {
                 .collect::<Result<_, _>>()?,
             config,
             peer: p.peer.as_ref().map(PeerIdentity::from_proto).transpose()?,
+            timer: match p.timer {
+                Some(t) => ExpiryTimer::new(t.seconds, t.version).map_err(|_| {
+                    DecodeError::InvalidValue {
+                        object: OBJECT,
+                        field: "timer",
+                        reason: "invalid disappearing-message timer",
+                    }
+                })?,
+                None => ExpiryTimer::OFF,
+            },
         };
         let peer_key = record.peer.map(|p| p.key());
         let sessions_match = record
@@ -398,6 +520,7 @@ impl fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionRecord")
             .field("peer", &self.peer)
+            .field("timer", &self.timer)
             .field("current", &self.current)
             .field("previous", &self.previous.len())
             .finish_non_exhaustive()

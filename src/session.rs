@@ -9,7 +9,7 @@ use crate::account::Account;
 use crate::config::SessionConfig;
 use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey, write_hex};
-use crate::ratchet::Ratchet;
+use crate::ratchet::{Accept, Ratchet};
 use crate::time::Timestamp;
 use crate::wire::bundle::{OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::wire::generated as pb;
@@ -175,14 +175,16 @@ impl Session {
     /// On error the session is exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
         let mut message = Message::from_bytes(message)?;
-        self.decrypt_message(&mut message, now)
+        self.decrypt_message(&mut message, now, &mut |_| Ok(()))
     }
 
-    /// Decrypts a decoded message; on failure neither the session nor `message` changed.
+    /// Decrypts a decoded message; `accept` checks the plaintext before anything is
+    /// committed. On failure the session has not changed.
     pub(crate) fn decrypt_message(
         &mut self,
         message: &mut Message,
         now: Timestamp,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let ratchet_message = match &mut message.0 {
             Body::Ratchet(r) => r,
@@ -193,9 +195,9 @@ impl Session {
                 r
             }
         };
-        let plaintext = self
-            .ratchet
-            .decrypt(&self.associated_data, ratchet_message, now)?;
+        let plaintext =
+            self.ratchet
+                .decrypt(&self.associated_data, ratchet_message, now, accept)?;
         self.awaiting_reply = false;
         Ok(plaintext)
     }

@@ -26,11 +26,13 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.ChainHistory",
     ".ratchetbox.PeerIdentity",
     ".ratchetbox.AttachmentPointer",
+    ".ratchetbox.Content",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the
 /// messages containing them can derive it.
-const NESTED_PLAIN_MESSAGES: &[&str] = &[".ratchetbox.SessionLimits"];
+const NESTED_PLAIN_MESSAGES: &[&str] =
+    &[".ratchetbox.SessionLimits", ".ratchetbox.DisappearingTimer"];
 
 fn proto_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

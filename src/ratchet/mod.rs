@@ -35,6 +35,10 @@ use crate::x3dh::ASSOCIATED_DATA_LEN;
 /// The largest plaintext AES-GCM can encrypt under one nonce: 2^36 - 32 bytes.
 const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
 
+/// A check of the decrypted plaintext that runs before anything is committed: if it fails,
+/// the decryption fails and the state is unchanged (used to validate message content).
+pub(crate) type Accept<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), DecryptError>;
+
 /// Length of the full associated data: X3DH AD followed by the authenticated header.
 const FULL_AD_LEN: usize = ASSOCIATED_DATA_LEN + RatchetHeader::AUTHENTICATED_LEN;
 
@@ -210,22 +214,23 @@ impl Ratchet {
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         message: &mut RatchetMessage,
         now: Timestamp,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         if self.their_key == Some(header.ratchet_key)
             && let Some(receiving) = &self.receiving
         {
             if header.counter >= receiving.counter {
-                return self.decrypt_in_current_chain(associated_data, message, now);
+                return self.decrypt_in_current_chain(associated_data, message, now, accept);
             }
-            return self.decrypt_with_stored_key(associated_data, message);
+            return self.decrypt_with_stored_key(associated_data, message, accept);
         }
         let id = SlotId {
             ratchet_key: header.ratchet_key,
             counter: header.counter,
         };
         if self.skipped.get(&id).is_some() {
-            return self.decrypt_with_stored_key(associated_data, message);
+            return self.decrypt_with_stored_key(associated_data, message, accept);
         }
         if let Some(finished) = self.skipped.finished_chain(&header.ratchet_key) {
             if header.counter < finished.length {
@@ -234,7 +239,7 @@ impl Ratchet {
             // A genuine peer never sends past the end of a chain it has left.
             return Err(DecryptError::AuthenticationFailed);
         }
-        self.decrypt_in_new_chain(associated_data, message, now)
+        self.decrypt_in_new_chain(associated_data, message, now, accept)
     }
 
     fn missing_key_error(&self, header: &RatchetHeader) -> DecryptError {
@@ -255,6 +260,7 @@ impl Ratchet {
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         message: &mut RatchetMessage,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let id = SlotId {
             ratchet_key: message.header.ratchet_key,
@@ -265,6 +271,7 @@ impl Ratchet {
             .get(&id)
             .ok_or_else(|| self.missing_key_error(&message.header))?;
         let plaintext = open(key, associated_data, message)?;
+        accept(&plaintext)?;
         self.skipped.remove(&id);
         Ok(plaintext)
     }
@@ -274,6 +281,7 @@ impl Ratchet {
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         message: &mut RatchetMessage,
         now: Timestamp,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         let Some(receiving) = &self.receiving else {
@@ -298,6 +306,7 @@ impl Ratchet {
         );
         let message_key = chain.next_message_key();
         let plaintext = open(&message_key, associated_data, message)?;
+        accept(&plaintext)?;
 
         self.receiving = Some(ReceivingChain {
             chain,
@@ -312,6 +321,7 @@ impl Ratchet {
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         message: &mut RatchetMessage,
         now: Timestamp,
+        accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         let our_key = match &self.ours {
@@ -368,6 +378,7 @@ impl Ratchet {
         );
         let message_key = chain.next_message_key();
         let plaintext = open(&message_key, associated_data, message)?;
+        accept(&plaintext)?;
 
         self.root = root;
         self.skipped

@@ -31,6 +31,35 @@ pub struct AttachmentPointer {
     #[prost(bytes = "vec", tag = "7")]
     pub locator: ::prost::alloc::vec::Vec<u8>,
 }
+/// The disappearing-message setting of the sender when it sent the message.
+#[derive(::zeroize::Zeroize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DisappearingTimer {
+    /// Seconds; 0 = off. At most 31,536,000 (365 days).
+    #[prost(uint32, tag = "1")]
+    pub seconds: u32,
+    /// At least 1 when the timer is on.
+    #[prost(uint32, tag = "2")]
+    pub version: u32,
+}
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct Content {
+    /// The message body, opaque to ratchetbox (for example UTF-8 text).
+    #[prost(bytes = "vec", tag = "1")]
+    pub body: ::prost::alloc::vec::Vec<u8>,
+    /// Each: a complete AttachmentPointer wire object (0x01 || AttachmentPointer). At most 32.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub attachments: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The sender's disappearing-message setting; always present.
+    #[prost(message, optional, tag = "3")]
+    pub timer: ::core::option::Option<DisappearingTimer>,
+    /// The sender's local clock when it sent the message, seconds since the Unix epoch. For
+    /// display and ordering only; never used for deadlines.
+    #[prost(uint64, tag = "4")]
+    pub sent_at: u64,
+}
 /// One party of a safety number, as computed by the phone that shows the code.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FingerprintParty {
@@ -204,6 +233,9 @@ pub struct SessionLimits {
     pub max_skipped_keys: u32,
     #[prost(uint32, tag = "3")]
     pub max_previous_sessions: u32,
+    /// Skipped message keys older than this are dropped by prune (seconds).
+    #[prost(uint64, tag = "4")]
+    pub max_skipped_key_age: u64,
 }
 /// Object kind 2: one session.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -247,6 +279,9 @@ pub struct SessionRecordState {
     /// The peer's identity key and how far it is trusted; absent before the first session.
     #[prost(message, optional, tag = "4")]
     pub peer: ::core::option::Option<PeerIdentity>,
+    /// The conversation's disappearing-message setting (defined in content.proto).
+    #[prost(message, optional, tag = "5")]
+    pub timer: ::core::option::Option<DisappearingTimer>,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -114,3 +114,46 @@ pub fn edit_message(wire: &[u8], edit: impl FnOnce(&mut Message)) -> Vec<u8> {
 
 /// A named modification of a decoded wire object.
 pub type Edit<T> = (&'static str, Box<dyn Fn(&mut T)>);
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DisappearingTimer {
+    #[prost(uint32, tag = "1")]
+    pub seconds: u32,
+    #[prost(uint32, tag = "2")]
+    pub version: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Content {
+    #[prost(bytes = "vec", tag = "1")]
+    pub body: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub attachments: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "3")]
+    pub timer: Option<DisappearingTimer>,
+    #[prost(uint64, tag = "4")]
+    pub sent_at: u64,
+}
+
+/// PADME (Nikitin et al., PETS 2019), written from the paper's formula independently of
+/// the crate: E = floor(log2 L), S = floor(log2 E) + 1, z = E - S, round L up to 2^z.
+pub fn padme(len: u64) -> u64 {
+    if len < 2 {
+        return len;
+    }
+    let e = 63 - len.leading_zeros() as u64;
+    let s = (63 - e.leading_zeros() as u64) + 1;
+    let z = e - s;
+    let mask = (1u64 << z) - 1;
+    (len + mask) & !mask
+}
+
+/// The content plaintext as docs/PROTOCOL.md specifies it: `0x01 || Content || 0x80 || 0*`,
+/// padded to max(256, PADME(len + 1)).
+pub fn padded_content(content: &Content) -> Vec<u8> {
+    let mut out = encode(content);
+    let target = padme((out.len() as u64 + 1).max(256)) as usize;
+    out.push(0x80);
+    out.resize(target, 0);
+    out
+}

@@ -1,0 +1,361 @@
+//! Message content: what the high-level API sends inside the ratchet. A body, attachment
+//! pointers, the sender's disappearing-message setting and its send time, padded to a size
+//! bucket so that message lengths leak little.
+//!
+//! Plaintext layout inside a ratchet message:
+//!
+//! ```text
+//! 0x01 || protobuf Content || 0x80 || 0x00 * k
+//! ```
+//!
+//! where `k` makes the total `max(256, PADME(len + 1))` bytes, `len` being the length of
+//! `0x01 || Content` (docs/PROTOCOL.md, "Message content"). Every content of up to 255 bytes
+//! pads to 256 bytes; above that PADME leaks O(log log n) bits of the length, with at most
+//! about 6% overhead.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use prost::Message as _;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::attachment::AttachmentPointer;
+use crate::error::ContentError;
+use crate::expiry::{ExpiryTimer, TimerChange};
+use crate::padding;
+use crate::time::Timestamp;
+use crate::wire::{self, generated as pb};
+
+/// The most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 32;
+
+/// Padded content is never shorter than this.
+const MIN_PADDED_LEN: u64 = 256;
+
+/// The byte that ends the content and starts the padding.
+const PADDING_MARKER: u8 = 0x80;
+
+/// What a message says: a body (opaque bytes, for example UTF-8 text) and attachment
+/// pointers. The body zeroizes on drop.
+///
+/// ```
+/// use ratchetbox::Content;
+/// let content = Content::new("See you at 10");
+/// assert_eq!(content.body(), b"See you at 10");
+/// assert!(content.attachments().is_empty());
+/// ```
+#[derive(Default)]
+pub struct Content {
+    body: Vec<u8>,
+    attachments: Vec<AttachmentPointer>,
+}
+
+impl Content {
+    /// Content with this body and no attachments.
+    pub fn new(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            body: body.into(),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Adds an attachment pointer (see [`attachment`](crate::attachment)). At most
+    /// [`MAX_ATTACHMENTS`] per message.
+    pub fn add_attachment(&mut self, pointer: AttachmentPointer) -> Result<(), ContentError> {
+        if self.attachments.len() >= MAX_ATTACHMENTS {
+            return Err(ContentError::TooManyAttachments {
+                count: self.attachments.len() + 1,
+                max: MAX_ATTACHMENTS,
+            });
+        }
+        self.attachments.push(pointer);
+        Ok(())
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The attachment pointers.
+    pub fn attachments(&self) -> &[AttachmentPointer] {
+        &self.attachments
+    }
+
+    /// Takes the attachment pointers out.
+    pub fn take_attachments(&mut self) -> Vec<AttachmentPointer> {
+        core::mem::take(&mut self.attachments)
+    }
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        self.body.zeroize();
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Content")
+            .field("body_len", &self.body.len())
+            .field("attachments", &self.attachments)
+            .finish()
+    }
+}
+
+/// Content as decoded from a message, with the metadata the sender attached.
+pub(crate) struct Envelope {
+    pub(crate) content: Content,
+    pub(crate) timer: ExpiryTimer,
+    pub(crate) sent_at: Timestamp,
+}
+
+/// The padded length for `len` bytes of encoded content (plus the marker byte).
+fn padded_len(len: usize) -> Option<usize> {
+    let with_marker = u64::try_from(len).ok()?.checked_add(1)?;
+    usize::try_from(padding::padded_len(with_marker, MIN_PADDED_LEN)?).ok()
+}
+
+/// Encodes and pads content for encryption.
+pub(crate) fn encode_padded(
+    content: &Content,
+    timer: ExpiryTimer,
+    sent_at: Timestamp,
+) -> Result<Zeroizing<Vec<u8>>, ContentError> {
+    if content.attachments.len() > MAX_ATTACHMENTS {
+        return Err(ContentError::TooManyAttachments {
+            count: content.attachments.len(),
+            max: MAX_ATTACHMENTS,
+        });
+    }
+    let proto = pb::Content {
+        body: content.body.clone(),
+        attachments: content
+            .attachments
+            .iter()
+            .map(|a| a.to_bytes().to_vec())
+            .collect(),
+        timer: Some(pb::DisappearingTimer {
+            seconds: timer.seconds(),
+            version: timer.version(),
+        }),
+        sent_at: sent_at.as_unix_secs(),
+    };
+    let len = 1 + proto.encoded_len();
+    let padded = padded_len(len).ok_or(ContentError::BadPadding)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(padded));
+    out.push(wire::VERSION);
+    proto.encode_raw(&mut *out);
+    out.push(PADDING_MARKER);
+    out.resize(padded, 0);
+    Ok(out)
+}
+
+/// Removes and checks the padding, then decodes and validates the content.
+pub(crate) fn decode_padded(plaintext: &[u8]) -> Result<Envelope, ContentError> {
+    const OBJECT: &str = "Content";
+    let marker = plaintext
+        .iter()
+        .rposition(|&b| b != 0)
+        .ok_or(ContentError::BadPadding)?;
+    if plaintext.get(marker) != Some(&PADDING_MARKER) || padded_len(marker) != Some(plaintext.len())
+    {
+        return Err(ContentError::BadPadding);
+    }
+    let encoded = plaintext.get(..marker).ok_or(ContentError::BadPadding)?;
+    let mut proto: pb::Content = wire::decode(encoded, OBJECT)?;
+    if proto.attachments.len() > MAX_ATTACHMENTS {
+        return Err(ContentError::TooManyAttachments {
+            count: proto.attachments.len(),
+            max: MAX_ATTACHMENTS,
+        });
+    }
+    let timer = wire::required(proto.timer, OBJECT, "timer")?;
+    let timer = ExpiryTimer::new(timer.seconds, timer.version)?;
+    let attachments = proto
+        .attachments
+        .iter()
+        .map(|bytes| AttachmentPointer::from_bytes(bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Envelope {
+        content: Content {
+            body: core::mem::take(&mut proto.body),
+            attachments,
+        },
+        timer,
+        sent_at: Timestamp::from_unix_secs(proto.sent_at),
+    })
+}
+
+/// A message sent with [`SessionRecord::send`](crate::SessionRecord::send): the bytes to
+/// deliver, and when the message expires on this device.
+#[derive(Debug)]
+pub struct SentMessage {
+    wire: Vec<u8>,
+    sent_at: Timestamp,
+    timer: ExpiryTimer,
+}
+
+impl SentMessage {
+    pub(crate) fn new(wire: Vec<u8>, sent_at: Timestamp, timer: ExpiryTimer) -> Self {
+        Self {
+            wire,
+            sent_at,
+            timer,
+        }
+    }
+
+    /// The message bytes to deliver to the peer.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// The message bytes, owned.
+    pub fn into_wire(self) -> Vec<u8> {
+        self.wire
+    }
+
+    /// The local time it was sent (the `now` given to `send`).
+    pub fn sent_at(&self) -> Timestamp {
+        self.sent_at
+    }
+
+    /// The disappearing-message timer it was sent under.
+    pub fn timer(&self) -> ExpiryTimer {
+        self.timer
+    }
+
+    /// When the sender's copy expires: local send time + timer. `None` if the timer is off.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.timer.deadline(self.sent_at)
+    }
+}
+
+/// A message received with [`SessionRecord::receive`](crate::SessionRecord::receive).
+#[derive(Debug)]
+pub struct ReceivedMessage {
+    content: Content,
+    sent_at: Timestamp,
+    received_at: Timestamp,
+    timer: ExpiryTimer,
+    timer_change: TimerChange,
+}
+
+impl ReceivedMessage {
+    pub(crate) fn new(
+        envelope: Envelope,
+        received_at: Timestamp,
+        timer_change: TimerChange,
+    ) -> Self {
+        Self {
+            // A send time in the future (by our clock) is clamped to the time of receipt.
+            sent_at: envelope.sent_at.min(received_at),
+            content: envelope.content,
+            received_at,
+            timer: envelope.timer,
+            timer_change,
+        }
+    }
+
+    /// The content.
+    pub fn content(&self) -> &Content {
+        &self.content
+    }
+
+    /// The content, owned.
+    pub fn into_content(self) -> Content {
+        self.content
+    }
+
+    /// The sender's claimed send time, never later than [`received_at`](Self::received_at).
+    /// For display and ordering only: it comes from the peer's clock.
+    pub fn sent_at(&self) -> Timestamp {
+        self.sent_at
+    }
+
+    /// The local time the message was received (the `now` given to `receive`).
+    pub fn received_at(&self) -> Timestamp {
+        self.received_at
+    }
+
+    /// The timer the sender attached to this message. The message expires by this timer,
+    /// whatever the conversation's setting becomes.
+    pub fn timer(&self) -> ExpiryTimer {
+        self.timer
+    }
+
+    /// What the message did to the conversation's disappearing-message setting.
+    pub fn timer_change(&self) -> TimerChange {
+        self.timer_change
+    }
+
+    /// When this message expires on this device, if the user reads it at `read_at` (local
+    /// time): `read_at + timer`, with `read_at` clamped to no earlier than the time of
+    /// receipt. `None` if the timer is off.
+    pub fn expires_at(&self, read_at: Timestamp) -> Option<Timestamp> {
+        self.timer.deadline(read_at.max(self.received_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn envelope(body: &[u8]) -> Zeroizing<Vec<u8>> {
+        encode_padded(
+            &Content::new(body),
+            ExpiryTimer::new(30, 2).unwrap(),
+            Timestamp::from_unix_secs(7),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn short_contents_all_pad_to_the_same_length() {
+        let lengths: Vec<usize> = [0usize, 1, 50, 200]
+            .iter()
+            .map(|&n| envelope(&vec![b'x'; n]).len())
+            .collect();
+        assert!(lengths.iter().all(|&l| l == 256), "{lengths:?}");
+        // Longer content follows PADME: never more than ~6% overhead above 256 bytes.
+        for n in [300usize, 1000, 5000, 70_000] {
+            let padded = envelope(&vec![0u8; n]).len();
+            assert!(
+                padded > n && (padded as f64) < (n as f64 + 12.0) * 1.07,
+                "{n} -> {padded}"
+            );
+        }
+    }
+
+    #[test]
+    fn padding_round_trips_and_is_checked() {
+        let padded = envelope(b"hello\0\0");
+        let decoded = decode_padded(&padded).unwrap();
+        assert_eq!(decoded.content.body(), b"hello\0\0");
+        assert_eq!(decoded.timer, ExpiryTimer::new(30, 2).unwrap());
+        assert_eq!(decoded.sent_at, Timestamp::from_unix_secs(7));
+
+        let mut extra_zero = padded.to_vec();
+        extra_zero.push(0);
+        assert_eq!(
+            decode_padded(&extra_zero).err(),
+            Some(ContentError::BadPadding)
+        );
+        let mut short = padded.to_vec();
+        short.pop();
+        assert_eq!(decode_padded(&short).err(), Some(ContentError::BadPadding));
+        let mut nonzero = padded.to_vec();
+        *nonzero.last_mut().unwrap() = 1;
+        assert_eq!(
+            decode_padded(&nonzero).err(),
+            Some(ContentError::BadPadding)
+        );
+        assert_eq!(
+            decode_padded(&[0u8; 256]).err(),
+            Some(ContentError::BadPadding)
+        );
+        assert_eq!(decode_padded(&[]).err(), Some(ContentError::BadPadding));
+    }
+}

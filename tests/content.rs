@@ -1,0 +1,284 @@
+//! Message content through the high-level API: body, attachments, send time, padding,
+//! and rejection of invalid content with the state unchanged.
+
+mod common;
+
+use common::{Pair, Side, T0, pb};
+use ratchetbox::attachment::{self, AttachmentMetadata};
+use ratchetbox::{Content, ContentError, DecodeError, DecryptError, ExpiryTimer, Timestamp};
+
+#[test]
+fn content_with_attachments_round_trips() {
+    let mut pair = Pair::established(1);
+    let photo = vec![7u8; 100_000];
+    let (mut pointer, sealed) = attachment::seal(
+        &mut pair.rng,
+        &photo,
+        AttachmentMetadata::new("image/jpeg", "cat.jpg").unwrap(),
+    )
+    .unwrap();
+    pointer.set_locator(b"blob://42".to_vec()).unwrap();
+    let mut content = Content::new("look at this");
+    content.add_attachment(pointer).unwrap();
+
+    let sent_at = T0.saturating_add_secs(5);
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &content, sent_at)
+        .unwrap();
+    assert_eq!(sent.sent_at(), sent_at);
+    assert_eq!(sent.expires_at(), None, "disappearing messages are off");
+
+    let received_at = T0.saturating_add_secs(9);
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, sent.wire(), received_at)
+        .unwrap();
+    assert_eq!(received.content().body(), b"look at this");
+    assert_eq!(received.sent_at(), sent_at);
+    assert_eq!(received.received_at(), received_at);
+    let pointer = &received.content().attachments()[0];
+    assert_eq!(pointer.file_name(), "cat.jpg");
+    assert_eq!(pointer.locator(), b"blob://42");
+    assert_eq!(attachment::open(pointer, &sealed).unwrap(), photo);
+}
+
+#[test]
+fn message_lengths_are_padded_to_buckets() {
+    let mut pair = Pair::established(2);
+    let lengths: Vec<usize> = [
+        "",
+        "ok",
+        "a somewhat longer message of about eighty characters, give or take a few..",
+    ]
+    .iter()
+    .map(|text| {
+        let sent = pair
+            .alice
+            .record
+            .send(&mut pair.rng, &Content::new(*text), T0)
+            .unwrap();
+        // The header (counters) is visible anyway; what padding hides is the ciphertext length.
+        ratchetbox::Message::from_bytes(sent.wire())
+            .unwrap()
+            .ciphertext_len()
+    })
+    .collect();
+    assert_eq!(lengths[0], 256 + 16);
+    assert_eq!(lengths[0], lengths[1]);
+    assert_eq!(lengths[1], lengths[2]);
+}
+
+#[test]
+fn a_send_time_from_the_future_is_clamped() {
+    let mut pair = Pair::established(3);
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("x"), Timestamp::MAX)
+        .unwrap();
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, sent.wire(), T0)
+        .unwrap();
+    assert_eq!(received.sent_at(), T0);
+}
+
+/// Sends crafted content bytes through the low-level API; Bob must reject them with state
+/// unchanged.
+fn reject_crafted(pair: &mut Pair, plaintext: &[u8]) -> DecryptError {
+    let wire = pair.alice.record.encrypt(&mut pair.rng, plaintext).unwrap();
+    let before = pair.bob.snapshot();
+    let error = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, &wire, T0)
+        .unwrap_err();
+    assert_eq!(before, pair.bob.snapshot(), "{error} changed the state");
+    // The same message is not lost for the low-level API: its key is still there.
+    assert_eq!(pair.bob.decrypt(&wire, T0).unwrap(), plaintext);
+    error
+}
+
+fn valid_content() -> pb::Content {
+    pb::Content {
+        body: b"hi".to_vec(),
+        attachments: vec![],
+        timer: Some(pb::DisappearingTimer {
+            seconds: 0,
+            version: 0,
+        }),
+        sent_at: 1,
+    }
+}
+
+#[test]
+fn the_independent_encoding_is_accepted() {
+    // The test's own encoder (written from docs/PROTOCOL.md) produces what the crate reads.
+    let mut pair = Pair::established(4);
+    let plaintext = pb::padded_content(&valid_content());
+    let wire = pair
+        .alice
+        .record
+        .encrypt(&mut pair.rng, &plaintext)
+        .unwrap();
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, &wire, T0)
+        .unwrap();
+    assert_eq!(received.content().body(), b"hi");
+    // And the crate's encoder produces exactly those bytes for the same content.
+    let sent = pair
+        .alice
+        .record
+        .send(
+            &mut pair.rng,
+            &Content::new("hi"),
+            Timestamp::from_unix_secs(1),
+        )
+        .unwrap();
+    assert_eq!(pair.bob.decrypt(sent.wire(), T0).unwrap(), plaintext);
+}
+
+#[test]
+fn invalid_content_is_rejected_with_state_unchanged() {
+    let mut pair = Pair::established(5);
+    let invalid = |e| DecryptError::InvalidContent(e);
+
+    let mut c = valid_content();
+    c.timer = Some(pb::DisappearingTimer {
+        seconds: 60,
+        version: 0,
+    });
+    assert_eq!(
+        reject_crafted(&mut pair, &pb::padded_content(&c)),
+        invalid(ContentError::Expiry(
+            ratchetbox::ExpiryError::TimerWithoutVersion { seconds: 60 }
+        ))
+    );
+
+    c.timer = Some(pb::DisappearingTimer {
+        seconds: ratchetbox::MAX_TIMER_SECS + 1,
+        version: 1,
+    });
+    assert_eq!(
+        reject_crafted(&mut pair, &pb::padded_content(&c)),
+        invalid(ContentError::Expiry(
+            ratchetbox::ExpiryError::TimerOutOfRange {
+                seconds: ratchetbox::MAX_TIMER_SECS + 1,
+                max: ratchetbox::MAX_TIMER_SECS
+            }
+        ))
+    );
+
+    c.timer = None;
+    assert_eq!(
+        reject_crafted(&mut pair, &pb::padded_content(&c)),
+        invalid(ContentError::Decode(DecodeError::MissingField {
+            object: "Content",
+            field: "timer"
+        }))
+    );
+
+    // Padding: one zero byte too many, and a missing marker.
+    let mut padded = pb::padded_content(&valid_content());
+    padded.push(0);
+    assert_eq!(
+        reject_crafted(&mut pair, &padded),
+        invalid(ContentError::BadPadding)
+    );
+    let raw = pb::encode(&valid_content());
+    assert_eq!(
+        reject_crafted(&mut pair, &raw),
+        invalid(ContentError::BadPadding)
+    );
+
+    // An unknown field (a newer content format): rejected, per the documented rule.
+    let mut with_unknown = pb::encode(&valid_content());
+    with_unknown.extend_from_slice(&[0x28, 0x01]); // field 5, varint 1
+    with_unknown.push(0x80);
+    with_unknown.resize(256, 0);
+    assert_eq!(
+        reject_crafted(&mut pair, &with_unknown),
+        invalid(ContentError::Decode(DecodeError::NonCanonical {
+            object: "Content"
+        }))
+    );
+
+    // A content version this build does not read.
+    let mut v2 = pb::padded_content(&valid_content());
+    v2[0] = 2;
+    assert_eq!(
+        reject_crafted(&mut pair, &v2),
+        invalid(ContentError::Decode(DecodeError::UnsupportedVersion {
+            object: "Content",
+            found: 2,
+            supported: 1
+        }))
+    );
+
+    // A malformed attachment pointer.
+    let mut c = valid_content();
+    c.attachments = vec![vec![1, 0xff]];
+    assert!(matches!(
+        reject_crafted(&mut pair, &pb::padded_content(&c)),
+        DecryptError::InvalidContent(ContentError::Decode(_))
+    ));
+
+    // Too many attachments.
+    let mut content = Content::new("many");
+    for _ in 0..ratchetbox::MAX_ATTACHMENTS {
+        let (p, _) = attachment::seal(
+            &mut pair.rng,
+            b"x",
+            AttachmentMetadata::new("", "").unwrap(),
+        )
+        .unwrap();
+        content.add_attachment(p).unwrap();
+    }
+    let (p, _) = attachment::seal(
+        &mut pair.rng,
+        b"x",
+        AttachmentMetadata::new("", "").unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        content.add_attachment(p),
+        Err(ContentError::TooManyAttachments { .. })
+    ));
+
+    // After all that, the conversation goes on.
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("still here"), T0)
+        .unwrap();
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, sent.wire(), T0)
+        .unwrap();
+    assert_eq!(received.content().body(), b"still here");
+    assert_eq!(received.timer(), ExpiryTimer::OFF);
+}
+
+#[test]
+fn low_level_and_high_level_apis_coexist() {
+    let mut pair = Pair::established(6);
+    pair.exchange(Side::Alice, b"raw bytes");
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("content"), T0)
+        .unwrap();
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, sent.wire(), T0)
+        .unwrap();
+    assert_eq!(received.content().body(), b"content");
+}

@@ -1,0 +1,354 @@
+//! Disappearing messages: timer updates, version rules, convergence between honest peers,
+//! deadlines from local events only, extreme values, and pruning of old skipped keys.
+
+mod common;
+
+use common::{Pair, Side, T0, pb};
+use proptest::prelude::*;
+use ratchetbox::{
+    Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryError, ExpiryTimer,
+    MAX_TIMER_SECS, SessionConfig, TimerChange, Timestamp,
+};
+
+fn t(secs: u64) -> Timestamp {
+    T0.saturating_add_secs(secs)
+}
+
+fn send(pair: &mut Pair, from: Side, text: &str, now: Timestamp) -> Vec<u8> {
+    let rng = &mut pair.rng;
+    let peer = match from {
+        Side::Alice => &mut pair.alice,
+        Side::Bob => &mut pair.bob,
+    };
+    peer.record
+        .send(rng, &Content::new(text), now)
+        .unwrap()
+        .into_wire()
+}
+
+fn set(pair: &mut Pair, side: Side, seconds: u32, now: Timestamp) -> Vec<u8> {
+    let rng = &mut pair.rng;
+    let peer = match side {
+        Side::Alice => &mut pair.alice,
+        Side::Bob => &mut pair.bob,
+    };
+    peer.record
+        .set_expiry_timer(rng, seconds, now)
+        .unwrap()
+        .into_wire()
+}
+
+fn receive(pair: &mut Pair, to: Side, wire: &[u8], now: Timestamp) -> ratchetbox::ReceivedMessage {
+    let peer = pair.peer(to);
+    peer.record.receive(&mut peer.account, wire, now).unwrap()
+}
+
+#[test]
+fn a_timer_update_is_adopted_and_deadlines_come_from_local_events() {
+    let mut pair = Pair::established(1);
+    let update = pair
+        .alice
+        .record
+        .set_expiry_timer(&mut pair.rng, 3600, t(10))
+        .unwrap();
+    assert_eq!(update.timer(), ExpiryTimer::new(3600, 1).unwrap());
+    assert_eq!(pair.alice.record.expiry_timer(), update.timer());
+
+    let received = receive(&mut pair, Side::Bob, update.wire(), t(20));
+    assert_eq!(
+        received.timer_change(),
+        TimerChange::Changed {
+            from: ExpiryTimer::OFF,
+            to: ExpiryTimer::new(3600, 1).unwrap()
+        }
+    );
+    assert!(received.content().body().is_empty());
+    assert_eq!(
+        pair.bob.record.expiry_timer(),
+        ExpiryTimer::new(3600, 1).unwrap()
+    );
+
+    // A sent message expires at local send time + timer.
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("poof"), t(100))
+        .unwrap();
+    assert_eq!(sent.expires_at(), Some(t(3700)));
+    // A received one at the local time it is read + timer, never from the sender's clock.
+    let received = receive(&mut pair, Side::Bob, sent.wire(), t(500));
+    assert_eq!(received.expires_at(t(900)), Some(t(4500)));
+    // "Read" before it was received (clock jumped back): counted from receipt.
+    assert_eq!(received.expires_at(t(0)), Some(t(500 + 3600)));
+
+    // Bob's replies carry the same setting, and Alice sees no change.
+    let reply = send(&mut pair, Side::Bob, "ok", t(600));
+    assert_eq!(
+        receive(&mut pair, Side::Alice, &reply, t(601)).timer_change(),
+        TimerChange::Unchanged
+    );
+}
+
+#[test]
+fn a_lower_version_does_not_change_the_setting_but_the_message_keeps_its_timer() {
+    let mut pair = Pair::established(2);
+    let first = set(&mut pair, Side::Alice, 60, t(1)); // version 1
+    let second = set(&mut pair, Side::Alice, 30, t(2)); // version 2
+    assert!(matches!(
+        receive(&mut pair, Side::Bob, &second, t(3)).timer_change(),
+        TimerChange::Changed { .. }
+    ));
+    let late = receive(&mut pair, Side::Bob, &first, t(4));
+    assert_eq!(late.timer_change(), TimerChange::Unchanged);
+    assert_eq!(
+        pair.bob.record.expiry_timer(),
+        ExpiryTimer::new(30, 2).unwrap()
+    );
+    // The late message itself still expires by the 60 s it was sent with.
+    assert_eq!(late.timer(), ExpiryTimer::new(60, 1).unwrap());
+    assert_eq!(late.expires_at(t(10)), Some(t(70)));
+}
+
+#[test]
+fn concurrent_changes_with_equal_versions_converge_on_the_shorter_timer() {
+    for (a, b, expected) in [
+        (60, 30, 30),
+        (30, 60, 30),
+        (0, 45, 45),
+        (45, 0, 45),
+        (10, 10, 10),
+    ] {
+        let mut pair = Pair::established(3);
+        let from_alice = set(&mut pair, Side::Alice, a, t(1));
+        let from_bob = set(&mut pair, Side::Bob, b, t(1));
+        receive(&mut pair, Side::Bob, &from_alice, t(2));
+        receive(&mut pair, Side::Alice, &from_bob, t(2));
+        let expected = ExpiryTimer::new(expected, 1).unwrap();
+        assert_eq!(pair.alice.record.expiry_timer(), expected, "{a} vs {b}");
+        assert_eq!(pair.bob.record.expiry_timer(), expected, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn the_next_change_takes_the_highest_version_seen_plus_one() {
+    let mut pair = Pair::established(4);
+    for _ in 0..3 {
+        let update = set(&mut pair, Side::Alice, 60, t(1));
+        receive(&mut pair, Side::Bob, &update, t(1));
+    }
+    assert_eq!(pair.bob.record.expiry_timer().version(), 3);
+    let from_bob = pair
+        .bob
+        .record
+        .set_expiry_timer(&mut pair.rng, 5, t(2))
+        .unwrap();
+    assert_eq!(from_bob.timer(), ExpiryTimer::new(5, 4).unwrap());
+}
+
+#[test]
+fn duplicate_updates_are_rejected_and_change_nothing() {
+    let mut pair = Pair::established(5);
+    let update = set(&mut pair, Side::Alice, 60, t(1));
+    receive(&mut pair, Side::Bob, &update, t(1));
+    let before = pair.bob.snapshot();
+    assert!(matches!(
+        pair.bob
+            .record
+            .receive(&mut pair.bob.account, &update, t(2)),
+        Err(DecryptError::Duplicate { .. })
+    ));
+    assert_eq!(before, pair.bob.snapshot());
+}
+
+#[test]
+fn invalid_timer_changes_are_refused_without_changing_anything() {
+    let mut pair = Pair::established(6);
+    let before = pair.alice.snapshot();
+    assert_eq!(
+        pair.alice
+            .record
+            .set_expiry_timer(&mut pair.rng, MAX_TIMER_SECS + 1, t(1))
+            .err(),
+        Some(EncryptError::InvalidTimer(ExpiryError::TimerOutOfRange {
+            seconds: MAX_TIMER_SECS + 1,
+            max: MAX_TIMER_SECS
+        }))
+    );
+    assert_eq!(before, pair.alice.snapshot());
+
+    // A peer at the last version: Bob adopts it, and can no longer change the timer.
+    let content = pb::Content {
+        body: vec![],
+        attachments: vec![],
+        timer: Some(pb::DisappearingTimer {
+            seconds: 60,
+            version: u32::MAX,
+        }),
+        sent_at: 0,
+    };
+    let wire = pair
+        .alice
+        .record
+        .encrypt(&mut pair.rng, &pb::padded_content(&content))
+        .unwrap();
+    receive(&mut pair, Side::Bob, &wire, t(1));
+    assert_eq!(
+        pair.bob.record.expiry_timer(),
+        ExpiryTimer::new(60, u32::MAX).unwrap()
+    );
+    let before = pair.bob.snapshot();
+    assert_eq!(
+        pair.bob
+            .record
+            .set_expiry_timer(&mut pair.rng, 30, t(2))
+            .err(),
+        Some(EncryptError::InvalidTimer(ExpiryError::VersionExhausted))
+    );
+    assert_eq!(before, pair.bob.snapshot());
+}
+
+#[test]
+fn extreme_times_saturate_instead_of_overflowing() {
+    let mut pair = Pair::established(7);
+    let update = pair
+        .alice
+        .record
+        .set_expiry_timer(&mut pair.rng, MAX_TIMER_SECS, Timestamp::MAX)
+        .unwrap();
+    assert_eq!(update.expires_at(), Some(Timestamp::MAX));
+    let received = receive(&mut pair, Side::Bob, update.wire(), Timestamp::MAX);
+    assert_eq!(received.expires_at(Timestamp::MAX), Some(Timestamp::MAX));
+    assert_eq!(received.sent_at(), Timestamp::MAX);
+    // And at the epoch.
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("x"), Timestamp::EPOCH)
+        .unwrap();
+    assert_eq!(
+        sent.expires_at(),
+        Some(Timestamp::from_unix_secs(u64::from(MAX_TIMER_SECS)))
+    );
+    let received = receive(&mut pair, Side::Bob, sent.wire(), Timestamp::EPOCH);
+    assert_eq!(
+        received.expires_at(Timestamp::EPOCH),
+        Some(Timestamp::from_unix_secs(u64::from(MAX_TIMER_SECS)))
+    );
+}
+
+#[test]
+fn clock_jumps_do_not_break_anything() {
+    let mut pair = Pair::established(8);
+    set_and_deliver(&mut pair, 120);
+    // Receive with the clock going forward, back, and far forward.
+    for now in [t(1_000), t(10), t(1_000_000_000), t(5)] {
+        let wire = send(&mut pair, Side::Alice, "tick", now);
+        let received = receive(&mut pair, Side::Bob, &wire, now);
+        assert!(received.sent_at() <= received.received_at());
+        assert!(received.expires_at(now).unwrap() >= now);
+    }
+}
+
+fn set_and_deliver(pair: &mut Pair, seconds: u32) {
+    let update = set(pair, Side::Alice, seconds, t(0));
+    receive(pair, Side::Bob, &update, t(0));
+}
+
+#[test]
+fn prune_erases_keys_of_messages_that_never_arrived() {
+    let day = 86_400;
+    let config = SessionConfig::default().with_max_skipped_key_age(30 * day);
+    let mut pair = Pair::with_config(9, config);
+    pair.exchange(Side::Alice, b"hello");
+    pair.exchange(Side::Bob, b"hi");
+    let lost = send(&mut pair, Side::Alice, "lost", t(0));
+    let delivered = send(&mut pair, Side::Alice, "delivered", t(0));
+    receive(&mut pair, Side::Bob, &delivered, t(0));
+    assert_eq!(pair.bob.record.session().unwrap().skipped_key_count(), 1);
+
+    // Timer off: kept until max_skipped_key_age.
+    assert_eq!(pair.bob.record.prune(t(29 * day)), 0);
+    // Before pruning it still decrypts (checked on a copy).
+    let mut copy = ratchetbox::SessionRecord::from_bytes(&pair.bob.record.to_bytes()).unwrap();
+    assert!(
+        copy.receive(&mut pair.bob.account, &lost, t(29 * day))
+            .is_ok()
+    );
+    assert_eq!(pair.bob.record.prune(t(31 * day)), 1);
+    assert!(matches!(
+        pair.bob
+            .record
+            .receive(&mut pair.bob.account, &lost, t(31 * day)),
+        Err(DecryptError::Expired { .. })
+    ));
+}
+
+#[test]
+fn prune_with_disappearing_messages_uses_the_timer() {
+    let mut pair = Pair::established(10);
+    set_and_deliver(&mut pair, 600);
+    let _lost = send(&mut pair, Side::Alice, "lost", t(0));
+    let delivered = send(&mut pair, Side::Alice, "delivered", t(0));
+    receive(&mut pair, Side::Bob, &delivered, t(100));
+    let limit = 600 + EXPIRED_TIMER_GRACE_SECS;
+    assert_eq!(pair.bob.record.prune(t(100 + limit)), 0);
+    assert_eq!(pair.bob.record.prune(t(100 + limit + 1)), 1);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set(Side, u32),
+    Send(Side),
+    Deliver(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let side = prop_oneof![Just(Side::Alice), Just(Side::Bob)];
+    let timer = prop_oneof![
+        Just(0u32),
+        Just(5),
+        Just(60),
+        Just(3600),
+        1..=MAX_TIMER_SECS
+    ];
+    prop_oneof![
+        (side.clone(), timer).prop_map(|(s, t)| Op::Set(s, t)),
+        side.prop_map(Op::Send),
+        any::<usize>().prop_map(Op::Deliver),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Two honest peers apply the same updates in any interleaving and end with the same
+    /// setting.
+    #[test]
+    fn honest_peers_converge(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..60)) {
+        let mut pair = Pair::established(seed);
+        let mut in_flight: Vec<(Side, Vec<u8>)> = Vec::new();
+        let mut now = 0;
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Set(side, seconds) => {
+                    let wire = set(&mut pair, side, seconds, t(now));
+                    in_flight.push((side.other(), wire));
+                }
+                Op::Send(side) => {
+                    let wire = send(&mut pair, side, "m", t(now));
+                    in_flight.push((side.other(), wire));
+                }
+                Op::Deliver(i) if !in_flight.is_empty() => {
+                    let (to, wire) = in_flight.remove(i % in_flight.len());
+                    receive(&mut pair, to, &wire, t(now));
+                }
+                Op::Deliver(_) => {}
+            }
+        }
+        for (to, wire) in in_flight {
+            receive(&mut pair, to, &wire, t(now));
+        }
+        prop_assert_eq!(pair.alice.record.expiry_timer(), pair.bob.record.expiry_timer());
+    }
+}
