@@ -1,12 +1,19 @@
 //! The ratchetbox demo: Alice and Bob set up an end-to-end encrypted session from a published
 //! prekey bundle and exchange messages, some of them out of order, while the "server" only
-//! ever sees bytes.
+//! ever sees bytes. Then they compare safety numbers, send a file, turn on disappearing
+//! messages, and catch a key change.
 //!
 //! Run it with `cargo run --release --example chat`.
 
+use std::collections::HashMap;
+
+use ratchetbox::attachment::{self, AttachmentMetadata};
 use ratchetbox::{
-    Account, DecryptError, Message, OsRng, PreKeyBundle, SessionRecord, StorageKey, Timestamp,
+    Account, Content, DecryptError, Message, OsRng, PreKeyBundle, SafetyNumber, ScanResult,
+    SessionRecord, SetupError, StorageKey, TimerChange, Timestamp, Trust,
 };
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn short(bytes: &[u8]) -> String {
     bytes[..6]
@@ -19,7 +26,7 @@ fn short(bytes: &[u8]) -> String {
 fn describe(wire: &[u8]) -> String {
     match Message::from_bytes(wire) {
         Ok(m) if m.is_initial() => format!(
-            "initial message #{}, {} bytes: it carries Alice's X3DH setup until she hears back",
+            "initial message #{}, {} bytes (carries Alice's X3DH setup until she hears back)",
             m.counter(),
             wire.len()
         ),
@@ -28,19 +35,53 @@ fn describe(wire: &[u8]) -> String {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn text(received: &ratchetbox::ReceivedMessage) -> String {
+    String::from_utf8_lossy(received.content().body()).into_owned()
+}
+
+struct Person {
+    name: &'static str,
+    account: Account,
+    record: SessionRecord,
+}
+
+impl Person {
+    fn send(&mut self, rng: &mut OsRng, body: &str, now: Timestamp) -> Result<Vec<u8>> {
+        Ok(self.record.send(rng, &Content::new(body), now)?.into_wire())
+    }
+
+    fn receive(&mut self, wire: &[u8], now: Timestamp) -> Result<ratchetbox::ReceivedMessage> {
+        Ok(self.record.receive(&mut self.account, wire, now)?)
+    }
+
+    fn read(&mut self, wire: &[u8], now: Timestamp) -> Result<()> {
+        let received = self.receive(wire, now)?;
+        println!("   {} reads \"{}\"", self.name, text(&received));
+        Ok(())
+    }
+}
+
+fn main() -> Result<()> {
     let mut rng = OsRng::new();
-    let now = Timestamp::now();
+    let t0 = Timestamp::now();
+    let at = |secs: u64| t0.saturating_add_secs(secs);
 
     println!("== ratchetbox demo: Alice and Bob ==\n");
 
     // 1. Bob's app creates his account and publishes a prekey bundle.
-    let mut bob = Account::new(&mut rng, now);
-    let published = bob.generate_one_time_prekeys(&mut rng, 5)?;
-    let bundle_bytes = bob.prekey_bundle(Some(published[0].id()))?.to_bytes();
+    let mut bob = Person {
+        name: "Bob",
+        account: Account::new(&mut rng, t0),
+        record: SessionRecord::new(),
+    };
+    let published = bob.account.generate_one_time_prekeys(&mut rng, 5)?;
+    let bundle_bytes = bob
+        .account
+        .prekey_bundle(Some(published[0].id()))?
+        .to_bytes();
     println!(
         "1. Bob creates an identity key {} and uploads a signed prekey",
-        short(bob.identity_key().as_bytes())
+        short(bob.account.identity_key().as_bytes())
     );
     println!(
         "   and {} one-time prekeys. The server hands out a bundle of {} bytes.\n",
@@ -49,102 +90,227 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. Alice fetches the bundle and starts a session (X3DH as the initiator).
-    let mut alice = Account::new(&mut rng, now);
+    let mut alice = Person {
+        name: "Alice",
+        account: Account::new(&mut rng, t0),
+        record: SessionRecord::new(),
+    };
     let bundle = PreKeyBundle::from_bytes(&bundle_bytes)?;
-    let mut alice_to_bob = SessionRecord::new();
-    alice_to_bob.initiate(&mut rng, &alice, &bundle)?;
+    alice.record.initiate(&mut rng, &alice.account, &bundle)?;
     println!("2. Alice checks Bob's signature on the signed prekey, runs X3DH and starts");
     println!(
         "   session {:?}. Bob is offline; nothing has been sent yet.\n",
-        alice_to_bob.session_id().ok_or("no session")?
+        alice.record.session_id().ok_or("no session")?
     );
 
     // 3. Alice sends three messages before Bob comes online.
-    let texts = ["Hi Bob!", "Are you there?", "Call me when you see this."];
-    let mut in_flight = Vec::new();
     println!("3. Alice sends three messages:");
-    for text in texts {
-        let wire = alice_to_bob.encrypt(&mut rng, text.as_bytes())?;
-        println!("   \"{text}\" -> {}", describe(&wire));
+    let mut in_flight = Vec::new();
+    for body in ["Hi Bob!", "Are you there?", "Call me when you see this."] {
+        let wire = alice.send(&mut rng, body, at(1))?;
+        println!("   \"{body}\" -> {}", describe(&wire));
         in_flight.push(wire);
     }
 
     // 4. The server delivers them out of order.
     println!("\n4. The server delivers them out of order (3rd, 1st, 2nd):");
-    let mut bob_to_alice = SessionRecord::new();
     for i in [2, 0, 1] {
-        let plaintext = bob_to_alice.decrypt(&mut bob, &in_flight[i], now)?;
-        println!("   Bob reads \"{}\"", String::from_utf8_lossy(&plaintext));
+        bob.read(&in_flight[i], at(60))?;
     }
     println!("   The first to arrive created Bob's side of the session and used up his one-time");
     println!("   prekey; the other two carry the same setup and land in the same session.");
     println!(
         "   Bob's one-time prekeys left: {}\n",
-        bob.one_time_prekeys().count()
+        bob.account.one_time_prekeys().count()
     );
 
     // 5. A copy of a message delivered again is refused.
-    match bob_to_alice.decrypt(&mut bob, &in_flight[0], now) {
-        Err(e @ DecryptError::Duplicate { .. }) => {
-            println!("5. The server replays Alice's first message: refused ({e}).\n")
-        }
-        other => return Err(format!("a replay must be refused, got {other:?}").into()),
+    match bob.receive(&in_flight[0], at(61)) {
+        Err(e) => match e.downcast_ref::<DecryptError>() {
+            Some(e @ DecryptError::Duplicate { .. }) => {
+                println!("5. The server replays Alice's first message: refused ({e}).\n")
+            }
+            _ => return Err(e),
+        },
+        Ok(_) => return Err("a replay must be refused".into()),
     }
 
     // 6. Bob answers: the conversation turns, and both sides ratchet to fresh keys.
-    let reply = bob_to_alice.encrypt(&mut rng, b"Hey Alice, I'm here now.")?;
+    let reply = bob.send(&mut rng, "Hey Alice, I'm here now.", at(62))?;
     println!("6. Bob answers -> {}", describe(&reply));
-    let plaintext = alice_to_bob.decrypt(&mut alice, &reply, now)?;
-    println!("   Alice reads \"{}\"", String::from_utf8_lossy(&plaintext));
-    let next = alice_to_bob.encrypt(&mut rng, b"Great, talk soon!")?;
+    alice.read(&reply, at(63))?;
+    let next = alice.send(&mut rng, "Great, talk soon!", at(64))?;
     println!(
         "   Alice's next message is a plain {} (no setup any more)",
         describe(&next)
     );
-    println!(
-        "   Bob reads \"{}\"\n",
-        String::from_utf8_lossy(&bob_to_alice.decrypt(&mut bob, &next, now)?)
-    );
+    bob.read(&next, at(65))?;
+    println!();
 
     // 7. A message lost in transit does not stop the conversation; it still decrypts later.
-    let lost = bob_to_alice.encrypt(&mut rng, b"(this one is delayed)")?;
-    let after = bob_to_alice.encrypt(&mut rng, b"Did you get my last message?")?;
+    let delayed = bob.send(&mut rng, "(this one was delayed)", at(70))?;
+    let after = bob.send(&mut rng, "Did you get my last message?", at(71))?;
     println!("7. Bob sends two messages; the first is delayed.");
-    println!(
-        "   Alice reads \"{}\"",
-        String::from_utf8_lossy(&alice_to_bob.decrypt(&mut alice, &after, now)?)
-    );
+    alice.read(&after, at(72))?;
     println!(
         "   (her session keeps {} skipped message key for the delayed one)",
-        alice_to_bob.session().map_or(0, |s| s.skipped_key_count())
+        alice.record.session().map_or(0, |s| s.skipped_key_count())
     );
-    println!(
-        "   The delayed message arrives: \"{}\"\n",
-        String::from_utf8_lossy(&alice_to_bob.decrypt(&mut alice, &lost, now)?)
-    );
+    alice.read(&delayed, at(80))?;
+    println!();
 
     // 8. A tampered message is rejected, and nothing changes.
-    let mut tampered = bob_to_alice.encrypt(&mut rng, b"Meet at 10")?;
+    let mut tampered = bob.send(&mut rng, "Meet at 10", at(90))?;
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    match alice_to_bob.decrypt(&mut alice, &tampered, now) {
+    match alice.receive(&tampered, at(91)) {
         Err(e) => println!("8. A message modified in transit is refused: {e}\n"),
         Ok(_) => return Err("a tampered message must be refused".into()),
     }
 
-    // 9. Apps store state sealed under a key from the platform key store.
-    let storage_key = StorageKey::generate(&mut rng);
-    let sealed = alice_to_bob.seal(&storage_key, &mut rng);
-    let mut restored = SessionRecord::unseal(&sealed, &storage_key)?;
-    let wire = restored.encrypt(&mut rng, b"Sent after an app restart")?;
+    // 9. They compare safety numbers, in person or over a call.
+    let alice_sees = SafetyNumber::new(
+        b"alice@example",
+        &alice.account.identity_key(),
+        b"bob@example",
+        &bob.account.identity_key(),
+    )?;
+    let bob_sees = SafetyNumber::new(
+        b"bob@example",
+        &bob.account.identity_key(),
+        b"alice@example",
+        &alice.account.identity_key(),
+    )?;
+    println!("9. Safety numbers. Alice's phone shows:");
+    println!("   {alice_sees}");
     println!(
-        "9. Alice's app seals her session ({} bytes), restarts and restores it.",
+        "   Bob's phone shows the same: {}",
+        alice_sees.display() == bob_sees.display()
+    );
+    let scanned = alice_sees.compare_scanned(&bob_sees.scannable())?;
+    println!("   Alice scans the QR code on Bob's phone: {scanned:?}");
+    if scanned == ScanResult::Match {
+        alice.record.mark_verified(&bob.account.identity_key())?;
+        bob.record.mark_verified(&alice.account.identity_key())?;
+    }
+    println!(
+        "   Both mark each other verified: {:?}\n",
+        alice.record.peer().map(|p| p.trust())
+    );
+
+    // 10. Alice sends a file: sealed once, uploaded anywhere; only the pointer (with the key)
+    //     travels inside the conversation.
+    let photo: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut pointer, sealed) = attachment::seal(
+        &mut rng,
+        &photo,
+        AttachmentMetadata::new("image/jpeg", "beach.jpg")?,
+    )?;
+    let mut cdn: HashMap<String, Vec<u8>> = HashMap::new();
+    cdn.insert("blob/7f3a".into(), sealed);
+    pointer.set_locator(b"blob/7f3a".to_vec())?;
+    let mut content = Content::new("Photo from the beach");
+    content.add_attachment(pointer)?;
+    let wire = alice.record.send(&mut rng, &content, at(100))?.into_wire();
+    println!(
+        "10. Alice seals a {} KB photo, uploads {} KB of ciphertext, and sends a {}-byte message.",
+        photo.len() / 1000,
+        cdn["blob/7f3a"].len() / 1000,
+        wire.len()
+    );
+    let received = bob.receive(&wire, at(101))?;
+    let pointer = &received.content().attachments()[0];
+    let blob = &cdn[std::str::from_utf8(pointer.locator())?];
+    let opened = attachment::open(pointer, blob)?;
+    println!(
+        "    Bob downloads it, checks it and opens it: \"{}\", {} bytes, identical: {}\n",
+        pointer.file_name(),
+        opened.len(),
+        opened == photo
+    );
+
+    // 11. Disappearing messages: deadlines come from each device's own clock.
+    let update = alice.record.set_expiry_timer(&mut rng, 3600, at(200))?;
+    let received = bob.receive(update.wire(), at(201))?;
+    println!(
+        "11. Alice turns on disappearing messages (1 hour). Bob's app shows: {:?}",
+        received.timer_change()
+    );
+    let mut inbox = Vec::new();
+    for (i, body) in ["This will vanish", "So will this", "And this"]
+        .iter()
+        .enumerate()
+    {
+        let sent = alice
+            .record
+            .send(&mut rng, &Content::new(*body), at(300 + 600 * i as u64))?;
+        let received = bob.receive(sent.wire(), at(301 + 600 * i as u64))?;
+        // Bob reads each message ten minutes after it arrives.
+        let read_at = at(901 + 600 * i as u64);
+        let deadline = received.expires_at(read_at).ok_or("timer on")?;
+        println!(
+            "    \"{body}\": Alice deletes it at +{}s, Bob (read at +{}s) at +{}s",
+            sent.expires_at().ok_or("timer on")?.as_unix_secs() - t0.as_unix_secs(),
+            read_at.as_unix_secs() - t0.as_unix_secs(),
+            deadline.as_unix_secs() - t0.as_unix_secs()
+        );
+        inbox.push((text(&received), deadline));
+    }
+    for check in [at(3_000), at(4_600), at(6_000)] {
+        let visible: Vec<&str> = inbox
+            .iter()
+            .filter(|(_, d)| *d > check)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        println!(
+            "    At +{}s Bob's phone still shows {:?}",
+            check.as_unix_secs() - t0.as_unix_secs(),
+            visible
+        );
+    }
+    println!("    (ratchetbox authenticates the setting and erases its own keys on schedule with");
+    println!("    SessionRecord::prune; deleting stored messages is the app's job, and a modified");
+    println!("    client can always keep what it displayed.)\n");
+
+    // 12. Apps store state sealed under a key from the platform key store.
+    let storage_key = StorageKey::generate(&mut rng);
+    let sealed = alice.record.seal(&storage_key, &mut rng);
+    alice.record = SessionRecord::unseal(&sealed, &storage_key)?;
+    let wire = alice.send(&mut rng, "Sent after an app restart", at(7_000))?;
+    println!(
+        "12. Alice's app seals her session record ({} bytes), restarts and restores it.",
         sealed.len()
     );
-    println!(
-        "   Bob reads \"{}\"",
-        String::from_utf8_lossy(&bob_to_alice.decrypt(&mut bob, &wire, now)?)
-    );
+    bob.read(&wire, at(7_001))?;
+    println!();
+
+    // 13. Someone (a new phone, or an attacker the server vouches for) presents a new key
+    //     for Bob. Alice's app does not switch silently.
+    let new_bob = Account::new(&mut rng, at(8_000));
+    let new_bundle = new_bob.prekey_bundle(None)?;
+    match alice.record.initiate(&mut rng, &alice.account, &new_bundle) {
+        Err(SetupError::IdentityChanged(change)) => {
+            let (old, new) = change.safety_numbers(
+                b"alice@example",
+                &alice.account.identity_key(),
+                b"bob@example",
+            )?;
+            println!("13. The server hands Alice a bundle with a different identity key for Bob.");
+            println!("    ratchetbox refuses to use it silently: {change}");
+            println!("    Old safety number: {old}");
+            println!("    New safety number: {new}");
+            alice.record.accept_identity_change(&change)?;
+            println!(
+                "    Alice accepts the change after asking Bob; her trust drops from Verified to {:?}.",
+                alice
+                    .record
+                    .peer()
+                    .map(|p| p.trust())
+                    .unwrap_or(Trust::Changed)
+            );
+        }
+        other => return Err(format!("a key change must be reported, got {other:?}").into()),
+    }
 
     println!("\nDone: every message was end-to-end encrypted with forward secrecy.");
     Ok(())
