@@ -232,10 +232,11 @@ fn main() -> Result<()> {
     // 11. Disappearing messages: deadlines come from each device's own clock.
     let update = alice.record.set_expiry_timer(&mut rng, 3600, at(200))?;
     let received = bob.receive(update.wire(), at(201))?;
-    println!(
-        "11. Alice turns on disappearing messages (1 hour). Bob's app shows: {:?}",
-        received.timer_change()
-    );
+    if let TimerChange::Changed { from, to } = received.timer_change() {
+        println!(
+            "11. Alice turns on disappearing messages. Bob's app: timer changed from {from} to {to}."
+        );
+    }
     let mut inbox = Vec::new();
     for (i, body) in ["This will vanish", "So will this", "And this"]
         .iter()
