@@ -77,7 +77,7 @@ fn main() -> Result<()> {
     let published = bob.account.generate_one_time_prekeys(&mut rng, 5)?;
     let bundle_bytes = bob
         .account
-        .prekey_bundle(Some(published[0].id()))?
+        .prekey_bundle(Some(published[0].id()), None)?
         .to_bytes();
     println!(
         "1. Bob creates an identity key {} and uploads a signed prekey",
@@ -288,7 +288,7 @@ fn main() -> Result<()> {
     // 13. Someone (a new phone, or an attacker the server vouches for) presents a new key
     //     for Bob. Alice's app does not switch silently.
     let new_bob = Account::new(&mut rng, at(8_000));
-    let new_bundle = new_bob.prekey_bundle(None)?;
+    let new_bundle = new_bob.prekey_bundle(None, None)?;
     match alice.record.initiate(&mut rng, &alice.account, &new_bundle) {
         Err(SetupError::IdentityChanged(change)) => {
             let (old, new) = change.safety_numbers(

@@ -8,15 +8,21 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use crate::error::{DecodeError, DecryptError, PreKeyError};
+use crate::kem::{KEM_SEED_LEN, KemKeyPair};
 use crate::keys::{IdentityKey, IdentityKeyPair, X25519KeyPair, X25519PublicKey};
 use crate::time::Timestamp;
 use crate::wire::bundle::{
-    OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
+    KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey,
+    SignedPreKeyId,
 };
 use crate::wire::generated as pb;
 
 /// The most unused one-time prekeys an account holds at once.
 pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
+
+/// The most unused one-time KEM prekeys an account holds at once. Each is stored as a
+/// 64-byte seed and re-expanded (an ML-KEM key generation) when the account is restored.
+pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 200;
 
 /// How many setups without a one-time prekey the account remembers to reject replays.
 pub(crate) const MAX_USED_SETUPS: usize = 2_000;
@@ -26,6 +32,13 @@ pub(crate) const MAX_USED_SETUPS: usize = 2_000;
 struct SignedPreKeyPair {
     public: SignedPreKey,
     key: X25519KeyPair,
+}
+
+/// A signed KEM prekey with its private half.
+#[derive(Clone)]
+struct KemPreKeyPair {
+    public: KemPreKey,
+    key: KemKeyPair,
 }
 
 /// A user's long-term identity and prekey store.
@@ -60,14 +73,25 @@ pub struct Account {
     /// Setups accepted without a one-time prekey, oldest first: an initial message that
     /// repeats one of them is a replay and must not start a second session.
     used_setups: VecDeque<(SignedPreKeyId, X25519PublicKey)>,
+    last_resort_kem_prekey: KemPreKeyPair,
+    /// Replaced last-resort KEM prekeys, oldest first.
+    previous_last_resort_kem_prekeys: Vec<KemPreKeyPair>,
+    one_time_kem_prekeys: BTreeMap<u32, KemPreKeyPair>,
+    next_kem_prekey_id: u32,
 }
 
 impl Account {
-    /// Creates an account with a fresh identity key and a first signed prekey created at `now`.
+    /// Creates an account with a fresh identity key, a first signed prekey and a first
+    /// last-resort KEM prekey, both created at `now`.
     pub fn new<R: CryptoRng + ?Sized>(rng: &mut R, now: Timestamp) -> Self {
         let identity = IdentityKeyPair::generate(rng);
         let first = Self::make_signed_prekey(&identity, rng, SignedPreKeyId(1), now);
+        let last_resort = Self::make_kem_prekey(&identity, rng, KemPreKeyId(1), now);
         Self {
+            last_resort_kem_prekey: last_resort,
+            previous_last_resort_kem_prekeys: Vec::new(),
+            one_time_kem_prekeys: BTreeMap::new(),
+            next_kem_prekey_id: 2,
             identity,
             current_signed_prekey: first,
             previous_signed_prekeys: Vec::new(),
@@ -93,6 +117,21 @@ impl Account {
         }
     }
 
+    fn make_kem_prekey<R: CryptoRng + ?Sized>(
+        identity: &IdentityKeyPair,
+        rng: &mut R,
+        id: KemPreKeyId,
+        now: Timestamp,
+    ) -> KemPreKeyPair {
+        let key = KemKeyPair::generate(rng);
+        let message = KemPreKey::signed_message(id, now, key.public_key());
+        let signature = identity.sign(&message);
+        KemPreKeyPair {
+            public: KemPreKey::new(id, now, key.public_key().clone(), signature),
+            key,
+        }
+    }
+
     /// The account's public identity key.
     pub fn identity_key(&self) -> IdentityKey {
         self.identity.public_key()
@@ -109,7 +148,7 @@ impl Account {
 
     /// Replaces the current signed prekey with a new one created at `now`. The previous ones
     /// stay usable for initial messages already in flight until
-    /// [`remove_old_signed_prekeys`](Self::remove_old_signed_prekeys) drops them.
+    /// [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) drops them.
     pub fn rotate_signed_prekey<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -124,27 +163,81 @@ impl Account {
         Ok(self.signed_prekey())
     }
 
-    /// Deletes every signed prekey that was replaced more than `grace_secs` seconds before
-    /// `now` (the current one is always kept). Returns how many were deleted. Initial messages
-    /// naming a deleted prekey then fail with
-    /// [`DecryptError::UnknownSignedPreKey`].
-    pub fn remove_old_signed_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
-        // A prekey is replaced when its successor is created.
-        let replaced_at: Vec<Timestamp> = self
-            .previous_signed_prekeys
-            .iter()
-            .skip(1)
-            .chain(core::iter::once(&self.current_signed_prekey))
-            .map(|p| p.public.created_at())
-            .collect();
-        let before = self.previous_signed_prekeys.len();
-        let mut replaced = replaced_at.into_iter();
-        self.previous_signed_prekeys.retain(|_| {
-            replaced
-                .next()
-                .is_some_and(|at| at.saturating_add_secs(grace_secs) > now)
-        });
-        let removed = before - self.previous_signed_prekeys.len();
+    /// The current last-resort KEM prekey, to publish. Servers put it in bundles when they
+    /// have run out of one-time KEM prekeys.
+    pub fn last_resort_kem_prekey(&self) -> &KemPreKey {
+        &self.last_resort_kem_prekey.public
+    }
+
+    /// Replaces the last-resort KEM prekey with a new one created at `now`; the previous ones
+    /// stay usable until [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) drops
+    /// them.
+    pub fn rotate_last_resort_kem_prekey<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+    ) -> Result<&KemPreKey, PreKeyError> {
+        let id = self.next_kem_prekey_id;
+        let next = id.checked_add(1).ok_or(PreKeyError::IdsExhausted)?;
+        let pair = Self::make_kem_prekey(&self.identity, rng, KemPreKeyId(id), now);
+        self.next_kem_prekey_id = next;
+        let previous = core::mem::replace(&mut self.last_resort_kem_prekey, pair);
+        self.previous_last_resort_kem_prekeys.push(previous);
+        Ok(self.last_resort_kem_prekey())
+    }
+
+    /// Creates `count` signed one-time KEM prekeys at `now` and returns their public halves,
+    /// to upload.
+    pub fn generate_one_time_kem_prekeys<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        count: usize,
+        now: Timestamp,
+    ) -> Result<Vec<KemPreKey>, PreKeyError> {
+        if self.one_time_kem_prekeys.len().saturating_add(count) > MAX_ONE_TIME_KEM_PREKEYS {
+            return Err(PreKeyError::TooManyOneTimePreKeys {
+                max: MAX_ONE_TIME_KEM_PREKEYS,
+            });
+        }
+        let first = self.next_kem_prekey_id;
+        let end = u32::try_from(count)
+            .ok()
+            .and_then(|c| first.checked_add(c))
+            .ok_or(PreKeyError::IdsExhausted)?;
+        let mut published = Vec::with_capacity(count);
+        for id in first..end {
+            let pair = Self::make_kem_prekey(&self.identity, rng, KemPreKeyId(id), now);
+            published.push(pair.public.clone());
+            self.one_time_kem_prekeys.insert(id, pair);
+        }
+        self.next_kem_prekey_id = end;
+        Ok(published)
+    }
+
+    /// The public halves of all unused one-time KEM prekeys, by ascending id.
+    pub fn one_time_kem_prekeys(&self) -> impl Iterator<Item = &KemPreKey> + '_ {
+        self.one_time_kem_prekeys.values().map(|p| &p.public)
+    }
+
+    /// Deletes every signed prekey and last-resort KEM prekey that was replaced more than
+    /// `grace_secs` seconds before `now` (the current ones are always kept). Returns how many
+    /// were deleted. Initial messages naming a deleted prekey then fail with
+    /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`].
+    pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
+        let removed_kem = retain_recent(
+            &mut self.previous_last_resort_kem_prekeys,
+            self.last_resort_kem_prekey.public.created_at(),
+            |p| p.public.created_at(),
+            now,
+            grace_secs,
+        );
+        let removed = retain_recent(
+            &mut self.previous_signed_prekeys,
+            self.current_signed_prekey.public.created_at(),
+            |p| p.public.created_at(),
+            now,
+            grace_secs,
+        );
         if removed > 0 {
             let current = self.current_signed_prekey.public.id();
             let kept: Vec<SignedPreKeyId> = self
@@ -155,7 +248,7 @@ impl Account {
             self.used_setups
                 .retain(|(id, _)| *id == current || kept.contains(id));
         }
-        removed
+        removed + removed_kem
     }
 
     /// Creates `count` one-time prekeys and returns their public halves, to upload.
@@ -191,9 +284,31 @@ impl Account {
             .map(|(&id, key)| OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()))
     }
 
-    /// A bundle with the current signed prekey and, if given, the unused one-time prekey
-    /// `one_time`.
+    /// A bundle with the current signed prekey, the unused one-time prekey `one_time` if
+    /// given, and the unused one-time KEM prekey `kem_one_time` if given, otherwise the
+    /// last-resort KEM prekey. (A server assembles the same from the published parts with
+    /// [`PreKeyBundle::new`].)
     pub fn prekey_bundle(
+        &self,
+        one_time: Option<OneTimePreKeyId>,
+        kem_one_time: Option<KemPreKeyId>,
+    ) -> Result<PreKeyBundle, PreKeyError> {
+        let kem = match kem_one_time {
+            Some(id) => self
+                .one_time_kem_prekeys
+                .get(&id.0)
+                .map(|p| p.public.clone())
+                .ok_or(PreKeyError::UnknownKemPreKey { id: id.0 })?,
+            None => self.last_resort_kem_prekey.public.clone(),
+        };
+        let mut bundle = self.classical_prekey_bundle(one_time)?;
+        bundle.set_kem_prekey(kem);
+        Ok(bundle)
+    }
+
+    /// A classical bundle, without a post-quantum prekey, for peers that cannot do PQXDH.
+    /// Initiators refuse it unless classical setups are explicitly allowed.
+    pub fn classical_prekey_bundle(
         &self,
         one_time: Option<OneTimePreKeyId>,
     ) -> Result<PreKeyBundle, PreKeyError> {
@@ -209,6 +324,7 @@ impl Account {
             self.identity_key(),
             self.signed_prekey().clone(),
             one_time_prekey,
+            None,
         ))
     }
 
@@ -238,6 +354,33 @@ impl Account {
             }
             None => Err(DecryptError::UnknownOneTimePreKey { id: id.0 }),
         }
+    }
+
+    /// The private half of KEM prekey `id` (one-time or last-resort), and whether it is a
+    /// one-time key, or why there is none.
+    pub(crate) fn kem_prekey_pair(
+        &self,
+        id: KemPreKeyId,
+    ) -> Result<(&KemKeyPair, bool), DecryptError> {
+        if let Some(pair) = self.one_time_kem_prekeys.get(&id.0) {
+            return Ok((&pair.key, true));
+        }
+        if let Some(pair) = core::iter::once(&self.last_resort_kem_prekey)
+            .chain(self.previous_last_resort_kem_prekeys.iter().rev())
+            .find(|p| p.public.id() == id)
+        {
+            return Ok((&pair.key, false));
+        }
+        if id.0 != 0 && id.0 < self.next_kem_prekey_id {
+            Err(DecryptError::KemPreKeyUsed { id: id.0 })
+        } else {
+            Err(DecryptError::UnknownKemPreKey { id: id.0 })
+        }
+    }
+
+    /// Deletes a one-time KEM prekey after the initial message that used it decrypted.
+    pub(crate) fn consume_one_time_kem_prekey(&mut self, id: KemPreKeyId) {
+        self.one_time_kem_prekeys.remove(&id.0);
     }
 
     /// Deletes a one-time prekey after the initial message that used it decrypted.
@@ -305,6 +448,18 @@ impl Account {
                     base_key: key.to_bytes().to_vec(),
                 })
                 .collect(),
+            last_resort_kem_prekeys: self
+                .previous_last_resort_kem_prekeys
+                .iter()
+                .chain(core::iter::once(&self.last_resort_kem_prekey))
+                .map(kem_prekey_to_proto)
+                .collect(),
+            one_time_kem_prekeys: self
+                .one_time_kem_prekeys
+                .values()
+                .map(kem_prekey_to_proto)
+                .collect(),
+            next_kem_prekey_id: self.next_kem_prekey_id,
         }
     }
 
@@ -383,6 +538,38 @@ impl Account {
                 ))
             })
             .collect::<Result<_, DecodeError>>()?;
+        let identity_key = identity.public_key();
+        let kem_from_proto =
+            |k: &pb::KemPreKeyState| kem_prekey_from_proto(k, &identity_key, p.next_kem_prekey_id);
+        let mut previous_last_resort_kem_prekeys = p
+            .last_resort_kem_prekeys
+            .iter()
+            .map(kem_from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last_resort_kem_prekey) = previous_last_resort_kem_prekeys.pop() else {
+            return Err(DecodeError::MissingField {
+                object: OBJECT,
+                field: "last_resort_kem_prekeys",
+            });
+        };
+        if p.one_time_kem_prekeys.len() > MAX_ONE_TIME_KEM_PREKEYS {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "one_time_kem_prekeys",
+                reason: "more unused one-time KEM prekeys than an account may hold",
+            });
+        }
+        let mut one_time_kem_prekeys = BTreeMap::new();
+        for k in &p.one_time_kem_prekeys {
+            let pair = kem_from_proto(k)?;
+            if one_time_kem_prekeys.insert(k.id, pair).is_some() {
+                return Err(DecodeError::InvalidValue {
+                    object: "KemPreKeyState",
+                    field: "id",
+                    reason: "duplicate id",
+                });
+            }
+        }
         Ok(Self {
             identity,
             current_signed_prekey,
@@ -391,6 +578,10 @@ impl Account {
             next_signed_prekey_id: p.next_signed_prekey_id,
             next_one_time_prekey_id: p.next_one_time_prekey_id,
             used_setups,
+            last_resort_kem_prekey,
+            previous_last_resort_kem_prekeys,
+            one_time_kem_prekeys,
+            next_kem_prekey_id: p.next_kem_prekey_id,
         })
     }
 }
@@ -405,6 +596,71 @@ impl fmt::Debug for Account {
                 &self.previous_signed_prekeys.len(),
             )
             .field("one_time_prekeys", &self.one_time_prekeys.len())
+            .field(
+                "last_resort_kem_prekey",
+                &self.last_resort_kem_prekey.public.id().0,
+            )
+            .field("one_time_kem_prekeys", &self.one_time_kem_prekeys.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Drops the entries of `previous` (oldest first) replaced more than `grace_secs` before
+/// `now`; an entry is replaced when its successor (the next one, or `current_created_at`
+/// for the last) was created. Returns how many were dropped.
+fn retain_recent<T>(
+    previous: &mut Vec<T>,
+    current_created_at: Timestamp,
+    created_at: impl Fn(&T) -> Timestamp,
+    now: Timestamp,
+    grace_secs: u64,
+) -> usize {
+    let replaced_at: Vec<Timestamp> = previous
+        .iter()
+        .skip(1)
+        .map(&created_at)
+        .chain(core::iter::once(current_created_at))
+        .collect();
+    let before = previous.len();
+    let mut replaced = replaced_at.into_iter();
+    previous.retain(|_| {
+        replaced
+            .next()
+            .is_some_and(|at| at.saturating_add_secs(grace_secs) > now)
+    });
+    before - previous.len()
+}
+
+fn kem_prekey_to_proto(pair: &KemPreKeyPair) -> pb::KemPreKeyState {
+    pb::KemPreKeyState {
+        id: pair.public.id().0,
+        created_at: pair.public.created_at().as_unix_secs(),
+        seed: pair.key.seed().to_vec(),
+        signature: pair.public.signature().to_vec(),
+    }
+}
+
+fn kem_prekey_from_proto(
+    k: &pb::KemPreKeyState,
+    identity: &IdentityKey,
+    next_id: u32,
+) -> Result<KemPreKeyPair, DecodeError> {
+    const OBJECT: &str = "KemPreKeyState";
+    let seed =
+        zeroize::Zeroizing::new(crate::wire::fixed::<KEM_SEED_LEN>(&k.seed, OBJECT, "seed")?);
+    let key = KemKeyPair::from_seed(&seed);
+    let public = KemPreKey::new(
+        KemPreKeyId(k.id),
+        Timestamp::from_unix_secs(k.created_at),
+        key.public_key().clone(),
+        crate::wire::fixed(&k.signature, OBJECT, "signature")?,
+    );
+    if k.id == 0 || k.id >= next_id || !public.verify(identity) {
+        return Err(DecodeError::InvalidValue {
+            object: OBJECT,
+            field: "signature",
+            reason: "not a KEM prekey issued by this account's identity key",
+        });
+    }
+    Ok(KemPreKeyPair { public, key })
 }

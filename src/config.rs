@@ -19,6 +19,7 @@ pub struct SessionConfig {
     max_skipped_keys: u32,
     max_previous_sessions: u32,
     max_skipped_key_age: u64,
+    allow_classical_setup: bool,
 }
 
 impl SessionConfig {
@@ -63,6 +64,20 @@ impl SessionConfig {
         self.max_skipped_key_age
     }
 
+    /// Whether classical (X3DH without ML-KEM) session setups are allowed. Off by default:
+    /// an initiator then refuses bundles without a post-quantum prekey, and a responder
+    /// refuses classical initial messages, so neither side can be downgraded.
+    pub fn classical_setup_allowed(&self) -> bool {
+        self.allow_classical_setup
+    }
+
+    /// Allows (or refuses) classical X3DH setups, for peers without post-quantum prekeys.
+    #[must_use]
+    pub fn with_classical_setup_allowed(mut self, allowed: bool) -> Self {
+        self.allow_classical_setup = allowed;
+        self
+    }
+
     /// Sets [`max_skipped_key_age`](Self::max_skipped_key_age).
     #[must_use]
     pub fn with_max_skipped_key_age(mut self, seconds: u64) -> Self {
@@ -101,6 +116,7 @@ impl Default for SessionConfig {
             max_skipped_keys: Self::DEFAULT_MAX_SKIPPED_KEYS,
             max_previous_sessions: Self::DEFAULT_MAX_PREVIOUS_SESSIONS,
             max_skipped_key_age: Self::DEFAULT_MAX_SKIPPED_KEY_AGE,
+            allow_classical_setup: false,
         }
     }
 }
@@ -111,6 +127,7 @@ pub(crate) fn limits_to_proto(config: &SessionConfig) -> crate::wire::generated:
         max_skipped_keys: config.max_skipped_keys,
         max_previous_sessions: config.max_previous_sessions,
         max_skipped_key_age: config.max_skipped_key_age,
+        allow_classical_setup: config.allow_classical_setup,
     }
 }
 
@@ -132,6 +149,7 @@ pub(crate) fn limits_from_proto(
         max_skipped_keys: p.max_skipped_keys,
         max_previous_sessions: p.max_previous_sessions,
         max_skipped_key_age: p.max_skipped_key_age,
+        allow_classical_setup: p.allow_classical_setup,
     })
 }
 

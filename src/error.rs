@@ -94,6 +94,15 @@ pub enum SetupError {
     /// A Diffie-Hellman output was all zero, which means the peer supplied a low-order key.
     #[error("a prekey in the bundle is a low-order point (Diffie-Hellman result is all zero)")]
     LowOrderKey,
+    /// The bundle's KEM prekey is not signed by the bundle's identity key.
+    #[error("the KEM prekey's signature does not verify under the bundle's identity key")]
+    BadKemSignature,
+    /// The bundle has no post-quantum prekey, and classical setups were not allowed
+    /// explicitly.
+    #[error(
+        "the bundle has no post-quantum prekey; a classical X3DH session must be allowed explicitly"
+    )]
+    ClassicalSetupRefused,
     /// The bundle is our own: a session with oneself is not supported.
     #[error("the bundle belongs to this account's own identity key")]
     OwnBundle,
@@ -197,6 +206,26 @@ pub enum DecryptError {
         /// The one-time prekey id.
         id: u32,
     },
+    /// The initial message names a one-time KEM prekey that was already used by another
+    /// session.
+    #[error("the initial message names one-time KEM prekey {id}, which was already used")]
+    KemPreKeyUsed {
+        /// The KEM prekey id.
+        id: u32,
+    },
+    /// The initial message names a KEM prekey this account does not have (never issued, or
+    /// a last-resort key removed after rotation).
+    #[error("the initial message names KEM prekey {id}, which this account does not have")]
+    UnknownKemPreKey {
+        /// The KEM prekey id.
+        id: u32,
+    },
+    /// The initial message is classical (X3DH without ML-KEM) and this side requires a
+    /// post-quantum setup.
+    #[error(
+        "the initial message uses classical X3DH, but this side requires a post-quantum (PQXDH) setup"
+    )]
+    ClassicalSetupRefused,
     /// The initial message names a one-time prekey this account never issued.
     #[error("the initial message names one-time prekey {id}, which this account never issued")]
     UnknownOneTimePreKey {
@@ -325,6 +354,12 @@ pub enum PreKeyError {
     /// All 2^32 prekey ids of this kind have been used: create a new account.
     #[error("prekey ids are exhausted")]
     IdsExhausted,
+    /// No unused one-time KEM prekey has this id.
+    #[error("no unused one-time KEM prekey with id {id}")]
+    UnknownKemPreKey {
+        /// The requested id.
+        id: u32,
+    },
     /// The account already holds the maximum number of unused one-time prekeys.
     #[error("the account already holds {max} unused one-time prekeys")]
     TooManyOneTimePreKeys {

@@ -11,6 +11,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// HKDF info for the X3DH shared secret.
 pub(crate) const LABEL_X3DH: &[u8] = b"ratchetbox v1 X3DH";
+/// HKDF info for the PQXDH shared secret (X3DH plus an ML-KEM-1024 shared secret).
+pub(crate) const LABEL_PQXDH: &[u8] = b"ratchetbox v1 PQXDH ML-KEM-1024";
+/// Ed25519 signature context prefix for signed ML-KEM prekeys.
+pub(crate) const LABEL_SIGNED_KEM_PREKEY: &[u8] = b"ratchetbox v1 signed kem prekey";
 /// HKDF info for the root-chain step of the Double Ratchet.
 pub(crate) const LABEL_ROOT: &[u8] = b"ratchetbox v1 root chain";
 /// Ed25519 signature context prefix for signed prekeys.
@@ -86,14 +90,28 @@ pub(crate) fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The X3DH shared secret SK from the DH outputs DH1 || DH2 || DH3 [|| DH4]:
-/// HKDF-SHA256(salt = 32 zero bytes, IKM = 0xFF * 32 || DH outputs, info = LABEL_X3DH || mode).
-pub(crate) fn x3dh_secret(dh_outputs: &[&[u8; 32]]) -> Zeroizing<[u8; 32]> {
+/// The session key SK from the DH outputs DH1 || DH2 || DH3 [|| DH4] and, for PQXDH, the
+/// ML-KEM shared secret SS:
+/// HKDF-SHA256(salt = 32 zero bytes, IKM = 0xFF * 32 || DH outputs [|| SS],
+/// info = LABEL_X3DH, or LABEL_PQXDH when SS is present).
+pub(crate) fn x3dh_secret(
+    dh_outputs: &[&[u8; 32]],
+    kem_secret: Option<&[u8; 32]>,
+) -> Zeroizing<[u8; 32]> {
     let mut ikm: [&[u8]; 6] = [&X3DH_PREFIX, &[], &[], &[], &[], &[]];
-    for (slot, dh) in ikm[1..].iter_mut().zip(dh_outputs) {
-        *slot = dh.as_slice();
+    let pieces = dh_outputs
+        .iter()
+        .map(|dh| dh.as_slice())
+        .chain(kem_secret.map(|s| s.as_slice()));
+    for (slot, piece) in ikm[1..].iter_mut().zip(pieces) {
+        *slot = piece;
     }
-    hkdf_sha256::<32>(&[0u8; 32], &ikm, &[LABEL_X3DH])
+    let label = if kem_secret.is_some() {
+        LABEL_PQXDH
+    } else {
+        LABEL_X3DH
+    };
+    hkdf_sha256::<32>(&[0u8; 32], &ikm, &[label])
 }
 
 /// KDF_RK: HKDF-SHA256(salt = root key, IKM = DH output, info = LABEL_ROOT), 64 bytes split
@@ -175,9 +193,19 @@ mod tests {
         let b = [2u8; 32];
         let c = [3u8; 32];
         let d = [4u8; 32];
-        let base = x3dh_secret(&[&a, &b, &c]);
-        assert_ne!(*base, *x3dh_secret(&[&a, &b, &c, &d]));
-        assert_ne!(*base, *x3dh_secret(&[&b, &a, &c]));
-        assert_ne!(*base, *x3dh_secret(&[&a, &b, &d]));
+        let base = x3dh_secret(&[&a, &b, &c], None);
+        assert_ne!(*base, *x3dh_secret(&[&a, &b, &c, &d], None));
+        assert_ne!(*base, *x3dh_secret(&[&b, &a, &c], None));
+        assert_ne!(*base, *x3dh_secret(&[&a, &b, &d], None));
+        // The KEM secret is an input, and the mode changes the label: a PQ secret equal to
+        // what would have been DH4 still gives a different key.
+        assert_ne!(
+            *x3dh_secret(&[&a, &b, &c], Some(&d)),
+            *x3dh_secret(&[&a, &b, &c, &d], None)
+        );
+        assert_ne!(
+            *x3dh_secret(&[&a, &b, &c], Some(&d)),
+            *x3dh_secret(&[&a, &b, &c], Some(&a))
+        );
     }
 }

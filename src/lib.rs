@@ -16,7 +16,7 @@
 //! // Bob publishes a prekey bundle (through a server, as bytes).
 //! let mut bob = Account::new(&mut rng, now);
 //! let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
-//! let bundle_bytes = bob.prekey_bundle(Some(otk.id()))?.to_bytes();
+//! let bundle_bytes = bob.prekey_bundle(Some(otk.id()), None)?.to_bytes();
 //!
 //! // Alice starts a session from it and sends a message.
 //! let mut alice = Account::new(&mut rng, now);
@@ -57,6 +57,7 @@ mod error;
 mod expiry;
 mod fingerprint;
 mod kdf;
+mod kem;
 mod keys;
 #[cfg(test)]
 mod primitive_vectors;
@@ -74,7 +75,7 @@ mod x3dh;
 pub mod attachment;
 mod padding;
 
-pub use account::{Account, MAX_ONE_TIME_PREKEYS};
+pub use account::{Account, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FingerprintError;
@@ -84,6 +85,7 @@ pub use error::{
 };
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
 pub use fingerprint::{SafetyNumber, ScanResult};
+pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
 pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 #[cfg(feature = "std")]
@@ -94,7 +96,8 @@ pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::VERSION;
 pub use wire::bundle::{
-    OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey, SignedPreKeyId,
+    KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey,
+    SignedPreKeyId,
 };
 pub use wire::message::Message;
 

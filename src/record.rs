@@ -42,7 +42,7 @@ use crate::wire::message::{Body, Message};
 /// let mut alice = Account::new(&mut rng, now);
 /// let mut bob = Account::new(&mut rng, now);
 /// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
-/// let bundle = bob.prekey_bundle(Some(otk.id()))?;
+/// let bundle = bob.prekey_bundle(Some(otk.id()), None)?;
 ///
 /// let mut alice_to_bob = SessionRecord::new();
 /// alice_to_bob.initiate(&mut rng, &alice, &bundle)?;
@@ -181,7 +181,7 @@ impl SessionRecord {
         let mut message = Message::from_bytes(message)?;
         match &message.0 {
             Body::Initial(setup, _) => {
-                let setup = *setup;
+                let setup = setup.clone();
                 if let Some(index) = self.position(|s| s.was_created_by(&setup)) {
                     return self.decrypt_in(index, &mut message, now, accept);
                 }
@@ -193,9 +193,19 @@ impl SessionRecord {
                     .map_err(DecryptError::IdentityChanged)?;
                 // Commit.
                 self.remember_identity(setup.identity_key);
-                match setup.one_time_prekey_id {
-                    Some(id) => account.consume_one_time_prekey(id),
-                    None => account.record_used_setup(setup.signed_prekey_id, setup.base_key),
+                let kem_one_time = setup.kem.as_ref().is_some_and(|k| {
+                    account
+                        .kem_prekey_pair(k.prekey_id)
+                        .is_ok_and(|(_, one_time)| one_time)
+                });
+                if let Some(id) = setup.one_time_prekey_id {
+                    account.consume_one_time_prekey(id);
+                }
+                if let Some(kem) = setup.kem.as_ref().filter(|_| kem_one_time) {
+                    account.consume_one_time_kem_prekey(kem.prekey_id);
+                }
+                if setup.one_time_prekey_id.is_none() && !kem_one_time {
+                    account.record_used_setup(setup.signed_prekey_id, setup.base_key);
                 }
                 self.install_inbound(session);
                 Ok(plaintext)

@@ -11,9 +11,12 @@ use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey, write_hex};
 use crate::ratchet::{Accept, Ratchet};
 use crate::time::Timestamp;
-use crate::wire::bundle::{OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
+use sha2::{Digest, Sha256};
+
+use crate::kem::{KEM_CIPHERTEXT_LEN, KemCiphertext};
+use crate::wire::bundle::{KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::wire::generated as pb;
-use crate::wire::message::{Body, InitialSetup, Message};
+use crate::wire::message::{Body, InitialSetup, KemSetup, Message};
 use crate::x3dh::{self, ASSOCIATED_DATA_LEN};
 
 /// Identifies a session: the initiator's X3DH ephemeral public key (its "base key"). Both
@@ -48,7 +51,7 @@ impl fmt::Debug for SessionId {
 /// let now = Timestamp::from_unix_secs(1_764_000_000);
 /// let alice = Account::new(&mut rng, now);
 /// let mut bob = Account::new(&mut rng, now);
-/// let bundle = bob.prekey_bundle(None)?;
+/// let bundle = bob.prekey_bundle(None, None)?;
 ///
 /// let mut session = Session::initiate(&mut rng, &alice, &bundle, SessionConfig::default())?;
 /// let wire = session.encrypt(&mut rng, b"hello Bob")?;
@@ -67,6 +70,8 @@ pub struct Session {
     base_key: X25519PublicKey,
     signed_prekey_id: SignedPreKeyId,
     one_time_prekey_id: Option<OneTimePreKeyId>,
+    /// Present iff the session was set up with PQXDH.
+    kem: Option<SessionKem>,
     /// An initiator repeats the setup in every message until it decrypts a reply.
     awaiting_reply: bool,
     /// `IK_initiator || IK_responder`, derived from the identities and the role.
@@ -74,17 +79,51 @@ pub struct Session {
     ratchet: Ratchet,
 }
 
+/// The post-quantum part of a session's setup.
+#[derive(Clone)]
+struct SessionKem {
+    prekey_id: KemPreKeyId,
+    /// SHA-256 of the ML-KEM ciphertext, to recognize the setup in repeated initial messages.
+    ciphertext_hash: [u8; 32],
+    /// The ciphertext itself, kept by an initiator while it repeats the setup.
+    ciphertext: Option<KemCiphertext>,
+}
+
+impl SessionKem {
+    fn new(setup: &KemSetup, keep_ciphertext: bool) -> Self {
+        Self {
+            prekey_id: setup.prekey_id,
+            ciphertext_hash: Sha256::digest(&setup.ciphertext[..]).into(),
+            ciphertext: keep_ciphertext.then(|| setup.ciphertext.clone()),
+        }
+    }
+
+    fn matches(&self, setup: Option<&KemSetup>) -> bool {
+        setup.is_some_and(|k| {
+            k.prekey_id == self.prekey_id
+                && <[u8; 32]>::from(Sha256::digest(&k.ciphertext[..])) == self.ciphertext_hash
+        })
+    }
+}
+
 impl Session {
-    /// Starts a session as the initiator from the peer's prekey bundle (X3DH). Verifies the
-    /// signed prekey's signature and aborts on failure. Every message this session sends
-    /// carries the setup until a reply has been decrypted.
+    /// Starts a session as the initiator from the peer's prekey bundle: PQXDH (X3DH plus an
+    /// ML-KEM-1024 encapsulation to the bundle's KEM prekey), or classical X3DH for a bundle
+    /// without a KEM prekey if `config` allows it. Verifies the prekey signatures and aborts
+    /// on failure. Every message this session sends carries the setup until a reply has been
+    /// decrypted.
     pub fn initiate<R: CryptoRng + ?Sized>(
         rng: &mut R,
         account: &Account,
         bundle: &PreKeyBundle,
         config: SessionConfig,
     ) -> Result<Self, SetupError> {
-        let initiated = x3dh::initiate(rng, account.identity(), bundle)?;
+        let initiated = x3dh::initiate(
+            rng,
+            account.identity(),
+            bundle,
+            config.classical_setup_allowed(),
+        )?;
         let local_identity = account.identity_key();
         let remote_identity = bundle.identity_key();
         Ok(Self {
@@ -94,6 +133,11 @@ impl Session {
             base_key: initiated.setup.base_key,
             signed_prekey_id: initiated.setup.signed_prekey_id,
             one_time_prekey_id: initiated.setup.one_time_prekey_id,
+            kem: initiated
+                .setup
+                .kem
+                .as_ref()
+                .map(|k| SessionKem::new(k, true)),
             awaiting_reply: true,
             associated_data: x3dh::associated_data(&local_identity, &remote_identity),
             ratchet: Ratchet::new_initiator(
@@ -115,17 +159,31 @@ impl Session {
         if setup.identity_key == local_identity {
             return Err(DecryptError::OwnIdentity);
         }
+        if setup.kem.is_none() && !config.classical_setup_allowed() {
+            return Err(DecryptError::ClassicalSetupRefused);
+        }
         let signed_prekey = account.signed_prekey_pair(setup.signed_prekey_id)?;
         let one_time_prekey = setup
             .one_time_prekey_id
             .map(|id| account.one_time_prekey_pair(id))
             .transpose()?;
-        if setup.one_time_prekey_id.is_none() {
+        let kem = setup
+            .kem
+            .as_ref()
+            .map(|k| Ok::<_, DecryptError>((account.kem_prekey_pair(k.prekey_id)?, &k.ciphertext)))
+            .transpose()?;
+        let kem_one_time = kem.as_ref().is_some_and(|((_, one_time), _)| *one_time);
+        if setup.one_time_prekey_id.is_none() && !kem_one_time {
             account.check_setup_unused(setup.signed_prekey_id, &setup.base_key)?;
         }
-        let shared_secret =
-            x3dh::respond(account.identity(), signed_prekey, one_time_prekey, setup)
-                .map_err(|_| DecryptError::LowOrderKey)?;
+        let shared_secret = x3dh::respond(
+            account.identity(),
+            signed_prekey,
+            one_time_prekey,
+            kem.map(|((pair, _), ciphertext)| (pair, ciphertext)),
+            setup,
+        )
+        .map_err(|_| DecryptError::LowOrderKey)?;
         Ok(Self {
             local_identity,
             remote_identity: setup.identity_key,
@@ -133,6 +191,7 @@ impl Session {
             base_key: setup.base_key,
             signed_prekey_id: setup.signed_prekey_id,
             one_time_prekey_id: setup.one_time_prekey_id,
+            kem: setup.kem.as_ref().map(|k| SessionKem::new(k, false)),
             awaiting_reply: false,
             associated_data: x3dh::associated_data(&setup.identity_key, &local_identity),
             ratchet: Ratchet::new_responder(shared_secret, signed_prekey.clone(), config),
@@ -146,6 +205,10 @@ impl Session {
             && self.remote_identity == setup.identity_key
             && self.signed_prekey_id == setup.signed_prekey_id
             && self.one_time_prekey_id == setup.one_time_prekey_id
+            && match &self.kem {
+                Some(kem) => kem.matches(setup.kem.as_ref()),
+                None => setup.kem.is_none(),
+            }
     }
 
     fn setup(&self) -> InitialSetup {
@@ -154,6 +217,12 @@ impl Session {
             base_key: self.base_key,
             signed_prekey_id: self.signed_prekey_id,
             one_time_prekey_id: self.one_time_prekey_id,
+            kem: self.kem.as_ref().and_then(|k| {
+                Some(KemSetup {
+                    prekey_id: k.prekey_id,
+                    ciphertext: k.ciphertext.clone()?,
+                })
+            }),
         }
     }
 
@@ -198,7 +267,12 @@ impl Session {
         let plaintext =
             self.ratchet
                 .decrypt(&self.associated_data, ratchet_message, now, accept)?;
-        self.awaiting_reply = false;
+        if self.awaiting_reply {
+            self.awaiting_reply = false;
+            if let Some(kem) = &mut self.kem {
+                kem.ciphertext = None;
+            }
+        }
         Ok(plaintext)
     }
 
@@ -215,6 +289,13 @@ impl Session {
     /// The peer's identity key.
     pub fn remote_identity(&self) -> IdentityKey {
         self.remote_identity
+    }
+
+    /// Whether the session was set up with PQXDH (X3DH plus ML-KEM-1024), protecting its
+    /// initial key against an adversary who records traffic now and has a quantum computer
+    /// later.
+    pub fn is_post_quantum(&self) -> bool {
+        self.kem.is_some()
     }
 
     /// Whether this side started the session.
@@ -254,6 +335,15 @@ impl Session {
             awaiting_reply: self.awaiting_reply,
             ratchet: Some(self.ratchet.to_proto()),
             limits: Some(crate::config::limits_to_proto(&config)),
+            kem: self.kem.as_ref().map(|k| pb::SessionKemState {
+                prekey_id: k.prekey_id.0,
+                ciphertext_hash: k.ciphertext_hash.to_vec(),
+                ciphertext: k
+                    .ciphertext
+                    .as_ref()
+                    .map(|c| c.to_vec())
+                    .unwrap_or_default(),
+            }),
         }
     }
 
@@ -278,7 +368,36 @@ impl Session {
         } else {
             x3dh::associated_data(&remote_identity, &local_identity)
         };
+        let kem = p
+            .kem
+            .as_ref()
+            .map(|k| {
+                let ciphertext = if k.ciphertext.is_empty() {
+                    None
+                } else {
+                    let bytes: [u8; KEM_CIPHERTEXT_LEN] =
+                        crate::wire::fixed(&k.ciphertext, "SessionKemState", "ciphertext")?;
+                    Some(alloc::boxed::Box::new(bytes))
+                };
+                Ok::<_, DecodeError>(SessionKem {
+                    prekey_id: KemPreKeyId(k.prekey_id),
+                    ciphertext_hash: crate::wire::fixed(
+                        &k.ciphertext_hash,
+                        "SessionKemState",
+                        "ciphertext_hash",
+                    )?,
+                    ciphertext,
+                })
+            })
+            .transpose()?;
+        if p.awaiting_reply && kem.as_ref().is_some_and(|k| k.ciphertext.is_none()) {
+            return Err(DecodeError::MissingField {
+                object: "SessionKemState",
+                field: "ciphertext",
+            });
+        }
         Ok(Self {
+            kem,
             local_identity,
             remote_identity,
             initiator: p.initiator,
@@ -300,6 +419,7 @@ impl fmt::Debug for Session {
             .field("remote_identity", &self.remote_identity)
             .field("initiator", &self.initiator)
             .field("awaiting_reply", &self.awaiting_reply)
+            .field("post_quantum", &self.is_post_quantum())
             .field("skipped_keys", &self.ratchet.skipped_keys())
             .finish_non_exhaustive()
     }

@@ -19,7 +19,7 @@ fn one_time_prekeys_get_increasing_ids_and_are_listed_until_used() {
     let listed: Vec<_> = account.one_time_prekeys().collect();
     assert_eq!(listed, [first, second].concat());
     assert_eq!(
-        account.prekey_bundle(Some(OneTimePreKeyId(9))).err(),
+        account.prekey_bundle(Some(OneTimePreKeyId(9)), None).err(),
         Some(PreKeyError::UnknownOneTimePreKey { id: 9 })
     );
     assert_eq!(
@@ -42,7 +42,7 @@ fn rotated_signed_prekeys_stay_usable_for_the_grace_period() {
     let mut r = rng(2);
     let alice = Peer::new(&mut r, SessionConfig::default());
     let mut bob = Account::new(&mut r, T0);
-    let old_bundle = bob.prekey_bundle(None).unwrap();
+    let old_bundle = bob.prekey_bundle(None, None).unwrap();
     assert_eq!(old_bundle.signed_prekey().id(), SignedPreKeyId(1));
 
     let day = 86_400;
@@ -65,7 +65,7 @@ fn rotated_signed_prekeys_stay_usable_for_the_grace_period() {
 
     // Within the grace period nothing is removed.
     assert_eq!(
-        bob.remove_old_signed_prekeys(rotated_at.saturating_add_secs(day), 30 * day),
+        bob.remove_replaced_prekeys(rotated_at.saturating_add_secs(day), 30 * day),
         0
     );
     let mut check = Account::from_bytes(&bob.to_bytes()).unwrap();
@@ -75,7 +75,7 @@ fn rotated_signed_prekeys_stay_usable_for_the_grace_period() {
     );
     // After it, the old prekey is deleted and the message names an unknown prekey.
     assert_eq!(
-        bob.remove_old_signed_prekeys(rotated_at.saturating_add_secs(31 * day), 30 * day),
+        bob.remove_replaced_prekeys(rotated_at.saturating_add_secs(31 * day), 30 * day),
         1
     );
     assert_eq!(
@@ -84,7 +84,7 @@ fn rotated_signed_prekeys_stay_usable_for_the_grace_period() {
     );
     // The current one is never removed.
     assert_eq!(
-        bob.remove_old_signed_prekeys(ratchetbox::Timestamp::MAX, 0),
+        bob.remove_replaced_prekeys(ratchetbox::Timestamp::MAX, 0),
         0
     );
     assert_eq!(bob.signed_prekey(), &new);

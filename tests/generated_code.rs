@@ -27,6 +27,8 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.PeerIdentity",
     ".ratchetbox.AttachmentPointer",
     ".ratchetbox.Content",
+    ".ratchetbox.KemPreKeyState",
+    ".ratchetbox.SessionKemState",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the

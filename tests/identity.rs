@@ -92,7 +92,7 @@ fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
         .mark_verified(&pair.bob.account.identity_key())
         .unwrap();
     let mut new_bob = Peer::new(&mut pair.rng, SessionConfig::default());
-    let bundle = new_bob.account.prekey_bundle(None).unwrap();
+    let bundle = new_bob.account.prekey_bundle(None, None).unwrap();
     let before = pair.alice.record.to_bytes();
     let change = match pair
         .alice
@@ -141,7 +141,7 @@ fn trust_decisions_must_name_the_current_key() {
 
     // Produce a change, accept it, then try to accept it again: it is stale.
     let new_bob = Account::new(&mut pair.rng, T0);
-    let bundle = new_bob.prekey_bundle(None).unwrap();
+    let bundle = new_bob.prekey_bundle(None, None).unwrap();
     let Err(SetupError::IdentityChanged(change)) =
         pair.alice
             .record

@@ -23,9 +23,12 @@ fn both_initiate(seed: u64) -> Both {
     bob.account.generate_one_time_prekeys(&mut rng, 2).unwrap();
     let alice_bundle = alice
         .account
-        .prekey_bundle(Some(OneTimePreKeyId(1)))
+        .prekey_bundle(Some(OneTimePreKeyId(1)), None)
         .unwrap();
-    let bob_bundle = bob.account.prekey_bundle(Some(OneTimePreKeyId(1))).unwrap();
+    let bob_bundle = bob
+        .account
+        .prekey_bundle(Some(OneTimePreKeyId(1)), None)
+        .unwrap();
     alice
         .record
         .initiate(&mut rng, &alice.account, &bob_bundle)
@@ -109,7 +112,7 @@ fn the_record_keeps_a_bounded_number_of_previous_sessions() {
     let config = SessionConfig::default().with_max_previous_sessions(3);
     let mut alice = Peer::new(&mut rng, config);
     let mut bob = Peer::new(&mut rng, config);
-    let bundle = bob.account.prekey_bundle(None).unwrap();
+    let bundle = bob.account.prekey_bundle(None, None).unwrap();
     let mut first_messages = Vec::new();
     for i in 0..6u8 {
         alice

@@ -97,13 +97,15 @@ fn protocol_test_vectors() {
         .expect("prekey");
 
     // Bundles.
-    let bundle = bob.prekey_bundle(Some(OneTimePreKeyId(1))).expect("bundle");
+    let bundle = bob
+        .prekey_bundle(Some(OneTimePreKeyId(1)), None)
+        .expect("bundle");
     assert_eq!(
         hex::encode(bundle.to_bytes()),
         v["bundle"].as_str().unwrap(),
         "bundle"
     );
-    let bundle_without = bob.prekey_bundle(None).expect("bundle");
+    let bundle_without = bob.prekey_bundle(None, None).expect("bundle");
     assert_eq!(
         hex::encode(bundle_without.to_bytes()),
         v["bundle_without_one_time_prekey"].as_str().unwrap(),

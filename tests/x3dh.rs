@@ -297,6 +297,7 @@ fn a_bad_signed_prekey_signature_aborts_the_setup() {
         pair.bob.account.identity_key(),
         carol.signed_prekey().clone(),
         None,
+        Some(pair.bob.account.last_resort_kem_prekey().clone()),
     );
     let result = Session::initiate(
         &mut pair.rng,
@@ -310,7 +311,11 @@ fn a_bad_signed_prekey_signature_aborts_the_setup() {
 #[test]
 fn bundle_with_own_identity_is_refused() {
     let mut pair = Pair::new(9);
-    let own = pair.alice.account.prekey_bundle(None).expect("bundle");
+    let own = pair
+        .alice
+        .account
+        .prekey_bundle(None, None)
+        .expect("bundle");
     let result = Session::initiate(
         &mut pair.rng,
         &pair.alice.account,
@@ -348,6 +353,7 @@ fn low_order_one_time_prekey_in_a_bundle_is_rejected() {
                 OneTimePreKeyId(1),
                 X25519PublicKey::from_bytes(point),
             )),
+            Some(pair.bob.account.last_resort_kem_prekey().clone()),
         );
         let result = Session::initiate(
             &mut pair.rng,
@@ -383,12 +389,13 @@ fn low_order_signed_prekey_is_rejected_even_with_a_valid_signature() {
             prekey.verify(&identity),
             "the test's signature must be valid"
         );
-        let bundle = PreKeyBundle::new(identity, prekey, None);
+        // A classical bundle (the test has no KEM key signed by this identity).
+        let bundle = PreKeyBundle::new(identity, prekey, None, None);
         let result = Session::initiate(
             &mut pair.rng,
             &pair.alice.account,
             &bundle,
-            SessionConfig::default(),
+            SessionConfig::default().with_classical_setup_allowed(true),
         );
         assert_eq!(result.err(), Some(SetupError::LowOrderKey));
     }

@@ -6,7 +6,8 @@ use core::fmt;
 
 use super::generated as pb;
 use crate::error::DecodeError;
-use crate::kdf::LABEL_SIGNED_PREKEY;
+use crate::kdf::{LABEL_SIGNED_KEM_PREKEY, LABEL_SIGNED_PREKEY};
+use crate::kem::KemPublicKey;
 use crate::keys::{IdentityKey, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
 use crate::time::Timestamp;
 
@@ -17,6 +18,10 @@ pub struct SignedPreKeyId(pub u32);
 /// The id of a one-time prekey, chosen by its owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OneTimePreKeyId(pub u32);
+
+/// The id of a post-quantum (ML-KEM) prekey, one-time or last-resort, chosen by its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KemPreKeyId(pub u32);
 
 /// Length of the byte string an identity key signs for a signed prekey.
 const SIGNED_PREKEY_MESSAGE_LEN: usize = LABEL_SIGNED_PREKEY.len() + 4 + 8 + KEY_LEN;
@@ -122,6 +127,109 @@ impl fmt::Debug for SignedPreKey {
     }
 }
 
+/// A post-quantum prekey as published: id, creation time, ML-KEM-1024 public key, and the
+/// identity key's Ed25519 signature over
+/// `"ratchetbox v1 signed kem prekey" || id (u32 BE) || created_at (u64 BE) || public key`.
+///
+/// An account publishes one-time KEM prekeys and a last-resort one (used when the server has
+/// run out of one-time ones); both kinds share one id sequence.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KemPreKey {
+    id: KemPreKeyId,
+    created_at: Timestamp,
+    public_key: KemPublicKey,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl KemPreKey {
+    /// Assembles a KEM prekey from its published parts. The signature is checked when a
+    /// session is started from a bundle holding it.
+    pub fn new(
+        id: KemPreKeyId,
+        created_at: Timestamp,
+        public_key: KemPublicKey,
+        signature: [u8; SIGNATURE_LEN],
+    ) -> Self {
+        Self {
+            id,
+            created_at,
+            public_key,
+            signature,
+        }
+    }
+
+    /// The exact bytes the identity key signs (domain-separated, fixed length).
+    pub(crate) fn signed_message(
+        id: KemPreKeyId,
+        created_at: Timestamp,
+        public_key: &KemPublicKey,
+    ) -> Vec<u8> {
+        let key = public_key.to_bytes();
+        let mut out = Vec::with_capacity(LABEL_SIGNED_KEM_PREKEY.len() + 12 + key.len());
+        out.extend_from_slice(LABEL_SIGNED_KEM_PREKEY);
+        out.extend_from_slice(&id.0.to_be_bytes());
+        out.extend_from_slice(&created_at.as_unix_secs().to_be_bytes());
+        out.extend_from_slice(&*key);
+        out
+    }
+
+    /// The prekey's id.
+    pub fn id(&self) -> KemPreKeyId {
+        self.id
+    }
+
+    /// When the prekey was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The ML-KEM-1024 public key.
+    pub fn public_key(&self) -> &KemPublicKey {
+        &self.public_key
+    }
+
+    /// The Ed25519 signature.
+    pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.signature
+    }
+
+    /// Whether `identity` signed this prekey (Ed25519 `verify_strict`).
+    pub fn verify(&self, identity: &IdentityKey) -> bool {
+        let message = Self::signed_message(self.id, self.created_at, &self.public_key);
+        identity.verify(&message, &self.signature)
+    }
+
+    pub(crate) fn to_proto(&self) -> pb::KemPreKey {
+        pb::KemPreKey {
+            id: self.id.0,
+            created_at: self.created_at.as_unix_secs(),
+            public_key: self.public_key.to_bytes().to_vec(),
+            signature: self.signature.to_vec(),
+        }
+    }
+
+    pub(crate) fn from_proto(p: &pb::KemPreKey) -> Result<Self, DecodeError> {
+        const OBJECT: &str = "KemPreKey";
+        let public_key = super::kem_public_key(&p.public_key, OBJECT, "public_key")?;
+        Ok(Self {
+            id: KemPreKeyId(p.id),
+            created_at: Timestamp::from_unix_secs(p.created_at),
+            public_key,
+            signature: super::fixed(&p.signature, OBJECT, "signature")?,
+        })
+    }
+}
+
+impl fmt::Debug for KemPreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KemPreKey")
+            .field("id", &self.id.0)
+            .field("created_at", &self.created_at)
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A one-time prekey as published: id and X25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct OneTimePreKey {
@@ -156,7 +264,8 @@ impl fmt::Debug for OneTimePreKey {
 }
 
 /// Everything an initiator needs to start a session with the bundle's owner: the owner's
-/// identity key, a signed prekey and, while the server has any, one one-time prekey.
+/// identity key, a signed prekey, a signed post-quantum (ML-KEM-1024) prekey and, while the
+/// server has any, one one-time prekey.
 ///
 /// A server typically stores an account's identity key, current signed prekey and a pool of
 /// one-time prekeys, and hands out a bundle with a different one-time prekey to each
@@ -167,11 +276,12 @@ impl fmt::Debug for OneTimePreKey {
 /// # let mut rng = ratchetbox::OsRng::new();
 /// let mut bob = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
 /// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
-/// let bytes = bob.prekey_bundle(Some(otk.id()))?.to_bytes();
+/// let bytes = bob.prekey_bundle(Some(otk.id()), None)?.to_bytes();
 ///
 /// let bundle = PreKeyBundle::from_bytes(&bytes)?;
 /// assert_eq!(bundle.identity_key(), bob.identity_key());
 /// assert!(bundle.signed_prekey().verify(&bundle.identity_key()));
+/// assert!(bundle.kem_prekey().is_some_and(|k| k.verify(&bundle.identity_key())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -179,22 +289,36 @@ pub struct PreKeyBundle {
     identity_key: IdentityKey,
     signed_prekey: SignedPreKey,
     one_time_prekey: Option<OneTimePreKey>,
+    kem_prekey: Option<KemPreKey>,
 }
 
 impl PreKeyBundle {
     const OBJECT: &'static str = "PreKeyBundle";
 
-    /// Assembles a bundle from published parts (what a server does).
+    /// Assembles a bundle from published parts (what a server does). Without a KEM prekey
+    /// the bundle is classical, and initiators refuse it unless classical setups are allowed
+    /// explicitly ([`SessionConfig::with_classical_setup_allowed`](crate::SessionConfig::with_classical_setup_allowed)).
     pub fn new(
         identity_key: IdentityKey,
         signed_prekey: SignedPreKey,
         one_time_prekey: Option<OneTimePreKey>,
+        kem_prekey: Option<KemPreKey>,
     ) -> Self {
         Self {
             identity_key,
             signed_prekey,
             one_time_prekey,
+            kem_prekey,
         }
+    }
+
+    pub(crate) fn set_kem_prekey(&mut self, kem_prekey: KemPreKey) {
+        self.kem_prekey = Some(kem_prekey);
+    }
+
+    /// The post-quantum prekey, absent in a classical bundle.
+    pub fn kem_prekey(&self) -> Option<&KemPreKey> {
+        self.kem_prekey.as_ref()
     }
 
     /// The owner's identity key.
@@ -231,6 +355,11 @@ impl PreKeyBundle {
             identity_key: super::identity_key(&p.identity_key, Self::OBJECT, "identity_key")?,
             signed_prekey: SignedPreKey::from_proto(signed)?,
             one_time_prekey,
+            kem_prekey: p
+                .kem_prekey
+                .as_ref()
+                .map(KemPreKey::from_proto)
+                .transpose()?,
         })
     }
 
@@ -243,6 +372,7 @@ impl PreKeyBundle {
                 id: o.id.0,
                 public_key: o.public_key.to_bytes().to_vec(),
             }),
+            kem_prekey: self.kem_prekey.as_ref().map(KemPreKey::to_proto),
         })
     }
 }
@@ -253,6 +383,7 @@ impl fmt::Debug for PreKeyBundle {
             .field("identity_key", &self.identity_key)
             .field("signed_prekey", &self.signed_prekey)
             .field("one_time_prekey", &self.one_time_prekey)
+            .field("kem_prekey", &self.kem_prekey)
             .finish()
     }
 }

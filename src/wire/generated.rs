@@ -133,6 +133,31 @@ pub struct AccountState {
     /// Setups accepted without a one-time prekey, oldest first (replay protection).
     #[prost(message, repeated, tag = "6")]
     pub used_setups: ::prost::alloc::vec::Vec<UsedSetup>,
+    /// Last-resort KEM prekeys, oldest first; the last one is current.
+    #[prost(message, repeated, tag = "7")]
+    pub last_resort_kem_prekeys: ::prost::alloc::vec::Vec<KemPreKeyState>,
+    /// Unused one-time KEM prekeys, ascending id.
+    #[prost(message, repeated, tag = "8")]
+    pub one_time_kem_prekeys: ::prost::alloc::vec::Vec<KemPreKeyState>,
+    /// KEM prekey ids (one-time and last-resort share one sequence).
+    #[prost(uint32, tag = "9")]
+    pub next_kem_prekey_id: u32,
+}
+/// An ML-KEM-1024 prekey with its private half.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct KemPreKeyState {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(uint64, tag = "2")]
+    pub created_at: u64,
+    /// The ML-KEM private key seed d || z, 64 bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub seed: ::prost::alloc::vec::Vec<u8>,
+    /// The Ed25519 signature that was published with it, 64 bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
 }
 /// An initial message's key agreement that already started a session.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -236,6 +261,9 @@ pub struct SessionLimits {
     /// Skipped message keys older than this are dropped by prune (seconds).
     #[prost(uint64, tag = "4")]
     pub max_skipped_key_age: u64,
+    /// Whether classical (X3DH-only) session setups are allowed, in either role.
+    #[prost(bool, tag = "5")]
+    pub allow_classical_setup: bool,
 }
 /// Object kind 2: one session.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -263,6 +291,22 @@ pub struct SessionState {
     pub ratchet: ::core::option::Option<RatchetState>,
     #[prost(message, optional, tag = "9")]
     pub limits: ::core::option::Option<SessionLimits>,
+    /// Present iff the session was set up with PQXDH.
+    #[prost(message, optional, tag = "10")]
+    pub kem: ::core::option::Option<SessionKemState>,
+}
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct SessionKemState {
+    #[prost(uint32, tag = "1")]
+    pub prekey_id: u32,
+    /// SHA-256 of the ML-KEM ciphertext, 32 bytes (to recognize repeated initial messages).
+    #[prost(bytes = "vec", tag = "2")]
+    pub ciphertext_hash: ::prost::alloc::vec::Vec<u8>,
+    /// The ciphertext itself (1568 bytes), kept by an initiator until it hears back.
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
 }
 /// Object kind 3: everything kept about one peer.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -393,6 +437,21 @@ pub struct OneTimePreKey {
     #[prost(bytes = "vec", tag = "2")]
     pub public_key: ::prost::alloc::vec::Vec<u8>,
 }
+/// A signed ML-KEM-1024 prekey (post-quantum): a one-time one, or the owner's last-resort one.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KemPreKey {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    /// Creation time, seconds since the Unix epoch.
+    #[prost(uint64, tag = "2")]
+    pub created_at: u64,
+    /// ML-KEM-1024 encapsulation key, 1568 bytes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    /// Ed25519 signature by the identity key over the domain-separated encoding (64 bytes).
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
 /// What an initiator fetches to start a session with the bundle's owner.
 /// Wire object: 0x01 || PreKeyBundle.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -405,6 +464,10 @@ pub struct PreKeyBundle {
     /// Absent when the server has run out of one-time prekeys.
     #[prost(message, optional, tag = "3")]
     pub one_time_prekey: ::core::option::Option<OneTimePreKey>,
+    /// The post-quantum prekey: a one-time KEM prekey, or the last-resort one. Absent only in
+    /// classical bundles.
+    #[prost(message, optional, tag = "4")]
+    pub kem_prekey: ::core::option::Option<KemPreKey>,
 }
 /// One Double Ratchet message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -439,8 +502,23 @@ pub struct InitialMessage {
     pub signed_prekey_id: u32,
     #[prost(uint32, optional, tag = "4")]
     pub one_time_prekey_id: ::core::option::Option<u32>,
+    /// Present iff the setup is post-quantum (PQXDH); its presence is authenticated, because
+    /// the two modes derive the session key with different inputs and labels.
     #[prost(message, optional, tag = "5")]
+    pub kem: ::core::option::Option<KemSetup>,
+    /// The ratchet message (always the last field).
+    #[prost(message, optional, tag = "6")]
     pub message: ::core::option::Option<RatchetMessage>,
+}
+/// The post-quantum part of an initial message.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KemSetup {
+    /// The id of the KEM prekey encapsulated to.
+    #[prost(uint32, tag = "1")]
+    pub prekey_id: u32,
+    /// ML-KEM-1024 ciphertext, 1568 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
 }
 /// Wire object: 0x01 || Message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

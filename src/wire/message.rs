@@ -13,10 +13,13 @@ use core::ops::Range;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-use super::bundle::{OneTimePreKeyId, SignedPreKeyId};
+use alloc::boxed::Box;
+
+use super::bundle::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId};
 use super::generated as pb;
 use crate::aead::{NONCE_LEN, TAG_LEN};
 use crate::error::DecodeError;
+use crate::kem::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey};
 
 /// The header of a ratchet message: the values the Double Ratchet needs before decrypting.
@@ -53,12 +56,30 @@ pub(crate) struct RatchetMessage {
 }
 
 /// The X3DH values an initiator repeats in every message until it hears back.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct InitialSetup {
     pub(crate) identity_key: IdentityKey,
     pub(crate) base_key: X25519PublicKey,
     pub(crate) signed_prekey_id: SignedPreKeyId,
     pub(crate) one_time_prekey_id: Option<OneTimePreKeyId>,
+    /// Present iff the setup is post-quantum (PQXDH).
+    pub(crate) kem: Option<KemSetup>,
+}
+
+/// The post-quantum part of a setup: which KEM prekey, and the ML-KEM ciphertext.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KemSetup {
+    pub(crate) prekey_id: KemPreKeyId,
+    pub(crate) ciphertext: KemCiphertext,
+}
+
+impl fmt::Debug for KemSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KemSetup")
+            .field("prekey_id", &self.prekey_id.0)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -90,11 +111,24 @@ impl Message {
             Some(pb::message::Body::Ratchet(r)) => Ok(Self(Body::Ratchet(ratchet_from_proto(r)?))),
             Some(pb::message::Body::Initial(i)) => {
                 const OBJECT: &str = "InitialMessage";
+                let kem = i
+                    .kem
+                    .as_ref()
+                    .map(|k| {
+                        let ciphertext: [u8; KEM_CIPHERTEXT_LEN] =
+                            super::fixed(&k.ciphertext, "KemSetup", "ciphertext")?;
+                        Ok::<_, DecodeError>(KemSetup {
+                            prekey_id: KemPreKeyId(k.prekey_id),
+                            ciphertext: Box::new(ciphertext),
+                        })
+                    })
+                    .transpose()?;
                 let setup = InitialSetup {
                     identity_key: super::identity_key(&i.identity_key, OBJECT, "identity_key")?,
                     base_key: super::x25519_key(&i.base_key, OBJECT, "base_key")?,
                     signed_prekey_id: SignedPreKeyId(i.signed_prekey_id),
                     one_time_prekey_id: i.one_time_prekey_id.map(OneTimePreKeyId),
+                    kem,
                 };
                 let inner = super::required(i.message, OBJECT, "message")?;
                 Ok(Self(Body::Initial(setup, ratchet_from_proto(inner)?)))
@@ -119,6 +153,10 @@ impl Message {
                 base_key: setup.base_key.to_bytes().to_vec(),
                 signed_prekey_id: setup.signed_prekey_id.0,
                 one_time_prekey_id: setup.one_time_prekey_id.map(|id| id.0),
+                kem: setup.kem.as_ref().map(|k| pb::KemSetup {
+                    prekey_id: k.prekey_id.0,
+                    ciphertext: k.ciphertext.to_vec(),
+                }),
                 message: Some(ratchet_to_proto(r)),
             }),
         };
@@ -128,6 +166,11 @@ impl Message {
     /// Whether this is an initial message (it carries the sender's X3DH setup).
     pub fn is_initial(&self) -> bool {
         matches!(self.0, Body::Initial(..))
+    }
+
+    /// For an initial message, whether its setup is post-quantum (PQXDH).
+    pub fn is_post_quantum(&self) -> bool {
+        matches!(&self.0, Body::Initial(setup, _) if setup.kem.is_some())
     }
 
     /// For an initial message, the identity key the sender claims (it is authenticated only
@@ -249,13 +292,16 @@ impl MessageWriter {
             + uint32_len(3, header.previous_counter)
             + delimited_len(4, NONCE_LEN)
             + delimited_len(5, ciphertext_len);
+        let kem_len =
+            |k: &KemSetup| uint32_len(1, k.prekey_id.0) + delimited_len(2, KEM_CIPHERTEXT_LEN);
         let initial_len = setup.map(|s| {
             delimited_len(1, KEY_LEN)
                 + delimited_len(2, KEY_LEN)
                 + uint32_len(3, s.signed_prekey_id.0)
                 + s.one_time_prekey_id
                     .map_or(0, |id| key_len(4) + encoded_len_varint(u64::from(id.0)))
-                + delimited_len(5, ratchet_len)
+                + s.kem.as_ref().map_or(0, |k| delimited_len(5, kem_len(k)))
+                + delimited_len(6, ratchet_len)
         });
         let total = 1 + match initial_len {
             Some(len) => delimited_len(2, len),
@@ -275,7 +321,12 @@ impl MessageWriter {
                     encode_key(4, WireType::Varint, &mut buf);
                     encode_varint(u64::from(id.0), &mut buf);
                 }
-                put_delimited_header(&mut buf, 5, ratchet_len);
+                if let Some(k) = &s.kem {
+                    put_delimited_header(&mut buf, 5, kem_len(k));
+                    put_uint32(&mut buf, 1, k.prekey_id.0);
+                    put_bytes(&mut buf, 2, &k.ciphertext[..]);
+                }
+                put_delimited_header(&mut buf, 6, ratchet_len);
             }
             _ => put_delimited_header(&mut buf, 1, ratchet_len),
         }
@@ -323,7 +374,7 @@ mod tests {
             nonce in any::<[u8; 12]>(),
             payload in proptest::collection::vec(any::<u8>(), 0..300),
             tag in any::<[u8; 16]>(),
-            initial in any::<Option<(u8, [u8; 32], u32, Option<u32>)>>(),
+            initial in any::<Option<(u8, [u8; 32], u32, Option<u32>, Option<(u32, u8)>)>>(),
         ) {
             let header = RatchetHeader {
                 ratchet_key: X25519PublicKey::from_bytes(key),
@@ -331,11 +382,15 @@ mod tests {
                 previous_counter: previous,
                 nonce,
             };
-            let setup = initial.map(|(seed, base, spk, opk)| InitialSetup {
+            let setup = initial.map(|(seed, base, spk, opk, kem)| InitialSetup {
                 identity_key: identity(seed),
                 base_key: X25519PublicKey::from_bytes(base),
                 signed_prekey_id: SignedPreKeyId(spk),
                 one_time_prekey_id: opk.map(OneTimePreKeyId),
+                kem: kem.map(|(id, fill)| KemSetup {
+                    prekey_id: KemPreKeyId(id),
+                    ciphertext: Box::new([fill; KEM_CIPHERTEXT_LEN]),
+                }),
             });
             let mut writer = MessageWriter::new(setup.as_ref(), &header, &payload);
             prop_assert_eq!(&*writer.payload_mut(), payload.as_slice());

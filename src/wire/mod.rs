@@ -84,6 +84,27 @@ pub(crate) fn x25519_key(
     fixed::<KEY_LEN>(bytes, object, field).map(X25519PublicKey::from_bytes)
 }
 
+/// An ML-KEM-1024 public key field (validated with the FIPS 203 modulus check).
+pub(crate) fn kem_public_key(
+    bytes: &[u8],
+    object: &'static str,
+    field: &'static str,
+) -> Result<crate::kem::KemPublicKey, DecodeError> {
+    if bytes.len() != crate::kem::KEM_PUBLIC_KEY_LEN {
+        return Err(DecodeError::InvalidLength {
+            object,
+            field,
+            expected: crate::kem::KEM_PUBLIC_KEY_LEN,
+            found: bytes.len(),
+        });
+    }
+    crate::kem::KemPublicKey::from_bytes(bytes).ok_or(DecodeError::InvalidValue {
+        object,
+        field,
+        reason: "not a valid ML-KEM-1024 public key (coefficients not reduced mod q)",
+    })
+}
+
 /// A required nested message.
 pub(crate) fn required<T>(
     value: Option<T>,

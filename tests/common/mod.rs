@@ -103,7 +103,7 @@ impl Pair {
             .expect("prekeys");
         let bundle = bob
             .account
-            .prekey_bundle(Some(OneTimePreKeyId(1)))
+            .prekey_bundle(Some(OneTimePreKeyId(1)), None)
             .expect("bundle");
         let mut pair = Self {
             rng,
@@ -136,7 +136,7 @@ impl Pair {
     pub fn bundle(&self, one_time: Option<u32>) -> PreKeyBundle {
         self.bob
             .account
-            .prekey_bundle(one_time.map(OneTimePreKeyId))
+            .prekey_bundle(one_time.map(OneTimePreKeyId), None)
             .expect("bundle")
     }
 

@@ -24,6 +24,18 @@ pub struct OneTimePreKey {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct KemPreKey {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(uint64, tag = "2")]
+    pub created_at: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct PreKeyBundle {
     #[prost(bytes = "vec", tag = "1")]
     pub identity_key: Vec<u8>,
@@ -31,6 +43,16 @@ pub struct PreKeyBundle {
     pub signed_prekey: Option<SignedPreKey>,
     #[prost(message, optional, tag = "3")]
     pub one_time_prekey: Option<OneTimePreKey>,
+    #[prost(message, optional, tag = "4")]
+    pub kem_prekey: Option<KemPreKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KemSetup {
+    #[prost(uint32, tag = "1")]
+    pub prekey_id: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub ciphertext: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -58,6 +80,8 @@ pub struct InitialMessage {
     #[prost(uint32, optional, tag = "4")]
     pub one_time_prekey_id: Option<u32>,
     #[prost(message, optional, tag = "5")]
+    pub kem: Option<KemSetup>,
+    #[prost(message, optional, tag = "6")]
     pub message: Option<RatchetMessage>,
 }
 
