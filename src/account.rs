@@ -78,6 +78,8 @@ pub struct Account {
     previous_last_resort_kem_prekeys: Vec<KemPreKeyPair>,
     one_time_kem_prekeys: BTreeMap<u32, KemPreKeyPair>,
     next_kem_prekey_id: u32,
+    /// Ids of deleted last-resort KEM prekeys, oldest first, at most `MAX_USED_SETUPS`.
+    removed_last_resort_kem_ids: VecDeque<u32>,
 }
 
 impl Account {
@@ -92,6 +94,7 @@ impl Account {
             previous_last_resort_kem_prekeys: Vec::new(),
             one_time_kem_prekeys: BTreeMap::new(),
             next_kem_prekey_id: 2,
+            removed_last_resort_kem_ids: VecDeque::new(),
             identity,
             current_signed_prekey: first,
             previous_signed_prekeys: Vec::new(),
@@ -224,6 +227,11 @@ impl Account {
     /// were deleted. Initial messages naming a deleted prekey then fail with
     /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`].
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
+        let before: Vec<u32> = self
+            .previous_last_resort_kem_prekeys
+            .iter()
+            .map(|p| p.public.id().0)
+            .collect();
         let removed_kem = retain_recent(
             &mut self.previous_last_resort_kem_prekeys,
             self.last_resort_kem_prekey.public.created_at(),
@@ -231,6 +239,18 @@ impl Account {
             now,
             grace_secs,
         );
+        for id in before {
+            if !self
+                .previous_last_resort_kem_prekeys
+                .iter()
+                .any(|p| p.public.id().0 == id)
+            {
+                if self.removed_last_resort_kem_ids.len() == MAX_USED_SETUPS {
+                    self.removed_last_resort_kem_ids.pop_front();
+                }
+                self.removed_last_resort_kem_ids.push_back(id);
+            }
+        }
         let removed = retain_recent(
             &mut self.previous_signed_prekeys,
             self.current_signed_prekey.public.created_at(),
@@ -371,7 +391,10 @@ impl Account {
         {
             return Ok((&pair.key, false));
         }
-        if id.0 != 0 && id.0 < self.next_kem_prekey_id {
+        if id.0 != 0
+            && id.0 < self.next_kem_prekey_id
+            && !self.removed_last_resort_kem_ids.contains(&id.0)
+        {
             Err(DecryptError::KemPreKeyUsed { id: id.0 })
         } else {
             Err(DecryptError::UnknownKemPreKey { id: id.0 })
@@ -460,6 +483,7 @@ impl Account {
                 .map(kem_prekey_to_proto)
                 .collect(),
             next_kem_prekey_id: self.next_kem_prekey_id,
+            removed_last_resort_kem_ids: self.removed_last_resort_kem_ids.iter().copied().collect(),
         }
     }
 
@@ -552,6 +576,13 @@ impl Account {
                 field: "last_resort_kem_prekeys",
             });
         };
+        if p.removed_last_resort_kem_ids.len() > MAX_USED_SETUPS {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "removed_last_resort_kem_ids",
+                reason: "more entries than an account keeps",
+            });
+        }
         if p.one_time_kem_prekeys.len() > MAX_ONE_TIME_KEM_PREKEYS {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,
@@ -582,6 +613,7 @@ impl Account {
             previous_last_resort_kem_prekeys,
             one_time_kem_prekeys,
             next_kem_prekey_id: p.next_kem_prekey_id,
+            removed_last_resort_kem_ids: p.removed_last_resort_kem_ids.iter().copied().collect(),
         })
     }
 }

@@ -313,3 +313,85 @@ fn aes_256_gcm_wycheproof() {
     }
     assert!(checked > 50, "only {checked} AES-256-GCM vectors ran");
 }
+
+/// An RNG that returns fixed bytes: it feeds ML-KEM's encapsulation message `m` from a
+/// test vector through the crate's own `encapsulate(rng)`.
+struct FixedBytes(Vec<u8>);
+
+impl rand_core::TryRng for FixedBytes {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!("ML-KEM draws bytes")
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!("ML-KEM draws bytes")
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        assert_eq!(dst.len(), self.0.len(), "ML-KEM drew an unexpected length");
+        dst.copy_from_slice(&self.0);
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for FixedBytes {}
+
+// Wycheproof ML-KEM-1024 decapsulation vectors, including NIST's FIPS 203 vectors: key
+// generation from the 64-byte seed, and decapsulation (with implicit rejection).
+#[test]
+fn ml_kem_1024_keygen_and_decapsulation() {
+    use crate::kem::{KEM_CIPHERTEXT_LEN, KemKeyPair};
+    let mut valid = 0;
+    for (_, t) in tests_of(include_str!(
+        "../tests/data/wycheproof/mlkem_1024_test.json"
+    )) {
+        let seed = unhex(s(&t, "seed"));
+        let ciphertext = unhex(s(&t, "c"));
+        let (Ok(seed), Ok(ciphertext)) = (
+            <[u8; 64]>::try_from(seed.as_slice()),
+            <[u8; KEM_CIPHERTEXT_LEN]>::try_from(ciphertext.as_slice()),
+        ) else {
+            // Wrong-length seeds and ciphertexts cannot even be represented by the wrapper's
+            // types; the vectors mark all of them invalid.
+            assert_eq!(s(&t, "result"), "invalid", "tcId {}", t["tcId"]);
+            continue;
+        };
+        let pair = KemKeyPair::from_seed(&seed);
+        assert_eq!(
+            pair.public_key().to_bytes().to_vec(),
+            unhex(s(&t, "ek")),
+            "tcId {}",
+            t["tcId"]
+        );
+        assert_eq!(
+            pair.decapsulate(&ciphertext).0.to_vec(),
+            unhex(s(&t, "K")),
+            "tcId {}",
+            t["tcId"]
+        );
+        valid += 1;
+    }
+    assert_eq!(valid, 153);
+}
+
+// Wycheproof ML-KEM-1024 encapsulation vectors (FIPS 203 and unreduced-key checks).
+#[test]
+fn ml_kem_1024_encapsulation_and_key_validation() {
+    use crate::kem::KemPublicKey;
+    let (mut valid, mut rejected) = (0, 0);
+    for (_, t) in tests_of(include_str!(
+        "../tests/data/wycheproof/mlkem_1024_encaps_test.json"
+    )) {
+        let key = KemPublicKey::from_bytes(&unhex(s(&t, "ek")));
+        if s(&t, "result") == "invalid" {
+            assert!(key.is_none(), "tcId {} accepted an invalid key", t["tcId"]);
+            rejected += 1;
+            continue;
+        }
+        let key = key.expect("valid key");
+        let (ciphertext, shared) = key.encapsulate(&mut FixedBytes(unhex(s(&t, "m"))));
+        assert_eq!(ciphertext.to_vec(), unhex(s(&t, "c")), "tcId {}", t["tcId"]);
+        assert_eq!(shared.0.to_vec(), unhex(s(&t, "K")), "tcId {}", t["tcId"]);
+        valid += 1;
+    }
+    assert_eq!((valid, rejected), (133, 136));
+}

@@ -142,6 +142,10 @@ pub struct AccountState {
     /// KEM prekey ids (one-time and last-resort share one sequence).
     #[prost(uint32, tag = "9")]
     pub next_kem_prekey_id: u32,
+    /// Ids of last-resort KEM prekeys deleted after rotation (so that an initial message naming
+    /// one is reported as unknown, not as a reused one-time key), oldest first.
+    #[prost(uint32, repeated, tag = "10")]
+    pub removed_last_resort_kem_ids: ::prost::alloc::vec::Vec<u32>,
 }
 /// An ML-KEM-1024 prekey with its private half.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
