@@ -80,7 +80,7 @@ fn main() -> Result<()> {
         .prekey_bundle(Some(published[0].id()), None)?
         .to_bytes();
     println!(
-        "1. Bob creates an identity key {} and uploads a signed prekey",
+        "1. Bob creates an identity key {} and uploads a signed prekey, a post-quantum prekey",
         short(bob.account.identity_key().as_bytes())
     );
     println!(
@@ -97,10 +97,20 @@ fn main() -> Result<()> {
     };
     let bundle = PreKeyBundle::from_bytes(&bundle_bytes)?;
     alice.record.initiate(&mut rng, &alice.account, &bundle)?;
-    println!("2. Alice checks Bob's signature on the signed prekey, runs X3DH and starts");
+    let session = alice.record.session().ok_or("no session")?;
     println!(
-        "   session {:?}. Bob is offline; nothing has been sent yet.\n",
-        alice.record.session_id().ok_or("no session")?
+        "2. Alice checks Bob's signatures on his signed prekey and his post-quantum (ML-KEM-1024)"
+    );
+    println!(
+        "   prekey, runs PQXDH (X3DH plus a KEM encapsulation, so that traffic recorded today"
+    );
+    println!(
+        "   stays safe from a future quantum computer) and starts session {:?}.",
+        session.id()
+    );
+    println!(
+        "   Post-quantum: {}. Bob is offline; nothing has been sent yet.\n",
+        session.is_post_quantum()
     );
 
     // 3. Alice sends three messages before Bob comes online.
