@@ -7,13 +7,20 @@ to the Rust code (src/, tests/*.rs) or the generated protobuf code.
 
 Run (Python 3.11+):
 
-    pip install cryptography && python3 tests/data/vectors.py > tests/data/vectors.json
+    pip install cryptography kyber-py && python3 tests/data/vectors.py > tests/data/vectors.json
 
-The output is deterministic: every value the protocol would draw at random is
-SHA-256(label) truncated to the size drawn, with the labels listed in LABELS below (and in
-the "labels" object of the JSON). The script checks itself as it goes (signature verification,
-receiver-side X3DH and decryption of every message, reopening of the sealed state) and fails
-with an AssertionError if anything disagrees.
+ML-KEM-1024 comes from kyber-py (GiacomoPope's pure-Python FIPS 203 implementation), which
+shares no code with the Rust crate; the script first checks it against one FIPS 203 known
+answer (from Wycheproof's mlkem_1024_test.json / mlkem_1024_encaps_test.json).
+
+The output is deterministic: every value the protocol would draw at random is derived from a
+label (LABELS below, and the "labels" object of the JSON): SHA-256("ratchetbox test vector: "
+|| label) truncated to the size drawn for draws of up to 32 bytes, and SHA-512 of the same
+string (all 64 bytes, d = bytes 0..32, z = bytes 32..64) for the 64-byte ML-KEM seeds. The
+script checks itself as it goes (signature verification, receiver-side PQXDH / X3DH including
+decapsulation with the receiver's seed-derived key, decryption of every message, implicit
+rejection of a modified KEM ciphertext, decoding of the account state, reopening of the sealed
+state) and fails with an AssertionError if anything disagrees. It prints only the JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from kyber_py.ml_kem import ML_KEM_1024
 
 # ---------------------------------------------------------------------------------------------
 # Section 1: conventions and labels
@@ -44,11 +52,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 VERSION = b"\x01"
 LABEL_X3DH = b"ratchetbox v1 X3DH"
+LABEL_PQXDH = b"ratchetbox v1 PQXDH ML-KEM-1024"
+LABEL_SIGNED_KEM_PREKEY = b"ratchetbox v1 signed kem prekey"
 LABEL_ROOT = b"ratchetbox v1 root chain"
 LABEL_SIGNED_PREKEY = b"ratchetbox v1 signed prekey"
 LABEL_STATE_SEAL = b"ratchetbox v1 sealed state "  # trailing space is part of the label
 
 assert len(LABEL_SIGNED_PREKEY) == 27
+assert len(LABEL_SIGNED_KEM_PREKEY) == 31
+
+KEM_EK_LEN = 1568  # ML-KEM-1024 encapsulation key
+KEM_CT_LEN = 1568  # ML-KEM-1024 ciphertext
+KEM_SEED_LEN = 64  # d || z
+
+
+class Refused(Exception):
+    """A protocol-level refusal (as opposed to a self-check failure)."""
 
 P25519 = 2**255 - 19
 
@@ -99,6 +118,65 @@ def aead_seal(key: bytes, nonce: bytes, ad: bytes, plaintext: bytes) -> bytes:
 def aead_open(key: bytes, nonce: bytes, ad: bytes, ciphertext: bytes) -> bytes:
     assert len(key) == 32 and len(nonce) == 12 and len(ciphertext) >= 16
     return AESGCM(key).decrypt(nonce, ciphertext, ad)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def kem_keygen(seed: bytes) -> tuple[bytes, bytes]:
+    """Section 1: a KEM private key is its 64-byte seed d || z, expanded with
+    ML-KEM.KeyGen_internal(d, z). Returns (ek, dk)."""
+    assert len(seed) == KEM_SEED_LEN
+    ek, dk = ML_KEM_1024._keygen_internal(seed[:32], seed[32:])
+    assert len(ek) == KEM_EK_LEN
+    return ek, dk
+
+
+def kem_encaps(ek: bytes, m: bytes) -> tuple[bytes, bytes]:
+    """Section 1: ML-KEM.Encaps_internal(ek, m) with the drawn 32-byte m. Includes the FIPS 203
+    type (length) and modulus checks of the received key. Returns (CT, SS)."""
+    assert len(ek) == KEM_EK_LEN and len(m) == 32
+    try:
+        ss, ct = ML_KEM_1024._encaps_internal(ek, m)  # kyber-py returns (K, c)
+    except ValueError as e:
+        raise Refused(f"encapsulation key fails the FIPS 203 checks: {e}") from None
+    assert len(ct) == KEM_CT_LEN and len(ss) == 32
+    return ct, ss
+
+
+def kem_decaps(seed: bytes, ct: bytes) -> bytes:
+    """Section 1: Decaps with implicit rejection (a modified ciphertext gives another SS)."""
+    assert len(ct) == KEM_CT_LEN
+    _, dk = kem_keygen(seed)
+    return ML_KEM_1024.decaps(dk, ct)
+
+
+def kem_known_answer_check() -> None:
+    """One FIPS 203 ML-KEM-1024 known answer (Wycheproof mlkem_1024_test.json tcId 2 for
+    seed -> ek and c -> K, mlkem_1024_encaps_test.json tcId 18 for (ek, m) -> (c, K); long
+    values as SHA-256). The full Wycheproof ML-KEM-1024 files were also run against kyber-py
+    when this script was written (all 462 cases as expected)."""
+    seed = bytes.fromhex(
+        "7c9935a0b07694aa0c6d10e4db6b1add2fd81a25ccb148032dcd739936737f2d"
+        "8626ed79d451140800e03b59b956f8210e556067407d13dc90fa9e8b872bfb8f"
+    )
+    m = bytes.fromhex("147c03f7a5bebba406c8fae1874d7f13c80efe79a3a9a874cc09fe76f6997615")
+    ek, _ = kem_keygen(seed)
+    assert sha256(ek).hex() == "61b95ec8c32ae85ad7a17ae5b9c2dfb083e05f767da3ba9a0a8092ea6b4cbf7a"
+    ct, ss = kem_encaps(ek, m)
+    assert sha256(ct).hex() == "508136a13f8a7920e3434498c6975cbbab457d809309eb2f92453e7409738210"
+    k = "489dd1e9c2be4af3482bdb35bb26ce760e6e414da6ecbe489985748a825f1cd6"
+    assert ss.hex() == k
+    assert kem_decaps(seed, ct).hex() == k
+    # FIPS 203 modulus check (section 7.2 of FIPS 203): a coefficient of 4095 >= q is refused.
+    bad = b"\xff\x0f" + ek[2:]
+    try:
+        kem_encaps(bad, m)
+    except Refused:
+        pass
+    else:
+        raise AssertionError("modulus check missing")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,11 +292,21 @@ def enc_one_time_prekey(opk: dict) -> bytes:
     return pb_uint(1, opk["id"]) + pb_bytes(2, opk["public_key"])
 
 
+def enc_kem_prekey(kpk: dict) -> bytes:
+    return (
+        pb_uint(1, kpk["id"])
+        + pb_uint(2, kpk["created_at"])
+        + pb_bytes(3, kpk["public_key"])
+        + pb_bytes(4, kpk["signature"])
+    )
+
+
 def enc_bundle(b: dict) -> bytes:
     return (
         pb_bytes(1, b["identity_key"])
         + pb_message(2, enc_signed_prekey(b["signed_prekey"]))
         + pb_message(3, enc_one_time_prekey(b["one_time_prekey"]) if b["one_time_prekey"] else None)
+        + pb_message(4, enc_kem_prekey(b["kem_prekey"]) if b["kem_prekey"] else None)
     )
 
 
@@ -232,13 +320,18 @@ def enc_ratchet_message(m: dict) -> bytes:
     )
 
 
+def enc_kem_setup(k: dict) -> bytes:
+    return pb_uint(1, k["prekey_id"]) + pb_bytes(2, k["ciphertext"])
+
+
 def enc_initial_message(m: dict) -> bytes:
     return (
         pb_bytes(1, m["identity_key"])
         + pb_bytes(2, m["base_key"])
         + pb_uint(3, m["signed_prekey_id"])
         + pb_uint(4, m["one_time_prekey_id"], optional=True)
-        + pb_message(5, enc_ratchet_message(m["message"]))
+        + pb_message(5, enc_kem_setup(m["kem"]) if m["kem"] else None)
+        + pb_message(6, enc_ratchet_message(m["message"]))
     )
 
 
@@ -263,16 +356,27 @@ def dec_ratchet_message(data: bytes) -> dict:
     return m
 
 
+def dec_kem_setup(data: bytes) -> dict:
+    f = pb_decode(data)
+    _known(f, {1, 2})
+    k = {"prekey_id": _single(f, 1, 0) or 0, "ciphertext": _single(f, 2, 2) or b""}
+    assert k["prekey_id"] < 2**32
+    assert len(k["ciphertext"]) == KEM_CT_LEN, "KEM ciphertext must be 1568 bytes"
+    return k
+
+
 def dec_initial_message(data: bytes) -> dict:
     f = pb_decode(data)
-    _known(f, {1, 2, 3, 4, 5})
-    inner = _single(f, 5, 2)
+    _known(f, {1, 2, 3, 4, 5, 6})
+    inner = _single(f, 6, 2)
     assert inner is not None, "missing RatchetMessage"
+    kem = _single(f, 5, 2)
     m = {
         "identity_key": _single(f, 1, 2) or b"",
         "base_key": _single(f, 2, 2) or b"",
         "signed_prekey_id": _single(f, 3, 0) or 0,
         "one_time_prekey_id": _single(f, 4, 0),  # None when absent
+        "kem": dec_kem_setup(kem) if kem is not None else None,  # None: classical X3DH
         "message": dec_ratchet_message(inner),
     }
     assert len(m["identity_key"]) == 32 and len(m["base_key"]) == 32
@@ -295,7 +399,7 @@ def decode_message(wire: bytes) -> dict:
 def decode_bundle(wire: bytes) -> dict:
     assert wire[:1] == VERSION
     f = pb_decode(wire[1:])
-    _known(f, {1, 2, 3})
+    _known(f, {1, 2, 3, 4})
     spk_f = pb_decode(_single(f, 2, 2))
     _known(spk_f, {1, 2, 3, 4})
     spk = {
@@ -309,7 +413,26 @@ def decode_bundle(wire: bytes) -> dict:
         opk_f = pb_decode(_single(f, 3, 2))
         _known(opk_f, {1, 2})
         opk = {"id": _single(opk_f, 1, 0) or 0, "public_key": _single(opk_f, 2, 2) or b""}
-    b = {"identity_key": _single(f, 1, 2) or b"", "signed_prekey": spk, "one_time_prekey": opk}
+        assert len(opk["public_key"]) == 32
+    kpk = None
+    if _single(f, 4, 2) is not None:
+        kpk_f = pb_decode(_single(f, 4, 2))
+        _known(kpk_f, {1, 2, 3, 4})
+        kpk = {
+            "id": _single(kpk_f, 1, 0) or 0,
+            "created_at": _single(kpk_f, 2, 0) or 0,
+            "public_key": _single(kpk_f, 3, 2) or b"",
+            "signature": _single(kpk_f, 4, 2) or b"",
+        }
+        assert len(kpk["public_key"]) == KEM_EK_LEN and len(kpk["signature"]) == 64
+    b = {
+        "identity_key": _single(f, 1, 2) or b"",
+        "signed_prekey": spk,
+        "one_time_prekey": opk,
+        "kem_prekey": kpk,
+    }
+    assert len(b["identity_key"]) == 32
+    assert len(spk["public_key"]) == 32 and len(spk["signature"]) == 64
     assert VERSION + enc_bundle(b) == wire, "non-canonical encoding"
     return b
 
@@ -336,7 +459,68 @@ def enc_account_state(a: dict) -> bytes:
     out += pb_uint(5, a["next_one_time_prekey_id"])
     for used in a["used_setups"]:
         out += pb_message(6, pb_uint(1, used["signed_prekey_id"]) + pb_bytes(2, used["base_key"]))
+    for field in (7, 8):
+        key = "last_resort_kem_prekeys" if field == 7 else "one_time_kem_prekeys"
+        for k in a[key]:
+            out += pb_message(
+                field,
+                pb_uint(1, k["id"])
+                + pb_uint(2, k["created_at"])
+                + pb_bytes(3, k["seed"])
+                + pb_bytes(4, k["signature"]),
+            )
+    out += pb_uint(9, a["next_kem_prekey_id"])
     return out
+
+
+def dec_account_state(plain: bytes) -> dict:
+    """Section 8.1 decoding of an AccountState, with the account-specific checks, for the
+    self-check of account_plain."""
+    assert plain[:1] == VERSION
+    f = pb_decode(plain[1:])
+    _known(f, set(range(1, 10)))
+
+    def sub(data, fields):
+        g = pb_decode(data)
+        _known(g, set(fields))
+        return {name: (_single(g, num, wt) or (b"" if wt == 2 else 0)) for num, (name, wt) in fields.items()}
+
+    spk_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("secret", 2), 4: ("signature", 2)}
+    opk_fields = {1: ("id", 0), 2: ("secret", 2)}
+    used_fields = {1: ("signed_prekey_id", 0), 2: ("base_key", 2)}
+    kem_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("seed", 2), 4: ("signature", 2)}
+    a = {
+        "identity_seed": _single(f, 1, 2) or b"",
+        "signed_prekeys": [sub(v, spk_fields) for (n, _, v) in f if n == 2],
+        "one_time_prekeys": [sub(v, opk_fields) for (n, _, v) in f if n == 3],
+        "next_signed_prekey_id": _single(f, 4, 0) or 0,
+        "next_one_time_prekey_id": _single(f, 5, 0) or 0,
+        "used_setups": [sub(v, used_fields) for (n, _, v) in f if n == 6],
+        "last_resort_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 7],
+        "one_time_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 8],
+        "next_kem_prekey_id": _single(f, 9, 0) or 0,
+    }
+    assert VERSION + enc_account_state(a) == plain, "non-canonical encoding"
+    assert len(a["identity_seed"]) == 32
+    ik = ed25519_public(a["identity_seed"])
+    assert a["signed_prekeys"] and a["last_resort_kem_prekeys"]
+    for spk in a["signed_prekeys"]:
+        assert len(spk["secret"]) == 32 and 0 < spk["id"] < a["next_signed_prekey_id"]
+        ed25519_verify(
+            ik, spk["signature"], signed_prekey_message(spk["id"], spk["created_at"], x25519_public(spk["secret"]))
+        )
+    for opk in a["one_time_prekeys"]:
+        assert len(opk["secret"]) == 32 and 0 < opk["id"] < a["next_one_time_prekey_id"]
+    kem_ids = []
+    for k in a["last_resort_kem_prekeys"] + a["one_time_kem_prekeys"]:
+        assert len(k["seed"]) == KEM_SEED_LEN and 0 < k["id"] < a["next_kem_prekey_id"]
+        ek, _ = kem_keygen(k["seed"])  # public key re-derived from the seed
+        ed25519_verify(ik, k["signature"], kem_prekey_message(k["id"], k["created_at"], ek))
+        kem_ids.append(k["id"])
+    assert len(set(kem_ids)) == len(kem_ids), "KEM prekey ids share one sequence"
+    for u in a["used_setups"]:
+        assert len(u["base_key"]) == 32
+    return a
 
 
 def enc_sealed_state(kind: int, salt: bytes, ciphertext: bytes) -> bytes:
@@ -354,11 +538,18 @@ LABELS = {
     "b_id": "bob identity seed",
     "b_spk": "bob signed prekey 1 private key",
     "b_opk": "bob one-time prekey 1 private key",
+    "a_kem_lr": "alice last-resort KEM prekey 1 seed",
+    "b_kem_lr": "bob last-resort KEM prekey 1 seed",
+    "b_kem_otk": "bob one-time KEM prekey 2 seed",
     "a_ek1": "alice ephemeral key, session 1",
     "a_ek2": "alice ephemeral key, session 2",
+    "a_ek3": "alice ephemeral key, session 3",
+    "m1": "alice ML-KEM encapsulation message, session 1",
+    "m2": "alice ML-KEM encapsulation message, session 2",
     "a_r1": "alice ratchet key 1",
     "a_r2": "alice ratchet key 2",
     "a_r3": "alice ratchet key 3",
+    "a_r4": "alice ratchet key 4",
     "b_r1": "bob ratchet key 1",
     "b_r2": "bob ratchet key 2",
     "n1": "nonce 1",
@@ -367,14 +558,29 @@ LABELS = {
     "n4": "nonce 4",
     "n5": "nonce 5",
     "n6": "nonce 6",
+    "n7": "nonce 7",
     "sk_store": "storage key",
     "seal_salt": "seal salt",
 }
-SIZES = {name: (12 if name.startswith("n") else 32) for name in LABELS}
-INPUTS = {
-    name: hashlib.sha256((LABEL_PREFIX + label).encode()).digest()[: SIZES[name]]
-    for name, label in LABELS.items()
+KEM_SEED_NAMES = {"a_kem_lr", "b_kem_lr", "b_kem_otk"}
+NONCE_NAMES = {f"n{i}" for i in range(1, 8)}
+SIZES = {
+    name: KEM_SEED_LEN if name in KEM_SEED_NAMES else 12 if name in NONCE_NAMES else 32
+    for name in LABELS
 }
+
+
+def derive_input(name: str) -> bytes:
+    """SHA-256(prefix || label) truncated to the size drawn; SHA-512(prefix || label) (all 64
+    bytes) for the 64-byte ML-KEM seeds d || z."""
+    data = (LABEL_PREFIX + LABELS[name]).encode()
+    if SIZES[name] == 64:
+        return hashlib.sha512(data).digest()
+    assert SIZES[name] <= 32
+    return hashlib.sha256(data).digest()[: SIZES[name]]
+
+
+INPUTS = {name: derive_input(name) for name in LABELS}
 
 T = 1764000000
 
@@ -440,6 +646,12 @@ def signed_prekey_message(spk_id: int, created_at: int, public_key: bytes) -> by
     return m
 
 
+def kem_prekey_message(kem_id: int, created_at: int, encapsulation_key: bytes) -> bytes:
+    m = LABEL_SIGNED_KEM_PREKEY + u32be(kem_id) + u64be(created_at) + encapsulation_key
+    assert len(m) == 1611
+    return m
+
+
 class Account:
     """Section 3.2 / 8.1: identity key and prekey store."""
 
@@ -450,7 +662,11 @@ class Account:
         self.next_signed_prekey_id = 1
         self.next_one_time_prekey_id = 1
         self.used_setups = []
+        self.last_resort_kem_prekeys = []  # oldest first; the last one is current
+        self.one_time_kem_prekeys = []  # ascending id
+        self.next_kem_prekey_id = 1  # shared by both kinds
         self._new_signed_prekey(rng, now)
+        self.last_resort_kem_prekeys.append(self._new_kem_prekey(rng, now, "last-resort KEM prekey seed"))
 
     @property
     def identity_key(self) -> bytes:
@@ -463,15 +679,46 @@ class Account:
         sig = ed25519_sign(self.identity_seed, signed_prekey_message(spk_id, now, x25519_public(secret)))
         self.signed_prekeys.append({"id": spk_id, "created_at": now, "secret": secret, "signature": sig})
 
+    def _new_kem_prekey(self, rng: ScriptedRng, now: int, what: str) -> dict:
+        seed = rng.draw(KEM_SEED_LEN, what)
+        kem_id = self.next_kem_prekey_id
+        self.next_kem_prekey_id += 1
+        ek, _ = kem_keygen(seed)
+        sig = ed25519_sign(self.identity_seed, kem_prekey_message(kem_id, now, ek))
+        return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig}
+
     def generate_one_time_prekeys(self, rng: ScriptedRng, n: int):
         for _ in range(n):
             secret = rng.draw(32, "one-time prekey private key")
             self.one_time_prekeys.append({"id": self.next_one_time_prekey_id, "secret": secret})
             self.next_one_time_prekey_id += 1
 
-    def bundle(self, with_one_time_prekey: bool) -> bytes:
+    def generate_one_time_kem_prekeys(self, rng: ScriptedRng, n: int, now: int):
+        for _ in range(n):
+            self.one_time_kem_prekeys.append(self._new_kem_prekey(rng, now, "one-time KEM prekey seed"))
+
+    def find_kem_prekey(self, kem_id: int) -> tuple[dict, bool]:
+        """(prekey, is_one_time) by id: a one-time KEM prekey, or a stored last-resort one."""
+        for k in self.one_time_kem_prekeys:
+            if k["id"] == kem_id:
+                return k, True
+        for k in self.last_resort_kem_prekeys:
+            if k["id"] == kem_id:
+                return k, False
+        raise Refused("already used KEM prekey" if 0 < kem_id < self.next_kem_prekey_id else "unknown KEM prekey")
+
+    def bundle(self, with_one_time_prekey: bool, kem: str) -> bytes:
+        """kem: "one-time" (the lowest-id one-time KEM prekey), "last-resort" (the current
+        last-resort one) or "none" (a classical bundle)."""
         spk = self.signed_prekeys[-1]
         opk = self.one_time_prekeys[0] if with_one_time_prekey and self.one_time_prekeys else None
+        if kem == "one-time":
+            kpk = self.one_time_kem_prekeys[0]
+        elif kem == "last-resort":
+            kpk = self.last_resort_kem_prekeys[-1]
+        else:
+            assert kem == "none"
+            kpk = None
         b = {
             "identity_key": self.identity_key,
             "signed_prekey": {
@@ -482,6 +729,16 @@ class Account:
             },
             "one_time_prekey": (
                 {"id": opk["id"], "public_key": x25519_public(opk["secret"])} if opk else None
+            ),
+            "kem_prekey": (
+                {
+                    "id": kpk["id"],
+                    "created_at": kpk["created_at"],
+                    "public_key": kem_keygen(kpk["seed"])[0],
+                    "signature": kpk["signature"],
+                }
+                if kpk
+                else None
             ),
         }
         return VERSION + enc_bundle(b)
@@ -495,6 +752,9 @@ class Account:
                 "next_signed_prekey_id": self.next_signed_prekey_id,
                 "next_one_time_prekey_id": self.next_one_time_prekey_id,
                 "used_setups": self.used_setups,
+                "last_resort_kem_prekeys": self.last_resort_kem_prekeys,
+                "one_time_kem_prekeys": self.one_time_kem_prekeys,
+                "next_kem_prekey_id": self.next_kem_prekey_id,
             }
         )
 
@@ -616,24 +876,42 @@ class Ratchet:
 
 
 # ---------------------------------------------------------------------------------------------
-# Section 5: X3DH and sessions
+# Section 5: PQXDH, X3DH and sessions
 # ---------------------------------------------------------------------------------------------
 
 
-def x3dh_sk(dhs: list[bytes]) -> bytes:
-    return hkdf(salt=bytes(32), ikm=b"\xff" * 32 + b"".join(dhs), info=LABEL_X3DH, length=32)
+def setup_sk(dhs: list[bytes], ss: bytes | None) -> bytes:
+    """Section 5 step 7: PQXDH when there is a KEM shared secret, X3DH otherwise."""
+    ikm = b"\xff" * 32 + b"".join(dhs)
+    if ss is None:
+        return hkdf(salt=bytes(32), ikm=ikm, info=LABEL_X3DH, length=32)
+    assert len(ss) == 32
+    return hkdf(salt=bytes(32), ikm=ikm + ss, info=LABEL_PQXDH, length=32)
 
 
 class InitiatorSession:
-    def __init__(self, account: Account, rng: ScriptedRng, bundle_wire: bytes):
+    def __init__(self, account: Account, rng: ScriptedRng, bundle_wire: bytes, allow_classical: bool = False):
         b = decode_bundle(bundle_wire)
         ik_b = b["identity_key"]
-        assert ik_b != account.identity_key, "own bundle"
+        # 1. not our own bundle
+        if ik_b == account.identity_key:
+            raise Refused("own bundle")
+        # 2. signed prekey signature
         spk = b["signed_prekey"]
         ed25519_verify(
             ik_b, spk["signature"], signed_prekey_message(spk["id"], spk["created_at"], spk["public_key"])
         )
+        # 3. KEM prekey: verify and always use; none: classical only if explicitly allowed
+        kpk = b["kem_prekey"]
+        if kpk is not None:
+            ed25519_verify(
+                ik_b, kpk["signature"], kem_prekey_message(kpk["id"], kpk["created_at"], kpk["public_key"])
+            )
+        elif not allow_classical:
+            raise Refused("classical bundle, classical setups not allowed")
+        # 4. ephemeral key (first draw)
         ek = rng.draw(32, "ephemeral private key")
+        # 5. DH values
         dhs = [
             dh(identity_x25519_private(account.identity_seed), spk["public_key"]),
             dh(ek, identity_x25519_public(ik_b)),
@@ -641,14 +919,24 @@ class InitiatorSession:
         ]
         if b["one_time_prekey"] is not None:
             dhs.append(dh(ek, b["one_time_prekey"]["public_key"]))
-        self.sk = x3dh_sk(dhs)
+        # 6. encapsulation (second draw: m)
+        self.kem = None
+        self.kem_ss = None
+        if kpk is not None:
+            m = rng.draw(32, "ML-KEM message m")
+            ct, self.kem_ss = kem_encaps(kpk["public_key"], m)
+            self.kem = {"prekey_id": kpk["id"], "ciphertext": ct}
+        # 7. SK
+        self.sk = setup_sk(dhs, self.kem_ss)
         self.dhs = dhs
+        # 8. AD
         self.ad = account.identity_key + ik_b
         self.setup = {
             "identity_key": account.identity_key,
             "base_key": x25519_public(ek),
             "signed_prekey_id": spk["id"],
             "one_time_prekey_id": b["one_time_prekey"]["id"] if b["one_time_prekey"] else None,
+            "kem": self.kem,
         }
         self.awaiting_reply = True
         self.ratchet = Ratchet(self.sk, self.ad, None, spk["public_key"])
@@ -669,12 +957,27 @@ class InitiatorSession:
         return pt, info
 
 
+def setup_id(im: dict) -> tuple:
+    """Responder step 1: what identifies a setup (same base key, initiator identity, signed
+    prekey id, one-time prekey id, KEM prekey id and SHA-256 of the KEM ciphertext)."""
+    kem = im["kem"]
+    return (
+        im["base_key"],
+        im["identity_key"],
+        im["signed_prekey_id"],
+        im["one_time_prekey_id"],
+        kem["prekey_id"] if kem else None,
+        sha256(kem["ciphertext"]) if kem else None,
+    )
+
+
 class Responder:
     """Bob's side: account plus sessions keyed by setup (section 5, responder steps 1-4)."""
 
-    def __init__(self, account: Account):
+    def __init__(self, account: Account, allow_classical: bool = False):
         self.account = account
-        self.sessions = {}  # setup tuple -> (Ratchet, info)
+        self.allow_classical = allow_classical
+        self.sessions = {}  # setup tuple -> Ratchet
         self.current = None
 
     def decrypt(self, wire):
@@ -683,19 +986,37 @@ class Responder:
             pt, info = self.current.decrypt(msg["ratchet"])
             return pt, info
         im = msg["initial"]
-        setup = (im["base_key"], im["identity_key"], im["signed_prekey_id"], im["one_time_prekey_id"])
+        setup = setup_id(im)
+        # 1. a session from exactly this setup
         if setup in self.sessions:
             ratchet = self.sessions[setup]
             pt, info = ratchet.decrypt(im["message"])
             self.current = ratchet
             return pt, info
+        # 2. mode, prekey lookup, replay
+        if im["kem"] is None and not self.allow_classical:
+            raise Refused("classical setup refused")
         acct = self.account
-        spk = next(s for s in acct.signed_prekeys if s["id"] == im["signed_prekey_id"])
+        spk = next((s for s in acct.signed_prekeys if s["id"] == im["signed_prekey_id"]), None)
+        if spk is None:
+            raise Refused("unknown signed prekey")
         opk = None
         if im["one_time_prekey_id"] is not None:
-            opk = next(o for o in acct.one_time_prekeys if o["id"] == im["one_time_prekey_id"])
-        else:
-            assert {"signed_prekey_id": spk["id"], "base_key": im["base_key"]} not in acct.used_setups
+            opk = next((o for o in acct.one_time_prekeys if o["id"] == im["one_time_prekey_id"]), None)
+            if opk is None:
+                raise Refused(
+                    "already used prekey"
+                    if 0 < im["one_time_prekey_id"] < acct.next_one_time_prekey_id
+                    else "unknown prekey"
+                )
+        kpk, kem_one_time = (None, False)
+        if im["kem"] is not None:
+            kpk, kem_one_time = acct.find_kem_prekey(im["kem"]["prekey_id"])
+        uses_one_time = opk is not None or kem_one_time
+        used = {"signed_prekey_id": spk["id"], "base_key": im["base_key"]}
+        if not uses_one_time and used in acct.used_setups:
+            raise Refused("replayed setup")
+        # 3. DH values, decapsulation, SK, AD, session, decryption (on copies)
         ik_a_x = identity_x25519_public(im["identity_key"])
         dhs = [
             dh(spk["secret"], ik_a_x),
@@ -704,15 +1025,21 @@ class Responder:
         ]
         if opk is not None:
             dhs.append(dh(opk["secret"], im["base_key"]))
-        sk = x3dh_sk(dhs)
+        ss = kem_decaps(kpk["seed"], im["kem"]["ciphertext"]) if kpk is not None else None
+        sk = setup_sk(dhs, ss)
         ad = im["identity_key"] + acct.identity_key
         ratchet = Ratchet(sk, ad, spk["secret"], None)
         pt, info = ratchet.decrypt(im["message"])  # raises before any commit on failure
         info = dict(info, shared_secret=sk.hex())
+        if ss is not None:
+            info["kem_shared_secret"] = ss.hex()
+        # 4. commit
         if opk is not None:
             acct.one_time_prekeys.remove(opk)
-        else:
-            acct.used_setups.append({"signed_prekey_id": spk["id"], "base_key": im["base_key"]})
+        if kem_one_time:
+            acct.one_time_kem_prekeys.remove(kpk)
+        if not uses_one_time:
+            acct.used_setups.append(used)
         self.sessions[setup] = ratchet
         self.current = ratchet
         return pt, info
@@ -759,12 +1086,16 @@ def exchange(sender, receiver, rng, who_from, who_to, plaintext, log, expect):
     assert kind == expect["type"], (kind, expect)
     assert rm["counter"] == expect["counter"] and rm["previous_counter"] == expect["previous_counter"]
     if kind == "initial":
-        assert ("one_time_prekey_id" in expect) == (msg["initial"]["one_time_prekey_id"] is not None)
+        im = msg["initial"]
+        assert im["one_time_prekey_id"] == expect.get("one_time_prekey_id")
+        assert (im["kem"]["prekey_id"] if im["kem"] else None) == expect.get("kem_prekey_id")
+        assert im["kem"] == sender.kem, "initial message must repeat the setup's KEM part"
     pt, rinfo = receiver.decrypt(wire)
     assert pt == plaintext, "receiver decrypted something else"
     assert rinfo["message_key"] == sinfo["message_key"], "message keys disagree"
     if "shared_secret" in rinfo:
-        assert rinfo["shared_secret"] == sender.sk.hex(), "X3DH shared secrets disagree"
+        assert rinfo["shared_secret"] == sender.sk.hex(), "shared secrets disagree"
+        assert rinfo.get("kem_shared_secret") == (sender.kem_ss.hex() if sender.kem_ss else None)
     if "new_sending_chain" in sinfo:
         # The receiver performed the matching DH ratchet step.
         assert rinfo["dh"] == sinfo["new_sending_chain"]["dh"]
@@ -797,99 +1128,231 @@ def exchange(sender, receiver, rng, who_from, who_to, plaintext, log, expect):
     return wire
 
 
+def expect_refused(fn, reason: str):
+    try:
+        fn()
+    except Refused as e:
+        assert reason in str(e), (reason, str(e))
+    else:
+        raise AssertionError(f"expected a refusal: {reason}")
+
+
+def flip_bit_in_kem_ciphertext(wire: bytes, ct: bytes, bit: int) -> bytes:
+    i = wire.index(ct)
+    assert wire.count(ct) == 1
+    j = i + bit // 8
+    return wire[:j] + bytes([wire[j] ^ (1 << (bit % 8))]) + wire[j + 1 :]
+
+
+ALICE_DRAWS = [
+    "a_id", "a_spk", "a_kem_lr",
+    "a_ek1", "m1", "a_r1", "n1", "n2", "a_r2", "n4",
+    "a_ek2", "m2", "a_r3", "n6",
+    "a_ek3", "a_r4", "n7",
+]  # fmt: skip
+BOB_DRAWS = ["b_id", "b_spk", "b_kem_lr", "b_opk", "b_kem_otk", "b_r1", "n3", "b_r2", "n5"]
+
+
 def build() -> dict:
-    alice_rng = ScriptedRng(
-        "alice", ["a_id", "a_spk", "a_ek1", "a_r1", "n1", "n2", "a_r2", "n4", "a_ek2", "a_r3", "n6"]
-    )
-    bob_rng = ScriptedRng("bob", ["b_id", "b_spk", "b_opk", "b_r1", "n3", "b_r2", "n5"])
+    kem_known_answer_check()
+
+    alice_rng = ScriptedRng("alice", ALICE_DRAWS)
+    bob_rng = ScriptedRng("bob", BOB_DRAWS)
 
     alice = Account(alice_rng, T)
     bob = Account(bob_rng, T)
     bob.generate_one_time_prekeys(bob_rng, 1)
+    bob.generate_one_time_kem_prekeys(bob_rng, 1, T)
+    assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1]
+    assert [k["id"] for k in bob.one_time_kem_prekeys] == [2]
+    assert bob.next_kem_prekey_id == 3
 
     # Consistency of the two public forms of each identity key (section 3.1).
     for acct in (alice, bob):
         assert x25519_public(identity_x25519_private(acct.identity_seed)) == identity_x25519_public(
             acct.identity_key
         ), "Montgomery map disagrees with the X25519 public key of SHA-512(seed)[:32]"
-    # The clamped scalar is the one Ed25519 signs with: check via the Ed25519 public key.
-    # (Follows from the above: same u-coordinate.)
 
-    bundle = bob.bundle(with_one_time_prekey=True)
-    bundle_no_opk = bob.bundle(with_one_time_prekey=False)
+    bundle = bob.bundle(with_one_time_prekey=True, kem="one-time")
+    bundle_last_resort = bob.bundle(with_one_time_prekey=False, kem="last-resort")
+    bundle_classical = bob.bundle(with_one_time_prekey=False, kem="none")
     spk = bob.signed_prekeys[0]
     ed25519_verify(
         bob.identity_key, spk["signature"], signed_prekey_message(1, T, x25519_public(spk["secret"]))
     )
+    kem_lr = bob.last_resort_kem_prekeys[0]
+    kem_otk = bob.one_time_kem_prekeys[0]
+    bob_kem_lr_pub = kem_keygen(kem_lr["seed"])[0]
+    bob_kem_otk_pub = kem_keygen(kem_otk["seed"])[0]
+    alice_kem_lr_pub = kem_keygen(alice.last_resort_kem_prekeys[0]["seed"])[0]
+    for pub, k in ((bob_kem_lr_pub, kem_lr), (bob_kem_otk_pub, kem_otk)):
+        ed25519_verify(bob.identity_key, k["signature"], kem_prekey_message(k["id"], T, pub))
+    ed25519_verify(
+        alice.identity_key,
+        alice.last_resort_kem_prekeys[0]["signature"],
+        kem_prekey_message(1, T, alice_kem_lr_pub),
+    )
+    b1, b2, b3 = decode_bundle(bundle), decode_bundle(bundle_last_resort), decode_bundle(bundle_classical)
+    assert b1["one_time_prekey"]["id"] == 1 and b1["kem_prekey"]["id"] == 2
+    assert b1["kem_prekey"]["public_key"] == bob_kem_otk_pub
+    assert b2["one_time_prekey"] is None and b2["kem_prekey"]["id"] == 1
+    assert b2["kem_prekey"]["public_key"] == bob_kem_lr_pub
+    assert b3["one_time_prekey"] is None and b3["kem_prekey"] is None
 
-    account_plain = bob.plain()  # after creating the OPK, before any session
+    account_plain = bob.plain()  # after creating the OPK and the one-time KEM prekey, before any session
+    decoded = dec_account_state(account_plain)
+    assert decoded["used_setups"] == [] and decoded["next_kem_prekey_id"] == 3
     account_sealed = seal(STATE_KIND_ACCOUNT, INPUTS["sk_store"], INPUTS["seal_salt"], account_plain)
     assert unseal(STATE_KIND_ACCOUNT, INPUTS["sk_store"], account_sealed) == account_plain
 
-    bob_side = Responder(bob)
+    bob_side = Responder(bob, allow_classical=False)
 
-    # Session 1, with the one-time prekey.
+    # Session 1: PQXDH with one-time prekey 1 and one-time KEM prekey 2.
     s1 = InitiatorSession(alice, alice_rng, bundle)
     log1 = []
     bob_before_session_1 = copy.deepcopy(bob_side)
     p = [b"Hello Bob", b"Second message", b"Hi Alice", b"Turn two", b""]
+    setup1 = {"one_time_prekey_id": 1, "kem_prekey_id": 2}
     w1 = exchange(s1, bob_side, alice_rng, "alice", "bob", p[0], log1,
-                  {"type": "initial", "counter": 0, "previous_counter": 0, "one_time_prekey_id": 1})
+                  {"type": "initial", "counter": 0, "previous_counter": 0, **setup1})
     w2 = exchange(s1, bob_side, alice_rng, "alice", "bob", p[1], log1,
-                  {"type": "initial", "counter": 1, "previous_counter": 0, "one_time_prekey_id": 1})
+                  {"type": "initial", "counter": 1, "previous_counter": 0, **setup1})
     exchange(bob_side, s1, bob_rng, "bob", "alice", p[2], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 0})
     exchange(s1, bob_side, alice_rng, "alice", "bob", p[3], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 2})
     exchange(bob_side, s1, bob_rng, "bob", "alice", p[4], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 1})
-    assert not any(o["id"] == 1 for o in bob.one_time_prekeys), "OPK 1 should be consumed"
+    assert bob.one_time_prekeys == [], "OPK 1 should be consumed"
+    assert bob.one_time_kem_prekeys == [], "one-time KEM prekey 2 should be consumed"
+    assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1]
+    assert bob.used_setups == []
 
-    # Extra check: P2 then P1 into a Bob that has seen neither (section 5, responder step 1:
-    # repeated initial messages in any order land in one session).
-    fresh_bob = bob_before_session_1
+    # Repeated initial messages in any order land in one session (responder step 1).
+    fresh_bob = copy.deepcopy(bob_before_session_1)
     assert fresh_bob.decrypt(w2)[0] == p[1]
     assert len(fresh_bob.sessions) == 1
     assert fresh_bob.decrypt(w1)[0] == p[0]
+    assert len(fresh_bob.sessions) == 1
 
-    # Session 2, without a one-time prekey.
-    s2 = InitiatorSession(alice, alice_rng, bundle_no_opk)
+    # Negative check: one flipped bit of the KEM ciphertext gives Bob another SS and SK
+    # (implicit rejection), so the message fails authentication and nothing is committed.
+    ct1 = s1.kem["ciphertext"]
+    for bit in (0, 8 * KEM_CT_LEN - 1):
+        bad_wire = flip_bit_in_kem_ciphertext(w1, ct1, bit)
+        bad_ct = decode_message(bad_wire)["initial"]["kem"]["ciphertext"]
+        assert bad_ct != ct1
+        bad_ss = kem_decaps(kem_otk["seed"], bad_ct)
+        assert bad_ss != s1.kem_ss
+        assert setup_sk(s1.dhs, bad_ss) != s1.sk
+        victim = copy.deepcopy(bob_before_session_1)
+        before = victim.account.plain()
+        try:
+            victim.decrypt(bad_wire)
+        except InvalidTag:
+            pass
+        else:
+            raise AssertionError("modified KEM ciphertext was accepted")
+        assert victim.account.plain() == before and victim.sessions == {}
+    # Stripping the KEM part (a classical message with the same DH values) fails too.
+    stripped = decode_message(w1)
+    stripped["initial"]["kem"] = None
+    lenient = copy.deepcopy(bob_before_session_1)
+    lenient.allow_classical = True
+    try:
+        lenient.decrypt(VERSION + enc_message(stripped))
+    except InvalidTag:
+        pass
+    else:
+        raise AssertionError("stripped KEM part was accepted")
+    assert lenient.sessions == {}
+
+    # Session 2: PQXDH with the last-resort KEM prekey 1, no one-time prekey.
+    s2 = InitiatorSession(alice, alice_rng, bundle_last_resort)
     log2 = []
-    exchange(s2, bob_side, alice_rng, "alice", "bob", b"No one-time prekey", log2,
+    exchange(s2, bob_side, alice_rng, "alice", "bob", b"Last resort", log2,
+             {"type": "initial", "counter": 0, "previous_counter": 0, "kem_prekey_id": 1})
+    assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1], "last-resort KEM prekey is kept"
+    assert bob.used_setups == [{"signed_prekey_id": 1, "base_key": s2.setup["base_key"]}]
+
+    # Session 3: classical X3DH, explicitly allowed on both sides, no one-time prekey.
+    expect_refused(lambda: InitiatorSession(alice, ScriptedRng("none", []), bundle_classical),
+                   "classical setups not allowed")
+    s3 = InitiatorSession(alice, alice_rng, bundle_classical, allow_classical=True)
+    assert s3.kem is None
+    w7, _ = copy.deepcopy(s3).encrypt(ScriptedRng("copy", ["a_r4", "n7"]), b"Classical")
+    refusing_bob = copy.deepcopy(bob_side)
+    expect_refused(lambda: refusing_bob.decrypt(w7), "classical setup refused")
+    bob_side.allow_classical = True
+    log3 = []
+    exchange(s3, bob_side, alice_rng, "alice", "bob", b"Classical", log3,
              {"type": "initial", "counter": 0, "previous_counter": 0})
-    assert len(bob.used_setups) == 1
+    assert log3[0]["wire"] == w7.hex()
+    assert bob.used_setups[1] == {"signed_prekey_id": 1, "base_key": s3.setup["base_key"]}
+    # The same setup again (without its session) is a replay.
+    replay_bob = copy.deepcopy(bob_side)
+    replay_bob.sessions = {}
+    expect_refused(lambda: replay_bob.decrypt(w7), "replayed setup")
 
     alice_rng.done()
     bob_rng.done()
 
     def session_json(s: InitiatorSession, log):
-        return {
+        out = {
+            "mode": "PQXDH" if s.kem else "X3DH",
             "shared_secret": s.sk.hex(),
-            "dh": [d.hex() for d in s.dhs],
-            "associated_data": s.ad.hex(),
-            "base_key": s.setup["base_key"].hex(),
-            "messages": log,
         }
+        if s.kem:
+            out["kem_shared_secret"] = s.kem_ss.hex()
+            out["kem_prekey_id"] = s.kem["prekey_id"]
+            out["kem_ciphertext_sha256"] = sha256(s.kem["ciphertext"]).hex()
+        out.update(
+            {
+                "dh": [d.hex() for d in s.dhs],
+                "associated_data": s.ad.hex(),
+                "base_key": s.setup["base_key"].hex(),
+                "signed_prekey_id": s.setup["signed_prekey_id"],
+                "one_time_prekey_id": s.setup["one_time_prekey_id"],
+                "messages": log,
+            }
+        )
+        return out
 
-    for s in (s1, s2):
+    for s in (s1, s2, s3):
         for d in s.dhs:
             assert d != bytes(32)
+    assert len(s1.dhs) == 4 and len(s2.dhs) == 3 and len(s3.dhs) == 3
 
     return {
         "description": (
-            "ratchetbox protocol v1 test vectors: Bob's prekey bundle (with and without a one-time "
-            "prekey), session 1 (Alice initiates with a one-time prekey: two initial messages, "
-            "Bob's reply, Alice's next message after the turn, Bob's empty reply), session 2 "
-            "(initiation without a one-time prekey), and Bob's account state in plain and sealed "
-            "form. Every random value is SHA-256(label) truncated to the size drawn; labels are "
-            "the full UTF-8 strings below. Hex strings are lowercase."
+            "ratchetbox protocol v1 test vectors: Bob's prekey bundles (bundle: one-time prekey 1 "
+            "and one-time KEM prekey 2; bundle_last_resort: last-resort KEM prekey 1, no one-time "
+            "prekey; bundle_classical: neither), session_1 (PQXDH with one-time prekey and "
+            "one-time KEM prekey: Alice's two initial messages, Bob's reply, Alice's next message "
+            "after the turn, Bob's empty reply), session_2 (PQXDH with the last-resort KEM prekey, "
+            "no one-time prekey: Alice's first message), session_3 (classical X3DH, explicitly "
+            "allowed, no one-time prekey: Alice's first message), and Bob's account state "
+            "(after creating one one-time prekey and one one-time KEM prekey, before any session) "
+            "in plain and sealed form. Every random value is derived from its label (see "
+            "label_derivation): SHA-256(label) truncated to the size drawn, or SHA-512(label) for "
+            "the 64-byte ML-KEM seeds d || z; labels are the full UTF-8 strings below. All "
+            "prekeys are created at `time`. ML-KEM-1024 keys and ciphertexts appear in full only "
+            "inside the wire objects; elsewhere as SHA-256. Hex strings are lowercase."
         ),
         "source": "tests/data/vectors.py, written from docs/PROTOCOL.md",
         "time": T,
         "labels": {name: LABEL_PREFIX + label for name, label in LABELS.items()},
+        "label_derivation": {
+            "rule": (
+                "input = SHA-256(label) truncated to size, except for sizes of 64 bytes: "
+                "input = SHA-512(label) (d = bytes 0..32, z = bytes 32..64)"
+            ),
+            "sizes": dict(SIZES),
+            "sha512": sorted(KEM_SEED_NAMES),
+        },
         "draw_order": {
-            "alice": ["a_id", "a_spk", "a_ek1", "a_r1", "n1", "n2", "a_r2", "n4", "a_ek2", "a_r3", "n6"],
-            "bob": ["b_id", "b_spk", "b_opk", "b_r1", "n3", "b_r2", "n5"],
+            "alice": list(ALICE_DRAWS),
+            "bob": list(BOB_DRAWS),
             "seal": ["seal_salt"],
         },
         "inputs": {name: value.hex() for name, value in INPUTS.items()},
@@ -898,17 +1361,31 @@ def build() -> dict:
             "alice_identity_x25519": identity_x25519_public(alice.identity_key).hex(),
             "alice_signed_prekey_public": x25519_public(INPUTS["a_spk"]).hex(),
             "alice_signed_prekey_signature": alice.signed_prekeys[0]["signature"].hex(),
+            "alice_kem_last_resort_public_sha256": sha256(alice_kem_lr_pub).hex(),
+            "alice_kem_last_resort_signature": alice.last_resort_kem_prekeys[0]["signature"].hex(),
             "bob_identity_key": bob.identity_key.hex(),
             "bob_identity_x25519": identity_x25519_public(bob.identity_key).hex(),
             "bob_signed_prekey_public": x25519_public(INPUTS["b_spk"]).hex(),
             "bob_signed_prekey_message": signed_prekey_message(1, T, x25519_public(INPUTS["b_spk"])).hex(),
             "bob_signed_prekey_signature": spk["signature"].hex(),
             "bob_one_time_prekey_public": x25519_public(INPUTS["b_opk"]).hex(),
+            "bob_kem_last_resort_id": kem_lr["id"],
+            "bob_kem_last_resort_public_sha256": sha256(bob_kem_lr_pub).hex(),
+            "bob_kem_last_resort_message_sha256": sha256(kem_prekey_message(1, T, bob_kem_lr_pub)).hex(),
+            "bob_kem_last_resort_signature": kem_lr["signature"].hex(),
+            "bob_kem_one_time_id": kem_otk["id"],
+            "bob_kem_one_time_public_sha256": sha256(bob_kem_otk_pub).hex(),
+            "bob_kem_one_time_message_sha256": sha256(kem_prekey_message(2, T, bob_kem_otk_pub)).hex(),
+            "bob_kem_one_time_signature": kem_otk["signature"].hex(),
+            "session_1_kem_ciphertext_sha256": sha256(s1.kem["ciphertext"]).hex(),
+            "session_2_kem_ciphertext_sha256": sha256(s2.kem["ciphertext"]).hex(),
         },
         "bundle": bundle.hex(),
-        "bundle_without_one_time_prekey": bundle_no_opk.hex(),
-        "session_with_one_time_prekey": session_json(s1, log1),
-        "session_without_one_time_prekey": session_json(s2, log2),
+        "bundle_last_resort": bundle_last_resort.hex(),
+        "bundle_classical": bundle_classical.hex(),
+        "session_1": session_json(s1, log1),
+        "session_2": session_json(s2, log2),
+        "session_3": session_json(s3, log3),
         "account_plain": account_plain.hex(),
         "account_sealed": account_sealed.hex(),
         "account_sealing_key": hkdf(
