@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use rand_core::{TryCryptoRng, TryRng};
-use ratchetbox::{Account, OneTimePreKeyId, PreKeyBundle, SessionRecord, StorageKey, Timestamp};
+use ratchetbox::{
+    Account, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, StorageKey, Timestamp,
+};
 use serde_json::Value;
 
 /// An RNG that hands out exactly the scripted byte strings, in order, and fails the test if
@@ -21,10 +23,15 @@ struct Script {
 }
 
 impl Script {
-    fn new(name: &'static str, vectors: &Value, names: &[&str]) -> Self {
+    fn new(name: &'static str, vectors: &Value, names: &[impl AsRef<str>]) -> Self {
         let draws = names
             .iter()
-            .map(|n| (n.to_string(), unhex(&vectors["inputs"][n])))
+            .map(|n| {
+                (
+                    n.as_ref().to_string(),
+                    unhex(&vectors["inputs"][n.as_ref()]),
+                )
+            })
             .collect();
         Self { name, draws }
     }
@@ -73,43 +80,109 @@ fn vectors() -> Value {
     serde_json::from_str(include_str!("data/vectors.json")).expect("vectors.json parses")
 }
 
+/// The draw order of a party, as listed in the vectors (checked against the spec's table by
+/// the script that produced them).
+fn draws(v: &Value, party: &str) -> Vec<String> {
+    v["draw_order"][party]
+        .as_array()
+        .expect("draw order")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect()
+}
+
+fn run_session(
+    v: &Value,
+    name: &str,
+    alice: &mut Account,
+    bob: &mut Account,
+    rngs: (&mut Script, &mut Script),
+    config: SessionConfig,
+) {
+    let (alice_rng, bob_rng) = rngs;
+    let now = Timestamp::from_unix_secs(v["time"].as_u64().expect("time"));
+    let session = &v[name];
+    let bundle = PreKeyBundle::from_bytes(&unhex(
+        &v[match name {
+            "session_1" => "bundle",
+            "session_2" => "bundle_last_resort",
+            _ => "bundle_classical",
+        }],
+    ))
+    .expect("bundle decodes");
+    let mut alice_record = SessionRecord::with_config(config);
+    let mut bob_record = SessionRecord::with_config(config);
+    alice_record
+        .initiate(alice_rng, alice, &bundle)
+        .expect("initiate");
+    assert_eq!(
+        alice_record.session().expect("session").is_post_quantum(),
+        session["mode"].as_str() != Some("X3DH"),
+        "{name} mode"
+    );
+    for (i, m) in session["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .enumerate()
+    {
+        let plaintext = unhex(&m["plaintext"]);
+        let expected = m["wire"].as_str().expect("wire");
+        if m["from"].as_str() == Some("alice") {
+            let wire = alice_record
+                .encrypt(alice_rng, &plaintext)
+                .expect("encrypt");
+            assert_eq!(hex::encode(&wire), expected, "{name} message {i}");
+            assert_eq!(
+                bob_record.decrypt(bob, &wire, now).expect("decrypt"),
+                plaintext
+            );
+        } else {
+            let wire = bob_record.encrypt(bob_rng, &plaintext).expect("encrypt");
+            assert_eq!(hex::encode(&wire), expected, "{name} message {i}");
+            assert_eq!(
+                alice_record.decrypt(alice, &wire, now).expect("decrypt"),
+                plaintext
+            );
+        }
+    }
+}
+
 #[test]
 fn protocol_test_vectors() {
     let v = vectors();
     let now = Timestamp::from_unix_secs(v["time"].as_u64().expect("time"));
-    assert_eq!(v["draw_order"]["alice"].as_array().map(Vec::len), Some(11));
-    let mut alice_rng = Script::new(
-        "alice",
-        &v,
-        &[
-            "a_id", "a_spk", "a_ek1", "a_r1", "n1", "n2", "a_r2", "n4", "a_ek2", "a_r3", "n6",
-        ],
-    );
-    let mut bob_rng = Script::new(
-        "bob",
-        &v,
-        &["b_id", "b_spk", "b_opk", "b_r1", "n3", "b_r2", "n5"],
-    );
+    let mut alice_rng = Script::new("alice", &v, &draws(&v, "alice"));
+    let mut bob_rng = Script::new("bob", &v, &draws(&v, "bob"));
 
     let mut alice = Account::new(&mut alice_rng, now);
     let mut bob = Account::new(&mut bob_rng, now);
     bob.generate_one_time_prekeys(&mut bob_rng, 1)
         .expect("prekey");
+    let kem = bob
+        .generate_one_time_kem_prekeys(&mut bob_rng, 1, now)
+        .expect("kem prekey");
 
     // Bundles.
     let bundle = bob
-        .prekey_bundle(Some(OneTimePreKeyId(1)), None)
+        .prekey_bundle(Some(OneTimePreKeyId(1)), Some(kem[0].id()))
         .expect("bundle");
     assert_eq!(
         hex::encode(bundle.to_bytes()),
         v["bundle"].as_str().unwrap(),
         "bundle"
     );
-    let bundle_without = bob.prekey_bundle(None, None).expect("bundle");
+    let last_resort = bob.prekey_bundle(None, None).expect("bundle");
     assert_eq!(
-        hex::encode(bundle_without.to_bytes()),
-        v["bundle_without_one_time_prekey"].as_str().unwrap(),
-        "bundle without one-time prekey"
+        hex::encode(last_resort.to_bytes()),
+        v["bundle_last_resort"].as_str().unwrap(),
+        "bundle with the last-resort KEM prekey"
+    );
+    let classical = bob.classical_prekey_bundle(None).expect("bundle");
+    assert_eq!(
+        hex::encode(classical.to_bytes()),
+        v["bundle_classical"].as_str().unwrap(),
+        "classical bundle"
     );
     assert_eq!(
         hex::encode(alice.identity_key().as_bytes()),
@@ -134,76 +207,24 @@ fn protocol_test_vectors() {
     let reopened = Account::unseal(&sealed, &storage_key).expect("unseals");
     assert_eq!(reopened.to_bytes(), bob.to_bytes());
 
-    // Session 1, with a one-time prekey.
-    let mut alice_record = SessionRecord::new();
-    let mut bob_record = SessionRecord::new();
-    let parsed = PreKeyBundle::from_bytes(&unhex(&v["bundle"])).expect("bundle decodes");
-    alice_record
-        .initiate(&mut alice_rng, &alice, &parsed)
-        .expect("initiate");
-    let session = &v["session_with_one_time_prekey"];
-    for (i, m) in session["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .enumerate()
-    {
-        let plaintext = unhex(&m["plaintext"]);
-        let expected = m["wire"].as_str().unwrap();
-        let wire = match m["from"].as_str().unwrap() {
-            "alice" => {
-                let wire = alice_record
-                    .encrypt(&mut alice_rng, &plaintext)
-                    .expect("encrypt");
-                assert_eq!(hex::encode(&wire), expected, "session 1 message {i}");
-                assert_eq!(
-                    bob_record.decrypt(&mut bob, &wire, now).expect("decrypt"),
-                    plaintext
-                );
-                wire
-            }
-            _ => {
-                let wire = bob_record
-                    .encrypt(&mut bob_rng, &plaintext)
-                    .expect("encrypt");
-                assert_eq!(hex::encode(&wire), expected, "session 1 message {i}");
-                assert_eq!(
-                    alice_record
-                        .decrypt(&mut alice, &wire, now)
-                        .expect("decrypt"),
-                    plaintext
-                );
-                wire
-            }
-        };
-        assert!(!wire.is_empty());
+    // Session 1: PQXDH with a one-time prekey and a one-time KEM prekey; session 2: PQXDH
+    // with the last-resort KEM prekey; session 3: classical X3DH, allowed explicitly.
+    let pq = SessionConfig::default();
+    let classical = SessionConfig::default().with_classical_setup_allowed(true);
+    for (name, config) in [
+        ("session_1", pq),
+        ("session_2", pq),
+        ("session_3", classical),
+    ] {
+        run_session(
+            &v,
+            name,
+            &mut alice,
+            &mut bob,
+            (&mut alice_rng, &mut bob_rng),
+            config,
+        );
     }
-    assert_eq!(session["messages"].as_array().unwrap().len(), 5);
-
-    // Session 2, without a one-time prekey.
-    let mut alice_record = SessionRecord::new();
-    let mut bob_record = SessionRecord::new();
-    alice_record
-        .initiate(&mut alice_rng, &alice, &bundle_without)
-        .expect("initiate");
-    let messages = v["session_without_one_time_prekey"]["messages"]
-        .as_array()
-        .unwrap();
-    assert_eq!(messages.len(), 1);
-    let plaintext = unhex(&messages[0]["plaintext"]);
-    let wire = alice_record
-        .encrypt(&mut alice_rng, &plaintext)
-        .expect("encrypt");
-    assert_eq!(
-        hex::encode(&wire),
-        messages[0]["wire"].as_str().unwrap(),
-        "session 2"
-    );
-    assert_eq!(
-        bob_record.decrypt(&mut bob, &wire, now).expect("decrypt"),
-        plaintext
-    );
-
     alice_rng.finish();
     bob_rng.finish();
 }

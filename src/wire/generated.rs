@@ -130,7 +130,8 @@ pub struct AccountState {
     pub next_signed_prekey_id: u32,
     #[prost(uint32, tag = "5")]
     pub next_one_time_prekey_id: u32,
-    /// Setups accepted without a one-time prekey, oldest first (replay protection).
+    /// Setups accepted without any one-time key (neither a one-time prekey nor a one-time KEM
+    /// prekey), oldest first (replay protection).
     #[prost(message, repeated, tag = "6")]
     pub used_setups: ::prost::alloc::vec::Vec<UsedSetup>,
     /// Last-resort KEM prekeys, oldest first; the last one is current.
