@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench attachment                      # single-threaded
-//! cargo bench --bench attachment --features parallel  # adds seal_parallel / open_parallel
+//! cargo bench --bench attachment --features parallel  # adds the *_parallel functions
 //! ```
 //!
 //! Baselines, all over the plaintext length of each size:
@@ -149,6 +149,31 @@ fn bench(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::from_parameter("open_parallel"), |b| {
                 b.iter(|| black_box(attachment::open_parallel(&pointer, &sealed).expect("open")))
+            });
+            group.bench_function(BenchmarkId::from_parameter("seal_stream_parallel"), |b| {
+                b.iter(|| {
+                    black_box(
+                        attachment::seal_stream_parallel(
+                            &mut rng,
+                            &mut plaintext.as_slice(),
+                            &mut io::sink(),
+                            AttachmentMetadata::default(),
+                        )
+                        .expect("seal"),
+                    )
+                })
+            });
+            group.bench_function(BenchmarkId::from_parameter("open_stream_parallel"), |b| {
+                b.iter(|| {
+                    black_box(
+                        attachment::open_stream_parallel(
+                            &pointer,
+                            &mut sealed.as_slice(),
+                            &mut io::sink(),
+                        )
+                        .expect("open"),
+                    )
+                })
             });
         }
         group.finish();

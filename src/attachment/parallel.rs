@@ -25,8 +25,9 @@ use super::open::{open_chunk_in_place, open_prefix, prefix_of};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
 
-/// Chunks per batch when sealing: the digest of one batch is computed while the next is
-/// encrypted.
+/// At most this many chunks per batch when sealing: the digest of one batch is computed
+/// while the next is encrypted. Smaller files use smaller batches (an eighth of the file,
+/// at least one chunk) so that hashing and encryption still overlap.
 const SEAL_BATCH_CHUNKS: usize = 32;
 
 /// [`seal`](super::seal) on all cores: same inputs, same output format, same random draws
@@ -62,10 +63,13 @@ pub fn seal_parallel<R: CryptoRng + ?Sized>(
 
     let cipher = &keys.cipher;
     let layout_ref = &layout;
+    let batch_chunks = usize::try_from(layout.chunk_count() / 8)
+        .unwrap_or(SEAL_BATCH_CHUNKS)
+        .clamp(1, SEAL_BATCH_CHUNKS);
     let mut previous: &[u8] = &[];
     let mut first_index = 0u64;
     while !remaining.is_empty() {
-        let take = remaining.len().min(SEAL_BATCH_CHUNKS * stride);
+        let take = remaining.len().min(batch_chunks * stride);
         let (batch, rest) = remaining.split_at_mut(take);
         let to_hash = previous;
         rayon::join(
