@@ -44,6 +44,14 @@ pub struct RandomAccess {
     layout: Layout,
 }
 
+impl core::fmt::Debug for RandomAccess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RandomAccess")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The sealed bytes a plaintext range needs: one contiguous run of whole chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchPlan {
@@ -298,6 +306,7 @@ mod std_adapters {
     /// assert_eq!(opener.read_range(250_000..250_010)?, &data[250_000..250_010]);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[derive(Debug)]
     pub struct SeekableOpener<R> {
         source: R,
         access: RandomAccess,
