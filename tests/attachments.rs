@@ -553,7 +553,7 @@ fn every_header_bit_flip_is_caught_before_decryption() {
                 assert_eq!(error_name(&e), expected, "byte {byte} bit {bit}: {e:?}");
             }
             let ra = RandomAccess::new(&pointer, &bad[..PREFIX_LEN], bad.len() as u64);
-            assert_eq!(error_name(&ra.err().expect("tampered")), expected);
+            assert_eq!(error_name(&ra.expect_err("tampered")), expected);
         }
     }
 }
