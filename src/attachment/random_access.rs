@@ -203,7 +203,14 @@ impl RandomAccess {
             if hi > lo {
                 // Both fit in usize: they are below the chunk size.
                 let (lo, hi) = (lo as usize, hi as usize);
-                // written <= read: plaintext is compacted towards the front.
+                // Within this chunk by construction; checked anyway so that no arithmetic
+                // slip can reach a panicking copy.
+                if read + hi > sealed.len() || written > read + lo {
+                    return Err(AttachmentError::InvalidRange {
+                        reason: "the fetched bytes do not match the fetch plan",
+                    });
+                }
+                // written <= read + lo: plaintext is compacted towards the front.
                 sealed.copy_within(read + lo..read + hi, written);
                 written += hi - lo;
             }
