@@ -7,6 +7,8 @@
 //! /usr/bin/time -v target/release/examples/seal_stream seal 1GiB       # seal to a sink
 //! /usr/bin/time -v target/release/examples/seal_stream open 1GiB /tmp/sealed.bin
 //!     # seal into the file, then open it from the file, checking every byte
+//! cargo build --release --example seal_stream --features parallel
+//! /usr/bin/time -v target/release/examples/seal_stream seal-parallel 1GiB
 //! ```
 //! Compare "Maximum resident set size" of `seal`/`open` with `baseline`: the difference
 //! is what sealing or opening costs in memory, whatever N is.
@@ -17,10 +19,14 @@ use std::time::Instant;
 
 use ratchetbox::attachment::{self, AttachmentMetadata};
 
-/// N bytes of cheap deterministic data (xorshift64), produced on demand, never stored.
+/// N bytes of cheap deterministic data (xorshift64 words), produced on demand, never
+/// stored. The byte stream does not depend on how it is read.
 struct Generator {
     remaining: u64,
     state: u64,
+    /// Bytes of the current word not yet returned (the last `pending` bytes of `word`).
+    word: [u8; 8],
+    pending: usize,
 }
 
 impl Generator {
@@ -28,7 +34,16 @@ impl Generator {
         Self {
             remaining: len,
             state: 0x9E37_79B9_7F4A_7C15,
+            word: [0; 8],
+            pending: 0,
         }
+    }
+
+    fn next_word(&mut self) -> [u8; 8] {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state.to_le_bytes()
     }
 }
 
@@ -37,11 +52,21 @@ impl Read for Generator {
         let n = buf
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        for chunk in buf[..n].chunks_mut(8) {
-            self.state ^= self.state << 13;
-            self.state ^= self.state >> 7;
-            self.state ^= self.state << 17;
-            chunk.copy_from_slice(&self.state.to_le_bytes()[..chunk.len()]);
+        let mut out = &mut buf[..n];
+        // Leftover bytes of the previous word first.
+        let take = self.pending.min(out.len());
+        out[..take].copy_from_slice(&self.word[8 - self.pending..8 - self.pending + take]);
+        self.pending -= take;
+        out = &mut out[take..];
+        let mut words = out.chunks_exact_mut(8);
+        for w in &mut words {
+            w.copy_from_slice(&self.next_word());
+        }
+        let tail = words.into_remainder();
+        if !tail.is_empty() {
+            self.word = self.next_word();
+            tail.copy_from_slice(&self.word[..tail.len()]);
+            self.pending = 8 - tail.len();
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -106,7 +131,8 @@ fn mib_per_s(bytes: u64, secs: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: seal_stream (baseline|seal|open) SIZE [FILE]   (SIZE like 1GiB)";
+    let usage =
+        "usage: seal_stream (baseline|seal|seal-parallel|open) SIZE [FILE]   (SIZE like 1GiB)";
     let mode = args.get(1).ok_or(usage)?.as_str();
     let len = args.get(2).and_then(|s| parse_size(s)).ok_or(usage)?;
     let mut rng = ratchetbox::OsRng::new();
@@ -128,6 +154,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "sealed {len} bytes into {} bytes in {secs:.2} s ({:.0} MiB/s of plaintext)",
+                sink.0,
+                mib_per_s(len, secs)
+            );
+            println!("digest {}", hex::encode(pointer.digest()));
+        }
+        #[cfg(feature = "parallel")]
+        "seal-parallel" => {
+            let mut sink = Counter::default();
+            let pointer = attachment::seal_stream_parallel(
+                &mut rng,
+                &mut Generator::new(len),
+                &mut sink,
+                AttachmentMetadata::default(),
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "sealed {len} bytes into {} bytes on all cores in {secs:.2} s ({:.0} MiB/s of plaintext)",
                 sink.0,
                 mib_per_s(len, secs)
             );

@@ -34,6 +34,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Files (photos, voice notes, videos) are sealed separately by [`attachment`]: streaming,
+//! chunked, padded and key-committed, with random access; the small [`AttachmentPointer`]
+//! that opens one travels inside the conversation.
+//!
 //! ## Features
 //! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
 //!   it the crate is `no_std` + `alloc`.

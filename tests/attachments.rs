@@ -553,7 +553,7 @@ fn every_header_bit_flip_is_caught_before_decryption() {
                 assert_eq!(error_name(&e), expected, "byte {byte} bit {bit}: {e:?}");
             }
             let ra = RandomAccess::new(&pointer, &bad[..PREFIX_LEN], bad.len() as u64);
-            assert_eq!(error_name(&ra.err().expect("tampered")), expected);
+            assert_eq!(error_name(&ra.expect_err("tampered")), expected);
         }
     }
 }
@@ -1063,5 +1063,46 @@ fn attacks_on_files_of_many_batches() {
         let (_, streaming) = open_all(&pointer, &sealed[..cut]);
         let missing = (sealed.len() - cut) as u64;
         assert!(matches!(streaming, Err(E::Truncated { missing: m }) if m == missing));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary edits of a sealed file never panic, and never open successfully.
+    #[test]
+    fn prop_mutated_files_are_rejected_without_panicking(
+        len in 0usize..6000,
+        seed: u64,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+    ) {
+        let (pointer, sealed) = sealed_with(seed, &pattern(len), kib_chunks());
+        let mut bad = sealed.clone();
+        for (at, value, kind) in edits {
+            let i = at.index(bad.len().max(1));
+            match kind {
+                0 if !bad.is_empty() => bad[i] ^= value | 1,
+                1 => bad.insert(i.min(bad.len()), value),
+                2 if !bad.is_empty() => { bad.remove(i); }
+                _ => bad.truncate(i),
+            }
+        }
+        prop_assume!(bad != sealed);
+        let (memory, streaming) = open_all(&pointer, &bad);
+        prop_assert!(memory.is_err());
+        prop_assert!(streaming.is_err());
+        if let Ok(access) = RandomAccess::new(&pointer, &bad, bad.len() as u64) {
+            let _ = access.read_range(0..len as u64, |offset, buf| {
+                let o = offset as usize;
+                buf.copy_from_slice(bad.get(o..o + buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?);
+                Ok(())
+            });
+        }
+    }
+
+    /// Arbitrary bytes never panic the pointer decoder.
+    #[test]
+    fn prop_pointer_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = AttachmentPointer::from_bytes(&bytes);
     }
 }

@@ -398,24 +398,23 @@ mod tests {
 
     #[test]
     fn layout_arithmetic() {
-        let c = ChunkSize::from_log2(10).map(|c| c.bytes_u64()).unwrap_or(0);
-        assert_eq!(c, 1024);
-        let small = ChunkSize::from_log2(10).unwrap_or_default();
+        let small = ChunkSize::from_log2(10).expect("1 KiB is allowed");
+        assert_eq!(small.bytes_u64(), 1024);
         // Empty plaintext: one chunk of 256 zero bytes.
-        let l = Layout::new(0, small).unwrap_or_else(|_| panic!());
+        let l = Layout::new(0, small).expect("valid layout");
         assert_eq!((l.padded_len(), l.chunk_count()), (256, 1));
         assert_eq!(l.sealed_len(), 70 + 256 + 16);
         assert_eq!(l.chunk_payload_len(0), 256);
         assert_eq!(l.chunk_plaintext_len(0), 0);
         // 3000 bytes: PADME(3000) = 3072 (E = 11, S = 4, z = 7), three 1 KiB chunks.
-        let l = Layout::new(3000, small).unwrap_or_else(|_| panic!());
+        let l = Layout::new(3000, small).expect("valid layout");
         assert_eq!((l.padded_len(), l.chunk_count()), (3072, 3));
         assert_eq!(l.chunk_payload_len(2), 1024);
         assert_eq!(l.chunk_plaintext_len(2), 3000 - 2048);
         assert_eq!(l.chunk_offset(2), 70 + 2 * 1040);
         assert!(l.is_last(2) && !l.is_last(1));
         // 3100 bytes: PADME = 3200, the last chunk holds 128 bytes.
-        let l = Layout::new(3100, small).unwrap_or_else(|_| panic!());
+        let l = Layout::new(3100, small).expect("valid layout");
         assert_eq!((l.padded_len(), l.chunk_count()), (3200, 4));
         assert_eq!(l.chunk_payload_len(3), 128);
         assert_eq!(l.chunk_plaintext_len(3), 28);

@@ -194,6 +194,16 @@ mod streaming {
         state: State,
     }
 
+    impl<R> core::fmt::Debug for StreamOpener<R> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("StreamOpener")
+                .field("layout", &self.layout)
+                .field("state", &self.state)
+                .field("consumed", &self.consumed)
+                .finish_non_exhaustive()
+        }
+    }
+
     impl<R: Read> StreamOpener<R> {
         /// Reads the header and the key commitment and checks them against the pointer.
         /// Nothing is decrypted yet.

@@ -25,8 +25,9 @@ use super::open::{open_chunk_in_place, open_prefix, prefix_of};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
 
-/// Chunks per batch when sealing: the digest of one batch is computed while the next is
-/// encrypted.
+/// At most this many chunks per batch when sealing: the digest of one batch is computed
+/// while the next is encrypted. Smaller files use smaller batches (an eighth of the file,
+/// at least one chunk) so that hashing and encryption still overlap.
 const SEAL_BATCH_CHUNKS: usize = 32;
 
 /// [`seal`](super::seal) on all cores: same inputs, same output format, same random draws
@@ -62,10 +63,13 @@ pub fn seal_parallel<R: CryptoRng + ?Sized>(
 
     let cipher = &keys.cipher;
     let layout_ref = &layout;
+    let batch_chunks = usize::try_from(layout.chunk_count() / 8)
+        .unwrap_or(SEAL_BATCH_CHUNKS)
+        .clamp(1, SEAL_BATCH_CHUNKS);
     let mut previous: &[u8] = &[];
     let mut first_index = 0u64;
     while !remaining.is_empty() {
-        let take = remaining.len().min(SEAL_BATCH_CHUNKS * stride);
+        let take = remaining.len().min(batch_chunks * stride);
         let (batch, rest) = remaining.split_at_mut(take);
         let to_hash = previous;
         rayon::join(
@@ -302,7 +306,7 @@ struct BatchReader<'r, R: ?Sized> {
 }
 
 impl<R: io::Read + ?Sized> BatchReader<'_, R> {
-    /// Fills `buf` (`STREAM_BATCH_CHUNKS` slots) with the next chunks' payloads; returns
+    /// Fills the chunk slots of `buf` with the next chunks' payloads; returns
     /// their descriptions (empty when every chunk was produced).
     fn fill(&mut self, buf: &mut [u8], slots: &mut Vec<Slot>) -> Result<(), AttachmentError> {
         slots.clear();
@@ -430,13 +434,18 @@ where
                 tag[..CHUNK_TAG_LEN].copy_from_slice(&t);
             });
     };
-    let mut current = vec![0u8; STREAM_BATCH_CHUNKS * stride];
-    let mut next = vec![0u8; STREAM_BATCH_CHUNKS * stride];
+    // Batches start at one chunk and double up to 16, so that a small input does not pay
+    // for large buffers (the input length is not known in advance).
+    let mut batch_slots = 1;
+    let mut current = vec![0u8; stride];
+    let mut next = Vec::new();
     let mut current_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
     let mut next_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
     reader.fill(&mut current, &mut current_slots)?;
     encrypt(&mut current, &current_slots);
     while !current_slots.is_empty() {
+        batch_slots = (batch_slots * 2).min(STREAM_BATCH_CHUNKS);
+        next.resize(batch_slots * stride, 0);
         reader.fill(&mut next, &mut next_slots)?;
         let (written, ()) = rayon::join(
             || -> io::Result<()> {
@@ -490,8 +499,13 @@ where
     hasher.update(prefix);
     // The chunk size was validated (at most 1 MiB) before these allocations.
     let stride = stride_of(layout.chunk_size().bytes());
-    let mut current = vec![0u8; STREAM_BATCH_CHUNKS * stride];
-    let mut next = vec![0u8; STREAM_BATCH_CHUNKS * stride];
+    // Batches of up to 16 chunks, fewer for a small file (the count is known here).
+    let batch_len = usize::try_from(layout.chunk_count())
+        .unwrap_or(STREAM_BATCH_CHUNKS)
+        .min(STREAM_BATCH_CHUNKS)
+        * stride;
+    let mut current = vec![0u8; batch_len];
+    let mut next = vec![0u8; batch_len];
     let mut cursor = StreamCursor {
         consumed: PREFIX_LEN as u64,
         next_index: 0,
@@ -570,7 +584,8 @@ impl StreamCursor {
     ) -> (Range<u64>, Option<AttachmentError>) {
         let stride = stride_of(layout.chunk_size().bytes());
         let first = self.next_index;
-        let end = (first + STREAM_BATCH_CHUNKS as u64).min(layout.chunk_count());
+        let slots = (buf.len() / stride) as u64;
+        let end = (first + slots).min(layout.chunk_count());
         for (room, index) in buf.chunks_mut(stride).zip(first..end) {
             let len = layout.chunk_sealed_len(index);
             let got = match super::seal::read_full(input, &mut room[..len]) {

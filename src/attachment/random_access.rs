@@ -44,6 +44,14 @@ pub struct RandomAccess {
     layout: Layout,
 }
 
+impl core::fmt::Debug for RandomAccess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RandomAccess")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The sealed bytes a plaintext range needs: one contiguous run of whole chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchPlan {
@@ -195,7 +203,14 @@ impl RandomAccess {
             if hi > lo {
                 // Both fit in usize: they are below the chunk size.
                 let (lo, hi) = (lo as usize, hi as usize);
-                // written <= read: plaintext is compacted towards the front.
+                // Within this chunk by construction; checked anyway so that no arithmetic
+                // slip can reach a panicking copy.
+                if read + hi > sealed.len() || written > read + lo {
+                    return Err(AttachmentError::InvalidRange {
+                        reason: "the fetched bytes do not match the fetch plan",
+                    });
+                }
+                // written <= read + lo: plaintext is compacted towards the front.
                 sealed.copy_within(read + lo..read + hi, written);
                 written += hi - lo;
             }
@@ -298,6 +313,7 @@ mod std_adapters {
     /// assert_eq!(opener.read_range(250_000..250_010)?, &data[250_000..250_010]);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[derive(Debug)]
     pub struct SeekableOpener<R> {
         source: R,
         access: RandomAccess,
