@@ -36,7 +36,7 @@
 //! chunk_i    = AES-256-GCM(payload key, nonce_i, no AD, i-th chunk-size slice of payload)
 //! nonce_i    = i as 11-byte big-endian || 0x01 for the final chunk, else 0x00
 //! ```
-//! `docs/PROTOCOL.md` ("Sealed attachments") specifies it byte for byte, with test
+//! `docs/PROTOCOL.md` (section 13, "Sealed attachments") specifies it byte for byte, with test
 //! vectors computed by an independent implementation (`tests/data/attachment_vectors.py`).
 //!
 //! # What is checked, in order

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent implementation of the ratchetbox sealed-attachment format (version 1).
 
-Written from docs/PROTOCOL-attachments.md, not from the Rust code, with the `cryptography`
+Written from docs/PROTOCOL.md (section 13; at the time the fragment docs/PROTOCOL-attachments.md), not from the Rust code, with the `cryptography`
 package (HKDF-SHA256, AES-256-GCM) and hashlib. It prints the test vectors that
 tests/attachments.rs checks the Rust implementation against:
 
