@@ -523,13 +523,11 @@ impl Account {
                 field: "signed_prekeys",
             });
         };
-        if p.one_time_prekeys.len() > MAX_ONE_TIME_PREKEYS {
-            return Err(DecodeError::InvalidValue {
-                object: OBJECT,
-                field: "one_time_prekeys",
-                reason: "more unused one-time prekeys than an account may hold",
-            });
-        }
+        at_most(
+            p.one_time_prekeys.len(),
+            MAX_ONE_TIME_PREKEYS,
+            "one_time_prekeys",
+        )?;
         let mut one_time_prekeys = BTreeMap::new();
         for o in &p.one_time_prekeys {
             let key = X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(fixed(
@@ -545,13 +543,7 @@ impl Account {
                 });
             }
         }
-        if p.used_setups.len() > MAX_USED_SETUPS {
-            return Err(DecodeError::InvalidValue {
-                object: OBJECT,
-                field: "used_setups",
-                reason: "more entries than an account keeps",
-            });
-        }
+        at_most(p.used_setups.len(), MAX_USED_SETUPS, "used_setups")?;
         let used_setups = p
             .used_setups
             .iter()
@@ -576,20 +568,16 @@ impl Account {
                 field: "last_resort_kem_prekeys",
             });
         };
-        if p.removed_last_resort_kem_ids.len() > MAX_USED_SETUPS {
-            return Err(DecodeError::InvalidValue {
-                object: OBJECT,
-                field: "removed_last_resort_kem_ids",
-                reason: "more entries than an account keeps",
-            });
-        }
-        if p.one_time_kem_prekeys.len() > MAX_ONE_TIME_KEM_PREKEYS {
-            return Err(DecodeError::InvalidValue {
-                object: OBJECT,
-                field: "one_time_kem_prekeys",
-                reason: "more unused one-time KEM prekeys than an account may hold",
-            });
-        }
+        at_most(
+            p.removed_last_resort_kem_ids.len(),
+            MAX_USED_SETUPS,
+            "removed_last_resort_kem_ids",
+        )?;
+        at_most(
+            p.one_time_kem_prekeys.len(),
+            MAX_ONE_TIME_KEM_PREKEYS,
+            "one_time_kem_prekeys",
+        )?;
         let mut one_time_kem_prekeys = BTreeMap::new();
         for k in &p.one_time_kem_prekeys {
             let pair = kem_from_proto(k)?;
@@ -635,6 +623,18 @@ impl fmt::Debug for Account {
             .field("one_time_kem_prekeys", &self.one_time_kem_prekeys.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Fails if a decoded list is longer than the account ever keeps.
+fn at_most(len: usize, max: usize, field: &'static str) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::InvalidValue {
+            object: "AccountState",
+            field,
+            reason: "more entries than an account keeps",
+        });
+    }
+    Ok(())
 }
 
 /// Drops the entries of `previous` (oldest first) replaced more than `grace_secs` before
