@@ -128,7 +128,10 @@ mod tests {
             .with_max_previous_sessions(u32::MAX);
         assert_eq!(config.max_skip(), SessionConfig::LIMIT_KEYS);
         assert_eq!(config.max_skipped_keys(), SessionConfig::LIMIT_KEYS);
-        assert_eq!(config.max_previous_sessions(), SessionConfig::LIMIT_PREVIOUS_SESSIONS);
+        assert_eq!(
+            config.max_previous_sessions(),
+            SessionConfig::LIMIT_PREVIOUS_SESSIONS
+        );
         let mut p = limits_to_proto(&config);
         assert_eq!(limits_from_proto(&p), Ok(config));
         p.max_skip += 1;
