@@ -15,7 +15,7 @@ use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
 use crate::wire::bundle::PreKeyBundle;
 use crate::wire::generated as pb;
-use crate::wire::message::{Body, Message};
+use crate::wire::message::Body;
 
 /// Everything kept about one peer: the current session and up to
 /// [`SessionConfig::max_previous_sessions`] previous ones.
@@ -125,15 +125,15 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        let mut message = Message::from_bytes(message)?;
-        match &message.0 {
+        let message = Body::parse(message)?;
+        match &message {
             Body::Initial(setup, _) => {
                 let setup = *setup;
                 if let Some(index) = self.position(|s| s.was_created_by(&setup)) {
-                    return self.decrypt_with(index, &mut message, now);
+                    return self.decrypt_with(index, &message, now);
                 }
                 let mut session = Session::respond(account, &setup, self.config)?;
-                let plaintext = session.decrypt_message(&mut message, now)?;
+                let plaintext = session.decrypt_message(&message, now)?;
                 // Commit: the message is authentic.
                 match setup.one_time_prekey_id {
                     Some(id) => account.consume_one_time_prekey(id),
@@ -149,7 +149,7 @@ impl SessionRecord {
                 }
                 let mut first_error = None;
                 for index in 0..count {
-                    match self.decrypt_with(index, &mut message, now) {
+                    match self.decrypt_with(index, &message, now) {
                         Ok(plaintext) => return Ok(plaintext),
                         // A session that recognized the message's chain says more than one
                         // that could not authenticate it.
@@ -184,7 +184,7 @@ impl SessionRecord {
     fn decrypt_with(
         &mut self,
         index: usize,
-        message: &mut Message,
+        message: &Body<'_>,
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
         let session = self.session_mut(index).ok_or(DecryptError::NoSession)?;

@@ -13,7 +13,7 @@ use crate::ratchet::Ratchet;
 use crate::time::Timestamp;
 use crate::wire::bundle::{OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::wire::generated as pb;
-use crate::wire::message::{Body, InitialSetup, Message};
+use crate::wire::message::{Body, InitialSetup};
 use crate::x3dh::{self, ASSOCIATED_DATA_LEN};
 
 /// Identifies a session: the initiator's X3DH ephemeral public key (its "base key"). Both
@@ -174,17 +174,17 @@ impl Session {
     ///
     /// On error the session is exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
-        let mut message = Message::from_bytes(message)?;
-        self.decrypt_message(&mut message, now)
+        let message = Body::parse(message)?;
+        self.decrypt_message(&message, now)
     }
 
-    /// Decrypts a decoded message; on failure neither the session nor `message` changed.
+    /// Decrypts a decoded message; on failure the session has not changed.
     pub(crate) fn decrypt_message(
         &mut self,
-        message: &mut Message,
+        message: &Body<'_>,
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        let ratchet_message = match &mut message.0 {
+        let ratchet_message = match message {
             Body::Ratchet(r) => r,
             Body::Initial(setup, r) => {
                 if !self.was_created_by(setup) {
