@@ -1167,6 +1167,48 @@ fn floor_rows(o: &Options) -> Vec<Row> {
         None,
         Some(simple(move || aead.open(&ct, &tag, &mut out))),
     ));
+    for &len in &o.sizes {
+        let aead = Aead::new();
+        let mut buf = plaintext(len);
+        rows.push(row(
+            "floor",
+            format!("AES-256-GCM seal {}", size_name(len)),
+            Unit::Throughput(len),
+            NO_TARGET,
+            None,
+            None,
+            Some(simple(move || {
+                black_box(aead.seal(&mut buf));
+            })),
+        ));
+        let parts = GcmParts::new();
+        let mut buf = plaintext(len);
+        rows.push(row(
+            "floor",
+            format!(
+                "  its CTR pass alone (AES-256 keystream) {}",
+                size_name(len)
+            ),
+            Unit::Throughput(len),
+            NO_TARGET,
+            None,
+            None,
+            Some(simple(move || parts.ctr(&mut buf))),
+        ));
+        let parts = GcmParts::new();
+        let buf = plaintext(len);
+        rows.push(row(
+            "floor",
+            format!("  its GHASH pass alone {}", size_name(len)),
+            Unit::Throughput(len),
+            NO_TARGET,
+            None,
+            None,
+            Some(simple(move || {
+                black_box(parts.ghash(&buf));
+            })),
+        ));
+    }
     let mut r = rng(31);
     rows.push(row(
         "floor",

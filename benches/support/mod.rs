@@ -517,6 +517,43 @@ impl Default for Aead {
     }
 }
 
+/// The two passes AES-GCM makes over a message, alone: the AES-256 CTR keystream (as
+/// aes-gcm runs it, 32-bit big-endian counter) and GHASH.
+pub struct GcmParts {
+    key: [u8; 32],
+    ghash_key: [u8; 16],
+}
+
+impl GcmParts {
+    pub fn new() -> Self {
+        Self {
+            key: [9; 32],
+            ghash_key: [3; 16],
+        }
+    }
+
+    pub fn ctr(&self, buf: &mut [u8]) {
+        use ctr::cipher::{KeyIvInit, StreamCipher};
+        let mut ctr =
+            ctr::Ctr32BE::<aes_gcm::aes::Aes256>::new((&self.key).into(), (&[0u8; 16]).into());
+        ctr.apply_keystream(buf);
+    }
+
+    pub fn ghash(&self, buf: &[u8]) -> [u8; 16] {
+        // `KeyInit` is the trait imported above from aes_gcm (one crate, crypto-common).
+        use ghash::universal_hash::UniversalHash;
+        let mut ghash = ghash::GHash::new((&self.ghash_key).into());
+        ghash.update_padded(buf);
+        ghash.finalize().into()
+    }
+}
+
+impl Default for GcmParts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The primitives ratchetbox is built from, with fixed inputs. Composite floors perform the
 /// same primitive calls, in the same order and number, as the ratchetbox operation they
 /// bound, and nothing else.
