@@ -1181,6 +1181,23 @@ fn floor_rows(o: &Options) -> Vec<Row> {
                 black_box(aead.seal(&mut buf));
             })),
         ));
+        let aead = Aead::new();
+        let pt = plaintext(len);
+        let mut out = vec![0; len];
+        rows.push(row(
+            "floor",
+            format!(
+                "  the same into a separate output buffer {}",
+                size_name(len)
+            ),
+            Unit::Throughput(len),
+            NO_TARGET,
+            None,
+            None,
+            Some(simple(move || {
+                black_box(aead.seal_into(&pt, &mut out));
+            })),
+        ));
         let parts = GcmParts::new();
         let mut buf = plaintext(len);
         rows.push(row(
