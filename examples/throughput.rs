@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput
-//! cargo run --release --example throughput -- --sizes 1024,1048576 --reps 9 --round-ms 100
+//! cargo run --release --example throughput -- --sizes 1024,1048576 --reps 21 --round-ms 100
 //! cargo run --release --example throughput -- --iters 1 --reps 1 --chain-length 1000   # smoke
 //! ```
 //!
@@ -18,8 +18,9 @@
 //!   0,40,100,2000,4000,100000; above 4,000 the session's limit is raised to the count)
 //! - `--chain-length N`     messages sent in one chain before the "long chain" row (default 10^6)
 //! - `--iters N`            iterations per round for every operation (default: calibrated)
-//! - `--round-ms N`         target duration of a calibrated round (default 60)
-//! - `--reps N`             rounds per operation (default 7)
+//! - `--round-ms N`         target duration of a calibrated round (default 40)
+//! - `--reps N`             rounds per operation (default 15; many short rounds make the
+//!   median robust to bursts of load from other processes)
 //! - `--no-vodozemac`       skip the vodozemac column
 //! - `--markdown`           print the table as Markdown (as in docs/BENCHMARKS.md)
 //! - `--only A,B,..`        run only these groups: setup, steady, ping-pong, large, growth,
@@ -80,8 +81,8 @@ impl Options {
             stored: vec![0, 40, 100, 2_000, 4_000, 100_000],
             chain_length: 1_000_000,
             iters: None,
-            round: Duration::from_millis(60),
-            reps: 7,
+            round: Duration::from_millis(40),
+            reps: 15,
             vodozemac: true,
             markdown: false,
             only: None,
