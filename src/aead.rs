@@ -35,6 +35,38 @@ impl Cipher {
             .map_err(|_| AeadError)
     }
 
+    /// Encrypts `plaintext` into `out` (of the same length) and returns the tag. Reading from
+    /// one buffer and writing to another saves copying the plaintext first.
+    pub(crate) fn seal_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        associated_data: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadError> {
+        let buf = InOutBuf::new(plaintext, out).map_err(|_| AeadError)?;
+        self.0
+            .encrypt_inout_detached(nonce.into(), associated_data, buf)
+            .map(Into::into)
+            .map_err(|_| AeadError)
+    }
+
+    /// Verifies `tag` and decrypts `ciphertext` into `out` (of the same length). The tag is
+    /// verified before anything is decrypted: on failure `out` is left as it was.
+    pub(crate) fn open_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        associated_data: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), AeadError> {
+        let buf = InOutBuf::new(ciphertext, out).map_err(|_| AeadError)?;
+        self.0
+            .decrypt_inout_detached(nonce.into(), associated_data, buf, tag.into())
+            .map_err(|_| AeadError)
+    }
+
     /// Verifies `tag` and decrypts `buf` in place. On failure `buf` holds no plaintext: it is
     /// left as the ciphertext it was.
     pub(crate) fn open_in_place(

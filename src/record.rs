@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 use crate::trust::{IdentityChange, PeerIdentity};
 use crate::wire::bundle::PreKeyBundle;
 use crate::wire::generated as pb;
-use crate::wire::message::{Body, Message};
+use crate::wire::message::Body;
 
 /// Everything kept about one peer: the current session and up to
 /// [`SessionConfig::max_previous_sessions`] previous ones.
@@ -178,15 +178,15 @@ impl SessionRecord {
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
-        let mut message = Message::from_bytes(message)?;
-        match &message.0 {
+        let message = Body::parse(message)?;
+        match &message {
             Body::Initial(setup, _) => {
                 let setup = setup.clone();
                 if let Some(index) = self.position(|s| s.was_created_by(&setup)) {
-                    return self.decrypt_in(index, &mut message, now, accept);
+                    return self.decrypt_in(index, &message, now, accept);
                 }
                 let mut session = Session::respond(account, &setup, self.config)?;
-                let plaintext = session.decrypt_message(&mut message, now, accept)?;
+                let plaintext = session.decrypt_message(&message, now, accept)?;
                 // The message is authentic, but under which identity? A different key than
                 // the conversation's is reported, never installed silently.
                 self.check_identity(&setup.identity_key)
@@ -217,7 +217,7 @@ impl SessionRecord {
                 }
                 let mut first_error = None;
                 for index in 0..count {
-                    match self.decrypt_in(index, &mut message, now, accept) {
+                    match self.decrypt_in(index, &message, now, accept) {
                         Ok(plaintext) => return Ok(plaintext),
                         // The message authenticated in this session but was refused.
                         Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
@@ -254,7 +254,7 @@ impl SessionRecord {
     fn decrypt_in(
         &mut self,
         index: usize,
-        message: &mut Message,
+        message: &Body<'_>,
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::kem::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::wire::bundle::{KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::wire::generated as pb;
-use crate::wire::message::{Body, InitialSetup, KemSetup, Message};
+use crate::wire::message::{Body, InitialSetup, KemSetup};
 use crate::x3dh::{self, ASSOCIATED_DATA_LEN};
 
 /// Identifies a session: the initiator's X3DH ephemeral public key (its "base key"). Both
@@ -243,19 +243,19 @@ impl Session {
     ///
     /// On error the session is exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
-        let mut message = Message::from_bytes(message)?;
-        self.decrypt_message(&mut message, now, &mut |_| Ok(()))
+        let message = Body::parse(message)?;
+        self.decrypt_message(&message, now, &mut |_| Ok(()))
     }
 
     /// Decrypts a decoded message; `accept` checks the plaintext before anything is
     /// committed. On failure the session has not changed.
     pub(crate) fn decrypt_message(
         &mut self,
-        message: &mut Message,
+        message: &Body<'_>,
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
-        let ratchet_message = match &mut message.0 {
+        let ratchet_message = match message {
             Body::Ratchet(r) => r,
             Body::Initial(setup, r) => {
                 if !self.was_created_by(setup) {

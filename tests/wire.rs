@@ -90,7 +90,7 @@ fn bundle_fields_are_validated() {
         Some(DecodeError::Empty { object: B })
     );
     let mut extra = good.clone();
-    extra.extend_from_slice(&[0x20, 0x05]); // field 4, varint 5
+    extra.extend_from_slice(&[0x28, 0x05]); // unknown field 5, varint 5
     assert_eq!(
         PreKeyBundle::from_bytes(&extra).err(),
         Some(DecodeError::NonCanonical { object: B })

@@ -17,13 +17,14 @@
 pub(crate) mod chain;
 pub(crate) mod skipped;
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 
 use self::chain::{ChainKey, MessageKey, RootKey};
 use self::skipped::{Missing, PendingKeys, SkippedKeys, SlotId};
-use crate::aead::{NONCE_LEN, TAG_LEN};
+use crate::aead::{NONCE_LEN, split_tag};
 use crate::config::SessionConfig;
 use crate::error::{DecodeError, DecryptError, EncryptError};
 use crate::keys::{SecretBytes, X25519KeyPair, X25519PublicKey};
@@ -170,15 +171,17 @@ impl Ratchet {
             previous_counter: self.previous_sending_length,
             nonce,
         };
-        let mut writer = MessageWriter::new(setup, &header, plaintext);
+        let mut writer = MessageWriter::new(setup, &header, plaintext.len());
         let ad = full_associated_data(associated_data, &header);
+        let (payload, tag_out) = writer.payload_and_tag_mut();
         let tag = message_key
             .cipher()
-            .seal_in_place(&nonce, &ad, writer.payload_mut())
+            .seal_into(&nonce, &ad, plaintext, payload)
             .map_err(|_| EncryptError::MessageTooLarge {
                 len: plaintext.len(),
             })?;
-        Ok(writer.finish(&tag))
+        tag_out.copy_from_slice(&tag);
+        Ok(writer.finish())
     }
 
     /// The current sending chain, starting a new one (fresh key pair, DH ratchet step) if the
@@ -207,12 +210,12 @@ impl Ratchet {
         }
     }
 
-    /// Decrypts one message. On success the ciphertext buffer becomes the plaintext; on
-    /// failure neither the state nor `message` has changed.
+    /// Decrypts one message into a new buffer (the only allocation on the steady-state path).
+    /// On failure the state has not changed.
     pub(crate) fn decrypt(
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
-        message: &mut RatchetMessage,
+        message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
@@ -259,7 +262,7 @@ impl Ratchet {
     fn decrypt_with_stored_key(
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
-        message: &mut RatchetMessage,
+        message: &RatchetMessage<'_>,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
         let id = SlotId {
@@ -279,7 +282,7 @@ impl Ratchet {
     fn decrypt_in_current_chain(
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
-        message: &mut RatchetMessage,
+        message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
@@ -319,7 +322,7 @@ impl Ratchet {
     fn decrypt_in_new_chain(
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
-        message: &mut RatchetMessage,
+        message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
@@ -541,28 +544,19 @@ fn full_associated_data(
     ad
 }
 
-/// Verifies and decrypts `message` under `key`. On success the ciphertext buffer is taken
-/// and returned as the plaintext; on failure it is left untouched (AES-GCM verifies the tag
-/// before decrypting).
+/// Verifies and decrypts `message` under `key` into a new buffer. AES-GCM verifies the tag
+/// before decrypting, so on failure no plaintext is produced.
 fn open(
     key: &MessageKey,
     associated_data: &[u8; ASSOCIATED_DATA_LEN],
-    message: &mut RatchetMessage,
+    message: &RatchetMessage<'_>,
 ) -> Result<Vec<u8>, DecryptError> {
-    let split = message
-        .ciphertext
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(DecryptError::AuthenticationFailed)?;
-    let (body, tag) = message.ciphertext.split_at_mut(split);
-    let tag: [u8; TAG_LEN] = (&*tag)
-        .try_into()
-        .map_err(|_| DecryptError::AuthenticationFailed)?;
+    let (ciphertext, tag) =
+        split_tag(&message.ciphertext).ok_or(DecryptError::AuthenticationFailed)?;
     let ad = full_associated_data(associated_data, &message.header);
+    let mut plaintext = vec![0u8; ciphertext.len()];
     key.cipher()
-        .open_in_place(&message.header.nonce, &ad, body, &tag)
+        .open_into(&message.header.nonce, &ad, ciphertext, tag, &mut plaintext)
         .map_err(|_| DecryptError::AuthenticationFailed)?;
-    let mut plaintext = core::mem::take(&mut message.ciphertext);
-    plaintext.truncate(split);
     Ok(plaintext)
 }

@@ -282,6 +282,13 @@ impl SkippedKeys {
     ) -> Result<Self, DecodeError> {
         const RUN: &str = "SkippedRun";
         let mut store = Self::new(max_keys);
+        // Size the map once instead of letting it grow (every growth rehashes every key). The
+        // count comes from the input but is capped by the session's limit, which is itself
+        // bounded (`SessionConfig::LIMIT_KEYS`).
+        let stored: usize = runs.iter().map(|r| r.message_keys.len() / KEY_LEN).sum();
+        let capacity = stored.min(max_keys);
+        store.slots.reserve(capacity);
+        store.order.reserve(capacity);
         for run in runs {
             let ratchet_key = crate::wire::x25519_key(&run.ratchet_key, RUN, "ratchet_key")?;
             if run.message_keys.is_empty() || run.message_keys.len() % KEY_LEN != 0 {
