@@ -290,7 +290,10 @@ impl Ratchet {
         let Some(receiving) = &self.receiving else {
             return Err(DecryptError::AuthenticationFailed);
         };
-        let skip = header.counter - receiving.counter; // caller checked counter >= next
+        let skip = header
+            .counter
+            .checked_sub(receiving.counter)
+            .ok_or(DecryptError::AuthenticationFailed)?;
         if skip > self.config.max_skip() {
             return Err(too_far_ahead(header.counter, u64::from(skip), &self.config));
         }
