@@ -239,7 +239,7 @@ impl Session {
 
     /// Decrypts message bytes received from the peer. `now` is recorded with any message keys
     /// this message makes the session skip (see
-    /// [`SessionRecord::prune_skipped_keys`](crate::SessionRecord::prune_skipped_keys)).
+    /// [`SessionRecord::prune`](crate::SessionRecord::prune)).
     ///
     /// On error the session is exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
