@@ -484,3 +484,74 @@ fn empty_and_large_plaintexts() {
         large.len() + 16
     );
 }
+
+#[test]
+fn a_message_claiming_to_be_past_the_end_of_a_finished_chain_is_rejected() {
+    let mut pair = Pair::established(20);
+    let first = pair.send(Side::Alice, b"0");
+    let second = pair.send(Side::Alice, b"1");
+    pair.receive(Side::Bob, &first).unwrap();
+    pair.receive(Side::Bob, &second).unwrap();
+    pair.exchange(Side::Bob, b"turn");
+    pair.exchange(Side::Alice, b"new chain");
+    // Alice's previous chain had messages 0, 1 (its first chain after the setup had one
+    // more): a message numbered at its length cannot be genuine.
+    let past_end = pb::edit_message(&second, |m| m.ratchet_mut().counter += 1);
+    assert_eq!(
+        pair.bob.reject(&past_end),
+        DecryptError::AuthenticationFailed
+    );
+    // Within the chain it is a duplicate.
+    assert_eq!(
+        pair.bob.reject(&second),
+        DecryptError::Duplicate { counter: 1 }
+    );
+}
+
+#[test]
+fn the_gap_bound_for_the_first_message_of_a_new_chain() {
+    let config = SessionConfig::default().with_max_skip(5);
+    let mut pair = Pair::with_config(21, config);
+    pair.exchange(Side::Alice, b"hello");
+    pair.exchange(Side::Bob, b"hi");
+    // Bob's next chain: its first 6 messages are lost; message 5 skips exactly 5.
+    pair.exchange(Side::Alice, b"turn");
+    let chain: Vec<_> = (0..7).map(|_| pair.send(Side::Bob, b"m")).collect();
+    assert_eq!(
+        pair.alice.reject(&chain[6]),
+        DecryptError::TooFarAhead {
+            counter: 6,
+            skip: 6,
+            max_skip: 5
+        }
+    );
+    assert_eq!(pair.receive(Side::Alice, &chain[5]).unwrap(), b"m");
+    assert_eq!(pair.receive(Side::Alice, &chain[6]).unwrap(), b"m");
+}
+
+#[test]
+fn expired_and_duplicate_stay_distinguished_after_a_restore() {
+    let config = SessionConfig::default().with_max_skipped_keys(3);
+    let mut pair = Pair::with_config(22, config);
+    pair.exchange(Side::Alice, b"hello");
+    pair.exchange(Side::Bob, b"hi");
+    let lost: Vec<_> = (0..6).map(|_| pair.send(Side::Alice, b"late")).collect();
+    let delivered = pair.send(Side::Alice, b"now");
+    pair.receive(Side::Bob, &delivered).unwrap();
+    // Six keys skipped, three kept: 0..3 evicted, within the current chain.
+    pair.bob.persist_and_restore();
+    assert_eq!(
+        pair.bob.reject(&lost[1]),
+        DecryptError::Expired { counter: 1 }
+    );
+    assert_eq!(pair.receive(Side::Bob, &lost[4]).unwrap(), b"late");
+    pair.bob.persist_and_restore();
+    assert_eq!(
+        pair.bob.reject(&lost[4]),
+        DecryptError::Duplicate { counter: 4 }
+    );
+    assert_eq!(
+        pair.bob.reject(&lost[2]),
+        DecryptError::Expired { counter: 2 }
+    );
+}

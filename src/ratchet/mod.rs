@@ -563,3 +563,50 @@ fn open(
         .map_err(|_| DecryptError::AuthenticationFailed)?;
     Ok(plaintext)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    /// A responder's ratchet after its first message: receiving chain, peer key, no key pair.
+    fn responder_after_first_message() -> (Ratchet, Ratchet) {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let config = SessionConfig::default();
+        let bob_spk = X25519KeyPair::generate(&mut rng);
+        let mut alice = Ratchet::new_initiator(SecretBytes([3; 32]), bob_spk.public_key(), config);
+        let mut bob = Ratchet::new_responder(SecretBytes([3; 32]), bob_spk, config);
+        let ad = [0u8; ASSOCIATED_DATA_LEN];
+        let wire = alice.encrypt(&mut rng, &ad, None, b"hi").unwrap();
+        let crate::wire::message::Body::Ratchet(message) =
+            crate::wire::message::Body::parse(&wire).unwrap()
+        else {
+            unreachable!("a ratchet message")
+        };
+        bob.decrypt(&ad, &message, Timestamp::EPOCH, &mut |_| Ok(()))
+            .unwrap();
+        (alice, bob)
+    }
+
+    #[test]
+    fn inconsistent_state_is_rejected() {
+        let (alice, bob) = responder_after_first_message();
+        let config = SessionConfig::default();
+        assert!(Ratchet::from_proto(&bob.to_proto(), config).is_ok());
+        assert!(Ratchet::from_proto(&alice.to_proto(), config).is_ok());
+
+        // A receiving chain without the peer's key.
+        let mut p = bob.to_proto();
+        p.their_ratchet_key.clear();
+        assert!(Ratchet::from_proto(&p, config).is_err());
+        // No key pair and no peer key: could never send.
+        let mut p = alice.to_proto();
+        p.their_ratchet_key.clear();
+        assert!(Ratchet::from_proto(&p, config).is_err());
+        // A sending chain without its key pair.
+        let mut p = alice.to_proto();
+        p.our_ratchet_secret.clear();
+        assert!(Ratchet::from_proto(&p, config).is_err());
+    }
+}
