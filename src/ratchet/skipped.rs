@@ -435,6 +435,39 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_eviction_oldest_first_and_bounded() {
+        let mut store = SkippedKeys::new(100);
+        // Keep every fifth key and use the rest, so that compaction runs often.
+        let mut kept = Vec::new();
+        for round in 0..40u32 {
+            let ids: Vec<_> = (0..10).map(|c| id(4, round * 10 + c)).collect();
+            store.insert(ids.iter().map(|i| (*i, key(0))).collect(), Timestamp::EPOCH);
+            for (n, i) in ids.iter().enumerate() {
+                if n % 5 == 0 {
+                    kept.push(*i);
+                } else {
+                    store.remove(i);
+                }
+            }
+        }
+        assert_eq!(store.len(), 80);
+        assert!(
+            store.order.len() <= 2 * 80 + 64,
+            "order grew to {}",
+            store.order.len()
+        );
+        // Filling the store evicts exactly the oldest kept keys and never exceeds the bound.
+        store.insert(
+            (0..30).map(|c| (id(5, c), key(0))).collect(),
+            Timestamp::EPOCH,
+        );
+        assert_eq!(store.len(), 100);
+        for (n, i) in kept.iter().enumerate() {
+            assert_eq!(store.get(i).is_some(), n >= 10, "kept key {n}");
+        }
+    }
+
+    #[test]
     fn prune_removes_a_prefix_by_age_even_if_the_clock_went_back() {
         let mut store = SkippedKeys::new(100);
         store.insert(vec_keys(3, 0), Timestamp::from_unix_secs(100));
