@@ -1,0 +1,535 @@
+//! The stateful conversation target: Alice and Bob, with real keys and real ciphertexts,
+//! run a sequence of operations that the fuzzer chooses (structure-aware, `arbitrary`),
+//! against an oracle of everything that was sent.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+
+use arbitrary::{Arbitrary, Unstructured};
+use rand_chacha::ChaCha20Rng;
+
+use super::{T0, rng, snapshot};
+use crate::content::{decode_padded, encode_padded};
+use crate::{
+    Account, Content, DecryptError, EncryptError, OneTimePreKeyId, PreKeyBundle, SessionRecord,
+};
+
+/// Operations per input, at most. With at most this many messages no chain skips more than
+/// `max_skip` (2,000) messages and no session stores more than `max_skipped_keys` (4,000)
+/// keys, so every message is within the bounds and must decrypt.
+const MAX_OPS: usize = 96;
+/// The longest plaintext or body.
+const MAX_TEXT: usize = 2048;
+/// Sessions created in one input, at most: with the default 8 previous sessions a record
+/// never forgets a session of this conversation.
+const MAX_SESSIONS: u32 = 8;
+/// One-time prekeys each account starts with.
+const INITIAL_ONE_TIME_PREKEYS: usize = 4;
+
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Alice,
+    Bob,
+}
+
+impl Side {
+    fn other(self) -> Self {
+        match self {
+            Side::Alice => Side::Bob,
+            Side::Bob => Side::Alice,
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            Side::Alice => 0,
+            Side::Bob => 1,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// `encrypt` of chosen plaintext (repeated up to 8 times, at most 2 KiB).
+    Encrypt {
+        from: Side,
+        text: Vec<u8>,
+        repeat: u8,
+    },
+    /// `send` of content with a chosen body.
+    Send { from: Side, body: Vec<u8> },
+    /// `set_expiry_timer`.
+    SetTimer { from: Side, seconds: u32 },
+    /// Delivers any message sent so far (again, if it was delivered: a duplicate), with
+    /// `decrypt` or `receive`.
+    Deliver { pick: u16, receive: bool },
+    /// Delivers the oldest message that was neither delivered nor dropped.
+    DeliverNext { receive: bool },
+    /// The network loses a message: `DeliverNext` skips it (`Deliver` may still bring it,
+    /// late).
+    Drop { pick: u16 },
+    /// Delivers a copy of a message with one byte changed.
+    Tamper {
+        pick: u16,
+        position: u16,
+        xor: u8,
+        receive: bool,
+    },
+    /// Delivers a copy of a message cut short.
+    Truncate { pick: u16, len: u16 },
+    /// Delivers a message back to its sender.
+    Reflect { pick: u16 },
+    /// Persists one side (plain or sealed bytes) and continues with the restored copy.
+    Persist { side: Side, sealed: bool },
+    /// Rotates one side's signed prekey and publishes more one-time prekeys.
+    RotatePreKeys { side: Side, count: u8 },
+    /// One side starts a new session from a fresh bundle of the other's.
+    Reinitiate { side: Side, one_time: bool },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Scenario {
+    seed: u64,
+    /// Whether Alice's first bundle has a one-time prekey.
+    one_time_prekey: bool,
+    /// Whether Bob starts a session with Alice at the same time (simultaneous initiation).
+    simultaneous: bool,
+    ops: Vec<Op>,
+}
+
+struct Party {
+    account: Account,
+    record: SessionRecord,
+    /// This account's one-time prekeys that the "server" has handed out (each only once).
+    handed_out: BTreeSet<u32>,
+}
+
+struct Sent {
+    from: Side,
+    wire: Vec<u8>,
+    /// What was encrypted: the raw plaintext, or the padded content.
+    plaintext: Vec<u8>,
+    delivered: bool,
+    dropped: bool,
+}
+
+struct World {
+    rng: ChaCha20Rng,
+    parties: [Party; 2],
+    sent: Vec<Sent>,
+    sessions: u32,
+}
+
+/// Runs the scenario the input describes and checks after every step:
+/// - every message that was not delivered before decrypts, with exactly the plaintext sent
+///   (`receive`: exactly the content, or `InvalidContent` if what was encrypted is not
+///   valid padded content, and then it stays undelivered);
+/// - a message that was delivered before, a message with one byte changed or cut short, and
+///   a message sent back to its sender are rejected;
+/// - every rejection (and every failed operation) leaves the account and the record byte
+///   for byte as they were;
+/// - persisted state restores to the same bytes;
+/// - the records' peer identities are the other side's identity key.
+///
+/// At the end every message still in flight is delivered (all must decrypt) and both sides
+/// exchange fresh messages, after which both must use the same session: they never diverge.
+pub fn conversation(data: &[u8]) {
+    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let mut world = World::new(&scenario);
+    for op in scenario.ops.iter().take(MAX_OPS) {
+        world.apply(op);
+        world.check_identities();
+    }
+    world.finish();
+}
+
+fn pick(len: usize, pick: u16) -> Option<usize> {
+    (len > 0).then(|| usize::from(pick) % len)
+}
+
+impl World {
+    fn new(scenario: &Scenario) -> Self {
+        let mut rng = rng(scenario.seed);
+        let parties = [Side::Alice, Side::Bob].map(|_| {
+            let mut account = Account::new(&mut rng, T0);
+            account
+                .generate_one_time_prekeys(&mut rng, INITIAL_ONE_TIME_PREKEYS)
+                .expect("one-time prekeys");
+            Party {
+                account,
+                record: SessionRecord::new(),
+                handed_out: BTreeSet::new(),
+            }
+        });
+        let mut world = Self {
+            rng,
+            parties,
+            sent: Vec::new(),
+            sessions: 0,
+        };
+        world.initiate(Side::Alice, scenario.one_time_prekey);
+        if scenario.simultaneous {
+            world.initiate(Side::Bob, true);
+        }
+        world
+    }
+
+    fn party(&mut self, side: Side) -> &mut Party {
+        &mut self.parties[side.index()]
+    }
+
+    /// A bundle of `side`'s, as a server hands it out (a one-time prekey at most once).
+    fn bundle(&mut self, side: Side, one_time: bool) -> PreKeyBundle {
+        let party = self.party(side);
+        let id = if one_time {
+            let handed_out = &party.handed_out;
+            party
+                .account
+                .one_time_prekeys()
+                .map(|k| k.id().0)
+                .find(|id| !handed_out.contains(id))
+        } else {
+            None
+        };
+        if let Some(id) = id {
+            party.handed_out.insert(id);
+        }
+        let bundle = party
+            .account
+            .prekey_bundle(id.map(OneTimePreKeyId))
+            .expect("bundle");
+        // Through the wire format, as from a server.
+        PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("bundle decodes")
+    }
+
+    fn initiate(&mut self, side: Side, one_time: bool) {
+        if self.sessions >= MAX_SESSIONS {
+            return;
+        }
+        let bundle = self.bundle(side.other(), one_time);
+        let World { rng, parties, .. } = self;
+        let party = &mut parties[side.index()];
+        party
+            .record
+            .initiate(rng, &party.account, &bundle)
+            .expect("initiate");
+        self.sessions += 1;
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Encrypt { from, text, repeat } => {
+                let mut plaintext = Vec::new();
+                for _ in 0..=(repeat % 8) {
+                    plaintext.extend_from_slice(text);
+                }
+                plaintext.truncate(MAX_TEXT);
+                self.encrypt(*from, plaintext);
+            }
+            Op::Send { from, body } => {
+                let body = &body[..body.len().min(MAX_TEXT)];
+                self.send_content(*from, |record, rng| {
+                    let timer = record.expiry_timer();
+                    let content = Content::new(body);
+                    let sent = record.send(rng, &content, T0)?;
+                    assert_eq!(sent.timer(), timer);
+                    let padded = encode_padded(&content, timer, T0).expect("content pads");
+                    Ok((sent.into_wire(), padded.to_vec()))
+                });
+            }
+            Op::SetTimer { from, seconds } => {
+                self.send_content(*from, |record, rng| {
+                    let sent = record.set_expiry_timer(rng, *seconds, T0)?;
+                    assert_eq!(record.expiry_timer(), sent.timer());
+                    assert_eq!(sent.timer().seconds(), *seconds);
+                    let padded =
+                        encode_padded(&Content::default(), sent.timer(), T0).expect("pads");
+                    Ok((sent.into_wire(), padded.to_vec()))
+                });
+            }
+            Op::Deliver { pick: p, receive } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    self.deliver(index, *receive);
+                }
+            }
+            Op::DeliverNext { receive } => {
+                if let Some(index) = self.sent.iter().position(|m| !m.delivered && !m.dropped) {
+                    self.deliver(index, *receive);
+                }
+            }
+            Op::Drop { pick: p } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    self.sent[index].dropped = true;
+                }
+            }
+            Op::Tamper {
+                pick: p,
+                position,
+                xor,
+                receive,
+            } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let mut wire = self.sent[index].wire.clone();
+                    let position = usize::from(*position) % wire.len();
+                    wire[position] ^= (*xor).max(1);
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, *receive, "a message with one byte changed");
+                }
+            }
+            Op::Truncate { pick: p, len } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let wire = &self.sent[index].wire;
+                    let wire = wire[..usize::from(*len) % wire.len()].to_vec();
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, false, "a truncated message");
+                }
+            }
+            Op::Reflect { pick: p } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let wire = self.sent[index].wire.clone();
+                    let from = self.sent[index].from;
+                    self.reject(from, &wire, false, "a message sent back to its sender");
+                }
+            }
+            Op::Persist { side, sealed } => self.persist(*side, *sealed),
+            Op::RotatePreKeys { side, count } => {
+                let World { rng, parties, .. } = self;
+                let party = &mut parties[side.index()];
+                party
+                    .account
+                    .rotate_signed_prekey(rng, T0)
+                    .expect("rotate the signed prekey");
+                let before = party.account.to_bytes();
+                if party
+                    .account
+                    .generate_one_time_prekeys(rng, usize::from(count % 4))
+                    .is_err()
+                {
+                    assert_eq!(
+                        party.account.to_bytes(),
+                        before,
+                        "a failed call changed state"
+                    );
+                }
+            }
+            Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
+        }
+    }
+
+    fn encrypt(&mut self, from: Side, plaintext: Vec<u8>) {
+        let World {
+            rng, parties, sent, ..
+        } = self;
+        let party = &mut parties[from.index()];
+        let before = snapshot(&party.account, &party.record);
+        match party.record.encrypt(rng, &plaintext) {
+            Ok(wire) => sent.push(Sent {
+                from,
+                wire,
+                plaintext,
+                delivered: false,
+                dropped: false,
+            }),
+            Err(e) => {
+                assert!(
+                    matches!(e, EncryptError::NoSession) && party.record.session().is_none(),
+                    "encrypt failed: {e}"
+                );
+                assert_eq!(snapshot(&party.account, &party.record), before);
+            }
+        }
+    }
+
+    fn send_content(
+        &mut self,
+        from: Side,
+        send: impl FnOnce(
+            &mut SessionRecord,
+            &mut ChaCha20Rng,
+        ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
+    ) {
+        let World {
+            rng, parties, sent, ..
+        } = self;
+        let party = &mut parties[from.index()];
+        let before = snapshot(&party.account, &party.record);
+        match send(&mut party.record, rng) {
+            Ok((wire, plaintext)) => sent.push(Sent {
+                from,
+                wire,
+                plaintext,
+                delivered: false,
+                dropped: false,
+            }),
+            Err(e) => {
+                assert!(
+                    matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_)),
+                    "send failed: {e}"
+                );
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "a failed send ({e}) changed state"
+                );
+            }
+        }
+    }
+
+    /// Delivers message `index` to its recipient and checks the outcome against the oracle.
+    fn deliver(&mut self, index: usize, receive: bool) {
+        let to = self.sent[index].from.other();
+        let wire = self.sent[index].wire.clone();
+        let first_time = !self.sent[index].delivered;
+        let party = &mut self.parties[to.index()];
+        let before = snapshot(&party.account, &party.record);
+        let plaintext = &self.sent[index].plaintext;
+        let outcome = if receive {
+            let expected = decode_padded(plaintext).ok();
+            match party.record.receive(&mut party.account, &wire, T0) {
+                Ok(received) => {
+                    let expected =
+                        expected.expect("received content that was not validly padded content");
+                    assert_eq!(received.content().body(), expected.content.body());
+                    assert_eq!(
+                        received.content().attachments().len(),
+                        expected.content.attachments().len()
+                    );
+                    assert_eq!(received.timer(), expected.timer);
+                    Ok(())
+                }
+                Err(DecryptError::InvalidContent(e)) if first_time && expected.is_none() => {
+                    assert_eq!(
+                        snapshot(&party.account, &party.record),
+                        before,
+                        "refused content ({e}) changed state"
+                    );
+                    return; // stays undelivered
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            match party.record.decrypt(&mut party.account, &wire, T0) {
+                Ok(got) => {
+                    assert!(got == *plaintext, "decrypted to another plaintext");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                assert!(first_time, "a message was accepted twice");
+                self.sent[index].delivered = true;
+                // Exactly once: an immediate replay is rejected.
+                self.reject(to, &wire, false, "a replayed message");
+            }
+            Err(e) => {
+                assert!(
+                    !first_time,
+                    "a message within the bounds was rejected: {e} ({e:?})"
+                );
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "a rejected duplicate ({e}) changed state"
+                );
+            }
+        }
+    }
+
+    /// `wire` must be rejected by `to`, leaving its state unchanged.
+    fn reject(&mut self, to: Side, wire: &[u8], receive: bool, what: &str) {
+        let party = self.party(to);
+        let before = snapshot(&party.account, &party.record);
+        let result = if receive {
+            party
+                .record
+                .receive(&mut party.account, wire, T0)
+                .map(|_| ())
+        } else {
+            party
+                .record
+                .decrypt(&mut party.account, wire, T0)
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => panic!("{what} was accepted"),
+            Err(e) => assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "{what} was rejected ({e}) but changed state"
+            ),
+        }
+    }
+
+    fn persist(&mut self, side: Side, sealed: bool) {
+        let World { rng, parties, .. } = self;
+        let party = &mut parties[side.index()];
+        let before = snapshot(&party.account, &party.record);
+        let (account, record) = if sealed {
+            let key = super::decode::storage_key();
+            let account = party.account.seal(&key, rng);
+            let record = party.record.seal(&key, rng);
+            (
+                Account::unseal(&account, &key).expect("account unseals"),
+                SessionRecord::unseal(&record, &key).expect("record unseals"),
+            )
+        } else {
+            (
+                Account::from_bytes(&before.0).expect("account restores"),
+                SessionRecord::from_bytes(&before.1).expect("record restores"),
+            )
+        };
+        assert_eq!(
+            snapshot(&account, &record),
+            before,
+            "restored state differs"
+        );
+        party.account = account;
+        party.record = record;
+    }
+
+    fn check_identities(&self) {
+        for side in [Side::Alice, Side::Bob] {
+            let record = &self.parties[side.index()].record;
+            let peer_key = self.parties[side.other().index()].account.identity_key();
+            if let Some(peer) = record.peer() {
+                assert_eq!(peer.key(), peer_key, "the record's peer is not the peer");
+            }
+            for session in record
+                .session()
+                .into_iter()
+                .chain(record.previous_sessions())
+            {
+                assert_eq!(session.remote_identity(), peer_key);
+            }
+        }
+    }
+
+    /// Delivers everything still in flight (all of it must decrypt), then both sides talk
+    /// and must end up in the same session.
+    fn finish(&mut self) {
+        for index in 0..self.sent.len() {
+            if !self.sent[index].delivered {
+                self.deliver(index, false);
+            }
+        }
+        for from in [Side::Alice, Side::Bob, Side::Alice] {
+            if self.party(from).record.session().is_none() {
+                continue;
+            }
+            self.encrypt(from, b"are we in sync?".to_vec());
+            let index = self.sent.len() - 1;
+            self.deliver(index, false);
+        }
+        let [alice, bob] = &self.parties;
+        if alice.record.session().is_some() && bob.record.session().is_some() {
+            assert_eq!(
+                alice.record.session_id(),
+                bob.record.session_id(),
+                "the two sides diverged"
+            );
+        }
+    }
+}
