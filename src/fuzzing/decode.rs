@@ -32,15 +32,23 @@ fn round_trip_eq<T: PartialEq + Debug, E>(
 }
 
 /// The round-trip property for a type without equality, compared by its encoding:
-/// `decode(data) = v`, `encode(v) = b`, `decode(b) = v'`, `encode(v') == b`.
+/// `decode(data) = v`, `encode(v) = b`, `decode(b) = v'`, `encode(v') == b`. With
+/// `canonical`, also `|b| = |data|`.
+///
+/// State objects are not canonical in that sense: a record persisted before the
+/// disappearing-message timer existed has no `timer` field and decodes with the timer off,
+/// which is then written out explicitly.
 fn round_trip_bytes<T, E>(
     data: &[u8],
+    canonical: bool,
     decode: impl Fn(&[u8]) -> Result<T, E>,
     encode: impl Fn(&T) -> Vec<u8>,
 ) -> Option<T> {
     let value = decode(data).ok()?;
     let bytes = encode(&value);
-    assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+    if canonical {
+        assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+    }
     let again = decode(&bytes)
         .ok()
         .expect("the re-encoding of a decoded value must decode");
@@ -140,7 +148,7 @@ fn content_round_trip(data: &[u8]) {
 /// `AttachmentPointer::from_bytes`; the decoded pointer also computes its sealed length for
 /// every chunk size (checked arithmetic).
 pub fn attachment_pointer(data: &[u8]) {
-    let Some(pointer) = round_trip_bytes(data, AttachmentPointer::from_bytes, |p| {
+    let Some(pointer) = round_trip_bytes(data, true, AttachmentPointer::from_bytes, |p| {
         p.to_bytes().to_vec()
     }) else {
         return;
@@ -231,18 +239,22 @@ fn check_layout(plaintext_len: u64, chunk_size: crate::attachment::ChunkSize) {
 
 /// `Session::from_bytes`.
 pub fn state_session(data: &[u8]) {
-    round_trip_bytes(data, Session::from_bytes, |s| s.to_bytes().to_vec());
+    round_trip_bytes(data, false, Session::from_bytes, |s| s.to_bytes().to_vec());
 }
 
 /// `SessionRecord::from_bytes`.
 pub fn state_record(data: &[u8]) {
-    round_trip_bytes(data, SessionRecord::from_bytes, |r| r.to_bytes().to_vec());
+    round_trip_bytes(data, false, SessionRecord::from_bytes, |r| {
+        r.to_bytes().to_vec()
+    });
 }
 
 /// `Account::from_bytes` (identity, signed and one-time prekeys: the prekey store). A
 /// restored account must also be able to publish a bundle whose signature verifies.
 pub fn state_account(data: &[u8]) {
-    if let Some(account) = round_trip_bytes(data, Account::from_bytes, |a| a.to_bytes().to_vec()) {
+    if let Some(account) =
+        round_trip_bytes(data, false, Account::from_bytes, |a| a.to_bytes().to_vec())
+    {
         let bundle = account
             .prekey_bundle(None)
             .expect("a bundle without one-time prekey");
@@ -295,7 +307,6 @@ fn sealed_one<T, E: Debug>(
     };
     let mut rng = super::rng(data.len() as u64);
     let resealed = seal(&value, key, &mut rng);
-    assert_eq!(resealed.len(), data.len(), "re-sealing changed the length");
     let again = unseal(&resealed, key).expect("a re-sealed state must unseal");
     assert_eq!(plain(&again), plain(&value));
     let other_key = StorageKey::from_bytes([0xa1; 32]);
