@@ -109,11 +109,11 @@ pub fn content(data: &[u8]) {
     content_round_trip(data);
     let mut padded = data.to_vec();
     padded.push(0x80);
-    if let Some(len) = crate::padding::padded_len(padded.len() as u64, 256) {
-        if len <= 1 << 20 {
-            padded.resize(len as usize, 0);
-            content_round_trip(&padded);
-        }
+    if let Some(len) = crate::padding::padded_len(padded.len() as u64, 256)
+        && len <= 1 << 20
+    {
+        padded.resize(len as usize, 0);
+        content_round_trip(&padded);
     }
 }
 
