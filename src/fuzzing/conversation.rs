@@ -14,10 +14,12 @@ use crate::{
     Account, Content, DecryptError, EncryptError, OneTimePreKeyId, PreKeyBundle, SessionRecord,
 };
 
-/// Operations per input, at most. With at most this many messages no chain skips more than
+/// Operations per input, at most.
+const MAX_OPS: usize = 96;
+/// Messages per input, at most. With at most this many messages no chain skips more than
 /// `max_skip` (2,000) messages and no session stores more than `max_skipped_keys` (4,000)
 /// keys, so every message is within the bounds and must decrypt.
-const MAX_OPS: usize = 96;
+const MAX_MESSAGES: usize = 600;
 /// The longest plaintext or body.
 const MAX_TEXT: usize = 2048;
 /// Sessions created in one input, at most: with the default 8 previous sessions a record
@@ -82,6 +84,15 @@ enum Op {
     Persist { side: Side, sealed: bool },
     /// Rotates one side's signed prekey and publishes more one-time prekeys.
     RotatePreKeys { side: Side, count: u8 },
+    /// `encrypt` of 1 to 64 messages in a row (plaintexts made from their number).
+    Burst { from: Side, count: u8, len: u8 },
+    /// Delivers every message of one sender that was neither delivered nor dropped, newest
+    /// first or in an order shuffled by `shuffle`.
+    DeliverAll {
+        from: Side,
+        newest_first: bool,
+        shuffle: u64,
+    },
     /// One side starts a new session from a fresh bundle of the other's.
     Reinitiate { side: Side, one_time: bool },
 }
@@ -117,6 +128,31 @@ struct World {
     parties: [Party; 2],
     sent: Vec<Sent>,
     sessions: u32,
+    stats: Stats,
+}
+
+/// What one input did, to see how deep the corpus goes (`conversation_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations run.
+    pub ops: usize,
+    /// Sessions started (initial, simultaneous and re-initiated).
+    pub sessions: u32,
+    /// Messages sent.
+    pub sent: usize,
+    /// Messages delivered (each decrypted exactly once), the final flush included.
+    pub delivered: usize,
+    /// Messages delivered out of order (after a later message of the same sender).
+    pub out_of_order: usize,
+    /// Deliveries through `receive` that returned content.
+    pub received_content: usize,
+    /// Deliveries through `receive` refused as invalid content (state unchanged).
+    pub invalid_content: usize,
+    /// Duplicate, tampered, truncated or reflected messages rejected (state unchanged),
+    /// the immediate replay of every delivered message included.
+    pub rejected: usize,
+    /// Sides persisted and restored.
+    pub persisted: usize,
 }
 
 /// Runs the scenario the input describes and checks after every step:
@@ -133,15 +169,22 @@ struct World {
 /// At the end every message still in flight is delivered (all must decrypt) and both sides
 /// exchange fresh messages, after which both must use the same session: they never diverge.
 pub fn conversation(data: &[u8]) {
-    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
-    };
+    conversation_stats(data);
+}
+
+/// [`conversation`], returning what the input did (`None` if it is no scenario).
+pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
+    let scenario = Scenario::arbitrary_take_rest(Unstructured::new(data)).ok()?;
     let mut world = World::new(&scenario);
     for op in scenario.ops.iter().take(MAX_OPS) {
         world.apply(op);
         world.check_identities();
     }
+    world.stats.ops = scenario.ops.len().min(MAX_OPS);
+    world.stats.sessions = world.sessions;
+    world.stats.sent = world.sent.len();
     world.finish();
+    Some(world.stats)
 }
 
 fn pick(len: usize, pick: u16) -> Option<usize> {
@@ -167,6 +210,7 @@ impl World {
             parties,
             sent: Vec::new(),
             sessions: 0,
+            stats: Stats::default(),
         };
         world.initiate(Side::Alice, scenario.one_time_prekey);
         if scenario.simultaneous {
@@ -218,6 +262,13 @@ impl World {
     }
 
     fn apply(&mut self, op: &Op) {
+        let sends = matches!(
+            op,
+            Op::Encrypt { .. } | Op::Send { .. } | Op::SetTimer { .. } | Op::Burst { .. }
+        );
+        if sends && self.sent.len() >= MAX_MESSAGES {
+            return;
+        }
         match op {
             Op::Encrypt { from, text, repeat } => {
                 let mut plaintext = Vec::new();
@@ -313,6 +364,45 @@ impl World {
                     );
                 }
             }
+            Op::Burst { from, count, len } => {
+                for i in 0..=(count % 64) {
+                    let n = self.sent.len();
+                    if n >= MAX_MESSAGES {
+                        break;
+                    }
+                    let mut plaintext = alloc::format!("burst {n} {i}").into_bytes();
+                    plaintext.resize(plaintext.len() + usize::from(*len), b'.');
+                    self.encrypt(*from, plaintext);
+                }
+            }
+            Op::DeliverAll {
+                from,
+                newest_first,
+                shuffle,
+            } => {
+                let mut pending: Vec<usize> = (0..self.sent.len())
+                    .filter(|&i| {
+                        let m = &self.sent[i];
+                        m.from == *from && !m.delivered && !m.dropped
+                    })
+                    .collect();
+                if *newest_first {
+                    pending.reverse();
+                }
+                if *shuffle != 0 {
+                    // Fisher-Yates with a small generator seeded by the input.
+                    let mut x = *shuffle;
+                    for i in (1..pending.len()).rev() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        pending.swap(i, (x % (i as u64 + 1)) as usize);
+                    }
+                }
+                for index in pending {
+                    self.deliver(index, false);
+                }
+            }
             Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
         }
     }
@@ -404,6 +494,7 @@ impl World {
                         before,
                         "refused content ({e}) changed state"
                     );
+                    self.stats.invalid_content += 1;
                     return; // stays undelivered
                 }
                 Err(e) => Err(e),
@@ -421,6 +512,17 @@ impl World {
             Ok(()) => {
                 assert!(first_time, "a message was accepted twice");
                 self.sent[index].delivered = true;
+                let from = self.sent[index].from;
+                self.stats.delivered += 1;
+                if self.sent[index + 1..]
+                    .iter()
+                    .any(|m| m.from == from && m.delivered)
+                {
+                    self.stats.out_of_order += 1;
+                }
+                if receive {
+                    self.stats.received_content += 1;
+                }
                 // Exactly once: an immediate replay is rejected.
                 self.reject(to, &wire, false, "a replayed message");
             }
@@ -461,6 +563,7 @@ impl World {
                 "{what} was rejected ({e}) but changed state"
             ),
         }
+        self.stats.rejected += 1;
     }
 
     fn persist(&mut self, side: Side, sealed: bool) {
@@ -488,6 +591,7 @@ impl World {
         );
         party.account = account;
         party.record = record;
+        self.stats.persisted += 1;
     }
 
     fn check_identities(&self) {

@@ -21,7 +21,7 @@ mod decrypt;
 mod seeds;
 
 pub use attachment::attachment;
-pub use conversation::conversation;
+pub use conversation::{Stats as ConversationStats, conversation, conversation_stats};
 pub use decode::{
     attachment_header, attachment_pointer, content, initial_message, prekey_bundle,
     ratchet_message, sealed_state, state_account, state_record, state_session,
