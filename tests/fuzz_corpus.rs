@@ -47,10 +47,14 @@ fn every_input_directory_is_a_target() {
     }
 }
 
-fn replay(kind: &str) -> usize {
+/// Replays `fuzz/<kind>/<target>/*` for every target but `skip`.
+fn replay(kind: &str, skip: Option<&str>) -> usize {
     let mut count = 0;
     let mut failures = Vec::new();
     for target in fuzzing::TARGETS {
+        if Some(*target) == skip {
+            continue;
+        }
         for file in files(&fuzz_dir().join(kind).join(target)) {
             let data = fs::read(&file).expect("read input");
             count += 1;
@@ -71,13 +75,15 @@ fn corpora_replay() {
             "fuzz/corpus/{target} has no seed"
         );
     }
-    let count = replay("corpus");
+    // The conversation corpus, the slowest, runs in parallel in
+    // `conversation_corpus_replays_and_goes_deep`.
+    let count = replay("corpus", Some("conversation"));
     println!("replayed {count} corpus inputs");
 }
 
 #[test]
 fn crash_reproducers_replay() {
-    let count = replay("artifacts");
+    let count = replay("artifacts", None);
     println!("replayed {count} crash reproducers");
 }
 
@@ -93,12 +99,74 @@ fn seeds_pass_their_targets() {
 
 /// Writes the seeds to `fuzz/corpus/<target>/seed-<name>`:
 /// `cargo test --test fuzz_corpus -- --ignored`.
+///
+/// For the conversation target it also writes the five deepest of 2,000 random inputs
+/// (`seed-deep-*`): random bytes mostly make short scenarios.
 #[test]
 #[ignore = "writes the seed corpora; run once after changing the seeds"]
 fn write_seed_corpora() {
-    for (target, name, bytes) in fuzzing::seeds() {
+    use rand_core::{Rng, SeedableRng};
+
+    let write = |target: &str, name: &str, bytes: &[u8]| {
         let dir = fuzz_dir().join("corpus").join(target);
         fs::create_dir_all(&dir).expect("create the corpus directory");
         fs::write(dir.join(format!("seed-{name}")), bytes).expect("write a seed");
+    };
+    for (target, name, bytes) in fuzzing::seeds() {
+        write(target, &name, &bytes);
     }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xdee9);
+    let mut scored = Vec::new();
+    for i in 0..2000 {
+        let mut bytes = vec![0u8; 200 + i % 1000];
+        rng.fill_bytes(&mut bytes);
+        if let Some(s) = fuzzing::conversation_stats(&bytes) {
+            let score = s.ops + s.delivered + 10 * s.out_of_order + 5 * s.sessions as usize;
+            scored.push((score, bytes));
+        }
+    }
+    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
+        write("conversation", &format!("deep-{i}"), bytes);
+    }
+}
+
+/// Replays the conversation corpus, and checks that it reaches deep protocol states: long
+/// conversations with out-of-order delivery, several sessions, content, and rejections.
+#[test]
+fn conversation_corpus_replays_and_goes_deep() {
+    let mut total = fuzzing::ConversationStats::default();
+    let mut deepest = 0;
+    let mut most_sessions = 0;
+    let mut failures = Vec::new();
+    for file in files(&fuzz_dir().join("corpus").join("conversation")) {
+        let data = fs::read(&file).expect("read input");
+        let stats = catch_unwind(|| fuzzing::conversation_stats(&data));
+        let Ok(stats) = stats else {
+            failures.push(file.display().to_string());
+            continue;
+        };
+        let Some(stats) = stats else {
+            continue;
+        };
+        deepest = deepest.max(stats.delivered);
+        most_sessions = most_sessions.max(stats.sessions);
+        total.ops += stats.ops;
+        total.sessions += stats.sessions;
+        total.sent += stats.sent;
+        total.delivered += stats.delivered;
+        total.out_of_order += stats.out_of_order;
+        total.received_content += stats.received_content;
+        total.invalid_content += stats.invalid_content;
+        total.rejected += stats.rejected;
+        total.persisted += stats.persisted;
+    }
+    println!(
+        "conversation corpus: {total:?}; most messages delivered in one input: {deepest}; most sessions: {most_sessions}"
+    );
+    assert!(
+        deepest >= 5,
+        "no conversation corpus input delivers more than a few messages"
+    );
+    assert!(total.out_of_order > 0 && total.received_content > 0 && total.rejected > 0);
 }
