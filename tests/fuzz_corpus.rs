@@ -125,7 +125,7 @@ fn write_seed_corpora() {
             scored.push((score, bytes));
         }
     }
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
         write("conversation", &format!("deep-{i}"), bytes);
     }
