@@ -11,7 +11,8 @@ use rand_chacha::ChaCha20Rng;
 use super::{T0, rng, snapshot};
 use crate::content::{decode_padded, encode_padded};
 use crate::{
-    Account, Content, DecryptError, EncryptError, OneTimePreKeyId, PreKeyBundle, SessionRecord,
+    Account, Content, DecryptError, EncryptError, OneTimePreKeyId, PreKeyBundle, SessionConfig,
+    SessionRecord, Timestamp,
 };
 
 /// Operations per input, at most.
@@ -95,6 +96,9 @@ enum Op {
     },
     /// One side starts a new session from a fresh bundle of the other's.
     Reinitiate { side: Side, one_time: bool },
+    /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
+    /// only; otherwise nothing happens).
+    Prune { side: Side, hours: u16 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -121,6 +125,8 @@ struct Sent {
     plaintext: Vec<u8>,
     delivered: bool,
     dropped: bool,
+    /// Rejected as `Expired`: its key is gone, it must never decrypt.
+    expired: bool,
 }
 
 struct World {
@@ -129,6 +135,11 @@ struct World {
     sent: Vec<Sent>,
     sessions: u32,
     stats: Stats,
+    /// Small limits (an eighth of the inputs, chosen by the seed): messages may be too far
+    /// ahead or have their keys evicted or pruned, and the oracle accepts exactly those
+    /// rejections (`TooFarAhead`, `Expired`) for messages not delivered yet.
+    tight: bool,
+    now: Timestamp,
 }
 
 /// What one input did, to see how deep the corpus goes (`conversation_stats`).
@@ -194,6 +205,16 @@ fn pick(len: usize, pick: u16) -> Option<usize> {
 impl World {
     fn new(scenario: &Scenario) -> Self {
         let mut rng = rng(scenario.seed);
+        let tight = scenario.seed % 8 == 0;
+        let config = if tight {
+            let bits = scenario.seed >> 8;
+            SessionConfig::default()
+                .with_max_skip((bits % 40) as u32)
+                .with_max_skipped_keys((bits >> 8) as u32 % 80)
+                .with_max_skipped_key_age(3600 * ((bits >> 16) % 48))
+        } else {
+            SessionConfig::default()
+        };
         let parties = [Side::Alice, Side::Bob].map(|_| {
             let mut account = Account::new(&mut rng, T0);
             account
@@ -201,7 +222,7 @@ impl World {
                 .expect("one-time prekeys");
             Party {
                 account,
-                record: SessionRecord::new(),
+                record: SessionRecord::with_config(config),
                 handed_out: BTreeSet::new(),
             }
         });
@@ -211,6 +232,8 @@ impl World {
             sent: Vec::new(),
             sessions: 0,
             stats: Stats::default(),
+            tight,
+            now: T0,
         };
         world.initiate(Side::Alice, scenario.one_time_prekey);
         if scenario.simultaneous {
@@ -280,22 +303,24 @@ impl World {
             }
             Op::Send { from, body } => {
                 let body = &body[..body.len().min(MAX_TEXT)];
+                let now = self.now;
                 self.send_content(*from, |record, rng| {
                     let timer = record.expiry_timer();
                     let content = Content::new(body);
-                    let sent = record.send(rng, &content, T0)?;
+                    let sent = record.send(rng, &content, now)?;
                     assert_eq!(sent.timer(), timer);
-                    let padded = encode_padded(&content, timer, T0).expect("content pads");
+                    let padded = encode_padded(&content, timer, now).expect("content pads");
                     Ok((sent.into_wire(), padded.to_vec()))
                 });
             }
             Op::SetTimer { from, seconds } => {
+                let now = self.now;
                 self.send_content(*from, |record, rng| {
-                    let sent = record.set_expiry_timer(rng, *seconds, T0)?;
+                    let sent = record.set_expiry_timer(rng, *seconds, now)?;
                     assert_eq!(record.expiry_timer(), sent.timer());
                     assert_eq!(sent.timer().seconds(), *seconds);
                     let padded =
-                        encode_padded(&Content::default(), sent.timer(), T0).expect("pads");
+                        encode_padded(&Content::default(), sent.timer(), now).expect("pads");
                     Ok((sent.into_wire(), padded.to_vec()))
                 });
             }
@@ -404,6 +429,13 @@ impl World {
                 }
             }
             Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
+            Op::Prune { side, hours } => {
+                if self.tight {
+                    self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
+                    let now = self.now;
+                    self.party(*side).record.prune(now);
+                }
+            }
         }
     }
 
@@ -420,6 +452,7 @@ impl World {
                 plaintext,
                 delivered: false,
                 dropped: false,
+                expired: false,
             }),
             Err(e) => {
                 assert!(
@@ -451,6 +484,7 @@ impl World {
                 plaintext,
                 delivered: false,
                 dropped: false,
+                expired: false,
             }),
             Err(e) => {
                 assert!(
@@ -471,12 +505,13 @@ impl World {
         let to = self.sent[index].from.other();
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
+        let (now, tight) = (self.now, self.tight);
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let plaintext = &self.sent[index].plaintext;
         let outcome = if receive {
             let expected = decode_padded(plaintext).ok();
-            match party.record.receive(&mut party.account, &wire, T0) {
+            match party.record.receive(&mut party.account, &wire, now) {
                 Ok(received) => {
                     let expected =
                         expected.expect("received content that was not validly padded content");
@@ -500,7 +535,7 @@ impl World {
                 Err(e) => Err(e),
             }
         } else {
-            match party.record.decrypt(&mut party.account, &wire, T0) {
+            match party.record.decrypt(&mut party.account, &wire, now) {
                 Ok(got) => {
                     assert!(got == *plaintext, "decrypted to another plaintext");
                     Ok(())
@@ -511,6 +546,10 @@ impl World {
         match outcome {
             Ok(()) => {
                 assert!(first_time, "a message was accepted twice");
+                assert!(
+                    !self.sent[index].expired,
+                    "a message decrypted after it was rejected as expired"
+                );
                 self.sent[index].delivered = true;
                 let from = self.sent[index].from;
                 self.stats.delivered += 1;
@@ -527,32 +566,40 @@ impl World {
                 self.reject(to, &wire, false, "a replayed message");
             }
             Err(e) => {
+                let out_of_bounds = matches!(
+                    e,
+                    DecryptError::TooFarAhead { .. } | DecryptError::Expired { .. }
+                );
                 assert!(
-                    !first_time,
+                    !first_time || (tight && out_of_bounds),
                     "a message within the bounds was rejected: {e} ({e:?})"
                 );
                 assert_eq!(
                     snapshot(&party.account, &party.record),
                     before,
-                    "a rejected duplicate ({e}) changed state"
+                    "a rejected message ({e}) changed state"
                 );
+                if matches!(e, DecryptError::Expired { .. }) {
+                    self.sent[index].expired = true;
+                }
             }
         }
     }
 
     /// `wire` must be rejected by `to`, leaving its state unchanged.
     fn reject(&mut self, to: Side, wire: &[u8], receive: bool, what: &str) {
+        let now = self.now;
         let party = self.party(to);
         let before = snapshot(&party.account, &party.record);
         let result = if receive {
             party
                 .record
-                .receive(&mut party.account, wire, T0)
+                .receive(&mut party.account, wire, now)
                 .map(|_| ())
         } else {
             party
                 .record
-                .decrypt(&mut party.account, wire, T0)
+                .decrypt(&mut party.account, wire, now)
                 .map(|_| ())
         };
         match result {
@@ -618,6 +665,10 @@ impl World {
             if !self.sent[index].delivered {
                 self.deliver(index, false);
             }
+        }
+        if self.tight {
+            // Messages may have been lost for good; the sides need not be in sync.
+            return;
         }
         for from in [Side::Alice, Side::Bob, Side::Alice] {
             if self.party(from).record.session().is_none() {
