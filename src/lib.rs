@@ -77,6 +77,8 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod padding;
 
 pub use account::{Account, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS};

@@ -72,7 +72,7 @@
 //! [`BadPadding`]: AttachmentError::BadPadding
 //! [`DigestMismatch`]: AttachmentError::DigestMismatch
 
-mod format;
+pub(crate) mod format;
 mod open;
 #[cfg(feature = "parallel")]
 mod parallel;

@@ -1,0 +1,206 @@
+//! The attachment target: opening arbitrary bytes under a fixed pointer, and seal/open round
+//! trips of fuzzer-chosen sizes, chunk sizes, metadata, ranges and tampering.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+use std::sync::OnceLock;
+
+use arbitrary::{Arbitrary, Unstructured};
+use rand_core::Rng;
+
+use super::rng;
+use crate::attachment::{
+    self, AttachmentMetadata, AttachmentPointer, ChunkSize, PREFIX_LEN, RandomAccess, StreamOpener,
+};
+
+/// A sealed file of 3,000 bytes in 1 KiB chunks (three chunks, the last one padded).
+pub(crate) struct Fixture {
+    pub(crate) pointer: AttachmentPointer,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) plaintext: Vec<u8>,
+}
+
+pub(crate) fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let plaintext: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+        let metadata = AttachmentMetadata::new("application/octet-stream", "fixture.bin")
+            .expect("metadata")
+            .with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
+        let (pointer, sealed) =
+            attachment::seal(&mut rng(0xa77a), &plaintext, metadata).expect("seal");
+        Fixture {
+            pointer,
+            sealed,
+            plaintext,
+        }
+    })
+}
+
+/// The largest plaintext of a round trip.
+const MAX_LEN: usize = 12_000;
+
+/// A seal/open round trip, as the fuzzer chooses it.
+#[derive(Arbitrary, Debug)]
+struct RoundTrip {
+    seed: u64,
+    len: u16,
+    /// 1 KiB to 4 KiB chunks, so that small files have several.
+    chunk_log2: u8,
+    content_type: String,
+    file_name: String,
+    locator: Vec<u8>,
+    ranges: Vec<(u16, u16)>,
+    tamper: Option<(u32, u8)>,
+}
+
+/// The first input byte chooses: even, open the rest under the fixture's pointer; odd, a
+/// seal/open round trip described by the rest (`arbitrary`).
+///
+/// Opening arbitrary bytes (whole, as a stream, and by random access) must fail unless the
+/// bytes are the fixture's sealed file; whatever comes out must be the fixture's plaintext.
+/// A round trip must give back the plaintext whole, streamed and for every range, through a
+/// pointer that went through its encoding; a file with one byte changed must not open, and
+/// random access must fail exactly for the ranges whose chunks hold the change.
+pub fn attachment(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        open_arbitrary(rest);
+    } else if let Ok(round_trip) = RoundTrip::arbitrary_take_rest(Unstructured::new(rest)) {
+        seal_open(&round_trip);
+    }
+}
+
+fn open_arbitrary(sealed: &[u8]) {
+    let f = fixture();
+    if let Ok(plaintext) = attachment::open(&f.pointer, sealed) {
+        assert_eq!(plaintext, f.plaintext, "opened to another plaintext");
+        assert_eq!(
+            sealed, f.sealed,
+            "another file opened under the fixture's key"
+        );
+    }
+    if let Ok(mut opener) = StreamOpener::new(&f.pointer, sealed) {
+        let mut offset = 0;
+        while let Ok(Some(chunk)) = opener.next_chunk() {
+            assert_eq!(
+                Some(chunk),
+                f.plaintext.get(offset..offset + chunk.len()),
+                "the stream opened to another plaintext"
+            );
+            offset += chunk.len();
+        }
+    }
+    if let Ok(access) = RandomAccess::new(&f.pointer, sealed, sealed.len() as u64) {
+        assert_eq!(sealed.get(..PREFIX_LEN), f.sealed.get(..PREFIX_LEN));
+        for range in [0..3000u64, 1000..2048, 2999..3000, 5..5] {
+            let plan = access.plan(range.clone()).expect("a range of the file");
+            let start = plan.sealed_offset() as usize;
+            let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+            if let Ok(plaintext) = access.decrypt(&plan, &mut fetched) {
+                assert_eq!(
+                    plaintext,
+                    &f.plaintext[range.start as usize..range.end as usize]
+                );
+            }
+        }
+    }
+}
+
+fn seal_open(case: &RoundTrip) {
+    let len = usize::from(case.len) % (MAX_LEN + 1);
+    let mut rng = rng(case.seed);
+    let mut plaintext = alloc::vec![0u8; len];
+    rng.fill_bytes(&mut plaintext);
+    let chunk_size = ChunkSize::from_log2(10 + case.chunk_log2 % 3).expect("chunk size");
+    let Ok(metadata) = AttachmentMetadata::new(&case.content_type, &case.file_name) else {
+        return;
+    };
+    let metadata = metadata.with_chunk_size(chunk_size);
+    let (mut pointer, sealed) = attachment::seal(&mut rng, &plaintext, metadata).expect("seal");
+    assert_eq!(
+        pointer.sealed_len(chunk_size).ok(),
+        Some(sealed.len() as u64)
+    );
+    if pointer.set_locator(case.locator.clone()).is_err() {
+        assert!(case.locator.len() > attachment::MAX_LOCATOR_LEN);
+    }
+    // The receiver's pointer went through its encoding.
+    let pointer = AttachmentPointer::from_bytes(&pointer.to_bytes()).expect("pointer decodes");
+    assert_eq!(pointer.content_type(), case.content_type);
+    assert_eq!(pointer.file_name(), case.file_name);
+
+    assert_eq!(
+        attachment::open(&pointer, &sealed).expect("open"),
+        plaintext
+    );
+    let mut streamed = Vec::new();
+    let n = attachment::open_stream(&pointer, &mut &sealed[..], &mut streamed).expect("stream");
+    assert_eq!(n, len as u64);
+    assert_eq!(streamed, plaintext);
+
+    let access = RandomAccess::new(&pointer, &sealed, sealed.len() as u64).expect("random access");
+    let ranges: Vec<Range<u64>> = case
+        .ranges
+        .iter()
+        .take(8)
+        .map(|&(a, b)| {
+            let (a, b) = (
+                u64::from(a) % (len as u64 + 1),
+                u64::from(b) % (len as u64 + 1),
+            );
+            a.min(b)..a.max(b)
+        })
+        .collect();
+    for range in &ranges {
+        let plan = access.plan(range.clone()).expect("plan");
+        let start = plan.sealed_offset() as usize;
+        let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+        let got = access
+            .decrypt(&plan, &mut fetched)
+            .expect("decrypt a range");
+        assert_eq!(got, &plaintext[range.start as usize..range.end as usize]);
+    }
+
+    let Some((position, xor)) = case.tamper else {
+        return;
+    };
+    let position = position as usize % sealed.len();
+    let mut tampered = sealed.clone();
+    tampered[position] ^= xor.max(1);
+    assert!(
+        attachment::open(&pointer, &tampered).is_err(),
+        "a file with byte {position} changed opened"
+    );
+    let mut sink = Vec::new();
+    assert!(attachment::open_stream(&pointer, &mut &tampered[..], &mut sink).is_err());
+    let Ok(access) = RandomAccess::new(&pointer, &tampered, tampered.len() as u64) else {
+        assert!(
+            position < PREFIX_LEN,
+            "random access refused an intact prefix"
+        );
+        return;
+    };
+    assert!(
+        position >= PREFIX_LEN,
+        "random access accepted a changed prefix"
+    );
+    for range in &ranges {
+        let plan = access.plan(range.clone()).expect("plan");
+        let start = plan.sealed_offset() as usize;
+        let end = start + plan.sealed_len() as usize;
+        let mut fetched = tampered[start..end].to_vec();
+        let result = access.decrypt(&plan, &mut fetched);
+        if (start..end).contains(&position) {
+            assert!(result.is_err(), "a range over the changed byte decrypted");
+        } else {
+            assert_eq!(
+                result.expect("a range away from the changed byte"),
+                &plaintext[range.start as usize..range.end as usize]
+            );
+        }
+    }
+}

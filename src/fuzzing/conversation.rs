@@ -1,0 +1,731 @@
+//! The stateful conversation target: Alice and Bob, with real keys and real ciphertexts,
+//! run a sequence of operations that the fuzzer chooses (structure-aware, `arbitrary`),
+//! against an oracle of everything that was sent.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+
+use arbitrary::{Arbitrary, Unstructured};
+use rand_chacha::ChaCha20Rng;
+
+use super::{T0, rng, snapshot};
+use crate::content::{decode_padded, encode_padded};
+use crate::{
+    Account, Content, DecryptError, EncryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle,
+    SessionConfig, SessionRecord, Timestamp,
+};
+
+/// Operations per input, at most.
+const MAX_OPS: usize = 96;
+/// Messages per input, at most. With at most this many messages no chain skips more than
+/// `max_skip` (2,000) messages and no session stores more than `max_skipped_keys` (4,000)
+/// keys, so every message is within the bounds and must decrypt.
+const MAX_MESSAGES: usize = 600;
+/// The longest plaintext or body.
+const MAX_TEXT: usize = 2048;
+/// Sessions created in one input, at most: with the default 8 previous sessions a record
+/// never forgets a session of this conversation.
+const MAX_SESSIONS: u32 = 8;
+/// One-time prekeys each account starts with.
+const INITIAL_ONE_TIME_PREKEYS: usize = 4;
+/// One-time KEM prekeys each side starts with.
+const INITIAL_ONE_TIME_KEM_PREKEYS: usize = 2;
+
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Alice,
+    Bob,
+}
+
+impl Side {
+    fn other(self) -> Self {
+        match self {
+            Side::Alice => Side::Bob,
+            Side::Bob => Side::Alice,
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            Side::Alice => 0,
+            Side::Bob => 1,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// `encrypt` of chosen plaintext (repeated up to 8 times, at most 2 KiB).
+    Encrypt {
+        from: Side,
+        text: Vec<u8>,
+        repeat: u8,
+    },
+    /// `send` of content with a chosen body.
+    Send { from: Side, body: Vec<u8> },
+    /// `set_expiry_timer`.
+    SetTimer { from: Side, seconds: u32 },
+    /// Delivers any message sent so far (again, if it was delivered: a duplicate), with
+    /// `decrypt` or `receive`.
+    Deliver { pick: u16, receive: bool },
+    /// Delivers the oldest message that was neither delivered nor dropped.
+    DeliverNext { receive: bool },
+    /// The network loses a message: `DeliverNext` skips it (`Deliver` may still bring it,
+    /// late).
+    Drop { pick: u16 },
+    /// Delivers a copy of a message with one byte changed.
+    Tamper {
+        pick: u16,
+        position: u16,
+        xor: u8,
+        receive: bool,
+    },
+    /// Delivers a copy of a message cut short.
+    Truncate { pick: u16, len: u16 },
+    /// Delivers a message back to its sender.
+    Reflect { pick: u16 },
+    /// Persists one side (plain or sealed bytes) and continues with the restored copy.
+    Persist { side: Side, sealed: bool },
+    /// Rotates one side's signed prekey and publishes more one-time prekeys.
+    RotatePreKeys { side: Side, count: u8 },
+    /// `encrypt` of 1 to 64 messages in a row (plaintexts made from their number).
+    Burst { from: Side, count: u8, len: u8 },
+    /// Delivers every message of one sender that was neither delivered nor dropped, newest
+    /// first or in an order shuffled by `shuffle`.
+    DeliverAll {
+        from: Side,
+        newest_first: bool,
+        shuffle: u64,
+    },
+    /// One side starts a new session from a fresh bundle of the other's.
+    Reinitiate { side: Side, one_time: bool },
+    /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
+    /// only; otherwise nothing happens).
+    Prune { side: Side, hours: u16 },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Scenario {
+    seed: u64,
+    /// Whether Alice's first bundle has a one-time prekey.
+    one_time_prekey: bool,
+    /// Whether Bob starts a session with Alice at the same time (simultaneous initiation).
+    simultaneous: bool,
+    ops: Vec<Op>,
+}
+
+struct Party {
+    account: Account,
+    record: SessionRecord,
+    /// This account's one-time prekeys that the "server" has handed out (each only once).
+    handed_out: BTreeSet<u32>,
+    /// The same for its one-time KEM prekeys.
+    handed_out_kem: BTreeSet<u32>,
+}
+
+struct Sent {
+    from: Side,
+    wire: Vec<u8>,
+    /// What was encrypted: the raw plaintext, or the padded content.
+    plaintext: Vec<u8>,
+    delivered: bool,
+    dropped: bool,
+    /// Rejected as `Expired`: its key is gone, it must never decrypt.
+    expired: bool,
+}
+
+struct World {
+    rng: ChaCha20Rng,
+    parties: [Party; 2],
+    sent: Vec<Sent>,
+    sessions: u32,
+    stats: Stats,
+    /// Small limits (an eighth of the inputs, chosen by the seed): messages may be too far
+    /// ahead or have their keys evicted or pruned, and the oracle accepts exactly those
+    /// rejections (`TooFarAhead`, `Expired`) for messages not delivered yet.
+    tight: bool,
+    now: Timestamp,
+}
+
+/// What one input did, to see how deep the corpus goes (`conversation_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations run.
+    pub ops: usize,
+    /// Sessions started (initial, simultaneous and re-initiated).
+    pub sessions: u32,
+    /// Messages sent.
+    pub sent: usize,
+    /// Messages delivered (each decrypted exactly once), the final flush included.
+    pub delivered: usize,
+    /// Messages delivered out of order (after a later message of the same sender).
+    pub out_of_order: usize,
+    /// Deliveries through `receive` that returned content.
+    pub received_content: usize,
+    /// Deliveries through `receive` refused as invalid content (state unchanged).
+    pub invalid_content: usize,
+    /// Duplicate, tampered, truncated or reflected messages rejected (state unchanged),
+    /// the immediate replay of every delivered message included.
+    pub rejected: usize,
+    /// Sides persisted and restored.
+    pub persisted: usize,
+}
+
+/// Runs the scenario the input describes and checks after every step:
+/// - every message that was not delivered before decrypts, with exactly the plaintext sent
+///   (`receive`: exactly the content, or `InvalidContent` if what was encrypted is not
+///   valid padded content, and then it stays undelivered);
+/// - a message that was delivered before, a message with one byte changed or cut short, and
+///   a message sent back to its sender are rejected;
+/// - every rejection (and every failed operation) leaves the account and the record byte
+///   for byte as they were;
+/// - persisted state restores to the same bytes;
+/// - the records' peer identities are the other side's identity key.
+///
+/// At the end every message still in flight is delivered (all must decrypt) and both sides
+/// exchange fresh messages, after which both must use the same session: they never diverge.
+pub fn conversation(data: &[u8]) {
+    conversation_stats(data);
+}
+
+/// [`conversation`], returning what the input did (`None` if it is no scenario).
+pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
+    let scenario = Scenario::arbitrary_take_rest(Unstructured::new(data)).ok()?;
+    let mut world = World::new(&scenario);
+    for op in scenario.ops.iter().take(MAX_OPS) {
+        world.apply(op);
+        world.check_identities();
+    }
+    world.stats.ops = scenario.ops.len().min(MAX_OPS);
+    world.stats.sessions = world.sessions;
+    world.stats.sent = world.sent.len();
+    world.finish();
+    Some(world.stats)
+}
+
+fn pick(len: usize, pick: u16) -> Option<usize> {
+    (len > 0).then(|| usize::from(pick) % len)
+}
+
+impl World {
+    fn new(scenario: &Scenario) -> Self {
+        let mut rng = rng(scenario.seed);
+        let tight = scenario.seed.is_multiple_of(8);
+        let config = if tight {
+            let bits = scenario.seed >> 8;
+            SessionConfig::default()
+                .with_max_skip((bits % 40) as u32)
+                .with_max_skipped_keys((bits >> 8) as u32 % 80)
+                .with_max_skipped_key_age(3600 * ((bits >> 16) % 48))
+        } else {
+            SessionConfig::default()
+        };
+        let parties = [Side::Alice, Side::Bob].map(|_| {
+            let mut account = Account::new(&mut rng, T0);
+            account
+                .generate_one_time_prekeys(&mut rng, INITIAL_ONE_TIME_PREKEYS)
+                .expect("one-time prekeys");
+            account
+                .generate_one_time_kem_prekeys(&mut rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
+                .expect("one-time KEM prekeys");
+            Party {
+                account,
+                record: SessionRecord::with_config(config),
+                handed_out: BTreeSet::new(),
+                handed_out_kem: BTreeSet::new(),
+            }
+        });
+        let mut world = Self {
+            rng,
+            parties,
+            sent: Vec::new(),
+            sessions: 0,
+            stats: Stats::default(),
+            tight,
+            now: T0,
+        };
+        world.initiate(Side::Alice, scenario.one_time_prekey);
+        if scenario.simultaneous {
+            world.initiate(Side::Bob, true);
+        }
+        world
+    }
+
+    fn party(&mut self, side: Side) -> &mut Party {
+        &mut self.parties[side.index()]
+    }
+
+    /// A PQXDH bundle of `side`'s, as a server hands it out: with `one_time`, an unused
+    /// one-time prekey and an unused one-time KEM prekey while there are any (each handed out
+    /// at most once), otherwise the signed prekey alone with the last-resort KEM prekey.
+    fn bundle(&mut self, side: Side, one_time: bool) -> PreKeyBundle {
+        let party = self.party(side);
+        let (id, kem_id) = if one_time {
+            let handed_out = &party.handed_out;
+            let handed_out_kem = &party.handed_out_kem;
+            (
+                party
+                    .account
+                    .one_time_prekeys()
+                    .map(|k| k.id().0)
+                    .find(|id| !handed_out.contains(id)),
+                party
+                    .account
+                    .one_time_kem_prekeys()
+                    .map(|k| k.id().0)
+                    .find(|id| !handed_out_kem.contains(id)),
+            )
+        } else {
+            (None, None)
+        };
+        if let Some(id) = id {
+            party.handed_out.insert(id);
+        }
+        if let Some(id) = kem_id {
+            party.handed_out_kem.insert(id);
+        }
+        let bundle = party
+            .account
+            .prekey_bundle(id.map(OneTimePreKeyId), kem_id.map(KemPreKeyId))
+            .expect("bundle");
+        // Through the wire format, as from a server.
+        PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("bundle decodes")
+    }
+
+    fn initiate(&mut self, side: Side, one_time: bool) {
+        if self.sessions >= MAX_SESSIONS {
+            return;
+        }
+        let bundle = self.bundle(side.other(), one_time);
+        let World { rng, parties, .. } = self;
+        let party = &mut parties[side.index()];
+        party
+            .record
+            .initiate(rng, &party.account, &bundle)
+            .expect("initiate");
+        self.sessions += 1;
+    }
+
+    fn apply(&mut self, op: &Op) {
+        let sends = matches!(
+            op,
+            Op::Encrypt { .. } | Op::Send { .. } | Op::SetTimer { .. } | Op::Burst { .. }
+        );
+        if sends && self.sent.len() >= MAX_MESSAGES {
+            return;
+        }
+        match op {
+            Op::Encrypt { from, text, repeat } => {
+                let mut plaintext = Vec::new();
+                for _ in 0..=(repeat % 8) {
+                    plaintext.extend_from_slice(text);
+                }
+                plaintext.truncate(MAX_TEXT);
+                self.encrypt(*from, plaintext);
+            }
+            Op::Send { from, body } => {
+                let body = &body[..body.len().min(MAX_TEXT)];
+                let now = self.now;
+                self.send_content(*from, |record, rng| {
+                    let timer = record.expiry_timer();
+                    let content = Content::new(body);
+                    let sent = record.send(rng, &content, now)?;
+                    assert_eq!(sent.timer(), timer);
+                    let padded = encode_padded(&content, timer, now).expect("content pads");
+                    Ok((sent.into_wire(), padded.to_vec()))
+                });
+            }
+            Op::SetTimer { from, seconds } => {
+                let now = self.now;
+                self.send_content(*from, |record, rng| {
+                    let sent = record.set_expiry_timer(rng, *seconds, now)?;
+                    assert_eq!(record.expiry_timer(), sent.timer());
+                    assert_eq!(sent.timer().seconds(), *seconds);
+                    let padded =
+                        encode_padded(&Content::default(), sent.timer(), now).expect("pads");
+                    Ok((sent.into_wire(), padded.to_vec()))
+                });
+            }
+            Op::Deliver { pick: p, receive } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    self.deliver(index, *receive);
+                }
+            }
+            Op::DeliverNext { receive } => {
+                if let Some(index) = self.sent.iter().position(|m| !m.delivered && !m.dropped) {
+                    self.deliver(index, *receive);
+                }
+            }
+            Op::Drop { pick: p } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    self.sent[index].dropped = true;
+                }
+            }
+            Op::Tamper {
+                pick: p,
+                position,
+                xor,
+                receive,
+            } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let mut wire = self.sent[index].wire.clone();
+                    let position = usize::from(*position) % wire.len();
+                    wire[position] ^= (*xor).max(1);
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, *receive, "a message with one byte changed");
+                }
+            }
+            Op::Truncate { pick: p, len } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let wire = &self.sent[index].wire;
+                    let wire = wire[..usize::from(*len) % wire.len()].to_vec();
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, false, "a truncated message");
+                }
+            }
+            Op::Reflect { pick: p } => {
+                if let Some(index) = pick(self.sent.len(), *p) {
+                    let wire = self.sent[index].wire.clone();
+                    let from = self.sent[index].from;
+                    self.reject(from, &wire, false, "a message sent back to its sender");
+                }
+            }
+            Op::Persist { side, sealed } => self.persist(*side, *sealed),
+            Op::RotatePreKeys { side, count } => {
+                let World { rng, parties, .. } = self;
+                let party = &mut parties[side.index()];
+                party
+                    .account
+                    .rotate_signed_prekey(rng, T0)
+                    .expect("rotate the signed prekey");
+                let before = party.account.to_bytes();
+                if party
+                    .account
+                    .generate_one_time_prekeys(rng, usize::from(count % 4))
+                    .is_err()
+                {
+                    assert_eq!(
+                        party.account.to_bytes(),
+                        before,
+                        "a failed call changed state"
+                    );
+                }
+                // The post-quantum side: a new last-resort KEM prekey (the old one stays for
+                // messages in flight) and more one-time KEM prekeys.
+                if count & 4 != 0 {
+                    party
+                        .account
+                        .rotate_last_resort_kem_prekey(rng, T0)
+                        .expect("rotate the last-resort KEM prekey");
+                }
+                let before = party.account.to_bytes();
+                if party
+                    .account
+                    .generate_one_time_kem_prekeys(rng, usize::from((count >> 3) % 2), T0)
+                    .is_err()
+                {
+                    assert_eq!(
+                        party.account.to_bytes(),
+                        before,
+                        "a failed call changed state"
+                    );
+                }
+            }
+            Op::Burst { from, count, len } => {
+                for i in 0..=(count % 64) {
+                    let n = self.sent.len();
+                    if n >= MAX_MESSAGES {
+                        break;
+                    }
+                    let mut plaintext = alloc::format!("burst {n} {i}").into_bytes();
+                    plaintext.resize(plaintext.len() + usize::from(*len), b'.');
+                    self.encrypt(*from, plaintext);
+                }
+            }
+            Op::DeliverAll {
+                from,
+                newest_first,
+                shuffle,
+            } => {
+                let mut pending: Vec<usize> = (0..self.sent.len())
+                    .filter(|&i| {
+                        let m = &self.sent[i];
+                        m.from == *from && !m.delivered && !m.dropped
+                    })
+                    .collect();
+                if *newest_first {
+                    pending.reverse();
+                }
+                if *shuffle != 0 {
+                    // Fisher-Yates with a small generator seeded by the input.
+                    let mut x = *shuffle;
+                    for i in (1..pending.len()).rev() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        pending.swap(i, (x % (i as u64 + 1)) as usize);
+                    }
+                }
+                for index in pending {
+                    self.deliver(index, false);
+                }
+            }
+            Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
+            Op::Prune { side, hours } => {
+                if self.tight {
+                    self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
+                    let now = self.now;
+                    self.party(*side).record.prune(now);
+                }
+            }
+        }
+    }
+
+    fn encrypt(&mut self, from: Side, plaintext: Vec<u8>) {
+        let World {
+            rng, parties, sent, ..
+        } = self;
+        let party = &mut parties[from.index()];
+        let before = snapshot(&party.account, &party.record);
+        match party.record.encrypt(rng, &plaintext) {
+            Ok(wire) => sent.push(Sent {
+                from,
+                wire,
+                plaintext,
+                delivered: false,
+                dropped: false,
+                expired: false,
+            }),
+            Err(e) => {
+                assert!(
+                    matches!(e, EncryptError::NoSession) && party.record.session().is_none(),
+                    "encrypt failed: {e}"
+                );
+                assert_eq!(snapshot(&party.account, &party.record), before);
+            }
+        }
+    }
+
+    fn send_content(
+        &mut self,
+        from: Side,
+        send: impl FnOnce(
+            &mut SessionRecord,
+            &mut ChaCha20Rng,
+        ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
+    ) {
+        let World {
+            rng, parties, sent, ..
+        } = self;
+        let party = &mut parties[from.index()];
+        let before = snapshot(&party.account, &party.record);
+        match send(&mut party.record, rng) {
+            Ok((wire, plaintext)) => sent.push(Sent {
+                from,
+                wire,
+                plaintext,
+                delivered: false,
+                dropped: false,
+                expired: false,
+            }),
+            Err(e) => {
+                assert!(
+                    matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_)),
+                    "send failed: {e}"
+                );
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "a failed send ({e}) changed state"
+                );
+            }
+        }
+    }
+
+    /// Delivers message `index` to its recipient and checks the outcome against the oracle.
+    fn deliver(&mut self, index: usize, receive: bool) {
+        let to = self.sent[index].from.other();
+        let wire = self.sent[index].wire.clone();
+        let first_time = !self.sent[index].delivered;
+        let (now, tight) = (self.now, self.tight);
+        let party = &mut self.parties[to.index()];
+        let before = snapshot(&party.account, &party.record);
+        let plaintext = &self.sent[index].plaintext;
+        let outcome = if receive {
+            let expected = decode_padded(plaintext).ok();
+            match party.record.receive(&mut party.account, &wire, now) {
+                Ok(received) => {
+                    let expected =
+                        expected.expect("received content that was not validly padded content");
+                    assert_eq!(received.content().body(), expected.content.body());
+                    assert_eq!(
+                        received.content().attachments().len(),
+                        expected.content.attachments().len()
+                    );
+                    assert_eq!(received.timer(), expected.timer);
+                    Ok(())
+                }
+                Err(DecryptError::InvalidContent(e)) if first_time && expected.is_none() => {
+                    assert_eq!(
+                        snapshot(&party.account, &party.record),
+                        before,
+                        "refused content ({e}) changed state"
+                    );
+                    self.stats.invalid_content += 1;
+                    return; // stays undelivered
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            match party.record.decrypt(&mut party.account, &wire, now) {
+                Ok(got) => {
+                    assert!(got == *plaintext, "decrypted to another plaintext");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                assert!(first_time, "a message was accepted twice");
+                assert!(
+                    !self.sent[index].expired,
+                    "a message decrypted after it was rejected as expired"
+                );
+                self.sent[index].delivered = true;
+                let from = self.sent[index].from;
+                self.stats.delivered += 1;
+                if self.sent[index + 1..]
+                    .iter()
+                    .any(|m| m.from == from && m.delivered)
+                {
+                    self.stats.out_of_order += 1;
+                }
+                if receive {
+                    self.stats.received_content += 1;
+                }
+                // Exactly once: an immediate replay is rejected.
+                self.reject(to, &wire, false, "a replayed message");
+            }
+            Err(e) => {
+                let out_of_bounds = matches!(
+                    e,
+                    DecryptError::TooFarAhead { .. } | DecryptError::Expired { .. }
+                );
+                assert!(
+                    !first_time || (tight && out_of_bounds),
+                    "a message within the bounds was rejected: {e} ({e:?})"
+                );
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "a rejected message ({e}) changed state"
+                );
+                if matches!(e, DecryptError::Expired { .. }) {
+                    self.sent[index].expired = true;
+                }
+            }
+        }
+    }
+
+    /// `wire` must be rejected by `to`, leaving its state unchanged.
+    fn reject(&mut self, to: Side, wire: &[u8], receive: bool, what: &str) {
+        let now = self.now;
+        let party = self.party(to);
+        let before = snapshot(&party.account, &party.record);
+        let result = if receive {
+            party
+                .record
+                .receive(&mut party.account, wire, now)
+                .map(|_| ())
+        } else {
+            party
+                .record
+                .decrypt(&mut party.account, wire, now)
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => panic!("{what} was accepted"),
+            Err(e) => assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "{what} was rejected ({e}) but changed state"
+            ),
+        }
+        self.stats.rejected += 1;
+    }
+
+    fn persist(&mut self, side: Side, sealed: bool) {
+        let World { rng, parties, .. } = self;
+        let party = &mut parties[side.index()];
+        let before = snapshot(&party.account, &party.record);
+        let (account, record) = if sealed {
+            let key = super::decode::storage_key();
+            let account = party.account.seal(&key, rng);
+            let record = party.record.seal(&key, rng);
+            (
+                Account::unseal(&account, &key).expect("account unseals"),
+                SessionRecord::unseal(&record, &key).expect("record unseals"),
+            )
+        } else {
+            (
+                Account::from_bytes(&before.0).expect("account restores"),
+                SessionRecord::from_bytes(&before.1).expect("record restores"),
+            )
+        };
+        assert_eq!(
+            snapshot(&account, &record),
+            before,
+            "restored state differs"
+        );
+        party.account = account;
+        party.record = record;
+        self.stats.persisted += 1;
+    }
+
+    fn check_identities(&self) {
+        for side in [Side::Alice, Side::Bob] {
+            let record = &self.parties[side.index()].record;
+            let peer_key = self.parties[side.other().index()].account.identity_key();
+            if let Some(peer) = record.peer() {
+                assert_eq!(peer.key(), peer_key, "the record's peer is not the peer");
+            }
+            for session in record
+                .session()
+                .into_iter()
+                .chain(record.previous_sessions())
+            {
+                assert_eq!(session.remote_identity(), peer_key);
+            }
+        }
+    }
+
+    /// Delivers everything still in flight (all of it must decrypt), then both sides talk
+    /// and must end up in the same session.
+    fn finish(&mut self) {
+        for index in 0..self.sent.len() {
+            if !self.sent[index].delivered {
+                self.deliver(index, false);
+            }
+        }
+        if self.tight {
+            // Messages may have been lost for good; the sides need not be in sync.
+            return;
+        }
+        for from in [Side::Alice, Side::Bob, Side::Alice] {
+            if self.party(from).record.session().is_none() {
+                continue;
+            }
+            self.encrypt(from, b"are we in sync?".to_vec());
+            let index = self.sent.len() - 1;
+            self.deliver(index, false);
+        }
+        let [alice, bob] = &self.parties;
+        if alice.record.session().is_some() && bob.record.session().is_some() {
+            assert_eq!(
+                alice.record.session_id(),
+                bob.record.session_id(),
+                "the two sides diverged"
+            );
+        }
+    }
+}

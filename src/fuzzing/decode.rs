@@ -1,0 +1,327 @@
+//! One decode target per wire and state type. Each decodes arbitrary bytes; whatever
+//! decodes must re-encode to bytes of the input's length (decoding is canonical), and those
+//! bytes must decode to the same value and re-encode to the same bytes. Nothing may panic.
+
+use alloc::vec::Vec;
+use core::fmt::Debug;
+
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use crate::attachment::format::{HEADER_LEN, Header, Layout, PREFIX_LEN};
+use crate::attachment::{AttachmentPointer, RandomAccess};
+use crate::content::{decode_padded, encode_padded};
+use crate::wire::message::Message;
+use crate::{Account, PreKeyBundle, Session, SessionRecord, StorageKey, VERSION};
+
+/// The round-trip property for a type with equality: `decode(data) = v`,
+/// `encode(v) = b` with `|b| = |data|`, `decode(b) = v`, `encode(v) = b`.
+fn round_trip_eq<T: PartialEq + Debug, E>(
+    data: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> Option<T> {
+    let value = decode(data).ok()?;
+    let bytes = encode(&value);
+    assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+    let again = decode(&bytes)
+        .ok()
+        .expect("the re-encoding of a decoded value must decode");
+    assert_eq!(again, value, "decode(encode(v)) != v");
+    assert_eq!(encode(&again), bytes, "encoding is not deterministic");
+    Some(value)
+}
+
+/// The round-trip property for a type without equality, compared by its encoding:
+/// `decode(data) = v`, `encode(v) = b`, `decode(b) = v'`, `encode(v') == b`. With
+/// `canonical`, also `|b| = |data|`.
+///
+/// State objects are not canonical in that sense: a record persisted before the
+/// disappearing-message timer existed has no `timer` field and decodes with the timer off,
+/// which is then written out explicitly.
+fn round_trip_bytes<T, E>(
+    data: &[u8],
+    canonical: bool,
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> Option<T> {
+    let value = decode(data).ok()?;
+    let bytes = encode(&value);
+    if canonical {
+        assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+    }
+    let again = decode(&bytes)
+        .ok()
+        .expect("the re-encoding of a decoded value must decode");
+    assert_eq!(
+        encode(&again),
+        bytes,
+        "encode(decode(encode(v))) != encode(v)"
+    );
+    Some(value)
+}
+
+/// `PreKeyBundle::from_bytes` on arbitrary bytes. Also checks the signature of whatever
+/// decodes (it must not panic, whatever the key and signature bytes).
+pub fn prekey_bundle(data: &[u8]) {
+    if let Some(bundle) = round_trip_eq(data, PreKeyBundle::from_bytes, PreKeyBundle::to_bytes) {
+        let _ = bundle.signed_prekey().verify(&bundle.identity_key());
+    }
+}
+
+/// `0x01 || key(field, LEN) || varint(len) || body`: a `Message` whose oneof `body` is
+/// `field` (1 = ratchet message, 2 = initial message) holding `body`.
+fn frame_message(field: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.push(VERSION);
+    encode_key(field, WireType::LengthDelimited, &mut out);
+    encode_varint(body.len() as u64, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+fn message(data: &[u8], field: u32) {
+    // The input is the body of one kind of message (seeds are bodies of real messages), so
+    // that each target concentrates on its type; the raw form is tried too.
+    for bytes in [frame_message(field, data), data.to_vec()] {
+        if let Some(m) = round_trip_eq(&bytes, Message::from_bytes, Message::to_bytes) {
+            assert_eq!(m.is_initial(), m.sender_identity().is_some());
+            assert!(m.ciphertext_len() >= crate::aead::TAG_LEN);
+            let _ = m.counter();
+            let _ = alloc::format!("{m:?}");
+        }
+    }
+}
+
+/// `Message::from_bytes` on `0x01 || Message { initial: <data> }` and on the raw input.
+pub fn initial_message(data: &[u8]) {
+    message(data, 2);
+}
+
+/// `Message::from_bytes` on `0x01 || Message { ratchet: <data> }` and on the raw input.
+pub fn ratchet_message(data: &[u8]) {
+    message(data, 1);
+}
+
+/// Padded message content (`decode_padded`), on the raw input (padding checks) and on the
+/// input with valid padding appended (content decoding). Whatever decodes must re-encode
+/// and re-pad to the same length and decode to the same content.
+pub fn content(data: &[u8]) {
+    content_round_trip(data);
+    let mut padded = data.to_vec();
+    padded.push(0x80);
+    if let Some(len) = crate::padding::padded_len(padded.len() as u64, 256)
+        && len <= 1 << 20
+    {
+        padded.resize(len as usize, 0);
+        content_round_trip(&padded);
+    }
+}
+
+fn content_round_trip(data: &[u8]) {
+    let Ok(envelope) = decode_padded(data) else {
+        return;
+    };
+    let encoded = encode_padded(&envelope.content, envelope.timer, envelope.sent_at)
+        .expect("decoded content must encode");
+    assert_eq!(encoded.len(), data.len(), "re-encoding changed the length");
+    let again = decode_padded(&encoded).expect("re-encoded content must decode");
+    assert_eq!(again.content.body(), envelope.content.body());
+    assert_eq!(again.timer, envelope.timer);
+    assert_eq!(again.sent_at, envelope.sent_at);
+    assert_eq!(
+        again.content.attachments().len(),
+        envelope.content.attachments().len()
+    );
+    for (a, b) in again
+        .content
+        .attachments()
+        .iter()
+        .zip(envelope.content.attachments())
+    {
+        assert_eq!(*a.to_bytes(), *b.to_bytes());
+    }
+    let encoded_again = encode_padded(&again.content, again.timer, again.sent_at)
+        .expect("decoded content must encode");
+    assert_eq!(*encoded_again, *encoded);
+}
+
+/// `AttachmentPointer::from_bytes`; the decoded pointer also computes its sealed length for
+/// every chunk size (checked arithmetic).
+pub fn attachment_pointer(data: &[u8]) {
+    let Some(pointer) = round_trip_bytes(data, true, AttachmentPointer::from_bytes, |p| {
+        p.to_bytes().to_vec()
+    }) else {
+        return;
+    };
+    for log2 in crate::attachment::ChunkSize::MIN_LOG2..=crate::attachment::ChunkSize::MAX_LOG2 {
+        let chunk = crate::attachment::ChunkSize::from_log2(log2).expect("valid chunk size");
+        let sealed = pointer
+            .sealed_len(chunk)
+            .expect("a decoded pointer's size is within the format's limit");
+        assert!(sealed > pointer.plaintext_len());
+    }
+    let _ = alloc::format!("{pointer:?}");
+}
+
+/// The sealed attachment header (`Header::parse` on the first 38 bytes, which must
+/// re-encode to exactly those bytes), the layout arithmetic for the chunk size it names and
+/// a plaintext length taken from the next 8 bytes, and the key commitment: a prefix that
+/// `RandomAccess::new` accepts under the fixture's pointer must be the fixture's prefix.
+pub fn attachment_header(data: &[u8]) {
+    let fixture = super::attachment::fixture();
+    let sealed_len = fixture.sealed.len() as u64;
+    if RandomAccess::new(&fixture.pointer, data, sealed_len).is_ok() {
+        assert_eq!(
+            data.get(..PREFIX_LEN),
+            fixture.sealed.get(..PREFIX_LEN),
+            "a forged prefix passed the key commitment"
+        );
+    }
+    let Some(header_bytes) = data.get(..HEADER_LEN) else {
+        return;
+    };
+    let header_bytes: &[u8; HEADER_LEN] = header_bytes.try_into().expect("HEADER_LEN bytes");
+    let Ok(header) = Header::parse(header_bytes) else {
+        return;
+    };
+    assert_eq!(&header.to_bytes(), header_bytes, "header round trip");
+    assert_eq!(Header::parse(&header.to_bytes()).ok(), Some(header));
+
+    let mut len = [0u8; 8];
+    for (dst, src) in len.iter_mut().zip(&data[HEADER_LEN..]) {
+        *dst = *src;
+    }
+    let plaintext_len = u64::from_le_bytes(len) >> (len[7] & 63);
+    check_layout(plaintext_len, header.chunk_size);
+}
+
+/// The layout's arithmetic agrees with itself at the first and last chunks.
+fn check_layout(plaintext_len: u64, chunk_size: crate::attachment::ChunkSize) {
+    let Ok(layout) = Layout::new(plaintext_len, chunk_size) else {
+        assert!(plaintext_len > crate::attachment::MAX_PLAINTEXT_LEN);
+        return;
+    };
+    let chunk = chunk_size.bytes_u64();
+    let count = layout.chunk_count();
+    assert!(count >= 1);
+    assert!(layout.padded_len() >= plaintext_len.max(256));
+    assert!((count - 1) * chunk < layout.padded_len() && layout.padded_len() <= count * chunk);
+    assert_eq!(
+        layout.sealed_len(),
+        PREFIX_LEN as u64 + layout.padded_len() + count * crate::aead::TAG_LEN as u64
+    );
+    let last = count - 1;
+    assert!(layout.is_last(last));
+    assert!(count == 1 || !layout.is_last(0));
+    let last_payload = layout.chunk_payload_len(last) as u64;
+    assert!(last_payload >= 1 && last_payload <= chunk);
+    assert_eq!(
+        layout.payload_offset(last) + last_payload,
+        layout.padded_len()
+    );
+    assert_eq!(
+        layout.chunk_offset(last) + layout.chunk_sealed_len(last) as u64,
+        layout.sealed_len()
+    );
+    assert_eq!(layout.chunk_payload_len(count), 0);
+    for index in [0, last] {
+        assert!(layout.chunk_plaintext_len(index) <= layout.chunk_payload_len(index));
+    }
+    if plaintext_len > 0 {
+        let i = (plaintext_len - 1) / chunk;
+        assert_eq!(
+            layout.payload_offset(i) + layout.chunk_plaintext_len(i) as u64,
+            plaintext_len
+        );
+        assert_eq!(layout.chunk_plaintext_len(i + 1), 0);
+    }
+}
+
+/// `Session::from_bytes`.
+pub fn state_session(data: &[u8]) {
+    round_trip_bytes(data, false, Session::from_bytes, |s| s.to_bytes().to_vec());
+}
+
+/// `SessionRecord::from_bytes`.
+pub fn state_record(data: &[u8]) {
+    round_trip_bytes(data, false, SessionRecord::from_bytes, |r| {
+        r.to_bytes().to_vec()
+    });
+}
+
+/// `Account::from_bytes` (identity, signed and one-time prekeys: the prekey store). A
+/// restored account must also be able to publish a bundle whose signature verifies.
+pub fn state_account(data: &[u8]) {
+    if let Some(account) =
+        round_trip_bytes(data, false, Account::from_bytes, |a| a.to_bytes().to_vec())
+    {
+        let bundle = account
+            .prekey_bundle(None, None)
+            .expect("a bundle without one-time prekeys");
+        let _ = bundle.signed_prekey().verify(&bundle.identity_key());
+    }
+}
+
+/// The fuzz targets' storage key.
+pub(crate) fn storage_key() -> StorageKey {
+    StorageKey::from_bytes([0x5e; 32])
+}
+
+/// `unseal` of all three state types under a fixed storage key. Whatever unseals must
+/// re-seal and unseal to the same state, and must not unseal any more once any single byte
+/// is changed (the input chooses which).
+pub fn sealed_state(data: &[u8]) {
+    let key = storage_key();
+    sealed_one(
+        data,
+        &key,
+        Account::unseal,
+        |a, k, r| a.seal(k, r),
+        |a| a.to_bytes().to_vec(),
+    );
+    sealed_one(
+        data,
+        &key,
+        Session::unseal,
+        |s, k, r| s.seal(k, r),
+        |s| s.to_bytes().to_vec(),
+    );
+    sealed_one(
+        data,
+        &key,
+        SessionRecord::unseal,
+        |s, k, r| s.seal(k, r),
+        |s| s.to_bytes().to_vec(),
+    );
+}
+
+fn sealed_one<T, E: Debug>(
+    data: &[u8],
+    key: &StorageKey,
+    unseal: impl Fn(&[u8], &StorageKey) -> Result<T, E>,
+    seal: impl Fn(&T, &StorageKey, &mut rand_chacha::ChaCha20Rng) -> Vec<u8>,
+    plain: impl Fn(&T) -> Vec<u8>,
+) {
+    let Ok(value) = unseal(data, key) else {
+        return;
+    };
+    let mut rng = super::rng(data.len() as u64);
+    let resealed = seal(&value, key, &mut rng);
+    let again = unseal(&resealed, key).expect("a re-sealed state must unseal");
+    assert_eq!(plain(&again), plain(&value));
+    let other_key = StorageKey::from_bytes([0xa1; 32]);
+    assert!(
+        unseal(data, &other_key).is_err(),
+        "unsealed under a wrong key"
+    );
+    // Any one changed byte must be caught (the position and the change come from the input).
+    let position = data.iter().fold(0usize, |acc, &b| {
+        acc.wrapping_mul(31).wrapping_add(usize::from(b))
+    }) % data.len();
+    let mut tampered = data.to_vec();
+    tampered[position] ^= 1 << (data.len() % 8);
+    assert!(
+        unseal(&tampered, key).is_err(),
+        "a sealed state with byte {position} changed still unsealed"
+    );
+}
