@@ -325,25 +325,27 @@ impl World {
             Op::Send { from, body } => {
                 let body = &body[..body.len().min(MAX_TEXT)];
                 let now = self.now;
-                self.send_content(*from, |record, rng| {
+                let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
                     let timer = record.expiry_timer();
                     let content = Content::new(body);
                     let sent = record.send(rng, &content, now)?;
                     assert_eq!(sent.timer(), timer);
                     let padded = encode_padded(&content, timer, now).expect("content pads");
                     Ok((sent.into_wire(), padded.to_vec()))
-                });
+                };
+                self.send_with(*from, send, content_may_fail);
             }
             Op::SetTimer { from, seconds } => {
                 let now = self.now;
-                self.send_content(*from, |record, rng| {
+                let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
                     let sent = record.set_expiry_timer(rng, *seconds, now)?;
                     assert_eq!(record.expiry_timer(), sent.timer());
                     assert_eq!(sent.timer().seconds(), *seconds);
                     let padded =
                         encode_padded(&Content::default(), sent.timer(), now).expect("pads");
                     Ok((sent.into_wire(), padded.to_vec()))
-                });
+                };
+                self.send_with(*from, send, content_may_fail);
             }
             Op::Deliver { pick: p, receive } => {
                 if let Some(index) = pick(self.sent.len(), *p) {
@@ -392,43 +394,23 @@ impl World {
             Op::Persist { side, sealed } => self.persist(*side, *sealed),
             Op::RotatePreKeys { side, count } => {
                 let World { rng, parties, .. } = self;
-                let party = &mut parties[side.index()];
-                party
-                    .account
+                let account = &mut parties[side.index()].account;
+                account
                     .rotate_signed_prekey(rng, T0)
                     .expect("rotate the signed prekey");
-                let before = party.account.to_bytes();
-                if party
-                    .account
-                    .generate_one_time_prekeys(rng, usize::from(count % 4))
-                    .is_err()
-                {
-                    assert_eq!(
-                        party.account.to_bytes(),
-                        before,
-                        "a failed call changed state"
-                    );
-                }
+                unchanged_on_error(account, |a| {
+                    a.generate_one_time_prekeys(rng, usize::from(count % 4))
+                });
                 // The post-quantum side: a new last-resort KEM prekey (the old one stays for
                 // messages in flight) and more one-time KEM prekeys.
                 if count & 4 != 0 {
-                    party
-                        .account
+                    account
                         .rotate_last_resort_kem_prekey(rng, T0)
                         .expect("rotate the last-resort KEM prekey");
                 }
-                let before = party.account.to_bytes();
-                if party
-                    .account
-                    .generate_one_time_kem_prekeys(rng, usize::from((count >> 3) % 2), T0)
-                    .is_err()
-                {
-                    assert_eq!(
-                        party.account.to_bytes(),
-                        before,
-                        "a failed call changed state"
-                    );
-                }
+                unchanged_on_error(account, |a| {
+                    a.generate_one_time_kem_prekeys(rng, usize::from((count >> 3) % 2), T0)
+                });
             }
             Op::Burst { from, count, len } => {
                 for i in 0..=(count % 64) {
@@ -480,38 +462,28 @@ impl World {
         }
     }
 
+    /// Encrypts raw bytes: this fails only when `from` has no session.
     fn encrypt(&mut self, from: Side, plaintext: Vec<u8>) {
-        let World {
-            rng, parties, sent, ..
-        } = self;
-        let party = &mut parties[from.index()];
-        let before = snapshot(&party.account, &party.record);
-        match party.record.encrypt(rng, &plaintext) {
-            Ok(wire) => sent.push(Sent {
-                from,
-                wire,
-                plaintext,
-                delivered: false,
-                dropped: false,
-                expired: false,
-            }),
-            Err(e) => {
-                assert!(
-                    matches!(e, EncryptError::NoSession) && party.record.session().is_none(),
-                    "encrypt failed: {e}"
-                );
-                assert_eq!(snapshot(&party.account, &party.record), before);
-            }
-        }
+        self.send_with(
+            from,
+            |record, rng| {
+                let wire = record.encrypt(rng, &plaintext)?;
+                Ok((wire, plaintext))
+            },
+            |e, record| matches!(e, EncryptError::NoSession) && record.session().is_none(),
+        );
     }
 
-    fn send_content(
+    /// Runs `send` on `from`'s record and keeps the message it returns with what was
+    /// encrypted. A failure must be one that `expected` allows and must change nothing.
+    fn send_with(
         &mut self,
         from: Side,
         send: impl FnOnce(
             &mut SessionRecord,
             &mut ChaCha20Rng,
         ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
+        expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
     ) {
         let World {
             rng, parties, sent, ..
@@ -528,10 +500,7 @@ impl World {
                 expired: false,
             }),
             Err(e) => {
-                assert!(
-                    matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_)),
-                    "send failed: {e}"
-                );
+                assert!(expected(&e, &party.record), "send failed: {e}");
                 assert_eq!(
                     snapshot(&party.account, &party.record),
                     before,
@@ -728,4 +697,20 @@ impl World {
             );
         }
     }
+}
+
+/// Runs `call` on `account`; when it fails, the account must be byte for byte as before.
+fn unchanged_on_error<T, E>(
+    account: &mut Account,
+    call: impl FnOnce(&mut Account) -> Result<T, E>,
+) {
+    let before = account.to_bytes();
+    if call(account).is_err() {
+        assert_eq!(account.to_bytes(), before, "a failed call changed state");
+    }
+}
+
+/// Sending content fails only without a session or with an invalid timer.
+fn content_may_fail(e: &EncryptError, _: &SessionRecord) -> bool {
+    matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_))
 }

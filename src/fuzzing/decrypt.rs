@@ -114,18 +114,7 @@ fn restore(snapshot: &(Vec<u8>, Vec<u8>)) -> (Account, SessionRecord) {
 pub fn session_decrypt(data: &[u8]) {
     let f = fixture();
 
-    let (mut account, mut record) = restore(&f.bob_snapshot);
-    match record.decrypt(&mut account, data, T0) {
-        Ok(plaintext) => assert!(
-            f.pending_to_bob.contains(&plaintext),
-            "Bob decrypted a message that was never sent or already delivered"
-        ),
-        Err(e) => assert_eq!(
-            snapshot(&account, &record),
-            f.bob_snapshot,
-            "a rejected message ({e}) changed Bob's state"
-        ),
-    }
+    decrypt_one(data, &f.bob_snapshot, &f.pending_to_bob, "Bob");
 
     let (mut account, mut record) = restore(&f.bob_snapshot);
     match record.receive(&mut account, data, T0) {
@@ -140,16 +129,22 @@ pub fn session_decrypt(data: &[u8]) {
         ),
     }
 
-    let (mut account, mut record) = restore(&f.alice_snapshot);
+    decrypt_one(data, &f.alice_snapshot, &f.pending_to_alice, "Alice");
+}
+
+/// `SessionRecord::decrypt` of `data` on a fresh copy of one side (`state`): it decrypts
+/// to one of the plaintexts in flight to that side, or it is rejected with nothing changed.
+fn decrypt_one(data: &[u8], state: &(Vec<u8>, Vec<u8>), pending: &[Vec<u8>], who: &str) {
+    let (mut account, mut record) = restore(state);
     match record.decrypt(&mut account, data, T0) {
         Ok(plaintext) => assert!(
-            f.pending_to_alice.contains(&plaintext),
-            "Alice decrypted a message that was never sent or already delivered"
+            pending.contains(&plaintext),
+            "{who} decrypted a message that was never sent or already delivered"
         ),
         Err(e) => assert_eq!(
-            snapshot(&account, &record),
-            f.alice_snapshot,
-            "a rejected message ({e}) changed Alice's state"
+            &snapshot(&account, &record),
+            state,
+            "a rejected message ({e}) changed {who}'s state"
         ),
     }
 }
