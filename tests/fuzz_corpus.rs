@@ -84,6 +84,9 @@ fn corpora_replay() {
 #[test]
 fn crash_reproducers_replay() {
     let count = replay("artifacts", None);
+    // At least the reproducer of the campaigns' one finding
+    // (fuzz/artifacts/state_record/crash-record-without-timer, see docs/FUZZING.md).
+    assert!(count >= 1, "the committed reproducers are missing");
     println!("replayed {count} crash reproducers");
 }
 
