@@ -19,13 +19,15 @@ pub enum DecodeError {
         object: &'static str,
     },
     /// The leading version byte names a format this build does not understand.
-    #[error("unsupported {object} version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported {object} version {found} (the newest version this build reads is {supported})"
+    )]
     UnsupportedVersion {
         /// The object being decoded.
         object: &'static str,
         /// The version byte found.
         found: u8,
-        /// The version this build reads.
+        /// The newest version this build reads (messages: 1 and 2; every other object: 1).
         supported: u8,
     },
     /// The bytes after the version byte are not a valid protobuf encoding.

@@ -100,12 +100,12 @@ pub use session::{Session, SessionId};
 pub use state::StorageKey;
 pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
-pub use wire::VERSION;
 pub use wire::bundle::{
     KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey,
     SignedPreKeyId,
 };
 pub use wire::message::Message;
+pub use wire::{PQXDH_MESSAGE_VERSION, VERSION};
 
 pub use attachment::{AttachmentError, AttachmentPointer};
 

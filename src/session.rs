@@ -17,6 +17,7 @@ use crate::kem::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::wire::bundle::{KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedPreKeyId};
 use crate::wire::generated as pb;
 use crate::wire::message::{Body, InitialSetup, KemSetup};
+use crate::wire::{PQXDH_MESSAGE_VERSION, VERSION};
 use crate::x3dh::{self, ASSOCIATED_DATA_LEN};
 
 /// Identifies a session: the initiator's X3DH ephemeral public key (its "base key"). Both
@@ -233,8 +234,13 @@ impl Session {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, EncryptError> {
         let setup = self.awaiting_reply.then(|| self.setup());
-        self.ratchet
-            .encrypt(rng, &self.associated_data, setup.as_ref(), plaintext)
+        self.ratchet.encrypt(
+            rng,
+            &self.associated_data,
+            self.message_version(),
+            setup.as_ref(),
+            plaintext,
+        )
     }
 
     /// Decrypts message bytes received from the peer. `now` is recorded with any message keys
@@ -264,6 +270,11 @@ impl Session {
                 r
             }
         };
+        // The version byte says how the session was set up; the header's AES-GCM
+        // associated data starts with it, so a changed byte could not authenticate anyway.
+        if ratchet_message.header.version != self.message_version() {
+            return Err(DecryptError::AuthenticationFailed);
+        }
         let plaintext =
             self.ratchet
                 .decrypt(&self.associated_data, ratchet_message, now, accept)?;
@@ -296,6 +307,16 @@ impl Session {
     /// later.
     pub fn is_post_quantum(&self) -> bool {
         self.kem.is_some()
+    }
+
+    /// The version byte of this session's messages: [`PQXDH_MESSAGE_VERSION`] after a
+    /// PQXDH setup, [`VERSION`] after a classical one.
+    fn message_version(&self) -> u8 {
+        if self.is_post_quantum() {
+            PQXDH_MESSAGE_VERSION
+        } else {
+            VERSION
+        }
     }
 
     /// Whether this side started the session.

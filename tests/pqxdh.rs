@@ -5,8 +5,8 @@ mod common;
 
 use common::{Pair, Peer, Side, T0, pb};
 use ratchetbox::{
-    Account, DecryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle, Session, SessionConfig,
-    SessionRecord, SetupError,
+    Account, DecodeError, DecryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle, Session,
+    SessionConfig, SessionRecord, SetupError,
 };
 
 fn kem_otk_bundle(pair: &mut Pair) -> PreKeyBundle {
@@ -238,7 +238,29 @@ fn downgrade_by_stripping_the_kem_prekey_from_a_bundle_is_refused() {
 fn downgrade_by_stripping_the_kem_part_of_an_initial_message_fails() {
     let mut pair = Pair::new(7);
     let wire = pair.send(Side::Alice, b"pq");
-    let stripped = pb::edit_message(&wire, |m| m.initial_mut().unwrap().kem = None);
+    // The version byte says PQXDH (2); an initial message whose version and KEM part
+    // disagree does not even decode.
+    assert_eq!(wire[0], ratchetbox::PQXDH_MESSAGE_VERSION);
+    let kem_part = DecryptError::Decode(DecodeError::InvalidValue {
+        object: "InitialMessage",
+        field: "kem",
+        reason: "a version 2 (PQXDH) initial message must carry the KEM part of the setup",
+    });
+    let without_kem = pb::edit_message(&wire, |m| m.initial_mut().unwrap().kem = None);
+    assert_eq!(pair.bob.reject(&without_kem), kem_part);
+    let version_1 = pb::edit_message_version(&wire, ratchetbox::VERSION, |_| {});
+    assert_eq!(
+        pair.bob.reject(&version_1),
+        DecryptError::Decode(DecodeError::InvalidValue {
+            object: "InitialMessage",
+            field: "kem",
+            reason: "a version 1 (classical X3DH) initial message must not carry a KEM part",
+        })
+    );
+    // A consistent downgrade: the KEM part stripped and the version byte set to 1.
+    let stripped = pb::edit_message_version(&wire, ratchetbox::VERSION, |m| {
+        m.initial_mut().unwrap().kem = None
+    });
     // Refused outright by default...
     assert_eq!(
         pair.bob.reject(&stripped),

@@ -284,17 +284,26 @@ fn tampering_with_any_field_of_a_ratchet_message_is_rejected() {
                 "{what}"
             );
         }
+        // The version byte says how the session was set up (2: PQXDH) and is authenticated:
+        // the other known version does not decrypt.
+        assert_eq!(wire[0], ratchetbox::PQXDH_MESSAGE_VERSION);
+        let classical = pb::edit_message_version(wire, ratchetbox::VERSION, |_| {});
+        assert_eq!(
+            pair.alice.reject(&classical),
+            DecryptError::AuthenticationFailed,
+            "version byte"
+        );
     }
     // Structural damage is caught while decoding.
     let cases: Vec<(&str, Vec<u8>, DecodeError)> = vec![
         ("empty", vec![], DecodeError::Empty { object: "Message" }),
         (
             "version",
-            [&[2u8][..], &same_chain[1..]].concat(),
+            [&[3u8][..], &same_chain[1..]].concat(),
             DecodeError::UnsupportedVersion {
                 object: "Message",
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
             },
         ),
         (

@@ -11,7 +11,9 @@ use crate::attachment::format::{HEADER_LEN, Header, Layout, PREFIX_LEN};
 use crate::attachment::{AttachmentPointer, RandomAccess};
 use crate::content::{decode_padded, encode_padded};
 use crate::wire::message::Message;
-use crate::{Account, PreKeyBundle, Session, SessionRecord, StorageKey, VERSION};
+use crate::{
+    Account, PQXDH_MESSAGE_VERSION, PreKeyBundle, Session, SessionRecord, StorageKey, VERSION,
+};
 
 /// The round-trip property for a type with equality: `decode(data) = v`,
 /// `encode(v) = b` with `|b| = |data|`, `decode(b) = v`, `encode(v) = b`.
@@ -68,11 +70,11 @@ pub fn prekey_bundle(data: &[u8]) {
     }
 }
 
-/// `0x01 || key(field, LEN) || varint(len) || body`: a `Message` whose oneof `body` is
+/// `version || key(field, LEN) || varint(len) || body`: a `Message` whose oneof `body` is
 /// `field` (1 = ratchet message, 2 = initial message) holding `body`.
-fn frame_message(field: u32, body: &[u8]) -> Vec<u8> {
+fn frame_message(version: u8, field: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 12);
-    out.push(VERSION);
+    out.push(version);
     encode_key(field, WireType::LengthDelimited, &mut out);
     encode_varint(body.len() as u64, &mut out);
     out.extend_from_slice(body);
@@ -81,10 +83,17 @@ fn frame_message(field: u32, body: &[u8]) -> Vec<u8> {
 
 fn message(data: &[u8], field: u32) {
     // The input is the body of one kind of message (seeds are bodies of real messages), so
-    // that each target concentrates on its type; the raw form is tried too.
-    for bytes in [frame_message(field, data), data.to_vec()] {
+    // that each target concentrates on its type, framed as a classical (1) and as a PQXDH
+    // (2) message; the raw form is tried too.
+    for bytes in [
+        frame_message(VERSION, field, data),
+        frame_message(PQXDH_MESSAGE_VERSION, field, data),
+        data.to_vec(),
+    ] {
         if let Some(m) = round_trip_eq(&bytes, Message::from_bytes, Message::to_bytes) {
             assert_eq!(m.is_initial(), m.sender_identity().is_some());
+            assert_eq!(m.version(), bytes[0]);
+            assert_eq!(m.is_post_quantum(), bytes[0] == PQXDH_MESSAGE_VERSION);
             assert!(m.ciphertext_len() >= crate::aead::TAG_LEN);
             let _ = m.counter();
             let _ = alloc::format!("{m:?}");
@@ -92,12 +101,14 @@ fn message(data: &[u8], field: u32) {
     }
 }
 
-/// `Message::from_bytes` on `0x01 || Message { initial: <data> }` and on the raw input.
+/// `Message::from_bytes` on `version || Message { initial: <data> }` (versions 1 and 2)
+/// and on the raw input.
 pub fn initial_message(data: &[u8]) {
     message(data, 2);
 }
 
-/// `Message::from_bytes` on `0x01 || Message { ratchet: <data> }` and on the raw input.
+/// `Message::from_bytes` on `version || Message { ratchet: <data> }` (versions 1 and 2)
+/// and on the raw input.
 pub fn ratchet_message(data: &[u8]) {
     message(data, 1);
 }

@@ -146,6 +146,7 @@ impl Ratchet {
         &mut self,
         rng: &mut R,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
+        version: u8,
         setup: Option<&InitialSetup>,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, EncryptError> {
@@ -166,6 +167,7 @@ impl Ratchet {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let header = RatchetHeader {
+            version,
             ratchet_key: sending.key_pair.public_key(),
             counter,
             previous_counter: self.previous_sending_length,
@@ -578,7 +580,9 @@ mod tests {
         let mut alice = Ratchet::new_initiator(SecretBytes([3; 32]), bob_spk.public_key(), config);
         let mut bob = Ratchet::new_responder(SecretBytes([3; 32]), bob_spk, config);
         let ad = [0u8; ASSOCIATED_DATA_LEN];
-        let wire = alice.encrypt(&mut rng, &ad, None, b"hi").unwrap();
+        let wire = alice
+            .encrypt(&mut rng, &ad, crate::VERSION, None, b"hi")
+            .unwrap();
         let crate::wire::message::Body::Ratchet(message) =
             crate::wire::message::Body::parse(&wire).unwrap()
         else {

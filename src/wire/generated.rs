@@ -507,8 +507,9 @@ pub struct InitialMessage {
     pub signed_prekey_id: u32,
     #[prost(uint32, optional, tag = "4")]
     pub one_time_prekey_id: ::core::option::Option<u32>,
-    /// Present iff the setup is post-quantum (PQXDH); its presence is authenticated, because
-    /// the two modes derive the session key with different inputs and labels.
+    /// Present iff the setup is post-quantum (PQXDH), which the message's version byte (0x02)
+    /// also says; both are authenticated (the version byte is in every message's associated
+    /// data, and the two modes derive the session key with different inputs and labels).
     #[prost(message, optional, tag = "5")]
     pub kem: ::core::option::Option<KemSetup>,
     /// The ratchet message (always the last field).
@@ -525,7 +526,8 @@ pub struct KemSetup {
     #[prost(bytes = "vec", tag = "2")]
     pub ciphertext: ::prost::alloc::vec::Vec<u8>,
 }
-/// Wire object: 0x01 || Message.
+/// Wire object: version || Message, where version is 0x02 for every message of a session
+/// set up with PQXDH and 0x01 for every message of a classical X3DH session.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Message {
     #[prost(oneof = "message::Body", tags = "1, 2")]

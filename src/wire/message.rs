@@ -1,8 +1,11 @@
 //! Messages between peers: the Double Ratchet message and the initial message that also
 //! carries the X3DH setup.
 //!
-//! Wire object: `0x01 || protobuf Message`, where `Message` is a oneof of `RatchetMessage`
-//! and `InitialMessage`. Outgoing messages are assembled in a single buffer with prost's
+//! Wire object: `version || protobuf Message`, where `Message` is a oneof of `RatchetMessage`
+//! and `InitialMessage`, and `version` says how the session was set up: `0x01` classical
+//! X3DH, `0x02` PQXDH. The version byte is authenticated (it is the first byte of the header
+//! that AES-GCM authenticates), and an initial message's version must agree with whether it
+//! carries the KEM part of the setup. Outgoing messages are assembled in a single buffer with prost's
 //! encoding primitives, and the plaintext is encrypted straight into the place where its
 //! ciphertext belongs (one allocation per message); a test checks the bytes equal prost's
 //! own encoding of the same values.
@@ -32,9 +35,14 @@ use crate::error::DecodeError;
 use crate::kem::{KEM_CIPHERTEXT_LEN, KemCiphertext};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey};
 
+use super::PQXDH_MESSAGE_VERSION;
+
 /// The header of a ratchet message: the values the Double Ratchet needs before decrypting.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct RatchetHeader {
+    /// The message's version byte: [`VERSION`](super::VERSION) in a classical session,
+    /// [`PQXDH_MESSAGE_VERSION`] in a post-quantum one.
+    pub(crate) version: u8,
     pub(crate) ratchet_key: X25519PublicKey,
     pub(crate) counter: u32,
     pub(crate) previous_counter: u32,
@@ -49,7 +57,7 @@ impl RatchetHeader {
     /// `version || ratchet_key || counter (u32 BE) || previous_counter (u32 BE) || nonce`.
     pub(crate) fn authenticated_bytes(&self) -> [u8; Self::AUTHENTICATED_LEN] {
         let mut out = [0u8; Self::AUTHENTICATED_LEN];
-        out[0] = super::VERSION;
+        out[0] = self.version;
         out[1..33].copy_from_slice(self.ratchet_key.as_bytes());
         out[33..37].copy_from_slice(&self.counter.to_be_bytes());
         out[37..41].copy_from_slice(&self.previous_counter.to_be_bytes());
@@ -113,7 +121,7 @@ pub(crate) enum Body<'a> {
 }
 
 impl<'a> Body<'a> {
-    /// Decodes and validates `0x01 || protobuf Message`, borrowing the ciphertext from
+    /// Decodes and validates `version || protobuf Message`, borrowing the ciphertext from
     /// `bytes` when the encoding is canonical. Same result as [`Message::decode_reference`].
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         match parse_canonical(bytes) {
@@ -148,7 +156,7 @@ pub struct Message(pub(crate) Body<'static>);
 impl Message {
     const OBJECT: &'static str = "Message";
 
-    /// Decodes `0x01 || protobuf Message`, validating every field.
+    /// Decodes `version || protobuf Message`, validating every field.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         Body::parse(bytes).map(|body| Self(body.into_owned()))
     }
@@ -156,9 +164,12 @@ impl Message {
     /// The reference decoder: prost's generated code, then the canonical-length rule and the
     /// field checks. [`Body::parse`] returns exactly what this returns.
     pub(crate) fn decode_reference(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: pb::Message = super::decode(bytes, Self::OBJECT)?;
+        let (version, p): (u8, pb::Message) =
+            super::decode_versioned(bytes, Self::OBJECT, PQXDH_MESSAGE_VERSION)?;
         match p.body {
-            Some(pb::message::Body::Ratchet(r)) => Ok(Self(Body::Ratchet(ratchet_from_proto(r)?))),
+            Some(pb::message::Body::Ratchet(r)) => {
+                Ok(Self(Body::Ratchet(ratchet_from_proto(r, version)?)))
+            }
             Some(pb::message::Body::Initial(i)) => {
                 const OBJECT: &str = "InitialMessage";
                 let kem = i
@@ -173,6 +184,7 @@ impl Message {
                         })
                     })
                     .transpose()?;
+                check_setup_version(version, kem.is_some())?;
                 let setup = InitialSetup {
                     identity_key: super::identity_key(&i.identity_key, OBJECT, "identity_key")?,
                     base_key: super::x25519_key(&i.base_key, OBJECT, "base_key")?,
@@ -181,7 +193,10 @@ impl Message {
                     kem,
                 };
                 let inner = super::required(i.message, OBJECT, "message")?;
-                Ok(Self(Body::Initial(setup, ratchet_from_proto(inner)?)))
+                Ok(Self(Body::Initial(
+                    setup,
+                    ratchet_from_proto(inner, version)?,
+                )))
             }
             None => Err(DecodeError::MissingField {
                 object: Self::OBJECT,
@@ -190,9 +205,9 @@ impl Message {
         }
     }
 
-    /// Encodes the message: `0x01 || protobuf Message`.
+    /// Encodes the message: `version || protobuf Message`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        super::encode(&self.to_proto())
+        super::encode_versioned(self.version(), &self.to_proto())
     }
 
     pub(crate) fn to_proto(&self) -> pb::Message {
@@ -218,9 +233,19 @@ impl Message {
         matches!(self.0, Body::Initial(..))
     }
 
-    /// For an initial message, whether its setup is post-quantum (PQXDH).
+    /// The message's version byte, which says how its session was set up:
+    /// [`VERSION`](crate::VERSION) (1) for classical X3DH,
+    /// [`PQXDH_MESSAGE_VERSION`](crate::PQXDH_MESSAGE_VERSION) (2) for PQXDH. It is
+    /// authenticated when the message decrypts.
+    pub fn version(&self) -> u8 {
+        self.ratchet().header.version
+    }
+
+    /// Whether the message belongs to a session set up with PQXDH (its version byte is
+    /// [`PQXDH_MESSAGE_VERSION`](crate::PQXDH_MESSAGE_VERSION)). An initial message of such
+    /// a session always carries the KEM part of the setup.
     pub fn is_post_quantum(&self) -> bool {
-        matches!(&self.0, Body::Initial(setup, _) if setup.kem.is_some())
+        self.version() == PQXDH_MESSAGE_VERSION
     }
 
     /// For an initial message, the identity key the sender claims (it is authenticated only
@@ -260,7 +285,28 @@ impl fmt::Debug for Message {
     }
 }
 
-fn ratchet_from_proto(p: pb::RatchetMessage) -> Result<RatchetMessage<'static>, DecodeError> {
+/// An initial message's version must say what its setup is: [`PQXDH_MESSAGE_VERSION`] with
+/// the KEM part, [`VERSION`](super::VERSION) without.
+fn check_setup_version(version: u8, has_kem: bool) -> Result<(), DecodeError> {
+    match (version == PQXDH_MESSAGE_VERSION, has_kem) {
+        (true, false) => Err(DecodeError::InvalidValue {
+            object: "InitialMessage",
+            field: "kem",
+            reason: "a version 2 (PQXDH) initial message must carry the KEM part of the setup",
+        }),
+        (false, true) => Err(DecodeError::InvalidValue {
+            object: "InitialMessage",
+            field: "kem",
+            reason: "a version 1 (classical X3DH) initial message must not carry a KEM part",
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn ratchet_from_proto(
+    p: pb::RatchetMessage,
+    version: u8,
+) -> Result<RatchetMessage<'static>, DecodeError> {
     const OBJECT: &str = "RatchetMessage";
     if p.ciphertext.len() < TAG_LEN {
         return Err(DecodeError::InvalidValue {
@@ -271,6 +317,7 @@ fn ratchet_from_proto(p: pb::RatchetMessage) -> Result<RatchetMessage<'static>, 
     }
     Ok(RatchetMessage {
         header: RatchetHeader {
+            version,
             ratchet_key: super::x25519_key(&p.ratchet_key, OBJECT, "ratchet_key")?,
             counter: p.counter,
             previous_counter: p.previous_counter,
@@ -365,7 +412,7 @@ impl<'a> Canonical<'a> {
     }
 }
 
-fn canonical_ratchet(bytes: &[u8]) -> Option<RatchetMessage<'_>> {
+fn canonical_ratchet(bytes: &[u8], version: u8) -> Option<RatchetMessage<'_>> {
     let mut r = Canonical(bytes);
     let ratchet_key = X25519PublicKey::from_bytes(r.fixed::<KEY_LEN>(1)?);
     let counter = r.uint32(2)?;
@@ -377,6 +424,7 @@ fn canonical_ratchet(bytes: &[u8]) -> Option<RatchetMessage<'_>> {
     }
     Some(RatchetMessage {
         header: RatchetHeader {
+            version,
             ratchet_key,
             counter,
             previous_counter,
@@ -399,14 +447,14 @@ fn canonical_kem(bytes: &[u8]) -> Option<KemSetup> {
 /// The fast path of [`Body::parse`]: a canonically encoded, valid message, or `None`.
 pub(crate) fn parse_canonical(bytes: &[u8]) -> Option<Body<'_>> {
     let (&version, body) = bytes.split_first()?;
-    if version != super::VERSION {
+    if !(super::VERSION..=PQXDH_MESSAGE_VERSION).contains(&version) {
         return None;
     }
     let mut r = Canonical(body);
     if let Some(ratchet) = r.delimited(1) {
         return r
             .is_done()
-            .then(|| canonical_ratchet(ratchet).map(Body::Ratchet))
+            .then(|| canonical_ratchet(ratchet, version).map(Body::Ratchet))
             .flatten();
     }
     let initial = r.delimited(2)?;
@@ -422,8 +470,8 @@ pub(crate) fn parse_canonical(bytes: &[u8]) -> Option<Body<'_>> {
         Some(kem) => Some(canonical_kem(kem)?),
         None => None,
     };
-    let ratchet = canonical_ratchet(r.delimited(6)?)?;
-    if !r.is_done() {
+    let ratchet = canonical_ratchet(r.delimited(6)?, version)?;
+    if !r.is_done() || check_setup_version(version, kem.is_some()).is_err() {
         return None;
     }
     let setup = InitialSetup {
@@ -538,7 +586,7 @@ impl MessageWriter {
         put_delimited_header(w, 5, ciphertext_len);
         debug_assert_eq!(out.len(), ciphertext_len);
         let start = total - ciphertext_len;
-        buf[0] = super::VERSION;
+        buf[0] = header.version;
         Self {
             buf,
             payload: start..start + plaintext_len,
@@ -569,6 +617,15 @@ mod tests {
         crate::keys::IdentityKeyPair::generate(&mut rng).public_key()
     }
 
+    /// The version byte an initial message with `setup` must have.
+    fn setup_version(setup: &InitialSetup) -> u8 {
+        if setup.kem.is_some() {
+            PQXDH_MESSAGE_VERSION
+        } else {
+            VERSION
+        }
+    }
+
     /// Message bytes as ratchetbox writes them.
     fn encode(
         setup: Option<&InitialSetup>,
@@ -589,13 +646,17 @@ mod tests {
             prop_oneof![Just(0u32), 1..200u32, any::<u32>()],
             prop_oneof![Just(0u32), 1..200u32, any::<u32>()],
             any::<[u8; 12]>(),
+            prop_oneof![Just(VERSION), Just(PQXDH_MESSAGE_VERSION)],
         )
-            .prop_map(|(key, counter, previous_counter, nonce)| RatchetHeader {
-                ratchet_key: X25519PublicKey::from_bytes(key),
-                counter,
-                previous_counter,
-                nonce,
-            })
+            .prop_map(
+                |(key, counter, previous_counter, nonce, version)| RatchetHeader {
+                    version,
+                    ratchet_key: X25519PublicKey::from_bytes(key),
+                    counter,
+                    previous_counter,
+                    nonce,
+                },
+            )
     }
 
     fn id_strategy() -> impl Strategy<Value = u32> {
@@ -632,7 +693,10 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..64),
             any::<[u8; 16]>(),
         )
-            .prop_map(|(setup, header, payload, tag)| {
+            .prop_map(|(setup, mut header, payload, tag)| {
+                if let Some(s) = &setup {
+                    header.version = setup_version(s);
+                }
                 encode(setup.as_ref(), &header, &payload, &tag)
             })
     }
@@ -1001,6 +1065,7 @@ mod tests {
     #[test]
     fn reordered_fields_are_accepted_by_the_fallback_exactly_like_prost() {
         let header = RatchetHeader {
+            version: VERSION,
             ratchet_key: X25519PublicKey::from_bytes([5; 32]),
             counter: 7,
             previous_counter: 3,
@@ -1051,7 +1116,11 @@ mod tests {
 
         #[test]
         fn protobuf_shaped_inputs_decode_exactly_like_the_reference(
-            version in prop_oneof![9 => Just(VERSION), 1 => any::<u8>()],
+            version in prop_oneof![
+                5 => Just(VERSION),
+                4 => Just(PQXDH_MESSAGE_VERSION),
+                1 => any::<u8>()
+            ],
             body in protobuf_fields(2),
         ) {
             let mut bytes = vec![version];
@@ -1075,8 +1144,10 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..300),
             tag in any::<[u8; 16]>(),
             initial in any::<Option<(u8, [u8; 32], u32, Option<u32>, Option<(u32, u8)>)>>(),
+            post_quantum in any::<bool>(),
         ) {
-            let header = RatchetHeader {
+            let mut header = RatchetHeader {
+                version: if post_quantum { PQXDH_MESSAGE_VERSION } else { VERSION },
                 ratchet_key: X25519PublicKey::from_bytes(key),
                 counter,
                 previous_counter: previous,
@@ -1092,6 +1163,9 @@ mod tests {
                     ciphertext: Box::new([fill; KEM_CIPHERTEXT_LEN]),
                 }),
             });
+            if let Some(s) = &setup {
+                header.version = setup_version(s);
+            }
             let mut writer = MessageWriter::new(setup.as_ref(), &header, payload.len());
             let (payload_out, tag_out) = writer.payload_and_tag_mut();
             payload_out.copy_from_slice(&payload);

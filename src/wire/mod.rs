@@ -20,33 +20,52 @@ use alloc::vec::Vec;
 use crate::error::DecodeError;
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey};
 
-/// The version byte that starts every wire and state object of this format.
+/// The version byte that starts every wire and state object of this format, and every
+/// message of a session set up with classical X3DH.
 pub const VERSION: u8 = 1;
+
+/// The version byte of every message of a session set up with PQXDH (X3DH plus ML-KEM-1024).
+/// It is authenticated: it is part of the associated data of every message's AES-GCM.
+pub const PQXDH_MESSAGE_VERSION: u8 = 2;
 
 /// Decodes `VERSION || protobuf(M)`, rejecting other versions and non-canonical encodings.
 pub(crate) fn decode<M: prost::Message + Default>(
     bytes: &[u8],
     object: &'static str,
 ) -> Result<M, DecodeError> {
+    decode_versioned(bytes, object, VERSION).map(|(_, message)| message)
+}
+
+/// Decodes `version || protobuf(M)` for a version from 1 to `newest`, returning both.
+pub(crate) fn decode_versioned<M: prost::Message + Default>(
+    bytes: &[u8],
+    object: &'static str,
+    newest: u8,
+) -> Result<(u8, M), DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty { object })?;
-    if version != VERSION {
+    if !(VERSION..=newest).contains(&version) {
         return Err(DecodeError::UnsupportedVersion {
             object,
             found: version,
-            supported: VERSION,
+            supported: newest,
         });
     }
     let message = M::decode(body).map_err(|_| DecodeError::Malformed { object })?;
     if message.encoded_len() != body.len() {
         return Err(DecodeError::NonCanonical { object });
     }
-    Ok(message)
+    Ok((version, message))
 }
 
 /// Encodes `VERSION || protobuf(M)`.
 pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
+    encode_versioned(VERSION, message)
+}
+
+/// Encodes `version || protobuf(M)`.
+pub(crate) fn encode_versioned<M: prost::Message>(version: u8, message: &M) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + message.encoded_len());
-    out.push(VERSION);
+    out.push(version);
     message.encode_raw(&mut out);
     out
 }

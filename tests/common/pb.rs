@@ -99,15 +99,21 @@ pub struct Message {
     pub body: Option<Body>,
 }
 
-/// Decodes `0x01 || protobuf` into the mirror type.
+/// Decodes `version || protobuf` into the mirror type (version 1, or 2 for the messages of
+/// a PQXDH session).
 pub fn decode<M: prost::Message + Default>(bytes: &[u8]) -> M {
-    assert_eq!(bytes.first(), Some(&1), "version byte");
+    assert!(matches!(bytes.first(), Some(1 | 2)), "version byte");
     M::decode(&bytes[1..]).expect("valid protobuf")
 }
 
 /// Encodes the mirror type as `0x01 || protobuf`.
 pub fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
-    let mut out = vec![1u8];
+    encode_versioned(1, message)
+}
+
+/// Encodes the mirror type as `version || protobuf`.
+pub fn encode_versioned<M: prost::Message>(version: u8, message: &M) -> Vec<u8> {
+    let mut out = vec![version];
     message.encode(&mut out).expect("encode");
     out
 }
@@ -129,11 +135,16 @@ impl Message {
     }
 }
 
-/// Applies `edit` to the decoded message and re-encodes it.
+/// Applies `edit` to the decoded message and re-encodes it with the same version byte.
 pub fn edit_message(wire: &[u8], edit: impl FnOnce(&mut Message)) -> Vec<u8> {
+    edit_message_version(wire, wire[0], edit)
+}
+
+/// Applies `edit` to the decoded message and re-encodes it with the version byte `version`.
+pub fn edit_message_version(wire: &[u8], version: u8, edit: impl FnOnce(&mut Message)) -> Vec<u8> {
     let mut message: Message = decode(wire);
     edit(&mut message);
-    encode(&message)
+    encode_versioned(version, &message)
 }
 
 /// A named modification of a decoded wire object.

@@ -51,6 +51,8 @@ from kyber_py.ml_kem import ML_KEM_1024
 # ---------------------------------------------------------------------------------------------
 
 VERSION = b"\x01"
+# Messages of a PQXDH session carry version 2 (classical X3DH sessions: 1); section 2.
+PQ_MESSAGE_VERSION = b"\x02"
 LABEL_X3DH = b"ratchetbox v1 X3DH"
 LABEL_PQXDH = b"ratchetbox v1 PQXDH ML-KEM-1024"
 LABEL_SIGNED_KEM_PREKEY = b"ratchetbox v1 signed kem prekey"
@@ -341,10 +343,11 @@ def enc_message(msg: dict) -> bytes:
     return pb_message(2, enc_initial_message(msg["initial"]))
 
 
-def dec_ratchet_message(data: bytes) -> dict:
+def dec_ratchet_message(data: bytes, version: bytes) -> dict:
     f = pb_decode(data)
     _known(f, {1, 2, 3, 4, 5})
     m = {
+        "version": version,
         "ratchet_key": _single(f, 1, 2) or b"",
         "counter": _single(f, 2, 0) or 0,
         "previous_counter": _single(f, 3, 0) or 0,
@@ -365,7 +368,7 @@ def dec_kem_setup(data: bytes) -> dict:
     return k
 
 
-def dec_initial_message(data: bytes) -> dict:
+def dec_initial_message(data: bytes, version: bytes) -> dict:
     f = pb_decode(data)
     _known(f, {1, 2, 3, 4, 5, 6})
     inner = _single(f, 6, 2)
@@ -377,8 +380,10 @@ def dec_initial_message(data: bytes) -> dict:
         "signed_prekey_id": _single(f, 3, 0) or 0,
         "one_time_prekey_id": _single(f, 4, 0),  # None when absent
         "kem": dec_kem_setup(kem) if kem is not None else None,  # None: classical X3DH
-        "message": dec_ratchet_message(inner),
+        "message": dec_ratchet_message(inner, version),
     }
+    # The version byte says which setup this is: 2 with the KEM part, 1 without.
+    assert (version == PQ_MESSAGE_VERSION) == (m["kem"] is not None), "version and setup disagree"
     assert len(m["identity_key"]) == 32 and len(m["base_key"]) == 32
     return m
 
@@ -386,13 +391,17 @@ def dec_initial_message(data: bytes) -> dict:
 def decode_message(wire: bytes) -> dict:
     """Section 2 decoding of a wire Message, with the canonical check (here: re-encoding must
     reproduce the input exactly, which is stricter than the spec's length comparison)."""
-    assert len(wire) > 0 and wire[:1] == VERSION, "unsupported version"
+    version = wire[:1]
+    assert version in (VERSION, PQ_MESSAGE_VERSION), "unsupported version"
     f = pb_decode(wire[1:])
     _known(f, {1, 2})
     assert len(f) == 1, "Message must have exactly one body"
     field, _, body = f[0]
-    msg = {"ratchet": dec_ratchet_message(body)} if field == 1 else {"initial": dec_initial_message(body)}
-    assert VERSION + enc_message(msg) == wire, "non-canonical encoding"
+    if field == 1:
+        msg = {"ratchet": dec_ratchet_message(body, version)}
+    else:
+        msg = {"initial": dec_initial_message(body, version)}
+    assert version + enc_message(msg) == wire, "non-canonical encoding"
     return msg
 
 
@@ -775,14 +784,16 @@ def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
     return hmac_sha256(ck, b"\x01"), hmac_sha256(ck, b"\x02")
 
 
-def header_ad(ratchet_key: bytes, n: int, pn: int, nonce: bytes) -> bytes:
-    h = b"\x01" + ratchet_key + u32be(n) + u32be(pn) + nonce
+def header_ad(version: bytes, ratchet_key: bytes, n: int, pn: int, nonce: bytes) -> bytes:
+    h = version + ratchet_key + u32be(n) + u32be(pn) + nonce
     assert len(h) == 53
     return h
 
 
 class Ratchet:
-    def __init__(self, rk: bytes, ad: bytes, our_secret: bytes | None, their_key: bytes | None):
+    def __init__(self, rk: bytes, ad: bytes, our_secret: bytes | None, their_key: bytes | None, post_quantum: bool):
+        # The version byte of this session's messages (section 2).
+        self.version = PQ_MESSAGE_VERSION if post_quantum else VERSION
         self.rk = rk
         self.ad = ad
         self.our_secret = our_secret
@@ -811,11 +822,11 @@ class Ratchet:
         self.sending = [next_ck, n + 1]
         nonce = rng.draw(12, "nonce")
         rkey = x25519_public(self.our_secret)
-        had = header_ad(rkey, n, self.pn, nonce)
+        had = header_ad(self.version, rkey, n, self.pn, nonce)
         ct = aead_seal(mk, nonce, self.ad + had, plaintext)
         info.update({"chain_key": ck.hex(), "message_key": mk.hex(), "header_ad": had.hex()})
         return (
-            {"ratchet_key": rkey, "counter": n, "previous_counter": self.pn, "nonce": nonce, "ciphertext": ct},
+            {"version": self.version, "ratchet_key": rkey, "counter": n, "previous_counter": self.pn, "nonce": nonce, "ciphertext": ct},
             info,
         )
 
@@ -827,7 +838,8 @@ class Ratchet:
         return pt, info
 
     def _open(self, mk, m):
-        had = header_ad(m["ratchet_key"], m["counter"], m["previous_counter"], m["nonce"])
+        # The session's own version byte: a message claiming another one fails the tag.
+        had = header_ad(self.version, m["ratchet_key"], m["counter"], m["previous_counter"], m["nonce"])
         return aead_open(mk, m["nonce"], self.ad + had, m["ciphertext"])
 
     def _skip(self, key: bytes, chain: list, until: int):
@@ -939,7 +951,7 @@ class InitiatorSession:
             "kem": self.kem,
         }
         self.awaiting_reply = True
-        self.ratchet = Ratchet(self.sk, self.ad, None, spk["public_key"])
+        self.ratchet = Ratchet(self.sk, self.ad, None, spk["public_key"], self.kem is not None)
 
     def encrypt(self, rng, plaintext):
         rm, info = self.ratchet.encrypt(rng, plaintext)
@@ -947,7 +959,7 @@ class InitiatorSession:
             msg = {"initial": dict(self.setup, message=rm)}
         else:
             msg = {"ratchet": rm}
-        return VERSION + enc_message(msg), info
+        return self.ratchet.version + enc_message(msg), info
 
     def decrypt(self, wire):
         msg = decode_message(wire)
@@ -1028,7 +1040,7 @@ class Responder:
         ss = kem_decaps(kpk["seed"], im["kem"]["ciphertext"]) if kpk is not None else None
         sk = setup_sk(dhs, ss)
         ad = im["identity_key"] + acct.identity_key
-        ratchet = Ratchet(sk, ad, spk["secret"], None)
+        ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None)
         pt, info = ratchet.decrypt(im["message"])  # raises before any commit on failure
         info = dict(info, shared_secret=sk.hex())
         if ss is not None:
@@ -1046,7 +1058,7 @@ class Responder:
 
     def encrypt(self, rng, plaintext):
         rm, info = self.current.encrypt(rng, plaintext)
-        return VERSION + enc_message({"ratchet": rm}), info
+        return self.current.version + enc_message({"ratchet": rm}), info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1260,7 +1272,7 @@ def build() -> dict:
     lenient = copy.deepcopy(bob_before_session_1)
     lenient.allow_classical = True
     try:
-        lenient.decrypt(VERSION + enc_message(stripped))
+        lenient.decrypt(VERSION + enc_message(stripped))  # consistently classical: version 1
     except InvalidTag:
         pass
     else:
