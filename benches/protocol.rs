@@ -1,7 +1,9 @@
 //! ratchetbox, vodozemac (Matrix's Olm, the closest peer on crates.io) and the floor set by
 //! the primitives, side by side in each criterion group:
 //!
-//! - `setup`: X3DH as initiator and responder; Olm's outbound and inbound session.
+//! - `setup`: starting a session as initiator and as responder, with classical X3DH
+//!   (`initiator`, `responder`, beside Olm's outbound and inbound session) and with PQXDH,
+//!   X3DH plus ML-KEM-1024 (`pq_initiator`, `pq_responder`; Olm has no counterpart).
 //! - `steady`: encrypt and decrypt 100 B with no DH ratchet step.
 //! - `ping_pong`: every message carries a DH ratchet step (a turn is two messages), and the
 //!   sending and receiving halves on their own.

@@ -26,12 +26,22 @@ fn short(bytes: &[u8]) -> String {
 fn describe(wire: &[u8]) -> String {
     match Message::from_bytes(wire) {
         Ok(m) if m.is_initial() => format!(
-            "initial message #{}, {} bytes (carries Alice's X3DH setup until she hears back)",
+            "initial message #{}, {} bytes (carries Alice's {} setup until she hears back)",
             m.counter(),
-            wire.len()
+            wire.len(),
+            if m.is_post_quantum() { "PQXDH" } else { "X3DH" }
         ),
         Ok(m) => format!("ratchet message #{}, {} bytes", m.counter(), wire.len()),
         Err(e) => format!("undecodable: {e}"),
+    }
+}
+
+/// A trust level in words.
+fn trust(level: Trust) -> &'static str {
+    match level {
+        Trust::FirstUse => "trusted on first use (not verified)",
+        Trust::Verified => "verified",
+        Trust::Changed => "changed (new key accepted, not verified)",
     }
 }
 
@@ -75,21 +85,27 @@ fn main() -> Result<()> {
         record: SessionRecord::new(),
     };
     let published = bob.account.generate_one_time_prekeys(&mut rng, 5)?;
+    let published_kem = bob.account.generate_one_time_kem_prekeys(&mut rng, 5, t0)?;
+    // The server hands each requester one of each kind of one-time prekey, if it has any left.
     let bundle_bytes = bob
         .account
-        .prekey_bundle(Some(published[0].id()), None)?
+        .prekey_bundle(Some(published[0].id()), Some(published_kem[0].id()))?
         .to_bytes();
     println!(
-        "1. Bob creates an identity key {} and uploads a signed prekey, a post-quantum prekey",
+        "1. Bob creates an identity key {} and uploads a signed prekey, a last-resort",
         short(bob.account.identity_key().as_bytes())
     );
     println!(
-        "   and {} one-time prekeys. The server hands out a bundle of {} bytes.\n",
+        "   post-quantum prekey, {} one-time prekeys and {} one-time post-quantum prekeys.",
         published.len(),
+        published_kem.len()
+    );
+    println!(
+        "   The server hands out a bundle of {} bytes with one one-time prekey of each kind.\n",
         bundle_bytes.len()
     );
 
-    // 2. Alice fetches the bundle and starts a session (X3DH as the initiator).
+    // 2. Alice fetches the bundle and starts a session (PQXDH as the initiator).
     let mut alice = Person {
         name: "Alice",
         account: Account::new(&mut rng, t0),
@@ -127,11 +143,15 @@ fn main() -> Result<()> {
     for i in [2, 0, 1] {
         bob.read(&in_flight[i], at(60))?;
     }
-    println!("   The first to arrive created Bob's side of the session and used up his one-time");
-    println!("   prekey; the other two carry the same setup and land in the same session.");
+    println!("   The first to arrive created Bob's side of the session and used up the one-time");
     println!(
-        "   Bob's one-time prekeys left: {}\n",
-        bob.account.one_time_prekeys().count()
+        "   prekey and the one-time post-quantum prekey of the bundle; the other two carry the"
+    );
+    println!("   same setup and land in the same session.");
+    println!(
+        "   Bob has {} one-time prekeys and {} one-time post-quantum prekeys left.\n",
+        bob.account.one_time_prekeys().count(),
+        bob.account.one_time_kem_prekeys().count()
     );
 
     // 5. A copy of a message delivered again is refused.
@@ -204,8 +224,9 @@ fn main() -> Result<()> {
         bob.record.mark_verified(&alice.account.identity_key())?;
     }
     println!(
-        "   Both mark each other verified: {:?}\n",
-        alice.record.peer().map(|p| p.trust())
+        "   Both mark each other verified. Alice's app: Bob is {}; Bob's app: Alice is {}.\n",
+        trust(alice.record.peer().ok_or("no peer")?.trust()),
+        trust(bob.record.peer().ok_or("no peer")?.trust())
     );
 
     // 10. Alice sends a file: sealed once, uploaded anywhere; only the pointer (with the key)
@@ -310,15 +331,13 @@ fn main() -> Result<()> {
             println!("    ratchetbox refuses to use it silently: {change}");
             println!("    Old safety number: {old}");
             println!("    New safety number: {new}");
+            let before = alice.record.peer().ok_or("no peer")?.trust();
             alice.record.accept_identity_change(&change)?;
+            let after = alice.record.peer().ok_or("no peer")?.trust();
             println!(
-                "    Alice accepts the change after asking Bob; her trust drops from Verified to {:?}.",
-                alice
-                    .record
-                    .peer()
-                    .map(|p| p.trust())
-                    .unwrap_or(Trust::Changed)
+                "    Alice accepts the change after asking Bob. Her app's trust in Bob's key:"
             );
+            println!("    before: {}; after: {}.", trust(before), trust(after));
         }
         other => return Err(format!("a key change must be reported, got {other:?}").into()),
     }

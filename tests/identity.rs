@@ -64,7 +64,15 @@ fn responder_side_a_new_identity_is_reported_not_installed() {
         &pair.alice.account.identity_key(),
     )
     .unwrap();
+    let expected_new = SafetyNumber::new(
+        b"bob",
+        &pair.bob.account.identity_key(),
+        b"alice",
+        &new_alice.identity_key(),
+    )
+    .unwrap();
     assert_eq!(old.display(), expected_old.display());
+    assert_eq!(new.display(), expected_new.display());
     assert_ne!(old.display(), new.display());
 
     // The user accepts: the key is replaced, trust drops to Changed, old sessions are gone.
@@ -104,7 +112,30 @@ fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
     };
     assert_eq!(before, pair.alice.record.to_bytes(), "nothing changed");
     assert_eq!(change.previous().trust(), Trust::Verified);
+    assert_eq!(change.previous().key(), pair.bob.account.identity_key());
     assert_eq!(change.new_key(), new_bob.account.identity_key());
+
+    // The old and new safety numbers, for the warning screen (from Alice's point of view).
+    let (old, new) = change
+        .safety_numbers(b"alice", &pair.alice.account.identity_key(), b"bob")
+        .unwrap();
+    let expected_old = SafetyNumber::new(
+        b"alice",
+        &pair.alice.account.identity_key(),
+        b"bob",
+        &pair.bob.account.identity_key(),
+    )
+    .unwrap();
+    let expected_new = SafetyNumber::new(
+        b"alice",
+        &pair.alice.account.identity_key(),
+        b"bob",
+        &new_bob.account.identity_key(),
+    )
+    .unwrap();
+    assert_eq!(old.display(), expected_old.display());
+    assert_eq!(new.display(), expected_new.display());
+    assert_ne!(old.display(), new.display());
 
     pair.alice.record.accept_identity_change(&change).unwrap();
     assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Changed);
@@ -166,4 +197,56 @@ fn trust_survives_persistence() {
     pair.bob.persist_and_restore();
     assert_eq!(pair.bob.record.peer().unwrap().trust(), Trust::Verified);
     pair.exchange(Side::Alice, b"still works");
+}
+
+#[test]
+fn first_use_trust_survives_persistence() {
+    let mut pair = Pair::established(6);
+    pair.alice.persist_and_restore();
+    pair.bob.persist_and_restore();
+    for (peer, key) in [
+        (&pair.alice, pair.bob.account.identity_key()),
+        (&pair.bob, pair.alice.account.identity_key()),
+    ] {
+        let view = peer.record.peer().expect("restored with the peer");
+        assert_eq!((view.key(), view.trust()), (key, Trust::FirstUse));
+    }
+    pair.exchange(Side::Bob, b"still works");
+}
+
+#[test]
+fn changed_trust_survives_persistence() {
+    let mut pair = Pair::established(7);
+    pair.alice
+        .record
+        .mark_verified(&pair.bob.account.identity_key())
+        .unwrap();
+    let mut new_bob = Peer::new(&mut pair.rng, SessionConfig::default());
+    let bundle = new_bob.account.prekey_bundle(None, None).unwrap();
+    let Err(SetupError::IdentityChanged(change)) =
+        pair.alice
+            .record
+            .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+    else {
+        panic!("expected an identity change");
+    };
+    pair.alice.record.accept_identity_change(&change).unwrap();
+
+    pair.alice.persist_and_restore();
+    let view = pair.alice.record.peer().expect("restored with the peer");
+    assert_eq!(
+        (view.key(), view.trust()),
+        (new_bob.account.identity_key(), Trust::Changed)
+    );
+    // The restored record works with the new key: Alice starts a session and Bob decrypts.
+    pair.alice
+        .record
+        .initiate(&mut pair.rng, &pair.alice.account, &bundle)
+        .unwrap();
+    let wire = pair
+        .alice
+        .record
+        .encrypt(&mut pair.rng, b"after restore")
+        .unwrap();
+    assert_eq!(new_bob.decrypt(&wire, T0).unwrap(), b"after restore");
 }

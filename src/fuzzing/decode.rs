@@ -4,6 +4,7 @@
 
 use alloc::vec::Vec;
 use core::fmt::Debug;
+use std::sync::OnceLock;
 
 use prost::encoding::{WireType, encode_key, encode_varint};
 
@@ -12,7 +13,8 @@ use crate::attachment::{AttachmentPointer, RandomAccess};
 use crate::content::{decode_padded, encode_padded};
 use crate::wire::message::Message;
 use crate::{
-    Account, PQXDH_MESSAGE_VERSION, PreKeyBundle, Session, SessionRecord, StorageKey, VERSION,
+    Account, PQXDH_MESSAGE_VERSION, PreKeyBundle, Session, SessionConfig, SessionRecord,
+    SetupError, StorageKey, Trust, VERSION,
 };
 
 /// The round-trip property for a type with equality: `decode(data) = v`,
@@ -62,11 +64,105 @@ fn round_trip_bytes<T, E>(
     Some(value)
 }
 
-/// `PreKeyBundle::from_bytes` on arbitrary bytes. Also checks the signature of whatever
-/// decodes (it must not panic, whatever the key and signature bytes).
+/// The account that starts sessions from the fuzzed bundles: fixed, created once.
+fn bundle_initiator() -> &'static Account {
+    static INITIATOR: OnceLock<Account> = OnceLock::new();
+    INITIATOR.get_or_init(|| Account::new(&mut super::rng(0x0b0d_1e00), super::T0))
+}
+
+/// `PreKeyBundle::from_bytes` on arbitrary bytes. Whatever decodes has its signed prekey's
+/// and KEM prekey's signatures checked (neither may panic, whatever the key and signature
+/// bytes), and a fixed account starts a session from it (`SessionRecord::initiate`), once
+/// with classical setups refused (the default) and once allowed:
+///
+/// - a session is created only from a bundle that is not the account's own, whose signed
+///   prekey verifies, and whose KEM prekey verifies or, with classical setups allowed, is
+///   absent (so a classical bundle is refused by default);
+/// - a bundle with a KEM prekey is always used for PQXDH: the session is post-quantum and its
+///   first message is an initial message with a post-quantum setup, from the account; the
+///   classical setting makes no difference to such a bundle (same outcome, same bytes);
+/// - a refusal is an error that the bundle explains (`LowOrderKey` only once the signatures
+///   have passed), and leaves the record empty.
 pub fn prekey_bundle(data: &[u8]) {
-    if let Some(bundle) = round_trip_eq(data, PreKeyBundle::from_bytes, PreKeyBundle::to_bytes) {
-        let _ = bundle.signed_prekey().verify(&bundle.identity_key());
+    let Some(bundle) = round_trip_eq(data, PreKeyBundle::from_bytes, PreKeyBundle::to_bytes) else {
+        return;
+    };
+    let identity = bundle.identity_key();
+    let signed_ok = bundle.signed_prekey().verify(&identity);
+    let kem_ok = bundle.kem_prekey().map(|kem| kem.verify(&identity));
+    let account = bundle_initiator();
+    let own = identity == account.identity_key();
+
+    let mut outcomes = Vec::with_capacity(2);
+    for allow_classical in [false, true] {
+        let acceptable = !own
+            && signed_ok
+            && match kem_ok {
+                Some(verified) => verified,
+                None => allow_classical,
+            };
+        let config = SessionConfig::default().with_classical_setup_allowed(allow_classical);
+        let mut record = SessionRecord::with_config(config);
+        let empty = record.to_bytes();
+        // The same randomness for both settings.
+        let mut rng = super::rng(data.len() as u64);
+        let outcome = match record.initiate(&mut rng, account, &bundle) {
+            Ok(()) => {
+                assert!(
+                    acceptable,
+                    "a session from a bundle that must be refused (own: {own}, signed prekey \
+                     verifies: {signed_ok}, KEM prekey verifies: {kem_ok:?}, classical allowed: \
+                     {allow_classical})"
+                );
+                let session = record.session().expect("initiate installs a session");
+                assert_eq!(
+                    session.is_post_quantum(),
+                    kem_ok.is_some(),
+                    "PQXDH exactly when the bundle has a KEM prekey"
+                );
+                let peer = record.peer().expect("initiate records the peer");
+                assert_eq!((peer.key(), peer.trust()), (identity, Trust::FirstUse));
+                let wire = record
+                    .encrypt(&mut rng, b"first")
+                    .expect("a new session encrypts");
+                let message = Message::from_bytes(&wire).expect("a sent message decodes");
+                assert!(message.is_initial());
+                assert_eq!(message.is_post_quantum(), kem_ok.is_some());
+                assert_eq!(message.sender_identity(), Some(account.identity_key()));
+                Ok(wire)
+            }
+            Err(error) => {
+                assert_eq!(
+                    record.to_bytes(),
+                    empty,
+                    "a refused setup ({error:?}) changed the record"
+                );
+                let explained = match &error {
+                    SetupError::OwnBundle => own,
+                    SetupError::BadSignature => !signed_ok,
+                    SetupError::BadKemSignature => kem_ok == Some(false),
+                    SetupError::ClassicalSetupRefused => kem_ok.is_none() && !allow_classical,
+                    // Possible with valid signatures: the one-time prekey is not signed.
+                    SetupError::LowOrderKey => acceptable,
+                    // The record is new: there is no previous identity.
+                    SetupError::IdentityChanged(_) => false,
+                };
+                assert!(
+                    explained,
+                    "{error:?} for a bundle with own: {own}, signed prekey verifies: \
+                     {signed_ok}, KEM prekey verifies: {kem_ok:?}, classical allowed: \
+                     {allow_classical}"
+                );
+                Err(error)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    if kem_ok.is_some() {
+        assert_eq!(
+            outcomes[0], outcomes[1],
+            "allowing classical setups changed the outcome for a bundle with a KEM prekey"
+        );
     }
 }
 
