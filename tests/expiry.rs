@@ -6,8 +6,8 @@ mod common;
 use common::{Pair, Side, T0, pb};
 use proptest::prelude::*;
 use ratchetbox::{
-    Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryError, ExpiryTimer,
-    MAX_TIMER_SECS, SessionConfig, TimerChange, Timestamp,
+    Content, ContentError, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryError,
+    ExpiryTimer, MAX_TIMER_SECS, SessionConfig, TimerChange, Timestamp,
 };
 
 fn t(secs: u64) -> Timestamp {
@@ -175,36 +175,103 @@ fn invalid_timer_changes_are_refused_without_changing_anything() {
         }))
     );
     assert_eq!(before, pair.alice.snapshot());
+}
 
-    // A peer at the last version: Bob adopts it, and can no longer change the timer.
+/// Alice's client encrypts content carrying any timer it likes, as a modified client could.
+fn crafted_timer(pair: &mut Pair, seconds: u32, version: u32) -> Vec<u8> {
     let content = pb::Content {
         body: vec![],
         attachments: vec![],
-        timer: Some(pb::DisappearingTimer {
-            seconds: 60,
-            version: u32::MAX,
-        }),
+        timer: Some(pb::DisappearingTimer { seconds, version }),
         sent_at: 0,
     };
-    let wire = pair
-        .alice
+    pair.alice
         .record
         .encrypt(&mut pair.rng, &pb::padded_content(&content))
-        .unwrap();
-    receive(&mut pair, Side::Bob, &wire, t(1));
+        .unwrap()
+}
+
+#[test]
+fn a_version_of_2_pow_32_minus_1_is_invalid_metadata_and_changes_nothing() {
+    let mut pair = Pair::established(6);
+    let update = set(&mut pair, Side::Bob, 300, t(0)); // Bob's setting: (300, 1)
+    receive(&mut pair, Side::Alice, &update, t(0));
+    for seconds in [60, 0] {
+        let wire = crafted_timer(&mut pair, seconds, u32::MAX);
+        let before = pair.bob.snapshot();
+        let error = pair
+            .bob
+            .record
+            .receive(&mut pair.bob.account, &wire, t(1))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DecryptError::InvalidContent(ContentError::Expiry(ExpiryError::VersionOverflow {
+                version: u32::MAX,
+                max: u32::MAX - 1,
+            })),
+            "{seconds} s"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the message decrypted but its content is invalid: the disappearing-message \
+             timer version 4294967295 is too large (the largest allowed is 4294967294)"
+        );
+        assert_eq!(before, pair.bob.snapshot(), "{seconds} s");
+    }
+    // Bob's setting is untouched and he can still change it.
     assert_eq!(
         pair.bob.record.expiry_timer(),
-        ExpiryTimer::new(60, u32::MAX).unwrap()
+        ExpiryTimer::new(300, 1).unwrap()
     );
-    let before = pair.bob.snapshot();
-    assert_eq!(
-        pair.bob
-            .record
-            .set_expiry_timer(&mut pair.rng, 30, t(2))
-            .err(),
-        Some(EncryptError::InvalidTimer(ExpiryError::VersionExhausted))
-    );
-    assert_eq!(before, pair.bob.snapshot());
+    let update = pair
+        .bob
+        .record
+        .set_expiry_timer(&mut pair.rng, 30, t(2))
+        .unwrap();
+    assert_eq!(update.timer(), ExpiryTimer::new(30, 2).unwrap());
+    receive(&mut pair, Side::Alice, update.wire(), t(2));
+    assert_eq!(pair.alice.record.expiry_timer(), update.timer());
+}
+
+#[test]
+fn the_last_version_is_adopted_but_never_exceeded() {
+    let last = ExpiryTimer::MAX_VERSION;
+    assert_eq!(last, u32::MAX - 1);
+    let mut pair = Pair::established(16);
+    // A peer one below the last version: adopted, and the next change reaches the last one.
+    let wire = crafted_timer(&mut pair, 60, last - 1);
+    receive(&mut pair, Side::Bob, &wire, t(1));
+    let update = pair
+        .bob
+        .record
+        .set_expiry_timer(&mut pair.rng, 30, t(2))
+        .unwrap();
+    assert_eq!(update.timer(), ExpiryTimer::new(30, last).unwrap());
+    receive(&mut pair, Side::Alice, update.wire(), t(2));
+    assert_eq!(pair.alice.record.expiry_timer(), update.timer());
+
+    // At the last version the timer can no longer change, on either side, and nothing of the
+    // failed change is kept: no version 2^32 - 1 is ever produced.
+    for side in [Side::Alice, Side::Bob] {
+        let rng = &mut pair.rng;
+        let peer = match side {
+            Side::Alice => &mut pair.alice,
+            Side::Bob => &mut pair.bob,
+        };
+        let before = peer.snapshot();
+        assert_eq!(
+            peer.record.set_expiry_timer(rng, 10, t(3)).err(),
+            Some(EncryptError::InvalidTimer(ExpiryError::VersionExhausted)),
+            "{side:?}"
+        );
+        assert_eq!(before, peer.snapshot(), "{side:?}");
+    }
+    // Messages keep flowing with the last setting.
+    let wire = send(&mut pair, Side::Bob, "still here", t(4));
+    let received = receive(&mut pair, Side::Alice, &wire, t(4));
+    assert_eq!(received.timer(), ExpiryTimer::new(30, last).unwrap());
+    assert_eq!(received.timer_change(), TimerChange::Unchanged);
 }
 
 #[test]
