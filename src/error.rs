@@ -278,6 +278,18 @@ pub enum ExpiryError {
     /// The version counter reached its maximum; the timer can no longer change.
     #[error("the disappearing-message timer version is exhausted")]
     VersionExhausted,
+    /// The version is above [`ExpiryTimer::MAX_VERSION`](crate::ExpiryTimer::MAX_VERSION),
+    /// that is, 2^32 - 1. No valid timer carries it, so adding one to a valid version never
+    /// overflows.
+    #[error(
+        "the disappearing-message timer version {version} is too large (the largest allowed is {max})"
+    )]
+    VersionOverflow {
+        /// The version.
+        version: u32,
+        /// The largest allowed version.
+        max: u32,
+    },
 }
 
 /// The content of a decrypted message is not valid.

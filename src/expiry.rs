@@ -10,6 +10,12 @@
 //! peers that have applied the same updates, in any order and with any duplicates, hold the
 //! same setting.
 //!
+//! Versions go up to [`ExpiryTimer::MAX_VERSION`] (2^32 - 2); a received timer with a higher
+//! version is invalid metadata and the message is rejected. A setting at `MAX_VERSION` can no
+//! longer be changed. Honest peers add one per change and never get there, but the order has
+//! a top: a peer that sends `MAX_VERSION` pins the setting (as it could override any change
+//! by answering with a higher version anyway).
+//!
 //! What this guarantees, and what it does not: the setting is end-to-end encrypted and
 //! authenticated, honest clients agree on it, and ratchetbox erases its own keys on schedule
 //! (see [`SessionRecord::prune`](crate::SessionRecord::prune)). Deleting messages is the app's
@@ -26,14 +32,16 @@ pub const MAX_TIMER_SECS: u32 = 365 * 24 * 60 * 60;
 
 /// A disappearing-message timer and its version.
 ///
-/// `seconds == 0` means off. Valid timers: off with any version, or 1 to
-/// [`MAX_TIMER_SECS`] seconds with a version of at least 1.
+/// `seconds == 0` means off. Valid timers: off with a version of at most
+/// [`MAX_VERSION`](Self::MAX_VERSION), or 1 to [`MAX_TIMER_SECS`] seconds with a version from
+/// 1 to [`MAX_VERSION`](Self::MAX_VERSION).
 ///
 /// ```
 /// use ratchetbox::ExpiryTimer;
 /// let hour = ExpiryTimer::new(3600, 1)?;
 /// assert_eq!(hour.seconds(), 3600);
 /// assert!(ExpiryTimer::new(3600, 0).is_err()); // a timer needs a version
+/// assert!(ExpiryTimer::new(3600, u32::MAX).is_err()); // above MAX_VERSION
 /// # Ok::<(), ratchetbox::ExpiryError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -49,6 +57,12 @@ impl ExpiryTimer {
         version: 0,
     };
 
+    /// The largest valid version, 2^32 - 2. Version 2^32 - 1 is invalid (received, it is
+    /// rejected with [`ExpiryError::VersionOverflow`]), so `version + 1` of a valid timer
+    /// always fits in 32 bits. Once the setting is at this version it can no longer be changed
+    /// ([`ExpiryError::VersionExhausted`]).
+    pub const MAX_VERSION: u32 = u32::MAX - 1;
+
     /// A timer of `seconds` (0 = off) with `version`, validated.
     pub fn new(seconds: u32, version: u32) -> Result<Self, ExpiryError> {
         if seconds > MAX_TIMER_SECS {
@@ -59,6 +73,12 @@ impl ExpiryTimer {
         }
         if seconds > 0 && version == 0 {
             return Err(ExpiryError::TimerWithoutVersion { seconds });
+        }
+        if version > Self::MAX_VERSION {
+            return Err(ExpiryError::VersionOverflow {
+                version,
+                max: Self::MAX_VERSION,
+            });
         }
         Ok(Self { seconds, version })
     }
@@ -105,13 +125,14 @@ impl ExpiryTimer {
         }
     }
 
-    /// The timer that replaces this one when the user changes it to `seconds`.
+    /// The timer that replaces this one when the user changes it to `seconds`: the version
+    /// goes up by one, and never beyond [`MAX_VERSION`](Self::MAX_VERSION).
     pub(crate) fn changed_to(self, seconds: u32) -> Result<Self, ExpiryError> {
-        let version = self
-            .version
-            .checked_add(1)
-            .ok_or(ExpiryError::VersionExhausted)?;
-        Self::new(seconds, version)
+        if self.version >= Self::MAX_VERSION {
+            return Err(ExpiryError::VersionExhausted);
+        }
+        // `self.version < MAX_VERSION < u32::MAX`: no overflow.
+        Self::new(seconds, self.version + 1)
     }
 }
 
@@ -178,9 +199,43 @@ mod tests {
                 max: MAX_TIMER_SECS
             })
         );
-        assert!(ExpiryTimer::new(MAX_TIMER_SECS, u32::MAX).is_ok());
-        let last = ExpiryTimer::new(60, u32::MAX).unwrap();
+        assert!(ExpiryTimer::new(MAX_TIMER_SECS, ExpiryTimer::MAX_VERSION).is_ok());
+        assert!(ExpiryTimer::new(0, ExpiryTimer::MAX_VERSION).is_ok());
+        for seconds in [0, 60, MAX_TIMER_SECS] {
+            assert_eq!(
+                ExpiryTimer::new(seconds, u32::MAX),
+                Err(ExpiryError::VersionOverflow {
+                    version: u32::MAX,
+                    max: u32::MAX - 1
+                }),
+                "{seconds} s"
+            );
+        }
+        // Out of range wins over the other checks.
+        assert!(matches!(
+            ExpiryTimer::new(u32::MAX, u32::MAX),
+            Err(ExpiryError::TimerOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn changes_count_up_to_the_last_version_and_never_produce_an_invalid_one() {
+        let before_last = ExpiryTimer::new(60, ExpiryTimer::MAX_VERSION - 1).unwrap();
+        let last = before_last.changed_to(30).unwrap();
+        assert_eq!(
+            last,
+            ExpiryTimer::new(30, ExpiryTimer::MAX_VERSION).unwrap()
+        );
         assert_eq!(last.changed_to(30), Err(ExpiryError::VersionExhausted));
+        assert_eq!(last.changed_to(0), Err(ExpiryError::VersionExhausted));
+        assert_eq!(
+            ExpiryTimer::OFF.changed_to(5),
+            Ok(ExpiryTimer::new(5, 1).unwrap())
+        );
+        assert!(matches!(
+            ExpiryTimer::OFF.changed_to(MAX_TIMER_SECS + 1),
+            Err(ExpiryError::TimerOutOfRange { .. })
+        ));
     }
 
     #[test]

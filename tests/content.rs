@@ -103,6 +103,63 @@ fn reject_crafted(pair: &mut Pair, plaintext: &[u8]) -> DecryptError {
     error
 }
 
+/// A varint as protobuf writes it.
+fn varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// `valid_content()` with a timer of `seconds` whose version is written as the varint
+/// `version`, which may not fit in the field's 32 bits; padded.
+fn content_with_raw_timer(seconds: u32, version: u64) -> Vec<u8> {
+    let mut timer = vec![0x08]; // field 1, varint
+    varint(u64::from(seconds), &mut timer);
+    timer.push(0x10); // field 2, varint
+    varint(version, &mut timer);
+    let mut out = vec![0x01, 0x0a, 0x02, b'h', b'i', 0x1a]; // version, body "hi", field 3
+    varint(timer.len() as u64, &mut out);
+    out.extend_from_slice(&timer);
+    out.extend_from_slice(&[0x20, 0x01]); // sent_at 1
+    let target = pb::padme((out.len() as u64 + 1).max(256)) as usize;
+    out.push(0x80);
+    out.resize(target, 0);
+    out
+}
+
+#[test]
+fn a_version_varint_above_32_bits_is_rejected_or_read_as_its_low_32_bits() {
+    let mut pair = Pair::established(7);
+    // The hand encoding agrees with the crate's for a version that fits.
+    let mut c = valid_content();
+    c.timer = Some(pb::DisappearingTimer {
+        seconds: 60,
+        version: 5,
+    });
+    assert_eq!(content_with_raw_timer(60, 5), pb::padded_content(&c));
+
+    // 2^32 + 2^31 is five varint bytes, as is 2^31: the length check cannot tell them apart,
+    // so the authenticated content is read as version 2^31 (another spelling of a valid
+    // version, as section 2 allows; the sender could have sent 2^31 directly).
+    let wire = pair
+        .alice
+        .record
+        .encrypt(
+            &mut pair.rng,
+            &content_with_raw_timer(60, (1 << 32) + (1 << 31)),
+        )
+        .unwrap();
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, &wire, T0)
+        .unwrap();
+    assert_eq!(received.timer(), ExpiryTimer::new(60, 1 << 31).unwrap());
+    assert_eq!(pair.bob.record.expiry_timer(), received.timer());
+}
+
 fn valid_content() -> pb::Content {
     pb::Content {
         body: b"hi".to_vec(),
@@ -171,6 +228,46 @@ fn invalid_content_is_rejected_with_state_unchanged() {
             ratchetbox::ExpiryError::TimerOutOfRange {
                 seconds: ratchetbox::MAX_TIMER_SECS + 1,
                 max: ratchetbox::MAX_TIMER_SECS
+            }
+        ))
+    );
+
+    // Version 2^32 - 1, whether the timer is on or off.
+    for seconds in [60, 0] {
+        c.timer = Some(pb::DisappearingTimer {
+            seconds,
+            version: u32::MAX,
+        });
+        assert_eq!(
+            reject_crafted(&mut pair, &pb::padded_content(&c)),
+            invalid(ContentError::Expiry(
+                ratchetbox::ExpiryError::VersionOverflow {
+                    version: u32::MAX,
+                    max: ExpiryTimer::MAX_VERSION
+                }
+            ))
+        );
+    }
+
+    // A version varint of 2^32 or more: protobuf keeps the low 32 bits, and when those encode
+    // shorter the canonical-length rule rejects the content (section 2).
+    for version in [1 << 32, (1 << 32) + 1, (1 << 32) + 300, u64::MAX] {
+        assert_eq!(
+            reject_crafted(&mut pair, &content_with_raw_timer(60, version)),
+            invalid(ContentError::Decode(DecodeError::NonCanonical {
+                object: "Content"
+            })),
+            "version {version:#x}"
+        );
+    }
+    // When they encode just as long, the value is read as its low 32 bits, which are
+    // validated like any version: here 2^32 - 1.
+    assert_eq!(
+        reject_crafted(&mut pair, &content_with_raw_timer(60, (1 << 33) - 1)),
+        invalid(ContentError::Expiry(
+            ratchetbox::ExpiryError::VersionOverflow {
+                version: u32::MAX,
+                max: ExpiryTimer::MAX_VERSION
             }
         ))
     );

@@ -6,9 +6,16 @@
 //! how many ratchet turns ago a chain was: a late message from any earlier chain decrypts
 //! while its key is in the store.
 //!
+//! Each key carries the time it was stored: the `now` of the decryption that skipped it,
+//! exactly as the app reported it, never a later time. Pruning by age compares each key's own
+//! time, so a clock that jumped ahead once does not keep later keys alive, and a clock that
+//! went back only makes the keys stored meanwhile look older. Because the app's clock can go
+//! back, these times need not grow in insertion order: eviction follows insertion order,
+//! pruning scans every key.
+//!
 //! The store also remembers, for the current receiving chain and the last
 //! [`HISTORY_LEN`] finished ones, how long each chain was and below which counter its keys
-//! were evicted, so a missing key can be reported as a duplicate or as expired.
+//! were evicted or pruned, so a missing key can be reported as a duplicate or as expired.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -37,6 +44,7 @@ struct Slot {
     /// Boxed so that the key stays in one place (and is zeroized there) when the map grows.
     key: Box<MessageKey>,
     seq: u64,
+    /// The `now` of the insert that stored the key.
     stored_at: Timestamp,
 }
 
@@ -69,9 +77,6 @@ pub(crate) struct SkippedKeys {
     /// replaced by a later slot with another `seq`) are stale and skipped.
     order: VecDeque<(SlotId, u64)>,
     next_seq: u64,
-    /// The largest `stored_at` so far: timestamps are kept non-decreasing in insertion order
-    /// even if the app's clock goes backwards, so pruning by age removes a prefix.
-    latest_stored_at: Timestamp,
     max_keys: usize,
     current: Option<ChainRecord>,
     /// Finished chains, oldest first, at most `HISTORY_LEN`.
@@ -84,7 +89,6 @@ impl SkippedKeys {
             slots: HashMap::new(),
             order: VecDeque::new(),
             next_seq: 0,
-            latest_stored_at: Timestamp::EPOCH,
             max_keys,
             current: None,
             history: VecDeque::new(),
@@ -106,12 +110,11 @@ impl SkippedKeys {
         self.compact_if_sparse();
     }
 
-    /// Adds keys (in chain order), evicting the oldest keys beyond the bound.
+    /// Adds keys (in chain order) stored at `now`, evicting the oldest keys beyond the bound.
     pub(crate) fn insert(&mut self, keys: PendingKeys, now: Timestamp) {
         if keys.is_empty() {
             return;
         }
-        self.latest_stored_at = self.latest_stored_at.max(now);
         for (id, key) in keys {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -121,67 +124,51 @@ impl SkippedKeys {
                 Slot {
                     key: Box::new(key),
                     seq,
-                    stored_at: self.latest_stored_at,
+                    stored_at: now,
                 },
             );
         }
         while self.slots.len() > self.max_keys {
-            if self.pop_oldest().is_none() {
+            if !self.pop_oldest() {
                 break;
             }
         }
         self.compact_if_sparse();
     }
 
-    /// Removes the oldest live key, returning when it was stored.
-    fn pop_oldest(&mut self) -> Option<Timestamp> {
+    /// Removes the oldest live key (by insertion); returns whether there was one.
+    fn pop_oldest(&mut self) -> bool {
         while let Some((id, seq)) = self.order.pop_front() {
             if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
-                let slot = self.slots.remove(&id)?;
-                self.note_evicted(&id);
-                return Some(slot.stored_at);
+                self.slots.remove(&id);
+                note_evicted(&mut self.current, &mut self.history, &id);
+                return true;
             }
         }
-        None
+        false
     }
 
-    fn oldest_live(&mut self) -> Option<&Slot> {
-        while let Some((id, seq)) = self.order.front().copied() {
-            if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
-                return self.slots.get(&id);
-            }
-            self.order.pop_front();
-        }
-        None
-    }
-
-    /// Drops every key stored before `cutoff`; returns how many.
+    /// Drops every key stored before `cutoff`; returns how many. Stored times need not grow
+    /// in insertion order (the clock may have gone back), so this looks at every key: O(n)
+    /// in the number of stored keys, which is bounded by the session's limit.
     pub(crate) fn prune_stored_before(&mut self, cutoff: Timestamp) -> usize {
-        let mut pruned = 0;
-        while self
-            .oldest_live()
-            .is_some_and(|slot| slot.stored_at < cutoff)
-        {
-            self.pop_oldest();
-            pruned += 1;
-        }
+        let before = self.slots.len();
+        let Self {
+            slots,
+            current,
+            history,
+            ..
+        } = self;
+        slots.retain(|id, slot| {
+            let keep = slot.stored_at >= cutoff;
+            if !keep {
+                note_evicted(current, history, id);
+            }
+            keep
+        });
+        let pruned = before - self.slots.len();
         self.compact_if_sparse();
         pruned
-    }
-
-    fn note_evicted(&mut self, id: &SlotId) {
-        let below = id.counter.saturating_add(1);
-        let record = match &mut self.current {
-            Some(c) if c.ratchet_key == id.ratchet_key => Some(c),
-            _ => self
-                .history
-                .iter_mut()
-                .rev()
-                .find(|c| c.ratchet_key == id.ratchet_key),
-        };
-        if let Some(record) = record {
-            record.evicted_below = record.evicted_below.max(below);
-        }
     }
 
     /// Keeps `order` within a constant factor of the live keys.
@@ -298,15 +285,9 @@ impl SkippedKeys {
                     reason: "not a non-empty multiple of 32 bytes",
                 });
             }
+            // Runs are in storage order; their times need not grow (the clock may have gone
+            // back), so any order of times is valid.
             let stored_at = Timestamp::from_unix_secs(run.stored_at);
-            if stored_at < store.latest_stored_at {
-                return Err(DecodeError::InvalidValue {
-                    object: RUN,
-                    field: "stored_at",
-                    reason: "runs are not in storage order",
-                });
-            }
-            store.latest_stored_at = stored_at;
             for (i, key) in run.message_keys.chunks_exact(KEY_LEN).enumerate() {
                 let counter = u32::try_from(i)
                     .ok()
@@ -376,6 +357,26 @@ impl SkippedKeys {
             evicted_below,
         });
         Ok(store)
+    }
+}
+
+/// Raises the watermark of the key's chain (if the store remembers it) above the key, which
+/// was evicted or pruned.
+fn note_evicted(
+    current: &mut Option<ChainRecord>,
+    history: &mut VecDeque<ChainRecord>,
+    id: &SlotId,
+) {
+    let below = id.counter.saturating_add(1);
+    let record = match current {
+        Some(c) if c.ratchet_key == id.ratchet_key => Some(c),
+        _ => history
+            .iter_mut()
+            .rev()
+            .find(|c| c.ratchet_key == id.ratchet_key),
+    };
+    if let Some(record) = record {
+        record.evicted_below = record.evicted_below.max(below);
     }
 }
 
@@ -467,16 +468,116 @@ mod tests {
         }
     }
 
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs)
+    }
+
+    fn stored(store: &SkippedKeys, chain: u8, counters: core::ops::Range<u32>) -> Vec<bool> {
+        counters
+            .map(|c| store.get(&id(chain, c)).is_some())
+            .collect()
+    }
+
     #[test]
-    fn prune_removes_a_prefix_by_age_even_if_the_clock_went_back() {
+    fn a_far_future_reading_does_not_keep_later_keys_alive() {
         let mut store = SkippedKeys::new(100);
-        store.insert(vec_keys(3, 0), Timestamp::from_unix_secs(100));
-        // The clock went back: these keys are stamped 100, not 50.
-        store.insert(vec_keys(3, 3), Timestamp::from_unix_secs(50));
-        store.insert(vec_keys(3, 6), Timestamp::from_unix_secs(200));
-        assert_eq!(store.prune_stored_before(Timestamp::from_unix_secs(101)), 6);
+        store.insert(vec_keys(3, 0), Timestamp::MAX);
+        // The clock is back to normal: these keys carry 100 and 200, not Timestamp::MAX.
+        store.insert(vec_keys(3, 3), at(100));
+        store.insert(vec_keys(3, 6), at(200));
+        assert_eq!(store.prune_stored_before(at(100)), 0);
+        assert_eq!(store.prune_stored_before(at(101)), 3);
+        assert_eq!(
+            stored(&store, 3, 0..9),
+            [[true; 3], [false; 3], [true; 3]].concat()
+        );
+        assert_eq!(store.prune_stored_before(at(201)), 3);
+        assert_eq!(
+            stored(&store, 3, 0..9),
+            [true, true, true, false, false, false, false, false, false]
+        );
+        // Keys stored while the clock read Timestamp::MAX carry that time.
+        assert_eq!(store.prune_stored_before(Timestamp::MAX), 0);
         assert_eq!(store.len(), 3);
-        assert!(store.get(&id(3, 6)).is_some());
+    }
+
+    #[test]
+    fn after_the_clock_went_back_each_key_is_pruned_by_its_own_time() {
+        let mut store = SkippedKeys::new(100);
+        store.insert(vec_keys(3, 0), at(100));
+        // The clock went back: these keys carry 50, not 100.
+        store.insert(vec_keys(3, 3), at(50));
+        store.insert(vec_keys(3, 6), at(200));
+        assert_eq!(store.prune_stored_before(at(50)), 0);
+        assert_eq!(store.prune_stored_before(at(51)), 3);
+        assert_eq!(
+            stored(&store, 3, 0..9),
+            [[true; 3], [false; 3], [true; 3]].concat()
+        );
+        assert_eq!(store.prune_stored_before(at(101)), 3);
+        assert_eq!(
+            stored(&store, 3, 0..9),
+            [false, false, false, false, false, false, true, true, true]
+        );
+        assert_eq!(store.prune_stored_before(at(u64::MAX)), 3);
+        assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn eviction_is_by_insertion_order_whatever_the_times() {
+        let mut store = SkippedKeys::new(6);
+        store.insert(vec_keys(1, 0), at(200));
+        store.insert(vec_keys(2, 0), at(100));
+        store.insert(vec_keys(3, 0), Timestamp::MAX);
+        // The first three, stored first, were evicted, although the next three are older.
+        assert_eq!(stored(&store, 1, 0..3), [false; 3]);
+        assert_eq!(stored(&store, 2, 0..3), [true; 3]);
+        assert_eq!(stored(&store, 3, 0..3), [true; 3]);
+        store.insert(vec_keys(4, 0), at(0));
+        assert_eq!(stored(&store, 2, 0..3), [false; 3]);
+        assert_eq!(store.len(), 6);
+    }
+
+    #[test]
+    fn pruning_keys_out_of_insertion_order_keeps_the_watermark_and_eviction_right() {
+        let mut store = SkippedKeys::new(8);
+        store.start_chain(id(1, 0).ratchet_key, 0);
+        store.insert(vec_keys(1, 0), at(200));
+        store.insert(vec_keys(1, 3), at(50)); // the clock went back
+        assert_eq!(store.prune_stored_before(at(100)), 3);
+        assert_eq!(stored(&store, 1, 0..6), [[true; 3], [false; 3]].concat());
+        // Missing keys up to the pruned ones count as expired (the keys still stored decrypt
+        // first; a duplicate among them would also be reported as expired).
+        assert_eq!(
+            store.classify_missing(&id(1, 0).ratchet_key, 5),
+            Missing::Expired
+        );
+        assert_eq!(
+            store.classify_missing(&id(1, 0).ratchet_key, 6),
+            Missing::Duplicate
+        );
+        // Eviction skips the pruned keys' stale order entries and still takes the oldest.
+        store.insert((6..12).map(|c| (id(1, c), key(0))).collect(), at(60));
+        assert_eq!(store.len(), 8);
+        assert_eq!(stored(&store, 1, 0..3), [false, true, true]);
+        assert_eq!(stored(&store, 1, 6..12), [true; 6]);
+    }
+
+    #[test]
+    fn stored_times_in_any_order_survive_persistence() {
+        let mut store = SkippedKeys::new(100);
+        store.insert(vec_keys(3, 0), Timestamp::MAX);
+        store.insert(vec_keys(3, 3), at(100));
+        store.insert(vec_keys(4, 0), at(0));
+        let (runs, history, current) = store.to_proto();
+        assert_eq!(
+            runs.iter().map(|r| r.stored_at).collect::<Vec<_>>(),
+            [u64::MAX, 100, 0]
+        );
+        let mut restored = SkippedKeys::from_proto(100, &runs, &history, None).unwrap();
+        assert!(restored.to_proto() == (runs, history, current));
+        assert_eq!(restored.prune_stored_before(at(101)), 6);
+        assert_eq!(stored(&restored, 3, 0..3), [true; 3]);
     }
 
     fn vec_keys(chain: u8, start: u32) -> PendingKeys {
