@@ -906,6 +906,238 @@ fn random_access_verifies_the_chunks_it_reads() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Failed calls leave no plaintext behind
+
+/// The same pointer claiming `len` plaintext bytes (a faulty sender). When `len` pads to the
+/// same length, every chunk still authenticates, and the plaintext bytes from `len` on sit
+/// where padding must be: non-zero padding.
+fn claiming_len(pointer: &AttachmentPointer, len: u64) -> AttachmentPointer {
+    fn varint(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    }
+    let bytes = pointer.to_bytes();
+    // Layout: 01 | 08 01 | 12 20 <key> | 18 <size varint> | 22 20 <digest> | ...
+    assert_eq!(bytes[37], 0x18, "the size field follows the key");
+    let old = varint(pointer.plaintext_len());
+    assert_eq!(&bytes[38..38 + old.len()], old.as_slice());
+    let mut edited = bytes[..38].to_vec();
+    edited.extend(varint(len));
+    edited.extend_from_slice(&bytes[38 + old.len()..]);
+    let claimed = AttachmentPointer::from_bytes(&edited).expect("pointer");
+    assert_eq!(claimed.plaintext_len(), len);
+    claimed
+}
+
+/// Fetches the sealed bytes of `range` and decrypts them with `RandomAccess::decrypt`;
+/// returns the result and the buffer as the call left it.
+fn decrypt_range(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+    range: std::ops::Range<u64>,
+) -> (Result<Vec<u8>, E>, Vec<u8>) {
+    let access =
+        RandomAccess::new(pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
+    let plan = access.plan(range).expect("plan");
+    let start = plan.sealed_offset() as usize;
+    let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+    let result = access.decrypt(&plan, &mut fetched).map(<[u8]>::to_vec);
+    (result, fetched)
+}
+
+fn assert_all_zero(buffer: &[u8], what: &str) {
+    assert!(!buffer.is_empty(), "{what}: the call had bytes to wipe");
+    if let Some(at) = buffer.iter().position(|&b| b != 0) {
+        panic!(
+            "{what}: byte {at} of {} is {:#04x}, the buffer must be all zero",
+            buffer.len(),
+            buffer[at]
+        );
+    }
+}
+
+#[test]
+fn a_chunk_that_fails_authentication_leaves_the_random_access_buffer_all_zero() {
+    let chunk = kib_chunks();
+    // Bytes 1..=255, never zero: a leaked plaintext byte cannot pass for a wiped one.
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 255) as u8 + 1).collect();
+    let (pointer, sealed) = sealed_with(81, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(
+        decrypt_range(&pointer, &sealed, 0..3000).0.expect("intact"),
+        data
+    );
+    for bad_chunk in [2u64, 1, 0] {
+        let (_, end) = chunk_bounds(&layout, bad_chunk);
+        let mut bad = sealed.clone();
+        bad[end - 1] ^= 1; // the chunk's tag
+        // The whole file, a range from inside chunk 0 to inside chunk 2, and the bad chunk.
+        for range in [0..3000, 500..2600, bad_chunk * 1024..bad_chunk * 1024 + 10] {
+            let what = format!("chunk {bad_chunk} flipped, range {range:?}");
+            let (result, buffer) = decrypt_range(&pointer, &bad, range.clone());
+            assert!(
+                matches!(result, Err(E::ChunkAuthentication { index }) if index == bad_chunk),
+                "{what}: {result:?}"
+            );
+            // Before the fix, the chunks before the bad one were left decrypted here.
+            assert_all_zero(&buffer, &what);
+        }
+    }
+}
+
+#[test]
+fn bad_padding_leaves_the_random_access_buffer_all_zero() {
+    let chunk = kib_chunks();
+    // One chunk: 200 bytes pad to 256, and so do 199. Claiming 199 puts data[199] = 200
+    // where padding must be zero.
+    let small: Vec<u8> = (1..=200u8).collect();
+    let (pointer, sealed) = sealed_with(82, &small, chunk);
+    let (result, buffer) = decrypt_range(&claiming_len(&pointer, 199), &sealed, 0..199);
+    assert!(
+        matches!(result, Err(E::BadPadding { index: 0 })),
+        "{result:?}"
+    );
+    // Before the fix, the failed chunk's plaintext was left here.
+    assert_all_zero(&buffer, "one chunk with non-zero padding");
+
+    // Three chunks: 3000 and 2999 bytes both pad to 3072; chunk 2 has the bad padding,
+    // after chunks 0 and 1 verified and were decrypted into the buffer.
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 255) as u8 + 1).collect();
+    let (pointer, sealed) = sealed_with(83, &data, chunk);
+    let claimed = claiming_len(&pointer, 2999);
+    for range in [0..2999, 1000..2100, 2048..2049] {
+        let what = format!("non-zero padding in chunk 2, range {range:?}");
+        let (result, buffer) = decrypt_range(&claimed, &sealed, range.clone());
+        assert!(
+            matches!(result, Err(E::BadPadding { index: 2 })),
+            "{what}: {result:?}"
+        );
+        assert_all_zero(&buffer, &what);
+    }
+    // A range that avoids the bad chunk is served.
+    assert_eq!(
+        decrypt_range(&claimed, &sealed, 0..2048)
+            .0
+            .expect("chunks 0 and 1"),
+        &data[..2048]
+    );
+}
+
+#[test]
+fn a_rejected_fetch_plan_leaves_the_random_access_buffer_untouched() {
+    let chunk = kib_chunks();
+    let data = pattern(3000);
+    let (pointer, sealed) = sealed_with(84, &data, chunk);
+    let access =
+        RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
+    let plan = access.plan(0..3000).expect("plan");
+    let start = plan.sealed_offset() as usize;
+    let fetched = &sealed[start..start + plan.sealed_len() as usize];
+    // One byte short (a truncated download): refused before anything is decrypted.
+    let mut short = fetched[..fetched.len() - 1].to_vec();
+    assert!(matches!(
+        access.decrypt(&plan, &mut short),
+        Err(E::InvalidRange { .. })
+    ));
+    assert_eq!(short, &fetched[..fetched.len() - 1]);
+    // A plan that is not this file's (the other pointer claims 2999 bytes; 0..3000 is
+    // past its end): refused too.
+    let forged = claiming_len(&pointer, 2999);
+    let forged_access =
+        RandomAccess::new(&forged, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
+    let mut buffer = fetched.to_vec();
+    assert!(matches!(
+        forged_access.decrypt(&plan, &mut buffer),
+        Err(E::InvalidRange { .. })
+    ));
+    assert_eq!(buffer, fetched);
+}
+
+/// Opens with `open_stream` (and, with `parallel`, `open_stream_parallel`) into a buffer;
+/// returns each result with what was written.
+fn open_streams_into(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+) -> Vec<(&'static str, Result<u64, E>, Vec<u8>)> {
+    let mut results = Vec::new();
+    let mut out = Vec::new();
+    let result = attachment::open_stream(
+        pointer,
+        &mut Trickle {
+            data: sealed,
+            step: 777,
+        },
+        &mut out,
+    );
+    results.push(("open_stream", result, out));
+    #[cfg(feature = "parallel")]
+    {
+        let mut out = Vec::new();
+        let result = attachment::open_stream_parallel(
+            pointer,
+            &mut Trickle {
+                data: sealed,
+                step: 777,
+            },
+            &mut out,
+        );
+        results.push(("open_stream_parallel", result, out));
+    }
+    results
+}
+
+#[test]
+fn a_failed_chunk_is_never_written_to_the_stream_output() {
+    let chunk = kib_chunks();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 255) as u8 + 1).collect();
+    let (pointer, sealed) = sealed_with(85, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let (start_of_2, end_of_2) = chunk_bounds(&layout, 2);
+    let mut flipped = sealed.clone();
+    flipped[end_of_2 - 1] ^= 1;
+    let claiming_2999 = claiming_len(&pointer, 2999);
+    let cases: [(&str, &AttachmentPointer, &[u8]); 3] = [
+        ("tag of chunk 2 flipped", &pointer, &flipped),
+        ("non-zero padding in chunk 2", &claiming_2999, &sealed),
+        (
+            "truncated inside chunk 2",
+            &pointer,
+            &sealed[..start_of_2 + 500],
+        ),
+    ];
+    for (what, pointer, input) in cases {
+        for (function, result, written) in open_streams_into(pointer, input) {
+            let err = result.expect_err(what);
+            assert!(
+                matches!(
+                    err,
+                    E::ChunkAuthentication { index: 2 }
+                        | E::BadPadding { index: 2 }
+                        | E::Truncated { .. }
+                ),
+                "{function}, {what}: {err:?}"
+            );
+            // Whole verified chunks before chunk 2 may have been released, never a byte of
+            // chunk 2 (data[2048..]).
+            assert!(
+                written.len() % 1024 == 0 && written.len() <= 2048,
+                "{function}, {what}: {} bytes written",
+                written.len()
+            );
+            assert_eq!(written, &data[..written.len()], "{function}, {what}");
+        }
+    }
+    // The sequential opener releases chunks 0 and 1 before it fails.
+    let (_, _, written) = open_streams_into(&pointer, &flipped).remove(0);
+    assert_eq!(written, &data[..2048]);
+}
+
+// ---------------------------------------------------------------------------------------
 // The pointer
 
 #[test]
@@ -1097,6 +1329,14 @@ proptest! {
                 buf.copy_from_slice(bad.get(o..o + buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?);
                 Ok(())
             });
+            // A failed in-place decryption leaves no plaintext in the fetched bytes.
+            let plan = access.plan(0..len as u64).expect("plan");
+            let start = plan.sealed_offset() as usize;
+            let mut fetched = bad[start..start + plan.sealed_len() as usize].to_vec();
+            if let Err(e) = access.decrypt(&plan, &mut fetched) {
+                prop_assert!(!matches!(e, E::InvalidRange { .. }), "{:?}", e);
+                prop_assert!(fetched.iter().all(|&b| b == 0), "{:?} left plaintext", e);
+            }
         }
     }
 

@@ -49,7 +49,9 @@
 //!    is [`TrailingData`].
 //! 4. Every chunk's tag at its position, with the last-chunk flag only on the final one
 //!    ([`ChunkAuthentication`] with its index): reordered, dropped, duplicated or spliced
-//!    chunks fail here. Output from a failed chunk is never returned.
+//!    chunks fail here. Output from a failed chunk is never returned, nor written to a
+//!    stream's output; a failed [`RandomAccess::decrypt`] leaves the caller's buffer all
+//!    zero.
 //! 5. The padding after the plaintext is zero ([`BadPadding`]).
 //! 6. For whole-file opens, the SHA-256 digest of the sealed file ([`DigestMismatch`]).
 //!

@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use crate::aead::split_tag;
 use crate::error::AttachmentError;
@@ -35,8 +36,9 @@ pub(crate) fn prefix_of(sealed: &[u8]) -> Result<&[u8; PREFIX_LEN], AttachmentEr
 /// Opens one sealed chunk (`ciphertext || tag`, in place) at position `index` and checks its
 /// padding. Returns the number of plaintext bytes at the start of `chunk`.
 ///
-/// On failure `chunk` holds no plaintext: authentication failures leave the ciphertext, and
-/// a padding failure is reported only for a chunk the caller then discards.
+/// On failure `chunk` holds no plaintext: an authentication failure leaves the ciphertext
+/// (the tag is checked before anything is decrypted), and a padding failure, found after
+/// decryption, zeroizes the whole chunk before returning.
 pub(crate) fn open_chunk_in_place(
     cipher: &PayloadCipher,
     layout: &Layout,
@@ -55,6 +57,8 @@ pub(crate) fn open_chunk_in_place(
     let plaintext_len = layout.chunk_plaintext_len(index);
     let padding_bytes = payload.get(plaintext_len..).unwrap_or_default();
     if !padding::is_zero(padding_bytes) {
+        // The chunk authenticated but its plaintext is not released: wipe it.
+        chunk.zeroize();
         return Err(AttachmentError::BadPadding { index });
     }
     Ok(plaintext_len)
@@ -325,5 +329,59 @@ mod streaming {
         }
         output.flush()?;
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::attachment::format::{CHUNK_TAG_LEN, ChunkSize, SealKeys};
+
+    /// Seals one final chunk of `layout` whose payload is `payload` (any bytes, so that the
+    /// padding can be non-zero).
+    fn sealed_chunk(keys: &SealKeys, layout: &Layout, payload: &[u8]) -> Vec<u8> {
+        let mut chunk = payload.to_vec();
+        let tag = keys.cipher.seal_chunk(0, layout.is_last(0), &mut chunk);
+        chunk.extend_from_slice(&tag);
+        chunk
+    }
+
+    #[test]
+    fn attachment_chunk_with_bad_padding_is_wiped() {
+        let chunk_size = ChunkSize::from_log2(10).expect("1 KiB is allowed");
+        let keys = SealKeys::generate(&mut ChaCha20Rng::seed_from_u64(7), chunk_size);
+        // 100 plaintext bytes pad to one 256-byte chunk.
+        let layout = Layout::new(100, chunk_size).expect("layout");
+        assert_eq!(layout.chunk_payload_len(0), 256);
+        let mut payload = [0u8; 256];
+        payload[..100].fill(0xA5);
+
+        let mut good = sealed_chunk(&keys, &layout, &payload);
+        let n = open_chunk_in_place(&keys.cipher, &layout, 0, &mut good).expect("opens");
+        assert_eq!(&good[..n], &[0xA5; 100]);
+
+        // One non-zero padding byte: the chunk authenticates, then fails its padding check
+        // with its plaintext decrypted in the buffer. Nothing of it may remain.
+        payload[255] = 1;
+        let mut bad = sealed_chunk(&keys, &layout, &payload);
+        assert_eq!(bad.len(), 256 + CHUNK_TAG_LEN);
+        assert!(matches!(
+            open_chunk_in_place(&keys.cipher, &layout, 0, &mut bad),
+            Err(AttachmentError::BadPadding { index: 0 })
+        ));
+        assert!(bad.iter().all(|&b| b == 0), "plaintext left: {bad:02x?}");
+
+        // A tag failure leaves the ciphertext as it was.
+        let mut flipped = sealed_chunk(&keys, &layout, &payload);
+        flipped[0] ^= 1;
+        let before = flipped.clone();
+        assert!(matches!(
+            open_chunk_in_place(&keys.cipher, &layout, 0, &mut flipped),
+            Err(AttachmentError::ChunkAuthentication { index: 0 })
+        ));
+        assert_eq!(flipped, before);
     }
 }

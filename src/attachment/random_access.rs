@@ -3,6 +3,8 @@
 
 use core::ops::Range;
 
+use zeroize::Zeroize;
+
 use crate::error::AttachmentError;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
@@ -156,13 +158,23 @@ impl RandomAccess {
 
     /// Verifies and decrypts the fetched bytes of `plan` in place, and returns the requested
     /// plaintext (at the start of `sealed`). If any chunk fails, the error names it and no
-    /// plaintext is returned.
+    /// plaintext is returned, nor left behind in `sealed`.
+    ///
+    /// # Contents of `sealed` afterwards
+    /// - On success, it starts with the returned plaintext; the bytes after it are
+    ///   unspecified (they may hold other plaintext of the same chunks, and tags).
+    /// - If `plan` or the length of `sealed` is rejected ([`InvalidRange`]), `sealed` is
+    ///   untouched: nothing was decrypted.
+    /// - After any other error ([`ChunkAuthentication`], [`BadPadding`]), every byte of
+    ///   `sealed` is zero, including where the chunks before the failing one, which had
+    ///   verified, were decrypted: a failed call releases no plaintext.
     ///
     /// # Errors
-    /// [`AttachmentError::InvalidRange`] if `plan` is not one of this file's plans or
-    /// `sealed` is not exactly `plan.sealed_len()` bytes; [`ChunkAuthentication`] or
-    /// [`BadPadding`] for a chunk that does not verify.
+    /// [`InvalidRange`] if `plan` is not one of this file's plans or `sealed` is not exactly
+    /// `plan.sealed_len()` bytes; [`ChunkAuthentication`] or [`BadPadding`] for a chunk that
+    /// does not verify.
     ///
+    /// [`InvalidRange`]: AttachmentError::InvalidRange
     /// [`ChunkAuthentication`]: AttachmentError::ChunkAuthentication
     /// [`BadPadding`]: AttachmentError::BadPadding
     pub fn decrypt<'b>(
@@ -183,6 +195,25 @@ impl RandomAccess {
                 reason: "the fetched bytes are not as long as the fetch plan says",
             });
         }
+        match self.decrypt_chunks(plan, sealed) {
+            Ok(written) => Ok(sealed.get(..written).unwrap_or_default()),
+            Err(error) => {
+                // Earlier chunks of the plan were decrypted in place (and compacted towards
+                // the front) before this one failed: wipe them all.
+                sealed.zeroize();
+                Err(error)
+            }
+        }
+    }
+
+    /// Decrypts the chunks of a checked `plan` in `sealed` and compacts the requested
+    /// plaintext at its start; returns its length. On error, `sealed` may hold plaintext:
+    /// the caller wipes it.
+    fn decrypt_chunks(
+        &self,
+        plan: &FetchPlan,
+        sealed: &mut [u8],
+    ) -> Result<usize, AttachmentError> {
         let chunk = self.layout.chunk_size().bytes_u64();
         let mut read = 0usize;
         let mut written = 0usize;
@@ -216,7 +247,7 @@ impl RandomAccess {
             }
             read += len;
         }
-        Ok(sealed.get(..written).unwrap_or_default())
+        Ok(written)
     }
 }
 
