@@ -347,3 +347,68 @@ fn streaming_attachments_run_in_constant_memory() {
         }
     }
 }
+
+/// A decoder's name and whether it accepts the bytes.
+type Decoder<'a> = (&'a str, &'a dyn Fn(&[u8]) -> bool);
+
+/// Length prefixes claiming gigabytes (up to 2^64 - 1) at every level of nesting never size
+/// an allocation: decoding such input allocates a few small buffers and fails.
+#[test]
+fn claimed_lengths_never_size_an_allocation() {
+    use ratchetbox::{AttachmentPointer, Message, PreKeyBundle};
+
+    // Varints for 2^32 - 1, 2^31 and 2^64 - 1.
+    let huge: [&[u8]; 3] = [
+        &[0xff, 0xff, 0xff, 0xff, 0x0f],
+        &[0x80, 0x80, 0x80, 0x80, 0x08],
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+    ];
+    // Key bytes of length-delimited fields 1 to 6, at the top level and one level down
+    // (for messages: the oneof's initial message, then its fields).
+    let mut inputs = Vec::new();
+    for version in [1u8, 2] {
+        for len in huge {
+            for key in [0x0a, 0x12, 0x1a, 0x22, 0x2a, 0x32] {
+                let mut top = vec![version, key];
+                top.extend_from_slice(len);
+                top.extend_from_slice(&[0xab; 40]);
+                inputs.push(top);
+                // A short, valid outer length, then a huge inner one.
+                let mut nested = vec![version, 0x12, 0x30, key];
+                nested.extend_from_slice(len);
+                nested.extend_from_slice(&[0xcd; 40]);
+                inputs.push(nested);
+            }
+        }
+    }
+    for input in &inputs {
+        let decoders: [Decoder; 5] = [
+            ("Message", &|b| Message::from_bytes(b).is_ok()),
+            ("PreKeyBundle", &|b| PreKeyBundle::from_bytes(b).is_ok()),
+            ("SessionRecord", &|b| SessionRecord::from_bytes(b).is_ok()),
+            ("Account", &|b| Account::from_bytes(b).is_ok()),
+            ("AttachmentPointer", &|b| {
+                AttachmentPointer::from_bytes(b).is_ok()
+            }),
+        ];
+        for (name, decode) in decoders {
+            let (ok, _, bytes) = count(|| decode(input));
+            assert!(!ok, "{name} decoded {input:02x?}");
+            assert!(
+                bytes <= 4096,
+                "{name} requested {bytes} bytes for a {}-byte input {input:02x?}",
+                input.len()
+            );
+        }
+    }
+}
+
+/// The default bounds are the documented ones (issue: at least 2,000 stored keys).
+#[test]
+fn the_default_bounds_are_the_documented_ones() {
+    let config = SessionConfig::default();
+    assert_eq!(config.max_skip(), 2_000);
+    assert_eq!(config.max_skipped_keys(), 4_000);
+    assert_eq!(config.max_previous_sessions(), 8);
+    assert_eq!(config.max_skipped_key_age(), 30 * 24 * 3600);
+}
