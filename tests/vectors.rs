@@ -145,6 +145,32 @@ fn run_session(
                 plaintext
             );
         }
+        if name == "session_1" {
+            check_records(v, i, &alice_record, &bob_record);
+        }
+    }
+}
+
+/// Compares both session records with the plain forms of `session_1_records` (section 8.1)
+/// for the points taken once message `index` was decrypted.
+fn check_records(v: &Value, index: usize, alice: &SessionRecord, bob: &SessionRecord) {
+    for point in v["session_1_records"]["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter(|p| p["after_message"].as_u64() == Some(index as u64))
+    {
+        let name = point["point"].as_str().expect("point name");
+        for (who, record) in [("alice", alice), ("bob", bob)] {
+            let plain = record.to_bytes();
+            assert_eq!(
+                hex::encode(&*plain),
+                point[who].as_str().expect("record"),
+                "session 1 record of {who}, {name}"
+            );
+            let restored = SessionRecord::from_bytes(&plain).expect("record decodes");
+            assert_eq!(restored.to_bytes(), plain, "{who}, {name}: round trip");
+        }
     }
 }
 
@@ -207,6 +233,9 @@ fn protocol_test_vectors() {
     let reopened = Account::unseal(&sealed, &storage_key).expect("unseals");
     assert_eq!(reopened.to_bytes(), bob.to_bytes());
 
+    // Bob's account before any session, for the out-of-order delivery below.
+    let bob_before_sessions = Account::from_bytes(&bob.to_bytes()).expect("account decodes");
+
     // Session 1: PQXDH with a one-time prekey and a one-time KEM prekey; session 2: PQXDH
     // with the last-resort KEM prekey; session 3: classical X3DH, allowed explicitly.
     let pq = SessionConfig::default();
@@ -227,4 +256,84 @@ fn protocol_test_vectors() {
     }
     alice_rng.finish();
     bob_rng.finish();
+
+    // Every point of session_1_records was reached.
+    let points = v["session_1_records"]["points"].as_array().expect("points");
+    let messages = v["session_1"]["messages"].as_array().expect("messages");
+    assert_eq!(points.len(), 3);
+    assert!(
+        points
+            .iter()
+            .all(|p| (p["after_message"].as_u64().expect("index") as usize) < messages.len())
+    );
+
+    // Bob's record after Alice's second initial message arrived first: it holds the skipped
+    // key of her first message, stored at `time`.
+    let mut bob = Account::from_bytes(&bob_before_sessions.to_bytes()).expect("account");
+    let mut record = SessionRecord::with_config(pq);
+    let out_of_order = &v["session_1_records"]["bob_out_of_order"];
+    assert_eq!(out_of_order["delivered"], serde_json::json!([1]));
+    let second = &messages[1];
+    assert_eq!(
+        record
+            .decrypt(&mut bob, &unhex(&second["wire"]), now)
+            .expect("decrypt"),
+        unhex(&second["plaintext"])
+    );
+    assert_eq!(
+        hex::encode(&*record.to_bytes()),
+        out_of_order["bob"].as_str().expect("record"),
+        "Bob's record after an out-of-order delivery"
+    );
+    let first = &messages[0];
+    assert_eq!(
+        record
+            .decrypt(&mut bob, &unhex(&first["wire"]), now)
+            .expect("decrypt with the skipped key"),
+        unhex(&first["plaintext"])
+    );
+
+    // Bob's record after Alice's first message, his reply, and her message after the turn
+    // (decrypted later): her second initial message is stored as skipped, from a finished
+    // chain.
+    let late = &v["session_1_records"]["bob_late_message"];
+    let late_time = Timestamp::from_unix_secs(late["late_time"].as_u64().expect("late time"));
+    let reply_draws: Vec<String> = late["reply_draws"]
+        .as_array()
+        .expect("reply draws")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect();
+    let mut bob = bob_before_sessions;
+    let mut record = SessionRecord::with_config(pq);
+    record
+        .decrypt(&mut bob, &unhex(&messages[0]["wire"]), now)
+        .expect("decrypt message 0");
+    let mut reply_rng = Script::new("bob reply", &v, &reply_draws);
+    let reply = record
+        .encrypt(&mut reply_rng, &unhex(&messages[2]["plaintext"]))
+        .expect("encrypt the reply");
+    reply_rng.finish();
+    assert_eq!(
+        hex::encode(&reply),
+        messages[2]["wire"].as_str().expect("wire"),
+        "the reply"
+    );
+    assert_eq!(
+        record
+            .decrypt(&mut bob, &unhex(&messages[3]["wire"]), late_time)
+            .expect("decrypt message 3"),
+        unhex(&messages[3]["plaintext"])
+    );
+    assert_eq!(
+        hex::encode(&*record.to_bytes()),
+        late["bob"].as_str().expect("record"),
+        "Bob's record with a skipped key of a finished chain"
+    );
+    assert_eq!(
+        record
+            .decrypt(&mut bob, &unhex(&messages[1]["wire"]), late_time)
+            .expect("decrypt the late message"),
+        unhex(&messages[1]["plaintext"])
+    );
 }

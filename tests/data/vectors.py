@@ -20,7 +20,12 @@ string (all 64 bytes, d = bytes 0..32, z = bytes 32..64) for the 64-byte ML-KEM 
 script checks itself as it goes (signature verification, receiver-side PQXDH / X3DH including
 decapsulation with the receiver's seed-derived key, decryption of every message, implicit
 rejection of a modified KEM ciphertext, decoding of the account state, reopening of the sealed
-state) and fails with an AssertionError if anything disagrees. It prints only the JSON.
+state, the section 8.1 decoding rules on every session record it encodes) and fails with an
+AssertionError if anything disagrees. It prints only the JSON.
+
+The session records (session_1_records) are encoded from section 8.1 ("What a session record
+holds") and proto/state.proto; the Ratchet class keeps, besides what the messages need, the
+state that only the records show (when skipped keys were stored, finished receiving chains).
 """
 
 from __future__ import annotations
@@ -536,6 +541,212 @@ def enc_sealed_state(kind: int, salt: bytes, ciphertext: bytes) -> bytes:
     return pb_uint(1, kind) + pb_bytes(2, salt) + pb_bytes(3, ciphertext)
 
 
+# Section 8.1, "What a session record holds": SessionRecordState, SessionState, RatchetState and their parts.
+
+TRUST_LEVEL_FIRST_USE = 1
+MAX_SKIPPED_KEYS = 4000  # section 6.6 default
+MAX_PREVIOUS_SESSIONS = 8  # section 6.7 default
+MAX_SKIPPED_KEY_AGE = 30 * 24 * 3600  # section 12 default: 30 days, in seconds
+MAX_HISTORY = 32  # section 6.4 step 3: the last 32 finished receiving chains
+
+
+def default_limits(allow_classical: bool) -> dict:
+    return {
+        "max_skip": MAX_SKIP,
+        "max_skipped_keys": MAX_SKIPPED_KEYS,
+        "max_previous_sessions": MAX_PREVIOUS_SESSIONS,
+        "max_skipped_key_age": MAX_SKIPPED_KEY_AGE,
+        "allow_classical_setup": allow_classical,
+    }
+
+
+def enc_session_limits(lim: dict) -> bytes:
+    return (
+        pb_uint(1, lim["max_skip"])
+        + pb_uint(2, lim["max_skipped_keys"])
+        + pb_uint(3, lim["max_previous_sessions"])
+        + pb_uint(4, lim["max_skipped_key_age"])
+        + pb_uint(5, 1 if lim["allow_classical_setup"] else 0)
+    )
+
+
+def skipped_runs(skipped: dict, stored_at: dict) -> list[dict]:
+    """The skipped-key store in storage order as maximal runs: consecutive counters of one
+    chain, stored at the same time, adjacent in storage order (section 8.1)."""
+    runs = []
+    for (key, n), mk in skipped.items():
+        t = stored_at[(key, n)]
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and last["ratchet_key"] == key
+            and last["stored_at"] == t
+            and last["first_counter"] + len(last["message_keys"]) // 32 == n
+        ):
+            last["message_keys"] += mk
+        else:
+            runs.append({"ratchet_key": key, "first_counter": n, "message_keys": mk, "stored_at": t})
+    return runs
+
+
+def enc_ratchet_state(r) -> bytes:
+    """RatchetState of a Ratchet (section 6 state, section 8.1 layout)."""
+    out = pb_bytes(1, r.rk) + pb_bytes(2, r.our_secret or b"") + pb_bytes(3, r.their_key or b"")
+    if r.sending is not None:
+        ck, ns = r.sending
+        out += pb_message(4, pb_bytes(1, ck) + pb_uint(2, ns))
+    if r.receiving is not None:
+        ck, nr = r.receiving
+        out += pb_message(5, pb_bytes(1, ck) + pb_uint(2, nr) + pb_uint(3, r.receiving_evicted_below))
+    out += pb_uint(6, r.pn)
+    for run in skipped_runs(r.skipped, r.stored_at):
+        out += pb_message(
+            7,
+            pb_bytes(1, run["ratchet_key"])
+            + pb_uint(2, run["first_counter"])
+            + pb_bytes(3, run["message_keys"])
+            + pb_uint(4, run["stored_at"]),
+        )
+    for h in r.history:
+        out += pb_message(8, pb_bytes(1, h["ratchet_key"]) + pb_uint(2, h["length"]) + pb_uint(3, h["evicted_below"]))
+    return out
+
+
+def enc_session_state(s: dict) -> bytes:
+    out = (
+        pb_bytes(1, s["local_identity"])
+        + pb_bytes(2, s["remote_identity"])
+        + pb_uint(3, 1 if s["initiator"] else 0)
+        + pb_bytes(4, s["base_key"])
+        + pb_uint(5, s["signed_prekey_id"])
+        + pb_uint(6, s["one_time_prekey_id"], optional=True)
+        + pb_uint(7, 1 if s["awaiting_reply"] else 0)
+        + pb_message(8, enc_ratchet_state(s["ratchet"]))
+        + pb_message(9, enc_session_limits(s["limits"]))
+    )
+    kem = s["kem"]
+    if kem is not None:
+        out += pb_message(10, pb_uint(1, kem["prekey_id"]) + pb_bytes(2, kem["ciphertext_hash"]) + pb_bytes(3, kem["ciphertext"]))
+    return out
+
+
+def enc_session_record_state(rec: dict) -> bytes:
+    out = pb_message(1, enc_session_state(rec["current"]) if rec["current"] is not None else None)
+    for prev in rec["previous"]:
+        out += pb_message(2, enc_session_state(prev))
+    out += pb_message(3, enc_session_limits(rec["limits"]))
+    peer = rec["peer"]
+    if peer is not None:
+        out += pb_message(4, pb_bytes(1, peer["identity_key"]) + pb_uint(2, peer["trust"]))
+    timer = rec["timer"]
+    out += pb_message(5, pb_uint(1, timer["seconds"]) + pb_uint(2, timer["version"]))
+    return out
+
+
+def session_record_plain(
+    local_ik: bytes, remote_ik: bytes, initiator: bool, setup: dict, awaiting_reply: bool, ratchet, allow_classical: bool
+) -> bytes:
+    """The plain form of a record holding one session and nothing else (no previous session,
+    trust on first use, timer off), as both sides of session 1 have it. `setup` holds the
+    setup values of the initial message: base_key, signed_prekey_id, one_time_prekey_id and
+    kem (None for X3DH, or prekey_id, ciphertext_hash = SHA-256(CT) and the ciphertext CT)."""
+    limits = default_limits(allow_classical)
+    session = {
+        "local_identity": local_ik,
+        "remote_identity": remote_ik,
+        "initiator": initiator,
+        "base_key": setup["base_key"],
+        "signed_prekey_id": setup["signed_prekey_id"],
+        "one_time_prekey_id": setup["one_time_prekey_id"],
+        "awaiting_reply": awaiting_reply,
+        "ratchet": ratchet,
+        "limits": limits,
+        "kem": (
+            None
+            if setup["kem"] is None
+            else dict(
+                setup["kem"],
+                # The ciphertext is kept only by an initiator that still repeats it.
+                ciphertext=setup["kem"]["ciphertext"] if awaiting_reply else b"",
+            )
+        ),
+    }
+    record = {
+        "current": session,
+        "previous": [],
+        "limits": limits,
+        "peer": {"identity_key": remote_ik, "trust": TRUST_LEVEL_FIRST_USE},
+        "timer": {"seconds": 0, "version": 0},
+    }
+    return VERSION + enc_session_record_state(record)
+
+
+def check_record_plain(plain: bytes) -> None:
+    """Self-check of a SessionRecordState against section 8.1's decoding rules (structure,
+    required fields, key lengths, canonical field order)."""
+    assert plain[:1] == VERSION
+
+    def fields(data, allowed):
+        f = pb_decode(data)
+        _known(f, allowed)
+        nums = [n for (n, _, _) in f]
+        assert nums == sorted(nums), "fields out of order"
+        return f
+
+    def check_limits(data):
+        f = fields(data, {1, 2, 3, 4, 5})
+        assert all(w == 0 for (_, w, _) in f)
+
+    rec = fields(plain[1:], {1, 2, 3, 4, 5})
+    assert _single(rec, 3, 2) is not None, "record limits are required"
+    check_limits(_single(rec, 3, 2))
+    sessions = [v for (n, _, v) in rec if n in (1, 2)]
+    for data in sessions:
+        s = fields(data, set(range(1, 11)))
+        for num in (1, 2, 4):
+            assert len(_single(s, num, 2)) == 32
+        assert _single(s, 8, 2) is not None and _single(s, 9, 2) is not None, "ratchet and limits are required"
+        check_limits(_single(s, 9, 2))
+        initiator = (_single(s, 3, 0) or 0) == 1
+        awaiting = (_single(s, 7, 0) or 0) == 1
+        assert initiator or not awaiting, "only an initiator can await a reply"
+        kem = _single(s, 10, 2)
+        if kem is not None:
+            k = fields(kem, {1, 2, 3})
+            assert len(_single(k, 2, 2)) == 32
+            ct = _single(k, 3, 2) or b""
+            assert len(ct) == (KEM_CT_LEN if awaiting else 0)
+            if ct:
+                assert sha256(ct) == _single(k, 2, 2)
+        r = fields(_single(s, 8, 2), set(range(1, 9)))
+        assert len(_single(r, 1, 2)) == 32
+        our, their = _single(r, 2, 2) or b"", _single(r, 3, 2) or b""
+        assert len(our) in (0, 32) and len(their) in (0, 32)
+        if _single(r, 4, 2) is not None:
+            assert our, "a sending chain requires our ratchet secret"
+            assert len(_single(fields(_single(r, 4, 2), {1, 2}), 1, 2)) == 32
+        if _single(r, 5, 2) is not None:
+            assert their, "a receiving chain requires the peer's ratchet key"
+            assert len(_single(fields(_single(r, 5, 2), {1, 2, 3}), 1, 2)) == 32
+        seen = set()
+        for run in [v for (n, _, v) in r if n == 7]:
+            g = fields(run, {1, 2, 3, 4})
+            keys = _single(g, 3, 2) or b""
+            assert len(_single(g, 1, 2)) == 32 and keys and len(keys) % 32 == 0
+            first = _single(g, 2, 0) or 0
+            for i in range(len(keys) // 32):
+                assert (_single(g, 1, 2), first + i) not in seen, "key stored twice"
+                seen.add((_single(g, 1, 2), first + i))
+        assert len(seen) <= MAX_SKIPPED_KEYS
+        history = [v for (n, _, v) in r if n == 8]
+        assert len(history) <= MAX_HISTORY
+        for h in history:
+            assert len(_single(fields(h, {1, 2, 3}), 1, 2)) == 32
+    peer = _single(rec, 4, 2)
+    if peer is not None:
+        assert len(_single(fields(peer, {1, 2}), 1, 2)) == 32
+
+
 # ---------------------------------------------------------------------------------------------
 # Deterministic "randomness"
 # ---------------------------------------------------------------------------------------------
@@ -801,7 +1012,13 @@ class Ratchet:
         self.sending = None  # [CKs, Ns]
         self.receiving = None  # [CKr, Nr]
         self.pn = 0
-        self.skipped = {}  # (K, n) -> MK
+        self.skipped = {}  # (K, n) -> MK, in storage order
+        # Section 8.1 state that the messages above do not show: when each skipped key was
+        # stored, the evicted-below counter of the receiving chain, finished receiving chains.
+        self.stored_at = {}  # (K, n) -> time the key was stored
+        self.receiving_evicted_below = 0
+        self.history = []  # [{"ratchet_key", "length", "evicted_below"}], oldest first
+        self.now = T  # the time passed to the decryption in progress
 
     def encrypt(self, rng: ScriptedRng, plaintext: bytes) -> tuple[dict, dict]:
         info = {}
@@ -830,9 +1047,10 @@ class Ratchet:
             info,
         )
 
-    def decrypt(self, m: dict) -> tuple[bytes, dict]:
+    def decrypt(self, m: dict, now: int = T) -> tuple[bytes, dict]:
         """Section 6.4, on copies: the state changes only if decryption succeeds."""
         new = copy.deepcopy(self)
+        new.now = now
         pt, info = new._decrypt(m)
         self.__dict__.update(new.__dict__)
         return pt, info
@@ -847,6 +1065,7 @@ class Ratchet:
         while nr < until:
             mk, ck = kdf_ck(ck)
             self.skipped[(key, nr)] = mk
+            self.stored_at[(key, nr)] = self.now  # section 6.6: the time of this decryption
             nr += 1
         chain[0], chain[1] = ck, nr
 
@@ -863,6 +1082,7 @@ class Ratchet:
                 return pt, {"message_key": mk.hex()}
         if (k, n) in self.skipped:
             mk = self.skipped.pop((k, n))
+            del self.stored_at[(k, n)]
             return self._open(mk, m), {"message_key": mk.hex(), "from_skipped": True}
         assert k != self.their_key or self.receiving is None, "duplicate or expired"
         # New chain (DH ratchet step).
@@ -870,6 +1090,15 @@ class Ratchet:
         if self.receiving is not None:
             assert pn <= self.receiving[1] or pn - self.receiving[1] <= MAX_SKIP
             self._skip(self.their_key, self.receiving, pn)
+            # The old chain is finished: remember it (section 6.4 step 3), at most 32.
+            self.history.append(
+                {
+                    "ratchet_key": self.their_key,
+                    "length": self.receiving[1],  # max(Nr, pn)
+                    "evicted_below": self.receiving_evicted_below,
+                }
+            )
+            self.history = self.history[-32:]
         assert n <= MAX_SKIP
         dh_out = dh(self.our_secret, k)
         rk, ckr = kdf_rk(self.rk, dh_out)
@@ -880,6 +1109,7 @@ class Ratchet:
         self.rk = rk
         self.their_key = k
         self.receiving = [next_ck, n + 1]
+        self.receiving_evicted_below = 0
         if self.sending is not None:
             self.pn = self.sending[1]
         self.our_secret = None
@@ -992,17 +1222,17 @@ class Responder:
         self.sessions = {}  # setup tuple -> Ratchet
         self.current = None
 
-    def decrypt(self, wire):
+    def decrypt(self, wire, now: int = T):
         msg = decode_message(wire)
         if "ratchet" in msg:
-            pt, info = self.current.decrypt(msg["ratchet"])
+            pt, info = self.current.decrypt(msg["ratchet"], now)
             return pt, info
         im = msg["initial"]
         setup = setup_id(im)
         # 1. a session from exactly this setup
         if setup in self.sessions:
             ratchet = self.sessions[setup]
-            pt, info = ratchet.decrypt(im["message"])
+            pt, info = ratchet.decrypt(im["message"], now)
             self.current = ratchet
             return pt, info
         # 2. mode, prekey lookup, replay
@@ -1041,7 +1271,7 @@ class Responder:
         sk = setup_sk(dhs, ss)
         ad = im["identity_key"] + acct.identity_key
         ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None)
-        pt, info = ratchet.decrypt(im["message"])  # raises before any commit on failure
+        pt, info = ratchet.decrypt(im["message"], now)  # raises before any commit on failure
         info = dict(info, shared_secret=sk.hex())
         if ss is not None:
             info["kem_shared_secret"] = ss.hex()
@@ -1165,6 +1395,61 @@ ALICE_DRAWS = [
 BOB_DRAWS = ["b_id", "b_spk", "b_kem_lr", "b_opk", "b_kem_otk", "b_r1", "n3", "b_r2", "n5"]
 
 
+def initiator_record_plain(s: InitiatorSession, account: Account, allow_classical: bool = False) -> bytes:
+    """Alice's record for session s (a record of its own, holding only that session)."""
+    setup = s.setup
+    kem = None
+    if s.kem is not None:
+        kem = {
+            "prekey_id": s.kem["prekey_id"],
+            "ciphertext_hash": sha256(s.kem["ciphertext"]),
+            "ciphertext": s.kem["ciphertext"],
+        }
+    return session_record_plain(
+        account.identity_key,
+        s.ad[32:],  # AD = IK_A || IK_B
+        True,
+        dict(setup, kem=kem),
+        s.awaiting_reply,
+        s.ratchet,
+        allow_classical,
+    )
+
+
+def responder_record_plain(responder: "Responder", account: Account) -> bytes:
+    """Bob's record for the session he is in (in the vectors, a record of its own holding
+    only that session)."""
+    (setup,) = [k for k, r in responder.sessions.items() if r is responder.current]
+    base_key, ik_a, spk_id, opk_id, kem_id, ct_hash = setup
+    kem = None if kem_id is None else {"prekey_id": kem_id, "ciphertext_hash": ct_hash, "ciphertext": b""}
+    return session_record_plain(
+        account.identity_key,
+        ik_a,
+        False,
+        {"base_key": base_key, "signed_prekey_id": spk_id, "one_time_prekey_id": opk_id, "kem": kem},
+        False,
+        responder.current,
+        responder.allow_classical,
+    )
+
+
+def records_after(index: int, point: str, s: InitiatorSession, alice: Account, bob_side: "Responder", bob: Account) -> dict:
+    """Both records of session 1 once message `index` has been decrypted."""
+    out = {
+        "point": point,
+        "after_message": index,
+        "alice": initiator_record_plain(s, alice),
+        "bob": responder_record_plain(bob_side, bob),
+    }
+    check_record_plain(out["alice"])
+    check_record_plain(out["bob"])
+    return out
+
+
+LATE_REPLY_DRAWS = ["b_r1", "n3"]
+T_LATE = T + 60
+
+
 def build() -> dict:
     kem_known_answer_check()
 
@@ -1229,12 +1514,15 @@ def build() -> dict:
                   {"type": "initial", "counter": 0, "previous_counter": 0, **setup1})
     w2 = exchange(s1, bob_side, alice_rng, "alice", "bob", p[1], log1,
                   {"type": "initial", "counter": 1, "previous_counter": 0, **setup1})
+    records1 = [records_after(1, "after_initial_messages", s1, alice, bob_side, bob)]
     exchange(bob_side, s1, bob_rng, "bob", "alice", p[2], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 0})
+    records1.append(records_after(2, "after_reply", s1, alice, bob_side, bob))
     exchange(s1, bob_side, alice_rng, "alice", "bob", p[3], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 2})
     exchange(bob_side, s1, bob_rng, "bob", "alice", p[4], log1,
              {"type": "ratchet", "counter": 0, "previous_counter": 1})
+    records1.append(records_after(4, "end", s1, alice, bob_side, bob))
     assert bob.one_time_prekeys == [], "OPK 1 should be consumed"
     assert bob.one_time_kem_prekeys == [], "one-time KEM prekey 2 should be consumed"
     assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1]
@@ -1244,6 +1532,30 @@ def build() -> dict:
     fresh_bob = copy.deepcopy(bob_before_session_1)
     assert fresh_bob.decrypt(w2)[0] == p[1]
     assert len(fresh_bob.sessions) == 1
+    # Bob's record now holds one skipped key: (Alice's first ratchet key, 0), stored at T.
+    assert list(fresh_bob.current.skipped) == [(bytes.fromhex(log1[0]["ratchet_key"]), 0)]
+    assert fresh_bob.current.stored_at == {(bytes.fromhex(log1[0]["ratchet_key"]), 0): T}
+    bob_out_of_order = responder_record_plain(fresh_bob, bob)
+    check_record_plain(bob_out_of_order)
+
+    # A message that arrives after its chain was finished (section 6.4 step 4, then step 2):
+    # a fresh Bob decrypts Alice's first message at T, replies (drawing b_r1 and n3 again:
+    # the same reply as in session 1), and decrypts Alice's message after the turn at
+    # T_LATE. Its previous_counter 2 makes him store the key of her second initial message,
+    # (a_r1, 1), at T_LATE, and finish the chain of a_r1 with length max(Nr, pn) = 2.
+    late_bob = copy.deepcopy(bob_before_session_1)
+    assert late_bob.decrypt(w1, T)[0] == p[0]
+    reply, _ = late_bob.encrypt(ScriptedRng("bob copy", LATE_REPLY_DRAWS), p[2])
+    assert reply.hex() == log1[2]["wire"], "the reply does not depend on message 1"
+    assert late_bob.decrypt(bytes.fromhex(log1[3]["wire"]), T_LATE)[0] == p[3]
+    a_r1 = bytes.fromhex(log1[0]["ratchet_key"])
+    assert late_bob.current.stored_at == {(a_r1, 1): T_LATE}
+    assert late_bob.current.history == [{"ratchet_key": a_r1, "length": 2, "evicted_below": 0}]
+    bob_late = responder_record_plain(late_bob, bob)
+    check_record_plain(bob_late)
+    # The late message still decrypts, with the stored key, from the finished chain.
+    assert late_bob.decrypt(w2, T_LATE)[0] == p[1]
+    assert late_bob.current.skipped == {}
     assert fresh_bob.decrypt(w1)[0] == p[0]
     assert len(fresh_bob.sessions) == 1
 
@@ -1403,6 +1715,41 @@ def build() -> dict:
         "account_sealing_key": hkdf(
             salt=INPUTS["seal_salt"], ikm=INPUTS["sk_store"], info=LABEL_STATE_SEAL + b"account", length=32
         ).hex(),
+        "session_1_records": {
+            "description": (
+                "Plain form (section 8.1) of Alice's and Bob's session records in session 1, each "
+                "a fresh record (SessionRecord with the default configuration) that holds only "
+                "session 1: once message `after_message` (the index into session_1.messages) has "
+                "been decrypted by its receiver (after_initial_messages: Bob decrypted Alice's two "
+                "initial messages; after_reply: Alice decrypted Bob's reply; end: Alice decrypted "
+                "Bob's empty answer). bob_out_of_order: Bob's record (from his account before "
+                "session 1) after decrypting only Alice's second initial message (message 1) at "
+                "`time`, holding the skipped key of message 0. bob_late_message: see its own "
+                "description."
+            ),
+            "points": [
+                {
+                    "point": r["point"],
+                    "after_message": r["after_message"],
+                    "alice": r["alice"].hex(),
+                    "bob": r["bob"].hex(),
+                }
+                for r in records1
+            ],
+            "bob_out_of_order": {"delivered": [1], "bob": bob_out_of_order.hex()},
+            "bob_late_message": {
+                "description": (
+                    "Bob's record (from his account before session 1) after: message 0 decrypted "
+                    "at `time`; his reply encrypted with the draws `reply_draws` (it equals "
+                    "message 2); message 3 decrypted at `late_time`. Message 1 has not arrived: "
+                    "its key is stored (skipped run of a_r1 from counter 1, stored at "
+                    "`late_time`) and the chain of a_r1 is in history with length 2."
+                ),
+                "reply_draws": list(LATE_REPLY_DRAWS),
+                "late_time": T_LATE,
+                "bob": bob_late.hex(),
+            },
+        },
     }
 
 
