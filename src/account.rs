@@ -25,8 +25,22 @@ pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
 /// signature check, about 0.15 ms) when the account is restored.
 pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 100;
 
-/// How many setups without a one-time prekey the account remembers to reject replays.
-pub(crate) const MAX_USED_SETUPS: usize = 2_000;
+/// The most setups without a one-time key an account remembers to reject their replays.
+///
+/// A setup that uses neither a one-time prekey nor a one-time KEM prekey (the server had run
+/// out of both) can only be told apart from its replay by remembering its (signed prekey id,
+/// base key). The account remembers every such setup for as long as the signed prekey it
+/// names exists. Once it remembers this many, further setups without a one-time key are
+/// refused with [`DecryptError::ReplayMemoryFull`] (an old entry is never forgotten, since its
+/// replay would then start a second session). Entries are freed when
+/// [`Account::remove_replaced_prekeys`] deletes their signed prekey.
+pub const MAX_USED_SETUPS: usize = 2_000;
+
+/// How many ids of deleted last-resort KEM prekeys the account remembers, so that an initial
+/// message naming one is reported as [`DecryptError::UnknownKemPreKey`] rather than
+/// [`DecryptError::KemPreKeyUsed`]. Only the error kind depends on it: both refuse the
+/// message. Beyond this many deletions the oldest ids are forgotten.
+const MAX_REMOVED_KEM_IDS: usize = 2_000;
 
 /// A signed prekey with its private half.
 #[derive(Clone)]
@@ -71,15 +85,16 @@ pub struct Account {
     one_time_prekeys: BTreeMap<u32, X25519KeyPair>,
     next_signed_prekey_id: u32,
     next_one_time_prekey_id: u32,
-    /// Setups accepted without a one-time prekey, oldest first: an initial message that
-    /// repeats one of them is a replay and must not start a second session.
+    /// Setups accepted without a one-time key of either kind, oldest first, at most
+    /// `MAX_USED_SETUPS`: an initial message that repeats one of them is a replay and must
+    /// not start a second session. Entries leave only with their signed prekey.
     used_setups: VecDeque<(SignedPreKeyId, X25519PublicKey)>,
     last_resort_kem_prekey: KemPreKeyPair,
     /// Replaced last-resort KEM prekeys, oldest first.
     previous_last_resort_kem_prekeys: Vec<KemPreKeyPair>,
     one_time_kem_prekeys: BTreeMap<u32, KemPreKeyPair>,
     next_kem_prekey_id: u32,
-    /// Ids of deleted last-resort KEM prekeys, oldest first, at most `MAX_USED_SETUPS`.
+    /// Ids of deleted last-resort KEM prekeys, oldest first, at most `MAX_REMOVED_KEM_IDS`.
     removed_last_resort_kem_ids: VecDeque<u32>,
 }
 
@@ -226,7 +241,14 @@ impl Account {
     /// Deletes every signed prekey and last-resort KEM prekey that was replaced more than
     /// `grace_secs` seconds before `now` (the current ones are always kept). Returns how many
     /// were deleted. Initial messages naming a deleted prekey then fail with
-    /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`].
+    /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`] (the ids
+    /// of the last 2,000 deleted last-resort KEM prekeys are remembered for that; an older
+    /// one is reported as [`DecryptError::KemPreKeyUsed`], which refuses the message just
+    /// the same).
+    ///
+    /// Deleting a signed prekey also forgets the setups without one-time keys that named it
+    /// (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed prekey, and the
+    /// room is free for new setups.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
         let before: Vec<u32> = self
             .previous_last_resort_kem_prekeys
@@ -246,7 +268,7 @@ impl Account {
                 .iter()
                 .any(|p| p.public.id().0 == id)
             {
-                if self.removed_last_resort_kem_ids.len() == MAX_USED_SETUPS {
+                if self.removed_last_resort_kem_ids.len() == MAX_REMOVED_KEM_IDS {
                     self.removed_last_resort_kem_ids.pop_front();
                 }
                 self.removed_last_resort_kem_ids.push_back(id);
@@ -412,7 +434,8 @@ impl Account {
         self.one_time_prekeys.remove(&id.0);
     }
 
-    /// Fails if a setup without a one-time prekey was already accepted.
+    /// For a setup without a one-time key of either kind: fails if it was already accepted
+    /// (a replay), or if the account cannot remember one more such setup.
     pub(crate) fn check_setup_unused(
         &self,
         signed_prekey_id: SignedPreKeyId,
@@ -425,18 +448,22 @@ impl Account {
         {
             return Err(DecryptError::SetupAlreadyUsed);
         }
+        if self.used_setups.len() >= MAX_USED_SETUPS {
+            return Err(DecryptError::ReplayMemoryFull {
+                max: MAX_USED_SETUPS,
+            });
+        }
         Ok(())
     }
 
-    /// Remembers a setup without a one-time prekey after its initial message decrypted.
+    /// Remembers a setup without a one-time key after its initial message decrypted. The
+    /// caller checked it with [`check_setup_unused`](Self::check_setup_unused) on this
+    /// unchanged account, so there is room: nothing is ever forgotten here.
     pub(crate) fn record_used_setup(
         &mut self,
         signed_prekey_id: SignedPreKeyId,
         base_key: X25519PublicKey,
     ) {
-        if self.used_setups.len() == MAX_USED_SETUPS {
-            self.used_setups.pop_front();
-        }
         self.used_setups.push_back((signed_prekey_id, base_key));
     }
 
@@ -571,7 +598,7 @@ impl Account {
         };
         at_most(
             p.removed_last_resort_kem_ids.len(),
-            MAX_USED_SETUPS,
+            MAX_REMOVED_KEM_IDS,
             "removed_last_resort_kem_ids",
         )?;
         at_most(

@@ -241,6 +241,24 @@ pub enum DecryptError {
         "the initial message repeats a key agreement that already started a session (a replay)"
     )]
     SetupAlreadyUsed,
+    /// The initial message starts a new session without a one-time key of either kind (no
+    /// one-time prekey, and the last-resort KEM prekey), and the account already remembers
+    /// the most such setups it keeps for replay protection
+    /// ([`MAX_USED_SETUPS`](crate::MAX_USED_SETUPS)). Rather than forget an old setup,
+    /// which would let its replay start a second session, the account refuses new ones.
+    ///
+    /// Setups that use a one-time prekey or a one-time KEM prekey still work. To accept
+    /// setups without one-time keys again, publish one-time prekeys, and rotate the signed
+    /// prekey ([`Account::rotate_signed_prekey`](crate::Account::rotate_signed_prekey)): the
+    /// memory is freed when the replaced signed prekey is deleted
+    /// ([`Account::remove_replaced_prekeys`](crate::Account::remove_replaced_prekeys)).
+    #[error(
+        "the account already remembers {max} setups without one-time prekeys and refuses more, so that no replay can start a second session: publish one-time prekeys, rotate the signed prekey and remove the replaced one"
+    )]
+    ReplayMemoryFull {
+        /// How many such setups the account remembers.
+        max: usize,
+    },
     /// The initial message claims to come from our own identity key.
     #[error("the initial message carries this account's own identity key")]
     OwnIdentity,

@@ -5,8 +5,8 @@ mod common;
 
 use common::{Pair, Peer, Side, T0, pb, rng};
 use ratchetbox::{
-    Account, DecryptError, IdentityKey, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, Session,
-    SessionConfig, SessionRecord, SetupError, SignedPreKey, X25519PublicKey,
+    Account, DecryptError, IdentityKey, MAX_USED_SETUPS, OneTimePreKey, OneTimePreKeyId,
+    PreKeyBundle, Session, SessionConfig, SessionRecord, SetupError, SignedPreKey, X25519PublicKey,
 };
 
 #[test]
@@ -252,6 +252,129 @@ fn replay_of_a_setup_without_one_time_prekey_is_rejected_too() {
     let mut restored = Account::from_bytes(&pair.bob.account.to_bytes()).expect("restores");
     assert_eq!(
         SessionRecord::new().decrypt(&mut restored, &wire, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+}
+
+#[test]
+fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
+    let mut pair = Pair::new(30);
+    let no_one_time_keys = pair.bundle(None);
+    let day = 24 * 60 * 60;
+    // A new conversation from Alice's account, set up without one-time keys of either kind.
+    let start = |pair: &mut Pair, bundle: &PreKeyBundle, text: &[u8]| {
+        let mut record = SessionRecord::new();
+        record
+            .initiate(&mut pair.rng, &pair.alice.account, bundle)
+            .expect("initiate");
+        let wire = record.encrypt(&mut pair.rng, text).expect("encrypt");
+        (record, wire)
+    };
+
+    let (mut alice_first, first) = start(&mut pair, &no_one_time_keys, b"setup 0");
+    let mut bob_first = SessionRecord::new();
+    assert_eq!(
+        bob_first.decrypt(&mut pair.bob.account, &first, T0),
+        Ok(b"setup 0".to_vec())
+    );
+    for i in 1..MAX_USED_SETUPS {
+        let text = format!("setup {i}");
+        let (_, wire) = start(&mut pair, &no_one_time_keys, text.as_bytes());
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut pair.bob.account, &wire, T0),
+            Ok(text.into_bytes()),
+            "setup {i} of {MAX_USED_SETUPS}"
+        );
+    }
+
+    // The memory is full: setup number MAX_USED_SETUPS + 1 is refused and changes nothing.
+    let (_, extra) = start(&mut pair, &no_one_time_keys, b"one too many");
+    let account_before = pair.bob.account.to_bytes().to_vec();
+    let mut bob_extra = SessionRecord::new();
+    assert_eq!(
+        bob_extra.decrypt(&mut pair.bob.account, &extra, T0),
+        Err(DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        })
+    );
+    assert_eq!(account_before, pair.bob.account.to_bytes().to_vec());
+    assert_eq!(
+        bob_extra.to_bytes().to_vec(),
+        SessionRecord::new().to_bytes().to_vec()
+    );
+
+    // The first setup is still remembered, MAX_USED_SETUPS + 1 setups later: its replay
+    // creates nothing, also after the account was persisted.
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        fresh.decrypt(&mut pair.bob.account, &first, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+    assert!(fresh.session().is_none());
+    let mut restored = Account::from_bytes(&pair.bob.account.to_bytes()).expect("restores");
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut restored, &first, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut restored, &extra, T0),
+        Err(DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        })
+    );
+    assert_eq!(account_before, pair.bob.account.to_bytes().to_vec());
+
+    // Sessions that exist go on: Alice's next initial message of setup 0 lands in its session.
+    let again = alice_first
+        .encrypt(&mut pair.rng, b"again")
+        .expect("encrypt");
+    assert_eq!(
+        bob_first.decrypt(&mut pair.bob.account, &again, T0),
+        Ok(b"again".to_vec())
+    );
+    assert_eq!(bob_first.previous_sessions().count(), 0);
+    // A setup with a one-time prekey is not limited.
+    let with_otk_bundle = pair.bundle(Some(2));
+    let (_, with_otk) = start(&mut pair, &with_otk_bundle, b"with a one-time prekey");
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut pair.bob.account, &with_otk, T0),
+        Ok(b"with a one-time prekey".to_vec())
+    );
+
+    // Rotating the signed prekey alone frees nothing: the old one still accepts setups.
+    pair.bob
+        .account
+        .rotate_signed_prekey(&mut pair.rng, T0.saturating_add_secs(day))
+        .expect("rotate");
+    let rotated = pair.bundle(None);
+    let (_, on_new_prekey) = start(&mut pair, &rotated, b"on the new signed prekey");
+    assert_eq!(
+        pair.bob.reject(&on_new_prekey),
+        DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        }
+    );
+    // Deleting the old signed prekey forgets its setups: their replays now name an unknown
+    // prekey, and there is room again.
+    assert_eq!(
+        pair.bob
+            .account
+            .remove_replaced_prekeys(T0.saturating_add_secs(2 * day), 0),
+        1
+    );
+    for replay in [&first, &extra] {
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut pair.bob.account, replay, T0),
+            Err(DecryptError::UnknownSignedPreKey { id: 1 })
+        );
+    }
+    let mut bob_new = SessionRecord::new();
+    assert_eq!(
+        bob_new.decrypt(&mut pair.bob.account, &on_new_prekey, T0),
+        Ok(b"on the new signed prekey".to_vec())
+    );
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut pair.bob.account, &on_new_prekey, T0),
         Err(DecryptError::SetupAlreadyUsed)
     );
 }
