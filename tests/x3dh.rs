@@ -431,6 +431,82 @@ fn a_bad_signed_prekey_signature_aborts_the_setup() {
     assert_eq!(result.err(), Some(SetupError::BadSignature));
 }
 
+/// Signed prekeys are checked with `verify_strict`, not with plain Ed25519 `verify`: this
+/// signature is accepted by the second and must be refused.
+///
+/// The vector is the "neutral R" construction. The identity is the key of seed `[7; 32]`:
+/// `a` the clamped scalar from SHA-512 of the seed, `A = [a]B`. The message `M` is the
+/// prekey's signed encoding (id 1, created at 1764000000, public key `00 01 .. 1f`).
+/// `R = 01 00 .. 00` encodes the neutral point (0, 1), of small order. `k = SHA-512(R || A ||
+/// M) mod L` and `s = k * a mod L`, so `[s]B = [k]A = R + [k]A`. Cofactorless `verify`
+/// recomputes `[s]B - [k]A`, the neutral point, and compares its encoding with `R`: equal.
+/// `verify_strict` also rejects a small-order `R`. (Recomputed with an independent Python
+/// Ed25519 model during the audit of issue 2.)
+#[test]
+fn a_signature_only_plain_ed25519_verify_accepts_is_refused() {
+    use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
+
+    let identity_bytes =
+        hex_array("ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c");
+    let prekey_bytes: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    signature[32..].copy_from_slice(&hex_array(
+        "2e80c563cffb2255e6cfb8099d77eaeec11840a393efb75a7b5c1b4f27e2e00c",
+    ));
+    let created_at = ratchetbox::Timestamp::from_unix_secs(1_764_000_000);
+    assert_eq!(
+        SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes(),
+        identity_bytes,
+        "the identity is the key of seed [7; 32]"
+    );
+
+    // Plain verification accepts it, strict verification does not: the vector tells the two
+    // apart.
+    let mut message = b"ratchetbox v1 signed prekey".to_vec();
+    message.extend_from_slice(&1u32.to_be_bytes());
+    message.extend_from_slice(&1_764_000_000u64.to_be_bytes());
+    message.extend_from_slice(&prekey_bytes);
+    let verifying = VerifyingKey::from_bytes(&identity_bytes).expect("a valid point");
+    let dalek_signature = Signature::from_bytes(&signature);
+    assert!(verifying.verify(&message, &dalek_signature).is_ok());
+    assert!(verifying.verify_strict(&message, &dalek_signature).is_err());
+
+    // ratchetbox refuses it.
+    let identity = IdentityKey::from_bytes(&identity_bytes).expect("identity key");
+    let prekey = SignedPreKey::new(
+        ratchetbox::SignedPreKeyId(1),
+        created_at,
+        X25519PublicKey::from_bytes(prekey_bytes),
+        signature,
+    );
+    assert!(!prekey.verify(&identity));
+    // The same prekey with an honest signature by that identity would be accepted, so the
+    // refusal above is about the signature alone.
+    let honest = SignedPreKey::new(
+        ratchetbox::SignedPreKeyId(1),
+        created_at,
+        X25519PublicKey::from_bytes(prekey_bytes),
+        ed25519_dalek::Signer::sign(&SigningKey::from_bytes(&[7; 32]), &message).to_bytes(),
+    );
+    assert!(honest.verify(&identity));
+
+    // A bundle carrying it, after a trip through bytes, aborts the setup.
+    let mut r = rng(40);
+    let alice = Account::new(&mut r, T0);
+    let bundle = PreKeyBundle::new(identity, prekey, None, None);
+    let bundle = PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("well-formed");
+    for config in [
+        SessionConfig::default(),
+        SessionConfig::default().with_classical_setup_allowed(true),
+    ] {
+        assert_eq!(
+            Session::initiate(&mut r, &alice, &bundle, config).err(),
+            Some(SetupError::BadSignature)
+        );
+    }
+}
+
 #[test]
 fn bundle_with_own_identity_is_refused() {
     let mut pair = Pair::new(9);
