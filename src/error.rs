@@ -163,6 +163,14 @@ pub enum DecryptError {
     )]
     AuthenticationFailed,
     /// This message was already decrypted (a duplicate or a replay).
+    ///
+    /// A session recognises a duplicate while the message's chain (one per ratchet key of
+    /// the peer, so a new one each time the peer starts sending again after hearing from us)
+    /// is its current receiving chain or one of the 32 receiving chains before it. A
+    /// duplicate from an older chain cannot be told apart from a message on a chain the
+    /// session never saw: it fails as [`AuthenticationFailed`](Self::AuthenticationFailed)
+    /// instead (or as [`TooFarAhead`](Self::TooFarAhead) if its counters exceed the skip
+    /// bound). It is never decrypted twice, and the state is unchanged either way.
     #[error("duplicate message: message {counter} of this chain was already decrypted")]
     Duplicate {
         /// The message number in its chain.
@@ -170,6 +178,8 @@ pub enum DecryptError {
     },
     /// The message's key is gone: it was evicted from the bounded store of skipped keys or
     /// pruned for age (or, if it was evicted, the message may also have been read before).
+    /// Like [`Duplicate`](Self::Duplicate), reported only for the current receiving chain
+    /// and the 32 before it; older chains fail authentication.
     #[error(
         "message {counter} arrived too late: its key was dropped from the bounded store of skipped message keys"
     )]
