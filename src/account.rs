@@ -1,6 +1,7 @@
 //! The account: a long-term identity key and the prekey store (signed prekeys and one-time
 //! prekeys with their private halves). The app persists it.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
@@ -43,17 +44,22 @@ pub const MAX_USED_SETUPS: usize = 2_000;
 const MAX_REMOVED_KEM_IDS: usize = 2_000;
 
 /// A signed prekey with its private half.
+///
+/// Private halves are boxed throughout the account (here and in the map of one-time
+/// prekeys): a key stays where it was put, and is zeroized there when dropped, while the
+/// vectors and maps that hold it grow, shift and shrink. Held inline, their bytes would be
+/// moved and left behind in memory that is freed without being zeroized.
 #[derive(Clone)]
 struct SignedPreKeyPair {
     public: SignedPreKey,
-    key: X25519KeyPair,
+    key: Box<X25519KeyPair>,
 }
 
-/// A signed KEM prekey with its private half.
+/// A signed KEM prekey with its private half (boxed, as in [`SignedPreKeyPair`]).
 #[derive(Clone)]
 struct KemPreKeyPair {
     public: KemPreKey,
-    key: KemKeyPair,
+    key: Box<KemKeyPair>,
 }
 
 /// A user's long-term identity and prekey store.
@@ -82,7 +88,7 @@ pub struct Account {
     current_signed_prekey: SignedPreKeyPair,
     /// Replaced signed prekeys still accepted for initial messages in flight, oldest first.
     previous_signed_prekeys: Vec<SignedPreKeyPair>,
-    one_time_prekeys: BTreeMap<u32, X25519KeyPair>,
+    one_time_prekeys: BTreeMap<u32, Box<X25519KeyPair>>,
     next_signed_prekey_id: u32,
     next_one_time_prekey_id: u32,
     /// Setups accepted without a one-time key of either kind, oldest first, at most
@@ -127,7 +133,7 @@ impl Account {
         id: SignedPreKeyId,
         now: Timestamp,
     ) -> SignedPreKeyPair {
-        let key = X25519KeyPair::generate(rng);
+        let key = Box::new(X25519KeyPair::generate(rng));
         let message = SignedPreKey::signed_message(id, now, &key.public_key());
         let signature = identity.sign(&message);
         SignedPreKeyPair {
@@ -142,7 +148,7 @@ impl Account {
         id: KemPreKeyId,
         now: Timestamp,
     ) -> KemPreKeyPair {
-        let key = KemKeyPair::generate(rng);
+        let key = Box::new(KemKeyPair::generate(rng));
         let message = KemPreKey::signed_message(id, now, key.public_key());
         let signature = identity.sign(&message);
         KemPreKeyPair {
@@ -312,7 +318,7 @@ impl Account {
             .ok_or(PreKeyError::IdsExhausted)?;
         let mut published = Vec::with_capacity(count);
         for id in first..end {
-            let key = X25519KeyPair::generate(rng);
+            let key = Box::new(X25519KeyPair::generate(rng));
             published.push(OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()));
             self.one_time_prekeys.insert(id, key);
         }
@@ -379,7 +385,7 @@ impl Account {
         core::iter::once(&self.current_signed_prekey)
             .chain(self.previous_signed_prekeys.iter().rev())
             .find(|p| p.public.id() == id)
-            .map(|p| &p.key)
+            .map(|p| &*p.key)
             .ok_or(DecryptError::UnknownSignedPreKey { id: id.0 })
     }
 
@@ -389,7 +395,7 @@ impl Account {
         id: OneTimePreKeyId,
     ) -> Result<&X25519KeyPair, DecryptError> {
         match self.one_time_prekeys.get(&id.0) {
-            Some(key) => Ok(key),
+            Some(key) => Ok(&**key),
             // Ids are handed out in increasing order from 1, so a lower id that is gone was
             // used.
             None if id.0 != 0 && id.0 < self.next_one_time_prekey_id => {
@@ -525,11 +531,9 @@ impl Account {
         )?));
         let mut previous_signed_prekeys = Vec::with_capacity(p.signed_prekeys.len());
         for s in &p.signed_prekeys {
-            let key = X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(fixed(
-                &s.secret,
-                "SignedPreKeyState",
-                "secret",
-            )?));
+            let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
+                fixed(&s.secret, "SignedPreKeyState", "secret")?,
+            )));
             let public = SignedPreKey::new(
                 SignedPreKeyId(s.id),
                 Timestamp::from_unix_secs(s.created_at),
@@ -558,11 +562,9 @@ impl Account {
         )?;
         let mut one_time_prekeys = BTreeMap::new();
         for o in &p.one_time_prekeys {
-            let key = X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(fixed(
-                &o.secret,
-                "OneTimePreKeyState",
-                "secret",
-            )?));
+            let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
+                fixed(&o.secret, "OneTimePreKeyState", "secret")?,
+            )));
             if o.id >= p.next_one_time_prekey_id || one_time_prekeys.insert(o.id, key).is_some() {
                 return Err(DecodeError::InvalidValue {
                     object: "OneTimePreKeyState",
@@ -708,7 +710,7 @@ fn kem_prekey_from_proto(
     const OBJECT: &str = "KemPreKeyState";
     let seed =
         zeroize::Zeroizing::new(crate::wire::fixed::<KEM_SEED_LEN>(&k.seed, OBJECT, "seed")?);
-    let key = KemKeyPair::from_seed(&seed);
+    let key = Box::new(KemKeyPair::from_seed(&seed));
     let public = KemPreKey::new(
         KemPreKeyId(k.id),
         Timestamp::from_unix_secs(k.created_at),
