@@ -1,6 +1,7 @@
 //! The account: a long-term identity key and the prekey store (signed prekeys and one-time
 //! prekeys with their private halves). The app persists it.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
@@ -25,21 +26,40 @@ pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
 /// signature check, about 0.15 ms) when the account is restored.
 pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 100;
 
-/// How many setups without a one-time prekey the account remembers to reject replays.
-pub(crate) const MAX_USED_SETUPS: usize = 2_000;
+/// The most setups without a one-time key an account remembers to reject their replays.
+///
+/// A setup that uses neither a one-time prekey nor a one-time KEM prekey (the server had run
+/// out of both) can only be told apart from its replay by remembering its (signed prekey id,
+/// base key). The account remembers every such setup for as long as the signed prekey it
+/// names exists. Once it remembers this many, further setups without a one-time key are
+/// refused with [`DecryptError::ReplayMemoryFull`] (an old entry is never forgotten, since its
+/// replay would then start a second session). Entries are freed when
+/// [`Account::remove_replaced_prekeys`] deletes their signed prekey.
+pub const MAX_USED_SETUPS: usize = 2_000;
+
+/// How many ids of deleted last-resort KEM prekeys the account remembers, so that an initial
+/// message naming one is reported as [`DecryptError::UnknownKemPreKey`] rather than
+/// [`DecryptError::KemPreKeyUsed`]. Only the error kind depends on it: both refuse the
+/// message. Beyond this many deletions the oldest ids are forgotten.
+const MAX_REMOVED_KEM_IDS: usize = 2_000;
 
 /// A signed prekey with its private half.
+///
+/// Private halves are boxed throughout the account (here and in the map of one-time
+/// prekeys): a key stays where it was put, and is zeroized there when dropped, while the
+/// vectors and maps that hold it grow, shift and shrink. Held inline, their bytes would be
+/// moved and left behind in memory that is freed without being zeroized.
 #[derive(Clone)]
 struct SignedPreKeyPair {
     public: SignedPreKey,
-    key: X25519KeyPair,
+    key: Box<X25519KeyPair>,
 }
 
-/// A signed KEM prekey with its private half.
+/// A signed KEM prekey with its private half (boxed, as in [`SignedPreKeyPair`]).
 #[derive(Clone)]
 struct KemPreKeyPair {
     public: KemPreKey,
-    key: KemKeyPair,
+    key: Box<KemKeyPair>,
 }
 
 /// A user's long-term identity and prekey store.
@@ -68,18 +88,19 @@ pub struct Account {
     current_signed_prekey: SignedPreKeyPair,
     /// Replaced signed prekeys still accepted for initial messages in flight, oldest first.
     previous_signed_prekeys: Vec<SignedPreKeyPair>,
-    one_time_prekeys: BTreeMap<u32, X25519KeyPair>,
+    one_time_prekeys: BTreeMap<u32, Box<X25519KeyPair>>,
     next_signed_prekey_id: u32,
     next_one_time_prekey_id: u32,
-    /// Setups accepted without a one-time prekey, oldest first: an initial message that
-    /// repeats one of them is a replay and must not start a second session.
+    /// Setups accepted without a one-time key of either kind, oldest first, at most
+    /// `MAX_USED_SETUPS`: an initial message that repeats one of them is a replay and must
+    /// not start a second session. Entries leave only with their signed prekey.
     used_setups: VecDeque<(SignedPreKeyId, X25519PublicKey)>,
     last_resort_kem_prekey: KemPreKeyPair,
     /// Replaced last-resort KEM prekeys, oldest first.
     previous_last_resort_kem_prekeys: Vec<KemPreKeyPair>,
     one_time_kem_prekeys: BTreeMap<u32, KemPreKeyPair>,
     next_kem_prekey_id: u32,
-    /// Ids of deleted last-resort KEM prekeys, oldest first, at most `MAX_USED_SETUPS`.
+    /// Ids of deleted last-resort KEM prekeys, oldest first, at most `MAX_REMOVED_KEM_IDS`.
     removed_last_resort_kem_ids: VecDeque<u32>,
 }
 
@@ -112,7 +133,7 @@ impl Account {
         id: SignedPreKeyId,
         now: Timestamp,
     ) -> SignedPreKeyPair {
-        let key = X25519KeyPair::generate(rng);
+        let key = Box::new(X25519KeyPair::generate(rng));
         let message = SignedPreKey::signed_message(id, now, &key.public_key());
         let signature = identity.sign(&message);
         SignedPreKeyPair {
@@ -127,7 +148,7 @@ impl Account {
         id: KemPreKeyId,
         now: Timestamp,
     ) -> KemPreKeyPair {
-        let key = KemKeyPair::generate(rng);
+        let key = Box::new(KemKeyPair::generate(rng));
         let message = KemPreKey::signed_message(id, now, key.public_key());
         let signature = identity.sign(&message);
         KemPreKeyPair {
@@ -226,7 +247,14 @@ impl Account {
     /// Deletes every signed prekey and last-resort KEM prekey that was replaced more than
     /// `grace_secs` seconds before `now` (the current ones are always kept). Returns how many
     /// were deleted. Initial messages naming a deleted prekey then fail with
-    /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`].
+    /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`] (the ids
+    /// of the last 2,000 deleted last-resort KEM prekeys are remembered for that; an older
+    /// one is reported as [`DecryptError::KemPreKeyUsed`], which refuses the message just
+    /// the same).
+    ///
+    /// Deleting a signed prekey also forgets the setups without one-time keys that named it
+    /// (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed prekey, and the
+    /// room is free for new setups.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
         let before: Vec<u32> = self
             .previous_last_resort_kem_prekeys
@@ -246,7 +274,7 @@ impl Account {
                 .iter()
                 .any(|p| p.public.id().0 == id)
             {
-                if self.removed_last_resort_kem_ids.len() == MAX_USED_SETUPS {
+                if self.removed_last_resort_kem_ids.len() == MAX_REMOVED_KEM_IDS {
                     self.removed_last_resort_kem_ids.pop_front();
                 }
                 self.removed_last_resort_kem_ids.push_back(id);
@@ -290,7 +318,7 @@ impl Account {
             .ok_or(PreKeyError::IdsExhausted)?;
         let mut published = Vec::with_capacity(count);
         for id in first..end {
-            let key = X25519KeyPair::generate(rng);
+            let key = Box::new(X25519KeyPair::generate(rng));
             published.push(OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()));
             self.one_time_prekeys.insert(id, key);
         }
@@ -357,7 +385,7 @@ impl Account {
         core::iter::once(&self.current_signed_prekey)
             .chain(self.previous_signed_prekeys.iter().rev())
             .find(|p| p.public.id() == id)
-            .map(|p| &p.key)
+            .map(|p| &*p.key)
             .ok_or(DecryptError::UnknownSignedPreKey { id: id.0 })
     }
 
@@ -367,7 +395,7 @@ impl Account {
         id: OneTimePreKeyId,
     ) -> Result<&X25519KeyPair, DecryptError> {
         match self.one_time_prekeys.get(&id.0) {
-            Some(key) => Ok(key),
+            Some(key) => Ok(&**key),
             // Ids are handed out in increasing order from 1, so a lower id that is gone was
             // used.
             None if id.0 != 0 && id.0 < self.next_one_time_prekey_id => {
@@ -412,7 +440,8 @@ impl Account {
         self.one_time_prekeys.remove(&id.0);
     }
 
-    /// Fails if a setup without a one-time prekey was already accepted.
+    /// For a setup without a one-time key of either kind: fails if it was already accepted
+    /// (a replay), or if the account cannot remember one more such setup.
     pub(crate) fn check_setup_unused(
         &self,
         signed_prekey_id: SignedPreKeyId,
@@ -425,18 +454,22 @@ impl Account {
         {
             return Err(DecryptError::SetupAlreadyUsed);
         }
+        if self.used_setups.len() >= MAX_USED_SETUPS {
+            return Err(DecryptError::ReplayMemoryFull {
+                max: MAX_USED_SETUPS,
+            });
+        }
         Ok(())
     }
 
-    /// Remembers a setup without a one-time prekey after its initial message decrypted.
+    /// Remembers a setup without a one-time key after its initial message decrypted. The
+    /// caller checked it with [`check_setup_unused`](Self::check_setup_unused) on this
+    /// unchanged account, so there is room: nothing is ever forgotten here.
     pub(crate) fn record_used_setup(
         &mut self,
         signed_prekey_id: SignedPreKeyId,
         base_key: X25519PublicKey,
     ) {
-        if self.used_setups.len() == MAX_USED_SETUPS {
-            self.used_setups.pop_front();
-        }
         self.used_setups.push_back((signed_prekey_id, base_key));
     }
 
@@ -498,11 +531,9 @@ impl Account {
         )?));
         let mut previous_signed_prekeys = Vec::with_capacity(p.signed_prekeys.len());
         for s in &p.signed_prekeys {
-            let key = X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(fixed(
-                &s.secret,
-                "SignedPreKeyState",
-                "secret",
-            )?));
+            let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
+                fixed(&s.secret, "SignedPreKeyState", "secret")?,
+            )));
             let public = SignedPreKey::new(
                 SignedPreKeyId(s.id),
                 Timestamp::from_unix_secs(s.created_at),
@@ -531,11 +562,9 @@ impl Account {
         )?;
         let mut one_time_prekeys = BTreeMap::new();
         for o in &p.one_time_prekeys {
-            let key = X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(fixed(
-                &o.secret,
-                "OneTimePreKeyState",
-                "secret",
-            )?));
+            let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
+                fixed(&o.secret, "OneTimePreKeyState", "secret")?,
+            )));
             if o.id >= p.next_one_time_prekey_id || one_time_prekeys.insert(o.id, key).is_some() {
                 return Err(DecodeError::InvalidValue {
                     object: "OneTimePreKeyState",
@@ -571,7 +600,7 @@ impl Account {
         };
         at_most(
             p.removed_last_resort_kem_ids.len(),
-            MAX_USED_SETUPS,
+            MAX_REMOVED_KEM_IDS,
             "removed_last_resort_kem_ids",
         )?;
         at_most(
@@ -681,7 +710,7 @@ fn kem_prekey_from_proto(
     const OBJECT: &str = "KemPreKeyState";
     let seed =
         zeroize::Zeroizing::new(crate::wire::fixed::<KEM_SEED_LEN>(&k.seed, OBJECT, "seed")?);
-    let key = KemKeyPair::from_seed(&seed);
+    let key = Box::new(KemKeyPair::from_seed(&seed));
     let public = KemPreKey::new(
         KemPreKeyId(k.id),
         Timestamp::from_unix_secs(k.created_at),

@@ -165,6 +165,14 @@ pub enum DecryptError {
     )]
     AuthenticationFailed,
     /// This message was already decrypted (a duplicate or a replay).
+    ///
+    /// A session recognises a duplicate while the message's chain (one per ratchet key of
+    /// the peer, so a new one each time the peer starts sending again after hearing from us)
+    /// is its current receiving chain or one of the 32 receiving chains before it. A
+    /// duplicate from an older chain cannot be told apart from a message on a chain the
+    /// session never saw: it fails as [`AuthenticationFailed`](Self::AuthenticationFailed)
+    /// instead (or as [`TooFarAhead`](Self::TooFarAhead) if its counters exceed the skip
+    /// bound). It is never decrypted twice, and the state is unchanged either way.
     #[error("duplicate message: message {counter} of this chain was already decrypted")]
     Duplicate {
         /// The message number in its chain.
@@ -172,6 +180,8 @@ pub enum DecryptError {
     },
     /// The message's key is gone: it was evicted from the bounded store of skipped keys or
     /// pruned for age (or, if it was evicted, the message may also have been read before).
+    /// Like [`Duplicate`](Self::Duplicate), reported only for the current receiving chain
+    /// and the 32 before it; older chains fail authentication.
     #[error(
         "message {counter} arrived too late: its key was dropped from the bounded store of skipped message keys"
     )]
@@ -243,6 +253,24 @@ pub enum DecryptError {
         "the initial message repeats a key agreement that already started a session (a replay)"
     )]
     SetupAlreadyUsed,
+    /// The initial message starts a new session without a one-time key of either kind (no
+    /// one-time prekey, and the last-resort KEM prekey), and the account already remembers
+    /// the most such setups it keeps for replay protection
+    /// ([`MAX_USED_SETUPS`](crate::MAX_USED_SETUPS)). Rather than forget an old setup,
+    /// which would let its replay start a second session, the account refuses new ones.
+    ///
+    /// Setups that use a one-time prekey or a one-time KEM prekey still work. To accept
+    /// setups without one-time keys again, publish one-time prekeys, and rotate the signed
+    /// prekey ([`Account::rotate_signed_prekey`](crate::Account::rotate_signed_prekey)): the
+    /// memory is freed when the replaced signed prekey is deleted
+    /// ([`Account::remove_replaced_prekeys`](crate::Account::remove_replaced_prekeys)).
+    #[error(
+        "the account already remembers {max} setups without one-time prekeys and refuses more, so that no replay can start a second session: publish one-time prekeys, rotate the signed prekey and remove the replaced one"
+    )]
+    ReplayMemoryFull {
+        /// How many such setups the account remembers.
+        max: usize,
+    },
     /// The initial message claims to come from our own identity key.
     #[error("the initial message carries this account's own identity key")]
     OwnIdentity,

@@ -1,8 +1,8 @@
 //! Every key derivation of the protocol and every domain-separation label, in one place.
 //!
 //! docs/PROTOCOL.md specifies each of these byte for byte; the test vectors in
-//! `tests/vectors.rs` pin them, and `tests/primitives.rs` checks HKDF and HMAC against
-//! RFC 5869 and RFC 4231 through these functions.
+//! `tests/vectors.rs` pin them, and the unit tests in `src/primitive_vectors.rs` check HKDF
+//! and HMAC against RFC 5869, RFC 4231 and Wycheproof through these functions.
 
 use hkdf::{Hkdf, HkdfExtract};
 use hmac::{Hmac, KeyInit, Mac};

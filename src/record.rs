@@ -1,6 +1,7 @@
 //! The per-peer session record: the current session, a bounded number of previous ones, and
 //! the logic that routes each incoming message to the session it belongs to.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
@@ -62,9 +63,12 @@ use crate::wire::message::Body;
 /// ```
 #[derive(Clone)]
 pub struct SessionRecord {
-    current: Option<Session>,
+    /// Sessions are boxed: a session holds its keys inline, and it stays in its box while
+    /// it moves between `current` and `previous` (and is zeroized there when dropped), so
+    /// no copy of its keys is left behind in freed memory.
+    current: Option<Box<Session>>,
     /// Most recent first, at most `config.max_previous_sessions()`.
-    previous: VecDeque<Session>,
+    previous: VecDeque<Box<Session>>,
     config: SessionConfig,
     /// The peer's identity key, set by the first session (trust on first use).
     peer: Option<PeerIdentity>,
@@ -100,13 +104,10 @@ impl SessionRecord {
     }
 
     /// Fails if `identity` is not the peer identity this record knows.
-    fn check_identity(
-        &self,
-        identity: &IdentityKey,
-    ) -> Result<(), alloc::boxed::Box<IdentityChange>> {
+    fn check_identity(&self, identity: &IdentityKey) -> Result<(), Box<IdentityChange>> {
         match self.peer {
             Some(peer) if peer.key() != *identity => {
-                Err(alloc::boxed::Box::new(IdentityChange::new(peer, *identity)))
+                Err(Box::new(IdentityChange::new(peer, *identity)))
             }
             _ => Ok(()),
         }
@@ -133,7 +134,7 @@ impl SessionRecord {
             .map_err(SetupError::IdentityChanged)?;
         let session = Session::initiate(rng, account, bundle, self.config)?;
         self.remember_identity(bundle.identity_key());
-        if let Some(old) = self.current.replace(session) {
+        if let Some(old) = self.current.replace(Box::new(session)) {
             self.archive(old);
         }
         Ok(())
@@ -238,8 +239,8 @@ impl SessionRecord {
     fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
         match (index, &mut self.current) {
             (0, Some(current)) => Some(current),
-            (_, Some(_)) => self.previous.get_mut(index - 1),
-            (_, None) => self.previous.get_mut(index),
+            (_, Some(_)) => self.previous.get_mut(index - 1).map(|s| &mut **s),
+            (_, None) => self.previous.get_mut(index).map(|s| &mut **s),
         }
     }
 
@@ -247,6 +248,7 @@ impl SessionRecord {
         self.current
             .iter()
             .chain(self.previous.iter())
+            .map(|s| &**s)
             .position(predicate)
     }
 
@@ -285,6 +287,7 @@ impl SessionRecord {
     /// and it has not heard back, both sides keep the session with the smaller id, so they
     /// converge at once.
     fn install_inbound(&mut self, session: Session) {
+        let session = Box::new(session);
         match self.current.take() {
             Some(ours)
                 if ours.awaiting_reply()
@@ -302,7 +305,7 @@ impl SessionRecord {
         }
     }
 
-    fn archive(&mut self, session: Session) {
+    fn archive(&mut self, session: Box<Session>) {
         self.previous.push_front(session);
         self.previous
             .truncate(self.config.max_previous_sessions() as usize);
@@ -310,22 +313,22 @@ impl SessionRecord {
 
     /// The current session, if any.
     pub fn session(&self) -> Option<&Session> {
-        self.current.as_ref()
+        self.current.as_deref()
     }
 
     /// The previous sessions, most recent first.
     pub fn previous_sessions(&self) -> impl Iterator<Item = &Session> {
-        self.previous.iter()
+        self.previous.iter().map(|s| &**s)
     }
 
     /// The current session's id, if any.
     pub fn session_id(&self) -> Option<SessionId> {
-        self.current.as_ref().map(Session::id)
+        self.current.as_deref().map(Session::id)
     }
 
     /// The peer's identity key in the current session, if any.
     pub fn remote_identity(&self) -> Option<IdentityKey> {
-        self.current.as_ref().map(Session::remote_identity)
+        self.current.as_deref().map(Session::remote_identity)
     }
 
     /// The peer's identity key as this record knows it, and how far it is trusted. `None`
@@ -467,8 +470,8 @@ impl SessionRecord {
 
     pub(crate) fn to_proto(&self) -> pb::SessionRecordState {
         pb::SessionRecordState {
-            current: self.current.as_ref().map(Session::to_proto),
-            previous: self.previous.iter().map(Session::to_proto).collect(),
+            current: self.current.as_deref().map(Session::to_proto),
+            previous: self.previous.iter().map(|s| s.to_proto()).collect(),
             limits: Some(crate::config::limits_to_proto(&self.config)),
             peer: self.peer.map(PeerIdentity::to_proto),
             timer: Some(pb::DisappearingTimer {
@@ -490,11 +493,15 @@ impl SessionRecord {
             });
         }
         let record = Self {
-            current: p.current.as_ref().map(Session::from_proto).transpose()?,
+            current: p
+                .current
+                .as_ref()
+                .map(|s| Session::from_proto(s).map(Box::new))
+                .transpose()?,
             previous: p
                 .previous
                 .iter()
-                .map(Session::from_proto)
+                .map(|s| Session::from_proto(s).map(Box::new))
                 .collect::<Result<_, _>>()?,
             config,
             peer: p.peer.as_ref().map(PeerIdentity::from_proto).transpose()?,

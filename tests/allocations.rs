@@ -412,3 +412,35 @@ fn the_default_bounds_are_the_documented_ones() {
     assert_eq!(config.max_previous_sessions(), 8);
     assert_eq!(config.max_skipped_key_age(), 30 * 24 * 3600);
 }
+
+/// The first message of a new chain that makes the session skip keys in both the chain it
+/// finishes and the new one. The skipped keys are listed in one allocation, plus one box per
+/// key (each key stays in its box until used, and is zeroized there), so no key is copied
+/// into memory that is freed without being zeroized.
+#[test]
+fn skipping_in_two_chains_lists_the_keys_in_one_allocation() {
+    let mut peers = Peers::steady();
+    let plaintext = [9u8; 100];
+    // Unread on Alice's current chain, then skipped on her next one.
+    const FINISHING: usize = 4;
+    const NEW: usize = 2;
+    let mut counts = Vec::new();
+    for _ in 0..40 {
+        let late: Vec<_> = (0..FINISHING)
+            .map(|_| peers.alice_sends(&plaintext))
+            .collect();
+        let m = peers.bob_sends(&plaintext);
+        peers.alice_reads(&m);
+        let early: Vec<_> = (0..=NEW).map(|_| peers.alice_sends(&plaintext)).collect();
+        let (_, allocations, _) = count(|| peers.bob_reads(&early[NEW]));
+        counts.push(allocations);
+        for m in late.iter().chain(&early[..NEW]) {
+            peers.bob_reads(m);
+        }
+    }
+    // Once the store's own tables have grown (warm-up): the plaintext, the list, a box per
+    // key.
+    for allocations in &counts[32..] {
+        assert_eq!(*allocations, 1 + 1 + FINISHING + NEW, "{counts:?}");
+    }
+}

@@ -5,8 +5,8 @@ mod common;
 
 use common::{Pair, Peer, Side, T0, pb};
 use ratchetbox::{
-    Account, DecodeError, DecryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle, Session,
-    SessionConfig, SessionRecord, SetupError,
+    Account, DecodeError, DecryptError, KEM_PUBLIC_KEY_LEN, KemPreKeyId, OneTimePreKeyId,
+    PreKeyBundle, Session, SessionConfig, SessionRecord, SetupError,
 };
 
 fn kem_otk_bundle(pair: &mut Pair) -> PreKeyBundle {
@@ -126,6 +126,135 @@ fn a_bad_kem_prekey_signature_aborts_the_setup() {
         SessionConfig::default(),
     );
     assert_eq!(result.err(), Some(SetupError::BadKemSignature));
+}
+
+#[test]
+fn a_tampered_kem_public_key_in_a_bundle_is_refused() {
+    let mut pair = Pair::new(13);
+    let good = kem_otk_bundle(&mut pair).to_bytes();
+    fn public_key(b: &mut pb::PreKeyBundle) -> &mut Vec<u8> {
+        &mut b.kem_prekey.as_mut().unwrap().public_key
+    }
+    // The encapsulation key is 4 x 256 coefficients of 12 bits (1,536 bytes), then the
+    // 32-byte seed rho. A coefficient of 0xfff is not reduced mod q = 3329.
+    let not_reduced = |b: &mut pb::PreKeyBundle| {
+        let key = public_key(b);
+        key[0] = 0xff;
+        key[1] |= 0x0f;
+    };
+    let reduced_bit = |b: &mut pb::PreKeyBundle| {
+        // Bits 4-7 of byte 1 and byte 2 hold the second coefficient. Clearing its top bit
+        // keeps it below 2048 < q, and bit 4 of byte 1 (its lowest) is flipped.
+        let key = public_key(b);
+        key[2] &= 0x7f;
+        key[1] ^= 0x10;
+    };
+    let edits: Vec<(pb::Edit<pb::PreKeyBundle>, Result<SetupError, DecodeError>)> = vec![
+        (
+            ("a coefficient not reduced mod q", Box::new(not_reduced)),
+            Err(DecodeError::InvalidValue {
+                object: "KemPreKey",
+                field: "public_key",
+                reason: "not a valid ML-KEM-1024 public key (coefficients not reduced mod q)",
+            }),
+        ),
+        (
+            (
+                "one byte short",
+                Box::new(|b| public_key(b).truncate(KEM_PUBLIC_KEY_LEN - 1)),
+            ),
+            Err(DecodeError::InvalidLength {
+                object: "KemPreKey",
+                field: "public_key",
+                expected: KEM_PUBLIC_KEY_LEN,
+                found: KEM_PUBLIC_KEY_LEN - 1,
+            }),
+        ),
+        (
+            (
+                "a bit of a coefficient, still reduced",
+                Box::new(reduced_bit),
+            ),
+            Ok(SetupError::BadKemSignature),
+        ),
+        (
+            (
+                "a bit of rho",
+                Box::new(|b| public_key(b)[KEM_PUBLIC_KEY_LEN - 1] ^= 0x80),
+            ),
+            Ok(SetupError::BadKemSignature),
+        ),
+    ];
+    for ((what, edit), expected) in edits {
+        let mut bundle: pb::PreKeyBundle = pb::decode(&good);
+        edit(&mut bundle);
+        let result = PreKeyBundle::from_bytes(&pb::encode(&bundle)).map(|bundle| {
+            Session::initiate(
+                &mut pair.rng,
+                &pair.alice.account,
+                &bundle,
+                SessionConfig::default(),
+            )
+            .expect_err("a tampered KEM prekey must not start a session")
+        });
+        assert_eq!(result, expected, "{what}");
+    }
+}
+
+/// The one-time prekey in a bundle is not signed (as in Signal): a server or attacker can
+/// change it. The setup then goes ahead, but Bob cannot decrypt the first message, and his
+/// one-time prekeys (classical and KEM) are not consumed.
+#[test]
+fn a_tampered_one_time_prekey_in_a_bundle_fails_the_first_message_and_consumes_nothing() {
+    let mut pair = Pair::new(14);
+    let good = kem_otk_bundle(&mut pair);
+    let kem_id = good.kem_prekey().unwrap().id();
+    let good_bytes = good.to_bytes();
+    let edits: Vec<(pb::Edit<pb::OneTimePreKey>, DecryptError)> = vec![
+        (
+            (
+                "id of another unused one-time prekey",
+                Box::new(|k| k.id = 3),
+            ),
+            DecryptError::AuthenticationFailed,
+        ),
+        (
+            ("id never issued", Box::new(|k| k.id = 999)),
+            DecryptError::UnknownOneTimePreKey { id: 999 },
+        ),
+        (
+            ("public key bit", Box::new(|k| k.public_key[5] ^= 0x04)),
+            DecryptError::AuthenticationFailed,
+        ),
+    ];
+    for ((what, edit), expected) in edits {
+        let mut bundle: pb::PreKeyBundle = pb::decode(&good_bytes);
+        edit(bundle.one_time_prekey.as_mut().unwrap());
+        let bundle = PreKeyBundle::from_bytes(&pb::encode(&bundle)).expect("well-formed");
+        let mut alice = initiate(&mut pair, &bundle);
+        let wire = alice.encrypt(&mut pair.rng, b"first").unwrap();
+        // `reject` checks that Bob's account and record are unchanged.
+        assert_eq!(pair.bob.reject(&wire), expected, "{what}");
+        assert!(pair.bob.record.session().is_none(), "{what}");
+    }
+    let unused = |pair: &Pair| {
+        (
+            pair.bob
+                .account
+                .one_time_prekeys()
+                .any(|k| k.id() == OneTimePreKeyId(2)),
+            pair.bob
+                .account
+                .one_time_kem_prekeys()
+                .any(|k| k.id() == kem_id),
+        )
+    };
+    assert_eq!(unused(&pair), (true, true));
+    // The genuine bundle still works, and only then are its one-time prekeys used.
+    let mut alice = initiate(&mut pair, &good);
+    let wire = alice.encrypt(&mut pair.rng, b"first").unwrap();
+    assert_eq!(pair.receive(Side::Bob, &wire).unwrap(), b"first");
+    assert_eq!(unused(&pair), (false, false));
 }
 
 #[test]

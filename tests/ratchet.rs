@@ -159,6 +159,44 @@ fn duplicates_are_rejected_with_state_unchanged() {
     );
 }
 
+/// The bound documented on `DecryptError::Duplicate` and in PROTOCOL.md section 6.4: a
+/// duplicate is reported as such while its chain is the current receiving chain or one of the
+/// 32 before it. Older, it cannot be told from a message on an unknown chain and fails
+/// authentication. Either way nothing changes.
+#[test]
+fn a_duplicate_older_than_the_remembered_chains_fails_authentication() {
+    const REMEMBERED_CHAINS: usize = 32;
+    let mut pair = Pair::established(41);
+    let read = pair.send(Side::Alice, b"read once");
+    let late = pair.send(Side::Alice, b"late");
+    assert_eq!(pair.receive(Side::Bob, &read).unwrap(), b"read once");
+    // Every round trip gives Bob a new receiving chain.
+    for _ in 0..REMEMBERED_CHAINS {
+        pair.exchange(Side::Bob, b"b");
+        pair.exchange(Side::Alice, b"a");
+    }
+    // 32 newer chains: still a duplicate, with Bob idle and with Bob holding a sending key.
+    assert_eq!(
+        pair.bob.reject(&read),
+        DecryptError::Duplicate { counter: 0 }
+    );
+    let sent = pair.send(Side::Bob, b"b");
+    assert_eq!(
+        pair.bob.reject(&read),
+        DecryptError::Duplicate { counter: 0 }
+    );
+    // One more chain, and the chain of `read` is forgotten.
+    assert_eq!(pair.receive(Side::Alice, &sent).unwrap(), b"b");
+    pair.exchange(Side::Alice, b"a");
+    assert_eq!(pair.bob.reject(&read), DecryptError::AuthenticationFailed);
+    pair.send(Side::Bob, b"b");
+    assert_eq!(pair.bob.reject(&read), DecryptError::AuthenticationFailed);
+    // The chain's stored key does not depend on that memory: the unread message still
+    // decrypts, once.
+    assert_eq!(pair.receive(Side::Bob, &late).unwrap(), b"late");
+    assert_eq!(pair.bob.reject(&late), DecryptError::AuthenticationFailed);
+}
+
 #[test]
 fn the_gap_bound_within_a_chain() {
     let config = SessionConfig::default().with_max_skip(10);

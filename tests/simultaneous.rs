@@ -114,24 +114,34 @@ fn the_record_keeps_a_bounded_number_of_previous_sessions() {
     let mut bob = Peer::new(&mut rng, config);
     let bundle = bob.account.prekey_bundle(None, None).unwrap();
     let mut first_messages = Vec::new();
+    let mut ids = Vec::new();
     for i in 0..6u8 {
         alice
             .record
             .initiate(&mut rng, &alice.account, &bundle)
             .unwrap();
+        ids.push(alice.record.session_id().unwrap());
         let wire = alice.record.encrypt(&mut rng, &[i]).unwrap();
         assert_eq!(bob.decrypt(&wire, T0).unwrap(), [i]);
         first_messages.push(alice.record.encrypt(&mut rng, &[i, i]).unwrap());
     }
     assert_eq!(alice.record.previous_sessions().count(), 3);
     assert_eq!(bob.record.previous_sessions().count(), 3);
-    // Messages of the last four sessions still decrypt (and promote their session).
+    assert_eq!(bob.record.session_id(), Some(ids[5]));
+    // Messages of the last four sessions still decrypt, and each promotes its session: it
+    // becomes current, and the session that was current becomes the most recent previous.
     for (i, wire) in first_messages.iter().enumerate().skip(2) {
+        let was_current = bob.record.session_id();
         assert_eq!(bob.decrypt(wire, T0).unwrap(), [i as u8, i as u8]);
-        assert_eq!(
-            bob.record.session().unwrap().remote_identity(),
-            alice.account.identity_key()
-        );
+        assert_eq!(bob.record.session_id(), Some(ids[i]), "session {i}");
+        if was_current != Some(ids[i]) {
+            assert_eq!(
+                bob.record.previous_sessions().next().map(|s| s.id()),
+                was_current,
+                "session {i}"
+            );
+        }
+        assert_eq!(bob.record.previous_sessions().count(), 3);
     }
     // The oldest sessions were dropped: their later initial messages cannot start a second
     // session (a replay of a setup already used).

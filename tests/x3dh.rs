@@ -5,8 +5,8 @@ mod common;
 
 use common::{Pair, Peer, Side, T0, pb, rng};
 use ratchetbox::{
-    Account, DecryptError, IdentityKey, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, Session,
-    SessionConfig, SessionRecord, SetupError, SignedPreKey, X25519PublicKey,
+    Account, DecryptError, IdentityKey, MAX_USED_SETUPS, OneTimePreKey, OneTimePreKeyId,
+    PreKeyBundle, Session, SessionConfig, SessionRecord, SetupError, SignedPreKey, X25519PublicKey,
 };
 
 #[test]
@@ -257,6 +257,129 @@ fn replay_of_a_setup_without_one_time_prekey_is_rejected_too() {
 }
 
 #[test]
+fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
+    let mut pair = Pair::new(30);
+    let no_one_time_keys = pair.bundle(None);
+    let day = 24 * 60 * 60;
+    // A new conversation from Alice's account, set up without one-time keys of either kind.
+    let start = |pair: &mut Pair, bundle: &PreKeyBundle, text: &[u8]| {
+        let mut record = SessionRecord::new();
+        record
+            .initiate(&mut pair.rng, &pair.alice.account, bundle)
+            .expect("initiate");
+        let wire = record.encrypt(&mut pair.rng, text).expect("encrypt");
+        (record, wire)
+    };
+
+    let (mut alice_first, first) = start(&mut pair, &no_one_time_keys, b"setup 0");
+    let mut bob_first = SessionRecord::new();
+    assert_eq!(
+        bob_first.decrypt(&mut pair.bob.account, &first, T0),
+        Ok(b"setup 0".to_vec())
+    );
+    for i in 1..MAX_USED_SETUPS {
+        let text = format!("setup {i}");
+        let (_, wire) = start(&mut pair, &no_one_time_keys, text.as_bytes());
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut pair.bob.account, &wire, T0),
+            Ok(text.into_bytes()),
+            "setup {i} of {MAX_USED_SETUPS}"
+        );
+    }
+
+    // The memory is full: setup number MAX_USED_SETUPS + 1 is refused and changes nothing.
+    let (_, extra) = start(&mut pair, &no_one_time_keys, b"one too many");
+    let account_before = pair.bob.account.to_bytes().to_vec();
+    let mut bob_extra = SessionRecord::new();
+    assert_eq!(
+        bob_extra.decrypt(&mut pair.bob.account, &extra, T0),
+        Err(DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        })
+    );
+    assert_eq!(account_before, pair.bob.account.to_bytes().to_vec());
+    assert_eq!(
+        bob_extra.to_bytes().to_vec(),
+        SessionRecord::new().to_bytes().to_vec()
+    );
+
+    // The first setup is still remembered, MAX_USED_SETUPS + 1 setups later: its replay
+    // creates nothing, also after the account was persisted.
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        fresh.decrypt(&mut pair.bob.account, &first, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+    assert!(fresh.session().is_none());
+    let mut restored = Account::from_bytes(&pair.bob.account.to_bytes()).expect("restores");
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut restored, &first, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut restored, &extra, T0),
+        Err(DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        })
+    );
+    assert_eq!(account_before, pair.bob.account.to_bytes().to_vec());
+
+    // Sessions that exist go on: Alice's next initial message of setup 0 lands in its session.
+    let again = alice_first
+        .encrypt(&mut pair.rng, b"again")
+        .expect("encrypt");
+    assert_eq!(
+        bob_first.decrypt(&mut pair.bob.account, &again, T0),
+        Ok(b"again".to_vec())
+    );
+    assert_eq!(bob_first.previous_sessions().count(), 0);
+    // A setup with a one-time prekey is not limited.
+    let with_otk_bundle = pair.bundle(Some(2));
+    let (_, with_otk) = start(&mut pair, &with_otk_bundle, b"with a one-time prekey");
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut pair.bob.account, &with_otk, T0),
+        Ok(b"with a one-time prekey".to_vec())
+    );
+
+    // Rotating the signed prekey alone frees nothing: the old one still accepts setups.
+    pair.bob
+        .account
+        .rotate_signed_prekey(&mut pair.rng, T0.saturating_add_secs(day))
+        .expect("rotate");
+    let rotated = pair.bundle(None);
+    let (_, on_new_prekey) = start(&mut pair, &rotated, b"on the new signed prekey");
+    assert_eq!(
+        pair.bob.reject(&on_new_prekey),
+        DecryptError::ReplayMemoryFull {
+            max: MAX_USED_SETUPS
+        }
+    );
+    // Deleting the old signed prekey forgets its setups: their replays now name an unknown
+    // prekey, and there is room again.
+    assert_eq!(
+        pair.bob
+            .account
+            .remove_replaced_prekeys(T0.saturating_add_secs(2 * day), 0),
+        1
+    );
+    for replay in [&first, &extra] {
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut pair.bob.account, replay, T0),
+            Err(DecryptError::UnknownSignedPreKey { id: 1 })
+        );
+    }
+    let mut bob_new = SessionRecord::new();
+    assert_eq!(
+        bob_new.decrypt(&mut pair.bob.account, &on_new_prekey, T0),
+        Ok(b"on the new signed prekey".to_vec())
+    );
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut pair.bob.account, &on_new_prekey, T0),
+        Err(DecryptError::SetupAlreadyUsed)
+    );
+}
+
+#[test]
 fn a_bad_signed_prekey_signature_aborts_the_setup() {
     let mut pair = Pair::new(8);
     let good = pair.bundle(Some(1)).to_bytes();
@@ -306,6 +429,82 @@ fn a_bad_signed_prekey_signature_aborts_the_setup() {
         SessionConfig::default(),
     );
     assert_eq!(result.err(), Some(SetupError::BadSignature));
+}
+
+/// Signed prekeys are checked with `verify_strict`, not with plain Ed25519 `verify`: this
+/// signature is accepted by the second and must be refused.
+///
+/// The vector is the "neutral R" construction. The identity is the key of seed `[7; 32]`:
+/// `a` the clamped scalar from SHA-512 of the seed, `A = [a]B`. The message `M` is the
+/// prekey's signed encoding (id 1, created at 1764000000, public key `00 01 .. 1f`).
+/// `R = 01 00 .. 00` encodes the neutral point (0, 1), of small order. `k = SHA-512(R || A ||
+/// M) mod L` and `s = k * a mod L`, so `[s]B = [k]A = R + [k]A`. Cofactorless `verify`
+/// recomputes `[s]B - [k]A`, the neutral point, and compares its encoding with `R`: equal.
+/// `verify_strict` also rejects a small-order `R`. (Recomputed with an independent Python
+/// Ed25519 model during the audit of issue 2.)
+#[test]
+fn a_signature_only_plain_ed25519_verify_accepts_is_refused() {
+    use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
+
+    let identity_bytes =
+        hex_array("ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c");
+    let prekey_bytes: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    signature[32..].copy_from_slice(&hex_array(
+        "2e80c563cffb2255e6cfb8099d77eaeec11840a393efb75a7b5c1b4f27e2e00c",
+    ));
+    let created_at = ratchetbox::Timestamp::from_unix_secs(1_764_000_000);
+    assert_eq!(
+        SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes(),
+        identity_bytes,
+        "the identity is the key of seed [7; 32]"
+    );
+
+    // Plain verification accepts it, strict verification does not: the vector tells the two
+    // apart.
+    let mut message = b"ratchetbox v1 signed prekey".to_vec();
+    message.extend_from_slice(&1u32.to_be_bytes());
+    message.extend_from_slice(&1_764_000_000u64.to_be_bytes());
+    message.extend_from_slice(&prekey_bytes);
+    let verifying = VerifyingKey::from_bytes(&identity_bytes).expect("a valid point");
+    let dalek_signature = Signature::from_bytes(&signature);
+    assert!(verifying.verify(&message, &dalek_signature).is_ok());
+    assert!(verifying.verify_strict(&message, &dalek_signature).is_err());
+
+    // ratchetbox refuses it.
+    let identity = IdentityKey::from_bytes(&identity_bytes).expect("identity key");
+    let prekey = SignedPreKey::new(
+        ratchetbox::SignedPreKeyId(1),
+        created_at,
+        X25519PublicKey::from_bytes(prekey_bytes),
+        signature,
+    );
+    assert!(!prekey.verify(&identity));
+    // The same prekey with an honest signature by that identity would be accepted, so the
+    // refusal above is about the signature alone.
+    let honest = SignedPreKey::new(
+        ratchetbox::SignedPreKeyId(1),
+        created_at,
+        X25519PublicKey::from_bytes(prekey_bytes),
+        ed25519_dalek::Signer::sign(&SigningKey::from_bytes(&[7; 32]), &message).to_bytes(),
+    );
+    assert!(honest.verify(&identity));
+
+    // A bundle carrying it, after a trip through bytes, aborts the setup.
+    let mut r = rng(40);
+    let alice = Account::new(&mut r, T0);
+    let bundle = PreKeyBundle::new(identity, prekey, None, None);
+    let bundle = PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("well-formed");
+    for config in [
+        SessionConfig::default(),
+        SessionConfig::default().with_classical_setup_allowed(true),
+    ] {
+        assert_eq!(
+            Session::initiate(&mut r, &alice, &bundle, config).err(),
+            Some(SetupError::BadSignature)
+        );
+    }
 }
 
 #[test]

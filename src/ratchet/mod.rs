@@ -17,6 +17,7 @@
 pub(crate) mod chain;
 pub(crate) mod skipped;
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -340,9 +341,9 @@ impl Ratchet {
             // have a newer one.
             OurRatchet::Idle => return Err(DecryptError::AuthenticationFailed),
         };
-        let mut pending = PendingKeys::new();
         // Finish the current receiving chain up to the sender's previous chain length.
         let mut finished_length = 0;
+        let mut finishing = None;
         if let (Some(their_key), Some(receiving)) = (self.their_key, &self.receiving) {
             let skip = header.previous_counter.saturating_sub(receiving.counter);
             if skip > self.config.max_skip() {
@@ -352,14 +353,7 @@ impl Ratchet {
                     &self.config,
                 ));
             }
-            let mut chain = receiving.chain.clone();
-            derive_skipped(
-                &mut chain,
-                their_key,
-                receiving.counter,
-                header.previous_counter,
-                &mut pending,
-            );
+            finishing = Some((their_key, receiving, skip));
             finished_length = receiving.counter.max(header.previous_counter);
         }
         if header.counter > self.config.max_skip() {
@@ -373,6 +367,21 @@ impl Ratchet {
             .counter
             .checked_add(1)
             .ok_or(DecryptError::AuthenticationFailed)?;
+        // The skipped keys of both chains, in one allocation (both counts are at most
+        // MAX_SKIP).
+        let finishing_skip = finishing.map_or(0, |(_, _, skip)| skip);
+        let mut pending =
+            PendingKeys::with_capacity(finishing_skip as usize + header.counter as usize);
+        if let Some((their_key, receiving, _)) = finishing {
+            let mut chain = receiving.chain.clone();
+            derive_skipped(
+                &mut chain,
+                their_key,
+                receiving.counter,
+                header.previous_counter,
+                &mut pending,
+            );
+        }
         let dh = our_key
             .diffie_hellman(&header.ratchet_key.to_dalek())
             .map_err(|_| DecryptError::LowOrderKey)?;
@@ -519,7 +528,8 @@ impl Ratchet {
     }
 }
 
-/// Derives the message keys `from..to` of a chain into `pending`, advancing `chain`.
+/// Derives the message keys `from..to` of a chain into `pending`, advancing `chain`. Each key
+/// is boxed as it is derived (see [`PendingKeys`]).
 fn derive_skipped(
     chain: &mut ChainKey,
     ratchet_key: X25519PublicKey,
@@ -534,7 +544,7 @@ fn derive_skipped(
                 ratchet_key,
                 counter,
             };
-            pending.push((id, chain.next_message_key()));
+            pending.push((id, Box::new(chain.next_message_key())));
         }
     }
 }

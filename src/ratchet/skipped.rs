@@ -58,8 +58,11 @@ pub(crate) struct ChainRecord {
     pub(crate) evicted_below: u32,
 }
 
-/// Keys derived while skipping, not yet committed to the store.
-pub(crate) type PendingKeys = Vec<(SlotId, MessageKey)>;
+/// Keys derived while skipping, not yet committed to the store. Each key is boxed where it
+/// is derived and keeps that place until it is used or dropped (and zeroized there): the
+/// vector itself holds only pointers, so growing it or moving its entries into the store
+/// leaves no copy of a key behind in freed memory.
+pub(crate) type PendingKeys = Vec<(SlotId, Box<MessageKey>)>;
 
 /// Why a message's key is not available.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -122,7 +125,7 @@ impl SkippedKeys {
             self.slots.insert(
                 id,
                 Slot {
-                    key: Box::new(key),
+                    key,
                     seq,
                     stored_at: now,
                 },
@@ -221,32 +224,42 @@ impl SkippedKeys {
     }
 
     pub(crate) fn to_proto(&self) -> (Vec<pb::SkippedRun>, Vec<pb::ChainHistory>, u32) {
+        // Live keys in storage order, grouped into runs of consecutive counters of one chain
+        // stored at the same time. Each run's key bytes are allocated at their exact size
+        // once: a growing buffer would leave copies of keys in the memory it frees.
+        let live: Vec<(&SlotId, &Slot)> = self
+            .order
+            .iter()
+            .filter_map(|(id, seq)| {
+                self.slots
+                    .get_key_value(id)
+                    .filter(|(_, slot)| slot.seq == *seq)
+            })
+            .collect();
         let mut runs: Vec<pb::SkippedRun> = Vec::new();
-        for (id, seq) in &self.order {
-            let Some(slot) = self.slots.get(id).filter(|slot| slot.seq == *seq) else {
-                continue;
-            };
-            let extends_last = runs.last().is_some_and(|run| {
-                let count = run.message_keys.len() / KEY_LEN;
-                run.ratchet_key.as_slice() == id.ratchet_key.as_bytes()
-                    && run.stored_at == slot.stored_at.as_unix_secs()
-                    && u64::from(run.first_counter) + count as u64 == u64::from(id.counter)
-            });
-            match runs.last_mut() {
-                Some(run) if extends_last => {
-                    run.message_keys.extend_from_slice(slot.key.as_bytes())
-                }
-                _ => {
-                    let mut message_keys = Vec::with_capacity(KEY_LEN);
-                    message_keys.extend_from_slice(slot.key.as_bytes());
-                    runs.push(pb::SkippedRun {
-                        ratchet_key: id.ratchet_key.to_bytes().to_vec(),
-                        first_counter: id.counter,
-                        message_keys,
-                        stored_at: slot.stored_at.as_unix_secs(),
-                    });
-                }
+        let mut rest = live.as_slice();
+        while let Some(&(first, first_slot)) = rest.first() {
+            let length = rest
+                .iter()
+                .enumerate()
+                .take_while(|(i, (id, slot))| {
+                    id.ratchet_key == first.ratchet_key
+                        && slot.stored_at == first_slot.stored_at
+                        && u64::from(first.counter) + *i as u64 == u64::from(id.counter)
+                })
+                .count();
+            let (run, after) = rest.split_at(length);
+            let mut message_keys = Vec::with_capacity(length * KEY_LEN);
+            for (_, slot) in run {
+                message_keys.extend_from_slice(slot.key.as_bytes());
             }
+            runs.push(pb::SkippedRun {
+                ratchet_key: first.ratchet_key.to_bytes().to_vec(),
+                first_counter: first.counter,
+                message_keys,
+                stored_at: first_slot.stored_at.as_unix_secs(),
+            });
+            rest = after;
         }
         let history = self
             .history
@@ -384,8 +397,8 @@ fn note_evicted(
 mod tests {
     use super::*;
 
-    fn key(n: u8) -> MessageKey {
-        MessageKey::from_bytes(SecretBytes([n; 32]))
+    fn key(n: u8) -> Box<MessageKey> {
+        Box::new(MessageKey::from_bytes(SecretBytes([n; 32])))
     }
 
     fn id(chain: u8, counter: u32) -> SlotId {

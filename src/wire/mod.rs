@@ -1,12 +1,22 @@
 //! The wire format: one version byte followed by a protobuf message (schemas in `proto/`).
 //!
-//! This layer turns bytes into validated, typed values and back. Nothing above it sees a
-//! protobuf type, and nothing in it knows about protocol state. Validation happens here, at
-//! the boundary: the version byte, canonical encoding (the decoded value must re-encode to
-//! exactly the input length, which rejects unknown, duplicated, default-valued and padded
-//! fields), the presence of required fields, and the exact length of every key, nonce and
-//! signature. prost checks every length prefix against the remaining input before it
-//! allocates, so no allocation is sized by an unchecked length.
+//! This layer turns bytes into validated, typed values and back. The wire objects (prekey
+//! bundles in `bundle`, messages in `message`) are decoded here into typed values, and the
+//! protocol code that uses them never sees their protobuf types. The other encoded objects
+//! (persisted state, message content, attachment pointers, scannable safety-number codes)
+//! are converted by the modules that own them, in their `to_proto`/`from_proto` functions,
+//! with this layer's `decode`/`encode` and field checks. Nothing in this layer knows about
+//! protocol state.
+//!
+//! Validation happens at this boundary: `decode` checks the version byte and canonical
+//! encoding (the decoded value must re-encode to exactly the input length, which rejects
+//! unknown, duplicated, default-valued and padded fields), and the field checks here
+//! (`fixed`, `x25519_key`, `identity_key`, `kem_public_key`, `required`) enforce the presence
+//! of required fields and the exact length of every key, nonce and signature. (Messages
+//! also have a zero-copy fast path, whose result is always the reference decoder's; see
+//! `message`.)
+//! prost checks every length prefix against the remaining input before it allocates, so no
+//! allocation is sized by an unchecked length.
 
 pub(crate) mod bundle;
 pub(crate) mod message;
