@@ -6,8 +6,8 @@ mod common;
 
 use common::{Pair, Peer, Side, T0};
 use ratchetbox::{
-    Account, DecryptError, SafetyNumber, SessionConfig, SessionRecord, SetupError, Trust,
-    TrustError,
+    Account, DecryptError, IdentityChange, IdentityKey, SafetyNumber, SessionConfig, SessionRecord,
+    SetupError, Trust, TrustError,
 };
 
 #[test]
@@ -54,26 +54,13 @@ fn responder_side_a_new_identity_is_reported_not_installed() {
     assert!(pair.bob.account.one_time_prekeys().any(|k| k.id().0 == 2));
 
     // The old and new safety numbers, for the warning screen.
-    let (old, new) = change
-        .safety_numbers(b"bob", &pair.bob.account.identity_key(), b"alice")
-        .unwrap();
-    let expected_old = SafetyNumber::new(
-        b"bob",
-        &pair.bob.account.identity_key(),
+    check_safety_numbers(
+        &change,
+        (b"bob", pair.bob.account.identity_key()),
         b"alice",
-        &pair.alice.account.identity_key(),
-    )
-    .unwrap();
-    let expected_new = SafetyNumber::new(
-        b"bob",
-        &pair.bob.account.identity_key(),
-        b"alice",
-        &new_alice.identity_key(),
-    )
-    .unwrap();
-    assert_eq!(old.display(), expected_old.display());
-    assert_eq!(new.display(), expected_new.display());
-    assert_ne!(old.display(), new.display());
+        pair.alice.account.identity_key(),
+        new_alice.identity_key(),
+    );
 
     // The user accepts: the key is replaced, trust drops to Changed, old sessions are gone.
     pair.bob.record.accept_identity_change(&change).unwrap();
@@ -116,26 +103,13 @@ fn initiator_side_a_bundle_with_a_new_identity_is_reported() {
     assert_eq!(change.new_key(), new_bob.account.identity_key());
 
     // The old and new safety numbers, for the warning screen (from Alice's point of view).
-    let (old, new) = change
-        .safety_numbers(b"alice", &pair.alice.account.identity_key(), b"bob")
-        .unwrap();
-    let expected_old = SafetyNumber::new(
-        b"alice",
-        &pair.alice.account.identity_key(),
+    check_safety_numbers(
+        &change,
+        (b"alice", pair.alice.account.identity_key()),
         b"bob",
-        &pair.bob.account.identity_key(),
-    )
-    .unwrap();
-    let expected_new = SafetyNumber::new(
-        b"alice",
-        &pair.alice.account.identity_key(),
-        b"bob",
-        &new_bob.account.identity_key(),
-    )
-    .unwrap();
-    assert_eq!(old.display(), expected_old.display());
-    assert_eq!(new.display(), expected_new.display());
-    assert_ne!(old.display(), new.display());
+        pair.bob.account.identity_key(),
+        new_bob.account.identity_key(),
+    );
 
     pair.alice.record.accept_identity_change(&change).unwrap();
     assert_eq!(pair.alice.record.peer().unwrap().trust(), Trust::Changed);
@@ -249,4 +223,26 @@ fn changed_trust_survives_persistence() {
         .encrypt(&mut pair.rng, b"after restore")
         .unwrap();
     assert_eq!(new_bob.decrypt(&wire, T0).unwrap(), b"after restore");
+}
+
+/// The old and new safety numbers an identity change reports (for the warning screen) are
+/// the ones computed from scratch for the old and the new key, and they differ.
+fn check_safety_numbers(
+    change: &IdentityChange,
+    (local_id, local_key): (&[u8], IdentityKey),
+    remote_id: &[u8],
+    old_key: IdentityKey,
+    new_key: IdentityKey,
+) {
+    let (old, new) = change
+        .safety_numbers(local_id, &local_key, remote_id)
+        .unwrap();
+    let expected = |key: &IdentityKey| {
+        SafetyNumber::new(local_id, &local_key, remote_id, key)
+            .unwrap()
+            .display()
+    };
+    assert_eq!(old.display(), expected(&old_key));
+    assert_eq!(new.display(), expected(&new_key));
+    assert_ne!(old.display(), new.display());
 }
