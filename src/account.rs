@@ -219,18 +219,15 @@ impl Account {
         count: usize,
         now: Timestamp,
     ) -> Result<Vec<KemPreKey>, PreKeyError> {
-        if self.one_time_kem_prekeys.len().saturating_add(count) > MAX_ONE_TIME_KEM_PREKEYS {
-            return Err(PreKeyError::TooManyOneTimePreKeys {
-                max: MAX_ONE_TIME_KEM_PREKEYS,
-            });
-        }
-        let first = self.next_kem_prekey_id;
-        let end = u32::try_from(count)
-            .ok()
-            .and_then(|c| first.checked_add(c))
-            .ok_or(PreKeyError::IdsExhausted)?;
+        let ids = reserve_ids(
+            self.one_time_kem_prekeys.len(),
+            count,
+            MAX_ONE_TIME_KEM_PREKEYS,
+            self.next_kem_prekey_id,
+        )?;
+        let end = ids.end;
         let mut published = Vec::with_capacity(count);
-        for id in first..end {
+        for id in ids {
             let pair = Self::make_kem_prekey(&self.identity, rng, KemPreKeyId(id), now);
             published.push(pair.public.clone());
             self.one_time_kem_prekeys.insert(id, pair);
@@ -306,18 +303,15 @@ impl Account {
         rng: &mut R,
         count: usize,
     ) -> Result<Vec<OneTimePreKey>, PreKeyError> {
-        if self.one_time_prekeys.len().saturating_add(count) > MAX_ONE_TIME_PREKEYS {
-            return Err(PreKeyError::TooManyOneTimePreKeys {
-                max: MAX_ONE_TIME_PREKEYS,
-            });
-        }
-        let first = self.next_one_time_prekey_id;
-        let end = u32::try_from(count)
-            .ok()
-            .and_then(|c| first.checked_add(c))
-            .ok_or(PreKeyError::IdsExhausted)?;
+        let ids = reserve_ids(
+            self.one_time_prekeys.len(),
+            count,
+            MAX_ONE_TIME_PREKEYS,
+            self.next_one_time_prekey_id,
+        )?;
+        let end = ids.end;
         let mut published = Vec::with_capacity(count);
-        for id in first..end {
+        for id in ids {
             let key = Box::new(X25519KeyPair::generate(rng));
             published.push(OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()));
             self.one_time_prekeys.insert(id, key);
@@ -653,6 +647,24 @@ impl fmt::Debug for Account {
             .field("one_time_kem_prekeys", &self.one_time_kem_prekeys.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The ids for `count` new one-time keys starting at `next`, if `held + count` stays within
+/// `max` and the ids within `u32`.
+fn reserve_ids(
+    held: usize,
+    count: usize,
+    max: usize,
+    next: u32,
+) -> Result<core::ops::Range<u32>, PreKeyError> {
+    if held.saturating_add(count) > max {
+        return Err(PreKeyError::TooManyOneTimePreKeys { max });
+    }
+    let end = u32::try_from(count)
+        .ok()
+        .and_then(|c| next.checked_add(c))
+        .ok_or(PreKeyError::IdsExhausted)?;
+    Ok(next..end)
 }
 
 /// Fails if a decoded list is longer than the account ever keeps.
