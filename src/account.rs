@@ -17,6 +17,7 @@ use crate::wire::bundle::{
     SignedPreKeyId,
 };
 use crate::wire::generated as pb;
+use crate::wire::message::InitialSetup;
 
 /// The most unused one-time prekeys an account holds at once.
 pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
@@ -424,16 +425,6 @@ impl Account {
         }
     }
 
-    /// Deletes a one-time KEM prekey after the initial message that used it decrypted.
-    pub(crate) fn consume_one_time_kem_prekey(&mut self, id: KemPreKeyId) {
-        self.one_time_kem_prekeys.remove(&id.0);
-    }
-
-    /// Deletes a one-time prekey after the initial message that used it decrypted.
-    pub(crate) fn consume_one_time_prekey(&mut self, id: OneTimePreKeyId) {
-        self.one_time_prekeys.remove(&id.0);
-    }
-
     /// For a setup without a one-time key of either kind: fails if it was already accepted
     /// (a replay), or if the account cannot remember one more such setup.
     pub(crate) fn check_setup_unused(
@@ -456,15 +447,22 @@ impl Account {
         Ok(())
     }
 
-    /// Remembers a setup without a one-time key after its initial message decrypted. The
-    /// caller checked it with [`check_setup_unused`](Self::check_setup_unused) on this
+    /// Commits a setup after its initial message decrypted: deletes the one-time keys it
+    /// used or, if it used none of either kind, remembers it against replays. The caller
+    /// checked such a setup with [`check_setup_unused`](Self::check_setup_unused) on this
     /// unchanged account, so there is room: nothing is ever forgotten here.
-    pub(crate) fn record_used_setup(
-        &mut self,
-        signed_prekey_id: SignedPreKeyId,
-        base_key: X25519PublicKey,
-    ) {
-        self.used_setups.push_back((signed_prekey_id, base_key));
+    pub(crate) fn commit_setup(&mut self, setup: &InitialSetup) {
+        if let Some(id) = setup.one_time_prekey_id {
+            self.one_time_prekeys.remove(&id.0);
+        }
+        let kem_one_time = setup
+            .kem
+            .as_ref()
+            .is_some_and(|k| self.one_time_kem_prekeys.remove(&k.prekey_id.0).is_some());
+        if setup.one_time_prekey_id.is_none() && !kem_one_time {
+            self.used_setups
+                .push_back((setup.signed_prekey_id, setup.base_key));
+        }
     }
 
     pub(crate) fn to_proto(&self) -> pb::AccountState {

@@ -194,20 +194,7 @@ impl SessionRecord {
                     .map_err(DecryptError::IdentityChanged)?;
                 // Commit.
                 self.remember_identity(setup.identity_key);
-                let kem_one_time = setup.kem.as_ref().is_some_and(|k| {
-                    account
-                        .kem_prekey_pair(k.prekey_id)
-                        .is_ok_and(|(_, one_time)| one_time)
-                });
-                if let Some(id) = setup.one_time_prekey_id {
-                    account.consume_one_time_prekey(id);
-                }
-                if let Some(kem) = setup.kem.as_ref().filter(|_| kem_one_time) {
-                    account.consume_one_time_kem_prekey(kem.prekey_id);
-                }
-                if setup.one_time_prekey_id.is_none() && !kem_one_time {
-                    account.record_used_setup(setup.signed_prekey_id, setup.base_key);
-                }
+                account.commit_setup(&setup);
                 self.install_inbound(session);
                 Ok(plaintext)
             }
