@@ -345,9 +345,7 @@ impl Account {
                 .ok_or(PreKeyError::UnknownKemPreKey { id: id.0 })?,
             None => self.last_resort_kem_prekey.public.clone(),
         };
-        let mut bundle = self.classical_prekey_bundle(one_time)?;
-        bundle.set_kem_prekey(kem);
-        Ok(bundle)
+        self.bundle(one_time, Some(kem))
     }
 
     /// A classical bundle, without a post-quantum prekey, for peers that cannot do PQXDH.
@@ -355,6 +353,16 @@ impl Account {
     pub fn classical_prekey_bundle(
         &self,
         one_time: Option<OneTimePreKeyId>,
+    ) -> Result<PreKeyBundle, PreKeyError> {
+        self.bundle(one_time, None)
+    }
+
+    /// A bundle with the current signed prekey, the unused one-time prekey `one_time` if
+    /// given, and `kem`.
+    fn bundle(
+        &self,
+        one_time: Option<OneTimePreKeyId>,
+        kem: Option<KemPreKey>,
     ) -> Result<PreKeyBundle, PreKeyError> {
         let one_time_prekey = one_time
             .map(|id| {
@@ -368,7 +376,7 @@ impl Account {
             self.identity_key(),
             self.signed_prekey().clone(),
             one_time_prekey,
-            None,
+            kem,
         ))
     }
 

@@ -312,10 +312,6 @@ impl PreKeyBundle {
         }
     }
 
-    pub(crate) fn set_kem_prekey(&mut self, kem_prekey: KemPreKey) {
-        self.kem_prekey = Some(kem_prekey);
-    }
-
     /// The post-quantum prekey, absent in a classical bundle.
     pub fn kem_prekey(&self) -> Option<&KemPreKey> {
         self.kem_prekey.as_ref()
