@@ -254,34 +254,25 @@ impl Account {
     /// (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed prekey, and the
     /// room is free for new setups.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
-        let before: Vec<u32> = self
-            .previous_last_resort_kem_prekeys
-            .iter()
-            .map(|p| p.public.id().0)
-            .collect();
+        let removed_ids = &mut self.removed_last_resort_kem_ids;
         let removed_kem = retain_recent(
             &mut self.previous_last_resort_kem_prekeys,
             self.last_resort_kem_prekey.public.created_at(),
             |p| p.public.created_at(),
+            |p| {
+                if removed_ids.len() == MAX_REMOVED_KEM_IDS {
+                    removed_ids.pop_front();
+                }
+                removed_ids.push_back(p.public.id().0);
+            },
             now,
             grace_secs,
         );
-        for id in before {
-            if !self
-                .previous_last_resort_kem_prekeys
-                .iter()
-                .any(|p| p.public.id().0 == id)
-            {
-                if self.removed_last_resort_kem_ids.len() == MAX_REMOVED_KEM_IDS {
-                    self.removed_last_resort_kem_ids.pop_front();
-                }
-                self.removed_last_resort_kem_ids.push_back(id);
-            }
-        }
         let removed = retain_recent(
             &mut self.previous_signed_prekeys,
             self.current_signed_prekey.public.created_at(),
             |p| p.public.created_at(),
+            |_| {},
             now,
             grace_secs,
         );
@@ -687,11 +678,13 @@ fn at_most(len: usize, max: usize, field: &'static str) -> Result<(), DecodeErro
 
 /// Drops the entries of `previous` (oldest first) replaced more than `grace_secs` before
 /// `now`; an entry is replaced when its successor (the next one, or `current_created_at`
-/// for the last) was created. Returns how many were dropped.
+/// for the last) was created. `dropped` sees each dropped entry, oldest first. Returns how
+/// many were dropped.
 fn retain_recent<T>(
     previous: &mut Vec<T>,
     current_created_at: Timestamp,
     created_at: impl Fn(&T) -> Timestamp,
+    mut dropped: impl FnMut(&T),
     now: Timestamp,
     grace_secs: u64,
 ) -> usize {
@@ -703,10 +696,14 @@ fn retain_recent<T>(
         .collect();
     let before = previous.len();
     let mut replaced = replaced_at.into_iter();
-    previous.retain(|_| {
-        replaced
+    previous.retain(|entry| {
+        let keep = replaced
             .next()
-            .is_some_and(|at| at.saturating_add_secs(grace_secs) > now)
+            .is_some_and(|at| at.saturating_add_secs(grace_secs) > now);
+        if !keep {
+            dropped(entry);
+        }
+        keep
     });
     before - previous.len()
 }
