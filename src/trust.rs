@@ -95,7 +95,7 @@ impl PeerIdentity {
 /// [`SessionRecord::accept_identity_change`](crate::SessionRecord::accept_identity_change)
 /// installs the new key at trust level [`Trust::Changed`], and the same message or bundle can
 /// be used again.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityChange {
     previous: PeerIdentity,
     new: IdentityKey,
@@ -128,15 +128,6 @@ impl IdentityChange {
             SafetyNumber::new(local_id, local_key, remote_id, &self.previous.key)?,
             SafetyNumber::new(local_id, local_key, remote_id, &self.new)?,
         ))
-    }
-}
-
-impl fmt::Debug for IdentityChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityChange")
-            .field("previous", &self.previous)
-            .field("new", &self.new)
-            .finish()
     }
 }
 
