@@ -182,11 +182,10 @@ impl SessionRecord {
         let message = Body::parse(message)?;
         match &message {
             Body::Initial(setup, _) => {
-                let setup = setup.clone();
-                if let Some(index) = self.position(|s| s.was_created_by(&setup)) {
+                if let Some(index) = self.position(|s| s.was_created_by(setup)) {
                     return self.decrypt_in(index, &message, now, accept);
                 }
-                let mut session = Session::respond(account, &setup, self.config)?;
+                let mut session = Session::respond(account, setup, self.config)?;
                 let plaintext = session.decrypt_message(&message, now, accept)?;
                 // The message is authentic, but under which identity? A different key than
                 // the conversation's is reported, never installed silently.
@@ -194,7 +193,7 @@ impl SessionRecord {
                     .map_err(DecryptError::IdentityChanged)?;
                 // Commit.
                 self.remember_identity(setup.identity_key);
-                account.commit_setup(&setup);
+                account.commit_setup(setup);
                 self.install_inbound(session);
                 Ok(plaintext)
             }
