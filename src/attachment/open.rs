@@ -23,8 +23,26 @@ pub(crate) fn open_prefix(
     Ok((cipher, layout))
 }
 
+/// Verifies the prefix at the start of `sealed` (more bytes are ignored) against the pointer,
+/// then the sealed file's total length, `sealed_len`, against the one the pointer implies.
+/// Nothing is decrypted.
+pub(crate) fn open_prefix_sized(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+    sealed_len: u64,
+) -> Result<(PayloadCipher, Layout), AttachmentError> {
+    let (cipher, layout) = open_prefix(pointer, prefix_of(sealed)?)?;
+    if sealed_len != layout.sealed_len() {
+        return Err(AttachmentError::LengthMismatch {
+            expected: layout.sealed_len(),
+            found: sealed_len,
+        });
+    }
+    Ok((cipher, layout))
+}
+
 /// The first [`PREFIX_LEN`] bytes, or `Truncated` if there are fewer.
-pub(crate) fn prefix_of(sealed: &[u8]) -> Result<&[u8; PREFIX_LEN], AttachmentError> {
+fn prefix_of(sealed: &[u8]) -> Result<&[u8; PREFIX_LEN], AttachmentError> {
     sealed
         .get(..PREFIX_LEN)
         .and_then(|p| p.try_into().ok())
@@ -87,15 +105,7 @@ pub(crate) fn open_chunk_in_place(
 /// # Ok::<(), AttachmentError>(())
 /// ```
 pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, AttachmentError> {
-    let prefix = prefix_of(sealed)?;
-    let (cipher, layout) = open_prefix(pointer, prefix)?;
-    let found = sealed.len() as u64;
-    if found != layout.sealed_len() {
-        return Err(AttachmentError::LengthMismatch {
-            expected: layout.sealed_len(),
-            found,
-        });
-    }
+    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
     // The plaintext is shorter than the sealed input, which is in memory already.
     let plaintext_len =
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
@@ -104,8 +114,9 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
     let mut out = Vec::with_capacity(plaintext_len);
     let mut scratch = Vec::new();
     let mut hasher = Sha256::new();
+    // The length check above ensured that `sealed` holds the prefix.
+    let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
     hasher.update(prefix);
-    let mut rest = sealed.get(PREFIX_LEN..).unwrap_or_default();
     for index in 0..layout.chunk_count() {
         let sealed_chunk_len = layout.chunk_sealed_len(index);
         let (chunk, tail) = rest

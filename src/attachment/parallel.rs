@@ -21,7 +21,7 @@ use crate::error::AttachmentError;
 use super::format::{
     CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher, SealKeys, check_digest, finish_digest,
 };
-use super::open::{open_chunk_in_place, open_prefix, prefix_of};
+use super::open::{open_chunk_in_place, open_prefix, open_prefix_sized};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
 
@@ -162,15 +162,7 @@ pub fn open_parallel(
     pointer: &AttachmentPointer,
     sealed: &[u8],
 ) -> Result<Vec<u8>, AttachmentError> {
-    let prefix = prefix_of(sealed)?;
-    let (cipher, layout) = open_prefix(pointer, prefix)?;
-    let found = sealed.len() as u64;
-    if found != layout.sealed_len() {
-        return Err(AttachmentError::LengthMismatch {
-            expected: layout.sealed_len(),
-            found,
-        });
-    }
+    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
     let plaintext_len =
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
             len: layout.plaintext_len(),

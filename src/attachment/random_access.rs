@@ -8,7 +8,7 @@ use zeroize::Zeroize;
 use crate::error::AttachmentError;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
-use super::open::{open_chunk_in_place, open_prefix, prefix_of};
+use super::open::{open_chunk_in_place, open_prefix_sized};
 use super::pointer::AttachmentPointer;
 
 /// Reads arbitrary plaintext ranges of a sealed file whose length is known, verifying only
@@ -94,14 +94,7 @@ impl RandomAccess {
         prefix: &[u8],
         sealed_len: u64,
     ) -> Result<Self, AttachmentError> {
-        let prefix = prefix_of(prefix)?;
-        let (cipher, layout) = open_prefix(pointer, prefix)?;
-        if sealed_len != layout.sealed_len() {
-            return Err(AttachmentError::LengthMismatch {
-                expected: layout.sealed_len(),
-                found: sealed_len,
-            });
-        }
+        let (cipher, layout) = open_prefix_sized(pointer, prefix, sealed_len)?;
         Ok(Self { cipher, layout })
     }
 
