@@ -144,6 +144,8 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
     Ok(out)
 }
 
+#[cfg(feature = "parallel")]
+pub(crate) use self::streaming::read_prefix;
 #[cfg(feature = "std")]
 pub use self::streaming::{StreamOpener, open_stream};
 
@@ -165,6 +167,20 @@ mod streaming {
         Done,
         /// An error was returned; the opener releases nothing more.
         Failed,
+    }
+
+    /// Reads the first [`PREFIX_LEN`] bytes of a stream, or `Truncated` if it ends before.
+    pub(crate) fn read_prefix<R: Read + ?Sized>(
+        reader: &mut R,
+    ) -> Result<[u8; PREFIX_LEN], AttachmentError> {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let got = read_full(reader, &mut prefix)?;
+        if got < PREFIX_LEN {
+            return Err(AttachmentError::Truncated {
+                missing: (PREFIX_LEN - got) as u64,
+            });
+        }
+        Ok(prefix)
     }
 
     /// Opens a sealed stream progressively: each call to [`next_chunk`](Self::next_chunk)
@@ -223,13 +239,7 @@ mod streaming {
         /// Reads the header and the key commitment and checks them against the pointer.
         /// Nothing is decrypted yet.
         pub fn new(pointer: &AttachmentPointer, mut reader: R) -> Result<Self, AttachmentError> {
-            let mut prefix = [0u8; PREFIX_LEN];
-            let got = read_full(&mut reader, &mut prefix)?;
-            if got < PREFIX_LEN {
-                return Err(AttachmentError::Truncated {
-                    missing: (PREFIX_LEN - got) as u64,
-                });
-            }
+            let prefix = read_prefix(&mut reader)?;
             let (cipher, layout) = open_prefix(pointer, &prefix)?;
             let mut hasher = Sha256::new();
             hasher.update(prefix);

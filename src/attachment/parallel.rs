@@ -21,7 +21,7 @@ use crate::error::AttachmentError;
 use super::format::{
     CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher, SealKeys, check_digest, finish_digest,
 };
-use super::open::{open_chunk_in_place, open_prefix, open_prefix_sized};
+use super::open::{open_chunk_in_place, open_prefix, open_prefix_sized, read_prefix};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
 
@@ -479,13 +479,7 @@ where
     R: io::Read + ?Sized,
     W: io::Write + ?Sized,
 {
-    let mut prefix = [0u8; PREFIX_LEN];
-    let got = super::seal::read_full(input, &mut prefix)?;
-    if got < PREFIX_LEN {
-        return Err(AttachmentError::Truncated {
-            missing: (PREFIX_LEN - got) as u64,
-        });
-    }
+    let prefix = read_prefix(input)?;
     let (cipher, layout) = open_prefix(pointer, &prefix)?;
     let mut hasher = Sha256::new();
     hasher.update(prefix);
