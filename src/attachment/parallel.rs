@@ -258,11 +258,10 @@ impl RandomAccess {
                         .ok_or(AttachmentError::ChunkAuthentication { index })?;
                     read_at(layout.chunk_offset(index), sealed_chunk)?;
                     let n = open_chunk_in_place(self.cipher(), layout, index, sealed_chunk)?;
-                    let chunk_start = index * chunk;
-                    let lo = (range.start.max(chunk_start) - chunk_start) as usize;
-                    let plaintext = sealed_chunk
-                        .get(lo..n)
-                        .and_then(|p| p.get(..piece.len()))
+                    let plaintext = plan
+                        .range_in_chunk(layout.payload_offset(index), n)
+                        .and_then(|part| sealed_chunk.get(part))
+                        .filter(|p| p.len() == piece.len())
                         .ok_or(AttachmentError::ChunkAuthentication { index })?;
                     piece.copy_from_slice(plaintext);
                     Ok(())
