@@ -24,6 +24,7 @@ use super::format::{
 use super::open::{open_chunk_in_place, open_prefix, open_prefix_sized, read_prefix};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
+use super::seal::ChunkReader;
 
 /// At most this many chunks per batch when sealing: the digest of one batch is computed
 /// while the next is encrypted. Smaller files use smaller batches (an eighth of the file,
@@ -290,8 +291,7 @@ struct BatchReader<'r, R: ?Sized> {
     input: &'r mut R,
     chunk_size: super::format::ChunkSize,
     next_index: u64,
-    total: u64,
-    lookahead: Option<u8>,
+    plaintext: ChunkReader,
     /// Known once the input has ended.
     layout: Option<Layout>,
 }
@@ -319,27 +319,9 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
                 self.next_index += 1;
                 continue;
             }
-            let mut filled = 0;
-            if let Some(byte) = self.lookahead.take() {
-                slot[0] = byte;
-                filled = 1;
-            }
-            filled += super::seal::read_full(self.input, &mut slot[filled..chunk])?;
-            self.total += filled as u64;
-            if self.total > super::format::MAX_PLAINTEXT_LEN {
-                return Err(AttachmentError::TooLarge { len: self.total });
-            }
-            let mut ended = filled < chunk;
-            if !ended {
-                let mut probe = [0u8; 1];
-                if super::seal::read_full(self.input, &mut probe)? == 0 {
-                    ended = true;
-                } else {
-                    self.lookahead = Some(probe[0]);
-                }
-            }
+            let (filled, ended) = self.plaintext.read_chunk(self.input, &mut slot[..chunk])?;
             if ended {
-                let layout = Layout::new(self.total, self.chunk_size)?;
+                let layout = Layout::new(self.plaintext.total, self.chunk_size)?;
                 let payload_len = layout.chunk_payload_len(index);
                 slot[filled..payload_len].fill(0);
                 slots.push(Slot {
@@ -411,8 +393,7 @@ where
         input,
         chunk_size,
         next_index: 0,
-        total: 0,
-        lookahead: None,
+        plaintext: ChunkReader::default(),
         layout: None,
     };
     let cipher = &keys.cipher;
@@ -454,7 +435,7 @@ where
         core::mem::swap(&mut current_slots, &mut next_slots);
     }
     output.flush()?;
-    let total = reader.total;
+    let total = reader.plaintext.total;
     Ok(AttachmentPointer::new(
         keys.file_key,
         total,
