@@ -170,8 +170,6 @@ pub fn open_parallel(
         })?;
     let mut out = vec![0u8; plaintext_len];
     let chunk = layout.chunk_size().bytes();
-    let stride = chunk + CHUNK_TAG_LEN;
-    let body = sealed.get(PREFIX_LEN..).unwrap_or_default();
     let data_chunks = plaintext_len.div_ceil(chunk) as u64;
     let (digest, chunks) = rayon::join(
         || {
@@ -182,28 +180,26 @@ pub fn open_parallel(
         || {
             let cipher = &cipher;
             let layout = &layout;
-            // Chunks holding plaintext decrypt into their place in the output.
-            let data = first_error(out.par_chunks_mut(chunk).enumerate().map(|(i, slot)| {
-                let index = i as u64;
-                let start = i * stride;
-                let sealed_chunk = body
+            // Opens chunk `index` of `sealed` (whose length was checked) into `slot`.
+            let open_chunk = |index: u64, slot: &mut [u8]| {
+                let start = layout.chunk_offset(index) as usize;
+                let sealed_chunk = sealed
                     .get(start..start + layout.chunk_sealed_len(index))
                     .unwrap_or_default();
                 (index, open_into(cipher, layout, index, sealed_chunk, slot))
-            }));
+            };
+            // Chunks holding plaintext decrypt into their place in the output.
+            let data = first_error(
+                out.par_chunks_mut(chunk)
+                    .enumerate()
+                    .map(|(i, slot)| open_chunk(i as u64, slot)),
+            );
             // Chunks of padding only are verified and discarded.
-            let padding = first_error((data_chunks..layout.chunk_count()).into_par_iter().map(
-                |index| {
-                    let start = index as usize * stride;
-                    let sealed_chunk = body
-                        .get(start..start + layout.chunk_sealed_len(index))
-                        .unwrap_or_default();
-                    (
-                        index,
-                        open_into(cipher, layout, index, sealed_chunk, &mut []),
-                    )
-                },
-            ));
+            let padding = first_error(
+                (data_chunks..layout.chunk_count())
+                    .into_par_iter()
+                    .map(|index| open_chunk(index, &mut [])),
+            );
             data.and(padding)
         },
     );
