@@ -63,14 +63,9 @@ pub(crate) fn open_chunk_in_place(
     index: u64,
     chunk: &mut [u8],
 ) -> Result<usize, AttachmentError> {
-    let split = chunk
-        .len()
-        .checked_sub(crate::aead::TAG_LEN)
+    let (payload, tag) = chunk
+        .split_last_chunk_mut::<{ crate::aead::TAG_LEN }>()
         .ok_or(AttachmentError::ChunkAuthentication { index })?;
-    let (payload, tag) = chunk.split_at_mut(split);
-    let tag: &[u8; crate::aead::TAG_LEN] = (&*tag)
-        .try_into()
-        .map_err(|_| AttachmentError::ChunkAuthentication { index })?;
     cipher.open_chunk(index, layout.is_last(index), payload, tag)?;
     let plaintext_len = layout.chunk_plaintext_len(index);
     let padding_bytes = payload.get(plaintext_len..).unwrap_or_default();
