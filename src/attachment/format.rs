@@ -27,7 +27,6 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 use crate::aead::{Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::AttachmentError;
@@ -348,12 +347,10 @@ impl SealKeys {
         chunk_size: ChunkSize,
     ) -> Self {
         let file_key = FileKey::generate(rng);
-        let mut salt = Zeroizing::new([0u8; SALT_LEN]);
-        rng.fill_bytes(salt.as_mut_slice());
-        let header = Header {
-            chunk_size,
-            salt: *salt,
-        };
+        // The salt is public (it is in the header): it needs no zeroizing.
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        let header = Header { chunk_size, salt };
         let (cipher, commitment) = PayloadCipher::derive(&file_key, &header);
         let mut prefix = [0u8; PREFIX_LEN];
         prefix[..HEADER_LEN].copy_from_slice(&header.to_bytes());
