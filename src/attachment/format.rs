@@ -27,7 +27,6 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 use crate::aead::{Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::AttachmentError;
@@ -310,22 +309,20 @@ impl Layout {
     /// Payload (plaintext and padding) bytes in chunk `index`: the chunk size, except for
     /// the final chunk, which holds 1 to chunk size bytes. 0 past the end.
     pub(crate) fn chunk_payload_len(&self, index: u64) -> usize {
-        let start = self.payload_offset(index);
-        let len = self
-            .padded_len
-            .saturating_sub(start)
-            .min(self.chunk_size.bytes_u64());
-        // len <= chunk size <= 1 MiB fits in usize.
-        usize::try_from(len).unwrap_or(0)
+        self.bytes_in_chunk(self.padded_len, index)
     }
 
     /// Plaintext bytes in chunk `index`; the rest of its payload is padding.
     pub(crate) fn chunk_plaintext_len(&self, index: u64) -> usize {
-        let start = self.payload_offset(index);
-        let len = self
-            .plaintext_len
-            .saturating_sub(start)
+        self.bytes_in_chunk(self.plaintext_len, index)
+    }
+
+    /// How many of the first `total` payload bytes fall in chunk `index`.
+    fn bytes_in_chunk(&self, total: u64, index: u64) -> usize {
+        let len = total
+            .saturating_sub(self.payload_offset(index))
             .min(self.chunk_size.bytes_u64());
+        // len <= chunk size <= 1 MiB fits in usize.
         usize::try_from(len).unwrap_or(0)
     }
 
@@ -350,12 +347,10 @@ impl SealKeys {
         chunk_size: ChunkSize,
     ) -> Self {
         let file_key = FileKey::generate(rng);
-        let mut salt = Zeroizing::new([0u8; SALT_LEN]);
-        rng.fill_bytes(salt.as_mut_slice());
-        let header = Header {
-            chunk_size,
-            salt: *salt,
-        };
+        // The salt is public (it is in the header): it needs no zeroizing.
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        let header = Header { chunk_size, salt };
         let (cipher, commitment) = PayloadCipher::derive(&file_key, &header);
         let mut prefix = [0u8; PREFIX_LEN];
         prefix[..HEADER_LEN].copy_from_slice(&header.to_bytes());

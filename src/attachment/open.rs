@@ -23,8 +23,26 @@ pub(crate) fn open_prefix(
     Ok((cipher, layout))
 }
 
+/// Verifies the prefix at the start of `sealed` (more bytes are ignored) against the pointer,
+/// then the sealed file's total length, `sealed_len`, against the one the pointer implies.
+/// Nothing is decrypted.
+pub(crate) fn open_prefix_sized(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+    sealed_len: u64,
+) -> Result<(PayloadCipher, Layout), AttachmentError> {
+    let (cipher, layout) = open_prefix(pointer, prefix_of(sealed)?)?;
+    if sealed_len != layout.sealed_len() {
+        return Err(AttachmentError::LengthMismatch {
+            expected: layout.sealed_len(),
+            found: sealed_len,
+        });
+    }
+    Ok((cipher, layout))
+}
+
 /// The first [`PREFIX_LEN`] bytes, or `Truncated` if there are fewer.
-pub(crate) fn prefix_of(sealed: &[u8]) -> Result<&[u8; PREFIX_LEN], AttachmentError> {
+fn prefix_of(sealed: &[u8]) -> Result<&[u8; PREFIX_LEN], AttachmentError> {
     sealed
         .get(..PREFIX_LEN)
         .and_then(|p| p.try_into().ok())
@@ -45,14 +63,9 @@ pub(crate) fn open_chunk_in_place(
     index: u64,
     chunk: &mut [u8],
 ) -> Result<usize, AttachmentError> {
-    let split = chunk
-        .len()
-        .checked_sub(crate::aead::TAG_LEN)
+    let (payload, tag) = chunk
+        .split_last_chunk_mut::<{ crate::aead::TAG_LEN }>()
         .ok_or(AttachmentError::ChunkAuthentication { index })?;
-    let (payload, tag) = chunk.split_at_mut(split);
-    let tag: &[u8; crate::aead::TAG_LEN] = (&*tag)
-        .try_into()
-        .map_err(|_| AttachmentError::ChunkAuthentication { index })?;
     cipher.open_chunk(index, layout.is_last(index), payload, tag)?;
     let plaintext_len = layout.chunk_plaintext_len(index);
     let padding_bytes = payload.get(plaintext_len..).unwrap_or_default();
@@ -87,15 +100,7 @@ pub(crate) fn open_chunk_in_place(
 /// # Ok::<(), AttachmentError>(())
 /// ```
 pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, AttachmentError> {
-    let prefix = prefix_of(sealed)?;
-    let (cipher, layout) = open_prefix(pointer, prefix)?;
-    let found = sealed.len() as u64;
-    if found != layout.sealed_len() {
-        return Err(AttachmentError::LengthMismatch {
-            expected: layout.sealed_len(),
-            found,
-        });
-    }
+    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
     // The plaintext is shorter than the sealed input, which is in memory already.
     let plaintext_len =
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
@@ -104,8 +109,9 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
     let mut out = Vec::with_capacity(plaintext_len);
     let mut scratch = Vec::new();
     let mut hasher = Sha256::new();
+    // The length check above ensured that `sealed` holds the prefix.
+    let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
     hasher.update(prefix);
-    let mut rest = sealed.get(PREFIX_LEN..).unwrap_or_default();
     for index in 0..layout.chunk_count() {
         let sealed_chunk_len = layout.chunk_sealed_len(index);
         let (chunk, tail) = rest
@@ -133,6 +139,8 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
     Ok(out)
 }
 
+#[cfg(feature = "parallel")]
+pub(crate) use self::streaming::read_prefix;
 #[cfg(feature = "std")]
 pub use self::streaming::{StreamOpener, open_stream};
 
@@ -154,6 +162,20 @@ mod streaming {
         Done,
         /// An error was returned; the opener releases nothing more.
         Failed,
+    }
+
+    /// Reads the first [`PREFIX_LEN`] bytes of a stream, or `Truncated` if it ends before.
+    pub(crate) fn read_prefix<R: Read + ?Sized>(
+        reader: &mut R,
+    ) -> Result<[u8; PREFIX_LEN], AttachmentError> {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let got = read_full(reader, &mut prefix)?;
+        if got < PREFIX_LEN {
+            return Err(AttachmentError::Truncated {
+                missing: (PREFIX_LEN - got) as u64,
+            });
+        }
+        Ok(prefix)
     }
 
     /// Opens a sealed stream progressively: each call to [`next_chunk`](Self::next_chunk)
@@ -212,13 +234,7 @@ mod streaming {
         /// Reads the header and the key commitment and checks them against the pointer.
         /// Nothing is decrypted yet.
         pub fn new(pointer: &AttachmentPointer, mut reader: R) -> Result<Self, AttachmentError> {
-            let mut prefix = [0u8; PREFIX_LEN];
-            let got = read_full(&mut reader, &mut prefix)?;
-            if got < PREFIX_LEN {
-                return Err(AttachmentError::Truncated {
-                    missing: (PREFIX_LEN - got) as u64,
-                });
-            }
+            let prefix = read_prefix(&mut reader)?;
             let (cipher, layout) = open_prefix(pointer, &prefix)?;
             let mut hasher = Sha256::new();
             hasher.update(prefix);

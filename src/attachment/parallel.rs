@@ -21,9 +21,10 @@ use crate::error::AttachmentError;
 use super::format::{
     CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher, SealKeys, check_digest, finish_digest,
 };
-use super::open::{open_chunk_in_place, open_prefix, prefix_of};
+use super::open::{open_chunk_in_place, open_prefix, open_prefix_sized, read_prefix};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
+use super::seal::ChunkReader;
 
 /// At most this many chunks per batch when sealing: the digest of one batch is computed
 /// while the next is encrypted. Smaller files use smaller batches (an eighth of the file,
@@ -162,23 +163,13 @@ pub fn open_parallel(
     pointer: &AttachmentPointer,
     sealed: &[u8],
 ) -> Result<Vec<u8>, AttachmentError> {
-    let prefix = prefix_of(sealed)?;
-    let (cipher, layout) = open_prefix(pointer, prefix)?;
-    let found = sealed.len() as u64;
-    if found != layout.sealed_len() {
-        return Err(AttachmentError::LengthMismatch {
-            expected: layout.sealed_len(),
-            found,
-        });
-    }
+    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
     let plaintext_len =
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
             len: layout.plaintext_len(),
         })?;
     let mut out = vec![0u8; plaintext_len];
     let chunk = layout.chunk_size().bytes();
-    let stride = chunk + CHUNK_TAG_LEN;
-    let body = sealed.get(PREFIX_LEN..).unwrap_or_default();
     let data_chunks = plaintext_len.div_ceil(chunk) as u64;
     let (digest, chunks) = rayon::join(
         || {
@@ -189,28 +180,26 @@ pub fn open_parallel(
         || {
             let cipher = &cipher;
             let layout = &layout;
-            // Chunks holding plaintext decrypt into their place in the output.
-            let data = first_error(out.par_chunks_mut(chunk).enumerate().map(|(i, slot)| {
-                let index = i as u64;
-                let start = i * stride;
-                let sealed_chunk = body
+            // Opens chunk `index` of `sealed` (whose length was checked) into `slot`.
+            let open_chunk = |index: u64, slot: &mut [u8]| {
+                let start = layout.chunk_offset(index) as usize;
+                let sealed_chunk = sealed
                     .get(start..start + layout.chunk_sealed_len(index))
                     .unwrap_or_default();
                 (index, open_into(cipher, layout, index, sealed_chunk, slot))
-            }));
+            };
+            // Chunks holding plaintext decrypt into their place in the output.
+            let data = first_error(
+                out.par_chunks_mut(chunk)
+                    .enumerate()
+                    .map(|(i, slot)| open_chunk(i as u64, slot)),
+            );
             // Chunks of padding only are verified and discarded.
-            let padding = first_error((data_chunks..layout.chunk_count()).into_par_iter().map(
-                |index| {
-                    let start = index as usize * stride;
-                    let sealed_chunk = body
-                        .get(start..start + layout.chunk_sealed_len(index))
-                        .unwrap_or_default();
-                    (
-                        index,
-                        open_into(cipher, layout, index, sealed_chunk, &mut []),
-                    )
-                },
-            ));
+            let padding = first_error(
+                (data_chunks..layout.chunk_count())
+                    .into_par_iter()
+                    .map(|index| open_chunk(index, &mut [])),
+            );
             data.and(padding)
         },
     );
@@ -266,11 +255,10 @@ impl RandomAccess {
                         .ok_or(AttachmentError::ChunkAuthentication { index })?;
                     read_at(layout.chunk_offset(index), sealed_chunk)?;
                     let n = open_chunk_in_place(self.cipher(), layout, index, sealed_chunk)?;
-                    let chunk_start = index * chunk;
-                    let lo = (range.start.max(chunk_start) - chunk_start) as usize;
-                    let plaintext = sealed_chunk
-                        .get(lo..n)
-                        .and_then(|p| p.get(..piece.len()))
+                    let plaintext = plan
+                        .range_in_chunk(layout.payload_offset(index), n)
+                        .and_then(|part| sealed_chunk.get(part))
+                        .filter(|p| p.len() == piece.len())
                         .ok_or(AttachmentError::ChunkAuthentication { index })?;
                     piece.copy_from_slice(plaintext);
                     Ok(())
@@ -299,8 +287,7 @@ struct BatchReader<'r, R: ?Sized> {
     input: &'r mut R,
     chunk_size: super::format::ChunkSize,
     next_index: u64,
-    total: u64,
-    lookahead: Option<u8>,
+    plaintext: ChunkReader,
     /// Known once the input has ended.
     layout: Option<Layout>,
 }
@@ -328,27 +315,9 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
                 self.next_index += 1;
                 continue;
             }
-            let mut filled = 0;
-            if let Some(byte) = self.lookahead.take() {
-                slot[0] = byte;
-                filled = 1;
-            }
-            filled += super::seal::read_full(self.input, &mut slot[filled..chunk])?;
-            self.total += filled as u64;
-            if self.total > super::format::MAX_PLAINTEXT_LEN {
-                return Err(AttachmentError::TooLarge { len: self.total });
-            }
-            let mut ended = filled < chunk;
-            if !ended {
-                let mut probe = [0u8; 1];
-                if super::seal::read_full(self.input, &mut probe)? == 0 {
-                    ended = true;
-                } else {
-                    self.lookahead = Some(probe[0]);
-                }
-            }
+            let (filled, ended) = self.plaintext.read_chunk(self.input, &mut slot[..chunk])?;
             if ended {
-                let layout = Layout::new(self.total, self.chunk_size)?;
+                let layout = Layout::new(self.plaintext.total, self.chunk_size)?;
                 let payload_len = layout.chunk_payload_len(index);
                 slot[filled..payload_len].fill(0);
                 slots.push(Slot {
@@ -420,8 +389,7 @@ where
         input,
         chunk_size,
         next_index: 0,
-        total: 0,
-        lookahead: None,
+        plaintext: ChunkReader::default(),
         layout: None,
     };
     let cipher = &keys.cipher;
@@ -463,7 +431,7 @@ where
         core::mem::swap(&mut current_slots, &mut next_slots);
     }
     output.flush()?;
-    let total = reader.total;
+    let total = reader.plaintext.total;
     Ok(AttachmentPointer::new(
         keys.file_key,
         total,
@@ -487,13 +455,7 @@ where
     R: io::Read + ?Sized,
     W: io::Write + ?Sized,
 {
-    let mut prefix = [0u8; PREFIX_LEN];
-    let got = super::seal::read_full(input, &mut prefix)?;
-    if got < PREFIX_LEN {
-        return Err(AttachmentError::Truncated {
-            missing: (PREFIX_LEN - got) as u64,
-        });
-    }
+    let prefix = read_prefix(input)?;
     let (cipher, layout) = open_prefix(pointer, &prefix)?;
     let mut hasher = Sha256::new();
     hasher.update(prefix);

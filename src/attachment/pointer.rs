@@ -205,6 +205,8 @@ impl AttachmentPointer {
     /// metadata rules of [`AttachmentMetadata::new`] and a locator of at most 2048 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut message: generated::AttachmentPointer = wire::decode(bytes, OBJECT)?;
+        // The decoded copy of the key is wiped on every path out of here.
+        let key_bytes = Zeroizing::new(core::mem::take(&mut message.file_key));
         if message.version != u32::from(FORMAT_VERSION) {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,
@@ -213,9 +215,7 @@ impl AttachmentPointer {
             });
         }
         let file_key = FileKey(*Zeroizing::new(wire::fixed::<FILE_KEY_LEN>(
-            &message.file_key,
-            OBJECT,
-            "file_key",
+            &key_bytes, OBJECT, "file_key",
         )?));
         let digest = wire::fixed::<DIGEST_LEN>(&message.digest, OBJECT, "digest")?;
         if message.plaintext_size > MAX_PLAINTEXT_LEN {
@@ -248,7 +248,7 @@ impl AttachmentPointer {
     /// Encodes the pointer as `0x01 || protobuf`. The bytes hold the file key and zeroize
     /// on drop.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let message = generated::AttachmentPointer {
+        let mut message = generated::AttachmentPointer {
             version: u32::from(FORMAT_VERSION),
             file_key: self.file_key.0.to_vec(),
             plaintext_size: self.plaintext_len,
@@ -257,7 +257,10 @@ impl AttachmentPointer {
             file_name: self.file_name.clone(),
             locator: self.locator.clone(),
         };
-        Zeroizing::new(wire::encode(&message))
+        let bytes = Zeroizing::new(wire::encode(&message));
+        // The message's copy of the key is not left behind in freed memory.
+        message.file_key.zeroize();
+        bytes
     }
 
     /// The format version of the sealed file (1).

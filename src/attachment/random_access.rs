@@ -8,7 +8,7 @@ use zeroize::Zeroize;
 use crate::error::AttachmentError;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
-use super::open::{open_chunk_in_place, open_prefix, prefix_of};
+use super::open::{open_chunk_in_place, open_prefix_sized};
 use super::pointer::AttachmentPointer;
 
 /// Reads arbitrary plaintext ranges of a sealed file whose length is known, verifying only
@@ -83,6 +83,20 @@ impl FetchPlan {
     pub fn sealed_len(&self) -> u64 {
         self.sealed_len
     }
+
+    /// The part of the plaintext range inside the chunk whose plaintext starts at offset
+    /// `chunk_start` and holds `n` bytes, as offsets into that chunk; `None` if they do not
+    /// overlap.
+    pub(crate) fn range_in_chunk(&self, chunk_start: u64, n: usize) -> Option<Range<usize>> {
+        let lo = self.range.start.max(chunk_start) - chunk_start;
+        let hi = self
+            .range
+            .end
+            .min(chunk_start + n as u64)
+            .saturating_sub(chunk_start);
+        // Both are at most `n`, below the chunk size: they fit in usize.
+        (hi > lo).then_some(lo as usize..hi as usize)
+    }
 }
 
 impl RandomAccess {
@@ -94,14 +108,7 @@ impl RandomAccess {
         prefix: &[u8],
         sealed_len: u64,
     ) -> Result<Self, AttachmentError> {
-        let prefix = prefix_of(prefix)?;
-        let (cipher, layout) = open_prefix(pointer, prefix)?;
-        if sealed_len != layout.sealed_len() {
-            return Err(AttachmentError::LengthMismatch {
-                expected: layout.sealed_len(),
-                found: sealed_len,
-            });
-        }
+        let (cipher, layout) = open_prefix_sized(pointer, prefix, sealed_len)?;
         Ok(Self { cipher, layout })
     }
 
@@ -214,7 +221,6 @@ impl RandomAccess {
         plan: &FetchPlan,
         sealed: &mut [u8],
     ) -> Result<usize, AttachmentError> {
-        let chunk = self.layout.chunk_size().bytes_u64();
         let mut read = 0usize;
         let mut written = 0usize;
         for index in plan.chunks() {
@@ -222,18 +228,11 @@ impl RandomAccess {
             let sealed_chunk = sealed
                 .get_mut(read..read + len)
                 .ok_or(AttachmentError::Truncated { missing: 0 })?;
-            let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)? as u64;
+            let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
             // The part of the requested range inside this chunk's plaintext.
-            let chunk_start = index * chunk;
-            let lo = plan.range.start.max(chunk_start) - chunk_start;
-            let hi = plan
-                .range
-                .end
-                .min(chunk_start + n)
-                .saturating_sub(chunk_start);
-            if hi > lo {
-                // Both fit in usize: they are below the chunk size.
-                let (lo, hi) = (lo as usize, hi as usize);
+            if let Some(Range { start: lo, end: hi }) =
+                plan.range_in_chunk(self.layout.payload_offset(index), n)
+            {
                 // Within this chunk by construction; checked anyway so that no arithmetic
                 // slip can reach a panicking copy.
                 if read + hi > sealed.len() || written > read + lo {
@@ -302,7 +301,6 @@ mod std_adapters {
             if plan.chunks().is_empty() {
                 return Ok(out);
             }
-            let chunk = self.layout.chunk_size().bytes_u64();
             let mut buf = vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN];
             for index in plan.chunks() {
                 let len = self.layout.chunk_sealed_len(index);
@@ -310,21 +308,9 @@ mod std_adapters {
                     .get_mut(..len)
                     .ok_or(AttachmentError::ChunkAuthentication { index })?;
                 read_at(self.layout.chunk_offset(index), sealed_chunk)?;
-                let n =
-                    open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)? as u64;
-                let chunk_start = index * chunk;
-                let lo = plan.range.start.max(chunk_start) - chunk_start;
-                let hi = plan
-                    .range
-                    .end
-                    .min(chunk_start + n)
-                    .saturating_sub(chunk_start);
-                if hi > lo {
-                    out.extend_from_slice(
-                        sealed_chunk
-                            .get(lo as usize..hi as usize)
-                            .unwrap_or_default(),
-                    );
+                let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
+                if let Some(part) = plan.range_in_chunk(self.layout.payload_offset(index), n) {
+                    out.extend_from_slice(sealed_chunk.get(part).unwrap_or_default());
                 }
             }
             Ok(out)

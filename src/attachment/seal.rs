@@ -95,6 +95,46 @@ mod streaming {
         Ok(filled)
     }
 
+    /// Reads a plaintext stream one chunk at a time and tells whether it ended, keeping the
+    /// running length. A full chunk is known not to be the last only once one more byte was
+    /// read; that byte is kept for the next chunk.
+    #[derive(Default)]
+    pub(crate) struct ChunkReader {
+        lookahead: Option<u8>,
+        /// Plaintext bytes read so far.
+        pub(crate) total: u64,
+    }
+
+    impl ChunkReader {
+        /// Fills `buf` (one chunk) with the next plaintext bytes; returns how many, and
+        /// whether the input ended with them.
+        pub(crate) fn read_chunk<R: Read + ?Sized>(
+            &mut self,
+            input: &mut R,
+            buf: &mut [u8],
+        ) -> Result<(usize, bool), AttachmentError> {
+            let mut filled = 0;
+            if let (Some(byte), Some(first)) = (self.lookahead.take(), buf.first_mut()) {
+                *first = byte;
+                filled = 1;
+            }
+            filled += read_full(input, buf.get_mut(filled..).unwrap_or_default())?;
+            self.total += filled as u64;
+            if self.total > MAX_PLAINTEXT_LEN {
+                return Err(AttachmentError::TooLarge { len: self.total });
+            }
+            if filled < buf.len() {
+                return Ok((filled, true));
+            }
+            let mut next = [0u8; 1];
+            if read_full(input, &mut next)? == 0 {
+                return Ok((filled, true));
+            }
+            self.lookahead = Some(next[0]);
+            Ok((filled, false))
+        }
+    }
+
     /// Seals everything `input` yields into `output`, in constant memory (one chunk buffer),
     /// whatever the length; the length need not be known in advance.
     ///
@@ -140,30 +180,15 @@ mod streaming {
         // appended, and the whole written out.
         let mut buf = vec![0u8; chunk + CHUNK_TAG_LEN];
         let mut index = 0u64;
-        let mut total = 0u64;
-        let mut lookahead: Option<u8> = None;
+        let mut reader = ChunkReader::default();
         // Read full chunks while more input follows them. Whether a chunk is the last can
         // only be known once the input has ended and the padded length is known, so a full
         // chunk is sealed only after one more byte was seen.
         let filled = loop {
-            let mut filled = 0;
-            if let Some(byte) = lookahead.take() {
-                buf[0] = byte;
-                filled = 1;
-            }
-            filled += read_full(input, &mut buf[filled..chunk])?;
-            total += filled as u64;
-            if total > MAX_PLAINTEXT_LEN {
-                return Err(AttachmentError::TooLarge { len: total });
-            }
-            if filled < chunk {
+            let (filled, ended) = reader.read_chunk(input, &mut buf[..chunk])?;
+            if ended {
                 break filled;
             }
-            let mut next = [0u8; 1];
-            if read_full(input, &mut next)? == 0 {
-                break filled;
-            }
-            lookahead = Some(next[0]);
             // More follows, so this full chunk is not the last: the padded length is at
             // least the plaintext length.
             let (payload, tag) = buf.split_at_mut(chunk);
@@ -175,6 +200,7 @@ mod streaming {
 
         // The input has ended: `total` is the plaintext length and the buffer holds the
         // plaintext of chunk `index` (0 to chunk bytes). Pad and seal the remaining chunks.
+        let total = reader.total;
         let layout = Layout::new(total, chunk_size)?;
         let mut plaintext_in_buf = filled;
         while index < layout.chunk_count() {
@@ -205,5 +231,7 @@ mod streaming {
     }
 }
 
+#[cfg(feature = "parallel")]
+pub(crate) use self::streaming::ChunkReader;
 #[cfg(feature = "std")]
 pub(crate) use self::streaming::read_full;
