@@ -128,12 +128,14 @@ pub(crate) fn encode_padded(
             max: MAX_ATTACHMENTS,
         });
     }
+    // The body is field 1, so it comes first: it is written straight from `content` below,
+    // and the rest of the message (with an empty body, which proto3 omits) after it.
     let proto = pb::Content {
-        body: content.body.clone(),
+        body: Vec::new(),
         attachments: content
             .attachments
             .iter()
-            .map(|a| a.to_bytes().to_vec())
+            .map(|a| core::mem::take(&mut *a.to_bytes()))
             .collect(),
         timer: Some(pb::DisappearingTimer {
             seconds: timer.seconds(),
@@ -141,10 +143,18 @@ pub(crate) fn encode_padded(
         }),
         sent_at: sent_at.as_unix_secs(),
     };
-    let len = 1 + proto.encoded_len();
+    let body_len = if content.body.is_empty() {
+        0
+    } else {
+        prost::encoding::bytes::encoded_len(1, &content.body)
+    };
+    let len = 1 + body_len + proto.encoded_len();
     let padded = padded_len(len).ok_or(ContentError::BadPadding)?;
     let mut out = Zeroizing::new(Vec::with_capacity(padded));
     out.push(wire::VERSION);
+    if !content.body.is_empty() {
+        prost::encoding::bytes::encode(1, &content.body, &mut *out);
+    }
     proto.encode_raw(&mut *out);
     out.push(PADDING_MARKER);
     out.resize(padded, 0);

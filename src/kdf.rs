@@ -169,9 +169,19 @@ pub(crate) fn attachment_keys(
     salt: &[u8; 32],
     header: &[u8],
 ) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
-    let payload = hkdf_sha256::<32>(salt, &[file_key], &[LABEL_ATTACHMENT_PAYLOAD, header]);
-    let commitment = hkdf_sha256::<32>(salt, &[file_key], &[LABEL_ATTACHMENT_COMMITMENT, header]);
-    (payload, *commitment)
+    // Same salt and IKM: one extract, two expands (as `chain_step` shares its key schedule).
+    let (_, hkdf) = Hkdf::<Sha256>::extract(Some(salt), file_key);
+    let mut payload = Zeroizing::new([0u8; 32]);
+    let mut commitment = [0u8; 32];
+    let payload_ok =
+        hkdf.expand_multi_info(&[LABEL_ATTACHMENT_PAYLOAD, header], payload.as_mut_slice());
+    let commitment_ok =
+        hkdf.expand_multi_info(&[LABEL_ATTACHMENT_COMMITMENT, header], &mut commitment);
+    debug_assert!(
+        payload_ok.is_ok() && commitment_ok.is_ok(),
+        "32 bytes are within HKDF-SHA256's output limit"
+    );
+    (payload, commitment)
 }
 
 #[cfg(test)]

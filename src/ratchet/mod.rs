@@ -22,6 +22,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
+use zeroize::Zeroize;
 
 use self::chain::{ChainKey, MessageKey, RootKey};
 use self::skipped::{Missing, PendingKeys, SkippedKeys, SlotId};
@@ -276,8 +277,7 @@ impl Ratchet {
             .skipped
             .get(&id)
             .ok_or_else(|| self.missing_key_error(&message.header))?;
-        let plaintext = open(key, associated_data, message)?;
-        accept(&plaintext)?;
+        let plaintext = open(key, associated_data, message, accept)?;
         self.skipped.remove(&id);
         Ok(plaintext)
     }
@@ -314,8 +314,7 @@ impl Ratchet {
             &mut pending,
         );
         let message_key = chain.next_message_key();
-        let plaintext = open(&message_key, associated_data, message)?;
-        accept(&plaintext)?;
+        let plaintext = open(&message_key, associated_data, message, accept)?;
 
         self.receiving = Some(ReceivingChain {
             chain,
@@ -394,8 +393,7 @@ impl Ratchet {
             &mut pending,
         );
         let message_key = chain.next_message_key();
-        let plaintext = open(&message_key, associated_data, message)?;
-        accept(&plaintext)?;
+        let plaintext = open(&message_key, associated_data, message, accept)?;
 
         self.root = root;
         self.skipped
@@ -559,12 +557,14 @@ fn full_associated_data(
     ad
 }
 
-/// Verifies and decrypts `message` under `key` into a new buffer. AES-GCM verifies the tag
-/// before decrypting, so on failure no plaintext is produced.
+/// Verifies and decrypts `message` under `key` into a new buffer, then runs `accept` on the
+/// plaintext. AES-GCM verifies the tag before decrypting, so on failure no plaintext is
+/// produced; a plaintext that `accept` rejects is wiped before the error is returned.
 fn open(
     key: &MessageKey,
     associated_data: &[u8; ASSOCIATED_DATA_LEN],
     message: &RatchetMessage<'_>,
+    accept: Accept<'_>,
 ) -> Result<Vec<u8>, DecryptError> {
     let (ciphertext, tag) =
         split_tag(&message.ciphertext).ok_or(DecryptError::AuthenticationFailed)?;
@@ -573,6 +573,10 @@ fn open(
     key.cipher()
         .open_into(&message.header.nonce, &ad, ciphertext, tag, &mut plaintext)
         .map_err(|_| DecryptError::AuthenticationFailed)?;
+    if let Err(error) = accept(&plaintext) {
+        plaintext.zeroize();
+        return Err(error);
+    }
     Ok(plaintext)
 }
 

@@ -119,15 +119,8 @@ pub(crate) fn kem_public_key(
     object: &'static str,
     field: &'static str,
 ) -> Result<crate::kem::KemPublicKey, DecodeError> {
-    if bytes.len() != crate::kem::KEM_PUBLIC_KEY_LEN {
-        return Err(DecodeError::InvalidLength {
-            object,
-            field,
-            expected: crate::kem::KEM_PUBLIC_KEY_LEN,
-            found: bytes.len(),
-        });
-    }
-    crate::kem::KemPublicKey::from_bytes(bytes).ok_or(DecodeError::InvalidValue {
+    let raw = fixed::<{ crate::kem::KEM_PUBLIC_KEY_LEN }>(bytes, object, field)?;
+    crate::kem::KemPublicKey::from_bytes(&raw).ok_or(DecodeError::InvalidValue {
         object,
         field,
         reason: "not a valid ML-KEM-1024 public key (coefficients not reduced mod q)",
