@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ratchetbox::attachment::{self, AttachmentMetadata};
@@ -113,85 +116,63 @@ fn bench(c: &mut Criterion) {
             })
         });
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        group.bench_function(BenchmarkId::from_parameter("seal"), |b| {
-            b.iter(|| {
-                black_box(
-                    attachment::seal(&mut rng, &plaintext, AttachmentMetadata::default())
-                        .expect("seal"),
-                )
-            })
+        bench_call(&mut group, "seal", || {
+            attachment::seal(&mut rng, &plaintext, AttachmentMetadata::default()).expect("seal")
         });
         let (pointer, sealed) =
             attachment::seal(&mut rng, &plaintext, AttachmentMetadata::default()).expect("seal");
-        group.bench_function(BenchmarkId::from_parameter("open"), |b| {
-            b.iter(|| black_box(attachment::open(&pointer, &sealed).expect("open")))
+        bench_call(&mut group, "open", || {
+            attachment::open(&pointer, &sealed).expect("open")
         });
-        group.bench_function(BenchmarkId::from_parameter("seal_stream"), |b| {
-            b.iter(|| {
-                black_box(
-                    attachment::seal_stream(
-                        &mut rng,
-                        &mut plaintext.as_slice(),
-                        &mut io::sink(),
-                        AttachmentMetadata::default(),
-                    )
-                    .expect("seal"),
-                )
-            })
+        bench_call(&mut group, "seal_stream", || {
+            attachment::seal_stream(
+                &mut rng,
+                &mut plaintext.as_slice(),
+                &mut io::sink(),
+                AttachmentMetadata::default(),
+            )
+            .expect("seal")
         });
-        group.bench_function(BenchmarkId::from_parameter("open_stream"), |b| {
-            b.iter(|| {
-                black_box(
-                    attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink())
-                        .expect("open"),
-                )
-            })
+        bench_call(&mut group, "open_stream", || {
+            attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink())
+                .expect("open")
         });
         #[cfg(feature = "parallel")]
         {
-            group.bench_function(BenchmarkId::from_parameter("seal_parallel"), |b| {
-                b.iter(|| {
-                    black_box(
-                        attachment::seal_parallel(
-                            &mut rng,
-                            &plaintext,
-                            AttachmentMetadata::default(),
-                        )
-                        .expect("seal"),
-                    )
-                })
+            bench_call(&mut group, "seal_parallel", || {
+                attachment::seal_parallel(&mut rng, &plaintext, AttachmentMetadata::default())
+                    .expect("seal")
             });
-            group.bench_function(BenchmarkId::from_parameter("open_parallel"), |b| {
-                b.iter(|| black_box(attachment::open_parallel(&pointer, &sealed).expect("open")))
+            bench_call(&mut group, "open_parallel", || {
+                attachment::open_parallel(&pointer, &sealed).expect("open")
             });
-            group.bench_function(BenchmarkId::from_parameter("seal_stream_parallel"), |b| {
-                b.iter(|| {
-                    black_box(
-                        attachment::seal_stream_parallel(
-                            &mut rng,
-                            &mut plaintext.as_slice(),
-                            &mut io::sink(),
-                            AttachmentMetadata::default(),
-                        )
-                        .expect("seal"),
-                    )
-                })
+            bench_call(&mut group, "seal_stream_parallel", || {
+                attachment::seal_stream_parallel(
+                    &mut rng,
+                    &mut plaintext.as_slice(),
+                    &mut io::sink(),
+                    AttachmentMetadata::default(),
+                )
+                .expect("seal")
             });
-            group.bench_function(BenchmarkId::from_parameter("open_stream_parallel"), |b| {
-                b.iter(|| {
-                    black_box(
-                        attachment::open_stream_parallel(
-                            &pointer,
-                            &mut sealed.as_slice(),
-                            &mut io::sink(),
-                        )
-                        .expect("open"),
-                    )
-                })
+            bench_call(&mut group, "open_stream_parallel", || {
+                attachment::open_stream_parallel(&pointer, &mut sealed.as_slice(), &mut io::sink())
+                    .expect("open")
             });
         }
         group.finish();
     }
+}
+
+/// Benchmarks `call` as `name` in `group`, its result passed through `black_box`.
+fn bench_call<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut call: impl FnMut() -> T,
+) {
+    group.bench_function(BenchmarkId::from_parameter(name), |b| {
+        b.iter(|| black_box(call()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -33,6 +33,20 @@ fn rate(bytes: usize, mut f: impl FnMut()) -> f64 {
     (bytes as f64 * f64::from(runs)) / (1 << 20) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A measured function: its name, what it does ("seal", "open" or "" for a baseline), the call.
+type Op<'a> = (&'static str, &'static str, Box<dyn FnMut() + 'a>);
+
+/// An attachment call measured as a `kind` operation; its result is dropped at once.
+fn op<'a, T>(name: &'static str, kind: &'static str, mut f: impl FnMut() -> T + 'a) -> Op<'a> {
+    (
+        name,
+        kind,
+        Box::new(move || {
+            black_box(f());
+        }),
+    )
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let mib: usize = args.get(1).map_or(Ok(64), |s| s.parse())?;
@@ -54,7 +68,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = ratchetbox::OsRng::new();
     let (pointer, sealed) = attachment::seal(&mut rng, plaintext, AttachmentMetadata::default())?;
 
-    type Op<'a> = (&'static str, &'static str, Box<dyn FnMut() + 'a>);
     let mut ops: Vec<Op> = Vec::new();
     // The raw baselines write into `out`, allocated once.
     ops.push((
@@ -135,98 +148,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
     ));
     let mut r1 = ratchetbox::OsRng::new();
-    ops.push((
-        "seal",
-        "seal",
-        Box::new(move || {
-            black_box(
-                attachment::seal(&mut r1, plaintext, AttachmentMetadata::default()).expect("seal"),
-            );
-        }),
-    ));
-    ops.push((
-        "open",
-        "open",
-        Box::new(|| {
-            black_box(attachment::open(&pointer, &sealed).expect("open"));
-        }),
-    ));
+    ops.push(op("seal", "seal", move || {
+        attachment::seal(&mut r1, plaintext, AttachmentMetadata::default()).expect("seal")
+    }));
+    ops.push(op("open", "open", || {
+        attachment::open(&pointer, &sealed).expect("open")
+    }));
     let mut r2 = ratchetbox::OsRng::new();
-    ops.push((
-        "seal_stream",
-        "seal",
-        Box::new(move || {
-            black_box(
-                attachment::seal_stream(
-                    &mut r2,
-                    &mut &plaintext[..],
-                    &mut io::sink(),
-                    AttachmentMetadata::default(),
-                )
-                .expect("seal"),
-            );
-        }),
-    ));
-    ops.push((
-        "open_stream",
-        "open",
-        Box::new(|| {
-            black_box(
-                attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink())
-                    .expect("open"),
-            );
-        }),
-    ));
+    ops.push(op("seal_stream", "seal", move || {
+        attachment::seal_stream(
+            &mut r2,
+            &mut &plaintext[..],
+            &mut io::sink(),
+            AttachmentMetadata::default(),
+        )
+        .expect("seal")
+    }));
+    ops.push(op("open_stream", "open", || {
+        attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink()).expect("open")
+    }));
     #[cfg(feature = "parallel")]
     {
         let mut r3 = ratchetbox::OsRng::new();
-        ops.push((
-            "seal_parallel",
-            "seal",
-            Box::new(move || {
-                black_box(
-                    attachment::seal_parallel(&mut r3, plaintext, AttachmentMetadata::default())
-                        .expect("seal"),
-                );
-            }),
-        ));
-        ops.push((
-            "open_parallel",
-            "open",
-            Box::new(|| {
-                black_box(attachment::open_parallel(&pointer, &sealed).expect("open"));
-            }),
-        ));
+        ops.push(op("seal_parallel", "seal", move || {
+            attachment::seal_parallel(&mut r3, plaintext, AttachmentMetadata::default())
+                .expect("seal")
+        }));
+        ops.push(op("open_parallel", "open", || {
+            attachment::open_parallel(&pointer, &sealed).expect("open")
+        }));
         let mut r4 = ratchetbox::OsRng::new();
-        ops.push((
-            "seal_stream_parallel",
-            "seal",
-            Box::new(move || {
-                black_box(
-                    attachment::seal_stream_parallel(
-                        &mut r4,
-                        &mut &plaintext[..],
-                        &mut io::sink(),
-                        AttachmentMetadata::default(),
-                    )
-                    .expect("seal"),
-                );
-            }),
-        ));
-        ops.push((
-            "open_stream_parallel",
-            "open",
-            Box::new(|| {
-                black_box(
-                    attachment::open_stream_parallel(
-                        &pointer,
-                        &mut sealed.as_slice(),
-                        &mut io::sink(),
-                    )
-                    .expect("open"),
-                );
-            }),
-        ));
+        ops.push(op("seal_stream_parallel", "seal", move || {
+            attachment::seal_stream_parallel(
+                &mut r4,
+                &mut &plaintext[..],
+                &mut io::sink(),
+                AttachmentMetadata::default(),
+            )
+            .expect("seal")
+        }));
+        ops.push(op("open_stream_parallel", "open", || {
+            attachment::open_stream_parallel(&pointer, &mut sealed.as_slice(), &mut io::sink())
+                .expect("open")
+        }));
     }
 
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];

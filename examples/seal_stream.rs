@@ -129,6 +129,24 @@ fn mib_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs
 }
 
+/// Reports a seal of `len` bytes into `sink` that began at `started`; `how` follows the
+/// sealed size (" on all cores", say).
+fn print_sealed(
+    len: u64,
+    sink: &Counter,
+    how: &str,
+    started: Instant,
+    pointer: &attachment::AttachmentPointer,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "sealed {len} bytes into {} bytes{how} in {secs:.2} s ({:.0} MiB/s of plaintext)",
+        sink.0,
+        mib_per_s(len, secs)
+    );
+    println!("digest {}", hex::encode(pointer.digest()));
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let usage =
@@ -151,13 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &mut sink,
                 AttachmentMetadata::default(),
             )?;
-            let secs = started.elapsed().as_secs_f64();
-            println!(
-                "sealed {len} bytes into {} bytes in {secs:.2} s ({:.0} MiB/s of plaintext)",
-                sink.0,
-                mib_per_s(len, secs)
-            );
-            println!("digest {}", hex::encode(pointer.digest()));
+            print_sealed(len, &sink, "", started, &pointer);
         }
         #[cfg(feature = "parallel")]
         "seal-parallel" => {
@@ -168,13 +180,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &mut sink,
                 AttachmentMetadata::default(),
             )?;
-            let secs = started.elapsed().as_secs_f64();
-            println!(
-                "sealed {len} bytes into {} bytes on all cores in {secs:.2} s ({:.0} MiB/s of plaintext)",
-                sink.0,
-                mib_per_s(len, secs)
-            );
-            println!("digest {}", hex::encode(pointer.digest()));
+            print_sealed(len, &sink, " on all cores", started, &pointer);
         }
         "open" => {
             let path = args.get(3).ok_or(usage)?;

@@ -200,6 +200,11 @@ fn row(
     }
 }
 
+/// A row that measures only the floor (the primitive an operation is bounded by).
+fn floor_row(op: impl Into<String>, unit: Unit, floor: Candidate) -> Row {
+    row("floor", op, unit, NO_TARGET, None, None, Some(floor))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -1088,258 +1093,126 @@ fn floor_rows(o: &Options) -> Vec<Row> {
     let lat = Unit::Latency { per: 1 };
     let small = o.small;
     let mut rows = Vec::new();
-    let mut f = Floor::new(24);
-    rows.push(row(
-        "floor",
-        "X25519 key generation",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+    // The primitives measured on a `Floor` of their own: label, seed, operation.
+    type FloorOp = fn(&mut Floor);
+    let primitives: [(&str, u64, FloorOp); 12] = [
+        ("X25519 key generation", 24, |f| {
             black_box(f.keygen());
-        })),
-    ));
-    let f = Floor::new(25);
-    rows.push(row(
-        "floor",
-        "X25519 DH",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("X25519 DH", 25, |f| {
             black_box(f.dh());
-        })),
-    ));
-    let f = Floor::new(26);
-    rows.push(row(
-        "floor",
-        "Ed25519 sign (71 B)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("Ed25519 sign (71 B)", 26, |f| {
             black_box(f.sign());
-        })),
-    ));
-    let f = Floor::new(27);
-    rows.push(row(
-        "floor",
-        "Ed25519 verify_strict (71 B)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("Ed25519 verify_strict (71 B)", 27, |f| {
             black_box(f.verify());
-        })),
-    ));
-    let f = Floor::new(31);
-    rows.push(row(
-        "floor",
-        "Ed25519 verify_strict (KEM prekey, 1611 B)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("Ed25519 verify_strict (KEM prekey, 1611 B)", 31, |f| {
             black_box(f.verify_kem_signature());
-        })),
-    ));
-    let mut f = Floor::new(32);
-    rows.push(row(
-        "floor",
-        "ML-KEM-1024 key generation",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("ML-KEM-1024 key generation", 32, |f| {
             black_box(f.kem_keygen());
-        })),
-    ));
-    let mut f = Floor::new(33);
-    rows.push(row(
-        "floor",
-        "ML-KEM-1024 encapsulation",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("ML-KEM-1024 encapsulation", 33, |f| {
             black_box(f.kem_encapsulate());
-        })),
-    ));
-    let f = Floor::new(34);
-    rows.push(row(
-        "floor",
-        "ML-KEM-1024 decapsulation",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("ML-KEM-1024 decapsulation", 34, |f| {
             black_box(f.kem_decapsulate());
-        })),
-    ));
-    let f = Floor::new(35);
-    rows.push(row(
-        "floor",
-        "ML-KEM-1024 public key decode (modulus check)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("ML-KEM-1024 public key decode (modulus check)", 35, |f| {
             black_box(f.kem_decode_public());
-        })),
-    ));
-    let f = Floor::new(28);
-    rows.push(row(
-        "floor",
-        "Ed25519 key decode + X25519 form",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("Ed25519 key decode + X25519 form", 28, |f| {
             black_box(f.decode_identity());
-        })),
-    ));
-    let mut f = Floor::new(29);
-    rows.push(row(
-        "floor",
-        "KDF_CK (HMAC chain step)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("KDF_CK (HMAC chain step)", 29, |f| {
             black_box(f.chain_step());
-        })),
-    ));
-    let mut f = Floor::new(30);
-    rows.push(row(
-        "floor",
-        "KDF_RK (HKDF, 64 B out)",
-        lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        }),
+        ("KDF_RK (HKDF, 64 B out)", 30, |f| {
             black_box(f.root_step(&[7; 32]));
-        })),
-    ));
-    rows.push(row(
-        "floor",
+        }),
+    ];
+    for (label, seed, op) in primitives {
+        let mut f = Floor::new(seed);
+        rows.push(floor_row(label, lat, simple(move || op(&mut f))));
+    }
+    rows.push(floor_row(
         "X3DH HKDF (5 x 32 B in)",
         lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        simple(move || {
             black_box(x3dh_kdf(&[[1; 32]; 4]));
-        })),
+        }),
     ));
     let aead = Aead::new();
     let mut buf = plaintext(small);
-    rows.push(row(
-        "floor",
+    rows.push(floor_row(
         format!("AES-256-GCM seal {small} B (with key schedule)"),
         lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        simple(move || {
             black_box(aead.seal(&mut buf));
-        })),
+        }),
     ));
     let aead = Aead::new();
     let (ct, tag) = aead.sealed(small);
     let mut out = vec![0; small];
-    rows.push(row(
-        "floor",
+    rows.push(floor_row(
         format!("AES-256-GCM open {small} B (with key schedule)"),
         lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || aead.open(&ct, &tag, &mut out))),
+        simple(move || aead.open(&ct, &tag, &mut out)),
     ));
     for &len in &o.sizes {
         let aead = Aead::new();
         let mut buf = plaintext(len);
-        rows.push(row(
-            "floor",
+        rows.push(floor_row(
             format!("AES-256-GCM seal {}", size_name(len)),
             Unit::Throughput(len),
-            NO_TARGET,
-            None,
-            None,
-            Some(simple(move || {
+            simple(move || {
                 black_box(aead.seal(&mut buf));
-            })),
+            }),
         ));
         let aead = Aead::new();
         let pt = plaintext(len);
         let mut out = vec![0; len];
-        rows.push(row(
-            "floor",
+        rows.push(floor_row(
             format!(
                 "  the same into a separate output buffer {}",
                 size_name(len)
             ),
             Unit::Throughput(len),
-            NO_TARGET,
-            None,
-            None,
-            Some(simple(move || {
+            simple(move || {
                 black_box(aead.seal_into(&pt, &mut out));
-            })),
+            }),
         ));
         let parts = GcmParts::new();
         let mut buf = plaintext(len);
-        rows.push(row(
-            "floor",
+        rows.push(floor_row(
             format!(
                 "  its CTR pass alone (AES-256 keystream) {}",
                 size_name(len)
             ),
             Unit::Throughput(len),
-            NO_TARGET,
-            None,
-            None,
-            Some(simple(move || parts.ctr(&mut buf))),
+            simple(move || parts.ctr(&mut buf)),
         ));
         let parts = GcmParts::new();
         let buf = plaintext(len);
-        rows.push(row(
-            "floor",
+        rows.push(floor_row(
             format!("  its GHASH pass alone {}", size_name(len)),
             Unit::Throughput(len),
-            NO_TARGET,
-            None,
-            None,
-            Some(simple(move || {
+            simple(move || {
                 black_box(parts.ghash(&buf));
-            })),
+            }),
         ));
     }
     let mut r = rng(31);
-    rows.push(row(
-        "floor",
+    rows.push(floor_row(
         "12-byte nonce from ChaCha20Rng",
         lat,
-        NO_TARGET,
-        None,
-        None,
-        Some(simple(move || {
+        simple(move || {
             let mut nonce = [0u8; 12];
             rand_core::Rng::fill_bytes(&mut r, &mut nonce);
             black_box(nonce);
-        })),
+        }),
     ));
     rows
 }
