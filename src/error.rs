@@ -73,6 +73,19 @@ pub enum DecodeError {
         /// The offending field.
         field: &'static str,
     },
+    /// A 32-byte X25519 public key is not in its one canonical encoding: bit 255 is set, or
+    /// the u-coordinate is not reduced modulo 2^255 - 19. X25519 would treat it as another
+    /// encoding of a valid key, so ratchetbox refuses it rather than let two byte strings
+    /// name one key.
+    #[error(
+        "{object}.{field} is not a canonical X25519 public key (bit 255 set, or not reduced mod 2^255-19)"
+    )]
+    NonCanonicalKey {
+        /// The object being decoded.
+        object: &'static str,
+        /// The offending field.
+        field: &'static str,
+    },
     /// A field holds a value outside its allowed range, or the fields contradict each other.
     #[error("{object}.{field} is invalid: {reason}")]
     InvalidValue {

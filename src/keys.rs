@@ -48,7 +48,10 @@ impl IdentityKey {
     /// curve and points of small order.
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Option<Self> {
         let verifying = VerifyingKey::from_bytes(bytes).ok()?;
-        if verifying.is_weak() || verifying.as_bytes() != bytes {
+        // `VerifyingKey` keeps the input bytes as they were, and decompression reduces y
+        // modulo p and accepts the sign bit of x = 0: only re-compressing the decoded point
+        // shows whether `bytes` was its one canonical encoding.
+        if verifying.is_weak() || verifying.to_edwards().compress().as_bytes() != bytes {
             return None;
         }
         // The birational map sends the Edwards point to its Montgomery u-coordinate.
@@ -68,7 +71,7 @@ impl IdentityKey {
 
     /// The X25519 form of this key (Montgomery u-coordinate), as used in X3DH.
     pub fn to_x25519(&self) -> X25519PublicKey {
-        X25519PublicKey(self.dh.to_bytes())
+        X25519PublicKey::from_dalek(&self.dh)
     }
 
     /// Verifies an Ed25519 signature with `verify_strict` (no malleable or small-order
@@ -164,14 +167,55 @@ impl fmt::Debug for IdentityKeyPair {
 
 /// An X25519 public key: a prekey, an ephemeral (base) key or a ratchet key.
 ///
-/// Any 32 bytes are accepted here; a low-order point is rejected when it is used, because
-/// the Diffie-Hellman output would be all zero.
+/// Only the canonical encoding is accepted (RFC 7748 section 5): the little-endian
+/// u-coordinate, fully reduced modulo p = 2^255 - 19, with bit 255 clear. X25519 itself
+/// masks bit 255 and reduces u modulo p, so without this rule up to four byte strings would
+/// name the same key and give the same Diffie-Hellman outputs while comparing unequal as bytes
+/// (which is how a replayed setup with bit 255 flipped once passed the replay check).
+/// A low-order point is rejected when it is used, because the Diffie-Hellman output would be
+/// all zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct X25519PublicKey(pub(crate) [u8; KEY_LEN]);
+pub struct X25519PublicKey([u8; KEY_LEN]);
+
+/// p = 2^255 - 19, little-endian (RFC 7748 section 4.1).
+const FIELD_PRIME: [u8; KEY_LEN] = {
+    let mut p = [0xff; KEY_LEN];
+    p[0] = 0xed;
+    p[KEY_LEN - 1] = 0x7f;
+    p
+};
+
+/// Whether `bytes` is the canonical encoding of an X25519 u-coordinate: bit 255 clear and
+/// the little-endian value below p.
+const fn is_canonical_u(bytes: &[u8; KEY_LEN]) -> bool {
+    // Compare as little-endian integers, most significant byte first. With bit 255 clear,
+    // the value is below p unless every byte from the top down equals p's and the lowest is
+    // at least p's lowest byte.
+    let mut i = KEY_LEN;
+    while i > 0 {
+        i -= 1;
+        if bytes[i] != FIELD_PRIME[i] {
+            return bytes[i] < FIELD_PRIME[i];
+        }
+    }
+    false
+}
 
 impl X25519PublicKey {
-    /// Wraps 32 bytes.
-    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+    /// Parses a 32-byte X25519 public key, or `None` if the encoding is not canonical (bit
+    /// 255 set, or the u-coordinate is not reduced modulo 2^255 - 19).
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Option<Self> {
+        if is_canonical_u(&bytes) {
+            Some(Self(bytes))
+        } else {
+            None
+        }
+    }
+
+    /// Wraps the output of X25519 base-point multiplication, which is always canonical.
+    pub(crate) fn from_dalek(public: &x25519_dalek::PublicKey) -> Self {
+        let bytes = public.to_bytes();
+        debug_assert!(is_canonical_u(&bytes));
         Self(bytes)
     }
 
@@ -215,7 +259,7 @@ impl X25519KeyPair {
     /// X25519).
     pub(crate) fn from_secret_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let secret = StaticSecret::from(*bytes);
-        let public = X25519PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        let public = X25519PublicKey::from_dalek(&x25519_dalek::PublicKey::from(&secret));
         Self { secret, public }
     }
 
@@ -339,6 +383,100 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let good = IdentityKeyPair::generate(&mut rng).public_key();
         assert_eq!(IdentityKey::from_bytes(good.as_bytes()), Some(good));
+    }
+
+    /// p + y for a small y, little-endian, with the sign bit of x set or not.
+    fn y_plus_p(y: u8, sign: bool) -> [u8; 32] {
+        let mut bytes = FIELD_PRIME;
+        // p's lowest byte is 0xed, so adding y < 19 never carries.
+        bytes[0] += y;
+        bytes[31] |= u8::from(sign) << 7;
+        bytes
+    }
+
+    #[test]
+    fn identity_key_rejects_y_plus_p_encodings_of_valid_points() {
+        let mut rejected = 0;
+        for y in 0..19u8 {
+            for sign in [false, true] {
+                let mut canonical = [0u8; 32];
+                canonical[0] = y;
+                canonical[31] = u8::from(sign) << 7;
+                let Some(key) = IdentityKey::from_bytes(&canonical) else {
+                    continue;
+                };
+                assert_eq!(key.as_bytes(), &canonical);
+                let alias = y_plus_p(y, sign);
+                // ed25519-dalek decodes the alias to the same point...
+                let decoded = VerifyingKey::from_bytes(&alias).expect("dalek reduces y mod p");
+                assert_eq!(decoded.to_edwards(), key.verifying.to_edwards());
+                // ...and ratchetbox refuses it, so one identity has one encoding.
+                assert_eq!(
+                    IdentityKey::from_bytes(&alias),
+                    None,
+                    "y = {y} + p, sign {sign}"
+                );
+                rejected += 1;
+            }
+        }
+        // Which small y lie on the curve with large order is a fact about the curve; make sure
+        // the loop exercised both signs of several of them.
+        assert!(rejected >= 4, "only {rejected} valid small-y points");
+    }
+
+    /// `bytes < p` as little-endian integers, computed another way: `bytes + 19` stays below
+    /// 2^255 exactly when `bytes` is below 2^255 - 19.
+    fn below_p_by_addition(bytes: &[u8; 32]) -> bool {
+        if bytes[31] & 0x80 != 0 {
+            return false;
+        }
+        let mut carry = 19u16;
+        let mut sum = *bytes;
+        for byte in sum.iter_mut() {
+            let s = u16::from(*byte) + carry;
+            *byte = s as u8;
+            carry = s >> 8;
+        }
+        carry == 0 && sum[31] & 0x80 == 0
+    }
+
+    #[test]
+    fn x25519_public_keys_have_one_encoding() {
+        // Every value around p and 2^255, and every single-bit change of a real key.
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let real = X25519KeyPair::generate(&mut rng).public_key().to_bytes();
+        let mut cases = alloc::vec![real, [0u8; 32], [0xff; 32]];
+        for low in 0..=0xffu8 {
+            let mut near_p = FIELD_PRIME;
+            near_p[0] = low;
+            cases.push(near_p);
+            near_p[31] |= 0x80;
+            cases.push(near_p);
+        }
+        for bit in 0..256 {
+            let mut flipped = real;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            cases.push(flipped);
+        }
+        let mut canonical = 0;
+        for bytes in cases {
+            let parsed = X25519PublicKey::from_bytes(bytes);
+            assert_eq!(
+                parsed.is_some(),
+                below_p_by_addition(&bytes),
+                "{bytes:02x?}"
+            );
+            canonical += usize::from(parsed.is_some());
+        }
+        // p - 1 = ...ec is the largest canonical value; p .. p + 18 and bit 255 are not.
+        let mut p_minus_1 = FIELD_PRIME;
+        p_minus_1[0] = 0xec;
+        assert!(X25519PublicKey::from_bytes(p_minus_1).is_some());
+        assert!(X25519PublicKey::from_bytes(FIELD_PRIME).is_none());
+        let mut top_bit = real;
+        top_bit[31] |= 0x80;
+        assert!(X25519PublicKey::from_bytes(top_bit).is_none());
+        assert!(canonical > 256);
     }
 
     #[test]

@@ -477,7 +477,7 @@ fn a_signature_only_plain_ed25519_verify_accepts_is_refused() {
     let prekey = SignedPreKey::new(
         ratchetbox::SignedPreKeyId(1),
         created_at,
-        X25519PublicKey::from_bytes(prekey_bytes),
+        X25519PublicKey::from_bytes(prekey_bytes).expect("canonical"),
         signature,
     );
     assert!(!prekey.verify(&identity));
@@ -486,7 +486,7 @@ fn a_signature_only_plain_ed25519_verify_accepts_is_refused() {
     let honest = SignedPreKey::new(
         ratchetbox::SignedPreKeyId(1),
         created_at,
-        X25519PublicKey::from_bytes(prekey_bytes),
+        X25519PublicKey::from_bytes(prekey_bytes).expect("canonical"),
         ed25519_dalek::Signer::sign(&SigningKey::from_bytes(&[7; 32]), &message).to_bytes(),
     );
     assert!(honest.verify(&identity));
@@ -550,7 +550,7 @@ fn low_order_one_time_prekey_in_a_bundle_is_rejected() {
             pair.bob.account.signed_prekey().clone(),
             Some(OneTimePreKey::new(
                 OneTimePreKeyId(1),
-                X25519PublicKey::from_bytes(point),
+                X25519PublicKey::from_bytes(point).expect("canonical"),
             )),
             Some(pair.bob.account.last_resort_kem_prekey().clone()),
         );
@@ -581,7 +581,7 @@ fn low_order_signed_prekey_is_rejected_even_with_a_valid_signature() {
         let prekey = SignedPreKey::new(
             ratchetbox::SignedPreKeyId(1),
             T0,
-            X25519PublicKey::from_bytes(point),
+            X25519PublicKey::from_bytes(point).expect("canonical"),
             signature,
         );
         assert!(

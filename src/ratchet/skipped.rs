@@ -403,7 +403,7 @@ mod tests {
 
     fn id(chain: u8, counter: u32) -> SlotId {
         SlotId {
-            ratchet_key: X25519PublicKey::from_bytes([chain; 32]),
+            ratchet_key: X25519PublicKey::from_bytes([chain; 32]).expect("canonical"),
             counter,
         }
     }
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn evicts_oldest_first_and_tracks_the_watermark() {
         let mut store = SkippedKeys::new(3);
-        store.start_chain(X25519PublicKey::from_bytes([1; 32]), 0);
+        store.start_chain(X25519PublicKey::from_bytes([1; 32]).expect("canonical"), 0);
         store.insert(
             (0..5).map(|c| (id(1, c), key(c as u8))).collect(),
             Timestamp::EPOCH,

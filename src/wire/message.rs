@@ -414,7 +414,7 @@ impl<'a> Canonical<'a> {
 
 fn canonical_ratchet(bytes: &[u8], version: u8) -> Option<RatchetMessage<'_>> {
     let mut r = Canonical(bytes);
-    let ratchet_key = X25519PublicKey::from_bytes(r.fixed::<KEY_LEN>(1)?);
+    let ratchet_key = X25519PublicKey::from_bytes(r.fixed::<KEY_LEN>(1)?)?;
     let counter = r.uint32(2)?;
     let previous_counter = r.uint32(3)?;
     let nonce = r.fixed::<NONCE_LEN>(4)?;
@@ -463,7 +463,7 @@ pub(crate) fn parse_canonical(bytes: &[u8]) -> Option<Body<'_>> {
     }
     let mut r = Canonical(initial);
     let identity_key = IdentityKey::from_bytes(&r.fixed::<KEY_LEN>(1)?)?;
-    let base_key = X25519PublicKey::from_bytes(r.fixed::<KEY_LEN>(2)?);
+    let base_key = X25519PublicKey::from_bytes(r.fixed::<KEY_LEN>(2)?)?;
     let signed_prekey_id = SignedPreKeyId(r.uint32(3)?);
     let one_time_prekey_id = r.optional_uint32(4)?.map(OneTimePreKeyId);
     let kem = match r.optional_delimited(5)? {
@@ -611,6 +611,12 @@ mod tests {
     use proptest::prelude::*;
     use proptest::test_runner::TestCaseError;
 
+    /// A canonical X25519 key from arbitrary bytes: below 2^254, so below p.
+    fn canonical_key(mut bytes: [u8; 32]) -> X25519PublicKey {
+        bytes[31] &= 0x3f;
+        X25519PublicKey::from_bytes(bytes).expect("below p")
+    }
+
     fn identity(seed: u8) -> IdentityKey {
         let mut rng =
             <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(u64::from(seed));
@@ -651,7 +657,7 @@ mod tests {
             .prop_map(
                 |(key, counter, previous_counter, nonce, version)| RatchetHeader {
                     version,
-                    ratchet_key: X25519PublicKey::from_bytes(key),
+                    ratchet_key: canonical_key(key),
                     counter,
                     previous_counter,
                     nonce,
@@ -674,7 +680,7 @@ mod tests {
         .prop_map(|initial| {
             initial.map(|(seed, base, spk, opk, kem)| InitialSetup {
                 identity_key: identity(seed % 8),
-                base_key: X25519PublicKey::from_bytes(base),
+                base_key: canonical_key(base),
                 signed_prekey_id: SignedPreKeyId(spk),
                 one_time_prekey_id: opk.map(OneTimePreKeyId),
                 kem: kem.map(|(id, fill)| KemSetup {
@@ -1066,7 +1072,7 @@ mod tests {
     fn reordered_fields_are_accepted_by_the_fallback_exactly_like_prost() {
         let header = RatchetHeader {
             version: VERSION,
-            ratchet_key: X25519PublicKey::from_bytes([5; 32]),
+            ratchet_key: canonical_key([5; 32]),
             counter: 7,
             previous_counter: 3,
             nonce: [9; 12],
@@ -1148,14 +1154,14 @@ mod tests {
         ) {
             let mut header = RatchetHeader {
                 version: if post_quantum { PQXDH_MESSAGE_VERSION } else { VERSION },
-                ratchet_key: X25519PublicKey::from_bytes(key),
+                ratchet_key: canonical_key(key),
                 counter,
                 previous_counter: previous,
                 nonce,
             };
             let setup = initial.map(|(seed, base, spk, opk, kem)| InitialSetup {
                 identity_key: identity(seed),
-                base_key: X25519PublicKey::from_bytes(base),
+                base_key: canonical_key(base),
                 signed_prekey_id: SignedPreKeyId(spk),
                 one_time_prekey_id: opk.map(OneTimePreKeyId),
                 kem: kem.map(|(id, fill)| KemSetup {

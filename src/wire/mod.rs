@@ -110,7 +110,8 @@ pub(crate) fn x25519_key(
     object: &'static str,
     field: &'static str,
 ) -> Result<X25519PublicKey, DecodeError> {
-    fixed::<KEY_LEN>(bytes, object, field).map(X25519PublicKey::from_bytes)
+    let raw = fixed::<KEY_LEN>(bytes, object, field)?;
+    X25519PublicKey::from_bytes(raw).ok_or(DecodeError::NonCanonicalKey { object, field })
 }
 
 /// An ML-KEM-1024 public key field (validated with the FIPS 203 modulus check).
