@@ -11,7 +11,8 @@ use std::convert::Infallible;
 
 use rand_core::{TryCryptoRng, TryRng};
 use ratchetbox::{
-    Account, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, StorageKey, Timestamp,
+    Account, DecodeError, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, StorageKey,
+    Timestamp,
 };
 use serde_json::Value;
 
@@ -336,4 +337,36 @@ fn protocol_test_vectors() {
             .expect("decrypt the late message"),
         unhex(&messages[1]["plaintext"])
     );
+}
+
+/// Section 3.1: the other encodings of keys that the independent implementation refuses
+/// while decoding (bit 255 set, u + p, y + p), refused here with the same error, object and
+/// field.
+#[test]
+fn non_canonical_key_encodings_are_refused_as_the_vectors_say() {
+    let v = vectors();
+    let cases = v["non_canonical"].as_array().expect("non_canonical");
+    assert_eq!(cases.len(), 9);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let wire = unhex(&case["wire"]);
+        let object = case["object"].as_str().expect("object");
+        let field = case["field"].as_str().expect("field");
+        let error = match case["type"].as_str() {
+            Some("message") => ratchetbox::Message::from_bytes(&wire).map(drop),
+            Some("bundle") => PreKeyBundle::from_bytes(&wire).map(drop),
+            other => panic!("{name}: unknown type {other:?}"),
+        }
+        .expect_err(name);
+        let (found_object, found_field) = match (case["error"].as_str(), error) {
+            (Some("NonCanonicalKey"), DecodeError::NonCanonicalKey { object, field }) => {
+                (object, field)
+            }
+            (Some("InvalidIdentityKey"), DecodeError::InvalidIdentityKey { object, field }) => {
+                (object, field)
+            }
+            (expected, found) => panic!("{name}: expected {expected:?}, got {found:?}"),
+        };
+        assert_eq!((found_object, found_field), (object, field), "{name}");
+    }
 }

@@ -77,6 +77,42 @@ class Refused(Exception):
     """A protocol-level refusal (as opposed to a self-check failure)."""
 
 P25519 = 2**255 - 19
+# The Edwards curve constant d = -121665/121666 (RFC 8032, section 5.1).
+ED25519_D = (-121665 * pow(121666, P25519 - 2, P25519)) % P25519
+
+
+class NonCanonicalKey(Refused):
+    """Section 3.1: a key that is not in its one canonical encoding, refused while decoding."""
+
+    def __init__(self, kind: str, obj: str, field: str):
+        super().__init__(f"{obj}.{field}: {kind}")
+        self.kind, self.obj, self.field = kind, obj, field
+
+
+def check_x25519_public(key: bytes, obj: str, field: str) -> bytes:
+    """Section 3.1: an X25519 public key read from bytes must be the little-endian u with bit
+    255 clear and u < p (X25519 itself would mask bit 255 and reduce u mod p)."""
+    assert len(key) == 32
+    if int.from_bytes(key, "little") >= P25519:  # covers bit 255 too: 2^255 > p
+        raise NonCanonicalKey("NonCanonicalKey", obj, field)
+    return key
+
+
+def check_identity_encoding(key: bytes, obj: str, field: str) -> bytes:
+    """Section 3.1: an identity key must be the canonical Ed25519 encoding: y < p, and no sign
+    bit when x = 0 (x = 0 exactly when y^2 = 1). The point must also be on the curve."""
+    assert len(key) == 32
+    n = int.from_bytes(key, "little")
+    y, sign = n & ((1 << 255) - 1), n >> 255
+    if y >= P25519:
+        raise NonCanonicalKey("InvalidIdentityKey", obj, field)
+    u, v = (y * y - 1) % P25519, (ED25519_D * y * y + 1) % P25519
+    x2 = u * pow(v, P25519 - 2, P25519) % P25519
+    if x2 == 0 and sign == 1:
+        raise NonCanonicalKey("InvalidIdentityKey", obj, field)
+    if x2 != 0 and pow(x2, (P25519 - 1) // 2, P25519) != 1:
+        raise NonCanonicalKey("InvalidIdentityKey", obj, field)  # not on the curve
+    return key
 
 
 def u32be(x: int) -> bytes:
@@ -361,6 +397,7 @@ def dec_ratchet_message(data: bytes, version: bytes) -> dict:
     }
     assert m["counter"] < 2**32 and m["previous_counter"] < 2**32
     assert len(m["ratchet_key"]) == 32 and len(m["nonce"]) == 12 and len(m["ciphertext"]) >= 16
+    check_x25519_public(m["ratchet_key"], "RatchetMessage", "ratchet_key")
     return m
 
 
@@ -390,6 +427,8 @@ def dec_initial_message(data: bytes, version: bytes) -> dict:
     # The version byte says which setup this is: 2 with the KEM part, 1 without.
     assert (version == PQ_MESSAGE_VERSION) == (m["kem"] is not None), "version and setup disagree"
     assert len(m["identity_key"]) == 32 and len(m["base_key"]) == 32
+    check_identity_encoding(m["identity_key"], "InitialMessage", "identity_key")
+    check_x25519_public(m["base_key"], "InitialMessage", "base_key")
     return m
 
 
@@ -428,6 +467,7 @@ def decode_bundle(wire: bytes) -> dict:
         _known(opk_f, {1, 2})
         opk = {"id": _single(opk_f, 1, 0) or 0, "public_key": _single(opk_f, 2, 2) or b""}
         assert len(opk["public_key"]) == 32
+        check_x25519_public(opk["public_key"], "OneTimePreKey", "public_key")
     kpk = None
     if _single(f, 4, 2) is not None:
         kpk_f = pb_decode(_single(f, 4, 2))
@@ -447,6 +487,8 @@ def decode_bundle(wire: bytes) -> dict:
     }
     assert len(b["identity_key"]) == 32
     assert len(spk["public_key"]) == 32 and len(spk["signature"]) == 64
+    check_identity_encoding(b["identity_key"], "PreKeyBundle", "identity_key")
+    check_x25519_public(spk["public_key"], "SignedPreKey", "public_key")
     assert VERSION + enc_bundle(b) == wire, "non-canonical encoding"
     return b
 
@@ -1705,6 +1747,9 @@ def build() -> dict:
             "session_2_kem_ciphertext_sha256": sha256(s2.kem["ciphertext"]).hex(),
         },
         "bundle": bundle.hex(),
+        "non_canonical": non_canonical_vectors(
+            bytes.fromhex(log2[0]["wire"]), bytes.fromhex(log1[2]["wire"]), bundle
+        ),
         "bundle_last_resort": bundle_last_resort.hex(),
         "bundle_classical": bundle_classical.hex(),
         "session_1": session_json(s1, log1),
@@ -1751,6 +1796,66 @@ def build() -> dict:
             },
         },
     }
+
+
+def non_canonical_vectors(initial: bytes, ratchet: bytes, bundle: bytes) -> list[dict]:
+    """Section 3.1: other encodings of the keys inside valid objects, each refused while
+    decoding. Each variant replaces one 32-byte key (found by its position in the decoded
+    object) and is checked against this file's own decoder."""
+
+    def top_bit(key: bytes) -> bytes:
+        return key[:31] + bytes([key[31] | 0x80])
+
+    def plus_p(u: int) -> bytes:
+        assert u < 19
+        return (u + P25519).to_bytes(32, "little")
+
+    # The smallest y whose point is on the curve and is not one of the y = 0, +-1 special
+    # cases; its y + p alias (with the sign bit as given) names the same point.
+    small_y = next(
+        y for y in range(2, 19)
+        if pow((y * y - 1) * pow(ED25519_D * y * y + 1, P25519 - 2, P25519) % P25519,
+               (P25519 - 1) // 2, P25519) == 1
+    )
+    y_alias = plus_p(small_y)
+
+    def replace_once(wire: bytes, old: bytes, new: bytes) -> bytes:
+        assert wire.count(old) == 1
+        return wire.replace(old, new)
+
+    im = decode_message(initial)["initial"]
+    rm = decode_message(ratchet)["ratchet"]
+    b = decode_bundle(bundle)
+    cases = [
+        ("initial message: base key with bit 255 set", "message", initial,
+         im["base_key"], top_bit(im["base_key"])),
+        ("initial message: base key u = p + 9 (another encoding of the base point)", "message",
+         initial, im["base_key"], plus_p(9)),
+        ("initial message: ratchet key with bit 255 set", "message", initial,
+         im["message"]["ratchet_key"], top_bit(im["message"]["ratchet_key"])),
+        ("initial message: identity key y + p", "message", initial, im["identity_key"], y_alias),
+        ("ratchet message: ratchet key with bit 255 set", "message", ratchet,
+         rm["ratchet_key"], top_bit(rm["ratchet_key"])),
+        ("ratchet message: ratchet key u = p (another encoding of u = 0)", "message", ratchet,
+         rm["ratchet_key"], plus_p(0)),
+        ("bundle: signed prekey with bit 255 set", "bundle", bundle,
+         b["signed_prekey"]["public_key"], top_bit(b["signed_prekey"]["public_key"])),
+        ("bundle: one-time prekey u = p + 18", "bundle", bundle,
+         b["one_time_prekey"]["public_key"], plus_p(18)),
+        ("bundle: identity key y + p with the sign bit set", "bundle", bundle,
+         b["identity_key"], y_alias[:31] + bytes([y_alias[31] | 0x80])),
+    ]
+    out = []
+    for name, kind, wire, old, new in cases:
+        variant = replace_once(wire, old, new)
+        try:
+            (decode_message if kind == "message" else decode_bundle)(variant)
+        except NonCanonicalKey as refused:
+            out.append({"name": name, "type": kind, "wire": variant.hex(),
+                        "error": refused.kind, "object": refused.obj, "field": refused.field})
+        else:
+            raise AssertionError(f"{name}: accepted")
+    return out
 
 
 def main():
