@@ -36,9 +36,13 @@ pub enum DecodeError {
         /// The object being decoded.
         object: &'static str,
     },
-    /// The encoding is valid protobuf but not the canonical one: unknown, repeated, default
-    /// or padded fields. ratchetbox rejects these so that every object has one encoding.
-    #[error("non-canonical {object}: unknown, repeated or default-valued fields are not allowed")]
+    /// The encoding is valid protobuf but not the canonical one: unknown, repeated,
+    /// default-valued, padded or reordered fields, or a value spelled another way (a `bool`
+    /// other than 1, a 32-bit field with higher bits set). ratchetbox rejects these so that
+    /// every object has one encoding.
+    #[error(
+        "non-canonical {object}: the bytes are not the one canonical protobuf encoding of their value"
+    )]
     NonCanonical {
         /// The object being decoded.
         object: &'static str,

@@ -407,9 +407,7 @@ fn decode_scanned(bytes: &[u8]) -> Result<Scanned, DecodeError> {
     if p.version != SafetyNumber::VERSION {
         return Ok(Scanned::OtherVersion(p.version));
     }
-    if p.encoded_len() != body.len() {
-        return Err(DecodeError::NonCanonical { object: OBJECT });
-    }
+    wire::check_canonical(&p, body, OBJECT)?;
     let local = wire::required(p.local.as_ref(), OBJECT, "local")?;
     let remote = wire::required(p.remote.as_ref(), OBJECT, "remote")?;
     Ok(Scanned::Current {

@@ -18,7 +18,8 @@ use crate::{
 };
 
 /// The round-trip property for a type with equality: `decode(data) = v`,
-/// `encode(v) = b` with `|b| = |data|`, `decode(b) = v`, `encode(v) = b`.
+/// `encode(v) = b` with `b = data` (decoding accepts only the canonical encoding),
+/// `decode(b) = v`, `encode(v) = b`.
 fn round_trip_eq<T: PartialEq + Debug, E>(
     data: &[u8],
     decode: impl Fn(&[u8]) -> Result<T, E>,
@@ -26,7 +27,7 @@ fn round_trip_eq<T: PartialEq + Debug, E>(
 ) -> Option<T> {
     let value = decode(data).ok()?;
     let bytes = encode(&value);
-    assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+    assert_eq!(bytes, data, "a decoded value re-encodes to other bytes");
     let again = decode(&bytes)
         .ok()
         .expect("the re-encoding of a decoded value must decode");
@@ -37,7 +38,7 @@ fn round_trip_eq<T: PartialEq + Debug, E>(
 
 /// The round-trip property for a type without equality, compared by its encoding:
 /// `decode(data) = v`, `encode(v) = b`, `decode(b) = v'`, `encode(v') == b`. With
-/// `canonical`, also `|b| = |data|`.
+/// `canonical`, also `b = data`.
 ///
 /// State objects are not canonical in that sense: a record persisted before the
 /// disappearing-message timer existed has no `timer` field and decodes with the timer off,
@@ -51,7 +52,7 @@ fn round_trip_bytes<T, E>(
     let value = decode(data).ok()?;
     let bytes = encode(&value);
     if canonical {
-        assert_eq!(bytes.len(), data.len(), "re-encoding changed the length");
+        assert_eq!(bytes, data, "a decoded value re-encodes to other bytes");
     }
     let again = decode(&bytes)
         .ok()
@@ -230,7 +231,7 @@ fn content_round_trip(data: &[u8]) {
     };
     let encoded = encode_padded(&envelope.content, envelope.timer, envelope.sent_at)
         .expect("decoded content must encode");
-    assert_eq!(encoded.len(), data.len(), "re-encoding changed the length");
+    assert_eq!(*encoded, *data, "decoded content re-encodes to other bytes");
     let again = decode_padded(&encoded).expect("re-encoded content must decode");
     assert_eq!(again.content.body(), envelope.content.body());
     assert_eq!(again.timer, envelope.timer);

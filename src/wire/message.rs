@@ -1069,7 +1069,7 @@ mod tests {
     }
 
     #[test]
-    fn reordered_fields_are_accepted_by_the_fallback_exactly_like_prost() {
+    fn reordered_fields_are_not_canonical_on_either_path() {
         let header = RatchetHeader {
             version: VERSION,
             ratchet_key: canonical_key([5; 32]),
@@ -1084,9 +1084,51 @@ mod tests {
         reordered.extend_from_slice(&bytes[inner_start + 34..]);
         reordered.extend_from_slice(&bytes[inner_start..inner_start + 34]);
         assert!(parse_canonical(&reordered).is_none());
-        let decoded = Message::from_bytes(&reordered);
-        assert_eq!(decoded, Message::decode_reference(&reordered));
-        assert_eq!(decoded.ok().map(|m| m.ratchet().header), Some(header));
+        // prost decodes it to the very same header...
+        let prost_view = <pb::Message as prost::Message>::decode(&reordered[1..]).expect("prost");
+        let Some(pb::message::Body::Ratchet(r)) = prost_view.body else {
+            panic!("ratchet body")
+        };
+        assert_eq!((r.counter, r.ratchet_key.as_slice()), (7, &[5u8; 32][..]));
+        // ...and ratchetbox refuses it: one value, one encoding.
+        let non_canonical = Err(DecodeError::NonCanonical { object: "Message" });
+        assert_eq!(Message::from_bytes(&reordered), non_canonical);
+        assert_eq!(Message::decode_reference(&reordered), non_canonical);
+    }
+
+    #[test]
+    fn a_counter_varint_with_bits_above_32_is_not_canonical() {
+        // 2^28 takes five varint bytes, and so does 2^32 + 2^28, which prost truncates to
+        // 2^28: same length, same decoded value, other bytes.
+        let header = RatchetHeader {
+            version: VERSION,
+            ratchet_key: canonical_key([5; 32]),
+            counter: 1 << 28,
+            previous_counter: 3,
+            nonce: [9; 12],
+        };
+        let bytes = encode(None, &header, b"payload", &[1; 16]);
+        let varint = [0x80, 0x80, 0x80, 0x80, 0x01];
+        let at = bytes
+            .windows(6)
+            .position(|w| w == [0x10, 0x80, 0x80, 0x80, 0x80, 0x01])
+            .expect("counter field")
+            + 1;
+        assert_eq!(bytes[at..at + 5], varint);
+        let mut wider = bytes.clone();
+        wider[at + 4] = 0x11; // bit 32 set as well
+        let prost_view = <pb::Message as prost::Message>::decode(&wider[1..]).expect("prost");
+        let Some(pb::message::Body::Ratchet(r)) = prost_view.body else {
+            panic!("ratchet body")
+        };
+        assert_eq!(r.counter, 1 << 28, "prost truncates");
+        assert_eq!(
+            Message::from_bytes(&bytes).map(|m| m.ratchet().header),
+            Ok(header)
+        );
+        let non_canonical = Err(DecodeError::NonCanonical { object: "Message" });
+        assert_eq!(Message::from_bytes(&wider), non_canonical);
+        assert_eq!(Message::decode_reference(&wider), non_canonical);
     }
 
     proptest! {

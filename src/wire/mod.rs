@@ -9,8 +9,9 @@
 //! protocol state.
 //!
 //! Validation happens at this boundary: `decode` checks the version byte and canonical
-//! encoding (the decoded value must re-encode to exactly the input length, which rejects
-//! unknown, duplicated, default-valued and padded fields), and the field checks here
+//! encoding (the decoded value must re-encode to exactly the input bytes, which rejects
+//! unknown, duplicated, default-valued, padded and reordered fields and every other spelling
+//! protobuf would fold into the same value), and the field checks here
 //! (`fixed`, `x25519_key`, `identity_key`, `kem_public_key`, `required`) enforce the presence
 //! of required fields and the exact length of every key, nonce and signature. (Messages
 //! also have a zero-copy fast path, whose result is always the reference decoder's; see
@@ -61,10 +62,31 @@ pub(crate) fn decode_versioned<M: prost::Message + Default>(
         });
     }
     let message = M::decode(body).map_err(|_| DecodeError::Malformed { object })?;
+    check_canonical(&message, body, object)?;
+    Ok((version, message))
+}
+
+/// The canonical-encoding rule: `message` (decoded from `body`) must re-encode to exactly
+/// `body`. Comparing lengths first rejects unknown, repeated, default-valued and padded
+/// fields cheaply; comparing the bytes then also rejects what protobuf decoding folds
+/// together without changing the length: fields out of order, a `bool` spelled as a varint
+/// other than 1, a `uint32` varint with bits above bit 31 (which prost truncates). So every
+/// decoded value has exactly one encoding. The re-encoded copy may hold secrets (persisted
+/// state) and is wiped.
+pub(crate) fn check_canonical<M: prost::Message>(
+    message: &M,
+    body: &[u8],
+    object: &'static str,
+) -> Result<(), DecodeError> {
     if message.encoded_len() != body.len() {
         return Err(DecodeError::NonCanonical { object });
     }
-    Ok((version, message))
+    let mut again = zeroize::Zeroizing::new(Vec::with_capacity(body.len()));
+    message.encode_raw(&mut *again);
+    if again.as_slice() != body {
+        return Err(DecodeError::NonCanonical { object });
+    }
+    Ok(())
 }
 
 /// Encodes `VERSION || protobuf(M)`.
