@@ -82,7 +82,7 @@ mod pointer;
 mod random_access;
 mod seal;
 
-pub use crate::error::AttachmentError;
+pub use crate::error::{AttachmentError, FileNameRule};
 pub use format::{
     CHUNK_TAG_LEN, COMMITMENT_LEN, ChunkSize, FORMAT_VERSION, HEADER_LEN, Layout, MAGIC,
     MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, PREFIX_LEN,
