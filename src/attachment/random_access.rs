@@ -3,7 +3,7 @@
 
 use core::ops::Range;
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::AttachmentError;
 
@@ -297,11 +297,15 @@ mod std_adapters {
                     reason: "the range does not fit in memory",
                 }
             })?;
-            let mut out = Vec::with_capacity(range_len);
             if plan.chunks().is_empty() {
-                return Ok(out);
+                return Ok(Vec::new());
             }
-            let mut buf = vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN];
+            // Both buffers hold plaintext and are wiped when dropped, on every path (the
+            // plaintext returned on success is moved out first). `out` never grows past the
+            // capacity reserved here.
+            let mut out = Zeroizing::new(Vec::with_capacity(range_len));
+            let mut buf =
+                Zeroizing::new(vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN]);
             for index in plan.chunks() {
                 let len = self.layout.chunk_sealed_len(index);
                 let sealed_chunk = buf
@@ -313,7 +317,7 @@ mod std_adapters {
                     out.extend_from_slice(sealed_chunk.get(part).unwrap_or_default());
                 }
             }
-            Ok(out)
+            Ok(core::mem::take(&mut *out))
         }
     }
 
