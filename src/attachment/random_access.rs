@@ -3,7 +3,7 @@
 
 use core::ops::Range;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::error::AttachmentError;
 
@@ -258,6 +258,8 @@ mod std_adapters {
     use alloc::vec;
     use alloc::vec::Vec;
     use std::io::{self, Read, Seek, SeekFrom};
+
+    use zeroize::Zeroizing;
 
     use super::*;
     use crate::attachment::format::CHUNK_TAG_LEN;
