@@ -479,22 +479,29 @@ fn sealing_a_stream_wipes_its_buffers_when_the_input_fails() {
             &mut ChaCha20Rng::seed_from_u64(9),
             &mut FailingReader(&f.plaintext[..3 * 1024 + 600]),
             &mut io::sink(),
-            meta.clone(),
+            meta,
         )
     });
     assert!(is_disk_error(&result.expect_err("input fails")));
     assert_eq!(found, 0, "attachment::seal_stream freed plaintext");
-    #[cfg(feature = "parallel")]
-    {
-        let (result, found) = freed_with_plaintext(|| {
-            attachment::seal_stream_parallel(
-                &mut ChaCha20Rng::seed_from_u64(9),
-                &mut FailingReader(&f.plaintext[..20 * 1024 + 600]),
-                &mut io::sink(),
-                meta,
-            )
-        });
-        assert!(is_disk_error(&result.expect_err("input fails")));
-        assert_eq!(found, 0, "attachment::seal_stream_parallel freed plaintext");
-    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn sealing_a_stream_in_parallel_wipes_its_buffers_when_the_input_fails() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let f = file();
+    let meta =
+        AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
+    // Fails while reading the fourth batch (chunks 7 to 14), in the middle of chunk 9.
+    let (result, found) = freed_with_plaintext(|| {
+        attachment::seal_stream_parallel(
+            &mut ChaCha20Rng::seed_from_u64(9),
+            &mut FailingReader(&f.plaintext[..9 * 1024 + 600]),
+            &mut io::sink(),
+            meta,
+        )
+    });
+    assert!(is_disk_error(&result.expect_err("input fails")));
+    assert_eq!(found, 0, "attachment::seal_stream_parallel freed plaintext");
 }
