@@ -100,6 +100,13 @@ pub enum DecodeError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An attachment pointer's file name breaks one of the rules that make it safe to use
+    /// as a file name on every common system (`docs/PROTOCOL.md` section 13.4).
+    #[error("attachment pointer.file_name is not allowed: {rule}")]
+    InvalidFileName {
+        /// The rule the name breaks (the first one, in the order of [`FileNameRule`]).
+        rule: FileNameRule,
+    },
 }
 
 /// Starting a session from a prekey bundle failed.
@@ -449,6 +456,74 @@ pub enum FingerprintError {
     Decode(#[from] DecodeError),
 }
 
+/// The rule an attachment file name breaks. A name is checked against the rules in the order
+/// of this enum and the first one it breaks is reported (`docs/PROTOCOL.md` section 13.4).
+///
+/// The rules make a name safe to use as a single file name in a folder the app chose, on
+/// Windows, macOS, Linux, Android and iOS: it cannot name another folder, a drive, an
+/// alternate data stream or a device, cannot be changed by the file system trimming it, and
+/// shows the characters it is made of. The empty name is allowed and means "no name".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum FileNameRule {
+    /// Longer than 255 bytes of UTF-8.
+    TooLong,
+    /// Holds a control character (general category Cc: U+0000..U+001F, U+007F..U+009F).
+    ControlCharacter,
+    /// Holds an invisible format character (general category Cf), such as the right-to-left
+    /// override U+202E that makes `evil\u{202E}gpj.exe` display as `evilexe.jpg`.
+    FormatCharacter,
+    /// Holds a line or paragraph separator (U+2028, U+2029).
+    LineSeparator,
+    /// Holds a path separator, `/` or `\`.
+    PathSeparator,
+    /// Holds a colon: on Windows `C:name` is relative to a drive and `name:stream` writes an
+    /// alternate data stream.
+    Colon,
+    /// Holds a character Windows does not allow in file names: `<`, `>`, `"`, `|`, `?`, `*`.
+    ReservedCharacter,
+    /// Is `.` or `..`.
+    DotName,
+    /// Starts with whitespace.
+    LeadingWhitespace,
+    /// Ends with a dot or whitespace (Windows silently strips trailing dots and spaces).
+    TrailingDotOrWhitespace,
+    /// Is a Windows device name (`CON`, `PRN`, `AUX`, `NUL`, `CONIN$`, `CONOUT$`,
+    /// `COM0`..`COM9`, `LPT0`..`LPT9`, and `COM`/`LPT` with a superscript 1, 2 or 3), in
+    /// any case, alone or before an extension (`con.txt`, `CON .txt`).
+    ReservedDeviceName,
+}
+
+impl core::fmt::Display for FileNameRule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::TooLong => "longer than 255 bytes",
+            Self::ControlCharacter => "contains a control character",
+            Self::FormatCharacter => {
+                "contains an invisible format character (Unicode category Cf, such as a \
+                 right-to-left override)"
+            }
+            Self::LineSeparator => "contains a line or paragraph separator",
+            Self::PathSeparator => "contains a path separator (/ or \\)",
+            Self::Colon => {
+                "contains a colon (a drive-relative path or an alternate data stream on Windows)"
+            }
+            Self::ReservedCharacter => {
+                "contains a character Windows does not allow in file names (< > \" | ? *)"
+            }
+            Self::DotName => "is . or .., a directory rather than a file",
+            Self::LeadingWhitespace => "starts with whitespace",
+            Self::TrailingDotOrWhitespace => {
+                "ends with a dot or whitespace (Windows strips those, changing the name)"
+            }
+            Self::ReservedDeviceName => {
+                "is a Windows device name (CON, PRN, AUX, NUL, COM1, LPT1 and the like), with \
+                 or without an extension"
+            }
+        })
+    }
+}
+
 /// Sealing or opening an attachment failed.
 ///
 /// When opening, no plaintext of a chunk that failed is ever returned. Streaming opens
@@ -520,7 +595,14 @@ pub enum AttachmentError {
         /// The plaintext length.
         len: u64,
     },
-    /// Metadata for the pointer is too long or contains characters that are not allowed.
+    /// The file name given for the pointer breaks one of the file name rules.
+    #[error("attachment file name is not allowed: {rule}")]
+    InvalidFileName {
+        /// The rule the name breaks (the first one, in the order of [`FileNameRule`]).
+        rule: FileNameRule,
+    },
+    /// Metadata for the pointer (the content type or the locator) is too long or contains
+    /// characters that are not allowed.
     #[error("attachment {field} is invalid: {reason}")]
     InvalidMetadata {
         /// The offending field.

@@ -84,6 +84,7 @@ mod padding;
 pub use account::{Account, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS, MAX_USED_SETUPS};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
+pub use error::FileNameRule;
 pub use error::FingerprintError;
 pub use error::{
     ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,

@@ -9,11 +9,11 @@ use std::io::{self, Cursor, Read};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{SeedableRng, TryCryptoRng, TryRng};
-use ratchetbox::AttachmentError as E;
 use ratchetbox::attachment::{
-    self, AttachmentMetadata, AttachmentPointer, ChunkSize, HEADER_LEN, Layout, PREFIX_LEN,
-    RandomAccess, SeekableOpener, StreamOpener,
+    self, AttachmentMetadata, AttachmentPointer, ChunkSize, FileNameRule, HEADER_LEN, Layout,
+    PREFIX_LEN, RandomAccess, SeekableOpener, StreamOpener,
 };
+use ratchetbox::{AttachmentError as E, DecodeError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -1191,17 +1191,25 @@ fn pointer_decoding_validates_every_field() {
     let pos = good.len() - 1;
     let mut bad = good.clone();
     bad[pos] = b'/';
-    assert!(AttachmentPointer::from_bytes(&bad).is_err());
-    for name in [
-        "a/b",
-        "a\\b",
-        "..",
-        ".",
-        "a\u{0}b",
-        "x\ny",
-        &"n".repeat(256),
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad).err(),
+        Some(DecodeError::InvalidFileName {
+            rule: FileNameRule::PathSeparator
+        })
+    );
+    for (name, rule) in [
+        ("a/b", FileNameRule::PathSeparator),
+        ("a\\b", FileNameRule::PathSeparator),
+        ("..", FileNameRule::DotName),
+        (".", FileNameRule::DotName),
+        ("a\u{0}b", FileNameRule::ControlCharacter),
+        ("x\ny", FileNameRule::ControlCharacter),
+        (&"n".repeat(256), FileNameRule::TooLong),
     ] {
-        assert!(AttachmentMetadata::new("t", name).is_err(), "{name:?}");
+        assert!(
+            matches!(AttachmentMetadata::new("t", name), Err(E::InvalidFileName { rule: r }) if r == rule),
+            "{name:?}"
+        );
     }
     assert!(AttachmentMetadata::new("t\r", "ok").is_err());
     assert!(AttachmentMetadata::new("", "").is_ok());
@@ -1252,6 +1260,180 @@ fn a_pointer_whose_size_disagrees_with_the_file() {
     assert_eq!(opened.len(), 3064);
     assert_eq!(&opened[..3000], &pattern(3000)[..]);
     assert!(opened[3000..].iter().all(|&b| b == 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// File names (docs/PROTOCOL.md 13.4, "File names")
+
+/// The rule named in the vectors, mapped by hand (not by the code under test).
+fn rule_named(name: &str) -> FileNameRule {
+    match name {
+        "TooLong" => FileNameRule::TooLong,
+        "ControlCharacter" => FileNameRule::ControlCharacter,
+        "FormatCharacter" => FileNameRule::FormatCharacter,
+        "LineSeparator" => FileNameRule::LineSeparator,
+        "PathSeparator" => FileNameRule::PathSeparator,
+        "Colon" => FileNameRule::Colon,
+        "ReservedCharacter" => FileNameRule::ReservedCharacter,
+        "DotName" => FileNameRule::DotName,
+        "LeadingWhitespace" => FileNameRule::LeadingWhitespace,
+        "TrailingDotOrWhitespace" => FileNameRule::TrailingDotOrWhitespace,
+        "ReservedDeviceName" => FileNameRule::ReservedDeviceName,
+        other => panic!("unknown rule {other}"),
+    }
+}
+
+/// A pointer that carries `name` as its file name, encoded by hand: the canonical encoding
+/// of a real pointer with the name field (6, the last one present) replaced.
+fn pointer_bytes_named(name: &str) -> Vec<u8> {
+    let meta = AttachmentMetadata::new("text/plain", "").expect("metadata");
+    let (pointer, _) = attachment::seal(&mut rng(64), b"x", meta).expect("seal");
+    let mut bytes = pointer.to_bytes().to_vec();
+    // ... | 2a 0a "text/plain": the name field goes right after it.
+    assert!(bytes.ends_with(b"\x2a\x0atext/plain"));
+    assert!(name.len() < 0x4000, "a two-byte length at most");
+    bytes.push(0x32);
+    if name.len() < 0x80 {
+        bytes.push(name.len() as u8);
+    } else {
+        bytes.extend([(name.len() as u8) | 0x80, (name.len() >> 7) as u8]);
+    }
+    bytes.extend_from_slice(name.as_bytes());
+    bytes
+}
+
+#[test]
+fn the_review_file_names_are_refused_with_their_rule() {
+    // The names of the security review, and the rule each breaks, on construction and on
+    // decoding.
+    let cases = [
+        ("C:evil.exe", FileNameRule::Colon),
+        ("a.txt:stream", FileNameRule::Colon),
+        ("CON", FileNameRule::ReservedDeviceName),
+        ("con.txt", FileNameRule::ReservedDeviceName),
+        ("CON .txt", FileNameRule::ReservedDeviceName),
+        ("LPT\u{B9}", FileNameRule::ReservedDeviceName),
+        ("com0", FileNameRule::ReservedDeviceName),
+        ("invoice.pdf.", FileNameRule::TrailingDotOrWhitespace),
+        ("invoice.pdf ", FileNameRule::TrailingDotOrWhitespace),
+        (" invoice.pdf", FileNameRule::LeadingWhitespace),
+        ("invoice\u{202E}fdp.exe", FileNameRule::FormatCharacter),
+        ("\u{200B}", FileNameRule::FormatCharacter),
+        ("a\u{2028}b", FileNameRule::LineSeparator),
+        ("what?.txt", FileNameRule::ReservedCharacter),
+        ("a<b>", FileNameRule::ReservedCharacter),
+        ("..", FileNameRule::DotName),
+        ("../x", FileNameRule::PathSeparator),
+        ("x\u{7}", FileNameRule::ControlCharacter),
+        (&"é".repeat(128), FileNameRule::TooLong),
+    ];
+    for (name, rule) in cases {
+        assert!(
+            matches!(
+                AttachmentMetadata::new("text/plain", name),
+                Err(E::InvalidFileName { rule: r }) if r == rule
+            ),
+            "construction of {name:?}"
+        );
+        assert_eq!(
+            AttachmentPointer::from_bytes(&pointer_bytes_named(name)).err(),
+            Some(DecodeError::InvalidFileName { rule }),
+            "decoding of {name:?}"
+        );
+    }
+    // Good names pass both ways.
+    for name in [
+        "photo.jpg",
+        "Grüße – 写真 🐱.png",
+        "my  file.tar.gz",
+        ".profile",
+        "CONSOLE.txt",
+        "COM10",
+        &"é".repeat(127),
+    ] {
+        let meta = AttachmentMetadata::new("text/plain", name).expect(name);
+        assert_eq!(meta.file_name(), name);
+        let pointer = AttachmentPointer::from_bytes(&pointer_bytes_named(name)).expect(name);
+        assert_eq!(pointer.file_name(), name);
+    }
+}
+
+#[test]
+fn file_name_rules_agree_with_the_independent_implementation() {
+    let v = vectors();
+    let cases = v["file_names"].as_array().expect("file name vectors");
+    assert!(cases.len() > 80);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let pointer = AttachmentPointer::from_bytes(&hex_field(case, "pointer"));
+        match case["rule"].as_str().map(rule_named) {
+            None => {
+                let meta = AttachmentMetadata::new("text/plain", name).expect(name);
+                assert_eq!(meta.file_name(), name);
+                assert_eq!(pointer.expect(name).file_name(), name);
+            }
+            Some(rule) => {
+                assert!(
+                    matches!(
+                        AttachmentMetadata::new("text/plain", name),
+                        Err(E::InvalidFileName { rule: r }) if r == rule
+                    ),
+                    "construction of {name:?} must break {rule:?}"
+                );
+                assert_eq!(
+                    pointer.err(),
+                    Some(DecodeError::InvalidFileName { rule }),
+                    "decoding of {name:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Code points of general category Cf assigned after Unicode 14.0: the Egyptian hieroglyph
+/// format controls U+13439..U+1343F, new in Unicode 15.0 (unassigned, Cn, in Python 3.11's
+/// Unicode 14.0 database).
+const NEWER_FORMAT_CHARACTERS: [u32; 7] = [
+    0x13439, 0x1343A, 0x1343B, 0x1343C, 0x1343D, 0x1343E, 0x1343F,
+];
+
+/// The rule that `a<c>b` breaks, if any.
+fn rule_of_char(c: char) -> Option<FileNameRule> {
+    match AttachmentMetadata::new("", &format!("a{c}b")) {
+        Ok(_) => None,
+        Err(E::InvalidFileName { rule }) => Some(rule),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn format_characters_agree_with_python_unicodedata() {
+    // General category Cf from Python's unicodedata (tests/data/attachment_vectors.py),
+    // an independent copy of the Unicode Character Database.
+    let v = vectors();
+    let data = &v["format_characters"];
+    assert_eq!(data["unicode_version"], "14.0.0");
+    let mut python = std::collections::BTreeSet::new();
+    for range in data["ranges"].as_array().expect("ranges") {
+        let first = range[0].as_u64().expect("first") as u32;
+        let last = range[1].as_u64().expect("last") as u32;
+        python.extend(first..=last);
+    }
+    assert!(python.len() > 150);
+    let mut refused = std::collections::BTreeSet::new();
+    for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+        if rule_of_char(c) == Some(FileNameRule::FormatCharacter) {
+            refused.insert(u32::from(c));
+        }
+    }
+    let missing: Vec<_> = python.difference(&refused).collect();
+    assert!(
+        missing.is_empty(),
+        "Cf in Unicode 14.0 but accepted: {missing:x?}"
+    );
+    // Characters that became Cf after Unicode 14.0 (ratchetbox's table is Unicode 18.0):
+    let newer: Vec<u32> = refused.difference(&python).copied().collect();
+    assert_eq!(newer, NEWER_FORMAT_CHARACTERS, "{newer:x?}");
 }
 
 #[test]

@@ -51,7 +51,11 @@
 //!    ([`ChunkAuthentication`] with its index): reordered, dropped, duplicated or spliced
 //!    chunks fail here. Output from a failed chunk is never returned, nor written to a
 //!    stream's output; a failed [`RandomAccess::decrypt`] leaves the caller's buffer all
-//!    zero.
+//!    zero. Every buffer of ratchetbox's own that held plaintext (decrypted chunks, the
+//!    output being assembled, a streaming opener's chunk buffer, the batches of the parallel
+//!    functions, a stream sealer's chunk buffer) is wiped before it is freed, on success and
+//!    on every error; what a call returns or writes to the caller's `Write` is the
+//!    caller's to wipe.
 //! 5. The padding after the plaintext is zero ([`BadPadding`]).
 //! 6. For whole-file opens, the SHA-256 digest of the sealed file ([`DigestMismatch`]).
 //!
@@ -82,7 +86,7 @@ mod pointer;
 mod random_access;
 mod seal;
 
-pub use crate::error::AttachmentError;
+pub use crate::error::{AttachmentError, FileNameRule};
 pub use format::{
     CHUNK_TAG_LEN, COMMITMENT_LEN, ChunkSize, FORMAT_VERSION, HEADER_LEN, Layout, MAGIC,
     MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, PREFIX_LEN,

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use sha2::{Digest, Sha256};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::split_tag;
 use crate::error::AttachmentError;
@@ -106,8 +106,12 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
             len: layout.plaintext_len(),
         })?;
-    let mut out = Vec::with_capacity(plaintext_len);
-    let mut scratch = Vec::new();
+    // Both buffers hold plaintext: they are wiped when dropped, on every path out of here
+    // (the plaintext returned on success is moved out first and is the caller's). Neither
+    // grows past the capacity reserved here, so no unwiped copy is left by a reallocation:
+    // the first chunk is the largest.
+    let mut out = Zeroizing::new(Vec::with_capacity(plaintext_len));
+    let mut scratch = Zeroizing::new(Vec::with_capacity(layout.chunk_sealed_len(0)));
     let mut hasher = Sha256::new();
     // The length check above ensured that `sealed` holds the prefix.
     let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
@@ -136,7 +140,7 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
         }
     }
     check_digest(&finish_digest(hasher), pointer.digest())?;
-    Ok(out)
+    Ok(core::mem::take(&mut *out))
 }
 
 #[cfg(feature = "parallel")]
@@ -191,7 +195,8 @@ mod streaming {
     /// does not retract them: an app that plays media progressively must treat what it
     /// showed as possibly incomplete until then.
     ///
-    /// After an error, every later call returns an error too.
+    /// After an error, every later call returns an error too. The opener's chunk buffer is
+    /// wiped after an error and when the opener is dropped.
     ///
     /// ```
     /// use ratchetbox::attachment::{self, AttachmentMetadata, ChunkSize, StreamOpener};
@@ -215,7 +220,8 @@ mod streaming {
         layout: Layout,
         digest: [u8; 32],
         hasher: Sha256,
-        buf: Vec<u8>,
+        /// The current chunk: its plaintext once it verified. Wiped on error and on drop.
+        buf: Zeroizing<Vec<u8>>,
         consumed: u64,
         state: State,
     }
@@ -239,7 +245,7 @@ mod streaming {
             let mut hasher = Sha256::new();
             hasher.update(prefix);
             // The chunk size was validated (at most 1 MiB) before this allocation.
-            let buf = vec![0u8; layout.chunk_size().bytes() + CHUNK_TAG_LEN];
+            let buf = Zeroizing::new(vec![0u8; layout.chunk_size().bytes() + CHUNK_TAG_LEN]);
             Ok(Self {
                 reader,
                 cipher,
@@ -264,6 +270,9 @@ mod streaming {
                 Ok(Some(n)) => Ok(Some(self.buf.get(..n).unwrap_or_default())),
                 Ok(None) => Ok(None),
                 Err(e) => {
+                    // Nothing more is released: wipe the last released chunk now rather
+                    // than when the opener is dropped.
+                    self.buf.as_mut_slice().zeroize();
                     self.state = State::Failed;
                     Err(e)
                 }

@@ -14,6 +14,7 @@ use std::io;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::split_tag;
 use crate::error::AttachmentError;
@@ -146,7 +147,8 @@ fn open_into(
         slot.copy_from_slice(ciphertext);
         cipher.open_chunk(index, layout.is_last(index), slot, tag)
     } else {
-        let mut scratch = sealed_chunk.to_vec();
+        // Holds the chunk's plaintext and padding: wiped when dropped.
+        let mut scratch = Zeroizing::new(sealed_chunk.to_vec());
         let n = open_chunk_in_place(cipher, layout, index, &mut scratch)?;
         let plaintext = scratch
             .get(..n)
@@ -168,7 +170,9 @@ pub fn open_parallel(
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
             len: layout.plaintext_len(),
         })?;
-    let mut out = vec![0u8; plaintext_len];
+    // Holds plaintext: wiped when dropped, on every path (the plaintext returned on success
+    // is moved out first).
+    let mut out = Zeroizing::new(vec![0u8; plaintext_len]);
     let chunk = layout.chunk_size().bytes();
     let data_chunks = plaintext_len.div_ceil(chunk) as u64;
     let (digest, chunks) = rayon::join(
@@ -205,7 +209,7 @@ pub fn open_parallel(
     );
     chunks?;
     check_digest(&digest, pointer.digest())?;
-    Ok(out)
+    Ok(core::mem::take(&mut *out))
 }
 
 impl RandomAccess {
@@ -230,10 +234,12 @@ impl RandomAccess {
                 reason: "the range does not fit in memory",
             }
         })?;
-        let mut out = vec![0u8; range_len];
-        if out.is_empty() {
-            return Ok(out);
+        if range_len == 0 {
+            return Ok(Vec::new());
         }
+        // The output and every worker's chunk buffer hold plaintext: all are wiped when
+        // dropped, on every path (the plaintext returned on success is moved out first).
+        let mut out = Zeroizing::new(vec![0u8; range_len]);
         let chunk = self.layout().chunk_size().bytes_u64();
         // Split the output at chunk boundaries: the first piece ends at the first boundary.
         let first_len = ((range.start / chunk + 1) * chunk).min(range.end) - range.start;
@@ -246,7 +252,7 @@ impl RandomAccess {
         );
         let layout = self.layout();
         first_error(pieces.map_init(
-            || vec![0u8; chunk as usize + CHUNK_TAG_LEN],
+            || Zeroizing::new(vec![0u8; chunk as usize + CHUNK_TAG_LEN]),
             |buf, (index, piece)| {
                 let result = (|| {
                     let len = layout.chunk_sealed_len(index);
@@ -266,7 +272,7 @@ impl RandomAccess {
                 (index, result)
             },
         ))?;
-        Ok(out)
+        Ok(core::mem::take(&mut *out))
     }
 }
 
@@ -405,14 +411,19 @@ where
     // Batches start at one chunk and double up to 16, so that a small input does not pay
     // for large buffers (the input length is not known in advance).
     let mut batch_slots = 1;
-    let mut current = vec![0u8; stride];
-    let mut next = Vec::new();
+    // Both batches hold plaintext until encrypted (and after a read error): wiped when
+    // dropped, and before a batch grows, so that a reallocation leaves no copy behind.
+    let mut current = Zeroizing::new(vec![0u8; stride]);
+    let mut next = Zeroizing::new(Vec::new());
     let mut current_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
     let mut next_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
     reader.fill(&mut current, &mut current_slots)?;
     encrypt(&mut current, &current_slots);
     while !current_slots.is_empty() {
         batch_slots = (batch_slots * 2).min(STREAM_BATCH_CHUNKS);
+        if next.capacity() < batch_slots * stride {
+            next.zeroize();
+        }
         next.resize(batch_slots * stride, 0);
         reader.fill(&mut next, &mut next_slots)?;
         let (written, ()) = rayon::join(
@@ -466,8 +477,9 @@ where
         .unwrap_or(STREAM_BATCH_CHUNKS)
         .min(STREAM_BATCH_CHUNKS)
         * stride;
-    let mut current = vec![0u8; batch_len];
-    let mut next = vec![0u8; batch_len];
+    // Both batches hold plaintext once decrypted: wiped when dropped, on every path.
+    let mut current = Zeroizing::new(vec![0u8; batch_len]);
+    let mut next = Zeroizing::new(vec![0u8; batch_len]);
     let mut cursor = StreamCursor {
         consumed: PREFIX_LEN as u64,
         next_index: 0,

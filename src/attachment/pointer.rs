@@ -7,7 +7,9 @@ use core::fmt;
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::error::{AttachmentError, DecodeError};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+use crate::error::{AttachmentError, DecodeError, FileNameRule};
 use crate::keys::write_hex;
 use crate::wire::{self, generated};
 
@@ -57,11 +59,15 @@ impl fmt::Debug for FileKey {
 /// it with. Validated on construction, and again when a pointer is decoded.
 ///
 /// ```
-/// use ratchetbox::attachment::{AttachmentMetadata, ChunkSize};
+/// use ratchetbox::AttachmentError;
+/// use ratchetbox::attachment::{AttachmentMetadata, ChunkSize, FileNameRule};
 ///
 /// let meta = AttachmentMetadata::new("image/jpeg", "cat.jpg")?;
 /// assert_eq!(meta.chunk_size(), ChunkSize::DEFAULT);
-/// assert!(AttachmentMetadata::new("image/jpeg", "../../etc/passwd").is_err());
+/// assert!(matches!(
+///     AttachmentMetadata::new("image/jpeg", "../../etc/passwd"),
+///     Err(AttachmentError::InvalidFileName { rule: FileNameRule::PathSeparator })
+/// ));
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,18 +80,19 @@ pub struct AttachmentMetadata {
 impl AttachmentMetadata {
     /// Metadata with the default 64 KiB chunk size. Both strings may be empty.
     ///
-    /// The content type must be at most 255 bytes without control characters; the file name
-    /// at most 255 bytes without control characters or path separators (`/`, `\`), and not
-    /// `.` or `..`.
+    /// The content type must be at most 255 bytes without control characters. The file name
+    /// must be safe to use as one file name in a folder on every common system: at most 255
+    /// bytes; no control, format (Unicode Cf) or line separator characters; none of
+    /// `/ \ : < > " | ? *`; not `.` or `..`; no whitespace at the start, no dot or whitespace
+    /// at the end; not a Windows device name such as `CON` or `com1.txt`. The first rule
+    /// broken is reported as [`AttachmentError::InvalidFileName`] with its [`FileNameRule`]
+    /// (`docs/PROTOCOL.md` section 13.4 has the exact rules).
     pub fn new(content_type: &str, file_name: &str) -> Result<Self, AttachmentError> {
         check_content_type(content_type).map_err(|reason| AttachmentError::InvalidMetadata {
             field: "content type",
             reason,
         })?;
-        check_file_name(file_name).map_err(|reason| AttachmentError::InvalidMetadata {
-            field: "file name",
-            reason,
-        })?;
+        check_file_name(file_name).map_err(|rule| AttachmentError::InvalidFileName { rule })?;
         Ok(Self {
             content_type: content_type.into(),
             file_name: file_name.into(),
@@ -126,20 +133,94 @@ fn check_content_type(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_file_name(value: &str) -> Result<(), &'static str> {
-    if value.len() > MAX_FILE_NAME_LEN {
-        return Err("longer than 255 bytes");
+/// Checks `name` against the file name rules of `docs/PROTOCOL.md` section 13.4, in the
+/// order of [`FileNameRule`], and returns the first rule it breaks. The empty name passes.
+pub(crate) fn check_file_name(name: &str) -> Result<(), FileNameRule> {
+    if name.len() > MAX_FILE_NAME_LEN {
+        return Err(FileNameRule::TooLong);
     }
-    if value.chars().any(char::is_control) {
-        return Err("contains control characters");
+    // The characters' rules come first in `FileNameRule`'s order: report the first one.
+    if let Some(rule) = name.chars().filter_map(character_rule).min() {
+        return Err(rule);
     }
-    if value.contains(['/', '\\']) {
-        return Err("contains a path separator");
+    if name == "." || name == ".." {
+        return Err(FileNameRule::DotName);
     }
-    if value == "." || value == ".." {
-        return Err("is a relative directory name");
+    if name.starts_with(char::is_whitespace) {
+        return Err(FileNameRule::LeadingWhitespace);
+    }
+    if name.ends_with(|c: char| c == '.' || c.is_whitespace()) {
+        return Err(FileNameRule::TrailingDotOrWhitespace);
+    }
+    if is_device_name(name) {
+        return Err(FileNameRule::ReservedDeviceName);
     }
     Ok(())
+}
+
+/// The rule a single character of a file name breaks wherever it stands, if any.
+fn character_rule(c: char) -> Option<FileNameRule> {
+    match c {
+        _ if c.is_control() => Some(FileNameRule::ControlCharacter),
+        _ if c.general_category() == GeneralCategory::Format => Some(FileNameRule::FormatCharacter),
+        '\u{2028}' | '\u{2029}' => Some(FileNameRule::LineSeparator),
+        '/' | '\\' => Some(FileNameRule::PathSeparator),
+        ':' => Some(FileNameRule::Colon),
+        '<' | '>' | '"' | '|' | '?' | '*' => Some(FileNameRule::ReservedCharacter),
+        _ => None,
+    }
+}
+
+/// Windows device names: a name whose part before the first dot, without trailing spaces,
+/// is one of these in any case opens the device, not a file (`con.txt`, `CON .txt`).
+/// U+00B9, U+00B2 and U+00B3 are the superscript digits 1, 2 and 3.
+const DEVICE_NAMES: [&str; 32] = [
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "CONIN$",
+    "CONOUT$",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{B9}",
+    "COM\u{B2}",
+    "COM\u{B3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{B9}",
+    "LPT\u{B2}",
+    "LPT\u{B3}",
+];
+
+/// Whether the part of `name` before its first dot, without trailing U+0020 spaces and
+/// uppercased (Unicode default case mapping, so `ı` counts as `I`), is a device name.
+fn is_device_name(name: &str) -> bool {
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(' ');
+    let upper = stem.chars().flat_map(char::to_uppercase);
+    DEVICE_NAMES
+        .iter()
+        .any(|device| upper.clone().eq(device.chars()))
 }
 
 fn check_locator(value: &[u8]) -> Result<(), &'static str> {
@@ -201,8 +282,9 @@ impl AttachmentPointer {
     }
 
     /// Decodes and validates a pointer: version byte, canonical encoding, format version 1,
-    /// 32-byte key and digest, plaintext size within [`MAX_PLAINTEXT_LEN`], and the
-    /// metadata rules of [`AttachmentMetadata::new`] and a locator of at most 2048 bytes.
+    /// 32-byte key and digest, plaintext size within [`MAX_PLAINTEXT_LEN`], the metadata
+    /// rules of [`AttachmentMetadata::new`] (a file name that breaks one is
+    /// [`DecodeError::InvalidFileName`]) and a locator of at most 2048 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut message: generated::AttachmentPointer = wire::decode(bytes, OBJECT)?;
         // The decoded copy of the key is wiped on every path out of here.
@@ -233,7 +315,8 @@ impl AttachmentPointer {
             }
         };
         check_content_type(&message.content_type).map_err(invalid("content_type"))?;
-        check_file_name(&message.file_name).map_err(invalid("file_name"))?;
+        check_file_name(&message.file_name)
+            .map_err(|rule| DecodeError::InvalidFileName { rule })?;
         check_locator(&message.locator).map_err(invalid("locator"))?;
         Ok(Self {
             file_key,
@@ -289,8 +372,11 @@ impl AttachmentPointer {
         &self.content_type
     }
 
-    /// The file name the sender gave (untrusted: the sender chose it, though it never holds
-    /// a path separator or control character).
+    /// The file name the sender gave. The sender chose it, but it passed the file name rules
+    /// of [`AttachmentMetadata::new`] when the pointer was decoded: it is a single file name
+    /// (no path, drive, stream or device) without invisible characters, or empty when the
+    /// sender gave none. It is not normalized, and it can still imitate another name with
+    /// look-alike letters or claim any extension: show it as the sender's words.
     pub fn file_name(&self) -> &str {
         &self.file_name
     }

@@ -259,6 +259,8 @@ mod std_adapters {
     use alloc::vec::Vec;
     use std::io::{self, Read, Seek, SeekFrom};
 
+    use zeroize::Zeroizing;
+
     use super::*;
     use crate::attachment::format::CHUNK_TAG_LEN;
 
@@ -297,11 +299,15 @@ mod std_adapters {
                     reason: "the range does not fit in memory",
                 }
             })?;
-            let mut out = Vec::with_capacity(range_len);
             if plan.chunks().is_empty() {
-                return Ok(out);
+                return Ok(Vec::new());
             }
-            let mut buf = vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN];
+            // Both buffers hold plaintext and are wiped when dropped, on every path (the
+            // plaintext returned on success is moved out first). `out` never grows past the
+            // capacity reserved here.
+            let mut out = Zeroizing::new(Vec::with_capacity(range_len));
+            let mut buf =
+                Zeroizing::new(vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN]);
             for index in plan.chunks() {
                 let len = self.layout.chunk_sealed_len(index);
                 let sealed_chunk = buf
@@ -313,7 +319,7 @@ mod std_adapters {
                     out.extend_from_slice(sealed_chunk.get(part).unwrap_or_default());
                 }
             }
-            Ok(out)
+            Ok(core::mem::take(&mut *out))
         }
     }
 

@@ -178,7 +178,9 @@ mod streaming {
 
         // One chunk buffer, reused: plaintext is read into it, encrypted in place, the tag
         // appended, and the whole written out.
-        let mut buf = vec![0u8; chunk + CHUNK_TAG_LEN];
+        // It holds plaintext until encrypted, so it is wiped when dropped (a read error, or
+        // an input too long, leaves plaintext in it).
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; chunk + CHUNK_TAG_LEN]);
         let mut index = 0u64;
         let mut reader = ChunkReader::default();
         // Read full chunks while more input follows them. Whether a chunk is the last can
@@ -193,7 +195,7 @@ mod streaming {
             // least the plaintext length.
             let (payload, tag) = buf.split_at_mut(chunk);
             tag.copy_from_slice(&keys.cipher.seal_chunk(index, false, payload));
-            hasher.update(&buf);
+            hasher.update(&*buf);
             output.write_all(&buf)?;
             index += 1;
         };

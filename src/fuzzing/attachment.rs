@@ -13,6 +13,7 @@ use super::rng;
 use crate::attachment::{
     self, AttachmentMetadata, AttachmentPointer, ChunkSize, PREFIX_LEN, RandomAccess, StreamOpener,
 };
+use crate::{AttachmentError, DecodeError};
 
 /// A sealed file of 3,000 bytes in 1 KiB chunks (three chunks, the last one padded).
 pub(crate) struct Fixture {
@@ -38,6 +39,21 @@ pub(crate) fn fixture() -> &'static Fixture {
     })
 }
 
+/// The encoding of a pointer whose file name is `name` and whose other fields are valid
+/// (the content type is empty, so that only the name can be refused).
+fn pointer_named(name: &str) -> Vec<u8> {
+    let message = crate::wire::generated::AttachmentPointer {
+        version: 1,
+        file_key: alloc::vec![7; attachment::FILE_KEY_LEN],
+        plaintext_size: 1,
+        digest: alloc::vec![9; attachment::DIGEST_LEN],
+        content_type: String::new(),
+        file_name: name.into(),
+        locator: Vec::new(),
+    };
+    crate::wire::encode(&message)
+}
+
 /// The largest plaintext of a round trip.
 const MAX_LEN: usize = 12_000;
 
@@ -60,9 +76,10 @@ struct RoundTrip {
 ///
 /// Opening arbitrary bytes (whole, as a stream, and by random access) must fail unless the
 /// bytes are the fixture's sealed file; whatever comes out must be the fixture's plaintext.
-/// A round trip must give back the plaintext whole, streamed and for every range, through a
-/// pointer that went through its encoding; a file with one byte changed must not open, and
-/// random access must fail exactly for the ranges whose chunks hold the change.
+/// A file name that metadata refuses must be refused, for the same rule, in a decoded
+/// pointer. A round trip must give back the plaintext whole, streamed and for every range,
+/// through a pointer that went through its encoding; a file with one byte changed must not
+/// open, and random access must fail exactly for the ranges whose chunks hold the change.
 pub fn attachment(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -116,8 +133,20 @@ fn seal_open(case: &RoundTrip) {
     let mut plaintext = alloc::vec![0u8; len];
     rng.fill_bytes(&mut plaintext);
     let chunk_size = ChunkSize::from_log2(10 + case.chunk_log2 % 3).expect("chunk size");
-    let Ok(metadata) = AttachmentMetadata::new(&case.content_type, &case.file_name) else {
-        return;
+    let metadata = match AttachmentMetadata::new(&case.content_type, &case.file_name) {
+        Ok(metadata) => metadata,
+        Err(AttachmentError::InvalidFileName { rule }) => {
+            // The sender's rule is the receiver's: a pointer carrying this name is refused
+            // on decoding, for the same reason.
+            assert_eq!(
+                AttachmentPointer::from_bytes(&pointer_named(&case.file_name)).err(),
+                Some(DecodeError::InvalidFileName { rule }),
+                "decoding and construction disagree on {:?}",
+                case.file_name
+            );
+            return;
+        }
+        Err(_) => return,
     };
     let metadata = metadata.with_chunk_size(chunk_size);
     let (mut pointer, sealed) = attachment::seal(&mut rng, &plaintext, metadata).expect("seal");

@@ -254,7 +254,8 @@ fn content_round_trip(data: &[u8]) {
 }
 
 /// `AttachmentPointer::from_bytes`; the decoded pointer also computes its sealed length for
-/// every chunk size (checked arithmetic).
+/// every chunk size (checked arithmetic), and its content type and file name pass
+/// `AttachmentMetadata::new` (decoding accepts no name a sender could not have given).
 pub fn attachment_pointer(data: &[u8]) {
     let Some(pointer) = round_trip_bytes(data, true, AttachmentPointer::from_bytes, |p| {
         p.to_bytes().to_vec()
@@ -268,6 +269,12 @@ pub fn attachment_pointer(data: &[u8]) {
             .expect("a decoded pointer's size is within the format's limit");
         assert!(sealed > pointer.plaintext_len());
     }
+    // Decoding accepts only metadata that a sender could have built.
+    assert!(
+        crate::attachment::AttachmentMetadata::new(pointer.content_type(), pointer.file_name())
+            .is_ok(),
+        "a decoded pointer's metadata is refused on construction"
+    );
     let _ = alloc::format!("{pointer:?}");
 }
 
