@@ -204,7 +204,10 @@ fn the_replay_memory_is_bounded_per_signed_prekey_and_names_held_prekeys() {
     let mut a = h.account(&[1, 2], &[1]);
     a.used_setups = used((0..per_prekey).flat_map(|n| [(1, n), (2, n)]));
     let full = decode(&a).expect("two full memories");
-    assert_eq!(state::decode_account(&full.to_bytes()).used_setups.len(), 2 * SETUPS_PER_SIGNED_PREKEY);
+    assert_eq!(
+        state::decode_account(&full.to_bytes()).used_setups.len(),
+        2 * SETUPS_PER_SIGNED_PREKEY
+    );
 
     // One more for one signed prekey is refused.
     a.used_setups = used((0..=per_prekey).map(|n| (1, n)));
@@ -257,52 +260,57 @@ fn rotations_keep_at_most_the_cap_and_delete_the_oldest_prekeys() {
     let r = &mut rng(6);
     let alice = Peer::new(r, SessionConfig::default());
     let mut bob = Account::new(r, T0);
-    let mut signed_bundles = vec![bob.prekey_bundle(None, None).expect("bundle")];
+    // Bundle n - 1 holds prekey n; 20 rotations create ids up to 21, and ids 6 to 21 are kept.
+    let oldest_kept = 22 - SIGNED_PREKEY_CAP as u32;
+    let mut bundles = vec![bob.prekey_bundle(None, None).expect("bundle")];
     for i in 1..=20 {
         bob.rotate_signed_prekey(r, T0.saturating_add_secs(i))
             .expect("rotate");
-        signed_bundles.push(bob.prekey_bundle(None, None).expect("bundle"));
-    }
-    let mut kem_bundles = vec![bob.prekey_bundle(None, None).expect("bundle")];
-    for i in 1..=20 {
-        bob.rotate_last_resort_kem_prekey(r, T0.saturating_add_secs(i))
-            .expect("rotate");
-        kem_bundles.push(bob.prekey_bundle(None, None).expect("bundle"));
+        bundles.push(bob.prekey_bundle(None, None).expect("bundle"));
     }
     let held = state::decode_account(&bob.to_bytes());
-    let signed_ids: Vec<u32> = held.signed_prekeys.iter().map(|s| s.id).collect();
-    let kem_ids: Vec<u32> = held.last_resort_kem_prekeys.iter().map(|k| k.id).collect();
-    let kept = |n: usize| (21 - n as u32 + 1..=21).collect::<Vec<u32>>();
-    assert_eq!(signed_ids, kept(SIGNED_PREKEY_CAP));
-    assert_eq!(kem_ids, kept(LAST_RESORT_KEM_PREKEY_CAP));
-
+    let ids: Vec<u32> = held.signed_prekeys.iter().map(|s| s.id).collect();
+    assert_eq!(ids, (oldest_kept..=21).collect::<Vec<u32>>());
     // An initial message on a deleted prekey is refused and changes nothing; one on the
     // oldest kept prekey still starts a session.
-    let oldest_kept = 21 - SIGNED_PREKEY_CAP;
     let before = bob.to_bytes().to_vec();
-    let on_deleted = first_message(r, &alice, &signed_bundles[oldest_kept - 1]);
+    let on_deleted = first_message(r, &alice, &bundles[oldest_kept as usize - 2]);
     assert_eq!(
         SessionRecord::new().decrypt(&mut bob, &on_deleted, T0),
         Err(DecryptError::UnknownSignedPreKey {
-            id: oldest_kept as u32 - 1
-        })
-    );
-    let on_deleted_kem = first_message(r, &alice, &kem_bundles[oldest_kept - 1]);
-    assert_eq!(
-        SessionRecord::new().decrypt(&mut bob, &on_deleted_kem, T0),
-        Err(DecryptError::UnknownKemPreKey {
-            id: oldest_kept as u32 - 1
+            id: oldest_kept - 1
         })
     );
     assert_eq!(before, bob.to_bytes().to_vec());
-    let on_kept = first_message(r, &alice, &signed_bundles[oldest_kept]);
+    let on_kept = first_message(r, &alice, &bundles[oldest_kept as usize - 1]);
     assert_eq!(
         SessionRecord::new().decrypt(&mut bob, &on_kept, T0),
         Ok(b"hello".to_vec())
     );
-    let on_kept_kem = first_message(r, &alice, &kem_bundles[oldest_kept]);
+
+    // The same for last-resort KEM prekeys.
+    let oldest_kept = 22 - LAST_RESORT_KEM_PREKEY_CAP as u32;
+    let mut bundles = vec![bob.prekey_bundle(None, None).expect("bundle")];
+    for i in 1..=20 {
+        bob.rotate_last_resort_kem_prekey(r, T0.saturating_add_secs(i))
+            .expect("rotate");
+        bundles.push(bob.prekey_bundle(None, None).expect("bundle"));
+    }
+    let held = state::decode_account(&bob.to_bytes());
+    let ids: Vec<u32> = held.last_resort_kem_prekeys.iter().map(|k| k.id).collect();
+    assert_eq!(ids, (oldest_kept..=21).collect::<Vec<u32>>());
+    let before = bob.to_bytes().to_vec();
+    let on_deleted = first_message(r, &alice, &bundles[oldest_kept as usize - 2]);
     assert_eq!(
-        SessionRecord::new().decrypt(&mut bob, &on_kept_kem, T0),
+        SessionRecord::new().decrypt(&mut bob, &on_deleted, T0),
+        Err(DecryptError::UnknownKemPreKey {
+            id: oldest_kept - 1
+        })
+    );
+    assert_eq!(before, bob.to_bytes().to_vec());
+    let on_kept = first_message(r, &alice, &bundles[oldest_kept as usize - 1]);
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut bob, &on_kept, T0),
         Ok(b"hello".to_vec())
     );
 }
