@@ -209,6 +209,15 @@ fn the_replay_memory_is_bounded_per_signed_prekey_and_names_held_prekeys() {
         2 * SETUPS_PER_SIGNED_PREKEY
     );
 
+    // The largest replay memory: full memories for all 16 signed prekeys.
+    let h16 = harvest(&mut rng(7), SIGNED_PREKEY_CAP as u64 - 1);
+    let mut largest = h16.account(&ids(SIGNED_PREKEY_CAP), &[1]);
+    largest.used_setups =
+        used((0..per_prekey).flat_map(|n| (1..=SIGNED_PREKEY_CAP as u32).map(move |id| (id, n))));
+    let blob = state::encode_account(&largest);
+    let restored = Account::from_bytes(&blob).expect("the largest replay memory");
+    assert_eq!(restored.to_bytes().to_vec(), blob);
+
     // One more for one signed prekey is refused.
     a.used_setups = used((0..=per_prekey).map(|n| (1, n)));
     assert_eq!(
