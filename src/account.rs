@@ -322,9 +322,9 @@ impl Account {
     /// one is reported as [`DecryptError::KemPreKeyUsed`], which refuses the message just
     /// the same).
     ///
-    /// Deleting a signed prekey also forgets the setups without one-time keys that named it
-    /// (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed prekey, and the
-    /// room is free for new setups.
+    /// Deleting a signed prekey also forgets its replay memory, the setups without one-time
+    /// keys that named it (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed
+    /// prekey.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
         let removed_ids = &mut self.removed_last_resort_kem_ids;
         let removed_kem = retain_recent(
