@@ -2,7 +2,7 @@
 //! prekeys with their private halves). The app persists it.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -27,16 +27,39 @@ pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
 /// signature check, about 0.15 ms) when the account is restored.
 pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 100;
 
-/// The most setups without a one-time key an account remembers to reject their replays.
+/// The most setups without a one-time key an account remembers per signed prekey, to reject
+/// their replays.
 ///
 /// A setup that uses neither a one-time prekey nor a one-time KEM prekey (the server had run
 /// out of both) can only be told apart from its replay by remembering its (signed prekey id,
-/// base key). The account remembers every such setup for as long as the signed prekey it
-/// names exists. Once it remembers this many, further setups without a one-time key are
-/// refused with [`DecryptError::ReplayMemoryFull`] (an old entry is never forgotten, since its
-/// replay would then start a second session). Entries are freed when
-/// [`Account::remove_replaced_prekeys`] deletes their signed prekey.
+/// base key). Such a replay can only succeed while that signed prekey exists, so the account
+/// keeps one memory per signed prekey it holds, and forgets a memory only with its prekey.
+/// Once the memory of a signed prekey holds this many setups, further setups without a
+/// one-time key on that prekey are refused with [`DecryptError::ReplayMemoryFull`] (an entry
+/// is never forgotten while its prekey exists, since its replay would then start a second
+/// session); setups on other signed prekeys are not affected.
+///
+/// When the memory of the current signed prekey is half full,
+/// [`Account::signed_prekey_rotation_due`] turns true: the app rotates the signed prekey and
+/// publishes the new one, whose memory is empty, so new contacts keep working even while
+/// someone floods the account with setups. In all, an account remembers at most
+/// `MAX_USED_SETUPS * MAX_SIGNED_PREKEYS` (32,000) setups.
 pub const MAX_USED_SETUPS: usize = 2_000;
+
+/// How many setups the memory of the current signed prekey holds when
+/// [`Account::signed_prekey_rotation_due`] turns true: half of [`MAX_USED_SETUPS`], so that
+/// the other half still serves contacts who fetched the bundle before the app rotated.
+const ROTATION_DUE_AT: usize = MAX_USED_SETUPS / 2;
+
+/// The most signed prekeys an account holds: the current one and up to 15 replaced ones.
+/// [`Account::rotate_signed_prekey`] deletes the oldest replaced one (and its replay memory)
+/// when the account already holds this many; a persisted account with more is refused.
+pub const MAX_SIGNED_PREKEYS: usize = 16;
+
+/// The most last-resort KEM prekeys an account holds: the current one and up to 15 replaced
+/// ones. [`Account::rotate_last_resort_kem_prekey`] deletes the oldest replaced one when the
+/// account already holds this many; a persisted account with more is refused.
+pub const MAX_LAST_RESORT_KEM_PREKEYS: usize = 16;
 
 /// How many ids of deleted last-resort KEM prekeys the account remembers, so that an initial
 /// message naming one is reported as [`DecryptError::UnknownKemPreKey`] rather than
@@ -93,8 +116,9 @@ pub struct Account {
     next_signed_prekey_id: u32,
     next_one_time_prekey_id: u32,
     /// Setups accepted without a one-time key of either kind, oldest first, at most
-    /// `MAX_USED_SETUPS`: an initial message that repeats one of them is a replay and must
-    /// not start a second session. Entries leave only with their signed prekey.
+    /// `MAX_USED_SETUPS` per signed prekey, each naming a signed prekey the account holds: an
+    /// initial message that repeats one of them is a replay and must not start a second
+    /// session. Entries leave only with their signed prekey.
     used_setups: VecDeque<(SignedPreKeyId, X25519PublicKey)>,
     last_resort_kem_prekey: KemPreKeyPair,
     /// Replaced last-resort KEM prekeys, oldest first.
@@ -174,7 +198,13 @@ impl Account {
 
     /// Replaces the current signed prekey with a new one created at `now`. The previous ones
     /// stay usable for initial messages already in flight until
-    /// [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) drops them.
+    /// [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) drops them, or until
+    /// [`MAX_SIGNED_PREKEYS`] are held: then this deletes the oldest replaced one, with its
+    /// replay memory, as `remove_replaced_prekeys` would (initial messages naming it then
+    /// fail with [`DecryptError::UnknownSignedPreKey`]).
+    ///
+    /// Rotate when [`signed_prekey_rotation_due`](Self::signed_prekey_rotation_due) says so,
+    /// besides the app's regular schedule.
     pub fn rotate_signed_prekey<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -186,7 +216,43 @@ impl Account {
         self.next_signed_prekey_id = next;
         let previous = core::mem::replace(&mut self.current_signed_prekey, pair);
         self.previous_signed_prekeys.push(previous);
+        if self.previous_signed_prekeys.len() >= MAX_SIGNED_PREKEYS {
+            self.previous_signed_prekeys.remove(0);
+            self.forget_setups_of_deleted_prekeys();
+        }
         Ok(self.signed_prekey())
+    }
+
+    /// Whether the app should rotate the signed prekey now
+    /// ([`rotate_signed_prekey`](Self::rotate_signed_prekey)) and publish the new one: true
+    /// once the replay memory of the current signed prekey holds half of
+    /// [`MAX_USED_SETUPS`] setups without a one-time key.
+    ///
+    /// Check it after every initial message that decrypted, and whenever a decryption fails
+    /// with [`DecryptError::ReplayMemoryFull`]. Until the app rotates, new setups without a
+    /// one-time key on the current prekey are accepted until its memory is full, then
+    /// refused; after the rotation, contacts who fetch the new bundle are accepted again.
+    /// Setups with a one-time prekey or one-time KEM prekey are never limited.
+    pub fn signed_prekey_rotation_due(&self) -> bool {
+        self.setups_remembered_for(self.current_signed_prekey.public.id()) >= ROTATION_DUE_AT
+    }
+
+    /// How many setups the replay memory of signed prekey `id` holds.
+    fn setups_remembered_for(&self, id: SignedPreKeyId) -> usize {
+        self.used_setups.iter().filter(|(i, _)| *i == id).count()
+    }
+
+    /// Forgets the remembered setups of signed prekeys the account no longer holds: their
+    /// replays now fail as an unknown signed prekey.
+    fn forget_setups_of_deleted_prekeys(&mut self) {
+        let current = self.current_signed_prekey.public.id();
+        let held: Vec<SignedPreKeyId> = self
+            .previous_signed_prekeys
+            .iter()
+            .map(|p| p.public.id())
+            .collect();
+        self.used_setups
+            .retain(|(id, _)| *id == current || held.contains(id));
     }
 
     /// The current last-resort KEM prekey, to publish. Servers put it in bundles when they
@@ -197,7 +263,9 @@ impl Account {
 
     /// Replaces the last-resort KEM prekey with a new one created at `now`; the previous ones
     /// stay usable until [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) drops
-    /// them.
+    /// them, or until [`MAX_LAST_RESORT_KEM_PREKEYS`] are held: then this deletes the oldest
+    /// replaced one, as `remove_replaced_prekeys` would (initial messages naming it then fail
+    /// with [`DecryptError::UnknownKemPreKey`]).
     pub fn rotate_last_resort_kem_prekey<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -209,6 +277,10 @@ impl Account {
         self.next_kem_prekey_id = next;
         let previous = core::mem::replace(&mut self.last_resort_kem_prekey, pair);
         self.previous_last_resort_kem_prekeys.push(previous);
+        if self.previous_last_resort_kem_prekeys.len() >= MAX_LAST_RESORT_KEM_PREKEYS {
+            let oldest = self.previous_last_resort_kem_prekeys.remove(0);
+            note_removed_kem_id(&mut self.removed_last_resort_kem_ids, oldest.public.id());
+        }
         Ok(self.last_resort_kem_prekey())
     }
 
@@ -250,21 +322,16 @@ impl Account {
     /// one is reported as [`DecryptError::KemPreKeyUsed`], which refuses the message just
     /// the same).
     ///
-    /// Deleting a signed prekey also forgets the setups without one-time keys that named it
-    /// (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed prekey, and the
-    /// room is free for new setups.
+    /// Deleting a signed prekey also forgets its replay memory, the setups without one-time
+    /// keys that named it (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed
+    /// prekey.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
         let removed_ids = &mut self.removed_last_resort_kem_ids;
         let removed_kem = retain_recent(
             &mut self.previous_last_resort_kem_prekeys,
             self.last_resort_kem_prekey.public.created_at(),
             |p| p.public.created_at(),
-            |p| {
-                if removed_ids.len() == MAX_REMOVED_KEM_IDS {
-                    removed_ids.pop_front();
-                }
-                removed_ids.push_back(p.public.id().0);
-            },
+            |p| note_removed_kem_id(removed_ids, p.public.id()),
             now,
             grace_secs,
         );
@@ -277,14 +344,7 @@ impl Account {
             grace_secs,
         );
         if removed > 0 {
-            let current = self.current_signed_prekey.public.id();
-            let kept: Vec<SignedPreKeyId> = self
-                .previous_signed_prekeys
-                .iter()
-                .map(|p| p.public.id())
-                .collect();
-            self.used_setups
-                .retain(|(id, _)| *id == current || kept.contains(id));
+            self.forget_setups_of_deleted_prekeys();
         }
         removed + removed_kem
     }
@@ -424,8 +484,9 @@ impl Account {
         }
     }
 
-    /// For a setup without a one-time key of either kind: fails if it was already accepted
-    /// (a replay), or if the account cannot remember one more such setup.
+    /// For a setup without a one-time key of either kind, on signed prekey
+    /// `signed_prekey_id` (which the account holds): fails if it was already accepted (a
+    /// replay), or if the memory of that signed prekey cannot take one more setup.
     pub(crate) fn check_setup_unused(
         &self,
         signed_prekey_id: SignedPreKeyId,
@@ -438,8 +499,9 @@ impl Account {
         {
             return Err(DecryptError::SetupAlreadyUsed);
         }
-        if self.used_setups.len() >= MAX_USED_SETUPS {
+        if self.setups_remembered_for(signed_prekey_id) >= MAX_USED_SETUPS {
             return Err(DecryptError::ReplayMemoryFull {
+                signed_prekey_id: signed_prekey_id.0,
                 max: MAX_USED_SETUPS,
             });
         }
@@ -520,8 +582,13 @@ impl Account {
             OBJECT,
             "identity_seed",
         )?));
+        // Every list is checked against its cap before any of its keys is derived or any
+        // signature verified.
+        at_most(p.signed_prekeys.len(), MAX_SIGNED_PREKEYS, "signed_prekeys")?;
         let mut previous_signed_prekeys = Vec::with_capacity(p.signed_prekeys.len());
+        let mut last_id = 0;
         for s in &p.signed_prekeys {
+            increasing_id(&mut last_id, s.id, "SignedPreKeyState")?;
             let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
                 fixed(&s.secret, "SignedPreKeyState", "secret")?,
             )));
@@ -564,24 +631,27 @@ impl Account {
                 });
             }
         }
-        at_most(p.used_setups.len(), MAX_USED_SETUPS, "used_setups")?;
-        let used_setups = p
-            .used_setups
-            .iter()
-            .map(|u| {
-                Ok((
-                    SignedPreKeyId(u.signed_prekey_id),
-                    crate::wire::x25519_key(&u.base_key, "UsedSetup", "base_key")?,
-                ))
-            })
-            .collect::<Result<_, DecodeError>>()?;
+        let used_setups = used_setups_from_proto(
+            &p.used_setups,
+            current_signed_prekey.public.id(),
+            &previous_signed_prekeys,
+        )?;
         let identity_key = identity.public_key();
         let kem_from_proto =
             |k: &pb::KemPreKeyState| kem_prekey_from_proto(k, &identity_key, p.next_kem_prekey_id);
+        at_most(
+            p.last_resort_kem_prekeys.len(),
+            MAX_LAST_RESORT_KEM_PREKEYS,
+            "last_resort_kem_prekeys",
+        )?;
+        let mut last_id = 0;
         let mut previous_last_resort_kem_prekeys = p
             .last_resort_kem_prekeys
             .iter()
-            .map(kem_from_proto)
+            .map(|k| {
+                increasing_id(&mut last_id, k.id, "KemPreKeyState")?;
+                kem_from_proto(k)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let Some(last_resort_kem_prekey) = previous_last_resort_kem_prekeys.pop() else {
             return Err(DecodeError::MissingField {
@@ -600,7 +670,15 @@ impl Account {
             "one_time_kem_prekeys",
         )?;
         let mut one_time_kem_prekeys = BTreeMap::new();
+        let last_resort_ids: Vec<u32> = p.last_resort_kem_prekeys.iter().map(|k| k.id).collect();
         for k in &p.one_time_kem_prekeys {
+            if last_resort_ids.contains(&k.id) {
+                return Err(DecodeError::InvalidValue {
+                    object: "KemPreKeyState",
+                    field: "id",
+                    reason: "the id of a one-time KEM prekey and of a last-resort one",
+                });
+            }
             let pair = kem_from_proto(k)?;
             if one_time_kem_prekeys.insert(k.id, pair).is_some() {
                 return Err(DecodeError::InvalidValue {
@@ -674,6 +752,87 @@ fn at_most(len: usize, max: usize, field: &'static str) -> Result<(), DecodeErro
         });
     }
     Ok(())
+}
+
+/// Fails unless `id` is above `last` (prekey lists are stored oldest first, and ids are issued
+/// in increasing order from 1), and makes it the new `last`.
+fn increasing_id(last: &mut u32, id: u32, object: &'static str) -> Result<(), DecodeError> {
+    if id == 0 {
+        return Err(DecodeError::InvalidValue {
+            object,
+            field: "id",
+            reason: "0, which is never issued",
+        });
+    }
+    if id <= *last {
+        return Err(DecodeError::InvalidValue {
+            object,
+            field: "id",
+            reason: "repeated, or not in increasing order (oldest first)",
+        });
+    }
+    *last = id;
+    Ok(())
+}
+
+/// The replay memory: at most [`MAX_USED_SETUPS`] setups per signed prekey, each naming a
+/// signed prekey the account holds, none twice.
+fn used_setups_from_proto(
+    entries: &[pb::UsedSetup],
+    current: SignedPreKeyId,
+    previous: &[SignedPreKeyPair],
+) -> Result<VecDeque<(SignedPreKeyId, X25519PublicKey)>, DecodeError> {
+    const OBJECT: &str = "UsedSetup";
+    at_most(
+        entries.len(),
+        MAX_USED_SETUPS * MAX_SIGNED_PREKEYS,
+        "used_setups",
+    )?;
+    // Per held signed prekey (current last): its id and how many setups it remembers.
+    let mut counts: Vec<(SignedPreKeyId, usize)> = previous
+        .iter()
+        .map(|p| (p.public.id(), 0))
+        .chain(core::iter::once((current, 0)))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut used_setups = VecDeque::with_capacity(entries.len());
+    for u in entries {
+        let id = SignedPreKeyId(u.signed_prekey_id);
+        let Some((_, count)) = counts.iter_mut().find(|(held, _)| *held == id) else {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "signed_prekey_id",
+                reason: "names a signed prekey the account does not hold",
+            });
+        };
+        *count += 1;
+        if *count > MAX_USED_SETUPS {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "signed_prekey_id",
+                reason: "more setups for one signed prekey than an account remembers",
+            });
+        }
+        let base_key = crate::wire::x25519_key(&u.base_key, OBJECT, "base_key")?;
+        if !seen.insert((id.0, base_key)) {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "base_key",
+                reason: "the same setup twice",
+            });
+        }
+        used_setups.push_back((id, base_key));
+    }
+    Ok(used_setups)
+}
+
+/// Remembers the id of a deleted last-resort KEM prekey, forgetting the oldest beyond
+/// `MAX_REMOVED_KEM_IDS`.
+fn note_removed_kem_id(removed: &mut VecDeque<u32>, id: KemPreKeyId) {
+    if removed.len() == MAX_REMOVED_KEM_IDS {
+        removed.pop_front();
+    }
+    removed.push_back(id.0);
 }
 
 /// Drops the entries of `previous` (oldest first) replaced more than `grace_secs` before

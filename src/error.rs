@@ -278,21 +278,24 @@ pub enum DecryptError {
     )]
     SetupAlreadyUsed,
     /// The initial message starts a new session without a one-time key of either kind (no
-    /// one-time prekey, and the last-resort KEM prekey), and the account already remembers
-    /// the most such setups it keeps for replay protection
-    /// ([`MAX_USED_SETUPS`](crate::MAX_USED_SETUPS)). Rather than forget an old setup,
-    /// which would let its replay start a second session, the account refuses new ones.
+    /// one-time prekey, and the last-resort KEM prekey) on a signed prekey whose replay
+    /// memory is full: the account already remembers the most such setups it keeps per
+    /// signed prekey ([`MAX_USED_SETUPS`](crate::MAX_USED_SETUPS)). Rather than forget an
+    /// old setup, which would let its replay start a second session, the account refuses new
+    /// ones on that signed prekey.
     ///
-    /// Setups that use a one-time prekey or a one-time KEM prekey still work. To accept
-    /// setups without one-time keys again, publish one-time prekeys, and rotate the signed
-    /// prekey ([`Account::rotate_signed_prekey`](crate::Account::rotate_signed_prekey)): the
-    /// memory is freed when the replaced signed prekey is deleted
-    /// ([`Account::remove_replaced_prekeys`](crate::Account::remove_replaced_prekeys)).
+    /// Setups that use a one-time prekey or a one-time KEM prekey still work, and so do
+    /// setups on other signed prekeys. If the full prekey is the current one, rotate the
+    /// signed prekey ([`Account::rotate_signed_prekey`](crate::Account::rotate_signed_prekey),
+    /// as [`Account::signed_prekey_rotation_due`](crate::Account::signed_prekey_rotation_due)
+    /// said already) and publish the new one, and publish one-time prekeys.
     #[error(
-        "the account already remembers {max} setups without one-time prekeys and refuses more, so that no replay can start a second session: publish one-time prekeys, rotate the signed prekey and remove the replaced one"
+        "signed prekey {signed_prekey_id} already remembers {max} setups without one-time prekeys and refuses more, so that no replay can start a second session: rotate the signed prekey and publish one-time prekeys"
     )]
     ReplayMemoryFull {
-        /// How many such setups the account remembers.
+        /// The signed prekey the initial message names.
+        signed_prekey_id: u32,
+        /// How many such setups the account remembers per signed prekey.
         max: usize,
     },
     /// The initial message claims to come from our own identity key.

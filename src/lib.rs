@@ -81,7 +81,10 @@ pub mod attachment;
 pub mod fuzzing;
 mod padding;
 
-pub use account::{Account, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS, MAX_USED_SETUPS};
+pub use account::{
+    Account, MAX_LAST_RESORT_KEM_PREKEYS, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS,
+    MAX_SIGNED_PREKEYS, MAX_USED_SETUPS,
+};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;

@@ -444,3 +444,37 @@ fn skipping_in_two_chains_lists_the_keys_in_one_allocation() {
         assert_eq!(*allocations, 1 + 1 + FINISHING + NEW, "{counts:?}");
     }
 }
+
+#[path = "common/state.rs"]
+mod state;
+
+/// A persisted account whose last-resort KEM prekey list (or signed prekey list) repeats one
+/// genuine entry thousands of times, like the review's blob (2.86 MB took 5 s and 168 MiB to
+/// decode before the caps). It is refused, and decoding it holds little more than its decoded
+/// protobuf copy (a small multiple of its size): no key is expanded for an over-long list.
+#[test]
+fn an_oversized_account_is_refused_without_expanding_its_keys() {
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    let account = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
+    let base = state::decode_account(&account.to_bytes());
+    let mut kem = base.clone();
+    kem.last_resort_kem_prekeys = vec![base.last_resort_kem_prekeys[0].clone(); 1_500];
+    let mut signed = base.clone();
+    signed.signed_prekeys = vec![base.signed_prekeys[0].clone(); 20_000];
+    for (what, crafted) in [("KEM prekeys", kem), ("signed prekeys", signed)] {
+        let blob = state::encode_account(&crafted);
+        let started = std::time::Instant::now();
+        let (ok, peak) = peak_live(|| Account::from_bytes(&blob).is_ok());
+        let elapsed = started.elapsed();
+        println!(
+            "{what}: {} bytes, refused in {elapsed:?}, peak {peak} bytes",
+            blob.len()
+        );
+        assert!(!ok, "an account with thousands of {what} decoded");
+        assert!(
+            peak <= 4 * blob.len(),
+            "decoding a {}-byte account with too many {what} peaked at {peak} bytes",
+            blob.len()
+        );
+    }
+}

@@ -257,7 +257,7 @@ fn replay_of_a_setup_without_one_time_prekey_is_rejected_too() {
 }
 
 #[test]
-fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
+fn the_replay_memory_of_a_signed_prekey_never_forgets_a_setup_and_refuses_new_ones_when_full() {
     let mut pair = Pair::new(30);
     let no_one_time_keys = pair.bundle(None);
     let day = 24 * 60 * 60;
@@ -294,6 +294,7 @@ fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
     assert_eq!(
         bob_extra.decrypt(&mut pair.bob.account, &extra, T0),
         Err(DecryptError::ReplayMemoryFull {
+            signed_prekey_id: 1,
             max: MAX_USED_SETUPS
         })
     );
@@ -319,6 +320,7 @@ fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
     assert_eq!(
         SessionRecord::new().decrypt(&mut restored, &extra, T0),
         Err(DecryptError::ReplayMemoryFull {
+            signed_prekey_id: 1,
             max: MAX_USED_SETUPS
         })
     );
@@ -341,21 +343,25 @@ fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
         Ok(b"with a one-time prekey".to_vec())
     );
 
-    // Rotating the signed prekey alone frees nothing: the old one still accepts setups.
+    // The new signed prekey after a rotation has a memory of its own, and the old one keeps
+    // its memory.
     pair.bob
         .account
         .rotate_signed_prekey(&mut pair.rng, T0.saturating_add_secs(day))
         .expect("rotate");
     let rotated = pair.bundle(None);
     let (_, on_new_prekey) = start(&mut pair, &rotated, b"on the new signed prekey");
+    let mut bob_new = SessionRecord::new();
     assert_eq!(
-        pair.bob.reject(&on_new_prekey),
-        DecryptError::ReplayMemoryFull {
-            max: MAX_USED_SETUPS
-        }
+        bob_new.decrypt(&mut pair.bob.account, &on_new_prekey, T0),
+        Ok(b"on the new signed prekey".to_vec())
+    );
+    assert_eq!(
+        SessionRecord::new().decrypt(&mut pair.bob.account, &first, T0),
+        Err(DecryptError::SetupAlreadyUsed)
     );
     // Deleting the old signed prekey forgets its setups: their replays now name an unknown
-    // prekey, and there is room again.
+    // prekey.
     assert_eq!(
         pair.bob
             .account
@@ -368,11 +374,6 @@ fn the_replay_memory_never_forgets_a_setup_and_refuses_new_ones_when_full() {
             Err(DecryptError::UnknownSignedPreKey { id: 1 })
         );
     }
-    let mut bob_new = SessionRecord::new();
-    assert_eq!(
-        bob_new.decrypt(&mut pair.bob.account, &on_new_prekey, T0),
-        Ok(b"on the new signed prekey".to_vec())
-    );
     assert_eq!(
         SessionRecord::new().decrypt(&mut pair.bob.account, &on_new_prekey, T0),
         Err(DecryptError::SetupAlreadyUsed)

@@ -120,7 +120,8 @@ pub struct AccountState {
     /// Ed25519 secret key (seed), 32 bytes.
     #[prost(bytes = "vec", tag = "1")]
     pub identity_seed: ::prost::alloc::vec::Vec<u8>,
-    /// Oldest first; the last one is the current signed prekey.
+    /// Oldest first (ids strictly increasing); the last one is the current signed prekey. At
+    /// most 16 (MAX_SIGNED_PREKEYS).
     #[prost(message, repeated, tag = "2")]
     pub signed_prekeys: ::prost::alloc::vec::Vec<SignedPreKeyState>,
     /// Unused one-time prekeys, ascending id.
@@ -131,10 +132,12 @@ pub struct AccountState {
     #[prost(uint32, tag = "5")]
     pub next_one_time_prekey_id: u32,
     /// Setups accepted without any one-time key (neither a one-time prekey nor a one-time KEM
-    /// prekey), oldest first (replay protection).
+    /// prekey), oldest first (replay protection): each names a signed prekey of field 2, none
+    /// twice, at most 2,000 (MAX_USED_SETUPS) per signed prekey.
     #[prost(message, repeated, tag = "6")]
     pub used_setups: ::prost::alloc::vec::Vec<UsedSetup>,
-    /// Last-resort KEM prekeys, oldest first; the last one is current.
+    /// Last-resort KEM prekeys, oldest first (ids strictly increasing); the last one is
+    /// current. At most 16 (MAX_LAST_RESORT_KEM_PREKEYS).
     #[prost(message, repeated, tag = "7")]
     pub last_resort_kem_prekeys: ::prost::alloc::vec::Vec<KemPreKeyState>,
     /// Unused one-time KEM prekeys, ascending id.

@@ -498,6 +498,13 @@ def decode_bundle(wire: bytes) -> dict:
 STATE_KIND_ACCOUNT = 1
 KIND_NAMES = {1: b"account", 2: b"session", 3: b"session record"}
 
+# Section 3.2 and 5: what an account holds at most.
+MAX_SIGNED_PREKEYS = 16  # the current one included
+MAX_LAST_RESORT_KEM_PREKEYS = 16  # the current one included
+MAX_USED_SETUPS = 2000  # replay memory, per signed prekey
+MAX_ONE_TIME_PREKEYS = 10000
+MAX_ONE_TIME_KEM_PREKEYS = 100
+
 
 def enc_account_state(a: dict) -> bytes:
     out = pb_bytes(1, a["identity_seed"])
@@ -560,6 +567,16 @@ def dec_account_state(plain: bytes) -> dict:
     assert len(a["identity_seed"]) == 32
     ik = ed25519_public(a["identity_seed"])
     assert a["signed_prekeys"] and a["last_resort_kem_prekeys"]
+    # Caps, checked before any key of a list is derived.
+    assert len(a["signed_prekeys"]) <= MAX_SIGNED_PREKEYS
+    assert len(a["last_resort_kem_prekeys"]) <= MAX_LAST_RESORT_KEM_PREKEYS
+    assert len(a["one_time_prekeys"]) <= MAX_ONE_TIME_PREKEYS
+    assert len(a["one_time_kem_prekeys"]) <= MAX_ONE_TIME_KEM_PREKEYS
+    assert len(a["used_setups"]) <= MAX_USED_SETUPS * MAX_SIGNED_PREKEYS
+    # Signed and last-resort KEM prekeys: oldest first, ids strictly increasing.
+    for key in ("signed_prekeys", "last_resort_kem_prekeys"):
+        ids = [k["id"] for k in a[key]]
+        assert all(x < y for x, y in zip(ids, ids[1:])), f"{key}: repeated or unordered ids"
     for spk in a["signed_prekeys"]:
         assert len(spk["secret"]) == 32 and 0 < spk["id"] < a["next_signed_prekey_id"]
         ed25519_verify(
@@ -574,8 +591,15 @@ def dec_account_state(plain: bytes) -> dict:
         ed25519_verify(ik, k["signature"], kem_prekey_message(k["id"], k["created_at"], ek))
         kem_ids.append(k["id"])
     assert len(set(kem_ids)) == len(kem_ids), "KEM prekey ids share one sequence"
+    held = [spk["id"] for spk in a["signed_prekeys"]]
+    seen = set()
     for u in a["used_setups"]:
         assert len(u["base_key"]) == 32
+        assert u["signed_prekey_id"] in held, "replay memory entry for a signed prekey not held"
+        assert (u["signed_prekey_id"], u["base_key"]) not in seen, "the same setup twice"
+        seen.add((u["signed_prekey_id"], u["base_key"]))
+    for spk_id in held:
+        assert sum(1 for u in a["used_setups"] if u["signed_prekey_id"] == spk_id) <= MAX_USED_SETUPS
     return a
 
 
@@ -949,6 +973,14 @@ class Account:
         sig = ed25519_sign(self.identity_seed, kem_prekey_message(kem_id, now, ek))
         return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig}
 
+    def rotate_signed_prekey(self, rng: ScriptedRng, now: int):
+        """Section 3.2: a new current signed prekey; beyond MAX_SIGNED_PREKEYS the oldest
+        replaced one is deleted with its replay memory (section 5)."""
+        self._new_signed_prekey(rng, now)
+        if len(self.signed_prekeys) > MAX_SIGNED_PREKEYS:
+            oldest = self.signed_prekeys.pop(0)
+            self.used_setups = [u for u in self.used_setups if u["signed_prekey_id"] != oldest["id"]]
+
     def generate_one_time_prekeys(self, rng: ScriptedRng, n: int):
         for _ in range(n):
             secret = rng.draw(32, "one-time prekey private key")
@@ -1300,6 +1332,9 @@ class Responder:
         used = {"signed_prekey_id": spk["id"], "base_key": im["base_key"]}
         if not uses_one_time and used in acct.used_setups:
             raise Refused("replayed setup")
+        remembered = sum(1 for u in acct.used_setups if u["signed_prekey_id"] == spk["id"])
+        if not uses_one_time and remembered >= MAX_USED_SETUPS:
+            raise Refused("replay memory of the signed prekey is full")
         # 3. DH values, decapsulation, SK, AD, session, decryption (on copies)
         ik_a_x = identity_x25519_public(im["identity_key"])
         dhs = [
@@ -1541,6 +1576,23 @@ def build() -> dict:
     account_plain = bob.plain()  # after creating the OPK and the one-time KEM prekey, before any session
     decoded = dec_account_state(account_plain)
     assert decoded["used_setups"] == [] and decoded["next_kem_prekey_id"] == 3
+    # Section 3.2: rotations keep at most 16 signed prekeys (the oldest replaced ones are
+    # deleted), and decoding refuses a 17th or repeated ids. (Self-checks only: the rotated
+    # accounts are not vectors.)
+    rotated = copy.deepcopy(bob)
+    for i in range(20):
+        rotated.rotate_signed_prekey(ScriptedRng("rotation", [BOB_DRAWS[1]]), T + 1 + i)
+    assert [k["id"] for k in rotated.signed_prekeys] == list(range(6, 22))
+    dec_account_state(rotated.plain())
+    for bad in ([bob.signed_prekeys[0]] + rotated.signed_prekeys, rotated.signed_prekeys[:1] * 2):
+        crafted = copy.deepcopy(rotated)
+        crafted.signed_prekeys = bad
+        try:
+            dec_account_state(crafted.plain())
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError("too many signed prekeys, or a repeated id, was accepted")
     account_sealed = seal(STATE_KIND_ACCOUNT, INPUTS["sk_store"], INPUTS["seal_salt"], account_plain)
     assert unseal(STATE_KIND_ACCOUNT, INPUTS["sk_store"], account_sealed) == account_plain
 
@@ -1650,6 +1702,33 @@ def build() -> dict:
     refusing_bob = copy.deepcopy(bob_side)
     expect_refused(lambda: refusing_bob.decrypt(w7), "classical setup refused")
     bob_side.allow_classical = True
+    # Section 5, replay memory: with 2,000 setups remembered for signed prekey 1, a new setup
+    # without one-time keys on it is refused and changes nothing; with 1,999 it is accepted.
+    fake_setups = [{"signed_prekey_id": 1, "base_key": u32be(n) + bytes(28)} for n in range(1999)]
+    full_bob = copy.deepcopy(bob_side)
+    full_bob.account.used_setups += fake_setups
+    before = full_bob.account.plain()
+    expect_refused(lambda: full_bob.decrypt(w7), "replay memory of the signed prekey is full")
+    assert full_bob.account.plain() == before and len(full_bob.sessions) == len(bob_side.sessions)
+    dec_account_state(before)
+    roomy_bob = copy.deepcopy(bob_side)
+    roomy_bob.account.used_setups += fake_setups[:-1]
+    assert roomy_bob.decrypt(w7)[0] == b"Classical"
+    # Section 8.1: decoding refuses a 2,001st entry for one signed prekey, an entry naming no
+    # held signed prekey, and the same entry twice.
+    for bad in (
+        fake_setups + [{"signed_prekey_id": 1, "base_key": bytes(31) + b"\x01"}] * 1,
+        [{"signed_prekey_id": 2, "base_key": bytes(32)}],
+        [fake_setups[0], fake_setups[0]],
+    ):
+        crafted = copy.deepcopy(bob)
+        crafted.used_setups = [u for u in crafted.used_setups] + bad
+        try:
+            dec_account_state(crafted.plain())
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError("a bad replay memory was accepted")
     log3 = []
     exchange(s3, bob_side, alice_rng, "alice", "bob", b"Classical", log3,
              {"type": "initial", "counter": 0, "previous_counter": 0})
