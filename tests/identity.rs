@@ -74,9 +74,13 @@ fn responder_side_a_new_identity_is_reported_not_installed() {
         Ok(b"it's me, new phone".to_vec())
     );
     assert_eq!(pair.bob.record.previous_sessions().count(), 0);
-    // Messages from the old identity's session no longer decrypt.
+    // Messages from the old identity's session no longer decrypt: that session is gone, and
+    // the message fails authentication under the new one, changing nothing.
     let old_session_message = pair.send(Side::Alice, b"old phone");
-    assert!(pair.bob.receive_now(&old_session_message).is_err());
+    assert_eq!(
+        pair.bob.reject(&old_session_message),
+        DecryptError::AuthenticationFailed
+    );
 }
 
 #[test]

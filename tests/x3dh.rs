@@ -618,7 +618,20 @@ fn every_field_of_an_initial_message_is_bound() {
     let mut pair = Pair::new(13);
     let wire = pair.send(Side::Alice, b"bound");
     let other_identity = Account::new(&mut pair.rng, T0).identity_key();
+    // Alice's identity with the sign bit of x flipped: the negated Edwards point, which has
+    // the same Montgomery u, so every DH value is unchanged and only the associated data
+    // (which holds the Ed25519 encoding) differs.
+    let alice = pair.alice.account.identity_key();
+    let mut negated = alice.to_bytes();
+    negated[31] ^= 0x80;
+    let negated = IdentityKey::from_bytes(&negated).expect("-A is a valid identity key");
+    assert_ne!(negated, alice);
+    assert_eq!(negated.to_x25519(), alice.to_x25519());
     let edits: Vec<pb::Edit<pb::Message>> = vec![
+        (
+            "identity sign bit (same DH values, other associated data)",
+            Box::new(move |m| m.initial_mut().unwrap().identity_key = negated.to_bytes().to_vec()),
+        ),
         (
             "identity",
             Box::new(move |m| {
