@@ -186,25 +186,16 @@ const FIELD_PRIME: [u8; KEY_LEN] = {
 };
 
 /// Whether `bytes` is the canonical encoding of an X25519 u-coordinate: bit 255 clear and
-/// the little-endian value below p.
-const fn is_canonical_u(bytes: &[u8; KEY_LEN]) -> bool {
-    // Compare as little-endian integers, most significant byte first. With bit 255 clear,
-    // the value is below p unless every byte from the top down equals p's and the lowest is
-    // at least p's lowest byte.
-    let mut i = KEY_LEN;
-    while i > 0 {
-        i -= 1;
-        if bytes[i] != FIELD_PRIME[i] {
-            return bytes[i] < FIELD_PRIME[i];
-        }
-    }
-    false
+/// the little-endian value below p. (Bit 255 set means a value of at least 2^255 > p.)
+fn is_canonical_u(bytes: &[u8; KEY_LEN]) -> bool {
+    // Little-endian integers compare as their byte-reversed (big-endian) arrays do.
+    bytes.iter().rev().lt(FIELD_PRIME.iter().rev())
 }
 
 impl X25519PublicKey {
     /// Parses a 32-byte X25519 public key, or `None` if the encoding is not canonical (bit
     /// 255 set, or the u-coordinate is not reduced modulo 2^255 - 19).
-    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Option<Self> {
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Option<Self> {
         if is_canonical_u(&bytes) {
             Some(Self(bytes))
         } else {
