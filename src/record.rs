@@ -31,8 +31,10 @@ use crate::wire::message::Body;
 /// message to [`decrypt`](Self::decrypt) together with the [`Account`]. An initial message
 /// that starts a new session is accepted there (X3DH as the responder); the one-time prekey
 /// it names is consumed only if the message decrypts. Messages that belong to a previous
-/// session still decrypt, and that session becomes current again; when both peers start a
-/// session at the same moment, both settle on the same one.
+/// session still decrypt, but a previous session becomes current again only to settle a
+/// simultaneous initiation, and a classical session never replaces a post-quantum one
+/// (docs/PROTOCOL.md section 6.7); when both peers start a session at the same moment, both
+/// settle on the same one.
 ///
 /// Persist the record (and the account) after every successful call.
 ///
@@ -155,10 +157,13 @@ impl SessionRecord {
     /// Decrypts message bytes from this peer.
     ///
     /// An initial message whose setup matches a session of this record decrypts in that
-    /// session; otherwise it starts a new session with `account`'s prekeys, which becomes
-    /// current if the message decrypts (and only then is the one-time prekey consumed). A
-    /// ratchet message is tried on the current session, then on the previous ones, and the
-    /// session that decrypts it becomes current.
+    /// session (and does not make it current); otherwise it starts a new session with
+    /// `account`'s prekeys, stored if the message decrypts (and only then is the one-time
+    /// prekey consumed). The new session becomes current unless the current one is
+    /// post-quantum and the new one classical, or both peers started a session at once and
+    /// the current one wins the tie-break. A ratchet message is tried on the current
+    /// session, then on the previous ones; a previous session that decrypts it becomes
+    /// current only under the rule of docs/PROTOCOL.md section 6.7.
     ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
@@ -183,7 +188,10 @@ impl SessionRecord {
         match &message {
             Body::Initial(setup, _) => {
                 if let Some(index) = self.position(|s| s.was_created_by(setup)) {
-                    return self.decrypt_in(index, &message, now, accept);
+                    // A repeated setup only decrypts: it says the peer had not heard back
+                    // when it sent it, never that the peer settled on this session.
+                    let promote = self.current.is_none();
+                    return self.decrypt_in(index, &message, now, accept, promote);
                 }
                 let mut session = Session::respond(account, setup, self.config)?;
                 let plaintext = session.decrypt_message(&message, now, accept)?;
@@ -204,7 +212,8 @@ impl SessionRecord {
                 }
                 let mut first_error = None;
                 for index in 0..count {
-                    match self.decrypt_in(index, &message, now, accept) {
+                    let promote = self.may_promote(index);
+                    match self.decrypt_in(index, &message, now, accept, promote) {
                         Ok(plaintext) => return Ok(plaintext),
                         // The message authenticated in this session but was refused.
                         Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
@@ -230,6 +239,15 @@ impl SessionRecord {
         }
     }
 
+    /// Index 0 is the current session, 1.. the previous ones.
+    fn session_at(&self, index: usize) -> Option<&Session> {
+        match (index, &self.current) {
+            (0, Some(current)) => Some(current),
+            (_, Some(_)) => self.previous.get(index - 1).map(|s| &**s),
+            (_, None) => self.previous.get(index).map(|s| &**s),
+        }
+    }
+
     fn position(&self, predicate: impl FnMut(&Session) -> bool) -> Option<usize> {
         self.current
             .iter()
@@ -238,18 +256,41 @@ impl SessionRecord {
             .position(predicate)
     }
 
-    /// Decrypts with session `index` and, on success, makes it current.
+    /// Decrypts with session `index` and, on success, makes it current if `promote`.
     fn decrypt_in(
         &mut self,
         index: usize,
         message: &Body<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        promote: bool,
     ) -> Result<Vec<u8>, DecryptError> {
         let session = self.session_mut(index).ok_or(DecryptError::NoSession)?;
         let plaintext = session.decrypt_message(message, now, accept)?;
-        self.promote(index);
+        if promote {
+            self.promote(index);
+        }
         Ok(plaintext)
+    }
+
+    /// Whether a ratchet message that decrypts in session `index` makes it current
+    /// (PROTOCOL.md section 6.7). Previous sessions only decrypt, except to settle a
+    /// simultaneous initiation: a session started by the other side than the current one
+    /// that [precedes](precedes) it becomes current, unless the current session is one we
+    /// started and the peer has not answered yet.
+    fn may_promote(&self, index: usize) -> bool {
+        let Some(current) = self.current.as_deref() else {
+            return true;
+        };
+        if index == 0 {
+            return false;
+        }
+        let Some(candidate) = self.session_at(index) else {
+            return false;
+        };
+        !current.awaiting_reply()
+            && candidate.is_initiator() != current.is_initiator()
+            && precedes(candidate, current)
     }
 
     fn promote(&mut self, index: usize) {
@@ -268,17 +309,19 @@ impl SessionRecord {
         }
     }
 
-    /// Makes a session created from an incoming initial message current, except in a
-    /// simultaneous initiation: if our current session is one we started with the same peer
-    /// and it has not heard back, both sides keep the session with the smaller id, so they
-    /// converge at once.
+    /// Makes a session created from an incoming initial message current, except:
+    /// - it never replaces a post-quantum current session by a classical one;
+    /// - in a simultaneous initiation (our current session is one we started with the same
+    ///   peer and it has not heard back), the session that [precedes](precedes) the other
+    ///   stays current, so both sides converge at once.
     fn install_inbound(&mut self, session: Session) {
         let session = Box::new(session);
         match self.current.take() {
             Some(ours)
-                if ours.awaiting_reply()
-                    && ours.remote_identity() == session.remote_identity()
-                    && ours.id() < session.id() =>
+                if (ours.is_post_quantum() && !session.is_post_quantum())
+                    || (ours.awaiting_reply()
+                        && ours.remote_identity() == session.remote_identity()
+                        && precedes(&ours, &session)) =>
             {
                 self.current = Some(ours);
                 self.archive(session);
@@ -516,6 +559,18 @@ impl SessionRecord {
             });
         }
         Ok(record)
+    }
+}
+
+/// The order that settles which of two sessions a record sends on (PROTOCOL.md section
+/// 6.7): a post-quantum session precedes a classical one; between two of the same kind, the
+/// one with the smaller id (base keys compared as unsigned bytes) precedes. Both peers see
+/// the same kinds and ids, so both compute the same order.
+fn precedes(a: &Session, b: &Session) -> bool {
+    match (a.is_post_quantum(), b.is_post_quantum()) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => a.id() < b.id(),
     }
 }
 
