@@ -46,15 +46,16 @@ impl SessionConfig {
     }
 
     /// The most message keys a message may make a *previous* session of a record skip at the
-    /// start of a new receiving chain: [`max_skip`](Self::max_skip) divided by
-    /// [`max_previous_sessions`](Self::max_previous_sessions) (rounded down), so that a
-    /// message no session can authenticate costs the previous sessions together at most
-    /// `max_skip` chain steps. A message further ahead is rejected by that session with
+    /// start of a new receiving chain: [`max_skip`](Self::max_skip) divided by twice
+    /// [`max_previous_sessions`](Self::max_previous_sessions) (rounded down; 125 at the
+    /// defaults), so that a message no session can authenticate makes the previous sessions
+    /// together walk about `max_skip / 2` chain steps at most (docs/PROTOCOL.md section
+    /// 6.7). A message further ahead is rejected by that session with
     /// [`DecryptError::TooFarAhead`](crate::DecryptError::TooFarAhead) naming this bound.
     /// The current session's chains, and a previous session's current receiving chain, keep
     /// the full [`max_skip`](Self::max_skip).
     pub fn max_skip_previous(&self) -> u32 {
-        self.max_skip / self.max_previous_sessions.max(1)
+        self.max_skip / self.max_previous_sessions.max(1).saturating_mul(2)
     }
 
     /// The most skipped message keys a session stores; beyond it the oldest are evicted.

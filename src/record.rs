@@ -724,7 +724,7 @@ mod tests {
             let max_skip = config.max_skip();
             let previous = config.max_skip_previous();
             let sessions = 1 + u64::from(config.max_previous_sessions());
-            assert_eq!(previous, max_skip / config.max_previous_sessions());
+            assert_eq!(previous, max_skip / (2 * config.max_previous_sessions()));
             let mut rng = ChaCha20Rng::seed_from_u64(8);
             let key = X25519KeyPair::generate(&mut rng).public_key();
             // Far ahead: only the current session goes as far as the DH and the chain walk;

@@ -629,14 +629,15 @@ fn answer_in_a_previous_session(config: SessionConfig, lost: usize) -> (Pair, Ve
 }
 
 /// A message that starts a new chain in a previous session may skip at most
-/// `max_skip_previous` = `max_skip / max_previous_sessions` keys (PROTOCOL.md section 6.7);
+/// `max_skip_previous` = `max_skip / (2 * max_previous_sessions)` keys (PROTOCOL.md section
+/// 6.7);
 /// further ahead it fails with `TooFarAhead` naming that bound and changes nothing. In its
 /// current chain, a previous session keeps the full `max_skip`.
 #[test]
 fn the_gap_bound_for_a_new_chain_in_a_previous_session() {
     let config = SessionConfig::default();
     let bound = config.max_skip_previous();
-    assert_eq!(bound, 2_000 / 8);
+    assert_eq!(bound, 2_000 / 16);
     let (mut pair, chain) = answer_in_a_previous_session(config, bound as usize + 1);
     let last = chain.len() - 1;
     assert_eq!(
