@@ -31,10 +31,10 @@ use crate::wire::message::{Body, RatchetHeader};
 /// message to [`decrypt`](Self::decrypt) together with the [`Account`]. An initial message
 /// that starts a new session is accepted there (X3DH as the responder); the one-time prekey
 /// it names is consumed only if the message decrypts. Messages that belong to a previous
-/// session still decrypt, but a previous session becomes current again only to settle a
-/// simultaneous initiation, and a classical session never replaces a post-quantum one
-/// (docs/PROTOCOL.md section 6.7); when both peers start a session at the same moment, both
-/// settle on the same one.
+/// session still decrypt, and a previous session becomes current again only if it precedes
+/// the current one in an order both peers compute (post-quantum first, then the smaller id),
+/// so a classical session never replaces a post-quantum one (docs/PROTOCOL.md section 6.7);
+/// when both peers start a session at the same moment, both settle on the same one.
 ///
 /// Persist the record (and the account) after every successful call.
 ///
@@ -157,13 +157,14 @@ impl SessionRecord {
     /// Decrypts message bytes from this peer.
     ///
     /// An initial message whose setup matches a session of this record decrypts in that
-    /// session (and does not make it current); otherwise it starts a new session with
+    /// session; otherwise it starts a new session with
     /// `account`'s prekeys, stored if the message decrypts (and only then is the one-time
     /// prekey consumed). The new session becomes current unless the current one is
     /// post-quantum and the new one classical, or both peers started a session at once and
     /// the current one wins the tie-break. A ratchet message is tried on the current
-    /// session, then on the previous ones; a previous session that decrypts it becomes
-    /// current only under the rule of docs/PROTOCOL.md section 6.7.
+    /// session, then on the previous ones (docs/PROTOCOL.md section 6.7 says which ones). A
+    /// previous session that decrypts a message becomes current only if it precedes the
+    /// current one (post-quantum first, then the smaller id).
     ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
@@ -201,9 +202,7 @@ impl SessionRecord {
         match &message {
             Body::Initial(setup, _) => {
                 if let Some(index) = self.position(|s| s.was_created_by(setup)) {
-                    // A repeated setup only decrypts: it says the peer had not heard back
-                    // when it sent it, never that the peer settled on this session.
-                    let promote = self.current.is_none();
+                    let promote = self.may_promote(index);
                     return self.decrypt_in(index, &message, now, accept, promote, work);
                 }
                 let mut session = Session::respond(account, setup, self.config)?;
@@ -320,11 +319,9 @@ impl SessionRecord {
         Ok(plaintext)
     }
 
-    /// Whether a ratchet message that decrypts in session `index` makes it current
-    /// (PROTOCOL.md section 6.7). Previous sessions only decrypt, except to settle a
-    /// simultaneous initiation: a session started by the other side than the current one
-    /// that [precedes](precedes) it becomes current, unless the current session is one we
-    /// started and the peer has not answered yet.
+    /// Whether a message that decrypts in session `index` makes it current (PROTOCOL.md
+    /// section 6.7, rule 3): a previous session becomes current again only if it
+    /// [precedes](precedes) the current one.
     fn may_promote(&self, index: usize) -> bool {
         let Some(current) = self.current.as_deref() else {
             return true;
@@ -332,12 +329,8 @@ impl SessionRecord {
         if index == 0 {
             return false;
         }
-        let Some(candidate) = self.session_at(index) else {
-            return false;
-        };
-        !current.awaiting_reply()
-            && candidate.is_initiator() != current.is_initiator()
-            && precedes(candidate, current)
+        self.session_at(index)
+            .is_some_and(|candidate| precedes(candidate, current))
     }
 
     fn promote(&mut self, index: usize) {

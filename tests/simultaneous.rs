@@ -129,11 +129,14 @@ fn the_record_keeps_a_bounded_number_of_previous_sessions() {
     assert_eq!(alice.record.previous_sessions().count(), 3);
     assert_eq!(bob.record.previous_sessions().count(), 3);
     assert_eq!(bob.record.session_id(), Some(ids[5]));
-    // Messages of the last four sessions still decrypt, but only decrypt: each is a repeated
-    // setup, which never makes its session current again (PROTOCOL.md section 6.7).
+    // Messages of the last four sessions still decrypt; each makes its session current
+    // again only if that session precedes the current one (all are post-quantum: the
+    // smaller id), PROTOCOL.md section 6.7.
+    let mut expected = ids[5];
     for (i, wire) in first_messages.iter().enumerate().skip(2) {
         assert_eq!(bob.decrypt(wire, T0).unwrap(), [i as u8, i as u8]);
-        assert_eq!(bob.record.session_id(), Some(ids[5]), "session {i}");
+        expected = expected.min(ids[i]);
+        assert_eq!(bob.record.session_id(), Some(expected), "session {i}");
         assert_eq!(bob.record.previous_sessions().count(), 3);
     }
     // The oldest sessions were dropped: their later initial messages cannot start a second
@@ -382,11 +385,13 @@ fn a_late_classical_setup_does_not_replace_a_post_quantum_session() {
     }
 }
 
-/// A withheld message from an older session that the same side started (here both sessions
-/// are Alice's) decrypts without making that session current again.
+/// A withheld message from an older session (both sessions started by Alice here) decrypts,
+/// and makes that session current again only if it precedes the newer one (same kind: the
+/// smaller id); either way both sides then settle on the same session.
 #[test]
-fn a_late_message_from_an_older_session_does_not_make_it_current_again() {
-    for seed in 80..84 {
+fn a_late_message_from_an_older_session_makes_it_current_only_if_it_precedes() {
+    let mut outcomes = [0; 2];
+    for seed in 80..96 {
         let mut rng = rng(seed);
         let mut alice = Peer::new(&mut rng, SessionConfig::default());
         let mut bob = Peer::new(&mut rng, SessionConfig::default());
@@ -405,6 +410,7 @@ fn a_late_message_from_an_older_session_does_not_make_it_current_again() {
         assert_eq!(bob.decrypt(&m, T0).unwrap(), b"hello");
         let m = bob.record.encrypt(&mut rng, b"hi").unwrap();
         assert_eq!(alice.decrypt(&m, T0).unwrap(), b"hi");
+        let old_id = alice.record.session_id().unwrap();
         // Withheld by the network.
         let late = bob.record.encrypt(&mut rng, b"late").unwrap();
 
@@ -421,9 +427,105 @@ fn a_late_message_from_an_older_session_does_not_make_it_current_again() {
         assert_eq!(bob.record.session_id(), Some(new_id));
 
         assert_eq!(alice.decrypt(&late, T0).unwrap(), b"late");
-        assert_eq!(alice.record.session_id(), Some(new_id), "seed {seed}");
-        let m = alice.record.encrypt(&mut rng, b"still new").unwrap();
-        assert_eq!(bob.decrypt(&m, T0).unwrap(), b"still new");
-        assert_eq!(bob.record.session_id(), Some(new_id));
+        let settled = old_id.min(new_id);
+        assert_eq!(alice.record.session_id(), Some(settled), "seed {seed}");
+        outcomes[usize::from(settled == old_id)] += 1;
+        let m = alice.record.encrypt(&mut rng, b"next").unwrap();
+        assert_eq!(bob.decrypt(&m, T0).unwrap(), b"next");
+        assert_eq!(bob.record.session_id(), Some(settled), "seed {seed}");
+        let m = bob.record.encrypt(&mut rng, b"and back").unwrap();
+        assert_eq!(alice.decrypt(&m, T0).unwrap(), b"and back");
+        assert_eq!(alice.record.session_id(), Some(settled), "seed {seed}");
+    }
+    // Both outcomes occurred.
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+/// Random schedules of session starts by either side (each from a fresh bundle), sends, and
+/// deliveries in any order, with messages held back arbitrarily long: once everything has
+/// arrived, one message each way and one more settle both sides on the same session, and
+/// every message decrypts exactly once on the way.
+#[test]
+fn any_schedule_of_session_starts_and_deliveries_settles() {
+    for seed in 0..300u64 {
+        let mut r = rng(9000 + seed);
+        let mut rng = rng(seed);
+        let mut alice = Peer::new(&mut rng, SessionConfig::default());
+        let mut bob = Peer::new(&mut rng, SessionConfig::default());
+        let mut in_flight: Vec<InFlight> = Vec::new();
+        let mut starts = 0;
+        let mut counter = 0u32;
+        for _ in 0..(20 + r.next_u32() % 40) {
+            match r.next_u32() % 8 {
+                0 if starts < 6 => {
+                    starts += 1;
+                    let (from, to) = if r.next_u32().is_multiple_of(2) {
+                        (&mut alice, &bob)
+                    } else {
+                        (&mut bob, &alice)
+                    };
+                    let bundle = to.account.prekey_bundle(None, None).unwrap();
+                    from.record
+                        .initiate(&mut rng, &from.account, &bundle)
+                        .unwrap();
+                }
+                1..=3 => {
+                    let to_bob = r.next_u32().is_multiple_of(2);
+                    let from = if to_bob { &mut alice } else { &mut bob };
+                    if from.record.session().is_none() {
+                        continue;
+                    }
+                    for _ in 0..=(r.next_u32() % 3) {
+                        counter += 1;
+                        let plaintext = counter.to_be_bytes().to_vec();
+                        let wire = from.record.encrypt(&mut rng, &plaintext).unwrap();
+                        in_flight.push(InFlight {
+                            to_bob,
+                            wire,
+                            plaintext,
+                        });
+                    }
+                }
+                _ if !in_flight.is_empty() => {
+                    let next = in_flight.swap_remove(r.next_u32() as usize % in_flight.len());
+                    let reader = if next.to_bob { &mut bob } else { &mut alice };
+                    assert_eq!(
+                        reader.decrypt(&next.wire, T0).unwrap(),
+                        next.plaintext,
+                        "seed {seed}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        while !in_flight.is_empty() {
+            let next = in_flight.swap_remove(r.next_u32() as usize % in_flight.len());
+            let reader = if next.to_bob { &mut bob } else { &mut alice };
+            assert_eq!(
+                reader.decrypt(&next.wire, T0).unwrap(),
+                next.plaintext,
+                "seed {seed}"
+            );
+        }
+        if alice.record.session().is_none() && bob.record.session().is_none() {
+            continue;
+        }
+        // One message each way and one more (the side without a session answers first).
+        let first_is_alice = alice.record.session().is_some();
+        for turn in 0..3 {
+            let alice_sends = (turn % 2 == 0) == first_is_alice;
+            let (from, to) = if alice_sends {
+                (&mut alice, &mut bob)
+            } else {
+                (&mut bob, &mut alice)
+            };
+            let wire = from.record.encrypt(&mut rng, b"settle").unwrap();
+            assert_eq!(to.decrypt(&wire, T0).unwrap(), b"settle", "seed {seed}");
+        }
+        assert_eq!(
+            alice.record.session_id(),
+            bob.record.session_id(),
+            "seed {seed}: the two sides did not settle"
+        );
     }
 }
