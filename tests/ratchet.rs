@@ -606,8 +606,12 @@ fn expired_and_duplicate_stay_distinguished_after_a_restore() {
 /// Bob sent on the session, then started a new one (the old one is previous now, holding
 /// Bob's ratchet key pair). Alice, who has not seen the new session yet, answers in the old
 /// one with a new chain whose first messages are lost.
-fn answer_in_a_previous_session(config: SessionConfig, lost: usize) -> (Pair, Vec<Vec<u8>>) {
-    let mut pair = Pair::with_config(22, config);
+fn answer_in_a_previous_session(
+    seed: u64,
+    config: SessionConfig,
+    lost: usize,
+) -> (Pair, Vec<Vec<u8>>) {
+    let mut pair = Pair::with_config(seed, config);
     pair.exchange(Side::Alice, b"hello");
     pair.exchange(Side::Bob, b"hi");
     pair.exchange(Side::Alice, b"turn");
@@ -638,7 +642,15 @@ fn the_gap_bound_for_a_new_chain_in_a_previous_session() {
     let config = SessionConfig::default();
     let bound = config.max_skip_previous();
     assert_eq!(bound, 2_000 / 16);
-    let (mut pair, chain) = answer_in_a_previous_session(config, bound as usize + 1);
+    // A seed where Bob's new session precedes the old one (the smaller id), so that the old
+    // one stays previous whatever arrives (PROTOCOL.md section 6.7).
+    let (mut pair, chain) = (22..64)
+        .map(|seed| answer_in_a_previous_session(seed, config, bound as usize + 1))
+        .find(|(pair, _)| {
+            let old = pair.bob.record.previous_sessions().next().unwrap().id();
+            pair.bob.record.session_id().unwrap() < old
+        })
+        .expect("a seed where the new session precedes");
     let last = chain.len() - 1;
     assert_eq!(
         pair.bob.reject(&chain[last]),
@@ -660,7 +672,7 @@ fn the_gap_bound_for_a_new_chain_in_a_previous_session() {
     for wire in chain[..last - 1].iter().rev() {
         assert_eq!(pair.receive(Side::Bob, wire).unwrap(), b"old session");
     }
-    // Bob's new session stays current (it awaits Alice's answer).
+    // Bob's new session stays current (it precedes; it awaits Alice's answer).
     assert!(pair.bob.record.session().unwrap().awaiting_reply());
 
     // In the previous session's current chain, the full MAX_SKIP applies.
@@ -673,4 +685,5 @@ fn the_gap_bound_for_a_new_chain_in_a_previous_session() {
         b"more"
     );
     assert_eq!(pair.receive(Side::Bob, &more[0]).unwrap(), b"more");
+    assert!(pair.bob.record.session().unwrap().awaiting_reply());
 }
