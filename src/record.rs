@@ -33,8 +33,9 @@ use crate::wire::message::{Body, RatchetHeader};
 /// it names is consumed only if the message decrypts. Messages that belong to a previous
 /// session still decrypt, and a previous session becomes current again only if it precedes
 /// the current one in an order both peers compute (post-quantum first, then the smaller id),
-/// so a classical session never replaces a post-quantum one (docs/PROTOCOL.md section 6.7);
-/// when both peers start a session at the same moment, both settle on the same one.
+/// so no message makes a classical session current over a post-quantum one; when both
+/// peers start a session at the same moment, both settle on the same one (docs/PROTOCOL.md
+/// section 6.7).
 ///
 /// Persist the record (and the account) after every successful call.
 ///
