@@ -11,6 +11,9 @@
 //! - `growth`: decryption with 0 to 100,000 stored skipped keys, encryption after 10^6
 //!   messages in one chain.
 //! - `state`: serialize, seal, open and deserialize a session (sizes are printed).
+//! - `forged`: what a forged ratchet message (75 bytes, no session can authenticate it)
+//!   costs a record holding the most sessions it keeps, at the default limits and at the
+//!   hard ceilings, beside the cost of decrypting one genuine message in the same run.
 //! - `floor`: the primitives on their own.
 //!
 //! `cargo bench --bench protocol` runs it all (several minutes); pass a filter to run part
@@ -26,7 +29,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ratchetbox::{Session, SessionConfig, SessionRecord, StorageKey};
+use rand_core::Rng;
+use ratchetbox::{Account, Session, SessionConfig, SessionRecord, StorageKey};
 use support::*;
 use vodozemac::olm as vz;
 
@@ -516,6 +520,162 @@ fn floor(c: &mut Criterion) {
     g.finish();
 }
 
+/// The wire form of a ratchet message, written independently of the crate (`proto/wire.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireRatchet {
+    #[prost(bytes = "vec", tag = "1")]
+    ratchet_key: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    counter: u32,
+    #[prost(uint32, tag = "3")]
+    previous_counter: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    nonce: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    ciphertext: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireInitial {
+    #[prost(message, optional, tag = "6")]
+    message: Option<WireRatchet>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct WireMessage {
+    #[prost(message, optional, tag = "1")]
+    ratchet: Option<WireRatchet>,
+    #[prost(message, optional, tag = "2")]
+    initial: Option<WireInitial>,
+}
+
+/// A forged PQXDH-session ratchet message: 75 bytes, only a (wrong) tag for ciphertext.
+fn forged(ratchet_key: [u8; 32], counter: u32, previous_counter: u32) -> Vec<u8> {
+    let message = WireMessage {
+        ratchet: Some(WireRatchet {
+            ratchet_key: ratchet_key.to_vec(),
+            counter,
+            previous_counter,
+            nonce: vec![9; 12],
+            ciphertext: vec![0; 16],
+        }),
+        initial: None,
+    };
+    let mut wire = vec![2u8];
+    prost::Message::encode(&message, &mut wire).expect("encodes");
+    wire
+}
+
+/// Bob's record with `1 + max_previous_sessions` sessions, each of which read one message
+/// from Alice and sent one, so each holds a receiving chain and a ratchet key pair (every
+/// one could take a message on a new chain: the worst case). Returns Bob's account, the
+/// record and the ratchet key of Alice's chain in each session (current first).
+fn full_record(seed: u64, config: SessionConfig) -> (Account, SessionRecord, Vec<[u8; 32]>) {
+    let mut rng = rng(seed);
+    let alice = Account::new(&mut rng, NOW);
+    let mut bob = Account::new(&mut rng, NOW);
+    let mut record = SessionRecord::with_config(config);
+    let mut keys = Vec::new();
+    for _ in 0..=config.max_previous_sessions() {
+        let bundle = bob.prekey_bundle(None, None).expect("bundle");
+        let mut alices = SessionRecord::with_config(config);
+        alices
+            .initiate(&mut rng, &alice, &bundle)
+            .expect("initiate");
+        let wire = alices.encrypt(&mut rng, b"hello").expect("encrypts");
+        record.decrypt(&mut bob, &wire, NOW).expect("decrypts");
+        record.encrypt(&mut rng, b"reply").expect("encrypts");
+        let message: WireMessage = prost::Message::decode(&wire[1..]).expect("decodes");
+        let inner = message
+            .initial
+            .and_then(|i| i.message)
+            .expect("an initial message");
+        keys.insert(0, inner.ratchet_key.try_into().expect("32 bytes"));
+    }
+    (bob, record, keys)
+}
+
+fn forged_messages(c: &mut Criterion) {
+    let mut g = c.benchmark_group("forged");
+    let pt = plaintext(SMALL);
+
+    // Baselines in the same run: one genuine message in order (no DH ratchet step), and the
+    // first message of the peer's new chain (one DH ratchet step).
+    let mut rb = RbPair::established(30, SessionConfig::default());
+    g.bench_function("baseline_genuine_in_order", |b| {
+        b.iter_custom(|iters| {
+            let RbPair { rng, alice, bob } = &mut rb;
+            stream(
+                iters,
+                || alice.record.encrypt(rng, &pt).expect("encrypts"),
+                |w| bob.decrypt(w),
+            )
+        })
+    });
+    let mut rb = RbPair::established(31, SessionConfig::default());
+    rb.turn();
+    let wire = rb.alice_sends(&pt);
+    let RbPeer {
+        mut account,
+        record,
+    } = rb.bob;
+    g.bench_function("baseline_genuine_new_chain", |b| {
+        b.iter_batched_ref(
+            || record.clone(),
+            |record: &mut SessionRecord| record.decrypt(&mut account, &wire, NOW).expect("ok"),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let ceilings = SessionConfig::default()
+        .with_max_skip(SessionConfig::LIMIT_KEYS)
+        .with_max_skipped_keys(SessionConfig::LIMIT_KEYS)
+        .with_max_previous_sessions(SessionConfig::LIMIT_PREVIOUS_SESSIONS);
+    for (label, config) in [
+        ("defaults", SessionConfig::default()),
+        ("ceilings", ceilings),
+    ] {
+        let (mut account, mut record, keys) = full_record(32, config);
+        let max_skip = config.max_skip();
+        let previous = config.max_skip_previous();
+        let mut fresh = rng(33);
+        let mut unknown = [0u8; 32];
+        fresh.fill_bytes(&mut unknown);
+        unknown[31] &= 0x7f;
+        let attacks = [
+            // A new chain as far ahead as the current session allows.
+            (
+                "new_chain_max_skip",
+                forged(unknown, max_skip, 1 + max_skip),
+            ),
+            // A new chain every session tries (a DH and a chain walk in each).
+            (
+                "new_chain_max_skip_previous",
+                forged(unknown, previous, 1 + max_skip),
+            ),
+            // The known chain of the oldest previous session, MAX_SKIP ahead.
+            (
+                "known_chain_max_skip",
+                forged(keys[keys.len() - 1], 1 + max_skip, 0),
+            ),
+        ];
+        for (name, wire) in &attacks {
+            println!("forged/{name}/{label}: {} bytes", wire.len());
+            let before = record.to_bytes();
+            assert!(record.decrypt(&mut account, wire, NOW).is_err());
+            assert_eq!(
+                before,
+                record.to_bytes(),
+                "a forged message changed the record"
+            );
+            g.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| record.decrypt(&mut account, wire, NOW).expect_err("forged"))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: every group compares three implementations, on a shared 2-core machine.
     Criterion::default()
@@ -527,6 +687,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = setup, steady, ping_pong, large, growth, state, floor
+    targets = setup, steady, ping_pong, large, growth, state, floor, forged_messages
 }
 criterion_main!(benches);

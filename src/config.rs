@@ -32,8 +32,9 @@ impl SessionConfig {
     /// Default for [`max_skipped_key_age`](Self::max_skipped_key_age): 30 days.
     pub const DEFAULT_MAX_SKIPPED_KEY_AGE: u64 = 30 * 24 * 60 * 60;
     /// Hard ceiling for [`max_skip`](Self::max_skip) and
-    /// [`max_skipped_keys`](Self::max_skipped_keys): one message can make a session derive at
-    /// most twice this many keys (about 0.2 s of work and 14 MB of memory).
+    /// [`max_skipped_keys`](Self::max_skipped_keys): an authentic message can make a session
+    /// derive at most twice this many keys (about 0.2 s of work and 14 MB of memory); what a
+    /// message costs before it is authenticated is bounded in docs/PROTOCOL.md section 6.7.
     pub const LIMIT_KEYS: u32 = 100_000;
     /// Hard ceiling for [`max_previous_sessions`](Self::max_previous_sessions).
     pub const LIMIT_PREVIOUS_SESSIONS: u32 = 64;
@@ -42,6 +43,19 @@ impl SessionConfig {
     /// ahead is rejected with [`DecryptError::TooFarAhead`](crate::DecryptError::TooFarAhead).
     pub fn max_skip(&self) -> u32 {
         self.max_skip
+    }
+
+    /// The most message keys a message may make a *previous* session of a record skip at the
+    /// start of a new receiving chain: [`max_skip`](Self::max_skip) divided by twice
+    /// [`max_previous_sessions`](Self::max_previous_sessions) (rounded down; 125 at the
+    /// defaults), so that a message no session can authenticate makes the previous sessions
+    /// together walk about `max_skip / 2` chain steps at most (docs/PROTOCOL.md section
+    /// 6.7). A message further ahead is rejected by that session with
+    /// [`DecryptError::TooFarAhead`](crate::DecryptError::TooFarAhead) naming this bound.
+    /// The current session's chains, and a previous session's current receiving chain, keep
+    /// the full [`max_skip`](Self::max_skip).
+    pub fn max_skip_previous(&self) -> u32 {
+        self.max_skip / self.max_previous_sessions.max(1).saturating_mul(2)
     }
 
     /// The most skipped message keys a session stores; beyond it the oldest are evicted.

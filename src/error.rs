@@ -213,7 +213,10 @@ pub enum DecryptError {
         /// The message number in its chain.
         counter: u32,
     },
-    /// Decrypting would skip more messages of one chain than the session allows.
+    /// Decrypting would skip more messages of one chain than the session allows: more than
+    /// [`SessionConfig::max_skip`](crate::SessionConfig::max_skip), or, for a message that
+    /// would start a new chain in a previous session of a record, more than
+    /// [`SessionConfig::max_skip_previous`](crate::SessionConfig::max_skip_previous).
     #[error(
         "message {counter} would skip {skip} messages of its chain; at most {max_skip} may be skipped"
     )]
@@ -222,7 +225,7 @@ pub enum DecryptError {
         counter: u32,
         /// How many message keys would have to be skipped.
         skip: u64,
-        /// The configured bound.
+        /// The bound that applied (`max_skip` or `max_skip_previous`).
         max_skip: u32,
     },
     /// The record has no session that this message belongs to, and it is not an initial

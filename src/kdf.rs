@@ -143,6 +143,15 @@ pub(crate) fn chain_step(chain_key: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizin
     (next_chain, message_key)
 }
 
+/// The next chain key alone: HMAC-SHA256(ck, 0x02), the first output of
+/// [`chain_step`]. Walking a chain with it skips the message keys, for reaching one message's
+/// key before it is known whether the message is authentic.
+pub(crate) fn next_chain_key(chain_key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut mac = hmac_with_key(chain_key);
+    mac.update(&[CHAIN_KEY_INPUT]);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
 /// The one-time key that seals a persisted object:
 /// HKDF-SHA256(salt, IKM = storage key, info = LABEL_STATE_SEAL || kind name).
 pub(crate) fn state_seal_key(
@@ -195,6 +204,7 @@ mod tests {
         assert_eq!(*next, hmac_sha256(&ck, &[0x02]));
         assert_eq!(*mk, hmac_sha256(&ck, &[0x01]));
         assert_ne!(*next, *mk);
+        assert_eq!(*next_chain_key(&ck), hmac_sha256(&ck, &[0x02]));
     }
 
     #[test]

@@ -16,13 +16,13 @@ use crate::content::{self, Content, ReceivedMessage, SentMessage};
 use crate::error::{ContentError, DecodeError, DecryptError, EncryptError, SetupError, TrustError};
 use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
-use crate::ratchet::Accept;
+use crate::ratchet::{Accept, Budget, Work};
 use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
 use crate::trust::{IdentityChange, PeerIdentity};
 use crate::wire::bundle::PreKeyBundle;
 use crate::wire::generated as pb;
-use crate::wire::message::Body;
+use crate::wire::message::{Body, RatchetHeader};
 
 /// Everything kept about one peer: the current session and up to
 /// [`SessionConfig::max_previous_sessions`] previous ones.
@@ -31,8 +31,11 @@ use crate::wire::message::Body;
 /// message to [`decrypt`](Self::decrypt) together with the [`Account`]. An initial message
 /// that starts a new session is accepted there (X3DH as the responder); the one-time prekey
 /// it names is consumed only if the message decrypts. Messages that belong to a previous
-/// session still decrypt, and that session becomes current again; when both peers start a
-/// session at the same moment, both settle on the same one.
+/// session still decrypt, and a previous session becomes current again only if it precedes
+/// the current one in an order both peers compute (post-quantum first, then the smaller id),
+/// so no message makes a classical session current over a post-quantum one; when both
+/// peers start a session at the same moment, both settle on the same one (docs/PROTOCOL.md
+/// section 6.7).
 ///
 /// Persist the record (and the account) after every successful call.
 ///
@@ -155,10 +158,14 @@ impl SessionRecord {
     /// Decrypts message bytes from this peer.
     ///
     /// An initial message whose setup matches a session of this record decrypts in that
-    /// session; otherwise it starts a new session with `account`'s prekeys, which becomes
-    /// current if the message decrypts (and only then is the one-time prekey consumed). A
-    /// ratchet message is tried on the current session, then on the previous ones, and the
-    /// session that decrypts it becomes current.
+    /// session; otherwise it starts a new session with
+    /// `account`'s prekeys, stored if the message decrypts (and only then is the one-time
+    /// prekey consumed). The new session becomes current unless the current one is
+    /// post-quantum and the new one classical, or both peers started a session at once and
+    /// the current one wins the tie-break. A ratchet message is tried on the current
+    /// session, then on the previous ones (docs/PROTOCOL.md section 6.7 says which ones). A
+    /// previous session that decrypts a message becomes current only if it precedes the
+    /// current one (post-quantum first, then the smaller id).
     ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
@@ -179,14 +186,29 @@ impl SessionRecord {
         now: Timestamp,
         accept: Accept<'_>,
     ) -> Result<Vec<u8>, DecryptError> {
+        self.decrypt_counting(account, message, now, accept, &mut Work::default())
+    }
+
+    /// [`decrypt_with`](Self::decrypt_with), adding the work done before authentication
+    /// to `work`.
+    pub(crate) fn decrypt_counting(
+        &mut self,
+        account: &mut Account,
+        message: &[u8],
+        now: Timestamp,
+        accept: Accept<'_>,
+        work: &mut Work,
+    ) -> Result<Vec<u8>, DecryptError> {
         let message = Body::parse(message)?;
         match &message {
             Body::Initial(setup, _) => {
                 if let Some(index) = self.position(|s| s.was_created_by(setup)) {
-                    return self.decrypt_in(index, &message, now, accept);
+                    let promote = self.may_promote(index);
+                    return self.decrypt_in(index, &message, now, accept, promote, work);
                 }
                 let mut session = Session::respond(account, setup, self.config)?;
-                let plaintext = session.decrypt_message(&message, now, accept)?;
+                let plaintext =
+                    session.decrypt_message(&message, now, accept, Budget::Current, work)?;
                 // The message is authentic, but under which identity? A different key than
                 // the conversation's is reported, never installed silently.
                 self.check_identity(&setup.identity_key)
@@ -197,14 +219,28 @@ impl SessionRecord {
                 self.install_inbound(session);
                 Ok(plaintext)
             }
-            Body::Ratchet(_) => {
+            Body::Ratchet(ratchet) => {
                 let count = usize::from(self.current.is_some()) + self.previous.len();
                 if count == 0 {
                     return Err(DecryptError::NoSession);
                 }
+                // A message on a chain a session knows can only be for that session: a peer
+                // draws a fresh ratchet key for every chain, so only the first session (the
+                // current one first) that knows the chain tries it. Otherwise the message
+                // starts a new chain in one of the sessions that hold a ratchet key pair.
+                let header = &ratchet.header;
+                let known = (0..count).find(|&i| self.knows_chain(i, header));
                 let mut first_error = None;
                 for index in 0..count {
-                    match self.decrypt_in(index, &message, now, accept) {
+                    let candidate = match known {
+                        Some(known) => index == known,
+                        None => self.can_start_chain(index),
+                    };
+                    if !candidate {
+                        continue;
+                    }
+                    let promote = self.may_promote(index);
+                    match self.decrypt_in(index, &message, now, accept, promote, work) {
                         Ok(plaintext) => return Ok(plaintext),
                         // The message authenticated in this session but was refused.
                         Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
@@ -230,6 +266,29 @@ impl SessionRecord {
         }
     }
 
+    /// Index 0 is the current session, 1.. the previous ones.
+    fn session_at(&self, index: usize) -> Option<&Session> {
+        match (index, &self.current) {
+            (0, Some(current)) => Some(current),
+            (_, Some(_)) => self.previous.get(index - 1).map(|s| &**s),
+            (_, None) => self.previous.get(index).map(|s| &**s),
+        }
+    }
+
+    fn knows_chain(&self, index: usize, header: &RatchetHeader) -> bool {
+        self.session_at(index)
+            .is_some_and(|s| s.ratchet().knows_chain(header))
+    }
+
+    fn can_start_chain(&self, index: usize) -> bool {
+        self.session_at(index)
+            .is_some_and(|s| s.ratchet().can_start_chain())
+    }
+
+    fn is_current(&self, index: usize) -> bool {
+        index == 0 && self.current.is_some()
+    }
+
     fn position(&self, predicate: impl FnMut(&Session) -> bool) -> Option<usize> {
         self.current
             .iter()
@@ -238,18 +297,41 @@ impl SessionRecord {
             .position(predicate)
     }
 
-    /// Decrypts with session `index` and, on success, makes it current.
+    /// Decrypts with session `index` and, on success, makes it current if `promote`.
     fn decrypt_in(
         &mut self,
         index: usize,
         message: &Body<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        promote: bool,
+        work: &mut Work,
     ) -> Result<Vec<u8>, DecryptError> {
+        let budget = if self.is_current(index) {
+            Budget::Current
+        } else {
+            Budget::Previous
+        };
         let session = self.session_mut(index).ok_or(DecryptError::NoSession)?;
-        let plaintext = session.decrypt_message(message, now, accept)?;
-        self.promote(index);
+        let plaintext = session.decrypt_message(message, now, accept, budget, work)?;
+        if promote {
+            self.promote(index);
+        }
         Ok(plaintext)
+    }
+
+    /// Whether a message that decrypts in session `index` makes it current (PROTOCOL.md
+    /// section 6.7, rule 3): a previous session becomes current again only if it
+    /// [precedes](precedes) the current one.
+    fn may_promote(&self, index: usize) -> bool {
+        let Some(current) = self.current.as_deref() else {
+            return true;
+        };
+        if index == 0 {
+            return false;
+        }
+        self.session_at(index)
+            .is_some_and(|candidate| precedes(candidate, current))
     }
 
     fn promote(&mut self, index: usize) {
@@ -268,17 +350,19 @@ impl SessionRecord {
         }
     }
 
-    /// Makes a session created from an incoming initial message current, except in a
-    /// simultaneous initiation: if our current session is one we started with the same peer
-    /// and it has not heard back, both sides keep the session with the smaller id, so they
-    /// converge at once.
+    /// Makes a session created from an incoming initial message current, except:
+    /// - it never replaces a post-quantum current session by a classical one;
+    /// - in a simultaneous initiation (our current session is one we started with the same
+    ///   peer and it has not heard back), the session that [precedes](precedes) the other
+    ///   stays current, so both sides converge at once.
     fn install_inbound(&mut self, session: Session) {
         let session = Box::new(session);
         match self.current.take() {
             Some(ours)
-                if ours.awaiting_reply()
-                    && ours.remote_identity() == session.remote_identity()
-                    && ours.id() < session.id() =>
+                if (ours.is_post_quantum() && !session.is_post_quantum())
+                    || (ours.awaiting_reply()
+                        && ours.remote_identity() == session.remote_identity()
+                        && precedes(&ours, &session)) =>
             {
                 self.current = Some(ours);
                 self.archive(session);
@@ -519,6 +603,18 @@ impl SessionRecord {
     }
 }
 
+/// The order that settles which of two sessions a record sends on (PROTOCOL.md section
+/// 6.7): a post-quantum session precedes a classical one; between two of the same kind, the
+/// one with the smaller id (base keys compared as unsigned bytes) precedes. Both peers see
+/// the same kinds and ids, so both compute the same order.
+fn precedes(a: &Session, b: &Session) -> bool {
+    match (a.is_post_quantum(), b.is_post_quantum()) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => a.id() < b.id(),
+    }
+}
+
 impl fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionRecord")
@@ -527,5 +623,176 @@ impl fmt::Debug for SessionRecord {
             .field("current", &self.current)
             .field("previous", &self.previous.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{X25519KeyPair, X25519PublicKey};
+    use crate::wire::PQXDH_MESSAGE_VERSION;
+    use crate::wire::message::MessageWriter;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    const NOW: Timestamp = Timestamp::from_unix_secs(1_764_000_000);
+
+    /// Bob's record with the most sessions it keeps (current and previous), each of which
+    /// received one message from Alice and sent one (so each holds a receiving chain and a
+    /// ratchet key pair: every one of them could take a message on a new chain). Returns
+    /// Bob's account, the record, and the ratchet key of Alice's chain in each session
+    /// (current first).
+    fn full_record(config: SessionConfig) -> (Account, SessionRecord, Vec<X25519PublicKey>) {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let alice = Account::new(&mut rng, NOW);
+        let mut bob = Account::new(&mut rng, NOW);
+        let mut record = SessionRecord::with_config(config);
+        let mut keys = Vec::new();
+        for i in 0..=config.max_previous_sessions() {
+            let bundle = bob.prekey_bundle(None, None).unwrap();
+            let mut alices = SessionRecord::with_config(config);
+            alices.initiate(&mut rng, &alice, &bundle).unwrap();
+            let wire = alices.encrypt(&mut rng, &[i as u8]).unwrap();
+            assert_eq!(record.decrypt(&mut bob, &wire, NOW).unwrap(), [i as u8]);
+            record.encrypt(&mut rng, b"reply").unwrap();
+            keys.insert(0, Body::parse(&wire).unwrap().ratchet().header.ratchet_key);
+        }
+        assert_eq!(
+            record.previous_sessions().count(),
+            config.max_previous_sessions() as usize
+        );
+        (bob, record, keys)
+    }
+
+    /// A ratchet message with only a tag for ciphertext (75 bytes), which no session can
+    /// authenticate.
+    fn forged(ratchet_key: X25519PublicKey, counter: u32, previous_counter: u32) -> Vec<u8> {
+        let header = RatchetHeader {
+            version: PQXDH_MESSAGE_VERSION,
+            ratchet_key,
+            counter,
+            previous_counter,
+            nonce: [9; 12],
+        };
+        let writer = MessageWriter::new(None, &header, 0);
+        writer.finish()
+    }
+
+    /// Decrypts `wire`, which must fail with `expected` and change nothing; returns the work
+    /// done before authentication.
+    fn reject(
+        account: &mut Account,
+        record: &mut SessionRecord,
+        wire: &[u8],
+        expected: DecryptError,
+    ) -> Work {
+        let before = (account.to_bytes().to_vec(), record.to_bytes().to_vec());
+        let mut work = Work::default();
+        let result = record.decrypt_counting(account, wire, NOW, &mut |_| Ok(()), &mut work);
+        assert_eq!(result, Err(expected));
+        assert_eq!(
+            before,
+            (account.to_bytes().to_vec(), record.to_bytes().to_vec())
+        );
+        work
+    }
+
+    /// PROTOCOL.md section 6.7: the most work a ratchet message can cost before it is
+    /// authenticated, as (X25519 operations, chain steps).
+    fn worst_case(config: SessionConfig) -> (u64, u64) {
+        let max_skip = u64::from(config.max_skip());
+        let sessions = 1 + u64::from(config.max_previous_sessions());
+        let previous = u64::from(config.max_skip_previous());
+        (sessions, (max_skip + 1).max(sessions * (previous + 1)))
+    }
+
+    #[test]
+    fn a_forged_message_on_a_new_chain_costs_at_most_the_documented_work() {
+        for config in [
+            SessionConfig::default(),
+            SessionConfig::default()
+                .with_max_skip(300)
+                .with_max_previous_sessions(3),
+        ] {
+            let (mut bob, mut record, _) = full_record(config);
+            let max_skip = config.max_skip();
+            let previous = config.max_skip_previous();
+            let sessions = 1 + u64::from(config.max_previous_sessions());
+            assert_eq!(previous, max_skip / (2 * config.max_previous_sessions()));
+            let mut rng = ChaCha20Rng::seed_from_u64(8);
+            let key = X25519KeyPair::generate(&mut rng).public_key();
+            // Far ahead: only the current session goes as far as the DH and the chain walk;
+            // each previous session refuses on the counter alone.
+            let far = forged(key, max_skip, 1 + max_skip);
+            let work = reject(
+                &mut bob,
+                &mut record,
+                &far,
+                DecryptError::TooFarAhead {
+                    counter: max_skip,
+                    skip: u64::from(max_skip),
+                    max_skip: previous,
+                },
+            );
+            assert_eq!(
+                work,
+                Work {
+                    dh: 1,
+                    chain_steps: u64::from(max_skip) + 1
+                }
+            );
+            // Within every session's bound: each one does a DH and walks the new chain, and
+            // none derives the skipped keys of its old chain before authentication.
+            let near = forged(key, previous, 1 + max_skip);
+            let work = reject(
+                &mut bob,
+                &mut record,
+                &near,
+                DecryptError::AuthenticationFailed,
+            );
+            assert_eq!(
+                work,
+                Work {
+                    dh: sessions,
+                    chain_steps: sessions * (u64::from(previous) + 1)
+                }
+            );
+            let (dh, steps) = worst_case(config);
+            assert_eq!(dh, sessions);
+            assert_eq!(steps, (u64::from(max_skip) + 1).max(work.chain_steps));
+        }
+    }
+
+    #[test]
+    fn a_forged_message_on_a_known_chain_is_tried_by_that_session_only() {
+        let config = SessionConfig::default();
+        let (mut bob, mut record, keys) = full_record(config);
+        let max_skip = config.max_skip();
+        for key in [keys[0], keys[4], keys[8]] {
+            // Message 0 of the chain was read; this one claims to skip MAX_SKIP messages.
+            let wire = forged(key, max_skip + 1, 0);
+            let work = reject(
+                &mut bob,
+                &mut record,
+                &wire,
+                DecryptError::AuthenticationFailed,
+            );
+            assert_eq!(
+                work,
+                Work {
+                    dh: 0,
+                    chain_steps: u64::from(max_skip) + 1
+                }
+            );
+            // A duplicate of the message that was read costs nothing.
+            let wire = forged(key, 0, 0);
+            let work = reject(
+                &mut bob,
+                &mut record,
+                &wire,
+                DecryptError::Duplicate { counter: 0 },
+            );
+            assert_eq!(work, Work::default());
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::account::Account;
 use crate::config::SessionConfig;
 use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey, write_hex};
-use crate::ratchet::{Accept, Ratchet};
+use crate::ratchet::{Accept, Budget, Ratchet, Work};
 use crate::time::Timestamp;
 use sha2::{Digest, Sha256};
 
@@ -250,16 +250,25 @@ impl Session {
     /// On error the session is exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
         let message = Body::parse(message)?;
-        self.decrypt_message(&message, now, &mut |_| Ok(()))
+        self.decrypt_message(
+            &message,
+            now,
+            &mut |_| Ok(()),
+            Budget::Current,
+            &mut Work::default(),
+        )
     }
 
     /// Decrypts a decoded message; `accept` checks the plaintext before anything is
-    /// committed. On failure the session has not changed.
+    /// committed, `budget` bounds a new chain's skip, and the work done before
+    /// authentication is added to `work`. On failure the session has not changed.
     pub(crate) fn decrypt_message(
         &mut self,
         message: &Body<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        budget: Budget,
+        work: &mut Work,
     ) -> Result<Vec<u8>, DecryptError> {
         let ratchet_message = match message {
             Body::Ratchet(r) => r,
@@ -275,9 +284,14 @@ impl Session {
         if ratchet_message.header.version != self.message_version() {
             return Err(DecryptError::AuthenticationFailed);
         }
-        let plaintext =
-            self.ratchet
-                .decrypt(&self.associated_data, ratchet_message, now, accept)?;
+        let plaintext = self.ratchet.decrypt(
+            &self.associated_data,
+            ratchet_message,
+            now,
+            accept,
+            budget,
+            work,
+        )?;
         if self.awaiting_reply {
             self.awaiting_reply = false;
             if let Some(kem) = &mut self.kem {
@@ -338,6 +352,10 @@ impl Session {
     /// How many skipped message keys the session currently stores.
     pub fn skipped_key_count(&self) -> usize {
         self.ratchet.skipped_keys()
+    }
+
+    pub(crate) fn ratchet(&self) -> &Ratchet {
+        &self.ratchet
     }
 
     pub(crate) fn ratchet_mut(&mut self) -> &mut Ratchet {

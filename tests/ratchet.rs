@@ -602,3 +602,88 @@ fn expired_and_duplicate_stay_distinguished_after_a_restore() {
         DecryptError::Expired { counter: 2 }
     );
 }
+
+/// Bob sent on the session, then started a new one (the old one is previous now, holding
+/// Bob's ratchet key pair). Alice, who has not seen the new session yet, answers in the old
+/// one with a new chain whose first messages are lost.
+fn answer_in_a_previous_session(
+    seed: u64,
+    config: SessionConfig,
+    lost: usize,
+) -> (Pair, Vec<Vec<u8>>) {
+    let mut pair = Pair::with_config(seed, config);
+    pair.exchange(Side::Alice, b"hello");
+    pair.exchange(Side::Bob, b"hi");
+    pair.exchange(Side::Alice, b"turn");
+    pair.exchange(Side::Bob, b"turn");
+    let old = pair.bob.record.session_id();
+    let bundle = pair.alice.account.prekey_bundle(None, None).unwrap();
+    pair.bob
+        .record
+        .initiate(&mut pair.rng, &pair.bob.account, &bundle)
+        .unwrap();
+    assert_eq!(
+        pair.bob.record.previous_sessions().next().unwrap().id(),
+        old.unwrap()
+    );
+    let chain: Vec<_> = (0..=lost)
+        .map(|_| pair.send(Side::Alice, b"old session"))
+        .collect();
+    (pair, chain)
+}
+
+/// A message that starts a new chain in a previous session may skip at most
+/// `max_skip_previous` = `max_skip / (2 * max_previous_sessions)` keys (PROTOCOL.md section
+/// 6.7);
+/// further ahead it fails with `TooFarAhead` naming that bound and changes nothing. In its
+/// current chain, a previous session keeps the full `max_skip`.
+#[test]
+fn the_gap_bound_for_a_new_chain_in_a_previous_session() {
+    let config = SessionConfig::default();
+    let bound = config.max_skip_previous();
+    assert_eq!(bound, 2_000 / 16);
+    // A seed where Bob's new session precedes the old one (the smaller id), so that the old
+    // one stays previous whatever arrives (PROTOCOL.md section 6.7).
+    let (mut pair, chain) = (22..64)
+        .map(|seed| answer_in_a_previous_session(seed, config, bound as usize + 1))
+        .find(|(pair, _)| {
+            let old = pair.bob.record.previous_sessions().next().unwrap().id();
+            pair.bob.record.session_id().unwrap() < old
+        })
+        .expect("a seed where the new session precedes");
+    let last = chain.len() - 1;
+    assert_eq!(
+        pair.bob.reject(&chain[last]),
+        DecryptError::TooFarAhead {
+            counter: last as u32,
+            skip: last as u64,
+            max_skip: bound
+        }
+    );
+    // Exactly the bound: allowed; then the rest of the chain arrives in any order.
+    assert_eq!(
+        pair.receive(Side::Bob, &chain[last - 1]).unwrap(),
+        b"old session"
+    );
+    assert_eq!(
+        pair.receive(Side::Bob, &chain[last]).unwrap(),
+        b"old session"
+    );
+    for wire in chain[..last - 1].iter().rev() {
+        assert_eq!(pair.receive(Side::Bob, wire).unwrap(), b"old session");
+    }
+    // Bob's new session stays current (it precedes; it awaits Alice's answer).
+    assert!(pair.bob.record.session().unwrap().awaiting_reply());
+
+    // In the previous session's current chain, the full MAX_SKIP applies.
+    let max_skip = config.max_skip() as usize;
+    let more: Vec<_> = (0..=max_skip)
+        .map(|_| pair.send(Side::Alice, b"more"))
+        .collect();
+    assert_eq!(
+        pair.receive(Side::Bob, &more[max_skip - 1]).unwrap(),
+        b"more"
+    );
+    assert_eq!(pair.receive(Side::Bob, &more[0]).unwrap(), b"more");
+    assert!(pair.bob.record.session().unwrap().awaiting_reply());
+}

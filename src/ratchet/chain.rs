@@ -44,6 +44,13 @@ impl ChainKey {
         self.0.0 = *next;
         MessageKey(message_key.into())
     }
+
+    /// Moves the chain forward one step without deriving that step's message key (the same
+    /// chain key [`next_message_key`](Self::next_message_key) leaves behind).
+    pub(crate) fn skip_one(&mut self) {
+        let next = kdf::next_chain_key(&self.0.0);
+        self.0.0 = *next;
+    }
 }
 
 /// A message key: the AES-256-GCM key of exactly one message. It is dropped (and zeroized)

@@ -42,6 +42,28 @@ const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
 /// the decryption fails and the state is unchanged (used to validate message content).
 pub(crate) type Accept<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), DecryptError>;
 
+/// Which bound applies to a message that would start a new receiving chain in a session
+/// (PROTOCOL.md section 6.7): the current session may skip up to
+/// [`SessionConfig::max_skip`], a previous one only up to
+/// [`SessionConfig::max_skip_previous`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Budget {
+    /// The record's current session (or a session on its own).
+    Current,
+    /// A previous session of a record.
+    Previous,
+}
+
+/// Work done for a message before its authentication tag was checked: what a forged message
+/// can cost. Counted by every decryption; the record's unit tests check the bound with it.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct Work {
+    /// Chain-key steps (KDF_CK or its chain-key half).
+    pub(crate) chain_steps: u64,
+    /// X25519 operations (each followed by one KDF_RK).
+    pub(crate) dh: u64,
+}
+
 /// Length of the full associated data: X3DH AD followed by the authenticated header.
 const FULL_AD_LEN: usize = ASSOCIATED_DATA_LEN + RatchetHeader::AUTHENTICATED_LEN;
 
@@ -142,6 +164,28 @@ impl Ratchet {
         self.skipped.prune_stored_before(stored_before)
     }
 
+    /// Whether a message with this header is on a chain this session knows: its current
+    /// receiving chain, a chain with the message's key stored, or a remembered finished
+    /// chain. Only such a session can decrypt it without a DH ratchet step.
+    pub(crate) fn knows_chain(&self, header: &RatchetHeader) -> bool {
+        let key = header.ratchet_key;
+        (self.their_key == Some(key) && self.receiving.is_some())
+            || self
+                .skipped
+                .get(&SlotId {
+                    ratchet_key: key,
+                    counter: header.counter,
+                })
+                .is_some()
+            || self.skipped.finished_chain(&key).is_some()
+    }
+
+    /// Whether this session holds a ratchet key pair, without which a message on a new chain
+    /// cannot be for it.
+    pub(crate) fn can_start_chain(&self) -> bool {
+        matches!(self.ours, OurRatchet::KeyOnly(_) | OurRatchet::Sending(_))
+    }
+
     /// Encrypts one message. `setup` is written in front of it while the initiator has not
     /// heard back.
     pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
@@ -215,20 +259,23 @@ impl Ratchet {
     }
 
     /// Decrypts one message into a new buffer (the only allocation on the steady-state path).
-    /// On failure the state has not changed.
+    /// `budget` bounds a new chain's skip; the work done before the tag is checked is added
+    /// to `work`. On failure the state has not changed.
     pub(crate) fn decrypt(
         &mut self,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        budget: Budget,
+        work: &mut Work,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         if self.their_key == Some(header.ratchet_key)
             && let Some(receiving) = &self.receiving
         {
             if header.counter >= receiving.counter {
-                return self.decrypt_in_current_chain(associated_data, message, now, accept);
+                return self.decrypt_in_current_chain(associated_data, message, now, accept, work);
             }
             return self.decrypt_with_stored_key(associated_data, message, accept);
         }
@@ -246,7 +293,7 @@ impl Ratchet {
             // A genuine peer never sends past the end of a chain it has left.
             return Err(DecryptError::AuthenticationFailed);
         }
-        self.decrypt_in_new_chain(associated_data, message, now, accept)
+        self.decrypt_in_new_chain(associated_data, message, now, accept, budget, work)
     }
 
     fn missing_key_error(&self, header: &RatchetHeader) -> DecryptError {
@@ -288,6 +335,7 @@ impl Ratchet {
         message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        work: &mut Work,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         let Some(receiving) = &self.receiving else {
@@ -304,18 +352,23 @@ impl Ratchet {
             .counter
             .checked_add(1)
             .ok_or(DecryptError::AuthenticationFailed)?;
+        // Before authentication, only walk the chain keys to the message's key; the skipped
+        // message keys are derived once the message is known to be authentic.
         let mut chain = receiving.chain.clone();
+        skip_chain(&mut chain, skip, work);
+        let message_key = chain.next_message_key();
+        work.chain_steps += 1;
+        let plaintext = open(&message_key, associated_data, message, accept)?;
+
         let mut pending = PendingKeys::new();
+        let mut skipped_chain = receiving.chain.clone();
         derive_skipped(
-            &mut chain,
+            &mut skipped_chain,
             header.ratchet_key,
             receiving.counter,
             header.counter,
             &mut pending,
         );
-        let message_key = chain.next_message_key();
-        let plaintext = open(&message_key, associated_data, message, accept)?;
-
         self.receiving = Some(ReceivingChain {
             chain,
             counter: next,
@@ -330,6 +383,8 @@ impl Ratchet {
         message: &RatchetMessage<'_>,
         now: Timestamp,
         accept: Accept<'_>,
+        budget: Budget,
+        work: &mut Work,
     ) -> Result<Vec<u8>, DecryptError> {
         let header = message.header;
         let our_key = match &self.ours {
@@ -355,45 +410,57 @@ impl Ratchet {
             finishing = Some((their_key, receiving, skip));
             finished_length = receiving.counter.max(header.previous_counter);
         }
-        if header.counter > self.config.max_skip() {
-            return Err(too_far_ahead(
-                header.counter,
-                u64::from(header.counter),
-                &self.config,
-            ));
+        let max_new_chain_skip = match budget {
+            Budget::Current => self.config.max_skip(),
+            Budget::Previous => self.config.max_skip_previous(),
+        };
+        if header.counter > max_new_chain_skip {
+            return Err(DecryptError::TooFarAhead {
+                counter: header.counter,
+                skip: u64::from(header.counter),
+                max_skip: max_new_chain_skip,
+            });
         }
         let next = header
             .counter
             .checked_add(1)
             .ok_or(DecryptError::AuthenticationFailed)?;
+        let dh = our_key
+            .diffie_hellman(&header.ratchet_key.to_dalek())
+            .map_err(|_| DecryptError::LowOrderKey)?;
+        work.dh += 1;
+        let (root, new_chain) = self.root.advance(&dh);
+        // Before authentication, only walk the new chain's keys to the message's key: the
+        // skipped keys of both chains are derived once the message is known to be authentic.
+        let mut chain = new_chain.clone();
+        skip_chain(&mut chain, header.counter, work);
+        let message_key = chain.next_message_key();
+        work.chain_steps += 1;
+        let plaintext = open(&message_key, associated_data, message, accept)?;
+
         // The skipped keys of both chains, in one allocation (both counts are at most
         // MAX_SKIP).
         let finishing_skip = finishing.map_or(0, |(_, _, skip)| skip);
         let mut pending =
             PendingKeys::with_capacity(finishing_skip as usize + header.counter as usize);
         if let Some((their_key, receiving, _)) = finishing {
-            let mut chain = receiving.chain.clone();
+            let mut old_chain = receiving.chain.clone();
             derive_skipped(
-                &mut chain,
+                &mut old_chain,
                 their_key,
                 receiving.counter,
                 header.previous_counter,
                 &mut pending,
             );
         }
-        let dh = our_key
-            .diffie_hellman(&header.ratchet_key.to_dalek())
-            .map_err(|_| DecryptError::LowOrderKey)?;
-        let (root, mut chain) = self.root.advance(&dh);
+        let mut skipped_chain = new_chain;
         derive_skipped(
-            &mut chain,
+            &mut skipped_chain,
             header.ratchet_key,
             0,
             header.counter,
             &mut pending,
         );
-        let message_key = chain.next_message_key();
-        let plaintext = open(&message_key, associated_data, message, accept)?;
 
         self.root = root;
         self.skipped
@@ -526,6 +593,14 @@ impl Ratchet {
     }
 }
 
+/// Moves `chain` forward `steps` chain keys without deriving their message keys.
+fn skip_chain(chain: &mut ChainKey, steps: u32, work: &mut Work) {
+    for _ in 0..steps {
+        chain.skip_one();
+    }
+    work.chain_steps += u64::from(steps);
+}
+
 /// Derives the message keys `from..to` of a chain into `pending`, advancing `chain`. Each key
 /// is boxed as it is derived (see [`PendingKeys`]).
 fn derive_skipped(
@@ -602,8 +677,15 @@ mod tests {
         else {
             unreachable!("a ratchet message")
         };
-        bob.decrypt(&ad, &message, Timestamp::EPOCH, &mut |_| Ok(()))
-            .unwrap();
+        bob.decrypt(
+            &ad,
+            &message,
+            Timestamp::EPOCH,
+            &mut |_| Ok(()),
+            Budget::Current,
+            &mut Work::default(),
+        )
+        .unwrap();
         (alice, bob)
     }
 
