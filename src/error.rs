@@ -533,7 +533,7 @@ impl core::fmt::Display for FileNameRule {
 #[non_exhaustive]
 pub enum AttachmentError {
     /// The sealed file (or the pointer) is of a format version this build does not read.
-    #[error("unsupported attachment format version {found} (this build reads version 1)")]
+    #[error("unsupported attachment format version {found} (this build reads version 2)")]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -586,9 +586,23 @@ pub enum AttachmentError {
         /// The chunk holding the non-zero padding byte.
         index: u64,
     },
-    /// Every chunk verified, but the SHA-256 of the sealed file is not the pointer's digest.
-    #[error("the sealed attachment's SHA-256 digest does not match the pointer")]
-    DigestMismatch,
+    /// The hashes of the sealed file (the hash tree stored after its chunks, or the chunks
+    /// themselves) do not lead to the root in the pointer: this is not the file the pointer
+    /// commits to, or its stored hash tree was modified. Checked before any chunk they
+    /// cover is decrypted.
+    #[error(
+        "the sealed attachment's hash tree does not match the root in the pointer: it is not the file the pointer commits to"
+    )]
+    RootMismatch,
+    /// A chunk's hash differs from the one the pointer's root commits to for its position:
+    /// it was modified, moved, or replaced, possibly by someone holding the file key (who can
+    /// encrypt chunks that authenticate). Detected before the chunk is decrypted; nothing of
+    /// it is released.
+    #[error("attachment chunk {index} is not the chunk the pointer commits to at this position")]
+    ChunkNotCommitted {
+        /// The position (from 0) of the chunk.
+        index: u64,
+    },
     /// The plaintext is larger than the format allows (2^50 bytes).
     #[error("the attachment is {len} bytes, more than the 2^50 bytes the format allows")]
     TooLarge {
