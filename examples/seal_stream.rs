@@ -144,7 +144,7 @@ fn print_sealed(
         sink.0,
         mib_per_s(len, secs)
     );
-    println!("digest {}", hex::encode(pointer.digest()));
+    println!("root {}", hex::encode(pointer.root()));
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -617,7 +617,12 @@ fn random_access_fetches_only_the_touched_chunks() {
     let empty = access.plan(500..500).expect("plan");
     assert_eq!(empty.sealed_len(), 0);
     assert!(empty.hash_ranges().is_empty());
-    assert!(access.decrypt(&empty, &mut [], &[]).expect("empty").is_empty());
+    assert!(
+        access
+            .decrypt(&empty, &mut [], &[])
+            .expect("empty")
+            .is_empty()
+    );
     assert!(matches!(
         access.plan(0..10 * 1024 + 1),
         Err(E::InvalidRange { .. })
@@ -757,7 +762,8 @@ fn dropped_chunks_are_caught() {
         if index + 1 < n {
             let mut shifted = bad.clone();
             shifted.splice(
-                layout.tree_offset() as usize - (end - start)..layout.tree_offset() as usize - (end - start),
+                layout.tree_offset() as usize - (end - start)
+                    ..layout.tree_offset() as usize - (end - start),
                 sealed[chunk_bounds(&layout, n - 1).0..chunk_bounds(&layout, n - 1).1].to_vec(),
             );
             assert_eq!(shifted.len(), sealed.len());
@@ -784,7 +790,10 @@ fn duplicated_chunks_are_caught() {
         let copy = sealed[start..end].to_vec();
         bad.splice(end..end, copy);
         let (memory, streaming) = open_all(&pointer, &bad);
-        assert!(matches!(memory, Err(E::LengthMismatch { .. })), "{memory:?}");
+        assert!(
+            matches!(memory, Err(E::LengthMismatch { .. })),
+            "{memory:?}"
+        );
         assert!(
             matches!(streaming, Err(E::LengthMismatch { .. })),
             "{streaming:?}"
@@ -1039,7 +1048,10 @@ fn a_stream_that_drops_releases_verified_chunks_then_fails() {
         }
     };
     assert_eq!(released, &data[..2048]);
-    assert!(matches!(err, E::Io(ref e) if e.kind() == io::ErrorKind::ConnectionReset), "{err:?}");
+    assert!(
+        matches!(err, E::Io(ref e) if e.kind() == io::ErrorKind::ConnectionReset),
+        "{err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1067,10 +1079,20 @@ fn payload_cipher(pointer: &AttachmentPointer, sealed: &[u8]) -> aes_gcm::Aes256
 
 /// `sealed` with chunk `index` (a full chunk of plaintext) re-encrypted to `fill` bytes
 /// under the file's own payload key, at its own position: a chunk that authenticates.
-fn forge_chunk(pointer: &AttachmentPointer, layout: &Layout, sealed: &[u8], index: u64, fill: u8) -> Vec<u8> {
+fn forge_chunk(
+    pointer: &AttachmentPointer,
+    layout: &Layout,
+    sealed: &[u8],
+    index: u64,
+    fill: u8,
+) -> Vec<u8> {
     use aes_gcm::aead::AeadInOut;
     let (start, end) = chunk_bounds(layout, index);
-    assert_eq!(layout.chunk_size().bytes(), end - start - 16, "a full chunk");
+    assert_eq!(
+        layout.chunk_size().bytes(),
+        end - start - 16,
+        "a full chunk"
+    );
     let mut payload = vec![fill; end - start - 16];
     let mut nonce = [0u8; 12];
     nonce[3..11].copy_from_slice(&index.to_be_bytes());
@@ -1124,7 +1146,11 @@ fn assert_forgery_refused(path: &str, expected: &str, result: Result<impl std::f
 /// No byte of the forged chunk was released: `released` is a prefix of the genuine data
 /// that ends before chunk 1.
 fn assert_nothing_forged(path: &str, data: &[u8], released: &[u8]) {
-    assert!(released.len() <= 1024, "{path}: {} bytes released", released.len());
+    assert!(
+        released.len() <= 1024,
+        "{path}: {} bytes released",
+        released.len()
+    );
     assert_eq!(released, &data[..released.len()], "{path}");
 }
 
@@ -1141,7 +1167,11 @@ fn a_key_holder_cannot_forge_a_chunk_for_open() {
 fn a_key_holder_cannot_forge_a_chunk_for_open_parallel() {
     let f = forgery();
     for (expected, forged) in &f.forged {
-        assert_forgery_refused("open_parallel", expected, attachment::open_parallel(&f.pointer, forged));
+        assert_forgery_refused(
+            "open_parallel",
+            expected,
+            attachment::open_parallel(&f.pointer, forged),
+        );
     }
 }
 
@@ -1220,7 +1250,10 @@ fn a_key_holder_cannot_forge_a_chunk_for_decrypt() {
         for range in FORGED_RANGES {
             let (result, buffer) = decrypt_range(&f.pointer, forged, range.clone());
             assert_forgery_refused("decrypt", expected, result);
-            assert!(buffer.iter().all(|&b| b == 0), "decrypt {range:?}: buffer not wiped");
+            assert!(
+                buffer.iter().all(|&b| b == 0),
+                "decrypt {range:?}: buffer not wiped"
+            );
         }
     }
 }
@@ -1267,7 +1300,10 @@ fn a_forged_chunk_past_the_first_window_of_leaves_is_refused_by_the_streams() {
         let forged = forge_chunk(&pointer, &layout, &sealed, index, FORGED_FILL);
         let recomputed = with_tree_of_its_chunks(&layout, forged.clone());
         let start = index as usize * 1024;
-        for (expected, file) in [("ChunkNotCommitted", &forged), ("RootMismatch", &recomputed)] {
+        for (expected, file) in [
+            ("ChunkNotCommitted", &forged),
+            ("RootMismatch", &recomputed),
+        ] {
             for (function, result, written) in open_streams_into(&pointer, file) {
                 let e = result.expect_err(function);
                 assert_eq!(error_name(&e), expected, "{function} chunk {index}: {e:?}");
@@ -1900,7 +1936,10 @@ fn attacks_on_files_of_many_batches() {
         let mut bad = sealed.clone();
         bad[layout.tree_offset() as usize + node * 32 + 5] ^= 1;
         let memory = attachment::open(&pointer, &bad);
-        assert!(matches!(memory, Err(E::RootMismatch)), "node {node}: {memory:?}");
+        assert!(
+            matches!(memory, Err(E::RootMismatch)),
+            "node {node}: {memory:?}"
+        );
     }
     assert_eq!(layout.tree_len(), 120 * 32);
 }
