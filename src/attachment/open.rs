@@ -108,10 +108,14 @@ where
         at += run_len;
     }
     proof.verify(&bytes, prefix, root)?;
-    let window = bytes
-        .get(proof.window_in_proof())
-        .ok_or(AttachmentError::RootMismatch)?;
-    Ok(window.to_vec())
+    // Keep only the window's leaves, in place (no second buffer).
+    let window = proof.window_in_proof();
+    if window.end > bytes.len() {
+        return Err(AttachmentError::RootMismatch);
+    }
+    bytes.truncate(window.end);
+    bytes.drain(..window.start);
+    Ok(bytes)
 }
 
 /// Checks sealed chunk `index` against its verified leaf hash (the 32 bytes `verified`).
@@ -292,7 +296,8 @@ mod streaming {
                 let first = index / STREAM_WINDOW * STREAM_WINDOW;
                 let last = (first + STREAM_WINDOW).min(self.layout.chunk_count()) - 1;
                 let (layout, prefix, root) = (self.layout, self.prefix, self.root);
-                self.window.clear();
+                // Freed before the next window is fetched: one window in memory at a time.
+                self.window = Vec::new();
                 self.window = fetch_window(&layout, &prefix, &root, first, last, |at, buf| {
                     self.read_at(at, buf)
                 })?;

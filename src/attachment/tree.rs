@@ -109,6 +109,23 @@ pub(crate) fn parent_level(level: &[Hash]) -> Vec<Hash> {
         .collect()
 }
 
+/// Replaces `level` by the next level up, in place.
+pub(crate) fn parent_level_in_place(level: &mut Vec<Hash>) {
+    let parents = level.len().div_ceil(2);
+    for i in 0..parents {
+        // 2i and 2i + 1 are at or after i: read before written.
+        let parent = match (level.get(2 * i), level.get(2 * i + 1)) {
+            (Some(left), Some(right)) => node_hash(left, right),
+            (Some(lone), None) => *lone,
+            _ => [0u8; HASH_LEN],
+        };
+        if let Some(slot) = level.get_mut(i) {
+            *slot = parent;
+        }
+    }
+    level.truncate(parents);
+}
+
 /// Writes the stored tree over `leaves` (level 0 first, the top last) to `write`, and
 /// returns the tree root.
 pub(crate) fn write_tree<E>(
@@ -147,7 +164,7 @@ pub(crate) fn verify_stored_tree<'s>(
         .map(|c| c.try_into().unwrap_or([0u8; HASH_LEN]))
         .collect();
     while level.len() > 1 {
-        level = parent_level(&level);
+        parent_level_in_place(&mut level);
         let (stored_level, rest) = upper
             .split_at_checked(level.len() * HASH_LEN)
             .ok_or(AttachmentError::RootMismatch)?;
@@ -271,7 +288,7 @@ impl WindowProof {
                     level.push(nodes.next().ok_or(AttachmentError::RootMismatch)?);
                 }
             }
-            level = parent_level(&level);
+            parent_level_in_place(&mut level);
             lo /= 2;
             hi /= 2;
         }
