@@ -82,6 +82,7 @@ pub(crate) fn open_chunk_in_place(
 /// leaves, their neighbours, at most two nodes a level above) through `read_at` and checks
 /// it against the pointer's root ([`AttachmentError::RootMismatch`] if it does not lead
 /// there). Returns the window's leaves, 32 bytes each.
+#[cfg(feature = "std")]
 pub(crate) fn fetch_window<F>(
     layout: &Layout,
     prefix: &[u8],

@@ -73,8 +73,7 @@ pub(crate) const fn level_len(n: u64, level: u32) -> u64 {
     if level >= 64 {
         return 1;
     }
-    let step = 1u64 << level;
-    n / step + (n % step != 0) as u64
+    n.div_ceil(1u64 << level)
 }
 
 /// Number of levels below the top (0 for a single leaf).
@@ -227,7 +226,7 @@ impl WindowProof {
         for level in 0..=height(self.n) {
             let len = level_len(self.n, level);
             let left = lo % 2 == 1;
-            let right = hi % 2 == 0 && hi + 1 < len;
+            let right = hi.is_multiple_of(2) && hi + 1 < len;
             if level == 0 {
                 let start = lo - u64::from(left);
                 let end = hi + u64::from(right);
@@ -284,7 +283,7 @@ impl WindowProof {
                 if lo % 2 == 1 {
                     level.insert(0, nodes.next().ok_or(AttachmentError::RootMismatch)?);
                 }
-                if hi % 2 == 0 && hi + 1 < len {
+                if hi.is_multiple_of(2) && hi + 1 < len {
                     level.push(nodes.next().ok_or(AttachmentError::RootMismatch)?);
                 }
             }
