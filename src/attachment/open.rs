@@ -1,5 +1,6 @@
 //! Opening: a whole sealed file in memory, or a seekable stream chunk by chunk (progressive).
 
+#[cfg(feature = "std")]
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -10,8 +11,12 @@ use crate::error::AttachmentError;
 use crate::padding;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
-use super::pointer::{AttachmentPointer, ROOT_LEN};
-use super::tree::{self, HASH_LEN, WindowProof};
+use super::pointer::AttachmentPointer;
+#[cfg(feature = "std")]
+use super::pointer::ROOT_LEN;
+#[cfg(feature = "std")]
+use super::tree::WindowProof;
+use super::tree::{self, HASH_LEN};
 
 /// Verifies the prefix (header and commitment) of a sealed file against the pointer and
 /// returns the file's cipher and layout. Nothing is decrypted.
