@@ -646,6 +646,39 @@ fn random_access_fetches_only_the_touched_chunks() {
     ));
 }
 
+/// The figure: a 64 KiB range of a 1 GiB file (64 KiB chunks: 16,384 chunks, a
+/// tree of 15 levels) fetches its chunk with its 16-byte tag, and 15 hashes: its leaf and its
+/// neighbour's on level 0, one node on each of levels 1 to 13. 496 bytes beyond the
+/// plaintext (and the 70-byte prefix once per `RandomAccess`), counted by hand from
+/// docs/PROTOCOL.md 13.5.
+#[test]
+fn a_64_kib_range_of_a_1_gib_file_fetches_496_more_bytes() {
+    let layout = Layout::new(1 << 30, ChunkSize::DEFAULT).expect("layout");
+    assert_eq!(layout.chunk_count(), 16_384);
+    let start = 65_536 * 10_000;
+    let plan = layout.plan(start..start + 65_536).expect("plan");
+    assert_eq!(plan.chunks(), 10_000..10_001);
+    assert_eq!(plan.sealed_len(), 65_536 + 16);
+    assert_eq!(
+        plan.hash_ranges().len(),
+        14,
+        "one read on level 0, one per level above"
+    );
+    assert_eq!(
+        plan.hash_ranges()[0].end - plan.hash_ranges()[0].start,
+        2 * 32
+    );
+    assert_eq!(plan.hashes_len(), 15 * 32);
+    assert_eq!(plan.fetched_len() - 65_536, 496);
+    // Across a chunk boundary: both chunks (10,000 and 10,001, siblings), no neighbour on
+    // level 0, one node on each level above.
+    let plan = layout
+        .plan(start + 1000..start + 1000 + 65_536)
+        .expect("plan");
+    assert_eq!(plan.chunks(), 10_000..10_002);
+    assert_eq!(plan.fetched_len(), 2 * (65_536 + 16) + 15 * 32);
+}
+
 // ---------------------------------------------------------------------------------------
 // Attacks: every bit of the header and commitment
 
