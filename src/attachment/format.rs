@@ -208,6 +208,36 @@ impl PayloadCipher {
             .unwrap_or([0u8; TAG_LEN])
     }
 
+    /// Encrypts one chunk's payload from `payload` into `out` (of the same length) and
+    /// returns its tag: no copy of the plaintext first.
+    pub(crate) fn seal_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        // Equal lengths and at most 1 MiB: cannot fail; a zero tag would not verify anyway.
+        self.0
+            .seal_into(&chunk_nonce(index, last), &[], payload, out)
+            .unwrap_or([0u8; TAG_LEN])
+    }
+
+    /// Verifies one chunk and decrypts it from `ciphertext` into `out` (of the same
+    /// length). On failure `out` is left as it was.
+    pub(crate) fn open_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), AttachmentError> {
+        self.0
+            .open_into(&chunk_nonce(index, last), &[], ciphertext, tag, out)
+            .map_err(|_| AttachmentError::ChunkAuthentication { index })
+    }
+
     /// Verifies and decrypts one chunk in place. On failure `buf` still holds ciphertext.
     pub(crate) fn open_chunk(
         &self,

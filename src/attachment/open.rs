@@ -1,6 +1,5 @@
 //! Opening: a whole sealed file in memory, or a seekable stream chunk by chunk (progressive).
 
-#[cfg(feature = "std")]
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -180,10 +179,12 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
         tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
     // Both buffers hold plaintext: they are wiped when dropped, on every path out of here
     // (the plaintext returned on success is moved out first and is the caller's). Neither
-    // grows past the capacity reserved here, so no unwiped copy is left by a reallocation:
-    // the first chunk is the largest.
-    let mut out = Zeroizing::new(Vec::with_capacity(plaintext_len));
+    // grows past its allocation, so no unwiped copy is left by a reallocation. The output
+    // is allocated zeroed (fresh pages, no pass over it) and each chunk decrypts straight
+    // into its place: one write of every plaintext byte.
+    let mut out = Zeroizing::new(vec![0u8; plaintext_len]);
     let mut scratch = Zeroizing::new(Vec::with_capacity(layout.chunk_sealed_len(0)));
+    let mut written = 0usize;
     for index in 0..layout.chunk_count() {
         let sealed_chunk_len = layout.chunk_sealed_len(index);
         let (chunk, tail) = rest
@@ -191,21 +192,23 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
             .ok_or(AttachmentError::Truncated { missing: 0 })?;
         rest = tail;
         check_chunk(&layout, index, chunk, leaf_in(leaves, 0, index))?;
-        if layout.chunk_plaintext_len(index) == layout.chunk_payload_len(index) {
+        let plaintext = layout.chunk_plaintext_len(index);
+        let slot = out
+            .get_mut(written..written + plaintext)
+            .ok_or(AttachmentError::ChunkAuthentication { index })?;
+        if plaintext == layout.chunk_payload_len(index) {
             // All plaintext: decrypt straight into the output.
             let (ciphertext, tag) =
                 split_tag(chunk).ok_or(AttachmentError::ChunkAuthentication { index })?;
-            let start = out.len();
-            out.extend_from_slice(ciphertext);
-            let target = out.get_mut(start..).unwrap_or_default();
-            cipher.open_chunk(index, layout.is_last(index), target, tag)?;
+            cipher.open_chunk_into(index, layout.is_last(index), ciphertext, tag, slot)?;
         } else {
             // Holds padding: decrypt aside, check the padding, keep the plaintext.
             scratch.clear();
             scratch.extend_from_slice(chunk);
             let n = open_chunk_in_place(&cipher, &layout, index, &mut scratch)?;
-            out.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            slot.copy_from_slice(scratch.get(..n).unwrap_or_default());
         }
+        written += plaintext;
     }
     Ok(core::mem::take(&mut *out))
 }

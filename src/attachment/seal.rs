@@ -6,7 +6,7 @@ use rand_core::CryptoRng;
 
 use crate::error::AttachmentError;
 
-use super::format::{Layout, SealKeys};
+use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, SealKeys};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::tree;
 
@@ -45,29 +45,45 @@ pub fn seal<R: CryptoRng + ?Sized>(
         usize::try_from(layout.sealed_len()).map_err(|_| AttachmentError::TooLarge { len })?;
     let keys = SealKeys::generate(rng, metadata.chunk_size());
 
-    let mut out = Vec::with_capacity(sealed_len);
-    out.extend_from_slice(&keys.prefix);
+    // Allocated zeroed (fresh pages, no pass over them): every chunk is encrypted straight
+    // from the plaintext into its place, and the padding is already zero.
+    let mut out = alloc::vec![0u8; sealed_len];
+    let (prefix, rest) = out.split_at_mut(PREFIX_LEN);
+    prefix.copy_from_slice(&keys.prefix);
+    let (chunks, stored_tree) = rest.split_at_mut(layout.tree_offset() as usize - PREFIX_LEN);
     let mut leaves = Vec::with_capacity(usize::try_from(layout.chunk_count()).unwrap_or(0));
+    let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
     let mut rest = plaintext;
-    for index in 0..layout.chunk_count() {
-        let start = out.len();
-        let (chunk, tail) = rest.split_at(layout.chunk_plaintext_len(index).min(rest.len()));
+    for (index, slot) in (0..layout.chunk_count()).zip(chunks.chunks_mut(stride)) {
+        let last = layout.is_last(index);
+        let n = layout.chunk_plaintext_len(index).min(rest.len());
+        let (piece, tail) = rest.split_at(n);
         rest = tail;
-        out.extend_from_slice(chunk);
-        out.resize(start + layout.chunk_payload_len(index), 0);
-        let tag = keys
-            .cipher
-            .seal_chunk(index, layout.is_last(index), &mut out[start..]);
-        out.extend_from_slice(&tag);
+        let (payload, tag) = slot.split_at_mut(layout.chunk_payload_len(index));
+        let t = if n == payload.len() {
+            keys.cipher.seal_chunk_into(index, last, piece, payload)
+        } else {
+            // Plaintext, then the zero padding already there.
+            if let Some(head) = payload.get_mut(..n) {
+                head.copy_from_slice(piece);
+            }
+            keys.cipher.seal_chunk(index, last, payload)
+        };
+        if let Some(room) = tag.get_mut(..CHUNK_TAG_LEN) {
+            room.copy_from_slice(&t);
+        }
         // Hashed right after encryption, while the chunk is still in cache.
-        leaves.push(tree::leaf_hash(index, layout.is_last(index), &out[start..]));
+        leaves.push(tree::leaf_hash(index, last, slot));
     }
+    let mut at = 0usize;
     let tree_root = tree::write_tree::<core::convert::Infallible>(leaves, |node| {
-        out.extend_from_slice(node);
+        if let Some(room) = stored_tree.get_mut(at..at + node.len()) {
+            room.copy_from_slice(node);
+        }
+        at += node.len();
         Ok(())
     })
     .unwrap_or_else(|never| match never {});
-    debug_assert_eq!(out.len(), sealed_len);
     let root = tree::pointer_root(&keys.prefix, &tree_root);
     Ok((
         AttachmentPointer::new(keys.file_key, len, root, metadata),
