@@ -358,7 +358,7 @@ fn stride_of(layout_chunk: usize) -> usize {
 ///     AttachmentMetadata::new("video/mp4", "long.mp4")?,
 /// )?;
 /// let mut opened = Vec::new();
-/// attachment::open_stream_parallel(&pointer, &mut sealed.as_slice(), &mut opened)?;
+/// attachment::open_stream_parallel(&pointer, &mut std::io::Cursor::new(&sealed), &mut opened)?;
 /// assert_eq!(opened, video);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```

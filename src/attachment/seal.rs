@@ -179,7 +179,7 @@ mod streaming {
     ///     AttachmentMetadata::new("video/mp4", "clip.mp4")?,
     /// )?;
     /// let mut opened = Vec::new();
-    /// attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut opened)?;
+    /// attachment::open_stream(&pointer, &mut std::io::Cursor::new(&sealed), &mut opened)?;
     /// assert_eq!(opened, video);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
