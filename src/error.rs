@@ -559,24 +559,26 @@ pub enum AttachmentError {
         /// The length found.
         found: u64,
     },
-    /// A chunk did not authenticate: it was modified, moved, duplicated, taken from another
-    /// file, or the chunks before or after it were dropped. Its plaintext is not released.
+    /// A chunk that the pointer's root commits to did not authenticate at its position: the
+    /// sender sealed it with another position, last-chunk flag or key (a chunk modified,
+    /// moved or taken from another file is caught before, as [`ChunkNotCommitted`]). Its
+    /// plaintext is not released.
+    ///
+    /// [`ChunkNotCommitted`]: AttachmentError::ChunkNotCommitted
     #[error(
-        "attachment chunk {index} failed authentication: it was modified, reordered, or does not belong here"
+        "attachment chunk {index} failed authentication: the sender sealed it for another position or key"
     )]
     ChunkAuthentication {
         /// The position (from 0) at which the failing chunk was read.
         index: u64,
     },
-    /// The stream ended before the final chunk: the attachment is incomplete.
+    /// The sealed file is shorter than its 70-byte prefix, or a source delivered fewer bytes
+    /// than the length it reported: the attachment is incomplete.
     #[error("the sealed attachment ended early: {missing} more bytes were expected")]
     Truncated {
-        /// How many more sealed bytes were expected.
+        /// How many more sealed bytes were expected (at least; 0 when not known).
         missing: u64,
     },
-    /// Bytes follow the final chunk.
-    #[error("data follows the final chunk of the sealed attachment")]
-    TrailingData,
     /// The padding after the plaintext is not all zero (it authenticated, so the sender
     /// produced it), or the pointer states a plaintext size shorter than what was sealed.
     #[error(

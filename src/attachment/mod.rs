@@ -49,9 +49,9 @@
 //!    (a power of two from 1 KiB to 1 MiB, checked before any buffer is allocated).
 //! 2. The key commitment, in constant time ([`CommitmentMismatch`]): the file was sealed
 //!    under the pointer's key with exactly this header.
-//! 3. The sealed length the pointer's plaintext size implies, when the length is known up
-//!    front ([`LengthMismatch`]); a stream that ends early is [`Truncated`], one that goes on
-//!    is [`TrailingData`].
+//! 3. The sealed length the pointer's plaintext size implies, known before any chunk is
+//!    read (streams seek to the end of their source) ([`LengthMismatch`]); a file shorter
+//!    than its prefix, or a source that delivers less than it reported, is [`Truncated`].
 //! 4. The hashes read from the stored tree, against the pointer's root ([`RootMismatch`]),
 //!    before any chunk they cover is decrypted: all of it for whole-file opens, a window of
 //!    1024 leaves at a time for streams, the range's leaves and their proof for random
@@ -87,7 +87,6 @@
 //! [`CommitmentMismatch`]: AttachmentError::CommitmentMismatch
 //! [`LengthMismatch`]: AttachmentError::LengthMismatch
 //! [`Truncated`]: AttachmentError::Truncated
-//! [`TrailingData`]: AttachmentError::TrailingData
 //! [`ChunkAuthentication`]: AttachmentError::ChunkAuthentication
 //! [`BadPadding`]: AttachmentError::BadPadding
 //! [`RootMismatch`]: AttachmentError::RootMismatch

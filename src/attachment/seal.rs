@@ -1,4 +1,4 @@
-//! Sealing: from a slice into a vector, or from any reader to any writer in constant memory.
+//! Sealing: from a slice into a vector, or from any reader to any writer chunk by chunk.
 
 use alloc::vec::Vec;
 
