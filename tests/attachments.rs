@@ -1,5 +1,6 @@
-//! Sealed attachments: test vectors from an independent implementation, round trips across
-//! every API, random-access reads, and every attack of issue 3 with its specific error.
+//! Sealed attachments (format 2): test vectors from an independent implementation, round
+//! trips across every API, random-access reads, every attack of issue 3 with its specific
+//! error, and the chunk forged by a holder of the file key (issue 13) on every opening path.
 
 #![cfg(feature = "std")]
 
