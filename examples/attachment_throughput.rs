@@ -3,6 +3,13 @@
 //! measures every function once, back to back, and the reported ratios are the medians of
 //! the per-round ratios.
 //!
+//! The format's own work is AES-256-GCM and one BLAKE3 leaf hash over every sealed byte,
+//! so its bound is `raw_aes_gcm_*+blake3`: raw AES-256-GCM over the buffer, then BLAKE3 over
+//! the same buffer in 64 KiB pieces, as the format hashes it (on one core, that is
+//! 1 / (1/AES-GCM + 1/BLAKE3)). `raw_sha256` and `raw_blake3` time the two candidate hashes
+//! alone over the same buffer, single-threaded: the measurement behind the choice of
+//! BLAKE3.
+//!
 //! ```text
 //! cargo run --release --example attachment_throughput -- 64 9              # 64 MiB, 9 rounds
 //! cargo run --release --example attachment_throughput --features parallel -- 64 9
@@ -16,6 +23,20 @@ use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use ratchetbox::attachment::{self, AttachmentMetadata};
 use sha2::{Digest, Sha256};
+
+/// BLAKE3 over `buf` in 64 KiB + 16-byte pieces (a default chunk and its tag), single-threaded.
+fn blake3_pieces(buf: &[u8]) {
+    for piece in buf.chunks(65_536 + 16) {
+        black_box(blake3::hash(piece));
+    }
+}
+
+/// SHA-256 over `buf` in the same pieces.
+fn sha256_pieces(buf: &[u8]) {
+    for piece in buf.chunks(65_536 + 16) {
+        black_box(Sha256::digest(piece));
+    }
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -94,8 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .expect("open");
         }),
     ));
+    ops.push(("raw_sha256", "", Box::new(|| sha256_pieces(&ciphertext))));
+    ops.push(("raw_blake3", "", Box::new(|| blake3_pieces(&ciphertext))));
     ops.push((
-        "raw_aes_gcm_seal+sha256",
+        "raw_aes_gcm_seal+blake3",
         "",
         Box::new(|| {
             let mut o = out.borrow_mut();
@@ -105,14 +128,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .encrypt_inout_detached((&nonce).into(), b"", buf)
                     .expect("seal"),
             );
-            black_box(Sha256::digest(&*o));
+            blake3_pieces(&o);
         }),
     ));
     ops.push((
-        "raw_sha256+aes_gcm_open",
+        "raw_blake3+aes_gcm_open",
         "",
         Box::new(|| {
-            black_box(Sha256::digest(&ciphertext));
+            blake3_pieces(&ciphertext);
             let mut o = out.borrow_mut();
             let buf = InOutBuf::new(&ciphertext, &mut o).expect("lengths");
             cipher
@@ -165,7 +188,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expect("seal")
     }));
     ops.push(op("open_stream", "open", || {
-        attachment::open_stream(&pointer, &mut sealed.as_slice(), &mut io::sink()).expect("open")
+        attachment::open_stream(&pointer, &mut io::Cursor::new(&sealed), &mut io::sink())
+            .expect("open")
     }));
     #[cfg(feature = "parallel")]
     {
@@ -188,8 +212,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .expect("seal")
         }));
         ops.push(op("open_stream_parallel", "open", || {
-            attachment::open_stream_parallel(&pointer, &mut sealed.as_slice(), &mut io::sink())
-                .expect("open")
+            attachment::open_stream_parallel(
+                &pointer,
+                &mut io::Cursor::new(&sealed),
+                &mut io::sink(),
+            )
+            .expect("open")
         }));
     }
 
@@ -202,8 +230,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let index = |name: &str| ops.iter().position(|(n, _, _)| *n == name).expect("op");
     let (raw_seal, raw_open) = (index("raw_aes_gcm_seal"), index("raw_aes_gcm_open"));
     let (sha_seal, sha_open) = (
-        index("raw_aes_gcm_seal+sha256"),
-        index("raw_sha256+aes_gcm_open"),
+        index("raw_aes_gcm_seal+blake3"),
+        index("raw_blake3+aes_gcm_open"),
     );
     let (seal, open) = (index("seal"), index("open"));
     println!("{mib} MiB, {rounds} rounds (medians; ratios are medians of per-round ratios)");
@@ -213,7 +241,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "{:<24} {:>9} {:>9} {:>10} {:>10} {:>12}",
-        "function", "MiB/s", "vs raw", "vs raw+sha", "vs alloc", "vs 1 thread"
+        "function", "MiB/s", "vs raw", "vs bound", "vs alloc", "vs 1 thread"
     );
     for (i, (name, kind, _)) in ops.iter().enumerate() {
         let ratio = |j: usize| median(rates[i].iter().zip(&rates[j]).map(|(a, b)| a / b).collect());

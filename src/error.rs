@@ -539,7 +539,7 @@ impl core::fmt::Display for FileNameRule {
 #[non_exhaustive]
 pub enum AttachmentError {
     /// The sealed file (or the pointer) is of a format version this build does not read.
-    #[error("unsupported attachment format version {found} (this build reads version 1)")]
+    #[error("unsupported attachment format version {found} (this build reads version 2)")]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -565,24 +565,26 @@ pub enum AttachmentError {
         /// The length found.
         found: u64,
     },
-    /// A chunk did not authenticate: it was modified, moved, duplicated, taken from another
-    /// file, or the chunks before or after it were dropped. Its plaintext is not released.
+    /// A chunk that the pointer's root commits to did not authenticate at its position: the
+    /// sender sealed it with another position, last-chunk flag or key (a chunk modified,
+    /// moved or taken from another file is caught before, as [`ChunkNotCommitted`]). Its
+    /// plaintext is not released.
+    ///
+    /// [`ChunkNotCommitted`]: AttachmentError::ChunkNotCommitted
     #[error(
-        "attachment chunk {index} failed authentication: it was modified, reordered, or does not belong here"
+        "attachment chunk {index} failed authentication: the sender sealed it for another position or key"
     )]
     ChunkAuthentication {
         /// The position (from 0) at which the failing chunk was read.
         index: u64,
     },
-    /// The stream ended before the final chunk: the attachment is incomplete.
+    /// The sealed file is shorter than its 70-byte prefix, or a source delivered fewer bytes
+    /// than the length it reported: the attachment is incomplete.
     #[error("the sealed attachment ended early: {missing} more bytes were expected")]
     Truncated {
-        /// How many more sealed bytes were expected.
+        /// How many more sealed bytes were expected (at least; 0 when not known).
         missing: u64,
     },
-    /// Bytes follow the final chunk.
-    #[error("data follows the final chunk of the sealed attachment")]
-    TrailingData,
     /// The padding after the plaintext is not all zero (it authenticated, so the sender
     /// produced it), or the pointer states a plaintext size shorter than what was sealed.
     #[error(
@@ -592,9 +594,23 @@ pub enum AttachmentError {
         /// The chunk holding the non-zero padding byte.
         index: u64,
     },
-    /// Every chunk verified, but the SHA-256 of the sealed file is not the pointer's digest.
-    #[error("the sealed attachment's SHA-256 digest does not match the pointer")]
-    DigestMismatch,
+    /// The hashes of the sealed file (the hash tree stored after its chunks, or the chunks
+    /// themselves) do not lead to the root in the pointer: this is not the file the pointer
+    /// commits to, or its stored hash tree was modified. Checked before any chunk they
+    /// cover is decrypted.
+    #[error(
+        "the sealed attachment's hash tree does not match the root in the pointer: it is not the file the pointer commits to"
+    )]
+    RootMismatch,
+    /// A chunk's hash differs from the one the pointer's root commits to for its position:
+    /// it was modified, moved, or replaced, possibly by someone holding the file key (who can
+    /// encrypt chunks that authenticate). Detected before the chunk is decrypted; nothing of
+    /// it is released.
+    #[error("attachment chunk {index} is not the chunk the pointer commits to at this position")]
+    ChunkNotCommitted {
+        /// The position (from 0) of the chunk.
+        index: u64,
+    },
     /// The plaintext is larger than the format allows (2^50 bytes).
     #[error("the attachment is {len} bytes, more than the 2^50 bytes the format allows")]
     TooLarge {

@@ -1,10 +1,11 @@
-//! Sealed attachments: test vectors from an independent implementation, round trips across
-//! every API, random-access reads, and every attack of issue 3 with its specific error.
+//! Sealed attachments (format 2): test vectors from an independent implementation, round
+//! trips across every API, random-access reads, every attack of issue 3 with its specific
+//! error, and the chunk forged by a holder of the file key (issue 13) on every opening path.
 
 #![cfg(feature = "std")]
 
 use std::convert::Infallible;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -66,31 +67,49 @@ fn sealed_with(seed: u64, plaintext: &[u8], chunk: ChunkSize) -> (AttachmentPoin
     attachment::seal(&mut rng(seed), plaintext, meta(chunk)).expect("seal")
 }
 
-/// A reader that returns at most `step` bytes per call, to exercise short reads.
+/// A reader that returns at most `step` bytes per call, to exercise short reads; it can
+/// seek, as the streaming openers need.
 struct Trickle<'a> {
     data: &'a [u8],
+    position: usize,
     step: usize,
+}
+
+impl<'a> Trickle<'a> {
+    fn new(data: &'a [u8], step: usize) -> Self {
+        Self {
+            data,
+            position: 0,
+            step,
+        }
+    }
 }
 
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.step).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
+        let rest = self.data.get(self.position..).unwrap_or_default();
+        let n = buf.len().min(self.step).min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.position += n;
         Ok(n)
+    }
+}
+
+impl Seek for Trickle<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => n as i64,
+            SeekFrom::End(d) => self.data.len() as i64 + d,
+            SeekFrom::Current(d) => self.position as i64 + d,
+        };
+        self.position = usize::try_from(target).map_err(|_| io::ErrorKind::InvalidInput)?;
+        Ok(self.position as u64)
     }
 }
 
 fn open_streaming(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, E> {
     let mut out = Vec::new();
-    attachment::open_stream(
-        pointer,
-        &mut Trickle {
-            data: sealed,
-            step: 777,
-        },
-        &mut out,
-    )?;
+    attachment::open_stream(pointer, &mut Trickle::new(sealed, 777), &mut out)?;
     Ok(out)
 }
 
@@ -114,15 +133,9 @@ fn open_all(
     #[cfg(feature = "parallel")]
     {
         let mut out = Vec::new();
-        let parallel = attachment::open_stream_parallel(
-            pointer,
-            &mut Trickle {
-                data: sealed,
-                step: 777,
-            },
-            &mut out,
-        )
-        .map(|_| out);
+        let parallel =
+            attachment::open_stream_parallel(pointer, &mut Trickle::new(sealed, 777), &mut out)
+                .map(|_| out);
         assert_eq!(
             format!("{streaming:?}"),
             format!("{parallel:?}"),
@@ -135,12 +148,86 @@ fn open_all(
 fn chunk_bounds(layout: &Layout, index: u64) -> (usize, usize) {
     let stride = layout.chunk_size().bytes() + 16;
     let start = PREFIX_LEN + index as usize * stride;
-    let end = (start + stride).min(layout.sealed_len() as usize);
+    let end = (start + stride).min(layout.tree_offset() as usize);
     (start, end)
 }
 
 fn layout_of(pointer: &AttachmentPointer, chunk: ChunkSize) -> Layout {
     Layout::new(pointer.plaintext_len(), chunk).expect("layout")
+}
+
+/// The hashes `plan` needs, concatenated from `sealed` in the plan's order.
+fn hashes_for(plan: &attachment::FetchPlan, sealed: &[u8]) -> Vec<u8> {
+    plan.hash_ranges()
+        .iter()
+        .flat_map(|r| sealed[r.start as usize..r.end as usize].iter().copied())
+        .collect()
+}
+
+// The hash tree, written here from docs/PROTOCOL.md section 13 (not with the crate's code),
+// so that tests can play a sender or an attacker who builds trees of their own.
+
+fn blake3_of(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+/// Every level of the tree over the sealed chunks of `sealed`, leaves first, top last.
+fn tree_levels(layout: &Layout, sealed: &[u8]) -> Vec<Vec<[u8; 32]>> {
+    let n = layout.chunk_count();
+    let mut level: Vec<[u8; 32]> = (0..n)
+        .map(|i| {
+            let (start, end) = chunk_bounds(layout, i);
+            let end = end.min(layout.tree_offset() as usize);
+            let last = [u8::from(i + 1 == n)];
+            blake3_of(&[&[0x00], &i.to_be_bytes(), &last, &sealed[start..end]])
+        })
+        .collect();
+    let mut levels = vec![level.clone()];
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => blake3_of(&[&[0x01], l, r]),
+                [lone] => *lone,
+                _ => unreachable!(),
+            })
+            .collect();
+        levels.push(level.clone());
+    }
+    levels
+}
+
+/// `sealed` with its stored tree replaced by the tree of its chunks (what a sender, or an
+/// attacker holding the file key, writes).
+fn with_tree_of_its_chunks(layout: &Layout, mut sealed: Vec<u8>) -> Vec<u8> {
+    let levels = tree_levels(layout, &sealed);
+    sealed.truncate(layout.tree_offset() as usize);
+    for node in levels.iter().flatten() {
+        sealed.extend_from_slice(node);
+    }
+    sealed
+}
+
+/// The pointer root that commits to `sealed` (its prefix and its chunks).
+fn root_of(layout: &Layout, sealed: &[u8]) -> [u8; 32] {
+    let levels = tree_levels(layout, sealed);
+    let top = levels.last().expect("a level")[0];
+    blake3_of(&[&[0x02], &sealed[..PREFIX_LEN], &top])
+}
+
+/// The same pointer with another root (a sender committing to other bytes).
+fn with_root(pointer: &AttachmentPointer, root: &[u8; 32]) -> AttachmentPointer {
+    let mut bytes = pointer.to_bytes().to_vec();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == pointer.root())
+        .expect("root in the encoding");
+    bytes[at..at + 32].copy_from_slice(root);
+    AttachmentPointer::from_bytes(&bytes).expect("still a valid pointer")
 }
 
 fn error_name(e: &E) -> &'static str {
@@ -151,16 +238,18 @@ fn error_name(e: &E) -> &'static str {
         E::LengthMismatch { .. } => "LengthMismatch",
         E::ChunkAuthentication { .. } => "ChunkAuthentication",
         E::Truncated { .. } => "Truncated",
-        E::TrailingData => "TrailingData",
         E::BadPadding { .. } => "BadPadding",
-        E::DigestMismatch => "DigestMismatch",
+        E::RootMismatch => "RootMismatch",
+        E::ChunkNotCommitted { .. } => "ChunkNotCommitted",
         _ => "other",
     }
 }
 
 fn error_index(e: &E) -> Option<u64> {
     match e {
-        E::ChunkAuthentication { index } | E::BadPadding { index } => Some(*index),
+        E::ChunkAuthentication { index }
+        | E::BadPadding { index }
+        | E::ChunkNotCommitted { index } => Some(*index),
         _ => None,
     }
 }
@@ -231,6 +320,17 @@ fn vectors_seal_to_the_independent_bytes() {
                 v["sealed_sha256"].as_str().expect("hex"),
                 "{name} {api}"
             );
+            assert_eq!(
+                hex::encode(pointer.root()),
+                v["root"].as_str().expect("hex"),
+                "{name} {api}: root"
+            );
+            let tree_offset = v["tree_offset"].as_u64().expect("offset") as usize;
+            assert_eq!(
+                hex::encode(&sealed[tree_offset..]),
+                v["tree"].as_str().expect("hex"),
+                "{name} {api}: stored tree"
+            );
             pointer.set_locator(locator.clone()).expect("locator");
             assert_eq!(
                 hex::encode(pointer.to_bytes().as_slice()),
@@ -250,10 +350,7 @@ fn vectors_seal_to_the_independent_bytes() {
         let mut sealed = Vec::new();
         let pointer = attachment::seal_stream(
             &mut FixedRng(randomness.clone()),
-            &mut Trickle {
-                data: &plaintext,
-                step: 1000,
-            },
+            &mut Trickle::new(&plaintext, 1000),
             &mut sealed,
             metadata.clone(),
         )
@@ -272,10 +369,7 @@ fn vectors_seal_to_the_independent_bytes() {
             let mut sealed = Vec::new();
             let pointer = attachment::seal_stream_parallel(
                 &mut FixedRng(randomness.clone()),
-                &mut Trickle {
-                    data: &plaintext,
-                    step: 1000,
-                },
+                &mut Trickle::new(&plaintext, 1000),
                 &mut sealed,
                 metadata.clone(),
             )
@@ -343,7 +437,6 @@ fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     let layout = layout_of(&pointer, chunk);
     assert_eq!(sealed.len() as u64, layout.sealed_len());
     assert_eq!(pointer.plaintext_len(), plaintext.len() as u64);
-    assert_eq!(*pointer.digest(), <[u8; 32]>::from(Sha256::digest(&sealed)));
     let (memory, streaming) = open_all(&pointer, &sealed);
     assert_eq!(memory.expect("open"), plaintext);
     assert_eq!(streaming.expect("open_stream"), plaintext);
@@ -352,35 +445,29 @@ fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     let mut streamed = Vec::new();
     let p2 = attachment::seal_stream(
         &mut rng(seed),
-        &mut Trickle {
-            data: plaintext,
-            step: 333,
-        },
+        &mut Trickle::new(plaintext, 333),
         &mut streamed,
         meta(chunk),
     )
     .expect("seal_stream");
     assert_eq!(streamed, sealed);
-    assert_eq!(p2.digest(), pointer.digest());
+    assert_eq!(p2.root(), pointer.root());
     #[cfg(feature = "parallel")]
     {
         let (p3, in_parallel) =
             attachment::seal_parallel(&mut rng(seed), plaintext, meta(chunk)).expect("seal");
         assert_eq!(in_parallel, sealed);
-        assert_eq!(p3.digest(), pointer.digest());
+        assert_eq!(p3.root(), pointer.root());
         let mut streamed = Vec::new();
         let p4 = attachment::seal_stream_parallel(
             &mut rng(seed),
-            &mut Trickle {
-                data: plaintext,
-                step: 333,
-            },
+            &mut Trickle::new(plaintext, 333),
             &mut streamed,
             meta(chunk),
         )
         .expect("seal_stream_parallel");
         assert_eq!(streamed, sealed);
-        assert_eq!(p4.digest(), pointer.digest());
+        assert_eq!(p4.root(), pointer.root());
     }
 
     // The whole range, through random access.
@@ -424,7 +511,8 @@ fn padding_hides_the_exact_size() {
     let (_, empty) = sealed_with(3, &[], ChunkSize::DEFAULT);
     let (_, small) = sealed_with(4, &pattern(256), ChunkSize::DEFAULT);
     assert_eq!(empty.len(), small.len());
-    assert_eq!(empty.len(), PREFIX_LEN + 256 + 16);
+    // One chunk: its leaf is the whole stored tree.
+    assert_eq!(empty.len(), PREFIX_LEN + 256 + 16 + 32);
 }
 
 #[test]
@@ -446,10 +534,10 @@ proptest! {
         let (pointer, sealed) = sealed_with(seed, &data, chunk);
         prop_assert_eq!(attachment::open(&pointer, &sealed).expect("open"), data.clone());
         let mut out = Vec::new();
-        attachment::open_stream(&pointer, &mut Trickle { data: &sealed, step }, &mut out).expect("open_stream");
+        attachment::open_stream(&pointer, &mut Trickle::new(&sealed, step), &mut out).expect("open_stream");
         prop_assert_eq!(&out, &data);
         let mut streamed = Vec::new();
-        attachment::seal_stream(&mut rng(seed), &mut Trickle { data: &data, step }, &mut streamed, meta(chunk)).expect("seal_stream");
+        attachment::seal_stream(&mut rng(seed), &mut Trickle::new(&data, step), &mut streamed, meta(chunk)).expect("seal_stream");
         prop_assert_eq!(streamed, sealed);
     }
 
@@ -475,8 +563,10 @@ proptest! {
             let plan = access.plan(lo as u64..hi as u64).expect("plan");
             let start = plan.sealed_offset() as usize;
             let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
-            prop_assert_eq!(access.decrypt(&plan, &mut fetched).expect("decrypt"), expected);
-            // Read-at callback, recording what was fetched: only the touched chunks.
+            let hashes = hashes_for(&plan, &sealed);
+            prop_assert_eq!(access.decrypt(&plan, &mut fetched, &hashes).expect("decrypt"), expected);
+            // Read-at callback, recording what was fetched: only the touched chunks and
+            // their hashes.
             let mut fetched_bytes = 0u64;
             let got = access.read_range(lo as u64..hi as u64, |offset, buf| {
                 fetched_bytes += buf.len() as u64;
@@ -485,7 +575,7 @@ proptest! {
                 Ok(())
             }).expect("read_range");
             prop_assert_eq!(&got[..], expected);
-            prop_assert_eq!(fetched_bytes, plan.sealed_len());
+            prop_assert_eq!(fetched_bytes, plan.fetched_len());
             #[cfg(feature = "parallel")]
             {
                 let got = access.read_range_parallel(lo as u64..hi as u64, |offset, buf| {
@@ -510,9 +600,30 @@ fn random_access_fetches_only_the_touched_chunks() {
     assert_eq!(plan.chunks(), 2..5);
     assert_eq!(plan.sealed_offset(), (PREFIX_LEN + 2 * 1040) as u64);
     assert_eq!(plan.sealed_len(), 3 * 1040);
+    // Ten chunks; levels of 10, 5, 3, 2 and 1 nodes. Chunks 2..=4 need: leaves 2..=5 (the
+    // window and its right neighbour) at level 0; nodes 0 and 3 at level 1 (beside the
+    // computed 1 and 2); nothing at level 2 (nodes 0 and 1 are computed); node 1 (leaves
+    // 8..=9) at level 3. Levels start after 10, 15 and 18 nodes.
+    let tree = access.layout().tree_offset();
+    assert_eq!(
+        plan.hash_ranges(),
+        &[
+            tree + 2 * 32..tree + 6 * 32,
+            tree + 10 * 32..tree + 11 * 32,
+            tree + 13 * 32..tree + 14 * 32,
+            tree + 19 * 32..tree + 20 * 32,
+        ]
+    );
+    assert_eq!(plan.hashes_len(), 7 * 32);
     let empty = access.plan(500..500).expect("plan");
     assert_eq!(empty.sealed_len(), 0);
-    assert!(access.decrypt(&empty, &mut []).expect("empty").is_empty());
+    assert!(empty.hash_ranges().is_empty());
+    assert!(
+        access
+            .decrypt(&empty, &mut [], &[])
+            .expect("empty")
+            .is_empty()
+    );
     assert!(matches!(
         access.plan(0..10 * 1024 + 1),
         Err(E::InvalidRange { .. })
@@ -523,9 +634,50 @@ fn random_access_fetches_only_the_touched_chunks() {
     // A buffer of the wrong size is refused.
     let mut short = vec![0u8; 10];
     assert!(matches!(
-        access.decrypt(&plan, &mut short),
+        access.decrypt(&plan, &mut short, &hashes_for(&plan, &sealed)),
         Err(E::InvalidRange { .. })
     ));
+    // And so are hashes of the wrong size.
+    let start = plan.sealed_offset() as usize;
+    let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
+    let hashes = hashes_for(&plan, &sealed);
+    assert!(matches!(
+        access.decrypt(&plan, &mut fetched, &hashes[..hashes.len() - 1]),
+        Err(E::InvalidRange { .. })
+    ));
+}
+
+/// The issue's figure: a 64 KiB range of a 1 GiB file (64 KiB chunks: 16,384 chunks, a
+/// tree of 15 levels) fetches its chunk with its 16-byte tag, and 15 hashes: its leaf and its
+/// neighbour's on level 0, one node on each of levels 1 to 13. 496 bytes beyond the
+/// plaintext (and the 70-byte prefix once per `RandomAccess`), counted by hand from
+/// docs/PROTOCOL.md 13.5.
+#[test]
+fn a_64_kib_range_of_a_1_gib_file_fetches_496_more_bytes() {
+    let layout = Layout::new(1 << 30, ChunkSize::DEFAULT).expect("layout");
+    assert_eq!(layout.chunk_count(), 16_384);
+    let start = 65_536 * 10_000;
+    let plan = layout.plan(start..start + 65_536).expect("plan");
+    assert_eq!(plan.chunks(), 10_000..10_001);
+    assert_eq!(plan.sealed_len(), 65_536 + 16);
+    assert_eq!(
+        plan.hash_ranges().len(),
+        14,
+        "one read on level 0, one per level above"
+    );
+    assert_eq!(
+        plan.hash_ranges()[0].end - plan.hash_ranges()[0].start,
+        2 * 32
+    );
+    assert_eq!(plan.hashes_len(), 15 * 32);
+    assert_eq!(plan.fetched_len() - 65_536, 496);
+    // Across a chunk boundary: both chunks (10,000 and 10,001, siblings), no neighbour on
+    // level 0, one node on each level above.
+    let plan = layout
+        .plan(start + 1000..start + 1000 + 65_536)
+        .expect("plan");
+    assert_eq!(plan.chunks(), 10_000..10_002);
+    assert_eq!(plan.fetched_len(), 2 * (65_536 + 16) + 15 * 32);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -596,7 +748,8 @@ fn bit_flips_anywhere_in_a_chunk_name_that_chunk() {
     for index in 0..layout.chunk_count() {
         let (start, end) = chunk_bounds(&layout, index);
         // First, middle and last ciphertext byte, the padding region of the last chunk, and
-        // every bit of every tag byte.
+        // every bit of every tag byte. The chunk's hash no longer matches its verified leaf:
+        // caught before it is decrypted.
         let mut positions = vec![start, (start + end - 16) / 2, end - 17];
         if index == 2 {
             positions.extend([start + 952, start + 1000, end - 17]);
@@ -610,7 +763,7 @@ fn bit_flips_anywhere_in_a_chunk_name_that_chunk() {
             let (memory, streaming) = open_all(&pointer, &bad);
             for e in [memory.expect_err("flip"), streaming.expect_err("flip")] {
                 assert!(
-                    matches!(e, E::ChunkAuthentication { index: i } if i == index),
+                    matches!(e, E::ChunkNotCommitted { index: i } if i == index),
                     "pos {pos}: {e:?}"
                 );
             }
@@ -629,21 +782,32 @@ fn dropped_chunks_are_caught() {
         let (start, end) = chunk_bounds(&layout, index);
         let mut bad = sealed.clone();
         bad.drain(start..end);
+        // Every opener knows the length before reading a chunk (streams seek to the end).
         let (memory, streaming) = open_all(&pointer, &bad);
-        assert!(matches!(memory, Err(E::LengthMismatch { expected, found })
-            if expected == sealed.len() as u64 && found == bad.len() as u64));
+        for e in [memory, streaming] {
+            assert!(
+                matches!(e, Err(E::LengthMismatch { expected, found })
+                    if expected == sealed.len() as u64 && found == bad.len() as u64),
+                "{e:?}"
+            );
+        }
+        // Dropped and the stored tree shifted back into place so that the length is right:
+        // the next chunk sits in the dropped one's place and is not the one committed there.
         if index + 1 < n {
-            // The next chunk now sits in its place and does not open there.
-            assert!(
-                matches!(streaming, Err(E::ChunkAuthentication { index: i }) if i == index),
-                "{streaming:?}"
+            let mut shifted = bad.clone();
+            shifted.splice(
+                layout.tree_offset() as usize - (end - start)
+                    ..layout.tree_offset() as usize - (end - start),
+                sealed[chunk_bounds(&layout, n - 1).0..chunk_bounds(&layout, n - 1).1].to_vec(),
             );
-        } else {
-            let missing = (end - start) as u64;
-            assert!(
-                matches!(streaming, Err(E::Truncated { missing: m }) if m == missing),
-                "{streaming:?}"
-            );
+            assert_eq!(shifted.len(), sealed.len());
+            let (memory, streaming) = open_all(&pointer, &shifted);
+            for e in [memory.expect_err("drop"), streaming.expect_err("drop")] {
+                assert!(
+                    matches!(e, E::ChunkNotCommitted { index: i } if i == index),
+                    "{e:?}"
+                );
+            }
         }
     }
 }
@@ -660,15 +824,14 @@ fn duplicated_chunks_are_caught() {
         let copy = sealed[start..end].to_vec();
         bad.splice(end..end, copy);
         let (memory, streaming) = open_all(&pointer, &bad);
-        assert!(matches!(memory, Err(E::LengthMismatch { .. })));
-        if index + 1 < n {
-            assert!(
-                matches!(streaming, Err(E::ChunkAuthentication { index: i }) if i == index + 1),
-                "{streaming:?}"
-            );
-        } else {
-            assert!(matches!(streaming, Err(E::TrailingData)), "{streaming:?}");
-        }
+        assert!(
+            matches!(memory, Err(E::LengthMismatch { .. })),
+            "{memory:?}"
+        );
+        assert!(
+            matches!(streaming, Err(E::LengthMismatch { .. })),
+            "{streaming:?}"
+        );
         // Duplicating a chunk over the next one keeps the length: caught at that position.
         if index + 2 < n {
             let mut same_len = sealed.clone();
@@ -677,7 +840,7 @@ fn duplicated_chunks_are_caught() {
             let (memory, streaming) = open_all(&pointer, &same_len);
             for e in [memory.expect_err("dup"), streaming.expect_err("dup")] {
                 assert!(
-                    matches!(e, E::ChunkAuthentication { index: i } if i == index + 1),
+                    matches!(e, E::ChunkNotCommitted { index: i } if i == index + 1),
                     "{e:?}"
                 );
             }
@@ -702,9 +865,20 @@ fn reordered_chunks_are_caught() {
         let (memory, streaming) = open_all(&pointer, &bad);
         for e in [memory.expect_err("swap"), streaming.expect_err("swap")] {
             assert!(
-                matches!(e, E::ChunkAuthentication { index } if index == a),
+                matches!(e, E::ChunkNotCommitted { index } if index == a),
                 "{e:?}"
             );
+        }
+        // The stored leaves swapped too, so that they match the chunks: the tree no longer
+        // leads to the root (a leaf binds its position).
+        let leaves = layout.tree_offset() as usize;
+        let (la, lb) = (leaves + a as usize * 32, leaves + b as usize * 32);
+        let leaf_a = bad[la..la + 32].to_vec();
+        bad.copy_within(lb..lb + 32, la);
+        bad[lb..lb + 32].copy_from_slice(&leaf_a);
+        let (memory, streaming) = open_all(&pointer, &bad);
+        for e in [memory.expect_err("swap"), streaming.expect_err("swap")] {
+            assert!(matches!(e, E::RootMismatch), "{e:?}");
         }
     }
 }
@@ -713,6 +887,7 @@ fn reordered_chunks_are_caught() {
 fn truncation_anywhere_is_caught() {
     let chunk = kib_chunks();
     let (pointer, sealed) = sealed_with(35, &pattern(3000), chunk);
+    let layout = layout_of(&pointer, chunk);
     for cut in [
         0,
         1,
@@ -722,31 +897,26 @@ fn truncation_anywhere_is_caught() {
         PREFIX_LEN + 1,
         PREFIX_LEN + 1040,
         PREFIX_LEN + 2 * 1040,
+        layout.tree_offset() as usize,
+        layout.tree_offset() as usize + 32,
         sealed.len() - 17,
         sealed.len() - 1,
     ] {
         let bad = &sealed[..cut];
         let (memory, streaming) = open_all(&pointer, bad);
-        let missing = (sealed.len() - cut) as u64;
-        if cut < PREFIX_LEN {
-            let m = (PREFIX_LEN - cut) as u64;
-            assert!(
-                matches!(memory, Err(E::Truncated { missing }) if missing == m),
-                "cut {cut}: {memory:?}"
-            );
-            assert!(
-                matches!(streaming, Err(E::Truncated { missing }) if missing == m),
-                "cut {cut}"
-            );
-        } else {
-            assert!(
-                matches!(memory, Err(E::LengthMismatch { found, .. }) if found == cut as u64),
-                "cut {cut}"
-            );
-            assert!(
-                matches!(streaming, Err(E::Truncated { missing: m }) if m == missing),
-                "cut {cut}: {streaming:?}"
-            );
+        for result in [memory, streaming] {
+            if cut < PREFIX_LEN {
+                let m = (PREFIX_LEN - cut) as u64;
+                assert!(
+                    matches!(result, Err(E::Truncated { missing }) if missing == m),
+                    "cut {cut}: {result:?}"
+                );
+            } else {
+                assert!(
+                    matches!(result, Err(E::LengthMismatch { found, .. }) if found == cut as u64),
+                    "cut {cut}: {result:?}"
+                );
+            }
         }
     }
 }
@@ -754,12 +924,15 @@ fn truncation_anywhere_is_caught() {
 #[test]
 fn appended_bytes_are_caught() {
     let (pointer, sealed) = sealed_with(36, &pattern(3000), kib_chunks());
-    for extra in [1usize, 16, 1040] {
+    for extra in [1usize, 16, 32, 1040] {
         let mut bad = sealed.clone();
         bad.extend(std::iter::repeat_n(0u8, extra));
         let (memory, streaming) = open_all(&pointer, &bad);
         assert!(matches!(memory, Err(E::LengthMismatch { .. })));
-        assert!(matches!(streaming, Err(E::TrailingData)), "{streaming:?}");
+        assert!(
+            matches!(streaming, Err(E::LengthMismatch { .. })),
+            "{streaming:?}"
+        );
         let ra = RandomAccess::new(&pointer, &bad[..PREFIX_LEN], bad.len() as u64);
         assert!(matches!(ra, Err(E::LengthMismatch { .. })));
     }
@@ -771,7 +944,7 @@ fn chunks_spliced_from_another_file_are_caught() {
     let (pointer_a, sealed_a) = sealed_with(37, &pattern(4000), chunk);
     let (_, sealed_b) = sealed_with(38, &pattern(4000), chunk);
     // Even a file sealed under the same file key (a key reuse that `seal` never makes) but
-    // with its own salt: its chunks are bound to its header through the payload key.
+    // with its own salt.
     let mut same_key = pointer_a.file_key().as_bytes().to_vec();
     same_key.extend([0x55u8; 32]);
     let (_, sealed_c) =
@@ -785,27 +958,37 @@ fn chunks_spliced_from_another_file_are_caught() {
             let (memory, streaming) = open_all(&pointer_a, &bad);
             for err in [memory.expect_err("splice"), streaming.expect_err("splice")] {
                 assert!(
-                    matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                    matches!(err, E::ChunkNotCommitted { index: i } if i == index),
                     "{err:?}"
                 );
+            }
+            // With its stored tree recomputed to match, the tree misses the root.
+            let bad = with_tree_of_its_chunks(&layout, bad);
+            let (memory, streaming) = open_all(&pointer_a, &bad);
+            for err in [memory.expect_err("splice"), streaming.expect_err("splice")] {
+                assert!(matches!(err, E::RootMismatch), "{err:?}");
             }
         }
     }
 }
 
 #[test]
-fn a_digest_that_does_not_match_is_caught_last() {
+fn a_root_that_does_not_match_is_caught_before_any_chunk_is_released() {
     let (pointer, sealed) = sealed_with(39, &pattern(2500), kib_chunks());
-    let mut bytes = pointer.to_bytes().to_vec();
-    let at = bytes
-        .windows(32)
-        .position(|w| w == pointer.digest())
-        .expect("digest in the encoding");
-    bytes[at + 31] ^= 0x80;
-    let forged = AttachmentPointer::from_bytes(&bytes).expect("still a valid pointer");
+    let mut root = *pointer.root();
+    root[31] ^= 0x80;
+    let forged = with_root(&pointer, &root);
     let (memory, streaming) = open_all(&forged, &sealed);
-    assert!(matches!(memory, Err(E::DigestMismatch)));
-    assert!(matches!(streaming, Err(E::DigestMismatch)));
+    assert!(matches!(memory, Err(E::RootMismatch)), "{memory:?}");
+    assert!(matches!(streaming, Err(E::RootMismatch)), "{streaming:?}");
+    let mut opener = StreamOpener::new(&forged, Cursor::new(&sealed)).expect("prefix");
+    assert!(matches!(opener.next_chunk(), Err(E::RootMismatch)));
+    let mut seekable = SeekableOpener::new(&forged, Cursor::new(&sealed)).expect("prefix");
+    assert!(matches!(seekable.read_range(0..10), Err(E::RootMismatch)));
+    let (result, buffer) = decrypt_range(&forged, &sealed, 1000..1100);
+    assert!(matches!(result, Err(E::RootMismatch)), "{result:?}");
+    assert_eq!(buffer.len(), 2 * 1040);
+    assert!(buffer.iter().all(|&b| b == 0), "nothing left in the buffer");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -819,7 +1002,7 @@ fn progressive_release_stops_at_the_first_bad_chunk_and_never_retracts() {
     let layout = layout_of(&pointer, chunk);
     let (s, _) = chunk_bounds(&layout, 2);
     sealed[s + 5] ^= 1;
-    let mut opener = StreamOpener::new(&pointer, sealed.as_slice()).expect("prefix is fine");
+    let mut opener = StreamOpener::new(&pointer, Cursor::new(&sealed)).expect("prefix is fine");
     assert_eq!(
         opener.next_chunk().expect("chunk 0").expect("data"),
         &data[..1024]
@@ -830,30 +1013,339 @@ fn progressive_release_stops_at_the_first_bad_chunk_and_never_retracts() {
     );
     assert!(matches!(
         opener.next_chunk(),
-        Err(E::ChunkAuthentication { index: 2 })
+        Err(E::ChunkNotCommitted { index: 2 })
     ));
     // Nothing more is released after a failure, not even the intact chunk 3.
     assert!(matches!(opener.next_chunk(), Err(E::StreamFailed)));
 }
 
 #[test]
-fn a_truncated_stream_releases_verified_chunks_then_fails() {
+fn a_truncated_stream_is_refused_before_anything_is_released() {
     let chunk = kib_chunks();
     let data = pattern(3 * 1024);
     let (pointer, sealed) = sealed_with(42, &data, chunk);
     let layout = layout_of(&pointer, chunk);
     let (_, end_of_1) = chunk_bounds(&layout, 1);
-    let mut opener = StreamOpener::new(&pointer, &sealed[..end_of_1]).expect("prefix");
+    // The opener finds the length first: a short file is refused at once.
+    assert!(matches!(
+        StreamOpener::new(&pointer, Cursor::new(&sealed[..end_of_1])),
+        Err(E::LengthMismatch { found, .. }) if found == end_of_1 as u64
+    ));
+}
+
+/// A source whose reads of bytes `fail.start..fail.end` fail (a connection that drops while
+/// fetching those chunks).
+struct Dropping<'a> {
+    inner: Cursor<&'a [u8]>,
+    fail: std::ops::Range<u64>,
+}
+
+impl Read for Dropping<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let position = self.inner.position();
+        if self.fail.contains(&position) {
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "dropped"));
+        }
+        let n = if position < self.fail.start {
+            buf.len().min((self.fail.start - position) as usize)
+        } else {
+            buf.len()
+        };
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+impl Seek for Dropping<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+#[test]
+fn a_stream_that_drops_releases_verified_chunks_then_fails() {
+    let chunk = kib_chunks();
+    let data = pattern(3 * 1024);
+    let (pointer, sealed) = sealed_with(42, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let (_, end_of_1) = chunk_bounds(&layout, 1);
+    let source = Dropping {
+        inner: Cursor::new(&sealed),
+        fail: end_of_1 as u64 + 10..layout.tree_offset(),
+    };
+    let mut opener = StreamOpener::new(&pointer, source).expect("prefix");
     let mut released = Vec::new();
     let err = loop {
         match opener.next_chunk() {
             Ok(Some(p)) => released.extend_from_slice(p),
-            Ok(None) => panic!("a truncated stream must not end successfully"),
+            Ok(None) => panic!("a dropped stream must not end successfully"),
             Err(e) => break e,
         }
     };
     assert_eq!(released, &data[..2048]);
-    assert!(matches!(err, E::Truncated { .. }));
+    assert!(
+        matches!(err, E::Io(ref e) if e.kind() == io::ErrorKind::ConnectionReset),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A holder of the file key forges a chunk (issue 13)
+//
+// Every recipient holds the file key, so any of them (or a server given the pointer) can
+// derive the payload key and encrypt a chunk of their choosing that authenticates at any
+// position. Only the root in the pointer decides which chunk bytes are genuine: every path
+// must refuse the forged chunk before releasing a byte of it. Two forgeries: the stored
+// tree left as it was (the forged chunk's hash differs from its verified leaf:
+// `ChunkNotCommitted`), and the stored tree recomputed over the forged chunks (the tree no
+// longer leads to the pointer's root: `RootMismatch`).
+
+/// The payload key of `sealed`, derived from the pointer's file key as docs/PROTOCOL.md
+/// section 13 says (HKDF-SHA256, salt from the header, info = label || header).
+fn payload_cipher(pointer: &AttachmentPointer, sealed: &[u8]) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::KeyInit;
+    let header = &sealed[..HEADER_LEN];
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(&header[6..]), pointer.file_key().as_bytes());
+    let mut key = [0u8; 32];
+    hkdf.expand_multi_info(&[b"ratchetbox v1 attachment payload key", header], &mut key)
+        .expect("32 bytes");
+    aes_gcm::Aes256Gcm::new(&key.into())
+}
+
+/// `sealed` with chunk `index` (a full chunk of plaintext) re-encrypted to `fill` bytes
+/// under the file's own payload key, at its own position: a chunk that authenticates.
+fn forge_chunk(
+    pointer: &AttachmentPointer,
+    layout: &Layout,
+    sealed: &[u8],
+    index: u64,
+    fill: u8,
+) -> Vec<u8> {
+    use aes_gcm::aead::AeadInOut;
+    let (start, end) = chunk_bounds(layout, index);
+    assert_eq!(
+        layout.chunk_size().bytes(),
+        end - start - 16,
+        "a full chunk"
+    );
+    let mut payload = vec![fill; end - start - 16];
+    let mut nonce = [0u8; 12];
+    nonce[3..11].copy_from_slice(&index.to_be_bytes());
+    nonce[11] = u8::from(index + 1 == layout.chunk_count());
+    let tag = payload_cipher(pointer, sealed)
+        .encrypt_inout_detached(&nonce.into(), &[], payload.as_mut_slice().into())
+        .expect("encrypts");
+    let mut forged = sealed.to_vec();
+    forged[start..end - 16].copy_from_slice(&payload);
+    forged[end - 16..end].copy_from_slice(&tag);
+    forged
+}
+
+/// A 3-chunk file (3000 bytes in 1 KiB chunks) and its two forgeries of chunk 1, each with
+/// the error every path must give: stored tree kept, stored tree recomputed.
+struct Forgery {
+    pointer: AttachmentPointer,
+    data: Vec<u8>,
+    forged: Vec<(&'static str, Vec<u8>)>,
+}
+
+const FORGED_FILL: u8 = 0xEE;
+
+fn forgery() -> Forgery {
+    let chunk = kib_chunks();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let (pointer, sealed) = sealed_with(131, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    let kept = forge_chunk(&pointer, &layout, &sealed, 1, FORGED_FILL);
+    let recomputed = with_tree_of_its_chunks(&layout, kept.clone());
+    // The forgery is real: under a pointer committing to it, it opens to the forged bytes.
+    let committed = with_root(&pointer, &root_of(&layout, &recomputed));
+    let opened = attachment::open(&committed, &recomputed).expect("the forged chunk authenticates");
+    assert_eq!(&opened[1024..2048], &[FORGED_FILL; 1024]);
+    Forgery {
+        pointer,
+        data,
+        forged: vec![("ChunkNotCommitted", kept), ("RootMismatch", recomputed)],
+    }
+}
+
+/// Asserts the error a path gave for a forgery: its name, and chunk 1 for a chunk error.
+fn assert_forgery_refused(path: &str, expected: &str, result: Result<impl std::fmt::Debug, E>) {
+    let e = result.expect_err(path);
+    assert_eq!(error_name(&e), expected, "{path}: {e:?}");
+    if expected == "ChunkNotCommitted" {
+        assert_eq!(error_index(&e), Some(1), "{path}");
+    }
+}
+
+/// No byte of the forged chunk was released: `released` is a prefix of the genuine data
+/// that ends before chunk 1.
+fn assert_nothing_forged(path: &str, data: &[u8], released: &[u8]) {
+    assert!(
+        released.len() <= 1024,
+        "{path}: {} bytes released",
+        released.len()
+    );
+    assert_eq!(released, &data[..released.len()], "{path}");
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        assert_forgery_refused("open", expected, attachment::open(&f.pointer, forged));
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open_parallel() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        assert_forgery_refused(
+            "open_parallel",
+            expected,
+            attachment::open_parallel(&f.pointer, forged),
+        );
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_the_stream_opener() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let mut opener = StreamOpener::new(&f.pointer, Cursor::new(forged)).expect("prefix");
+        let mut released = Vec::new();
+        let result = loop {
+            match opener.next_chunk() {
+                Ok(Some(plaintext)) => released.extend_from_slice(plaintext),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        assert_forgery_refused("StreamOpener", expected, result);
+        assert_nothing_forged("StreamOpener", &f.data, &released);
+        if *expected == "ChunkNotCommitted" {
+            // The genuine chunk 0 was released before: release is progressive.
+            assert_eq!(released, &f.data[..1024]);
+        } else {
+            // The tree is checked before chunk 0: nothing at all.
+            assert!(released.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open_stream() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let mut out = Vec::new();
+        let result = attachment::open_stream(&f.pointer, &mut Cursor::new(forged), &mut out);
+        assert_forgery_refused("open_stream", expected, result);
+        assert_nothing_forged("open_stream", &f.data, &out);
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open_stream_parallel() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let mut out = Vec::new();
+        let result =
+            attachment::open_stream_parallel(&f.pointer, &mut Cursor::new(forged), &mut out);
+        assert_forgery_refused("open_stream_parallel", expected, result);
+        assert_nothing_forged("open_stream_parallel", &f.data, &out);
+    }
+}
+
+/// The ranges a random-access path is asked for: chunk 1 alone, across it, and all.
+const FORGED_RANGES: [std::ops::Range<u64>; 3] = [1024..2048, 1000..1100, 0..3000];
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_read_range() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let access = RandomAccess::new(&f.pointer, &forged[..PREFIX_LEN], forged.len() as u64)
+            .expect("prefix");
+        for range in FORGED_RANGES {
+            let result = access.read_range(range, |offset, buf| {
+                buf.copy_from_slice(&forged[offset as usize..offset as usize + buf.len()]);
+                Ok(())
+            });
+            assert_forgery_refused("read_range", expected, result);
+        }
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_decrypt() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        for range in FORGED_RANGES {
+            let (result, buffer) = decrypt_range(&f.pointer, forged, range.clone());
+            assert_forgery_refused("decrypt", expected, result);
+            assert!(
+                buffer.iter().all(|&b| b == 0),
+                "decrypt {range:?}: buffer not wiped"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_the_seekable_opener() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let mut opener = SeekableOpener::new(&f.pointer, Cursor::new(forged)).expect("prefix");
+        for range in FORGED_RANGES {
+            assert_forgery_refused("SeekableOpener", expected, opener.read_range(range));
+        }
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_read_range_parallel() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        let access = RandomAccess::new(&f.pointer, &forged[..PREFIX_LEN], forged.len() as u64)
+            .expect("prefix");
+        for range in FORGED_RANGES {
+            let result = access.read_range_parallel(range, |offset, buf| {
+                buf.copy_from_slice(&forged[offset as usize..offset as usize + buf.len()]);
+                Ok(())
+            });
+            assert_forgery_refused("read_range_parallel", expected, result);
+        }
+    }
+}
+
+#[test]
+fn a_forged_chunk_past_the_first_window_of_leaves_is_refused_by_the_streams() {
+    // 2112 chunks (2112 KiB needs no padding): the streaming openers verify leaves 1024 at
+    // a time; forge chunk 1500, in the second window, and chunk 2111, the last (in the
+    // third).
+    let chunk = kib_chunks();
+    let data: Vec<u8> = (0..2112 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (pointer, sealed) = sealed_with(132, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 2112);
+    for index in [1500u64, 2111] {
+        let forged = forge_chunk(&pointer, &layout, &sealed, index, FORGED_FILL);
+        let recomputed = with_tree_of_its_chunks(&layout, forged.clone());
+        let start = index as usize * 1024;
+        for (expected, file) in [
+            ("ChunkNotCommitted", &forged),
+            ("RootMismatch", &recomputed),
+        ] {
+            for (function, result, written) in open_streams_into(&pointer, file) {
+                let e = result.expect_err(function);
+                assert_eq!(error_name(&e), expected, "{function} chunk {index}: {e:?}");
+                assert!(written.len() <= start, "{function}: forged bytes written");
+                assert_eq!(written, &data[..written.len()], "{function}");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -882,7 +1374,7 @@ fn random_access_verifies_the_chunks_it_reads() {
         assert!(
             matches!(
                 opener.read_range(range.clone()),
-                Err(E::ChunkAuthentication { index: 5 })
+                Err(E::ChunkNotCommitted { index: 5 })
             ),
             "{range:?}"
         );
@@ -892,16 +1384,24 @@ fn random_access_verifies_the_chunks_it_reads() {
     let start = plan.sealed_offset() as usize;
     let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
     assert!(matches!(
-        access.decrypt(&plan, &mut fetched),
-        Err(E::ChunkAuthentication { index: 5 })
+        access.decrypt(&plan, &mut fetched, &hashes_for(&plan, &sealed)),
+        Err(E::ChunkNotCommitted { index: 5 })
     ));
     // Fetched bytes from the wrong place (chunk 4's bytes offered for chunk 5).
     let plan = access.plan(5 * 1024..5 * 1024 + 10).expect("plan");
     let (s4, e4) = chunk_bounds(&layout, 4);
     let mut wrong = sealed[s4..e4].to_vec();
     assert!(matches!(
-        access.decrypt(&plan, &mut wrong),
-        Err(E::ChunkAuthentication { index: 5 })
+        access.decrypt(&plan, &mut wrong, &hashes_for(&plan, &sealed)),
+        Err(E::ChunkNotCommitted { index: 5 })
+    ));
+    // Hashes from the wrong place: they do not lead to the root.
+    let mut fetched = sealed[s4 + 1040..e4 + 1040].to_vec();
+    let mut hashes = hashes_for(&plan, &sealed);
+    hashes.rotate_left(32);
+    assert!(matches!(
+        access.decrypt(&plan, &mut fetched, &hashes),
+        Err(E::RootMismatch)
     ));
 }
 
@@ -936,6 +1436,8 @@ fn claiming_len(pointer: &AttachmentPointer, len: u64) -> AttachmentPointer {
 
 /// Fetches the sealed bytes of `range` and decrypts them with `RandomAccess::decrypt`;
 /// returns the result and the buffer as the call left it.
+/// Fetches the sealed bytes of `range` and decrypts them with `RandomAccess::decrypt`;
+/// returns the result and the buffer as the call left it.
 fn decrypt_range(
     pointer: &AttachmentPointer,
     sealed: &[u8],
@@ -946,7 +1448,10 @@ fn decrypt_range(
     let plan = access.plan(range).expect("plan");
     let start = plan.sealed_offset() as usize;
     let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
-    let result = access.decrypt(&plan, &mut fetched).map(<[u8]>::to_vec);
+    let hashes = hashes_for(&plan, sealed);
+    let result = access
+        .decrypt(&plan, &mut fetched, &hashes)
+        .map(<[u8]>::to_vec);
     (result, fetched)
 }
 
@@ -976,16 +1481,24 @@ fn a_chunk_that_fails_authentication_leaves_the_random_access_buffer_all_zero() 
         let (_, end) = chunk_bounds(&layout, bad_chunk);
         let mut bad = sealed.clone();
         bad[end - 1] ^= 1; // the chunk's tag
-        // The whole file, a range from inside chunk 0 to inside chunk 2, and the bad chunk.
-        for range in [0..3000, 500..2600, bad_chunk * 1024..bad_chunk * 1024 + 10] {
-            let what = format!("chunk {bad_chunk} flipped, range {range:?}");
-            let (result, buffer) = decrypt_range(&pointer, &bad, range.clone());
-            assert!(
-                matches!(result, Err(E::ChunkAuthentication { index }) if index == bad_chunk),
-                "{what}: {result:?}"
-            );
-            // Before the fix, the chunks before the bad one were left decrypted here.
-            assert_all_zero(&buffer, &what);
+        // A faulty sender commits to the bad chunk: it passes the hash check and fails its
+        // tag, after the chunks before it were decrypted.
+        let committed = with_tree_of_its_chunks(&layout, bad.clone());
+        let sender_pointer = with_root(&pointer, &root_of(&layout, &committed));
+        for (pointer, file, expected) in [
+            (&pointer, &bad, "ChunkNotCommitted"),
+            (&sender_pointer, &committed, "ChunkAuthentication"),
+        ] {
+            // The whole file, a range from inside chunk 0 to inside chunk 2, and the bad
+            // chunk.
+            for range in [0..3000, 500..2600, bad_chunk * 1024..bad_chunk * 1024 + 10] {
+                let what = format!("chunk {bad_chunk} flipped, range {range:?}, {expected}");
+                let (result, buffer) = decrypt_range(pointer, file, range.clone());
+                let e = result.expect_err(&what);
+                assert_eq!(error_name(&e), expected, "{what}: {e:?}");
+                assert_eq!(error_index(&e), Some(bad_chunk), "{what}");
+                assert_all_zero(&buffer, &what);
+            }
         }
     }
 }
@@ -1038,10 +1551,11 @@ fn a_rejected_fetch_plan_leaves_the_random_access_buffer_untouched() {
     let plan = access.plan(0..3000).expect("plan");
     let start = plan.sealed_offset() as usize;
     let fetched = &sealed[start..start + plan.sealed_len() as usize];
+    let hashes = hashes_for(&plan, &sealed);
     // One byte short (a truncated download): refused before anything is decrypted.
     let mut short = fetched[..fetched.len() - 1].to_vec();
     assert!(matches!(
-        access.decrypt(&plan, &mut short),
+        access.decrypt(&plan, &mut short, &hashes),
         Err(E::InvalidRange { .. })
     ));
     assert_eq!(short, &fetched[..fetched.len() - 1]);
@@ -1052,12 +1566,14 @@ fn a_rejected_fetch_plan_leaves_the_random_access_buffer_untouched() {
         RandomAccess::new(&forged, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("access");
     let mut buffer = fetched.to_vec();
     assert!(matches!(
-        forged_access.decrypt(&plan, &mut buffer),
+        forged_access.decrypt(&plan, &mut buffer, &hashes),
         Err(E::InvalidRange { .. })
     ));
     assert_eq!(buffer, fetched);
 }
 
+/// Opens with `open_stream` (and, with `parallel`, `open_stream_parallel`) into a buffer;
+/// returns each result with what was written.
 /// Opens with `open_stream` (and, with `parallel`, `open_stream_parallel`) into a buffer;
 /// returns each result with what was written.
 fn open_streams_into(
@@ -1066,26 +1582,13 @@ fn open_streams_into(
 ) -> Vec<(&'static str, Result<u64, E>, Vec<u8>)> {
     let mut results = Vec::new();
     let mut out = Vec::new();
-    let result = attachment::open_stream(
-        pointer,
-        &mut Trickle {
-            data: sealed,
-            step: 777,
-        },
-        &mut out,
-    );
+    let result = attachment::open_stream(pointer, &mut Trickle::new(sealed, 777), &mut out);
     results.push(("open_stream", result, out));
     #[cfg(feature = "parallel")]
     {
         let mut out = Vec::new();
-        let result = attachment::open_stream_parallel(
-            pointer,
-            &mut Trickle {
-                data: sealed,
-                step: 777,
-            },
-            &mut out,
-        );
+        let result =
+            attachment::open_stream_parallel(pointer, &mut Trickle::new(sealed, 777), &mut out);
         results.push(("open_stream_parallel", result, out));
     }
     results
@@ -1116,9 +1619,9 @@ fn a_failed_chunk_is_never_written_to_the_stream_output() {
             assert!(
                 matches!(
                     err,
-                    E::ChunkAuthentication { index: 2 }
+                    E::ChunkNotCommitted { index: 2 }
                         | E::BadPadding { index: 2 }
-                        | E::Truncated { .. }
+                        | E::LengthMismatch { .. }
                 ),
                 "{function}, {what}: {err:?}"
             );
@@ -1156,7 +1659,7 @@ fn pointer_round_trips_and_hides_its_key() {
     assert_eq!(back.to_bytes().as_slice(), bytes.as_slice());
     assert_eq!(back.file_key().as_bytes(), pointer.file_key().as_bytes());
     assert_eq!(back.plaintext_len(), 10);
-    assert_eq!(back.version(), 1);
+    assert_eq!(back.version(), 2);
     let debug = format!("{back:?} {:?}", back.file_key());
     assert!(!debug.contains(&hex::encode(pointer.file_key().as_bytes())));
     assert!(!debug.contains(&format!("{:?}", pointer.file_key().as_bytes())));
@@ -1172,10 +1675,10 @@ fn pointer_decoding_validates_every_field() {
     )
     .expect("seal");
     let good = pointer.to_bytes().to_vec();
-    // Layout: 01 | 08 01 | 12 20 <key> | 18 01 | 22 20 <digest> | 2a 03 "a/b" | 32 01 "n"
-    assert_eq!(&good[..3], &[0x01, 0x08, 0x01]);
+    // Layout: 01 | 08 02 | 12 20 <key> | 18 01 | 22 20 <root> | 2a 03 "a/b" | 32 01 "n"
+    assert_eq!(&good[..3], &[0x01, 0x08, 0x02]);
     let mut bad = good.clone();
-    bad[2] = 2; // format version 2
+    bad[2] = 1; // format version 1, which this build does not read
     assert!(AttachmentPointer::from_bytes(&bad).is_err());
     let mut bad = good.clone();
     bad[0] = 2; // wire version byte
@@ -1228,19 +1731,18 @@ fn a_pointer_whose_size_disagrees_with_the_file() {
         .position(|w| w == [0x18, 0xb8, 0x17])
         .expect("size field");
 
-    // 3128 bytes pad to 3200 (four chunks instead of three): a different sealed length,
-    // refused before decrypting; a stream finds the final chunk where it expects a middle
-    // one (the last-chunk flag differs).
+    // 3128 bytes pad to 3200 (four chunks instead of three, so one more tag and a tree of
+    // 4 + 2 + 1 nodes instead of 3 + 2 + 1): a different sealed length, refused before
+    // decrypting, by every opener.
     bytes[at + 2] = 0x18;
     let longer = AttachmentPointer::from_bytes(&bytes).expect("pointer");
     let (memory, streaming) = open_all(&longer, &sealed);
-    assert!(
-        matches!(memory, Err(E::LengthMismatch { expected, .. }) if expected == sealed.len() as u64 + 128 + 16)
-    );
-    assert!(
-        matches!(streaming, Err(E::ChunkAuthentication { index: 2 })),
-        "{streaming:?}"
-    );
+    for result in [memory, streaming] {
+        assert!(
+            matches!(result, Err(E::LengthMismatch { expected, .. }) if expected == sealed.len() as u64 + 128 + 16 + 32),
+            "{result:?}"
+        );
+    }
 
     // 2999 bytes pad to 3072 too: the last plaintext byte is then where padding must be,
     // and it is not zero.
@@ -1451,33 +1953,29 @@ fn attacks_on_files_of_many_batches() {
         let (memory, streaming) = open_all(&pointer, &bad);
         for err in [memory.expect_err("flip"), streaming.expect_err("flip")] {
             assert!(
-                matches!(err, E::ChunkAuthentication { index: i } if i == index),
+                matches!(err, E::ChunkNotCommitted { index: i } if i == index),
                 "{err:?}"
             );
         }
-        // Dropping the chunk: the stream fails where the next one sits.
-        let mut dropped = sealed.clone();
-        dropped.drain(s..e);
-        let (_, streaming) = open_all(&pointer, &dropped);
-        let err = streaming.expect_err("drop");
-        if index < 59 {
-            assert!(
-                matches!(err, E::ChunkAuthentication { index: i } if i == index),
-                "{err:?}"
-            );
-        } else {
-            assert!(matches!(err, E::Truncated { .. }), "{err:?}");
+        // A stored leaf flipped: the window that holds it does not verify.
+        let mut bad = sealed.clone();
+        bad[layout.tree_offset() as usize + index as usize * 32] ^= 1;
+        let (memory, streaming) = open_all(&pointer, &bad);
+        for err in [memory.expect_err("leaf"), streaming.expect_err("leaf")] {
+            assert!(matches!(err, E::RootMismatch), "{err:?}");
         }
     }
-    for cut in [
-        PREFIX_LEN + 20 * 1040 + 7,
-        PREFIX_LEN + 32 * 1040,
-        sealed.len() - 1,
-    ] {
-        let (_, streaming) = open_all(&pointer, &sealed[..cut]);
-        let missing = (sealed.len() - cut) as u64;
-        assert!(matches!(streaming, Err(E::Truncated { missing: m }) if m == missing));
+    // Every node of the stored tree is checked by the whole-file openers.
+    for node in [60usize, 61, 100, 118, 119] {
+        let mut bad = sealed.clone();
+        bad[layout.tree_offset() as usize + node * 32 + 5] ^= 1;
+        let memory = attachment::open(&pointer, &bad);
+        assert!(
+            matches!(memory, Err(E::RootMismatch)),
+            "node {node}: {memory:?}"
+        );
     }
+    assert_eq!(layout.tree_len(), 120 * 32);
 }
 
 proptest! {
@@ -1504,7 +2002,16 @@ proptest! {
         prop_assume!(bad != sealed);
         let (memory, streaming) = open_all(&pointer, &bad);
         prop_assert!(memory.is_err());
-        prop_assert!(streaming.is_err());
+        if let Ok(released) = streaming {
+            // A stream reads the stored leaves and only the upper nodes that prove its
+            // windows: a change to another stored node is not read, and what the stream
+            // releases is still exactly the plaintext. Any other change must fail it.
+            let layout = layout_of(&pointer, kib_chunks());
+            let upper = (layout.tree_offset() + 32 * layout.chunk_count()) as usize;
+            prop_assert_eq!(bad.len(), sealed.len());
+            prop_assert!(bad[..upper] == sealed[..upper], "a change outside the upper levels");
+            prop_assert_eq!(released, pattern(len));
+        }
         if let Ok(access) = RandomAccess::new(&pointer, &bad, bad.len() as u64) {
             let _ = access.read_range(0..len as u64, |offset, buf| {
                 let o = offset as usize;
@@ -1515,7 +2022,12 @@ proptest! {
             let plan = access.plan(0..len as u64).expect("plan");
             let start = plan.sealed_offset() as usize;
             let mut fetched = bad[start..start + plan.sealed_len() as usize].to_vec();
-            if let Err(e) = access.decrypt(&plan, &mut fetched) {
+            let hashes: Vec<u8> = plan
+                .hash_ranges()
+                .iter()
+                .flat_map(|r| bad.get(r.start as usize..r.end as usize).unwrap_or_default().iter().copied())
+                .collect();
+            if let Err(e) = access.decrypt(&plan, &mut fetched, &hashes) {
                 prop_assert!(!matches!(e, E::InvalidRange { .. }), "{:?}", e);
                 prop_assert!(fetched.iter().all(|&b| b == 0), "{:?} left plaintext", e);
             }

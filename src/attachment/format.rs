@@ -1,14 +1,16 @@
 //! The sealed-file format: header, key commitment, STREAM nonces and length arithmetic.
 //!
 //! ```text
-//! sealed   = header || commitment || chunk_0 || ... || chunk_{n-1}
-//! header   = magic "RBXA" (4) || version 0x01 (1) || log2(chunk size) (1) || salt (32)
+//! sealed   = header || commitment || chunk_0 || ... || chunk_{n-1} || tree
+//! header   = magic "RBXA" (4) || version 0x02 (1) || log2(chunk size) (1) || salt (32)
 //! commitment = HKDF-SHA256(salt, file key, "ratchetbox v1 attachment key commitment" || header)
 //! payload key = HKDF-SHA256(salt, file key, "ratchetbox v1 attachment payload key" || header)
 //! payload  = plaintext || zeros, of length padded = PADME(max(plaintext length, 256))
 //! chunk_i  = AES-256-GCM(payload key, nonce_i, ad = "", payload[i*C .. min((i+1)*C, padded)])
 //!            (ciphertext || 16-byte tag)
 //! nonce_i  = i as 11-byte big-endian || (0x01 if i = n-1 else 0x00)
+//! tree     = the BLAKE3 hash tree over the sealed chunks (`tree.rs`), whose root, bound
+//!            to header and commitment, is in the pointer
 //! ```
 //!
 //! The nonce is the STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár ("Online
@@ -25,7 +27,6 @@
 //! Without Key Commitment", USENIX Security 2022). Without it, one ciphertext could be made to
 //! open under two keys.
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::aead::{Cipher, NONCE_LEN, TAG_LEN};
@@ -34,11 +35,12 @@ use crate::kdf;
 use crate::padding;
 
 use super::pointer::FileKey;
+use super::tree;
 
 /// The first four bytes of every sealed attachment.
 pub const MAGIC: [u8; 4] = *b"RBXA";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Length of the header: magic, version, chunk-size exponent and salt.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + SALT_LEN;
 /// Length of the key commitment that follows the header.
@@ -206,6 +208,36 @@ impl PayloadCipher {
             .unwrap_or([0u8; TAG_LEN])
     }
 
+    /// Encrypts one chunk's payload from `payload` into `out` (of the same length) and
+    /// returns its tag: no copy of the plaintext first.
+    pub(crate) fn seal_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        // Equal lengths and at most 1 MiB: cannot fail; a zero tag would not verify anyway.
+        self.0
+            .seal_into(&chunk_nonce(index, last), &[], payload, out)
+            .unwrap_or([0u8; TAG_LEN])
+    }
+
+    /// Verifies one chunk and decrypts it from `ciphertext` into `out` (of the same
+    /// length). On failure `out` is left as it was.
+    pub(crate) fn open_chunk_into(
+        &self,
+        index: u64,
+        last: bool,
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), AttachmentError> {
+        self.0
+            .open_into(&chunk_nonce(index, last), &[], ciphertext, tag, out)
+            .map_err(|_| AttachmentError::ChunkAuthentication { index })
+    }
+
     /// Verifies and decrypts one chunk in place. On failure `buf` still holds ciphertext.
     pub(crate) fn open_chunk(
         &self,
@@ -229,7 +261,9 @@ impl PayloadCipher {
 /// let layout = Layout::new(100_000, ChunkSize::DEFAULT)?;
 /// assert_eq!(layout.padded_len(), 100_352); // PADME: E = 16, S = 5, multiple of 2^11
 /// assert_eq!(layout.chunk_count(), 2);
-/// assert_eq!(layout.sealed_len(), PREFIX_LEN as u64 + 100_352 + 2 * 16);
+/// // Two tags, then the hash tree: two leaves and their root, 32 bytes each.
+/// assert_eq!(layout.tree_len(), 3 * 32);
+/// assert_eq!(layout.sealed_len(), PREFIX_LEN as u64 + 100_352 + 2 * 16 + 3 * 32);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,6 +272,7 @@ pub struct Layout {
     padded_len: u64,
     chunk_size: ChunkSize,
     chunk_count: u64,
+    tree_offset: u64,
     sealed_len: u64,
 }
 
@@ -252,16 +287,21 @@ impl Layout {
         // padded_len >= MIN_PADDED_LEN > 0, so there is at least one chunk and the last one
         // is never empty.
         let chunk_count = (padded_len - 1) / chunk_size.bytes_u64() + 1;
-        let sealed_len = chunk_count
+        let tree_offset = chunk_count
             .checked_mul(CHUNK_TAG_LEN as u64)
             .and_then(|tags| tags.checked_add(padded_len))
             .and_then(|n| n.checked_add(PREFIX_LEN as u64))
+            .ok_or(AttachmentError::TooLarge { len: plaintext_len })?;
+        let sealed_len = tree::stored_nodes(chunk_count)
+            .checked_mul(tree::HASH_LEN as u64)
+            .and_then(|tree_len| tree_len.checked_add(tree_offset))
             .ok_or(AttachmentError::TooLarge { len: plaintext_len })?;
         Ok(Self {
             plaintext_len,
             padded_len,
             chunk_size,
             chunk_count,
+            tree_offset,
             sealed_len,
         })
     }
@@ -289,6 +329,22 @@ impl Layout {
     /// Length of the whole sealed file.
     pub const fn sealed_len(&self) -> u64 {
         self.sealed_len
+    }
+
+    /// Offset of the stored hash tree: the end of the last chunk.
+    pub const fn tree_offset(&self) -> u64 {
+        self.tree_offset
+    }
+
+    /// Length of the stored hash tree: 32 bytes for each node of every level.
+    pub const fn tree_len(&self) -> u64 {
+        self.sealed_len - self.tree_offset
+    }
+
+    /// Offset in the sealed file of node `index` of tree level `level` (0: the leaves).
+    pub(crate) fn node_offset(&self, level: u32, index: u64) -> u64 {
+        self.tree_offset
+            + (tree::level_start(self.chunk_count, level) + index) * tree::HASH_LEN as u64
     }
 
     /// True for the final chunk, the one sealed with the last-chunk flag.
@@ -363,23 +419,6 @@ impl SealKeys {
     }
 }
 
-/// Finishes a digest into 32 bytes.
-pub(crate) fn finish_digest(hasher: Sha256) -> [u8; 32] {
-    hasher.finalize().into()
-}
-
-/// Compares a computed digest with the pointer's.
-pub(crate) fn check_digest(
-    computed: &[u8; 32],
-    expected: &[u8; 32],
-) -> Result<(), AttachmentError> {
-    if bool::from(computed.ct_eq(expected)) {
-        Ok(())
-    } else {
-        Err(AttachmentError::DigestMismatch)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,7 +437,7 @@ mod tests {
         // Empty plaintext: one chunk of 256 zero bytes.
         let l = Layout::new(0, small).expect("valid layout");
         assert_eq!((l.padded_len(), l.chunk_count()), (256, 1));
-        assert_eq!(l.sealed_len(), 70 + 256 + 16);
+        assert_eq!(l.sealed_len(), 70 + 256 + 16 + 32);
         assert_eq!(l.chunk_payload_len(0), 256);
         assert_eq!(l.chunk_plaintext_len(0), 0);
         // 3000 bytes: PADME(3000) = 3072 (E = 11, S = 4, z = 7), three 1 KiB chunks.
@@ -444,10 +483,10 @@ mod tests {
             Err(AttachmentError::MalformedHeader { .. })
         ));
         let mut bad = good;
-        bad[4] = 2;
+        bad[4] = 1;
         assert!(matches!(
             Header::parse(&bad),
-            Err(AttachmentError::UnsupportedVersion { found: 2 })
+            Err(AttachmentError::UnsupportedVersion { found: 1 })
         ));
         for log2 in [0u8, 9, 21, 255] {
             let mut bad = good;

@@ -1,16 +1,21 @@
-//! Opening: a whole sealed file in memory, or a stream chunk by chunk (progressive).
+//! Opening: a whole sealed file in memory, or a seekable stream chunk by chunk (progressive).
 
+use alloc::vec;
 use alloc::vec::Vec;
 
-use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::split_tag;
 use crate::error::AttachmentError;
 use crate::padding;
 
-use super::format::{Layout, PREFIX_LEN, PayloadCipher, check_digest, finish_digest};
+use super::format::{Layout, PREFIX_LEN, PayloadCipher};
 use super::pointer::AttachmentPointer;
+#[cfg(feature = "std")]
+use super::pointer::ROOT_LEN;
+#[cfg(feature = "std")]
+use super::tree::WindowProof;
+use super::tree::{self, HASH_LEN};
 
 /// Verifies the prefix (header and commitment) of a sealed file against the pointer and
 /// returns the file's cipher and layout. Nothing is decrypted.
@@ -77,11 +82,70 @@ pub(crate) fn open_chunk_in_place(
     Ok(plaintext_len)
 }
 
+/// The verified stored leaves of chunks `first..=last`: fetches the window's proof (its
+/// leaves, their neighbours, at most two nodes a level above) through `read_at` and checks
+/// it against the pointer's root ([`AttachmentError::RootMismatch`] if it does not lead
+/// there). Returns the window's leaves, 32 bytes each.
+#[cfg(feature = "std")]
+pub(crate) fn fetch_window<F>(
+    layout: &Layout,
+    prefix: &[u8],
+    root: &[u8; ROOT_LEN],
+    first: u64,
+    last: u64,
+    mut read_at: F,
+) -> Result<Vec<u8>, AttachmentError>
+where
+    F: FnMut(u64, &mut [u8]) -> Result<(), AttachmentError>,
+{
+    let proof = WindowProof::new(layout.chunk_count(), first, last);
+    let len = usize::try_from(proof.len_bytes()).map_err(|_| AttachmentError::TooLarge {
+        len: layout.plaintext_len(),
+    })?;
+    let mut bytes = vec![0u8; len];
+    let mut at = 0usize;
+    for (level, start, count) in proof.runs() {
+        let run_len = count as usize * HASH_LEN;
+        let run = bytes
+            .get_mut(at..at + run_len)
+            .ok_or(AttachmentError::RootMismatch)?;
+        read_at(layout.node_offset(level, start), run)?;
+        at += run_len;
+    }
+    proof.verify(&bytes, prefix, root)?;
+    // Keep only the window's leaves, in place (no second buffer).
+    let window = proof.window_in_proof();
+    if window.end > bytes.len() {
+        return Err(AttachmentError::RootMismatch);
+    }
+    bytes.truncate(window.end);
+    bytes.drain(..window.start);
+    Ok(bytes)
+}
+
+/// Checks sealed chunk `index` against its verified leaf hash (the 32 bytes `verified`).
+pub(crate) fn check_chunk(
+    layout: &Layout,
+    index: u64,
+    sealed_chunk: &[u8],
+    verified: &[u8],
+) -> Result<(), AttachmentError> {
+    let leaf = tree::leaf_hash(index, layout.is_last(index), sealed_chunk);
+    tree::check_leaf(index, &leaf, verified)
+}
+
+/// The 32 verified leaf bytes of chunk `index` in a window of leaves starting at `first`.
+pub(crate) fn leaf_in(window: &[u8], first: u64, index: u64) -> &[u8] {
+    let at = (index - first) as usize * HASH_LEN;
+    window.get(at..at + HASH_LEN).unwrap_or_default()
+}
+
 /// Opens a whole sealed file held in memory.
 ///
 /// Checks, in this order: the header (magic, version, chunk size), the key commitment, the
-/// exact sealed length implied by the pointer (before decrypting anything), every chunk with
-/// its position and last-chunk flag, the padding, and finally the SHA-256 digest.
+/// exact sealed length implied by the pointer, the stored hash tree against the pointer's
+/// root (all before decrypting anything), then for every chunk its leaf hash against the
+/// verified tree, its tag with its position and last-chunk flag, and the padding.
 ///
 /// ```
 /// use ratchetbox::AttachmentError;
@@ -91,11 +155,11 @@ pub(crate) fn open_chunk_in_place(
 /// let (pointer, mut sealed) = attachment::seal(&mut rng, b"voice note", AttachmentMetadata::default())?;
 /// assert_eq!(attachment::open(&pointer, &sealed)?, b"voice note");
 ///
-/// // A flipped bit in the first chunk is caught by its tag.
+/// // A flipped bit in the first chunk is caught by its hash before it is decrypted.
 /// sealed[attachment::PREFIX_LEN] ^= 1;
 /// assert!(matches!(
 ///     attachment::open(&pointer, &sealed),
-///     Err(AttachmentError::ChunkAuthentication { index: 0 })
+///     Err(AttachmentError::ChunkNotCommitted { index: 0 })
 /// ));
 /// # Ok::<(), AttachmentError>(())
 /// ```
@@ -106,56 +170,65 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
         usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
             len: layout.plaintext_len(),
         })?;
+    // The length check above ensured that `sealed` holds the prefix and the tree.
+    let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
+    let stored_tree = sealed
+        .get(layout.tree_offset() as usize..)
+        .unwrap_or_default();
+    let leaves =
+        tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
     // Both buffers hold plaintext: they are wiped when dropped, on every path out of here
     // (the plaintext returned on success is moved out first and is the caller's). Neither
-    // grows past the capacity reserved here, so no unwiped copy is left by a reallocation:
-    // the first chunk is the largest.
-    let mut out = Zeroizing::new(Vec::with_capacity(plaintext_len));
+    // grows past its allocation, so no unwiped copy is left by a reallocation. The output
+    // is allocated zeroed (fresh pages, no pass over it) and each chunk decrypts straight
+    // into its place: one write of every plaintext byte.
+    let mut out = Zeroizing::new(vec![0u8; plaintext_len]);
     let mut scratch = Zeroizing::new(Vec::with_capacity(layout.chunk_sealed_len(0)));
-    let mut hasher = Sha256::new();
-    // The length check above ensured that `sealed` holds the prefix.
-    let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
-    hasher.update(prefix);
+    let mut written = 0usize;
     for index in 0..layout.chunk_count() {
         let sealed_chunk_len = layout.chunk_sealed_len(index);
         let (chunk, tail) = rest
             .split_at_checked(sealed_chunk_len)
             .ok_or(AttachmentError::Truncated { missing: 0 })?;
         rest = tail;
-        hasher.update(chunk);
-        if layout.chunk_plaintext_len(index) == layout.chunk_payload_len(index) {
+        check_chunk(&layout, index, chunk, leaf_in(leaves, 0, index))?;
+        let plaintext = layout.chunk_plaintext_len(index);
+        let slot = out
+            .get_mut(written..written + plaintext)
+            .ok_or(AttachmentError::ChunkAuthentication { index })?;
+        if plaintext == layout.chunk_payload_len(index) {
             // All plaintext: decrypt straight into the output.
             let (ciphertext, tag) =
                 split_tag(chunk).ok_or(AttachmentError::ChunkAuthentication { index })?;
-            let start = out.len();
-            out.extend_from_slice(ciphertext);
-            let target = out.get_mut(start..).unwrap_or_default();
-            cipher.open_chunk(index, layout.is_last(index), target, tag)?;
+            cipher.open_chunk_into(index, layout.is_last(index), ciphertext, tag, slot)?;
         } else {
             // Holds padding: decrypt aside, check the padding, keep the plaintext.
             scratch.clear();
             scratch.extend_from_slice(chunk);
             let n = open_chunk_in_place(&cipher, &layout, index, &mut scratch)?;
-            out.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            slot.copy_from_slice(scratch.get(..n).unwrap_or_default());
         }
+        written += plaintext;
     }
-    check_digest(&finish_digest(hasher), pointer.digest())?;
     Ok(core::mem::take(&mut *out))
 }
 
 #[cfg(feature = "parallel")]
-pub(crate) use self::streaming::read_prefix;
+pub(crate) use self::streaming::{STREAM_WINDOW, SeekSource};
 #[cfg(feature = "std")]
 pub use self::streaming::{StreamOpener, open_stream};
 
 #[cfg(feature = "std")]
 mod streaming {
-    use alloc::vec;
-    use std::io::{Read, Write};
+    use std::io::{Read, Seek, SeekFrom, Write};
 
     use super::*;
     use crate::attachment::format::CHUNK_TAG_LEN;
     use crate::attachment::seal::read_full;
+
+    /// Leaves verified at a time by the streaming openers: 1024 (32 KiB of hashes, covering
+    /// 64 MiB at the default chunk size).
+    pub(crate) const STREAM_WINDOW: u64 = 1024;
 
     /// Where a [`StreamOpener`] is.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,44 +241,122 @@ mod streaming {
         Failed,
     }
 
-    /// Reads the first [`PREFIX_LEN`] bytes of a stream, or `Truncated` if it ends before.
-    pub(crate) fn read_prefix<R: Read + ?Sized>(
-        reader: &mut R,
-    ) -> Result<[u8; PREFIX_LEN], AttachmentError> {
-        let mut prefix = [0u8; PREFIX_LEN];
-        let got = read_full(reader, &mut prefix)?;
-        if got < PREFIX_LEN {
-            return Err(AttachmentError::Truncated {
-                missing: (PREFIX_LEN - got) as u64,
-            });
-        }
-        Ok(prefix)
+    /// A sealed file behind `Read + Seek`, read sequentially, with detours to its hash tree.
+    pub(crate) struct SeekSource<R> {
+        pub(crate) reader: R,
+        /// Where the reader is, as far as this type knows.
+        position: u64,
+        pub(crate) layout: Layout,
+        pub(crate) prefix: [u8; PREFIX_LEN],
+        root: [u8; ROOT_LEN],
+        /// Verified leaves of chunks `window_first..`, 32 bytes each.
+        window: Vec<u8>,
+        window_first: u64,
     }
 
-    /// Opens a sealed stream progressively: each call to [`next_chunk`](Self::next_chunk)
-    /// reads one chunk, verifies its tag, position and padding, and only then releases its
-    /// plaintext. Memory stays at one chunk buffer whatever the file size.
+    impl<R: Read + Seek> SeekSource<R> {
+        /// Finds the length, reads and checks the prefix and the length against the
+        /// pointer. Leaves the reader at the first chunk.
+        pub(crate) fn new(
+            pointer: &AttachmentPointer,
+            mut reader: R,
+        ) -> Result<(Self, PayloadCipher), AttachmentError> {
+            let len = reader.seek(SeekFrom::End(0))?;
+            reader.seek(SeekFrom::Start(0))?;
+            let mut prefix = [0u8; PREFIX_LEN];
+            let got = read_full(&mut reader, &mut prefix)?;
+            let (cipher, layout) =
+                open_prefix_sized(pointer, prefix.get(..got).unwrap_or_default(), len)?;
+            Ok((
+                Self {
+                    reader,
+                    position: PREFIX_LEN as u64,
+                    layout,
+                    prefix,
+                    root: *pointer.root(),
+                    window: Vec::new(),
+                    window_first: 0,
+                },
+                cipher,
+            ))
+        }
+
+        /// Reads exactly `buf.len()` bytes at `offset`; `Truncated` if the source ends.
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AttachmentError> {
+            if offset != self.position {
+                self.reader.seek(SeekFrom::Start(offset))?;
+            }
+            let got = read_full(&mut self.reader, buf)?;
+            self.position = offset + got as u64;
+            if got < buf.len() {
+                return Err(AttachmentError::Truncated {
+                    missing: (buf.len() - got) as u64,
+                });
+            }
+            Ok(())
+        }
+
+        /// The verified leaf of chunk `index`, fetching and verifying its window first if
+        /// needed.
+        pub(crate) fn leaf(&mut self, index: u64) -> Result<&[u8], AttachmentError> {
+            let in_window = index >= self.window_first
+                && index - self.window_first < (self.window.len() / HASH_LEN) as u64;
+            if !in_window {
+                let first = index / STREAM_WINDOW * STREAM_WINDOW;
+                let last = (first + STREAM_WINDOW).min(self.layout.chunk_count()) - 1;
+                let (layout, prefix, root) = (self.layout, self.prefix, self.root);
+                // Freed before the next window is fetched: one window in memory at a time.
+                self.window = Vec::new();
+                self.window = fetch_window(&layout, &prefix, &root, first, last, |at, buf| {
+                    self.read_at(at, buf)
+                })?;
+                self.window_first = first;
+            }
+            Ok(leaf_in(&self.window, self.window_first, index))
+        }
+
+        /// Reads sealed chunk `index` into `buf` (exactly its sealed length).
+        pub(crate) fn read_chunk(
+            &mut self,
+            index: u64,
+            buf: &mut [u8],
+        ) -> Result<(), AttachmentError> {
+            self.read_at(self.layout.chunk_offset(index), buf)
+        }
+    }
+
+    /// Opens a sealed file progressively from a `Read + Seek` source (a file, or a download
+    /// that can fetch ranges): each call to [`next_chunk`](Self::next_chunk) reads one
+    /// chunk, checks it against the pointer's root, verifies its tag, position and padding,
+    /// and only then releases its plaintext. Memory stays at one chunk buffer and 32 KiB of
+    /// hashes whatever the file size.
+    ///
+    /// The source must be seekable because the hash tree that proves each chunk is stored
+    /// after the chunks (so that sealing can stream): the opener reads the hashes of 1024
+    /// chunks at a time from there, verifies them against the root, then reads those chunks
+    /// in order.
     ///
     /// # What a released chunk proves, and what only the end proves
-    /// A released chunk is authentic and in its place: it is exactly what the sender sealed
-    /// at that position. It does not prove that the rest will arrive. Only when
-    /// `next_chunk` returns `Ok(None)` has the stream been verified complete: the final chunk
-    /// (sealed with the last-chunk flag) opened, nothing follows it, and the SHA-256 of the
-    /// whole sealed stream matches the pointer. An error after some chunks were released
-    /// does not retract them: an app that plays media progressively must treat what it
-    /// showed as possibly incomplete until then.
+    /// A released chunk is committed by the pointer's root at its position: it is exactly
+    /// what every holder of this pointer gets there, and nobody, not even someone holding
+    /// the file key, can make the opener release anything else. It does not prove that the
+    /// rest will arrive. Only when `next_chunk` returns `Ok(None)` has every chunk been read
+    /// and verified. An error after some chunks were released does not retract them: an app
+    /// that plays media progressively must treat what it showed as possibly incomplete until
+    /// then.
     ///
     /// After an error, every later call returns an error too. The opener's chunk buffer is
     /// wiped after an error and when the opener is dropped.
     ///
     /// ```
+    /// use std::io::Cursor;
     /// use ratchetbox::attachment::{self, AttachmentMetadata, ChunkSize, StreamOpener};
     ///
     /// let mut rng = ratchetbox::OsRng::new();
     /// let meta = AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).unwrap());
     /// let (pointer, sealed) = attachment::seal(&mut rng, &[5u8; 3000], meta)?;
     ///
-    /// let mut opener = StreamOpener::new(&pointer, sealed.as_slice())?;
+    /// let mut opener = StreamOpener::new(&pointer, Cursor::new(sealed))?;
     /// let mut received = Vec::new();
     /// while let Some(plaintext) = opener.next_chunk()? {
     ///     received.extend_from_slice(plaintext); // play it, it verified
@@ -215,56 +366,47 @@ mod streaming {
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
     pub struct StreamOpener<R> {
-        reader: R,
+        source: SeekSource<R>,
         cipher: PayloadCipher,
-        layout: Layout,
-        digest: [u8; 32],
-        hasher: Sha256,
         /// The current chunk: its plaintext once it verified. Wiped on error and on drop.
         buf: Zeroizing<Vec<u8>>,
-        consumed: u64,
         state: State,
     }
 
     impl<R> core::fmt::Debug for StreamOpener<R> {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
             f.debug_struct("StreamOpener")
-                .field("layout", &self.layout)
+                .field("layout", &self.source.layout)
                 .field("state", &self.state)
-                .field("consumed", &self.consumed)
                 .finish_non_exhaustive()
         }
     }
 
-    impl<R: Read> StreamOpener<R> {
-        /// Reads the header and the key commitment and checks them against the pointer.
-        /// Nothing is decrypted yet.
-        pub fn new(pointer: &AttachmentPointer, mut reader: R) -> Result<Self, AttachmentError> {
-            let prefix = read_prefix(&mut reader)?;
-            let (cipher, layout) = open_prefix(pointer, &prefix)?;
-            let mut hasher = Sha256::new();
-            hasher.update(prefix);
+    impl<R: Read + Seek> StreamOpener<R> {
+        /// Finds the source's length, reads the header and the key commitment, and checks
+        /// them and the length against the pointer. Nothing is decrypted yet.
+        pub fn new(pointer: &AttachmentPointer, reader: R) -> Result<Self, AttachmentError> {
+            let (source, cipher) = SeekSource::new(pointer, reader)?;
             // The chunk size was validated (at most 1 MiB) before this allocation.
-            let buf = Zeroizing::new(vec![0u8; layout.chunk_size().bytes() + CHUNK_TAG_LEN]);
+            let buf = Zeroizing::new(vec![
+                0u8;
+                source.layout.chunk_size().bytes() + CHUNK_TAG_LEN
+            ]);
             Ok(Self {
-                reader,
+                source,
                 cipher,
-                layout,
-                digest: *pointer.digest(),
-                hasher,
                 buf,
-                consumed: PREFIX_LEN as u64,
                 state: State::Reading(0),
             })
         }
 
         /// The layout implied by the pointer and the header.
         pub fn layout(&self) -> &Layout {
-            &self.layout
+            &self.source.layout
         }
 
         /// The plaintext of the next chunk that holds any, after it verified; `Ok(None)` once
-        /// the whole stream verified (see the type's documentation for what that proves).
+        /// every chunk verified (see the type's documentation for what that proves).
         pub fn next_chunk(&mut self) -> Result<Option<&[u8]>, AttachmentError> {
             match self.advance() {
                 Ok(Some(n)) => Ok(Some(self.buf.get(..n).unwrap_or_default())),
@@ -280,7 +422,7 @@ mod streaming {
         }
 
         /// Reads and verifies chunks until one holds plaintext (returns its length) or the
-        /// stream ends.
+        /// file ends.
         fn advance(&mut self) -> Result<Option<usize>, AttachmentError> {
             loop {
                 let index = match self.state {
@@ -290,23 +432,24 @@ mod streaming {
                         return Err(AttachmentError::StreamFailed);
                     }
                 };
-                if index == self.layout.chunk_count() {
-                    return self.finish().map(|()| None);
+                let layout = self.source.layout;
+                if index == layout.chunk_count() {
+                    self.state = State::Done;
+                    return Ok(None);
                 }
-                let sealed_len = self.layout.chunk_sealed_len(index);
+                let sealed_len = layout.chunk_sealed_len(index);
                 let chunk = self
                     .buf
                     .get_mut(..sealed_len)
                     .ok_or(AttachmentError::ChunkAuthentication { index })?;
-                let got = read_full(&mut self.reader, chunk)?;
-                self.consumed += got as u64;
-                if got < sealed_len {
-                    return Err(AttachmentError::Truncated {
-                        missing: self.layout.sealed_len() - self.consumed,
-                    });
-                }
-                self.hasher.update(&*chunk);
-                let n = open_chunk_in_place(&self.cipher, &self.layout, index, chunk)?;
+                let leaf: [u8; HASH_LEN] = self
+                    .source
+                    .leaf(index)?
+                    .try_into()
+                    .map_err(|_| AttachmentError::RootMismatch)?;
+                self.source.read_chunk(index, chunk)?;
+                check_chunk(&layout, index, chunk, &leaf)?;
+                let n = open_chunk_in_place(&self.cipher, &layout, index, chunk)?;
                 self.state = State::Reading(index + 1);
                 if n > 0 {
                     return Ok(Some(n));
@@ -314,36 +457,26 @@ mod streaming {
             }
         }
 
-        fn finish(&mut self) -> Result<(), AttachmentError> {
-            let mut probe = [0u8; 1];
-            if read_full(&mut self.reader, &mut probe)? != 0 {
-                return Err(AttachmentError::TrailingData);
-            }
-            let hasher = core::mem::take(&mut self.hasher);
-            check_digest(&finish_digest(hasher), &self.digest)?;
-            self.state = State::Done;
-            Ok(())
-        }
-
         /// The reader, for example to reuse a connection after the stream ended.
         pub fn into_inner(self) -> R {
-            self.reader
+            self.source.reader
         }
     }
 
-    /// Opens a sealed stream from `input` into `output`, progressively: each chunk is
-    /// written as soon as it verified, in constant memory. Returns the plaintext length.
+    /// Opens a sealed file from a `Read + Seek` `input` into `output`, progressively: each
+    /// chunk is written as soon as it verified against the pointer's root, in constant
+    /// memory. Returns the plaintext length.
     ///
     /// Only `Ok` proves that `output` received the complete attachment (see
-    /// [`StreamOpener`]); on an error, what was already written is authentic but may be
-    /// incomplete, and the app should discard it or mark it so.
+    /// [`StreamOpener`]); on an error, what was already written is what the pointer commits
+    /// to but may be incomplete, and the app should discard it or mark it so.
     pub fn open_stream<R, W>(
         pointer: &AttachmentPointer,
         input: &mut R,
         output: &mut W,
     ) -> Result<u64, AttachmentError>
     where
-        R: Read + ?Sized,
+        R: Read + Seek + ?Sized,
         W: Write + ?Sized,
     {
         let mut opener = StreamOpener::new(pointer, input)?;

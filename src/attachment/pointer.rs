@@ -17,8 +17,8 @@ use super::format::{ChunkSize, FORMAT_VERSION, Layout, MAX_PLAINTEXT_LEN};
 
 /// Length of a file key.
 pub const FILE_KEY_LEN: usize = 32;
-/// Length of the SHA-256 digest of a sealed file.
-pub const DIGEST_LEN: usize = 32;
+/// Length of the root of a sealed file's hash tree, as carried in the pointer.
+pub const ROOT_LEN: usize = super::tree::HASH_LEN;
 /// Longest content type, in bytes.
 pub const MAX_CONTENT_TYPE_LEN: usize = 255;
 /// Longest file name, in bytes.
@@ -231,7 +231,8 @@ fn check_locator(value: &[u8]) -> Result<(), &'static str> {
 }
 
 /// What travels inside the conversation to let the receiver fetch and open a sealed file:
-/// the file key, the plaintext size, the SHA-256 digest of the sealed file, the format
+/// the file key, the plaintext size, the root that commits to every chunk of the sealed
+/// file (and to its header), the format
 /// version, the sender's content type and file name, and an opaque locator the app fills in
 /// (where it uploaded the sealed file).
 ///
@@ -258,7 +259,7 @@ fn check_locator(value: &[u8]) -> Result<(), &'static str> {
 pub struct AttachmentPointer {
     file_key: FileKey,
     plaintext_len: u64,
-    digest: [u8; DIGEST_LEN],
+    root: [u8; ROOT_LEN],
     content_type: String,
     file_name: String,
     locator: Vec<u8>,
@@ -268,21 +269,21 @@ impl AttachmentPointer {
     pub(crate) fn new(
         file_key: FileKey,
         plaintext_len: u64,
-        digest: [u8; DIGEST_LEN],
+        root: [u8; ROOT_LEN],
         metadata: AttachmentMetadata,
     ) -> Self {
         Self {
             file_key,
             plaintext_len,
-            digest,
+            root,
             content_type: metadata.content_type,
             file_name: metadata.file_name,
             locator: Vec::new(),
         }
     }
 
-    /// Decodes and validates a pointer: version byte, canonical encoding, format version 1,
-    /// 32-byte key and digest, plaintext size within [`MAX_PLAINTEXT_LEN`], the metadata
+    /// Decodes and validates a pointer: version byte, canonical encoding, format version 2,
+    /// 32-byte key and root, plaintext size within [`MAX_PLAINTEXT_LEN`], the metadata
     /// rules of [`AttachmentMetadata::new`] (a file name that breaks one is
     /// [`DecodeError::InvalidFileName`]) and a locator of at most 2048 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -293,13 +294,13 @@ impl AttachmentPointer {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,
                 field: "version",
-                reason: "unsupported attachment format version (this build reads version 1)",
+                reason: "unsupported attachment format version (this build reads version 2)",
             });
         }
         let file_key = FileKey(*Zeroizing::new(wire::fixed::<FILE_KEY_LEN>(
             &key_bytes, OBJECT, "file_key",
         )?));
-        let digest = wire::fixed::<DIGEST_LEN>(&message.digest, OBJECT, "digest")?;
+        let root = wire::fixed::<ROOT_LEN>(&message.root, OBJECT, "root")?;
         if message.plaintext_size > MAX_PLAINTEXT_LEN {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,
@@ -321,7 +322,7 @@ impl AttachmentPointer {
         Ok(Self {
             file_key,
             plaintext_len: message.plaintext_size,
-            digest,
+            root,
             content_type: core::mem::take(&mut message.content_type),
             file_name: core::mem::take(&mut message.file_name),
             locator: core::mem::take(&mut message.locator),
@@ -335,7 +336,7 @@ impl AttachmentPointer {
             version: u32::from(FORMAT_VERSION),
             file_key: self.file_key.0.to_vec(),
             plaintext_size: self.plaintext_len,
-            digest: self.digest.to_vec(),
+            root: self.root.to_vec(),
             content_type: self.content_type.clone(),
             file_name: self.file_name.clone(),
             locator: self.locator.clone(),
@@ -346,7 +347,7 @@ impl AttachmentPointer {
         bytes
     }
 
-    /// The format version of the sealed file (1).
+    /// The format version of the sealed file (2).
     pub fn version(&self) -> u8 {
         FORMAT_VERSION
     }
@@ -361,10 +362,12 @@ impl AttachmentPointer {
         self.plaintext_len
     }
 
-    /// The SHA-256 digest of the whole sealed file. An app or server can check a download
-    /// against it without the key.
-    pub fn digest(&self) -> &[u8; DIGEST_LEN] {
-        &self.digest
+    /// The root that commits to the sealed file: BLAKE3 over its header, key commitment and
+    /// the root of the hash tree over its chunks (`docs/PROTOCOL.md` section 13). Every
+    /// opener checks each chunk against it before releasing any of it; an app or server can
+    /// check a download against it without the key.
+    pub fn root(&self) -> &[u8; ROOT_LEN] {
+        &self.root
     }
 
     /// The content type the sender gave (untrusted: the sender chose it).
@@ -416,7 +419,7 @@ impl fmt::Debug for AttachmentPointer {
         f.debug_struct("AttachmentPointer")
             .field("version", &FORMAT_VERSION)
             .field("plaintext_len", &self.plaintext_len)
-            .field("digest", &Hex(&self.digest))
+            .field("root", &Hex(&self.root))
             .field("content_type", &self.content_type)
             .field("file_name", &self.file_name)
             .field("locator_len", &self.locator.len())

@@ -1,6 +1,7 @@
 //! Random access: decrypt any byte range by fetching and verifying only the chunks it
-//! touches (seeking in a video).
+//! touches and the few hashes that prove them (seeking in a video).
 
+use alloc::vec::Vec;
 use core::ops::Range;
 
 use zeroize::Zeroize;
@@ -8,22 +9,25 @@ use zeroize::Zeroize;
 use crate::error::AttachmentError;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
-use super::open::{open_chunk_in_place, open_prefix_sized};
-use super::pointer::AttachmentPointer;
+use super::open::{check_chunk, leaf_in, open_chunk_in_place, open_prefix_sized};
+use super::pointer::{AttachmentPointer, ROOT_LEN};
+use super::tree::{HASH_LEN, WindowProof};
 
 /// Reads arbitrary plaintext ranges of a sealed file whose length is known, verifying only
 /// the chunks each range touches.
 ///
-/// This is the sans-IO core: [`plan`](Self::plan) says which sealed bytes a range needs, the
-/// app fetches them however it likes (an HTTP range request, a file read), and
-/// [`decrypt`](Self::decrypt) verifies and decrypts them in place. With the `std` feature,
+/// This is the sans-IO core: [`plan`](Self::plan) says which sealed bytes a range needs
+/// (its chunks, and the hashes from the stored tree that prove them), the app fetches them
+/// however it likes (HTTP range requests, file reads), and [`decrypt`](Self::decrypt)
+/// verifies and decrypts them in place. With the `std` feature,
 /// [`read_range`](Self::read_range) does the same through a read-at callback, and
 /// [`SeekableOpener`] through `Read + Seek`.
 ///
-/// Every returned byte comes from a chunk that authenticated at its own position in this
-/// file. Random access does not read the whole file, so it does not check the SHA-256
-/// digest and does not prove that the file is complete beyond the chunks it read; the exact
-/// sealed length is checked up front.
+/// Every returned byte comes from a chunk whose hash the pointer's root commits to at its
+/// position (checked before the chunk is decrypted), and that authenticated there. What a
+/// range returns is therefore what every holder of the pointer gets for that range, even
+/// if someone holding the file key re-encrypted chunks. The exact sealed length is checked
+/// up front.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata, RandomAccess, PREFIX_LEN};
@@ -38,12 +42,19 @@ use super::pointer::AttachmentPointer;
 /// // Fetch exactly those sealed bytes (here: from memory) and decrypt them.
 /// let start = plan.sealed_offset() as usize;
 /// let mut fetched = sealed[start..start + plan.sealed_len() as usize].to_vec();
-/// assert_eq!(access.decrypt(&plan, &mut fetched)?, &movie[700_000..700_100]);
+/// let hashes: Vec<u8> = plan
+///     .hash_ranges()
+///     .iter()
+///     .flat_map(|r| sealed[r.start as usize..r.end as usize].iter().copied())
+///     .collect();
+/// assert_eq!(access.decrypt(&plan, &mut fetched, &hashes)?, &movie[700_000..700_100]);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
 pub struct RandomAccess {
     cipher: PayloadCipher,
     layout: Layout,
+    prefix: [u8; PREFIX_LEN],
+    root: [u8; ROOT_LEN],
 }
 
 impl core::fmt::Debug for RandomAccess {
@@ -54,13 +65,15 @@ impl core::fmt::Debug for RandomAccess {
     }
 }
 
-/// The sealed bytes a plaintext range needs: one contiguous run of whole chunks.
+/// The sealed bytes a plaintext range needs: one contiguous run of whole chunks, and the
+/// hashes of the stored tree that prove them (a few short runs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchPlan {
     range: Range<u64>,
     chunks: Range<u64>,
     sealed_offset: u64,
     sealed_len: u64,
+    hash_ranges: Vec<Range<u64>>,
 }
 
 impl FetchPlan {
@@ -74,14 +87,33 @@ impl FetchPlan {
         self.chunks.clone()
     }
 
-    /// Offset in the sealed file of the first byte to fetch.
+    /// Offset in the sealed file of the first chunk byte to fetch.
     pub fn sealed_offset(&self) -> u64 {
         self.sealed_offset
     }
 
-    /// Number of sealed bytes to fetch (0 for an empty range).
+    /// Number of chunk bytes to fetch from [`sealed_offset`](Self::sealed_offset) (0 for an
+    /// empty range).
     pub fn sealed_len(&self) -> u64 {
         self.sealed_len
+    }
+
+    /// The ranges of the sealed file that hold the hashes proving the chunks, in the order
+    /// [`RandomAccess::decrypt`] expects them concatenated (empty for an empty range): the
+    /// chunks' leaf hashes with their neighbours, then at most two 32-byte nodes for each
+    /// level of the tree above.
+    pub fn hash_ranges(&self) -> &[Range<u64>] {
+        &self.hash_ranges
+    }
+
+    /// Total length of the [`hash_ranges`](Self::hash_ranges).
+    pub fn hashes_len(&self) -> u64 {
+        self.hash_ranges.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// Every sealed byte the plan fetches: chunks and hashes.
+    pub fn fetched_len(&self) -> u64 {
+        self.sealed_len + self.hashes_len()
     }
 
     /// The part of the plaintext range inside the chunk whose plaintext starts at offset
@@ -97,6 +129,77 @@ impl FetchPlan {
         // Both are at most `n`, below the chunk size: they fit in usize.
         (hi > lo).then_some(lo as usize..hi as usize)
     }
+
+    /// The proof of the plan's chunks (for a non-empty plan).
+    pub(crate) fn proof(&self, layout: &Layout) -> WindowProof {
+        WindowProof::new(
+            layout.chunk_count(),
+            self.chunks.start,
+            self.chunks.end.saturating_sub(1),
+        )
+    }
+}
+
+impl Layout {
+    /// Which sealed bytes the plaintext `range` needs: the chunks it touches and the hashes
+    /// that prove them. This depends only on the layout, so the cost of a read can be known
+    /// before anything is fetched.
+    ///
+    /// ```
+    /// use ratchetbox::attachment::{ChunkSize, Layout};
+    ///
+    /// // One 64 KiB range, aligned on a chunk, in a 1 GiB file: its chunk and tag, its leaf
+    /// // hash and its neighbour's, and one node on each of the 13 levels above.
+    /// let layout = Layout::new(1 << 30, ChunkSize::DEFAULT)?;
+    /// let plan = layout.plan(65_536 * 1000..65_536 * 1001)?;
+    /// assert_eq!(plan.sealed_len(), 65_536 + 16);
+    /// assert_eq!(plan.hashes_len(), 2 * 32 + 13 * 32);
+    /// # Ok::<(), ratchetbox::AttachmentError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AttachmentError::InvalidRange`] if the range is reversed or ends past the plaintext.
+    pub fn plan(&self, range: Range<u64>) -> Result<FetchPlan, AttachmentError> {
+        if range.start > range.end {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the range starts after it ends",
+            });
+        }
+        if range.end > self.plaintext_len() {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the range ends past the end of the plaintext",
+            });
+        }
+        if range.is_empty() {
+            return Ok(FetchPlan {
+                range,
+                chunks: 0..0,
+                sealed_offset: PREFIX_LEN as u64,
+                sealed_len: 0,
+                hash_ranges: Vec::new(),
+            });
+        }
+        let chunk = self.chunk_size().bytes_u64();
+        let first = range.start / chunk;
+        let last = (range.end - 1) / chunk;
+        let sealed_offset = self.chunk_offset(first);
+        let sealed_end = self.chunk_offset(last) + self.chunk_sealed_len(last) as u64;
+        let hash_ranges = WindowProof::new(self.chunk_count(), first, last)
+            .runs()
+            .into_iter()
+            .map(|(level, start, count)| {
+                let offset = self.node_offset(level, start);
+                offset..offset + count * HASH_LEN as u64
+            })
+            .collect();
+        Ok(FetchPlan {
+            range,
+            chunks: first..last + 1,
+            sealed_offset,
+            sealed_len: sealed_end - sealed_offset,
+            hash_ranges,
+        })
+    }
 }
 
 impl RandomAccess {
@@ -109,7 +212,15 @@ impl RandomAccess {
         sealed_len: u64,
     ) -> Result<Self, AttachmentError> {
         let (cipher, layout) = open_prefix_sized(pointer, prefix, sealed_len)?;
-        Ok(Self { cipher, layout })
+        let mut own_prefix = [0u8; PREFIX_LEN];
+        // open_prefix_sized checked that `prefix` holds at least PREFIX_LEN bytes.
+        own_prefix.copy_from_slice(prefix.get(..PREFIX_LEN).unwrap_or(&[0u8; PREFIX_LEN]));
+        Ok(Self {
+            cipher,
+            layout,
+            prefix: own_prefix,
+            root: *pointer.root(),
+        })
     }
 
     #[cfg(feature = "parallel")]
@@ -127,67 +238,62 @@ impl RandomAccess {
         self.layout.plaintext_len()
     }
 
-    /// Which sealed bytes the plaintext `range` needs.
+    /// Which sealed bytes the plaintext `range` needs (see [`Layout::plan`]).
     ///
     /// # Errors
     /// [`AttachmentError::InvalidRange`] if the range is reversed or ends past the plaintext.
     pub fn plan(&self, range: Range<u64>) -> Result<FetchPlan, AttachmentError> {
-        if range.start > range.end {
-            return Err(AttachmentError::InvalidRange {
-                reason: "the range starts after it ends",
-            });
-        }
-        if range.end > self.layout.plaintext_len() {
-            return Err(AttachmentError::InvalidRange {
-                reason: "the range ends past the end of the plaintext",
-            });
-        }
-        if range.is_empty() {
-            return Ok(FetchPlan {
-                range,
-                chunks: 0..0,
-                sealed_offset: PREFIX_LEN as u64,
-                sealed_len: 0,
-            });
-        }
-        let chunk = self.layout.chunk_size().bytes_u64();
-        let first = range.start / chunk;
-        let last = (range.end - 1) / chunk;
-        let sealed_offset = self.layout.chunk_offset(first);
-        let sealed_end = self.layout.chunk_offset(last) + self.layout.chunk_sealed_len(last) as u64;
-        Ok(FetchPlan {
-            range,
-            chunks: first..last + 1,
-            sealed_offset,
-            sealed_len: sealed_end - sealed_offset,
-        })
+        self.layout.plan(range)
+    }
+
+    /// Checks the fetched hashes of `plan` against the pointer's root and returns the
+    /// verified leaf hashes of its chunks.
+    pub(crate) fn verify_hashes<'h>(
+        &self,
+        plan: &FetchPlan,
+        hashes: &'h [u8],
+    ) -> Result<&'h [u8], AttachmentError> {
+        let proof = plan.proof(&self.layout);
+        proof.verify(hashes, &self.prefix, &self.root)?;
+        hashes
+            .get(proof.window_in_proof())
+            .ok_or(AttachmentError::RootMismatch)
     }
 
     /// Verifies and decrypts the fetched bytes of `plan` in place, and returns the requested
-    /// plaintext (at the start of `sealed`). If any chunk fails, the error names it and no
-    /// plaintext is returned, nor left behind in `sealed`.
+    /// plaintext (at the start of `sealed`). `sealed` holds the plan's chunks
+    /// ([`FetchPlan::sealed_offset`], [`FetchPlan::sealed_len`]) and `hashes` the
+    /// concatenated [`FetchPlan::hash_ranges`]. The hashes are checked against the
+    /// pointer's root first, then each chunk against its hash, before it is decrypted. If
+    /// anything fails, the error names it and no plaintext is returned, nor left behind in
+    /// `sealed`.
     ///
     /// # Contents of `sealed` afterwards
     /// - On success, it starts with the returned plaintext; the bytes after it are
     ///   unspecified (they may hold other plaintext of the same chunks, and tags).
-    /// - If `plan` or the length of `sealed` is rejected ([`InvalidRange`]), `sealed` is
-    ///   untouched: nothing was decrypted.
-    /// - After any other error ([`ChunkAuthentication`], [`BadPadding`]), every byte of
-    ///   `sealed` is zero, including where the chunks before the failing one, which had
-    ///   verified, were decrypted: a failed call releases no plaintext.
+    /// - If `plan` or the length of `sealed` or `hashes` is rejected ([`InvalidRange`]),
+    ///   `sealed` is untouched: nothing was decrypted.
+    /// - After any other error ([`RootMismatch`], [`ChunkNotCommitted`],
+    ///   [`ChunkAuthentication`], [`BadPadding`]), every byte of `sealed` is zero,
+    ///   including where the chunks before the failing one, which had verified, were
+    ///   decrypted: a failed call releases no plaintext.
     ///
     /// # Errors
-    /// [`InvalidRange`] if `plan` is not one of this file's plans or `sealed` is not exactly
-    /// `plan.sealed_len()` bytes; [`ChunkAuthentication`] or [`BadPadding`] for a chunk that
-    /// does not verify.
+    /// [`InvalidRange`] if `plan` is not one of this file's plans or `sealed` or `hashes`
+    /// is not as long as the plan says; [`RootMismatch`] if the hashes do not lead to the
+    /// pointer's root; [`ChunkNotCommitted`], [`ChunkAuthentication`] or [`BadPadding`] for
+    /// a chunk that does not verify.
     ///
     /// [`InvalidRange`]: AttachmentError::InvalidRange
+    /// [`RootMismatch`]: AttachmentError::RootMismatch
+    /// [`ChunkNotCommitted`]: AttachmentError::ChunkNotCommitted
     /// [`ChunkAuthentication`]: AttachmentError::ChunkAuthentication
     /// [`BadPadding`]: AttachmentError::BadPadding
     pub fn decrypt<'b>(
         &self,
         plan: &FetchPlan,
         sealed: &'b mut [u8],
+        hashes: &[u8],
     ) -> Result<&'b [u8], AttachmentError> {
         match self.plan(plan.plaintext_range()) {
             Ok(expected) if expected == *plan => {}
@@ -202,7 +308,15 @@ impl RandomAccess {
                 reason: "the fetched bytes are not as long as the fetch plan says",
             });
         }
-        match self.decrypt_chunks(plan, sealed) {
+        if hashes.len() as u64 != plan.hashes_len() {
+            return Err(AttachmentError::InvalidRange {
+                reason: "the fetched hashes are not as long as the fetch plan says",
+            });
+        }
+        if plan.chunks().is_empty() {
+            return Ok(&[]);
+        }
+        match self.decrypt_chunks(plan, sealed, hashes) {
             Ok(written) => Ok(sealed.get(..written).unwrap_or_default()),
             Err(error) => {
                 // Earlier chunks of the plan were decrypted in place (and compacted towards
@@ -220,7 +334,9 @@ impl RandomAccess {
         &self,
         plan: &FetchPlan,
         sealed: &mut [u8],
+        hashes: &[u8],
     ) -> Result<usize, AttachmentError> {
+        let leaves = self.verify_hashes(plan, hashes)?;
         let mut read = 0usize;
         let mut written = 0usize;
         for index in plan.chunks() {
@@ -228,6 +344,12 @@ impl RandomAccess {
             let sealed_chunk = sealed
                 .get_mut(read..read + len)
                 .ok_or(AttachmentError::Truncated { missing: 0 })?;
+            check_chunk(
+                &self.layout,
+                index,
+                sealed_chunk,
+                leaf_in(leaves, plan.chunks().start, index),
+            )?;
             let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
             // The part of the requested range inside this chunk's plaintext.
             if let Some(Range { start: lo, end: hi }) =
@@ -265,10 +387,32 @@ mod std_adapters {
     use crate::attachment::format::CHUNK_TAG_LEN;
 
     impl RandomAccess {
+        /// Fetches the hashes of `plan` through `read_at` and returns the verified leaf
+        /// hashes of its chunks.
+        pub(crate) fn fetch_leaves<F>(
+            &self,
+            plan: &FetchPlan,
+            mut read_at: F,
+        ) -> Result<Vec<u8>, AttachmentError>
+        where
+            F: FnMut(u64, &mut [u8]) -> io::Result<()>,
+        {
+            crate::attachment::open::fetch_window(
+                &self.layout,
+                &self.prefix,
+                &self.root,
+                plan.chunks().start,
+                plan.chunks().end.saturating_sub(1),
+                |offset, buf| read_at(offset, buf).map_err(AttachmentError::from),
+            )
+        }
+
         /// Reads the plaintext `range` through a read-at callback: `read_at(offset, buf)`
         /// must fill `buf` with the sealed bytes starting at `offset` (for a file,
-        /// `std::os::unix::fs::FileExt::read_exact_at`). Fetches and verifies one chunk at
-        /// a time, so memory is the range plus one chunk.
+        /// `std::os::unix::fs::FileExt::read_exact_at`). Fetches the hashes of the range's
+        /// chunks first and checks them against the pointer's root, then fetches and
+        /// verifies one chunk at a time, so memory is the range plus one chunk (and 32 bytes
+        /// of hash a chunk).
         ///
         /// ```
         /// use ratchetbox::attachment::{self, AttachmentMetadata, RandomAccess, PREFIX_LEN};
@@ -305,6 +449,7 @@ mod std_adapters {
             // Both buffers hold plaintext and are wiped when dropped, on every path (the
             // plaintext returned on success is moved out first). `out` never grows past the
             // capacity reserved here.
+            let leaves = self.fetch_leaves(&plan, &mut read_at)?;
             let mut out = Zeroizing::new(Vec::with_capacity(range_len));
             let mut buf =
                 Zeroizing::new(vec![0u8; self.layout.chunk_size().bytes() + CHUNK_TAG_LEN]);
@@ -314,6 +459,8 @@ mod std_adapters {
                     .get_mut(..len)
                     .ok_or(AttachmentError::ChunkAuthentication { index })?;
                 read_at(self.layout.chunk_offset(index), sealed_chunk)?;
+                let leaf = leaf_in(&leaves, plan.chunks().start, index);
+                check_chunk(&self.layout, index, sealed_chunk, leaf)?;
                 let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
                 if let Some(part) = plan.range_in_chunk(self.layout.payload_offset(index), n) {
                     out.extend_from_slice(sealed_chunk.get(part).unwrap_or_default());

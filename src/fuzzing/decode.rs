@@ -322,8 +322,23 @@ fn check_layout(plaintext_len: u64, chunk_size: crate::attachment::ChunkSize) {
     assert!(layout.padded_len() >= plaintext_len.max(256));
     assert!((count - 1) * chunk < layout.padded_len() && layout.padded_len() <= count * chunk);
     assert_eq!(
-        layout.sealed_len(),
+        layout.tree_offset(),
         PREFIX_LEN as u64 + layout.padded_len() + count * crate::aead::TAG_LEN as u64
+    );
+    // The stored tree: every level, from `count` leaves halving (rounded up) to one node.
+    let mut nodes = 0u64;
+    let mut level = count;
+    loop {
+        nodes += level;
+        if level == 1 {
+            break;
+        }
+        level = level.div_ceil(2);
+    }
+    assert_eq!(layout.tree_len(), 32 * nodes);
+    assert_eq!(
+        layout.sealed_len(),
+        layout.tree_offset() + layout.tree_len()
     );
     let last = count - 1;
     assert!(layout.is_last(last));
@@ -336,8 +351,26 @@ fn check_layout(plaintext_len: u64, chunk_size: crate::attachment::ChunkSize) {
     );
     assert_eq!(
         layout.chunk_offset(last) + layout.chunk_sealed_len(last) as u64,
-        layout.sealed_len()
+        layout.tree_offset()
     );
+    // A range in one chunk fetches that chunk and the hashes that prove it: its leaf and
+    // at most one more on level 0, at most two on each level above; all in the tree.
+    let levels = u64::from(64 - (count - 1).leading_zeros()) + 1;
+    for index in [0, last] {
+        let start = layout.payload_offset(index);
+        if start >= plaintext_len {
+            continue;
+        }
+        let plan = layout
+            .plan(start..start + 1)
+            .expect("a range of the plaintext");
+        assert_eq!(plan.chunks(), index..index + 1);
+        assert_eq!(plan.sealed_offset(), layout.chunk_offset(index));
+        assert!(plan.hashes_len() <= 32 * (2 + 2 * levels));
+        for range in plan.hash_ranges() {
+            assert!(range.start >= layout.tree_offset() && range.end <= layout.sealed_len());
+        }
+    }
     assert_eq!(layout.chunk_payload_len(count), 0);
     for index in [0, last] {
         assert!(layout.chunk_plaintext_len(index) <= layout.chunk_payload_len(index));

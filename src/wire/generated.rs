@@ -7,7 +7,7 @@
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 #[prost(skip_debug)]
 pub struct AttachmentPointer {
-    /// Format version of the sealed file; must equal the version in its header (1).
+    /// Format version of the sealed file; must equal the version in its header (2).
     #[prost(uint32, tag = "1")]
     pub version: u32,
     /// The file key: 32 random bytes, fresh for every attachment.
@@ -16,9 +16,10 @@ pub struct AttachmentPointer {
     /// Length of the plaintext in bytes (the sealed length follows from it).
     #[prost(uint64, tag = "3")]
     pub plaintext_size: u64,
-    /// SHA-256 of the whole sealed file, 32 bytes.
+    /// The root committing to the sealed file: BLAKE3(0x02 || header || key commitment ||
+    /// root of the hash tree over the chunks), 32 bytes.
     #[prost(bytes = "vec", tag = "4")]
-    pub digest: ::prost::alloc::vec::Vec<u8>,
+    pub root: ::prost::alloc::vec::Vec<u8>,
     /// MIME type, as given by the sender (at most 255 bytes; may be empty).
     #[prost(string, tag = "5")]
     pub content_type: ::prost::alloc::string::String,
