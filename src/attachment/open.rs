@@ -209,6 +209,7 @@ mod streaming {
     /// assert_eq!(received, [5u8; 3000]);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub struct StreamOpener<R> {
         reader: R,
         cipher: PayloadCipher,
@@ -328,6 +329,7 @@ mod streaming {
     /// Only `Ok` proves that `output` received the complete attachment (see
     /// [`StreamOpener`]); on an error, what was already written is authentic but may be
     /// incomplete, and the app should discard it or mark it so.
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn open_stream<R, W>(
         pointer: &AttachmentPointer,
         input: &mut R,

@@ -43,6 +43,7 @@ const SEAL_BATCH_CHUNKS: usize = 32;
 /// assert_eq!(attachment::open_parallel(&pointer, &sealed)?, big);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn seal_parallel<R: CryptoRng + ?Sized>(
     rng: &mut R,
     plaintext: &[u8],
@@ -159,6 +160,7 @@ fn open_into(
 
 /// [`open`](super::open) on all cores, with the same checks in the same order and the same
 /// errors (a failing chunk is reported by its lowest index).
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_parallel(
     pointer: &AttachmentPointer,
     sealed: &[u8],
@@ -215,6 +217,7 @@ impl RandomAccess {
     ///
     /// Reading the whole range `0..plaintext_len` opens a seekable file on all cores, but as
     /// with all random access, the SHA-256 digest is not checked.
+    #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
     pub fn read_range_parallel<F>(
         &self,
         range: Range<u64>,
@@ -367,6 +370,7 @@ fn stride_of(layout_chunk: usize) -> usize {
 /// assert_eq!(opened, video);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn seal_stream_parallel<G, R, W>(
     rng: &mut G,
     input: &mut R,
@@ -446,6 +450,7 @@ where
 /// Release is progressive per batch: a batch is written only after all its chunks verified,
 /// and, as with `open_stream`, only `Ok` proves the attachment complete. Errors are the
 /// same as `open_stream`'s (a failing chunk is reported by its lowest index).
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_stream_parallel<R, W>(
     pointer: &AttachmentPointer,
     input: &mut R,
