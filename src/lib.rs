@@ -43,7 +43,7 @@
 //!   it the crate is `no_std` + `alloc`.
 //! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
 //!
-//! The items that need a feature say so in these docs.
+//! On docs.rs, every item that needs a feature is marked with it.
 //!
 //! The protocol, byte for byte, is specified in `docs/PROTOCOL.md`.
 
