@@ -6,6 +6,7 @@
 //! Run it with `cargo run --release --example chat`.
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 
 use ratchetbox::attachment::{self, AttachmentMetadata};
 use ratchetbox::{
@@ -33,6 +34,20 @@ fn describe(wire: &[u8]) -> String {
         ),
         Ok(m) => format!("ratchet message #{}, {} bytes", m.counter(), wire.len()),
         Err(e) => format!("undecodable: {e}"),
+    }
+}
+
+/// A scan result in words.
+fn scan_result(result: &ScanResult) -> String {
+    match result {
+        ScanResult::Match => "the numbers match".to_owned(),
+        ScanResult::Mismatch => {
+            "MISMATCH: a key differs, do not trust this conversation".to_owned()
+        }
+        ScanResult::DifferentVersion { theirs, .. } => {
+            format!("made by another safety-number version ({theirs}); update both apps")
+        }
+        ScanResult::WrongContact => "the code belongs to someone else".to_owned(),
     }
 }
 
@@ -71,7 +86,18 @@ impl Person {
     }
 }
 
-fn main() -> Result<()> {
+/// Runs the demo; an error is printed with its message (`Display`), never its `Debug` form.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("the demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let mut rng = OsRng::new();
     let t0 = Timestamp::now();
     let at = |secs: u64| t0.saturating_add_secs(secs);
@@ -121,8 +147,8 @@ fn main() -> Result<()> {
         "   prekey, runs PQXDH (X3DH plus a KEM encapsulation, so that traffic recorded today"
     );
     println!(
-        "   stays safe from a future quantum computer) and starts session {:?}.",
-        session.id()
+        "   stays safe from a future quantum computer) and starts session {} (its id, shortened).",
+        short(&session.id().to_bytes())
     );
     println!(
         "   Post-quantum: {}. Bob is offline; nothing has been sent yet.\n",
@@ -218,7 +244,10 @@ fn main() -> Result<()> {
         alice_sees.display() == bob_sees.display()
     );
     let scanned = alice_sees.compare_scanned(&bob_sees.scannable())?;
-    println!("   Alice scans the QR code on Bob's phone: {scanned:?}");
+    println!(
+        "   Alice scans the QR code on Bob's phone: {}",
+        scan_result(&scanned)
+    );
     if scanned == ScanResult::Match {
         alice.record.mark_verified(&bob.account.identity_key())?;
         bob.record.mark_verified(&alice.account.identity_key())?;
@@ -294,10 +323,18 @@ fn main() -> Result<()> {
             .filter(|(_, d)| *d > check)
             .map(|(t, _)| t.as_str())
             .collect();
-        println!(
-            "    At +{}s Bob's phone still shows {:?}",
-            check.as_unix_secs() - t0.as_unix_secs(),
+        let visible = if visible.is_empty() {
+            "nothing".to_owned()
+        } else {
             visible
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "    At +{}s Bob's phone still shows {visible}",
+            check.as_unix_secs() - t0.as_unix_secs(),
         );
     }
     println!("    (ratchetbox authenticates the setting and erases its own keys on schedule with");
@@ -339,7 +376,8 @@ fn main() -> Result<()> {
             );
             println!("    before: {}; after: {}.", trust(before), trust(after));
         }
-        other => return Err(format!("a key change must be reported, got {other:?}").into()),
+        Err(e) => return Err(format!("a key change must be reported, got: {e}").into()),
+        Ok(()) => return Err("a key change must be reported, but the new key was used".into()),
     }
 
     println!("\nDone: every message was end-to-end encrypted with forward secrecy.");

@@ -645,6 +645,7 @@ pub enum AttachmentError {
     StreamFailed,
     /// Reading or writing failed (std adapters only).
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -43,10 +43,14 @@
 //!   it the crate is `no_std` + `alloc`.
 //! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
 //!
+//! On docs.rs, every item that needs a feature is marked with it.
+//!
 //! The protocol, byte for byte, is specified in `docs/PROTOCOL.md`.
 
 #![no_std]
 #![forbid(unsafe_code)]
+// docs.rs (`--cfg docsrs`, nightly) marks each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -77,7 +81,10 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+// The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
+// hidden from the docs and not covered by semver.
 #[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod fuzzing;
 mod padding;
 

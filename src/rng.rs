@@ -10,6 +10,7 @@ use rand_core::{TryCryptoRng, TryRng, UnwrapErr};
 /// fuzzers can pass a seeded generator; this is the convenience for everything else. It
 /// panics if the operating system cannot provide randomness, which on supported platforms
 /// does not happen after boot.
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Debug, Default)]
 pub struct OsRng(UnwrapErr<getrandom::SysRng>);
 

@@ -43,6 +43,7 @@ impl Timestamp {
     }
 
     /// The current time from the operating system clock (a time before 1970 reads as the epoch).
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[cfg(feature = "std")]
     pub fn now() -> Self {
         let secs = std::time::SystemTime::now()

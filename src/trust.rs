@@ -135,8 +135,58 @@ impl fmt::Display for IdentityChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the peer's identity key changed from {} ({:?}) to {}",
-            self.previous.key, self.previous.trust, self.new
+            "the peer's identity key changed from {} ({}) to {}",
+            self.previous.key,
+            trust_in_words(self.previous.trust),
+            self.new
         )
+    }
+}
+
+/// How far the previous key was trusted, in words for messages (never the `Debug` form).
+fn trust_in_words(trust: Trust) -> &'static str {
+    match trust {
+        Trust::FirstUse => "trusted on first use",
+        Trust::Verified => "verified",
+        Trust::Changed => "accepted after a change, not verified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::format;
+    use alloc::string::String;
+
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::keys::IdentityKeyPair;
+
+    fn hex(key: &IdentityKey) -> String {
+        key.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The message names the previous trust level in words, not as `Debug` (`Verified`).
+    #[test]
+    fn identity_change_message_names_the_trust_level_in_words() {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let old = IdentityKeyPair::generate(&mut rng).public_key();
+        let new = IdentityKeyPair::generate(&mut rng).public_key();
+        for (trust, words) in [
+            (Trust::FirstUse, "trusted on first use"),
+            (Trust::Verified, "verified"),
+            (Trust::Changed, "accepted after a change, not verified"),
+        ] {
+            let change = IdentityChange::new(PeerIdentity { key: old, trust }, new);
+            assert_eq!(
+                format!("{change}"),
+                format!(
+                    "the peer's identity key changed from {} ({words}) to {}",
+                    hex(&old),
+                    hex(&new)
+                )
+            );
+        }
     }
 }

@@ -365,6 +365,7 @@ mod streaming {
     /// assert_eq!(received, [5u8; 3000]);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub struct StreamOpener<R> {
         source: SeekSource<R>,
         cipher: PayloadCipher,
@@ -470,6 +471,7 @@ mod streaming {
     /// Only `Ok` proves that `output` received the complete attachment (see
     /// [`StreamOpener`]); on an error, what was already written is what the pointer commits
     /// to but may be incomplete, and the app should discard it or mark it so.
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn open_stream<R, W>(
         pointer: &AttachmentPointer,
         input: &mut R,

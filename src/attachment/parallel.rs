@@ -38,6 +38,7 @@ use super::tree::{self, HASH_LEN, Hash};
 /// assert_eq!(attachment::open_parallel(&pointer, &sealed)?, big);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn seal_parallel<R: CryptoRng + ?Sized>(
     rng: &mut R,
     plaintext: &[u8],
@@ -146,6 +147,7 @@ fn open_into(
 
 /// [`open`](super::open) on all cores, with the same checks in the same order and the same
 /// errors (a failing chunk is reported by its lowest index).
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_parallel(
     pointer: &AttachmentPointer,
     sealed: &[u8],
@@ -203,6 +205,7 @@ impl RandomAccess {
     ///
     /// The hashes of the range's chunks are fetched and checked against the pointer's root
     /// first; each chunk is checked against its hash before it is decrypted.
+    #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
     pub fn read_range_parallel<F>(
         &self,
         range: Range<u64>,
@@ -362,6 +365,7 @@ fn stride_of(layout_chunk: usize) -> usize {
 /// assert_eq!(opened, video);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn seal_stream_parallel<G, R, W>(
     rng: &mut G,
     input: &mut R,
@@ -450,6 +454,7 @@ where
 /// Release is progressive per batch: a batch is written only after all its chunks verified,
 /// and, as with `open_stream`, only `Ok` proves the attachment complete. Errors are the
 /// same as `open_stream`'s (a failing chunk is reported by its lowest index).
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_stream_parallel<R, W>(
     pointer: &AttachmentPointer,
     input: &mut R,

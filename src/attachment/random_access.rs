@@ -483,6 +483,7 @@ mod std_adapters {
     /// assert_eq!(opener.read_range(250_000..250_010)?, &data[250_000..250_010]);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[derive(Debug)]
     pub struct SeekableOpener<R> {
         source: R,

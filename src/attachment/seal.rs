@@ -183,6 +183,7 @@ mod streaming {
     /// assert_eq!(opened, video);
     /// # Ok::<(), ratchetbox::AttachmentError>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn seal_stream<G, R, W>(
         rng: &mut G,
         input: &mut R,
