@@ -82,7 +82,7 @@ fn setup_ratchet_and_attachment_sections_open_with_a_sequence_diagram() {
     for heading in [
         "## 5. PQXDH and X3DH",
         "## 6. Double Ratchet",
-        "## 13. Sealed attachments (format version 1)",
+        "## 13. Sealed attachments (format version 2)",
     ] {
         let start = doc
             .find(&format!("\n{heading}\n"))
