@@ -314,9 +314,14 @@ impl Account {
         self.one_time_kem_prekeys.values().map(|p| &p.public)
     }
 
-    /// Deletes every signed prekey and last-resort KEM prekey that was replaced more than
+    /// Deletes every signed prekey and last-resort KEM prekey that was replaced at least
     /// `grace_secs` seconds before `now` (the current ones are always kept). Returns how many
-    /// were deleted. Initial messages naming a deleted prekey then fail with
+    /// were deleted.
+    ///
+    /// A prekey counts as replaced when its successor was created, or when it was created
+    /// itself if its successor was stamped earlier (the clock went back at the rotation), so a
+    /// clock jump never makes a prekey look replaced before it existed. A `now` earlier than
+    /// that deletes nothing. See docs/PROTOCOL.md section 3.2. Initial messages naming a deleted prekey then fail with
     /// [`DecryptError::UnknownSignedPreKey`] or [`DecryptError::UnknownKemPreKey`] (the ids
     /// of the last 2,000 deleted last-resort KEM prekeys are remembered for that; an older
     /// one is reported as [`DecryptError::KemPreKeyUsed`], which refuses the message just
@@ -835,10 +840,13 @@ fn note_removed_kem_id(removed: &mut VecDeque<u32>, id: KemPreKeyId) {
     removed.push_back(id.0);
 }
 
-/// Drops the entries of `previous` (oldest first) replaced more than `grace_secs` before
-/// `now`; an entry is replaced when its successor (the next one, or `current_created_at`
-/// for the last) was created. `dropped` sees each dropped entry, oldest first. Returns how
-/// many were dropped.
+/// Drops the entries of `previous` (oldest first) that were last known current at least
+/// `grace_secs` before `now`. An entry was last known current when its successor (the next
+/// one, or `current_created_at` for the last) replaced it, or when it was created itself if
+/// that reads later: a clock that went back at a rotation stamps the successor earlier than
+/// the entry it replaces, and the entry must not look replaced before it existed. A `now`
+/// earlier than that time deletes nothing (no subtraction wraps). `dropped` sees each dropped
+/// entry, oldest first. Returns how many were dropped.
 fn retain_recent<T>(
     previous: &mut Vec<T>,
     current_created_at: Timestamp,
@@ -847,18 +855,25 @@ fn retain_recent<T>(
     now: Timestamp,
     grace_secs: u64,
 ) -> usize {
-    let replaced_at: Vec<Timestamp> = previous
+    let successors_created_at = previous
         .iter()
         .skip(1)
         .map(&created_at)
-        .chain(core::iter::once(current_created_at))
+        .chain(core::iter::once(current_created_at));
+    let last_current_at: Vec<Timestamp> = previous
+        .iter()
+        .map(&created_at)
+        .zip(successors_created_at)
+        .map(|(own, successor)| own.max(successor))
         .collect();
     let before = previous.len();
-    let mut replaced = replaced_at.into_iter();
+    let mut last_current = last_current_at.into_iter();
     previous.retain(|entry| {
-        let keep = replaced
-            .next()
-            .is_some_and(|at| at.saturating_add_secs(grace_secs) > now);
+        let keep = last_current.next().is_none_or(|at| {
+            now.as_unix_secs()
+                .checked_sub(at.as_unix_secs())
+                .is_none_or(|elapsed| elapsed < grace_secs)
+        });
         if !keep {
             dropped(entry);
         }

@@ -6,6 +6,8 @@
 //! `tests/data/safety_number.py`, an independent Python (hashlib-only) implementation of the
 //! same document.
 
+mod common;
+
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ratchetbox::{
@@ -182,6 +184,7 @@ fn fixed_vector_from_the_independent_python_implementation() {
 #[test]
 fn both_sides_compute_the_same_number() {
     for seed in 0..8u64 {
+        let _seed = common::SeedGuard(seed);
         let a = key(100 + 2 * seed);
         let b = key(101 + 2 * seed);
         let a_id = format!("user-{seed}-a");

@@ -422,9 +422,12 @@ fn run_bounded_schedule(
 #[test]
 fn at_small_bounds_every_delivery_has_the_outcome_the_model_predicts() {
     let outcomes = RefCell::new(Outcomes::default());
+    // Like the proptest! macro: failures persist in tests/properties.proptest-regressions
+    // (the default FileFailurePersistence needs the source file to find it) and are rerun
+    // first on every later run.
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 64,
-        failure_persistence: None,
+        source_file: Some(file!()),
         ..ProptestConfig::default()
     });
     let strategy = (

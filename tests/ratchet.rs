@@ -14,6 +14,7 @@ fn text(side: Side, i: usize) -> Vec<u8> {
 #[test]
 fn long_conversation_with_random_interleavings() {
     for seed in 0..4 {
+        let _seed = common::SeedGuard(seed);
         let mut pair = Pair::new(1000 + seed);
         let mut r = rng(seed);
         // In flight, per direction: (wire, plaintext).

@@ -55,6 +55,7 @@ impl Both {
 #[test]
 fn crossing_initial_messages_converge_at_once() {
     for seed in 0..16 {
+        let _seed = common::SeedGuard(seed);
         let mut s = both_initiate(seed);
         assert!(!s.converged());
         let from_alice = s.a_to_b(b"hi from alice");
@@ -79,6 +80,7 @@ fn crossing_initial_messages_converge_at_once() {
 #[test]
 fn messages_already_in_flight_on_the_other_session_still_decrypt() {
     for seed in 20..30 {
+        let _seed = common::SeedGuard(seed);
         let mut s = both_initiate(seed);
         // Each sends three messages on its own session before seeing the other's.
         let from_alice: Vec<_> = (0..3u8).map(|i| s.a_to_b(&[b'a', i])).collect();
@@ -163,6 +165,7 @@ struct InFlight {
 fn crossing_initial_messages_converge_whatever_their_number_and_order() {
     let mut orders = 0;
     for seed in 0..96 {
+        let _seed = common::SeedGuard(seed);
         let mut s = both_initiate(1000 + seed);
         let mut shuffle = rng(5000 + seed);
         let alice_id = s.alice.record.session_id().unwrap();
@@ -230,6 +233,7 @@ fn crossing_initial_messages_converge_whatever_their_number_and_order() {
 #[test]
 fn an_answer_that_overtakes_the_other_setup_settles_with_the_next_message() {
     for seed in 0..24 {
+        let _seed = common::SeedGuard(seed);
         let mut s = both_initiate(3000 + seed);
         let alice_id = s.alice.record.session_id().unwrap();
         let bob_id = s.bob.record.session_id().unwrap();
@@ -345,6 +349,7 @@ fn a_late_message_from_a_classical_session_does_not_downgrade_the_conversation()
 #[test]
 fn a_late_classical_setup_does_not_replace_a_post_quantum_session() {
     for seed in 70..74 {
+        let _seed = common::SeedGuard(seed);
         let mut rng = rng(seed);
         let config = SessionConfig::default().with_classical_setup_allowed(true);
         let mut alice = Peer::new(&mut rng, config);
@@ -392,6 +397,7 @@ fn a_late_classical_setup_does_not_replace_a_post_quantum_session() {
 fn a_late_message_from_an_older_session_makes_it_current_only_if_it_precedes() {
     let mut outcomes = [0; 2];
     for seed in 80..96 {
+        let _seed = common::SeedGuard(seed);
         let mut rng = rng(seed);
         let mut alice = Peer::new(&mut rng, SessionConfig::default());
         let mut bob = Peer::new(&mut rng, SessionConfig::default());
@@ -448,6 +454,7 @@ fn a_late_message_from_an_older_session_makes_it_current_only_if_it_precedes() {
 #[test]
 fn any_schedule_of_session_starts_and_deliveries_settles() {
     for seed in 0..300u64 {
+        let _seed = common::SeedGuard(seed);
         let mut r = rng(9000 + seed);
         let mut rng = rng(seed);
         let mut alice = Peer::new(&mut rng, SessionConfig::default());

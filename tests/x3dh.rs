@@ -70,6 +70,7 @@ fn one_time_prekey_is_consumed_only_when_the_initial_message_decrypts() {
 #[test]
 fn repeated_initial_messages_land_in_one_session_in_any_order() {
     for seed in 0..20 {
+        let _seed = common::SeedGuard(seed);
         let mut pair = Pair::new(100 + seed);
         let messages: Vec<(Vec<u8>, Vec<u8>)> = (0..6u8)
             .map(|i| {

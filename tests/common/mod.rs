@@ -175,3 +175,17 @@ impl Peer {
         self.decrypt(wire, T0)
     }
 }
+
+/// Names the seed of one iteration of a fixed-seed loop in the output of a failing test:
+/// hold one (`let _seed = SeedGuard(seed);`) for the body of every `for seed in ...` loop,
+/// and a panic inside prints `failing seed: N` as the stack unwinds (tests/determinism.rs
+/// checks every such loop has one; docs/TESTING.md says how to rerun one seed).
+pub struct SeedGuard(pub u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failing seed: {}", self.0);
+        }
+    }
+}
