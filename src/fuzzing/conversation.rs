@@ -104,6 +104,13 @@ enum Op {
     /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
     /// only; otherwise nothing happens).
     Prune { side: Side, hours: u16 },
+    /// Flips one bit of a message that was delivered (of any message while none was) and
+    /// delivers the copy, both into the recipient's record and into a fresh record over the
+    /// recipient's account (an app that deleted the conversation): both must refuse it with
+    /// everything unchanged. `bit` counts from the first byte's lowest bit, modulo the
+    /// message's length in bits, so every bit of every message is one operation away (bit
+    /// 255 of an initial message's base key replayed a setup once).
+    FlipBit { pick: u16, bit: u16, receive: bool },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -195,7 +202,12 @@ pub fn conversation(data: &[u8]) {
 /// [`conversation`], returning what the input did (`None` if it is no scenario).
 pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
     let scenario = Scenario::arbitrary_take_rest(Unstructured::new(data)).ok()?;
-    let mut world = World::new(&scenario);
+    Some(run(&scenario))
+}
+
+/// Runs `scenario` with every check.
+fn run(scenario: &Scenario) -> Stats {
+    let mut world = World::new(scenario);
     for op in scenario.ops.iter().take(MAX_OPS) {
         world.apply(op);
         world.check_identities();
@@ -204,7 +216,7 @@ pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
     world.stats.sessions = world.sessions;
     world.stats.sent = world.sent.len();
     world.finish();
-    Some(world.stats)
+    world.stats
 }
 
 fn pick(len: usize, pick: u16) -> Option<usize> {
@@ -380,6 +392,28 @@ impl World {
                     wire[position] ^= (*xor).max(1);
                     let to = self.sent[index].from.other();
                     self.reject(to, &wire, *receive, "a message with one byte changed");
+                }
+            }
+            Op::FlipBit {
+                pick: p,
+                bit,
+                receive,
+            } => {
+                let delivered: Vec<usize> = (0..self.sent.len())
+                    .filter(|&i| self.sent[i].delivered)
+                    .collect();
+                let index = if delivered.is_empty() {
+                    pick(self.sent.len(), *p)
+                } else {
+                    pick(delivered.len(), *p).map(|i| delivered[i])
+                };
+                if let Some(index) = index {
+                    let mut wire = self.sent[index].wire.clone();
+                    let bit = usize::from(*bit) % (wire.len() * 8);
+                    wire[bit / 8] ^= 1 << (bit % 8);
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, *receive, "a message with one bit flipped");
+                    self.reject_in_fresh_record(to, &wire, "a message with one bit flipped");
                 }
             }
             Op::Truncate { pick: p, len } => {
@@ -636,6 +670,24 @@ impl World {
         self.stats.rejected += 1;
     }
 
+    /// `wire` must be rejected by a fresh record (with `to`'s configuration) over `to`'s
+    /// account, leaving the account unchanged: the account alone remembers used setups.
+    fn reject_in_fresh_record(&mut self, to: Side, wire: &[u8], what: &str) {
+        let now = self.now;
+        let party = self.party(to);
+        let before = party.account.to_bytes().to_vec();
+        let mut fresh = SessionRecord::with_config(party.record.config());
+        match fresh.decrypt(&mut party.account, wire, now) {
+            Ok(_) => panic!("{what} was accepted by a fresh record"),
+            Err(e) => assert_eq!(
+                party.account.to_bytes().to_vec(),
+                before,
+                "{what} was rejected by a fresh record ({e}) but changed the account"
+            ),
+        }
+        self.stats.rejected += 1;
+    }
+
     fn persist(&mut self, side: Side, sealed: bool) {
         let World { rng, parties, .. } = self;
         let party = &mut parties[side.index()];
@@ -727,4 +779,61 @@ fn unchanged_on_error<T, E>(
 /// Sending content fails only without a session or with an invalid timer.
 fn content_may_fail(e: &EncryptError, _: &SessionRecord) -> bool {
     matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::wire::generated as pb;
+
+    /// The bit of `wire` that is bit 255 of the base key of the initial message `wire`.
+    fn base_key_top_bit(wire: &[u8]) -> u16 {
+        // A version byte, then the protobuf message.
+        let message = pb::Message::decode(&wire[1..]).expect("a message");
+        let Some(pb::message::Body::Initial(initial)) = message.body else {
+            panic!("not an initial message");
+        };
+        let key = &initial.base_key;
+        let at = wire
+            .windows(key.len())
+            .position(|w| w == &key[..])
+            .expect("the base key is in the message");
+        u16::try_from((at + key.len() - 1) * 8 + 7).expect("a short message")
+    }
+
+    /// One `FlipBit` operation replays a delivered setup with bit 255 of its base key
+    /// flipped: the review's finding, which a `Tamper` needed one specific xor at one offset
+    /// for. Bob's bundle has no one-time prekey, so only the account's replay memory and
+    /// the base key's encoding stand between the copy and a second session.
+    #[test]
+    fn flip_bit_replays_a_setup_with_bit_255_of_its_base_key_flipped() {
+        let scenario = Scenario {
+            seed: 1,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops: Vec::new(),
+        };
+        let mut world = World::new(&scenario);
+        world.apply(&Op::Encrypt {
+            from: Side::Alice,
+            text: b"pay 100".to_vec(),
+            repeat: 0,
+        });
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent[0].delivered);
+        let bit = base_key_top_bit(&world.sent[0].wire);
+        let before = world.stats.rejected;
+        for receive in [false, true] {
+            world.apply(&Op::FlipBit {
+                pick: 0,
+                bit,
+                receive,
+            });
+        }
+        // Into Alice's record and into a fresh record, twice.
+        assert_eq!(world.stats.rejected, before + 4);
+        world.finish();
+    }
 }
