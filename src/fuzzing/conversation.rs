@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use arbitrary::{Arbitrary, Unstructured};
 use rand_chacha::ChaCha20Rng;
 
+use super::model::{self, Receiver};
 use super::{T0, rng, snapshot};
 use crate::content::{decode_padded, encode_padded};
 use crate::{
-    Account, Content, DecryptError, EncryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle,
-    SessionConfig, SessionRecord, Timestamp,
+    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, KemPreKeyId,
+    MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, Timestamp,
 };
 
 /// Operations per input, at most.
@@ -111,6 +112,9 @@ enum Op {
     /// message's length in bits, so every bit of every message is one operation away (bit
     /// 255 of an initial message's base key replayed a setup once).
     FlipBit { pick: u16, bit: u16, receive: bool },
+    /// The clock goes back `hours` (tight limits only): keys stored after that are pruned by
+    /// their own time.
+    ClockBack { hours: u16 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -141,6 +145,9 @@ struct Sent {
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
     expired: bool,
+    /// An initial message refused because its signed prekey was deleted (more rotations
+    /// than an account holds signed prekeys): it never decrypts, the final flush skips it.
+    lost: bool,
 }
 
 struct World {
@@ -150,9 +157,16 @@ struct World {
     sessions: u32,
     stats: Stats,
     /// Small limits (an eighth of the inputs, chosen by the seed): messages may be too far
-    /// ahead or have their keys evicted or pruned, and the oracle accepts exactly those
-    /// rejections (`TooFarAhead`, `Expired`) for messages not delivered yet.
+    /// ahead or have their keys evicted or pruned. There is one session (no simultaneous
+    /// start, no re-initiation) and every delivery has exactly the outcome that an
+    /// independent model of the receiving rules (`super::model`) predicts.
     tight: bool,
+    /// The receiving side of Alice and Bob, as the model sees it (tight mode only).
+    models: Option<[Receiver; 2]>,
+    /// How often each side rotated its signed prekey: ids run from 1, and an account holds
+    /// the newest `MAX_SIGNED_PREKEYS`, so after `r` rotations ids up to `r + 1 - 16` are
+    /// deleted and initial messages naming them are refused with `UnknownSignedPreKey`.
+    rotations: [u32; 2],
     /// The final flush is running: every message must decrypt now (within the bounds).
     flushing: bool,
     now: Timestamp,
@@ -180,14 +194,20 @@ pub struct Stats {
     pub rejected: usize,
     /// Sides persisted and restored.
     pub persisted: usize,
+    /// Deliveries whose outcome the receiver model predicted (tight mode).
+    pub modelled: usize,
+    /// Of those, first deliveries refused as the model predicted (`TooFarAhead`, `Expired`).
+    pub modelled_refusals: usize,
 }
 
 /// Runs the scenario the input describes and checks after every step:
 /// - every message that was not delivered before decrypts, with exactly the plaintext sent
 ///   (`receive`: exactly the content, or `InvalidContent` if what was encrypted is not
 ///   valid padded content, and then it stays undelivered);
-/// - a message that was delivered before, a message with one byte changed or cut short, and
-///   a message sent back to its sender are rejected;
+/// - a message that was delivered before, a message with one byte changed, one bit flipped
+///   or cut short, and a message sent back to its sender are rejected;
+/// - with tight limits, every delivery has exactly the outcome the independent receiver
+///   model (`super::model`) predicts;
 /// - every rejection (and every failed operation) leaves the account and the record byte
 ///   for byte as they were;
 /// - persisted state restores to the same bytes;
@@ -251,6 +271,15 @@ impl World {
                 handed_out_kem: BTreeSet::new(),
             }
         });
+        // Alice starts idle (her first send makes her chain); Bob answers the initial message
+        // with his signed prekey's key pair.
+        let models = tight.then(|| {
+            let config = parties[0].record.config();
+            let model = |has_key_pair| {
+                Receiver::new(config.max_skip(), config.max_skipped_keys(), has_key_pair)
+            };
+            [model(false), model(true)]
+        });
         let mut world = Self {
             rng,
             parties,
@@ -258,11 +287,13 @@ impl World {
             sessions: 0,
             stats: Stats::default(),
             tight,
+            models,
+            rotations: [0; 2],
             flushing: false,
             now: T0,
         };
         world.initiate(Side::Alice, scenario.one_time_prekey);
-        if scenario.simultaneous {
+        if scenario.simultaneous && !tight {
             world.initiate(Side::Bob, true);
         }
         world
@@ -438,6 +469,7 @@ impl World {
                 account
                     .rotate_signed_prekey(rng, T0)
                     .expect("rotate the signed prekey");
+                self.rotations[side.index()] += 1;
                 unchanged_on_error(account, |a| {
                     a.generate_one_time_prekeys(rng, usize::from(count % 4))
                 });
@@ -491,12 +523,34 @@ impl World {
                     self.deliver(index, false);
                 }
             }
-            Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
+            Op::Reinitiate { side, one_time } => {
+                if !self.tight {
+                    self.initiate(*side, *one_time);
+                }
+            }
             Op::Prune { side, hours } => {
                 if self.tight {
                     self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
                     let now = self.now;
-                    self.party(*side).record.prune(now);
+                    let record = &mut self.parties[side.index()].record;
+                    // The model's cutoff, from PROTOCOL.md: the configured age or, while
+                    // disappearing messages are on, the timer plus the grace period.
+                    let mut max_age = record.config().max_skipped_key_age();
+                    let timer = record.expiry_timer();
+                    if timer.is_on() {
+                        max_age = max_age.min(
+                            u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS),
+                        );
+                    }
+                    record.prune(now);
+                    if let Some(models) = &mut self.models {
+                        models[side.index()].prune(now.saturating_sub_secs(max_age));
+                    }
+                }
+            }
+            Op::ClockBack { hours } => {
+                if self.tight {
+                    self.now = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
                 }
             }
         }
@@ -526,19 +580,29 @@ impl World {
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
     ) {
         let World {
-            rng, parties, sent, ..
+            rng,
+            parties,
+            sent,
+            models,
+            ..
         } = self;
         let party = &mut parties[from.index()];
         let before = snapshot(&party.account, &party.record);
         match send(&mut party.record, rng) {
-            Ok((wire, plaintext)) => sent.push(Sent {
-                from,
-                wire,
-                plaintext,
-                delivered: false,
-                dropped: false,
-                expired: false,
-            }),
+            Ok((wire, plaintext)) => {
+                if let Some(models) = models {
+                    models[from.index()].has_key_pair = true;
+                }
+                sent.push(Sent {
+                    from,
+                    wire,
+                    plaintext,
+                    delivered: false,
+                    dropped: false,
+                    expired: false,
+                    lost: false,
+                })
+            }
             Err(e) => {
                 assert!(expected(&e, &party.record), "send failed: {e}");
                 assert_eq!(
@@ -555,10 +619,18 @@ impl World {
         let to = self.sent[index].from.other();
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
-        let (now, tight) = (self.now, self.tight);
+        let now = self.now;
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let plaintext = &self.sent[index].plaintext;
+        // What the model predicts, with the model as it is after a successful delivery.
+        let prediction = self.models.as_ref().map(|models| {
+            let (key, n, pn) = model::header(&wire).expect("a message that was sent");
+            models[to.index()].receive(&key, n, pn, now)
+        });
+        if prediction.is_some() {
+            self.stats.modelled += 1;
+        }
         let outcome = if receive {
             let expected = decode_padded(plaintext).ok();
             match party.record.receive(&mut party.account, &wire, now) {
@@ -574,6 +646,10 @@ impl World {
                     Ok(())
                 }
                 Err(DecryptError::InvalidContent(e)) if first_time && expected.is_none() => {
+                    assert!(
+                        prediction.as_ref().is_none_or(Result::is_ok),
+                        "refused content ({e}) that the model says does not decrypt: {prediction:?}"
+                    );
                     assert_eq!(
                         snapshot(&party.account, &party.record),
                         before,
@@ -595,6 +671,17 @@ impl World {
         };
         match outcome {
             Ok(()) => {
+                match prediction {
+                    Some(Ok(next)) => {
+                        if let Some(models) = &mut self.models {
+                            models[to.index()] = next;
+                        }
+                    }
+                    Some(Err(expected)) => {
+                        panic!("a message decrypted that the model refuses with {expected:?}")
+                    }
+                    None => {}
+                }
                 assert!(first_time, "a message was accepted twice");
                 assert!(
                     !self.sent[index].expired,
@@ -625,12 +712,29 @@ impl World {
                     e,
                     DecryptError::TooFarAhead { max_skip, .. } if max_skip == previous_bound
                 );
-                assert!(
-                    !first_time
-                        || (tight && out_of_bounds)
-                        || (beyond_previous_bound && !self.flushing),
-                    "a message within the bounds was rejected: {e} ({e:?})"
+                let deleted_prekey = matches!(
+                    e,
+                    DecryptError::UnknownSignedPreKey { id }
+                        if u64::from(id) + MAX_SIGNED_PREKEYS as u64
+                            <= u64::from(self.rotations[to.index()]) + 1
                 );
+                match prediction {
+                    _ if first_time && deleted_prekey => self.sent[index].lost = true,
+                    Some(prediction) => {
+                        assert_eq!(
+                            prediction.err(),
+                            Some(e.clone()),
+                            "the model predicts another outcome"
+                        );
+                        if first_time && out_of_bounds {
+                            self.stats.modelled_refusals += 1;
+                        }
+                    }
+                    None => assert!(
+                        !first_time || (beyond_previous_bound && !self.flushing),
+                        "a message within the bounds was rejected: {e} ({e:?})"
+                    ),
+                }
                 assert_eq!(
                     snapshot(&party.account, &party.record),
                     before,
@@ -738,7 +842,7 @@ impl World {
     fn finish(&mut self) {
         self.flushing = true;
         for index in 0..self.sent.len() {
-            if !self.sent[index].delivered {
+            if !self.sent[index].delivered && !self.sent[index].lost {
                 self.deliver(index, false);
             }
         }
