@@ -887,6 +887,8 @@ fn content_may_fail(e: &EncryptError, _: &SessionRecord) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
+
     use prost::Message as _;
 
     use super::*;
@@ -938,6 +940,37 @@ mod tests {
         }
         // Into Alice's record and into a fresh record, twice.
         assert_eq!(world.stats.rejected, before + 4);
+        world.finish();
+    }
+
+    /// An initial message in flight while the recipient rotates its signed prekey 16 times
+    /// names a deleted prekey: `UnknownSignedPreKey` is the expected refusal (the committed
+    /// corpus input that failed silently before the replay test asserted on failures).
+    #[test]
+    fn an_initial_message_naming_a_deleted_signed_prekey_is_lost() {
+        let mut ops = vec![Op::Encrypt {
+            from: Side::Alice,
+            text: b"hello".to_vec(),
+            repeat: 0,
+        }];
+        for _ in 0..MAX_SIGNED_PREKEYS {
+            ops.push(Op::RotatePreKeys {
+                side: Side::Bob,
+                count: 0,
+            });
+        }
+        ops.push(Op::DeliverNext { receive: false });
+        let scenario = Scenario {
+            seed: 3,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops,
+        };
+        let mut world = World::new(&scenario);
+        for op in &scenario.ops {
+            world.apply(op);
+        }
+        assert!(world.sent[0].lost && !world.sent[0].delivered);
         world.finish();
     }
 }
