@@ -464,7 +464,53 @@ pub fn state_account(data: &[u8]) {
             .prekey_bundle(None, None)
             .expect("a bundle without one-time prekeys");
         let _ = bundle.signed_prekey().verify(&bundle.identity_key());
+        continue_account(account);
     }
+}
+
+/// A decoded account (the seeds are the `session_decrypt` fixture's; the input may be a
+/// rolled-back or corrupted one) receives every message of the fixture in a fresh record: a
+/// message that decrypts must decrypt to something the fixture encrypted and must then be
+/// refused by another fresh record (the account remembers the setup); every failure leaves
+/// the account unchanged. Then it rotates and publishes prekeys and must round-trip again.
+fn continue_account(mut account: Account) {
+    let fixture = super::decrypt::fixture();
+    for wire in &fixture.messages {
+        let before = account.to_bytes().to_vec();
+        let mut record = SessionRecord::new();
+        match record.decrypt(&mut account, wire, T0) {
+            Ok(plaintext) => {
+                assert!(
+                    fixture.plaintexts.contains(&plaintext),
+                    "a decoded account decrypted a message to something never sent"
+                );
+                let after = account.to_bytes().to_vec();
+                assert!(
+                    SessionRecord::new()
+                        .decrypt(&mut account, wire, T0)
+                        .is_err(),
+                    "a decoded account accepted a setup twice"
+                );
+                assert_eq!(
+                    account.to_bytes().to_vec(),
+                    after,
+                    "a replay changed the account"
+                );
+            }
+            Err(e) => assert_eq!(
+                account.to_bytes().to_vec(),
+                before,
+                "a rejected message ({e}) changed the account"
+            ),
+        }
+    }
+    let mut rng = super::rng(11);
+    let _ = account.rotate_signed_prekey(&mut rng, T0);
+    let _ = account.generate_one_time_prekeys(&mut rng, 2);
+    round_trip_bytes(&account.to_bytes(), false, Account::from_bytes, |a| {
+        a.to_bytes().to_vec()
+    })
+    .expect("a continued account decodes");
 }
 
 /// The fuzz targets' storage key.
