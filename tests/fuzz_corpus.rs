@@ -132,6 +132,21 @@ fn write_seed_corpora() {
     for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
         write("conversation", &format!("deep-{i}"), bytes);
     }
+    // Tight limits (the seed's low three bits clear): the five of 2,000 inputs whose
+    // deliveries the receiver model refused most often (`seed-tight-*`).
+    let mut scored = Vec::new();
+    for i in 0..2000 {
+        let mut bytes = vec![0u8; 200 + i % 1000];
+        rng.fill_bytes(&mut bytes);
+        bytes[0] &= !7;
+        if let Some(s) = fuzzing::conversation_stats(&bytes) {
+            scored.push((s.modelled_refusals * 10 + s.modelled, bytes));
+        }
+    }
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
+        write("conversation", &format!("tight-{i}"), bytes);
+    }
 }
 
 /// Replays the conversation corpus, and checks that it reaches deep protocol states: long
@@ -163,13 +178,20 @@ fn conversation_corpus_replays_and_goes_deep() {
         total.invalid_content += stats.invalid_content;
         total.rejected += stats.rejected;
         total.persisted += stats.persisted;
+        total.modelled += stats.modelled;
+        total.modelled_refusals += stats.modelled_refusals;
     }
     println!(
         "conversation corpus: {total:?}; most messages delivered in one input: {deepest}; most sessions: {most_sessions}"
     );
+    assert!(failures.is_empty(), "inputs that fail: {failures:#?}");
     assert!(
         deepest >= 5,
         "no conversation corpus input delivers more than a few messages"
     );
     assert!(total.out_of_order > 0 && total.received_content > 0 && total.rejected > 0);
+    assert!(
+        total.modelled_refusals > 0,
+        "no conversation corpus input reaches a bound the receiver model predicts"
+    );
 }

@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use arbitrary::{Arbitrary, Unstructured};
 use rand_chacha::ChaCha20Rng;
 
+use super::model::{self, Receiver};
 use super::{T0, rng, snapshot};
 use crate::content::{decode_padded, encode_padded};
 use crate::{
-    Account, Content, DecryptError, EncryptError, KemPreKeyId, OneTimePreKeyId, PreKeyBundle,
-    SessionConfig, SessionRecord, Timestamp,
+    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, KemPreKeyId,
+    MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, Timestamp,
 };
 
 /// Operations per input, at most.
@@ -104,6 +105,16 @@ enum Op {
     /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
     /// only; otherwise nothing happens).
     Prune { side: Side, hours: u16 },
+    /// Flips one bit of a message that was delivered (of any message while none was) and
+    /// delivers the copy, both into the recipient's record and into a fresh record over the
+    /// recipient's account (an app that deleted the conversation): both must refuse it with
+    /// everything unchanged. `bit` counts from the first byte's lowest bit, modulo the
+    /// message's length in bits, so every bit of every message is one operation away (bit
+    /// 255 of an initial message's base key replayed a setup once).
+    FlipBit { pick: u16, bit: u16, receive: bool },
+    /// The clock goes back `hours` (tight limits only): keys stored after that are pruned by
+    /// their own time.
+    ClockBack { hours: u16 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -134,6 +145,9 @@ struct Sent {
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
     expired: bool,
+    /// An initial message refused because its signed prekey was deleted (more rotations
+    /// than an account holds signed prekeys): it never decrypts, the final flush skips it.
+    lost: bool,
 }
 
 struct World {
@@ -143,9 +157,16 @@ struct World {
     sessions: u32,
     stats: Stats,
     /// Small limits (an eighth of the inputs, chosen by the seed): messages may be too far
-    /// ahead or have their keys evicted or pruned, and the oracle accepts exactly those
-    /// rejections (`TooFarAhead`, `Expired`) for messages not delivered yet.
+    /// ahead or have their keys evicted or pruned. There is one session (no simultaneous
+    /// start, no re-initiation) and every delivery has exactly the outcome that an
+    /// independent model of the receiving rules (`super::model`) predicts.
     tight: bool,
+    /// The receiving side of Alice and Bob, as the model sees it (tight mode only).
+    models: Option<[Receiver; 2]>,
+    /// How often each side rotated its signed prekey: ids run from 1, and an account holds
+    /// the newest `MAX_SIGNED_PREKEYS`, so after `r` rotations ids up to `r + 1 - 16` are
+    /// deleted and initial messages naming them are refused with `UnknownSignedPreKey`.
+    rotations: [u32; 2],
     /// The final flush is running: every message must decrypt now (within the bounds).
     flushing: bool,
     now: Timestamp,
@@ -173,14 +194,20 @@ pub struct Stats {
     pub rejected: usize,
     /// Sides persisted and restored.
     pub persisted: usize,
+    /// Deliveries whose outcome the receiver model predicted (tight mode).
+    pub modelled: usize,
+    /// Of those, first deliveries refused as the model predicted (`TooFarAhead`, `Expired`).
+    pub modelled_refusals: usize,
 }
 
 /// Runs the scenario the input describes and checks after every step:
 /// - every message that was not delivered before decrypts, with exactly the plaintext sent
 ///   (`receive`: exactly the content, or `InvalidContent` if what was encrypted is not
 ///   valid padded content, and then it stays undelivered);
-/// - a message that was delivered before, a message with one byte changed or cut short, and
-///   a message sent back to its sender are rejected;
+/// - a message that was delivered before, a message with one byte changed, one bit flipped
+///   or cut short, and a message sent back to its sender are rejected;
+/// - with tight limits, every delivery has exactly the outcome the independent receiver
+///   model (`super::model`) predicts;
 /// - every rejection (and every failed operation) leaves the account and the record byte
 ///   for byte as they were;
 /// - persisted state restores to the same bytes;
@@ -195,7 +222,12 @@ pub fn conversation(data: &[u8]) {
 /// [`conversation`], returning what the input did (`None` if it is no scenario).
 pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
     let scenario = Scenario::arbitrary_take_rest(Unstructured::new(data)).ok()?;
-    let mut world = World::new(&scenario);
+    Some(run(&scenario))
+}
+
+/// Runs `scenario` with every check.
+fn run(scenario: &Scenario) -> Stats {
+    let mut world = World::new(scenario);
     for op in scenario.ops.iter().take(MAX_OPS) {
         world.apply(op);
         world.check_identities();
@@ -204,7 +236,7 @@ pub fn conversation_stats(data: &[u8]) -> Option<Stats> {
     world.stats.sessions = world.sessions;
     world.stats.sent = world.sent.len();
     world.finish();
-    Some(world.stats)
+    world.stats
 }
 
 fn pick(len: usize, pick: u16) -> Option<usize> {
@@ -239,6 +271,15 @@ impl World {
                 handed_out_kem: BTreeSet::new(),
             }
         });
+        // Alice starts idle (her first send makes her chain); Bob answers the initial message
+        // with his signed prekey's key pair.
+        let models = tight.then(|| {
+            let config = parties[0].record.config();
+            let model = |has_key_pair| {
+                Receiver::new(config.max_skip(), config.max_skipped_keys(), has_key_pair)
+            };
+            [model(false), model(true)]
+        });
         let mut world = Self {
             rng,
             parties,
@@ -246,11 +287,13 @@ impl World {
             sessions: 0,
             stats: Stats::default(),
             tight,
+            models,
+            rotations: [0; 2],
             flushing: false,
             now: T0,
         };
         world.initiate(Side::Alice, scenario.one_time_prekey);
-        if scenario.simultaneous {
+        if scenario.simultaneous && !tight {
             world.initiate(Side::Bob, true);
         }
         world
@@ -382,6 +425,28 @@ impl World {
                     self.reject(to, &wire, *receive, "a message with one byte changed");
                 }
             }
+            Op::FlipBit {
+                pick: p,
+                bit,
+                receive,
+            } => {
+                let delivered: Vec<usize> = (0..self.sent.len())
+                    .filter(|&i| self.sent[i].delivered)
+                    .collect();
+                let index = if delivered.is_empty() {
+                    pick(self.sent.len(), *p)
+                } else {
+                    pick(delivered.len(), *p).map(|i| delivered[i])
+                };
+                if let Some(index) = index {
+                    let mut wire = self.sent[index].wire.clone();
+                    let bit = usize::from(*bit) % (wire.len() * 8);
+                    wire[bit / 8] ^= 1 << (bit % 8);
+                    let to = self.sent[index].from.other();
+                    self.reject(to, &wire, *receive, "a message with one bit flipped");
+                    self.reject_in_fresh_record(to, &wire, "a message with one bit flipped");
+                }
+            }
             Op::Truncate { pick: p, len } => {
                 if let Some(index) = pick(self.sent.len(), *p) {
                     let wire = &self.sent[index].wire;
@@ -404,6 +469,7 @@ impl World {
                 account
                     .rotate_signed_prekey(rng, T0)
                     .expect("rotate the signed prekey");
+                self.rotations[side.index()] += 1;
                 unchanged_on_error(account, |a| {
                     a.generate_one_time_prekeys(rng, usize::from(count % 4))
                 });
@@ -457,12 +523,34 @@ impl World {
                     self.deliver(index, false);
                 }
             }
-            Op::Reinitiate { side, one_time } => self.initiate(*side, *one_time),
+            Op::Reinitiate { side, one_time } => {
+                if !self.tight {
+                    self.initiate(*side, *one_time);
+                }
+            }
             Op::Prune { side, hours } => {
                 if self.tight {
                     self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
                     let now = self.now;
-                    self.party(*side).record.prune(now);
+                    let record = &mut self.parties[side.index()].record;
+                    // The model's cutoff, from PROTOCOL.md: the configured age or, while
+                    // disappearing messages are on, the timer plus the grace period.
+                    let mut max_age = record.config().max_skipped_key_age();
+                    let timer = record.expiry_timer();
+                    if timer.is_on() {
+                        max_age = max_age.min(
+                            u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS),
+                        );
+                    }
+                    record.prune(now);
+                    if let Some(models) = &mut self.models {
+                        models[side.index()].prune(now.saturating_sub_secs(max_age));
+                    }
+                }
+            }
+            Op::ClockBack { hours } => {
+                if self.tight {
+                    self.now = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
                 }
             }
         }
@@ -492,19 +580,29 @@ impl World {
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
     ) {
         let World {
-            rng, parties, sent, ..
+            rng,
+            parties,
+            sent,
+            models,
+            ..
         } = self;
         let party = &mut parties[from.index()];
         let before = snapshot(&party.account, &party.record);
         match send(&mut party.record, rng) {
-            Ok((wire, plaintext)) => sent.push(Sent {
-                from,
-                wire,
-                plaintext,
-                delivered: false,
-                dropped: false,
-                expired: false,
-            }),
+            Ok((wire, plaintext)) => {
+                if let Some(models) = models {
+                    models[from.index()].has_key_pair = true;
+                }
+                sent.push(Sent {
+                    from,
+                    wire,
+                    plaintext,
+                    delivered: false,
+                    dropped: false,
+                    expired: false,
+                    lost: false,
+                })
+            }
             Err(e) => {
                 assert!(expected(&e, &party.record), "send failed: {e}");
                 assert_eq!(
@@ -521,10 +619,18 @@ impl World {
         let to = self.sent[index].from.other();
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
-        let (now, tight) = (self.now, self.tight);
+        let now = self.now;
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let plaintext = &self.sent[index].plaintext;
+        // What the model predicts, with the model as it is after a successful delivery.
+        let prediction = self.models.as_ref().map(|models| {
+            let (key, n, pn) = model::header(&wire).expect("a message that was sent");
+            models[to.index()].receive(&key, n, pn, now)
+        });
+        if prediction.is_some() {
+            self.stats.modelled += 1;
+        }
         let outcome = if receive {
             let expected = decode_padded(plaintext).ok();
             match party.record.receive(&mut party.account, &wire, now) {
@@ -540,6 +646,10 @@ impl World {
                     Ok(())
                 }
                 Err(DecryptError::InvalidContent(e)) if first_time && expected.is_none() => {
+                    assert!(
+                        prediction.as_ref().is_none_or(Result::is_ok),
+                        "refused content ({e}) that the model says does not decrypt: {prediction:?}"
+                    );
                     assert_eq!(
                         snapshot(&party.account, &party.record),
                         before,
@@ -561,6 +671,17 @@ impl World {
         };
         match outcome {
             Ok(()) => {
+                match prediction {
+                    Some(Ok(next)) => {
+                        if let Some(models) = &mut self.models {
+                            models[to.index()] = next;
+                        }
+                    }
+                    Some(Err(expected)) => {
+                        panic!("a message decrypted that the model refuses with {expected:?}")
+                    }
+                    None => {}
+                }
                 assert!(first_time, "a message was accepted twice");
                 assert!(
                     !self.sent[index].expired,
@@ -591,12 +712,29 @@ impl World {
                     e,
                     DecryptError::TooFarAhead { max_skip, .. } if max_skip == previous_bound
                 );
-                assert!(
-                    !first_time
-                        || (tight && out_of_bounds)
-                        || (beyond_previous_bound && !self.flushing),
-                    "a message within the bounds was rejected: {e} ({e:?})"
+                let deleted_prekey = matches!(
+                    e,
+                    DecryptError::UnknownSignedPreKey { id }
+                        if u64::from(id) + MAX_SIGNED_PREKEYS as u64
+                            <= u64::from(self.rotations[to.index()]) + 1
                 );
+                match prediction {
+                    _ if first_time && deleted_prekey => self.sent[index].lost = true,
+                    Some(prediction) => {
+                        assert_eq!(
+                            prediction.err(),
+                            Some(e.clone()),
+                            "the model predicts another outcome"
+                        );
+                        if first_time && out_of_bounds {
+                            self.stats.modelled_refusals += 1;
+                        }
+                    }
+                    None => assert!(
+                        !first_time || (beyond_previous_bound && !self.flushing),
+                        "a message within the bounds was rejected: {e} ({e:?})"
+                    ),
+                }
                 assert_eq!(
                     snapshot(&party.account, &party.record),
                     before,
@@ -631,6 +769,24 @@ impl World {
                 snapshot(&party.account, &party.record),
                 before,
                 "{what} was rejected ({e}) but changed state"
+            ),
+        }
+        self.stats.rejected += 1;
+    }
+
+    /// `wire` must be rejected by a fresh record (with `to`'s configuration) over `to`'s
+    /// account, leaving the account unchanged: the account alone remembers used setups.
+    fn reject_in_fresh_record(&mut self, to: Side, wire: &[u8], what: &str) {
+        let now = self.now;
+        let party = self.party(to);
+        let before = party.account.to_bytes().to_vec();
+        let mut fresh = SessionRecord::with_config(party.record.config());
+        match fresh.decrypt(&mut party.account, wire, now) {
+            Ok(_) => panic!("{what} was accepted by a fresh record"),
+            Err(e) => assert_eq!(
+                party.account.to_bytes().to_vec(),
+                before,
+                "{what} was rejected by a fresh record ({e}) but changed the account"
             ),
         }
         self.stats.rejected += 1;
@@ -686,7 +842,7 @@ impl World {
     fn finish(&mut self) {
         self.flushing = true;
         for index in 0..self.sent.len() {
-            if !self.sent[index].delivered {
+            if !self.sent[index].delivered && !self.sent[index].lost {
                 self.deliver(index, false);
             }
         }
@@ -727,4 +883,94 @@ fn unchanged_on_error<T, E>(
 /// Sending content fails only without a session or with an invalid timer.
 fn content_may_fail(e: &EncryptError, _: &SessionRecord) -> bool {
     matches!(e, EncryptError::NoSession | EncryptError::InvalidTimer(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use prost::Message as _;
+
+    use super::*;
+    use crate::wire::generated as pb;
+
+    /// The bit of `wire` that is bit 255 of the base key of the initial message `wire`.
+    fn base_key_top_bit(wire: &[u8]) -> u16 {
+        // A version byte, then the protobuf message.
+        let message = pb::Message::decode(&wire[1..]).expect("a message");
+        let Some(pb::message::Body::Initial(initial)) = message.body else {
+            panic!("not an initial message");
+        };
+        let key = &initial.base_key;
+        let at = wire
+            .windows(key.len())
+            .position(|w| w == &key[..])
+            .expect("the base key is in the message");
+        u16::try_from((at + key.len() - 1) * 8 + 7).expect("a short message")
+    }
+
+    /// One `FlipBit` operation replays a delivered setup with bit 255 of its base key
+    /// flipped: the review's finding, which a `Tamper` needed one specific xor at one offset
+    /// for. Bob's bundle has no one-time prekey, so only the account's replay memory and
+    /// the base key's encoding stand between the copy and a second session.
+    #[test]
+    fn flip_bit_replays_a_setup_with_bit_255_of_its_base_key_flipped() {
+        let scenario = Scenario {
+            seed: 1,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops: Vec::new(),
+        };
+        let mut world = World::new(&scenario);
+        world.apply(&Op::Encrypt {
+            from: Side::Alice,
+            text: b"pay 100".to_vec(),
+            repeat: 0,
+        });
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent[0].delivered);
+        let bit = base_key_top_bit(&world.sent[0].wire);
+        let before = world.stats.rejected;
+        for receive in [false, true] {
+            world.apply(&Op::FlipBit {
+                pick: 0,
+                bit,
+                receive,
+            });
+        }
+        // Into Alice's record and into a fresh record, twice.
+        assert_eq!(world.stats.rejected, before + 4);
+        world.finish();
+    }
+
+    /// An initial message in flight while the recipient rotates its signed prekey 16 times
+    /// names a deleted prekey: `UnknownSignedPreKey` is the expected refusal (the committed
+    /// corpus input that failed silently before the replay test asserted on failures).
+    #[test]
+    fn an_initial_message_naming_a_deleted_signed_prekey_is_lost() {
+        let mut ops = vec![Op::Encrypt {
+            from: Side::Alice,
+            text: b"hello".to_vec(),
+            repeat: 0,
+        }];
+        for _ in 0..MAX_SIGNED_PREKEYS {
+            ops.push(Op::RotatePreKeys {
+                side: Side::Bob,
+                count: 0,
+            });
+        }
+        ops.push(Op::DeliverNext { receive: false });
+        let scenario = Scenario {
+            seed: 3,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops,
+        };
+        let mut world = World::new(&scenario);
+        for op in &scenario.ops {
+            world.apply(op);
+        }
+        assert!(world.sent[0].lost && !world.sent[0].delivered);
+        world.finish();
+    }
 }

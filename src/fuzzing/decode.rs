@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use prost::encoding::{WireType, encode_key, encode_varint};
 
+use super::{T0, snapshot};
 use crate::attachment::format::{HEADER_LEN, Header, Layout, PREFIX_LEN};
 use crate::attachment::{AttachmentPointer, RandomAccess};
 use crate::content::{decode_padded, encode_padded};
@@ -391,10 +392,66 @@ pub fn state_session(data: &[u8]) {
 }
 
 /// `SessionRecord::from_bytes`.
+///
+/// A decoded record then continues the fixture's conversation (the seeds are its records;
+/// the input may be a rolled-back or corrupted one): it receives every message of the
+/// fixture with each side's account, encrypts, prunes and round-trips again. A message that
+/// decrypts must decrypt to something the fixture encrypted and must not decrypt a second
+/// time; every failure leaves the account and the record byte for byte unchanged.
 pub fn state_record(data: &[u8]) {
-    round_trip_bytes(data, false, SessionRecord::from_bytes, |r| {
+    let Some(record) = round_trip_bytes(data, false, SessionRecord::from_bytes, |r| {
         r.to_bytes().to_vec()
-    });
+    }) else {
+        return;
+    };
+    let fixture = super::decrypt::fixture();
+    for (account, _) in [&fixture.alice, &fixture.bob] {
+        let mut account = Account::from_bytes(&account.to_bytes()).expect("fixture account");
+        let mut record = SessionRecord::from_bytes(&record.to_bytes()).expect("round-tripped");
+        for wire in &fixture.messages {
+            let before = snapshot(&account, &record);
+            match record.decrypt(&mut account, wire, T0) {
+                Ok(plaintext) => {
+                    assert!(
+                        fixture.plaintexts.contains(&plaintext),
+                        "a decoded record decrypted a message to something never sent"
+                    );
+                    // Exactly once: the same message again is refused, nothing changed.
+                    let after = snapshot(&account, &record);
+                    assert!(
+                        record.decrypt(&mut account, wire, T0).is_err(),
+                        "a decoded record decrypted a message twice"
+                    );
+                    assert_eq!(snapshot(&account, &record), after, "a replay changed state");
+                }
+                Err(e) => assert_eq!(
+                    snapshot(&account, &record),
+                    before,
+                    "a rejected message ({e}) changed state"
+                ),
+            }
+        }
+        let before = snapshot(&account, &record);
+        let mut rng = super::rng(7);
+        match record.encrypt(&mut rng, b"continued") {
+            Ok(wire) => {
+                assert!(
+                    Message::from_bytes(&wire).is_ok(),
+                    "sent an invalid message"
+                );
+            }
+            Err(e) => assert_eq!(
+                snapshot(&account, &record),
+                before,
+                "a failed encryption ({e}) changed state"
+            ),
+        }
+        record.prune(T0.saturating_add_secs(48 * 3600));
+        round_trip_bytes(&record.to_bytes(), false, SessionRecord::from_bytes, |r| {
+            r.to_bytes().to_vec()
+        })
+        .expect("a continued record decodes");
+    }
 }
 
 /// `Account::from_bytes` (identity, signed and one-time prekeys: the prekey store). A
@@ -407,7 +464,53 @@ pub fn state_account(data: &[u8]) {
             .prekey_bundle(None, None)
             .expect("a bundle without one-time prekeys");
         let _ = bundle.signed_prekey().verify(&bundle.identity_key());
+        continue_account(account);
     }
+}
+
+/// A decoded account (the seeds are the `session_decrypt` fixture's; the input may be a
+/// rolled-back or corrupted one) receives every message of the fixture in a fresh record: a
+/// message that decrypts must decrypt to something the fixture encrypted and must then be
+/// refused by another fresh record (the account remembers the setup); every failure leaves
+/// the account unchanged. Then it rotates and publishes prekeys and must round-trip again.
+fn continue_account(mut account: Account) {
+    let fixture = super::decrypt::fixture();
+    for wire in &fixture.messages {
+        let before = account.to_bytes().to_vec();
+        let mut record = SessionRecord::new();
+        match record.decrypt(&mut account, wire, T0) {
+            Ok(plaintext) => {
+                assert!(
+                    fixture.plaintexts.contains(&plaintext),
+                    "a decoded account decrypted a message to something never sent"
+                );
+                let after = account.to_bytes().to_vec();
+                assert!(
+                    SessionRecord::new()
+                        .decrypt(&mut account, wire, T0)
+                        .is_err(),
+                    "a decoded account accepted a setup twice"
+                );
+                assert_eq!(
+                    account.to_bytes().to_vec(),
+                    after,
+                    "a replay changed the account"
+                );
+            }
+            Err(e) => assert_eq!(
+                account.to_bytes().to_vec(),
+                before,
+                "a rejected message ({e}) changed the account"
+            ),
+        }
+    }
+    let mut rng = super::rng(11);
+    let _ = account.rotate_signed_prekey(&mut rng, T0);
+    let _ = account.generate_one_time_prekeys(&mut rng, 2);
+    round_trip_bytes(&account.to_bytes(), false, Account::from_bytes, |a| {
+        a.to_bytes().to_vec()
+    })
+    .expect("a continued account decodes");
 }
 
 /// The fuzz targets' storage key.

@@ -24,6 +24,9 @@ pub(crate) struct Fixture {
     pending_to_alice: Vec<Vec<u8>>,
     /// Every message of the conversation, delivered or not (the seeds).
     pub(crate) messages: Vec<Vec<u8>>,
+    /// Everything the fixture encrypted (plaintexts, padded contents), for the `state_*`
+    /// targets: a decoded state that continues the conversation may decrypt only these.
+    pub(crate) plaintexts: Vec<Vec<u8>>,
 }
 
 pub(crate) fn fixture() -> &'static Fixture {
@@ -87,7 +90,26 @@ fn build() -> Fixture {
         .expect("content")
         .to_vec();
     assert_eq!(content_timer, ExpiryTimer::new(3600, 1).expect("timer"));
+    let mut plaintexts: Vec<Vec<u8>> = [
+        "fixture 0",
+        "fixture 1",
+        "fixture 2",
+        "fixture 3",
+        "fixture 4",
+        "reply 0",
+        "reply 1",
+    ]
+    .iter()
+    .map(|t| t.as_bytes().to_vec())
+    .collect();
+    plaintexts.push(padded.clone());
+    plaintexts.push(
+        encode_padded(&Content::default(), timer.timer(), T0)
+            .expect("timer content")
+            .to_vec(),
+    );
     Fixture {
+        plaintexts,
         alice_snapshot: snapshot(&alice, &alice_record),
         bob_snapshot: snapshot(&bob, &bob_record),
         alice: (alice, alice_record),

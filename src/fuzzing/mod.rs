@@ -18,6 +18,7 @@ mod attachment;
 mod conversation;
 mod decode;
 mod decrypt;
+mod model;
 mod seeds;
 
 pub use attachment::attachment;
