@@ -26,7 +26,7 @@
 //! - `--only A,B,..`        run only these groups: setup, steady, ping-pong, large, growth,
 //!   state, floor
 
-#[path = "../benches/support/mod.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::hint::black_box;
