@@ -1,8 +1,8 @@
 //! Seal and open throughput next to raw AES-256-GCM over the same bytes, in the same run.
 //!
 //! ```text
-//! cargo bench --bench attachment                      # single-threaded
-//! cargo bench --bench attachment --features parallel  # adds the *_parallel functions
+//! cargo bench -p ratchetbox-bench --bench attachment                      # one thread
+//! cargo bench -p ratchetbox-bench --bench attachment --features parallel  # adds *_parallel
 //! ```
 //!
 //! Baselines, all over the plaintext length of each size:

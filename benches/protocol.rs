@@ -16,9 +16,10 @@
 //!   hard ceilings, beside the cost of decrypting one genuine message in the same run.
 //! - `floor`: the primitives on their own.
 //!
-//! `cargo bench --bench protocol` runs it all (several minutes); pass a filter to run part
-//! of it, e.g. `cargo bench --bench protocol -- steady`. `cargo run --release --example
-//! throughput` prints the same comparisons as one table with ratios.
+//! `cargo bench -p ratchetbox-bench --bench protocol` runs it all (several minutes); pass a
+//! filter to run part of it, e.g. `cargo bench -p ratchetbox-bench --bench protocol -- steady`.
+//! `cargo run --release -p ratchetbox-bench --example throughput` prints the same comparisons
+//! as one table with ratios.
 //!
 //! Randomness: ratchetbox gets a seeded `ChaCha20Rng`; vodozemac uses `rand`'s thread RNG
 //! (ChaCha12), which it does not let callers replace. Both are userspace CSPRNGs.

@@ -146,7 +146,8 @@ fn print_sealed(
         sink.0,
         mib_per_s(len, secs)
     );
-    println!("root {}", hex::encode(pointer.root()));
+    let root: String = pointer.root().iter().map(|b| format!("{b:02x}")).collect();
+    println!("root {root}");
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,6 +1,6 @@
-//! Workloads shared by `benches/protocol.rs` (criterion) and `examples/throughput.rs` (the
-//! table): ratchetbox sessions, vodozemac (Olm) sessions and the primitive floor, each set up
-//! the same way, so both tools measure the same operations.
+//! Workloads shared by `benches/protocol.rs` (criterion) and `benches/examples/throughput.rs`
+//! (the table): ratchetbox sessions, vodozemac (Olm) sessions and the primitive floor, each
+//! set up the same way, so both tools measure the same operations.
 //!
 //! Randomness: ratchetbox gets a seeded `ChaCha20Rng` (a userspace CSPRNG), so small messages
 //! are not dominated by a system call per message. vodozemac does not take an RNG: it draws

@@ -11,8 +11,10 @@
 //! BLAKE3.
 //!
 //! ```text
-//! cargo run --release --example attachment_throughput -- 64 9              # 64 MiB, 9 rounds
-//! cargo run --release --example attachment_throughput --features parallel -- 64 9
+//! # 64 MiB, 9 rounds; then the same with the *_parallel functions
+//! cargo run --release -p ratchetbox-bench --example attachment_throughput -- 64 9
+//! cargo run --release -p ratchetbox-bench --example attachment_throughput \
+//!     --features parallel -- 64 9
 //! ```
 
 use std::hint::black_box;

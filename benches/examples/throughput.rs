@@ -2,9 +2,12 @@
 //! in one run: one table with both libraries, the floor, and the ratios.
 //!
 //! ```text
-//! cargo run --release --example throughput
-//! cargo run --release --example throughput -- --sizes 1024,1048576 --reps 21 --round-ms 100
-//! cargo run --release --example throughput -- --iters 1 --reps 1 --chain-length 1000   # smoke
+//! cargo run --release -p ratchetbox-bench --example throughput
+//! cargo run --release -p ratchetbox-bench --example throughput -- \
+//!     --sizes 1024,1048576 --reps 21 --round-ms 100
+//! # smoke test:
+//! cargo run --release -p ratchetbox-bench --example throughput -- \
+//!     --iters 1 --reps 1 --chain-length 1000
 //! ```
 //!
 //! Each operation runs in rounds; the rounds of ratchetbox, vodozemac and the floor are
@@ -26,7 +29,7 @@
 //! - `--only A,B,..`        run only these groups: setup, steady, ping-pong, large, growth,
 //!   state, floor
 
-#[path = "../benches/support/mod.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::hint::black_box;
