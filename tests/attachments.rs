@@ -1137,6 +1137,123 @@ fn a_stream_that_drops_releases_verified_chunks_then_fails() {
     );
 }
 
+#[test]
+fn a_stream_that_drops_in_any_batch_releases_every_chunk_before_the_drop() {
+    // 60 chunks of 1 KiB: four batches of 16 for the parallel opener, whose reading of a
+    // batch overlaps the decryption of the one before and the writing of the one before
+    // that. The chunks read completely before the drop are verified and released, by both
+    // openers, then the source's error.
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(86, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 60);
+    for index in [0u64, 1, 15, 16, 17, 37, 59] {
+        let (start, _) = chunk_bounds(&layout, index);
+        let fail = start as u64 + 10..layout.tree_offset();
+        let mut results = vec![("open_stream", {
+            let mut out = Vec::new();
+            let source = &mut Dropping {
+                inner: Cursor::new(&sealed),
+                fail: fail.clone(),
+            };
+            (attachment::open_stream(&pointer, source, &mut out), out)
+        })];
+        #[cfg(feature = "parallel")]
+        results.push(("open_stream_parallel", {
+            let mut out = Vec::new();
+            let source = &mut Dropping {
+                inner: Cursor::new(&sealed),
+                fail: fail.clone(),
+            };
+            (
+                attachment::open_stream_parallel(&pointer, source, &mut out),
+                out,
+            )
+        }));
+        for (function, (result, written)) in results {
+            assert!(
+                matches!(result, Err(E::Io(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
+                "{function}, drop in chunk {index}: {result:?}"
+            );
+            assert!(
+                written == data[..index as usize * 1024],
+                "{function}, drop in chunk {index}: {} bytes written",
+                written.len()
+            );
+        }
+    }
+}
+
+/// Accepts `left` bytes, then fails.
+struct FullDisk {
+    left: usize,
+}
+
+impl io::Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("the disk is full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn is_full_disk(result: &Result<impl std::fmt::Debug, E>) -> bool {
+    matches!(result, Err(E::Io(e)) if e.to_string() == "the disk is full")
+}
+
+#[test]
+fn a_failing_writer_stops_every_stream_with_its_error() {
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(87, &data, chunk);
+    // In the prefix, in the first chunk, in a later batch, in the tree.
+    for left in [10usize, 500, 40_000, sealed.len() - 5] {
+        let result = attachment::seal_stream(
+            &mut rng(87),
+            &mut &data[..],
+            &mut FullDisk { left },
+            meta(chunk),
+        );
+        assert!(is_full_disk(&result), "seal_stream, {left}: {result:?}");
+        let result =
+            attachment::open_stream(&pointer, &mut Cursor::new(&sealed), &mut FullDisk { left });
+        assert!(
+            left >= data.len() || is_full_disk(&result),
+            "open_stream, {left}: {result:?}"
+        );
+        #[cfg(feature = "parallel")]
+        {
+            let result = attachment::seal_stream_parallel(
+                &mut rng(87),
+                &mut &data[..],
+                &mut FullDisk { left },
+                meta(chunk),
+            );
+            assert!(
+                is_full_disk(&result),
+                "seal_stream_parallel, {left}: {result:?}"
+            );
+            let result = attachment::open_stream_parallel(
+                &pointer,
+                &mut Cursor::new(&sealed),
+                &mut FullDisk { left },
+            );
+            assert!(
+                left >= data.len() || is_full_disk(&result),
+                "open_stream_parallel, {left}: {result:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // A holder of the file key forges a chunk (issue 13)
 //
