@@ -33,6 +33,9 @@ pub(crate) trait Exec {
     /// Chunks in one step of the pipeline.
     fn group(layout: &Layout) -> u64;
 
+    /// Runs `f`, the whole pipeline, where its steps are cheapest to start.
+    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T;
+
     /// Runs `a` and `b`, possibly at the same time.
     fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send);
 
@@ -52,6 +55,10 @@ pub(crate) struct OneThread;
 impl Exec for OneThread {
     fn group(_: &Layout) -> u64 {
         1
+    }
+
+    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        f()
     }
 
     fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
@@ -236,7 +243,7 @@ pub(crate) fn seal_in_place_with<X: Exec, R: CryptoRng + ?Sized>(
     let (body, stored_tree) = buffer.split_at_mut(layout.tree_offset() as usize);
     // 32 bytes a chunk of a file that is in memory.
     let mut leaves = vec![[0u8; HASH_LEN]; layout.chunk_count() as usize];
-    seal_body::<X>(&keys.cipher, &layout, body, &mut leaves);
+    X::run(|| seal_body::<X>(&keys.cipher, &layout, body, &mut leaves));
     // Chunk 0's plaintext has left the prefix's place.
     if let Some(prefix) = body.get_mut(..PREFIX_LEN) {
         prefix.copy_from_slice(&keys.prefix);
@@ -258,7 +265,7 @@ pub(crate) fn open_in_place_with<X: Exec>(
     let prefix = body.get(..PREFIX_LEN).unwrap_or_default();
     let leaves =
         tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
-    open_body::<X>(&cipher, &layout, body, leaves)?;
+    X::run(|| open_body::<X>(&cipher, &layout, body, leaves))?;
     // Everything after the plaintext: copies of opened chunks at their sealed places, tags,
     // the tree. Zeroed, so that the vector returned holds the plaintext and nothing else.
     if let Some(rest) = buffer.get_mut(plaintext_len..) {
@@ -387,6 +394,10 @@ mod tests {
             N
         }
 
+        fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+            f()
+        }
+
         fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
             a();
             b();
@@ -409,6 +420,10 @@ mod tests {
     impl<const N: u64> Exec for Reversed<N> {
         fn group(_: &Layout) -> u64 {
             N
+        }
+
+        fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+            f()
         }
 
         fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {

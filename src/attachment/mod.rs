@@ -68,8 +68,8 @@
 //!    zero. Every buffer of ratchetbox's own that held plaintext (decrypted chunks, the
 //!    output being assembled, a streaming opener's chunk buffer, the batches of the parallel
 //!    functions, a stream sealer's chunk buffer) is wiped before it is freed, on success and
-//!    on every error; what a call returns or writes to the caller's `Write` is the
-//!    caller's to wipe.
+//!    on every error, and so is the sealed buffer an in-place opener took, on error; what a
+//!    call returns or writes to the caller's `Write` is the caller's to wipe.
 //! 7. The padding after the plaintext is zero ([`BadPadding`]).
 //!
 //! # Which function

@@ -43,6 +43,12 @@ impl Exec for AllCores {
         (IN_PLACE_STEP_BYTES / layout.chunk_size().bytes_u64()).max(2)
     }
 
+    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        // On a worker thread of the pool: from there every step's join is a cheap local
+        // push, not a hand-over from a thread outside the pool that then sleeps.
+        rayon::scope(|_| f())
+    }
+
     fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
         rayon::join(a, b);
     }
