@@ -480,10 +480,14 @@ fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     for (name, function) in in_place_sealers() {
         let mut reserved = Vec::with_capacity(sealed.len());
         reserved.extend_from_slice(plaintext);
-        let capacity = reserved.capacity();
+        let (address, capacity) = (reserved.as_ptr(), reserved.capacity());
         let p = function(&mut rng(seed), &mut reserved, meta(chunk)).expect(name);
         assert_eq!(reserved, sealed, "{name}");
-        assert_eq!(reserved.capacity(), capacity, "{name}: reallocated");
+        assert_eq!(
+            (reserved.as_ptr(), reserved.capacity()),
+            (address, capacity),
+            "{name}: reallocated with exactly the room needed"
+        );
         assert_eq!(p.root(), pointer.root(), "{name}");
         assert_eq!(p.file_key().as_bytes(), pointer.file_key().as_bytes());
         let mut exact = plaintext.to_vec();

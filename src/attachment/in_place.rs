@@ -298,8 +298,9 @@ pub(crate) fn open_in_place_with<X: Exec>(
 ///   drawn from `rng`.
 /// - The random number generator supplies the file key (first 32 bytes drawn) and the header
 ///   salt (next 32 bytes), as for `seal`.
-/// - No copy of the plaintext is left anywhere else by this function; bytes of `buffer`'s
-///   allocation past the sealed length are not touched.
+/// - This function leaves no copy of the plaintext on the heap (it makes none, unless the
+///   buffer must grow, and then it wipes the old allocation); bytes of `buffer`'s allocation
+///   past the sealed length are not touched.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata};
