@@ -58,6 +58,8 @@ extern crate alloc;
 extern crate std;
 
 mod account;
+#[cfg(feature = "std")]
+mod address;
 mod aead;
 mod config;
 mod content;
@@ -92,6 +94,8 @@ pub use account::{
     Account, MAX_LAST_RESORT_KEM_PREKEYS, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS,
     MAX_SIGNED_PREKEYS, MAX_USED_SETUPS,
 };
+#[cfg(feature = "std")]
+pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
