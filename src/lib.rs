@@ -63,6 +63,8 @@ mod address;
 mod aead;
 mod config;
 mod content;
+#[cfg(feature = "std")]
+mod device;
 mod error;
 mod expiry;
 mod fingerprint;
@@ -83,6 +85,8 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+#[cfg(feature = "std")]
+pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
 // hidden from the docs and not covered by semver.
 #[cfg(feature = "fuzzing")]
@@ -97,6 +101,10 @@ pub use account::{
 #[cfg(feature = "std")]
 pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
+#[cfg(feature = "std")]
+pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
+#[cfg(feature = "std")]
+pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
 pub use error::FingerprintError;

@@ -1,0 +1,240 @@
+//! The one error type of the high-level layer, and what an app should do about each error.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::address::{Address, AddressError};
+use crate::attachment::AttachmentError;
+use crate::error::{
+    DecodeError, DecryptError, EncryptError, FingerprintError, PreKeyError, SetupError, StateError,
+    TrustError,
+};
+use crate::store::StoreError;
+
+/// What an app should do when a [`Device`](super::Device) call fails. Every [`Error`] has
+/// exactly one; branch on it, and log the error itself (its message says what happened).
+///
+/// In every case the device's stored state is exactly as it was before the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Nothing to do and nothing to show: the message was a duplicate (already received),
+    /// or arrived after its key was deleted as too old.
+    Ignore,
+    /// The message is not authentic, or it is a replay or a downgrade: drop it without
+    /// showing anything. A stream of these may be worth logging as an attack.
+    DropForged,
+    /// Show it to the person: a contact's identity key changed (compare safety numbers, then
+    /// [`accept_identity_change`](super::Device::accept_identity_change)), or local storage
+    /// is unusable (wrong storage key, corrupt or rolled-back database).
+    ShowToPerson,
+    /// The session with the address(es) concerned cannot carry this message: fetch a fresh
+    /// prekey bundle from the server, start a new session with
+    /// [`process_bundle`](super::Device::process_bundle), and, for a message that could not
+    /// be decrypted, ask the sender to send it again.
+    RepairSession,
+    /// Try the same call again later: storage was busy or failed (disk full, locked by
+    /// another process for too long).
+    RetryLater,
+    /// The app called the library wrongly (an argument out of range, the wrong function for
+    /// a message's kind): fix the app.
+    CallerBug,
+}
+
+/// Everything that can go wrong in the high-level layer ([`Device`](super::Device)). The
+/// inner errors are the core's precise variants; [`action`](Self::action) says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A message could not be decrypted.
+    #[error("could not decrypt the message from {from}: {source}")]
+    Decrypt {
+        /// The sender's address, as the app reported it.
+        from: Address,
+        /// What went wrong.
+        source: DecryptError,
+    },
+    /// A message could not be encrypted for one of its recipients.
+    #[error("could not encrypt for {to}: {source}")]
+    Encrypt {
+        /// The recipient.
+        to: Address,
+        /// What went wrong.
+        source: EncryptError,
+    },
+    /// A session could not be started from a prekey bundle.
+    #[error("could not start a session with {with}: {source}")]
+    Setup {
+        /// The address the bundle was for.
+        with: Address,
+        /// What went wrong.
+        source: SetupError,
+    },
+    /// Some recipients' devices have no session: nothing was encrypted or stored. Fetch a
+    /// bundle for each, call [`process_bundle`](super::Device::process_bundle), and retry.
+    #[error("no session with {} device(s): {}", addresses.len(), AddressList(addresses))]
+    MissingSessions {
+        /// The devices without a session.
+        addresses: Vec<Address>,
+    },
+    /// There is no session with this address.
+    #[error("no session with {0}")]
+    NoSession(Address),
+    /// Bytes from outside (a bundle, a prekey upload, a scanned code) could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A prekey operation failed.
+    #[error(transparent)]
+    PreKey(#[from] PreKeyError),
+    /// A trust decision did not apply (wrong key, stale change).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A safety number could not be computed or compared.
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
+    /// An attachment could not be sealed or opened.
+    #[error(transparent)]
+    Attachment(#[from] AttachmentError),
+    /// A user id was refused.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value could not be opened or decoded: a wrong storage key, or a damaged
+    /// database.
+    #[error("stored {what} could not be read: {source}")]
+    StoredState {
+        /// What was being read.
+        what: &'static str,
+        /// Why it failed.
+        source: StateError,
+    },
+    /// The store holds no device: create one with [`Device::create`](super::Device::create).
+    #[error("the store holds no device; create one first")]
+    NoDevice,
+    /// The store already holds a device: open it with [`Device::open`](super::Device::open).
+    #[error("the store already holds device {0}; open it instead of creating another")]
+    DeviceExists(Address),
+    /// The store went back to an older state than this handle has seen (or than the app's
+    /// anchor): a restored backup or a copied database. Using it could reuse message keys.
+    #[error(
+        "the store was rolled back: it is at generation {found}, but generation {seen} was already seen"
+    )]
+    RolledBack {
+        /// The generation the store holds now.
+        found: u64,
+        /// The newest generation seen before.
+        seen: u64,
+    },
+    /// The operation kept conflicting with other handles on the same store.
+    #[error("gave up after {attempts} attempts that conflicted with other handles on the store")]
+    TooManyConflicts {
+        /// How many times the operation ran.
+        attempts: u32,
+    },
+    /// A message to oneself: the address is this device's own.
+    #[error("{0} is this device's own address")]
+    OwnAddress(Address),
+}
+
+struct AddressList<'a>(&'a [Address]);
+
+impl fmt::Display for AddressList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// What the app should do about this error.
+    pub fn action(&self) -> Action {
+        match self {
+            Error::Decrypt { source, .. } => decrypt_action(source),
+            Error::Encrypt { source, .. } => encrypt_action(source),
+            Error::Setup { source, .. } => setup_action(source),
+            Error::MissingSessions { .. } | Error::NoSession(_) => Action::RepairSession,
+            Error::Decode(_) => Action::DropForged,
+            Error::PreKey(e) => match e {
+                PreKeyError::IdsExhausted => Action::RepairSession,
+                _ => Action::CallerBug,
+            },
+            Error::Trust(_)
+            | Error::Address(_)
+            | Error::DeviceExists(_)
+            | Error::NoDevice
+            | Error::OwnAddress(_) => Action::CallerBug,
+            Error::Fingerprint(e) => match e {
+                FingerprintError::Decode(_) => Action::DropForged,
+                _ => Action::CallerBug,
+            },
+            Error::Attachment(e) => attachment_action(e),
+            Error::Store(e) => match e {
+                StoreError::Conflict | StoreError::Busy { .. } | StoreError::Io(_) => {
+                    Action::RetryLater
+                }
+                _ => Action::ShowToPerson,
+            },
+            Error::TooManyConflicts { .. } => Action::RetryLater,
+            Error::StoredState { .. } | Error::RolledBack { .. } => Action::ShowToPerson,
+        }
+    }
+}
+
+fn decrypt_action(e: &DecryptError) -> Action {
+    use DecryptError as D;
+    match e {
+        D::Duplicate { .. } | D::Expired { .. } => Action::Ignore,
+        D::IdentityChanged(_) => Action::ShowToPerson,
+        // Our side has no usable session or prekey for this message: the peer must start
+        // again from a fresh bundle (or the sender must resend after a repair).
+        D::NoSession
+        | D::TooFarAhead { .. }
+        | D::UnknownSignedPreKey { .. }
+        | D::UnknownOneTimePreKey { .. }
+        | D::UnknownKemPreKey { .. }
+        | D::OneTimePreKeyUsed { .. }
+        | D::KemPreKeyUsed { .. }
+        | D::ReplayMemoryFull { .. } => Action::RepairSession,
+        // Not authentic, a replay, a downgrade, or authentic but malformed inside.
+        _ => Action::DropForged,
+    }
+}
+
+fn encrypt_action(e: &EncryptError) -> Action {
+    use EncryptError as E;
+    match e {
+        E::NoSession | E::ChainExhausted | E::LowOrderKey => Action::RepairSession,
+        _ => Action::CallerBug,
+    }
+}
+
+fn setup_action(e: &SetupError) -> Action {
+    use SetupError as S;
+    match e {
+        S::IdentityChanged(_) => Action::ShowToPerson,
+        S::OwnBundle => Action::CallerBug,
+        // A bundle with a bad signature, a low-order key, or without the post-quantum part
+        // when it is required: the server (or someone in its place) sent a bad bundle.
+        _ => Action::DropForged,
+    }
+}
+
+fn attachment_action(e: &AttachmentError) -> Action {
+    use AttachmentError as A;
+    match e {
+        A::InvalidFileName { .. } | A::InvalidMetadata { .. } | A::InvalidRange { .. } => {
+            Action::CallerBug
+        }
+        A::TooLarge { .. } => Action::CallerBug,
+        #[cfg(feature = "std")]
+        A::Io(_) => Action::RetryLater,
+        _ => Action::DropForged,
+    }
+}
