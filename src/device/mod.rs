@@ -929,6 +929,9 @@ fn decode_record(
         })?;
     let (address, bytes) =
         rows::decode_session_row(&plain).ok_or_else(|| corrupt("a session row is malformed"))?;
+    if keys.session_key(&address)[..] != *key {
+        return Err(corrupt("a session row names another address than its key"));
+    }
     let record = SessionRecord::from_bytes(bytes).map_err(|source| Error::StoredState {
         what: "session record",
         source,
