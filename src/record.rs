@@ -472,6 +472,15 @@ impl SessionRecord {
         self.timer
     }
 
+    /// Applies a setting learned elsewhere (another device of the same peer) by the same
+    /// rule as a received one: the record ends at the later of the two in the order of
+    /// section 12. Returns whether the setting changed.
+    pub(crate) fn observe_timer(&mut self, timer: ExpiryTimer) -> bool {
+        let before = self.timer;
+        expiry::observe(&mut self.timer, timer);
+        self.timer != before
+    }
+
     /// Encodes, pads and encrypts `content`, attaching the conversation's
     /// disappearing-message setting and `now` as the send time.
     pub fn send<R: CryptoRng + ?Sized>(
@@ -480,7 +489,20 @@ impl SessionRecord {
         content: &Content,
         now: Timestamp,
     ) -> Result<SentMessage, EncryptError> {
-        let plaintext = content::encode_padded(content, self.timer, now).map_err(|e| match e {
+        self.send_with_timer(rng, content, self.timer, now)
+    }
+
+    /// [`send`](Self::send) under `timer` instead of the record's own setting, which it
+    /// leaves as it is: the copies a device sends its own other devices carry the setting of
+    /// the conversation they belong to.
+    pub(crate) fn send_with_timer<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        content: &Content,
+        timer: ExpiryTimer,
+        now: Timestamp,
+    ) -> Result<SentMessage, EncryptError> {
+        let plaintext = content::encode_padded(content, timer, now).map_err(|e| match e {
             ContentError::TooManyAttachments { count, max } => {
                 EncryptError::TooManyAttachments { count, max }
             }
@@ -489,7 +511,7 @@ impl SessionRecord {
             },
         })?;
         let wire = self.encrypt(rng, &plaintext)?;
-        Ok(SentMessage::new(wire, now, self.timer))
+        Ok(SentMessage::new(wire, now, timer))
     }
 
     /// Changes the disappearing-message timer to `seconds` (0 turns it off) and returns the

@@ -368,3 +368,74 @@ fn own_address_is_refused() {
     assert!(matches!(err, Error::OwnAddress(_)), "{err:?}");
     assert_eq!(err.action(), Action::CallerBug);
 }
+
+#[test]
+fn a_timer_set_by_one_device_of_the_peer_applies_to_all_of_its_devices() {
+    let mut rng = rng(9);
+    let mut alice = user(&mut rng, "alice", 1);
+    let mut alice2 = user(&mut rng, "alice", 2);
+    let mut bob1 = user(&mut rng, "bob", 1);
+    let mut bob2 = user(&mut rng, "bob", 2);
+    connect(&mut rng, &mut alice, &mut bob1);
+    connect(&mut rng, &mut alice, &mut bob2);
+    connect(&mut rng, &mut alice, &mut alice2);
+    connect(&mut rng, &mut bob1, &mut alice);
+
+    // bob.1 turns on a one-hour timer in its conversation with alice.1.
+    let update = bob1
+        .device
+        .set_expiry_timer(&mut rng, "alice", &[1], &[], 3600, T0)
+        .unwrap();
+    assert_eq!(update.expires_at, Some(T0.saturating_add_secs(3600)));
+    let got = alice
+        .device
+        .receive(&mut rng, &addr("bob", 1), &update.messages[0].message, T0)
+        .unwrap();
+    assert_eq!(got.timer().seconds(), 3600);
+    assert_eq!(alice.device.expiry_timer("bob").unwrap().seconds(), 3600);
+
+    // Alice's next message goes to both Bob devices and her own other device, all under the
+    // conversation's timer, although bob.2's session never saw the change.
+    let sent = alice
+        .device
+        .send(&mut rng, "bob", &[1, 2], &[2], &Content::new("hi"), T0)
+        .unwrap();
+    assert_eq!(sent.expires_at, Some(T0.saturating_add_secs(3600)));
+    for (out, receiver) in sent
+        .messages
+        .iter()
+        .zip([&mut bob1, &mut bob2, &mut alice2])
+    {
+        let got = receiver
+            .device
+            .receive(&mut rng, &addr("alice", 1), &out.message, T0)
+            .unwrap();
+        assert_eq!(got.timer().seconds(), 3600, "to {}", out.to);
+        assert_eq!(got.timer().version(), 1, "to {}", out.to);
+    }
+    assert_eq!(bob2.device.expiry_timer("alice").unwrap().seconds(), 3600);
+
+    // Turning it off is a change (version 2) that every device adopts.
+    let off = alice
+        .device
+        .set_expiry_timer(&mut rng, "bob", &[1, 2], &[], 0, T0)
+        .unwrap();
+    assert_eq!(off.expires_at, None);
+    for (out, receiver) in off.messages.iter().zip([&mut bob1, &mut bob2]) {
+        let got = receiver
+            .device
+            .receive(&mut rng, &addr("alice", 1), &out.message, T0)
+            .unwrap();
+        assert_eq!((got.timer().seconds(), got.timer().version()), (0, 2));
+        assert!(got.content().body().is_empty());
+    }
+    // An out-of-range timer is the caller's bug, and nothing is stored.
+    let before = snapshot(&mut alice.store);
+    let err = alice
+        .device
+        .set_expiry_timer(&mut rng, "bob", &[1, 2], &[], u32::MAX, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::Timer(_)), "{err:?}");
+    assert_eq!(err.action(), Action::CallerBug);
+    assert_eq!(snapshot(&mut alice.store), before);
+}

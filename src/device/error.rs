@@ -9,6 +9,7 @@ use crate::error::{
     DecodeError, DecryptError, EncryptError, FingerprintError, PreKeyError, SetupError, StateError,
     TrustError,
 };
+use crate::expiry::ExpiryError;
 use crate::store::StoreError;
 
 /// What an app should do when a [`Device`](super::Device) call fails. Every [`Error`] has
@@ -77,6 +78,9 @@ pub enum Error {
         /// The devices without a session.
         addresses: Vec<Address>,
     },
+    /// A disappearing-message timer was refused (out of range, or no more changes left).
+    #[error(transparent)]
+    Timer(ExpiryError),
     /// There is no session with this address.
     #[error("no session with {0}")]
     NoSession(Address),
@@ -169,7 +173,8 @@ impl Error {
             | Error::Address(_)
             | Error::DeviceExists(_)
             | Error::NoDevice
-            | Error::OwnAddress(_) => Action::CallerBug,
+            | Error::OwnAddress(_)
+            | Error::Timer(_) => Action::CallerBug,
             Error::Fingerprint(e) => match e {
                 FingerprintError::Decode(_) => Action::DropForged,
                 _ => Action::CallerBug,

@@ -15,6 +15,7 @@ use crate::address::{Address, DeviceId};
 use crate::config::SessionConfig;
 use crate::content::{Content, ReceivedMessage};
 use crate::error::{StateError, TrustError};
+use crate::expiry::ExpiryTimer;
 use crate::fingerprint::SafetyNumber;
 use crate::keys::IdentityKey;
 use crate::record::SessionRecord;
@@ -30,6 +31,14 @@ mod rows;
 
 pub use error::{Action, Error};
 use rows::RowKeys;
+
+/// What a fan-out sends.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Content(&'a Content),
+    /// A timer change to this many seconds (empty content under the new setting).
+    Timer(u32),
+}
 
 /// How many times a call runs when other handles keep committing in between
 /// ([`StoreError::Conflict`]) before it gives up with [`Error::TooManyConflicts`].
@@ -324,6 +333,61 @@ impl Device {
         content: &Content,
         now: Timestamp,
     ) -> Result<Sent, Error> {
+        self.fan_out(
+            rng,
+            user_id,
+            device_ids,
+            own_device_ids,
+            Payload::Content(content),
+            now,
+        )
+    }
+
+    /// Changes the disappearing-message timer of the conversation with `user_id` to
+    /// `seconds` (0 turns it off) and returns the timer-update messages for every device, as
+    /// [`send`](Self::send) does for content (same device-list rules).
+    pub fn set_expiry_timer<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        user_id: &str,
+        device_ids: &[DeviceId],
+        own_device_ids: &[DeviceId],
+        seconds: u32,
+        now: Timestamp,
+    ) -> Result<Sent, Error> {
+        self.fan_out(
+            rng,
+            user_id,
+            device_ids,
+            own_device_ids,
+            Payload::Timer(seconds),
+            now,
+        )
+    }
+
+    /// The disappearing-message setting of the conversation with `user_id`: the latest
+    /// (in the order of docs/PROTOCOL.md section 12) among the sessions with its devices.
+    pub fn expiry_timer(&mut self, user_id: &str) -> Result<ExpiryTimer, Error> {
+        self.read(|op| {
+            let mut timer = ExpiryTimer::OFF;
+            for device in op.devices_of(user_id)? {
+                if let Some(record) = op.record(&Address::new(user_id, device)?)? {
+                    timer = timer.merge(record.expiry_timer());
+                }
+            }
+            Ok(timer)
+        })
+    }
+
+    fn fan_out<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        user_id: &str,
+        device_ids: &[DeviceId],
+        own_device_ids: &[DeviceId],
+        payload: Payload<'_>,
+        now: Timestamp,
+    ) -> Result<Sent, Error> {
         let recipients = self.recipients(user_id, device_ids, own_device_ids)?;
         let own_user = String::from(self.address.user_id());
         self.run(rng, |op, rng| {
@@ -344,21 +408,46 @@ impl Device {
             if !missing.is_empty() {
                 return Err(Error::MissingSessions { addresses: missing });
             }
+            // The conversation's setting: the latest among the sessions with the peer's
+            // devices, applied to all of them, so that every device of the peer gets the
+            // same one; a timer change starts from it.
+            let is_peer = |a: &Address| a.user_id() == user_id;
+            let mut timer = ExpiryTimer::OFF;
+            for to in recipients.iter().filter(|a| is_peer(a)) {
+                if let Some(record) = op.record(to)? {
+                    timer = timer.merge(record.expiry_timer());
+                }
+            }
+            if let Payload::Timer(seconds) = payload {
+                timer = timer.changed_to(seconds).map_err(Error::Timer)?;
+            }
+            let empty = Content::default();
             let mut messages = Vec::with_capacity(recipients.len());
-            let mut expires_at = None;
             for to in &recipients {
                 let record = op
                     .record_mut(to)?
                     .ok_or_else(|| Error::NoSession(to.clone()))?;
-                let sent = record
-                    .send(rng, content, now)
-                    .map_err(|source| Error::Encrypt {
-                        to: to.clone(),
-                        source,
-                    })?;
-                if to.user_id() == user_id {
-                    expires_at = sent.expires_at();
+                let encrypt_error = |source| Error::Encrypt {
+                    to: to.clone(),
+                    source,
+                };
+                let sent = match payload {
+                    // The peer's sessions adopt the conversation's setting (or the new one)
+                    // and send under it.
+                    Payload::Content(content) if is_peer(to) => {
+                        record.observe_timer(timer);
+                        record.send(rng, content, now)
+                    }
+                    Payload::Timer(_) if is_peer(to) => {
+                        record.observe_timer(timer);
+                        record.send(rng, &empty, now)
+                    }
+                    // Copies for this user's other devices carry the conversation's setting,
+                    // which is not theirs.
+                    Payload::Content(content) => record.send_with_timer(rng, content, timer, now),
+                    Payload::Timer(_) => record.send_with_timer(rng, &empty, timer, now),
                 }
+                .map_err(encrypt_error)?;
                 messages.push(Outgoing {
                     to: to.clone(),
                     message: sent.into_wire(),
@@ -367,7 +456,7 @@ impl Device {
             Ok(Sent {
                 messages,
                 sent_at: now,
-                expires_at,
+                expires_at: timer.deadline(now),
             })
         })
     }
