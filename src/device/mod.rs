@@ -670,7 +670,10 @@ impl Device {
         };
         let outcome = body(&mut op, rng).and_then(|value| {
             if op.account_changed || !op.changed.is_empty() || !op.deleted.is_empty() {
-                op.write(rng, generation + 1)?;
+                let next = generation
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt("the store generation cannot grow any further"))?;
+                op.write(rng, next)?;
                 Ok((value, true))
             } else {
                 Ok((value, false))
