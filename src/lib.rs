@@ -77,6 +77,8 @@ mod record;
 mod rng;
 mod session;
 mod state;
+#[cfg(feature = "std")]
+pub mod store;
 mod time;
 mod trust;
 mod wire;
@@ -113,6 +115,8 @@ pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 pub use rng::OsRng;
 pub use session::{Session, SessionId};
 pub use state::StorageKey;
+#[cfg(feature = "std")]
+pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
 pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::bundle::{
