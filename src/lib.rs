@@ -117,6 +117,8 @@ pub use session::{Session, SessionId};
 pub use state::StorageKey;
 #[cfg(feature = "std")]
 pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};
 pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::bundle::{
