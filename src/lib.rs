@@ -103,8 +103,6 @@ pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 #[cfg(feature = "std")]
 pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
-#[cfg(feature = "std")]
-pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
@@ -121,6 +119,10 @@ pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 pub use rng::OsRng;
 pub use session::{Session, SessionId};
 pub use state::StorageKey;
+#[cfg(feature = "std")]
+pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};
 pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::bundle::{

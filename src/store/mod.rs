@@ -1,4 +1,4 @@
-//! Where a [`Device`](crate::Device) keeps its state: a synchronous, transactional key-value
+//! Where a device (the `Device` type) keeps its state: a synchronous, transactional key-value
 //! store of sealed blobs.
 //!
 //! The device seals every value under its [`StorageKey`](crate::StorageKey) and derives
@@ -12,13 +12,40 @@
 //!   processes) are serializable: either the backend excludes them (SQLite's
 //!   `BEGIN IMMEDIATE`, the memory store's mutex), or it detects at commit that another
 //!   handle committed in between and returns [`StoreError::Conflict`]; the device then
-//!   reloads and runs the whole operation again.
+//!   reloads and runs the whole operation again. A backend that excludes makes a second
+//!   transaction wait for the first; if it waits too long (or the first one is open on the
+//!   same thread, where waiting could never end) it returns [`StoreError::Busy`].
 //! - **Durability.** Once `commit` returns `Ok`, the data survives a crash of the process
 //!   (and, for the SQLite backend, of the machine): the device hands out a ciphertext or a
-//!   plaintext only after that.
+//!   plaintext only after that. When `commit` returns an error the transaction is over and
+//!   the backend has rolled it back, with one exception no storage engine can rule out: if
+//!   the final flush to disk itself fails ([`StoreError::Io`]), the operating system may
+//!   still have written some or all of it, and a later open may find either the old state or
+//!   the new one (never a mix).
 //!
 //! Two backends: [`MemoryStore`] (handles share one map, for tests and for apps that keep
 //! state elsewhere) and, with the `sqlite` feature, `SqliteStore` (one file, WAL journal).
+//!
+//! Keys and values are opaque bytes; keys of one [`Table`] are ordered bytewise (the order
+//! of `[u8]`), which is the order [`Transaction::scan`] returns them in.
+//!
+//! ```
+//! use ratchetbox::{MemoryStore, Store, Table};
+//!
+//! let mut store = MemoryStore::new();
+//! let mut tx = store.transaction()?;
+//! tx.put(Table::Session, b"bob.1", b"sealed record")?;
+//! assert_eq!(tx.get(Table::Session, b"bob.1")?, Some(b"sealed record".to_vec()));
+//! tx.commit()?;
+//!
+//! // Dropping a transaction without committing rolls it back.
+//! let mut tx = store.transaction()?;
+//! tx.delete(Table::Session, b"bob.1")?;
+//! drop(tx);
+//! let mut tx = store.transaction()?;
+//! assert_eq!(tx.get(Table::Session, b"bob.1")?, Some(b"sealed record".to_vec()));
+//! # Ok::<(), ratchetbox::StoreError>(())
+//! ```
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -30,7 +57,7 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// The tables a device stores its state in. A backend keeps each table's keys apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -86,6 +113,9 @@ impl Table {
     }
 }
 
+/// A key and its value, as [`Transaction::scan`] returns them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A storage backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -109,9 +139,27 @@ pub enum StoreError {
 }
 
 /// A storage backend: hands out transactions.
+///
+/// A handle is `Send`, so it can move to another thread; several handles on the same data
+/// (clones of one [`MemoryStore`], or `SqliteStore`s opened on one file) can be used from
+/// different threads or processes at once.
 pub trait Store: Send {
     /// Starts a transaction (for SQLite, `BEGIN IMMEDIATE`: it waits for other writers).
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] if another handle kept its transaction open for longer than the
+    /// backend waits, or if a transaction of another handle on the same data is open on
+    /// this thread; [`StoreError::Io`] or [`StoreError::Corrupt`] if the backend cannot
+    /// start one.
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
+}
+
+/// A boxed store is a store, so that a device can hold a `Box<dyn Store>` and stay free of
+/// generics.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        (**self).transaction()
+    }
 }
 
 /// One transaction on a [`Store`]. All reads see the transaction's own writes.
@@ -126,11 +174,15 @@ pub trait Transaction {
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError>;
 
     /// Every `(key, value)` whose key starts with `prefix`, in increasing key order.
-    fn scan(&mut self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&mut self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
 
     /// Removes every key that starts with `prefix`; returns how many were removed.
     fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64, StoreError>;
 
     /// Makes every write of this transaction durable and visible, all or nothing.
+    ///
+    /// # Errors
+    /// On any error the transaction is over and rolled back (see the module docs for the
+    /// one case where a failed flush may still have reached the disk).
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
