@@ -1,0 +1,254 @@
+//! A `Device` whose store fails at each write point in turn (every put, delete, prefix delete
+//! and the commit of the call): the call fails with the store's error, every row of the store
+//! is exactly as before, the handle's cached state is not ahead of the store, and the same
+//! call then succeeds, with a result the peer accepts.
+
+mod common;
+#[path = "common/failing_store.rs"]
+mod failing_store;
+
+use common::{T0, rng};
+use failing_store::{FailingStore, injected_failure};
+use rand_chacha::ChaCha20Rng;
+use ratchetbox::{Action, Address, Content, Device, Error, MemoryStore, StorageKey, Store, Table};
+
+type Snapshot = Vec<(Table, Vec<u8>, Vec<u8>)>;
+
+fn snapshot(store: &mut MemoryStore) -> Snapshot {
+    let mut tx = store.transaction().unwrap();
+    let mut rows = Vec::new();
+    for table in Table::ALL {
+        for (k, v) in tx.scan(table, &[]).unwrap() {
+            rows.push((table, k, v));
+        }
+    }
+    rows
+}
+
+fn addr(user: &str, device: u32) -> Address {
+    Address::new(user, device).unwrap()
+}
+
+const ALICE_KEY: [u8; 32] = [1; 32];
+const BOB_KEY: [u8; 32] = [2; 32];
+
+/// Alice (alice.1) and Bob (bob.1, bob.2), each on a memory store; Alice has sessions with
+/// both of Bob's devices, and has sent `warmup` messages that Bob's devices received and
+/// answered once, so that the sessions run. Deterministic for a given seed.
+struct World {
+    rng: ChaCha20Rng,
+    alice_store: MemoryStore,
+    bob1_store: MemoryStore,
+    bob1: Device,
+    bob2: Device,
+    /// A message from Alice that bob.1 has not received yet (an initial one if `fresh`).
+    pending_for_bob1: Vec<u8>,
+}
+
+fn world(seed: u64, fresh: bool) -> World {
+    let mut rng = rng(seed);
+    let new = |rng: &mut ChaCha20Rng, store: &MemoryStore, key, a: Address| {
+        Device::create(
+            Box::new(store.clone()),
+            StorageKey::from_bytes(key),
+            a,
+            rng,
+            T0,
+        )
+        .unwrap()
+    };
+    let alice_store = MemoryStore::new();
+    let bob1_store = MemoryStore::new();
+    let bob2_store = MemoryStore::new();
+    let mut alice = new(&mut rng, &alice_store, ALICE_KEY, addr("alice", 1));
+    let mut bob1 = new(&mut rng, &bob1_store, BOB_KEY, addr("bob", 1));
+    let mut bob2 = new(&mut rng, &bob2_store, BOB_KEY, addr("bob", 2));
+    for bob in [&mut bob1, &mut bob2] {
+        let bundle = bob.prekey_bundle_for_tests(&mut rng, T0).unwrap();
+        let to = bob.address().clone();
+        alice.process_bundle(&mut rng, &to, &bundle).unwrap();
+    }
+    let first = alice
+        .send(&mut rng, "bob", &[1, 2], &[], &Content::new("first"), T0)
+        .unwrap();
+    let pending_for_bob1 = if fresh {
+        first.messages[0].message.clone()
+    } else {
+        for (out, bob) in first.messages.iter().zip([&mut bob1, &mut bob2]) {
+            bob.receive(&mut rng, &addr("alice", 1), &out.message, T0)
+                .unwrap();
+            let reply = bob
+                .send(&mut rng, "alice", &[1], &[], &Content::new("reply"), T0)
+                .unwrap();
+            let from = bob.address().clone();
+            alice
+                .receive(&mut rng, &from, &reply.messages[0].message, T0)
+                .unwrap();
+        }
+        let next = alice
+            .send(&mut rng, "bob", &[1, 2], &[], &Content::new("second"), T0)
+            .unwrap();
+        next.messages[0].message.clone()
+    };
+    World {
+        rng,
+        alice_store,
+        bob1_store,
+        bob1,
+        bob2,
+        pending_for_bob1,
+    }
+}
+
+/// Reopens the device on `store`, wrapped to fail at its `n`-th write point.
+fn failing(store: &MemoryStore, key: [u8; 32], n: u64) -> Device {
+    Device::open(
+        Box::new(FailingStore::failing_at(store.clone(), n)),
+        StorageKey::from_bytes(key),
+    )
+    .unwrap()
+}
+
+/// Runs `call` with the store failing at write point 1, 2, ... until it succeeds; checks
+/// every failure; returns how many write points the call has.
+fn at_every_write_point(
+    mut setup: impl FnMut(u64) -> (World, Device, MemoryStore),
+    mut call: impl FnMut(&mut World, &mut Device) -> Result<(), Error>,
+) -> u64 {
+    for n in 1..100 {
+        let (mut w, mut device, mut store) = setup(n);
+        let before = snapshot(&mut store);
+        let generation = device.generation();
+        match call(&mut w, &mut device) {
+            Ok(()) => {
+                assert!(n > 1, "the call never wrote");
+                return n - 1;
+            }
+            Err(err) => {
+                match &err {
+                    Error::Store(e) => assert_eq!(*e, injected_failure(n), "at write point {n}"),
+                    other => {
+                        panic!("write point {n}: expected the injected failure, got {other:?}")
+                    }
+                }
+                assert_eq!(err.action(), Action::RetryLater);
+                assert_eq!(
+                    snapshot(&mut store),
+                    before,
+                    "write point {n} changed the store"
+                );
+                assert_eq!(device.generation(), generation);
+                // The same handle, the same call again: it succeeds now (the store fails once).
+                call(&mut w, &mut device)
+                    .unwrap_or_else(|e| panic!("retry after write point {n}: {e}"));
+                assert_eq!(device.generation(), generation + 1);
+            }
+        }
+    }
+    panic!("the call did not succeed within 99 write points");
+}
+
+#[test]
+fn send_is_all_or_nothing_at_every_write_point() {
+    let points = at_every_write_point(
+        |n| {
+            let w = world(1, false);
+            let device = failing(&w.alice_store, ALICE_KEY, n);
+            let store = w.alice_store.clone();
+            (w, device, store)
+        },
+        |w, alice| {
+            let sent = alice.send(&mut w.rng, "bob", &[1, 2], &[], &Content::new("x"), T0)?;
+            // What was returned is what was stored: both Bob devices decrypt it.
+            let got = w
+                .bob1
+                .receive(&mut w.rng, &addr("alice", 1), &sent.messages[0].message, T0)
+                .unwrap();
+            assert_eq!(got.content().body(), b"x");
+            let got = w
+                .bob2
+                .receive(&mut w.rng, &addr("alice", 1), &sent.messages[1].message, T0)
+                .unwrap();
+            assert_eq!(got.content().body(), b"x");
+            Ok(())
+        },
+    );
+    // Two session rows, the generation, the commit.
+    assert_eq!(points, 4);
+}
+
+#[test]
+fn receiving_an_initial_message_is_all_or_nothing_at_every_write_point() {
+    let points = at_every_write_point(
+        |n| {
+            let w = world(2, true);
+            let device = failing(&w.bob1_store, BOB_KEY, n);
+            let store = w.bob1_store.clone();
+            (w, device, store)
+        },
+        |w, bob1| {
+            let got = bob1.receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0)?;
+            assert_eq!(got.content().body(), b"first");
+            Ok(())
+        },
+    );
+    // The account (one-time prekey consumed), the session row, the generation, the commit.
+    assert_eq!(points, 4);
+}
+
+#[test]
+fn receiving_a_ratchet_message_is_all_or_nothing_at_every_write_point() {
+    let points = at_every_write_point(
+        |n| {
+            let w = world(3, false);
+            let device = failing(&w.bob1_store, BOB_KEY, n);
+            let store = w.bob1_store.clone();
+            (w, device, store)
+        },
+        |w, bob1| {
+            let got = bob1.receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0)?;
+            assert_eq!(got.content().body(), b"second");
+            Ok(())
+        },
+    );
+    // The session row, the generation, the commit.
+    assert_eq!(points, 3);
+}
+
+#[test]
+fn removing_a_device_is_all_or_nothing_at_every_write_point() {
+    let points = at_every_write_point(
+        |n| {
+            let w = world(4, false);
+            let device = failing(&w.alice_store, ALICE_KEY, n);
+            let store = w.alice_store.clone();
+            (w, device, store)
+        },
+        |w, alice| {
+            // bob.1 is gone from the list: its session is deleted with the send.
+            let sent = alice.send(&mut w.rng, "bob", &[2], &[], &Content::new("y"), T0)?;
+            assert_eq!(sent.messages.len(), 1);
+            assert_eq!(alice.sessions().unwrap(), [addr("bob", 2)]);
+            Ok(())
+        },
+    );
+    // The session row and the skipped-key rows of bob.1 (two deletes), bob.2's row, the
+    // generation, the commit.
+    assert_eq!(points, 5);
+}
+
+#[test]
+fn a_failed_receive_leaves_the_handle_able_to_receive_the_same_message() {
+    // The cached state of a handle is never ahead of its store: after a failure at the
+    // commit, the message that failed is still new to the handle (not a duplicate).
+    let mut w = world(5, false);
+    let mut bob1 = failing(&w.bob1_store, BOB_KEY, 3);
+    let err = bob1
+        .receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0)
+        .unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    let got = bob1
+        .receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0)
+        .unwrap();
+    assert_eq!(got.content().body(), b"second");
+}
