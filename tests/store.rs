@@ -7,11 +7,10 @@
 
 #[path = "common/failing_store.rs"]
 mod failing_store;
+#[cfg(feature = "sqlite")]
+#[path = "common/processes.rs"]
+mod processes;
 
-#[cfg(feature = "sqlite")]
-use std::path::{Path, PathBuf};
-#[cfg(feature = "sqlite")]
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -51,33 +50,7 @@ fn put_all(store: &mut impl Store, list: &[(Table, &[u8], &[u8])]) {
 
 /// A directory of its own under the system's temporary directory, removed on drop.
 #[cfg(feature = "sqlite")]
-struct TempDir(PathBuf);
-
-#[cfg(feature = "sqlite")]
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ratchetbox-store-{}-{test}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the test directory");
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use processes::TempDir;
 
 /// A way to get several handles on one set of data.
 trait Backend {
@@ -751,83 +724,9 @@ mod sqlite_only {
     //! What only the SQLite store has: files, a schema, locks between processes, crashes.
 
     use super::*;
+    use processes::{child_lines, child_role, spawn_child, wait_for_all};
     use ratchetbox::{SqliteOptions, SqliteStore};
-    use std::process::{Child, Command, Output, Stdio};
-
-    /// Set in a child process of a multi-process test: the role it plays.
-    const CHILD_ROLE: &str = "RATCHETBOX_STORE_TEST_ROLE";
-    /// Set in a child process of a multi-process test: the database file.
-    const CHILD_DB: &str = "RATCHETBOX_STORE_TEST_DB";
-
-    /// Runs this test binary again, as a child process that runs only the test `test` (its
-    /// full name, as `cargo test` prints it) and, in it, plays `role` on the file `db`. The
-    /// test checks [`child_role`] first thing.
-    fn spawn_child(test: &str, role: &str, db: &Path) -> Child {
-        Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args([
-                test,
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "--quiet",
-            ])
-            .env(CHILD_ROLE, role)
-            .env(CHILD_DB, db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn a child test process")
-    }
-
-    /// In a child process: the role it plays and its database file. `None` in the parent.
-    fn child_role() -> Option<(String, PathBuf)> {
-        let role = std::env::var(CHILD_ROLE).ok()?;
-        let db = std::env::var_os(CHILD_DB).expect("a child process is given its database");
-        Some((role, PathBuf::from(db)))
-    }
-
-    /// Waits for every child. As soon as one fails, kills the others (which may be waiting
-    /// for it) and panics.
-    fn wait_for_all(children: Vec<Child>) -> Vec<Output> {
-        let mut running: Vec<Option<Child>> = children.into_iter().map(Some).collect();
-        let mut outputs: Vec<Option<Output>> = running.iter().map(|_| None).collect();
-        loop {
-            let mut failed = None;
-            for (i, slot) in running.iter_mut().enumerate() {
-                let Some(child) = slot else { continue };
-                if let Some(status) = child.try_wait().expect("poll a child") {
-                    let child = slot.take().expect("running");
-                    outputs[i] = Some(child.wait_with_output().expect("a child's output"));
-                    if !status.success() {
-                        failed = Some((i, status));
-                    }
-                }
-            }
-            if let Some((i, status)) = failed {
-                for child in running.iter_mut().flatten() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                panic!("child {i} failed: {status}");
-            }
-            if running.iter().all(Option::is_none) {
-                return outputs
-                    .into_iter()
-                    .map(|o| o.expect("every child exited"))
-                    .collect();
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The lines a child printed that start with `prefix`, without it.
-    fn child_lines(output: &Output, prefix: &str) -> Vec<String> {
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix(prefix).map(str::to_string))
-            .collect()
-    }
+    use std::path::{Path, PathBuf};
 
     /// How many increments one process of the two-process test may be ahead of the other.
     const LEAD: u64 = 4;
