@@ -42,6 +42,8 @@
 //! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
 //!   it the crate is `no_std` + `alloc`.
 //! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
+//! - `sqlite`: [`SqliteStore`], a [`Device`]'s state in one SQLite file (rusqlite, with
+//!   SQLite compiled in); implies `std`.
 //!
 //! On docs.rs, every item that needs a feature is marked with it.
 //!

@@ -1,4 +1,4 @@
-//! Where a device (the `Device` type) keeps its state: a synchronous, transactional key-value
+//! Where a [`Device`](crate::Device) keeps its state: a synchronous, transactional key-value
 //! store of sealed blobs.
 //!
 //! The device seals every value under its [`StorageKey`](crate::StorageKey) and derives
