@@ -387,7 +387,7 @@ pub enum StateError {
     #[error("the sealed state does not open: wrong storage key, or the bytes were modified")]
     UnsealFailed,
     /// The sealed object holds a different kind of object than requested.
-    #[error("the sealed state holds a {found}, not a {expected}")]
+    #[error("the sealed state holds {found} state, not the {expected} state that was asked for")]
     WrongKind {
         /// The kind requested.
         expected: &'static str,
@@ -432,11 +432,37 @@ pub enum PreKeyError {
         /// The requested id.
         id: u32,
     },
-    /// The account already holds the maximum number of unused one-time prekeys.
-    #[error("the account already holds {max} unused one-time prekeys")]
+    /// Creating that many one-time prekeys (or one-time KEM prekeys) would leave the
+    /// account holding more unused ones of that kind than its limit
+    /// ([`MAX_ONE_TIME_PREKEYS`](crate::MAX_ONE_TIME_PREKEYS),
+    /// [`MAX_ONE_TIME_KEM_PREKEYS`](crate::MAX_ONE_TIME_KEM_PREKEYS)). Nothing was created.
+    #[error(
+        "the account can hold at most {max} unused one-time prekeys of this kind; creating that many more would exceed it"
+    )]
     TooManyOneTimePreKeys {
         /// The limit.
         max: usize,
+    },
+}
+
+/// A [`Timestamp`](crate::Timestamp) and a [`std::time::SystemTime`] could not be converted.
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TimestampError {
+    /// The system time is before the Unix epoch, which a `Timestamp` cannot express.
+    #[error(
+        "the time is before the Unix epoch (1970-01-01T00:00:00Z), which a Timestamp cannot express"
+    )]
+    BeforeEpoch,
+    /// The timestamp is later than the latest time `SystemTime` holds on this platform.
+    #[error(
+        "{secs} s after the Unix epoch is later than std::time::SystemTime can hold on this platform"
+    )]
+    Overflow {
+        /// The timestamp, in seconds since the Unix epoch.
+        secs: u64,
     },
 }
 

@@ -104,10 +104,15 @@ pub use error::{
     ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,
     TrustError,
 };
+#[cfg(feature = "std")]
+pub use error::TimestampError;
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
+/// The `rand_core` crate ratchetbox's functions take randomness from: name its `CryptoRng`
+/// through this re-export to be sure to use the same version.
+pub use rand_core;
 pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 #[cfg(feature = "std")]
 pub use rng::OsRng;
