@@ -12,8 +12,8 @@ use ratchetbox::{
 fn one_time_prekeys_get_increasing_ids_and_are_listed_until_used() {
     let mut r = rng(1);
     let mut account = Account::new(&mut r, T0);
-    let first = account.generate_one_time_prekeys(&mut r, 3).unwrap();
-    let second = account.generate_one_time_prekeys(&mut r, 2).unwrap();
+    let first = account.generate_one_time_prekeys(&mut r, 3, T0).unwrap();
+    let second = account.generate_one_time_prekeys(&mut r, 2, T0).unwrap();
     let ids: Vec<u32> = first.iter().chain(&second).map(|k| k.id().0).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     let listed: Vec<_> = account.one_time_prekeys().collect();
@@ -24,7 +24,7 @@ fn one_time_prekeys_get_increasing_ids_and_are_listed_until_used() {
     );
     assert_eq!(
         account
-            .generate_one_time_prekeys(&mut r, MAX_ONE_TIME_PREKEYS)
+            .generate_one_time_prekeys(&mut r, MAX_ONE_TIME_PREKEYS, T0)
             .err(),
         Some(PreKeyError::TooManyOneTimePreKeys {
             max: MAX_ONE_TIME_PREKEYS
@@ -94,7 +94,7 @@ fn rotated_signed_prekeys_stay_usable_for_the_grace_period() {
 fn accounts_round_trip_with_all_their_prekeys() {
     let mut r = rng(3);
     let mut account = Account::new(&mut r, T0);
-    account.generate_one_time_prekeys(&mut r, 50).unwrap();
+    account.generate_one_time_prekeys(&mut r, 50, T0).unwrap();
     account
         .rotate_signed_prekey(&mut r, T0.saturating_add_secs(10))
         .unwrap();
