@@ -1270,3 +1270,112 @@ fn a_daily_schedule_stays_within_the_account_limits() {
         assert_eq!(state.last_resort_kem_prekeys.len(), ids.len(), "day {day}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Untrusted input
+// ---------------------------------------------------------------------------------------
+
+/// Every prefix of a valid upload is refused without a panic, or, where it ends between two
+/// fields, is a valid upload carrying fewer of the keys (each key is signed on its own, the
+/// one-time prekeys as a batch; docs/PROTOCOL.md section 3.4), never the whole upload.
+#[test]
+fn every_truncation_of_an_upload_is_refused_or_carries_fewer_keys() {
+    let (_, account, _) = sample();
+    let upload = account
+        .prekey_upload(true, true, &[OneTimePreKeyId(1)], &[KemPreKeyId(2)])
+        .unwrap();
+    let bytes = upload.to_bytes();
+    let mut valid = Vec::new();
+    for len in 0..bytes.len() {
+        if let Ok(shorter) = PreKeyUpload::from_bytes(&bytes[..len]) {
+            assert_eq!(shorter.to_bytes(), &bytes[..len]);
+            assert_ne!(shorter, upload);
+            valid.push((
+                shorter.signed_prekey().is_some(),
+                shorter.last_resort_kem_prekey().is_some(),
+                shorter.one_time_prekeys().len(),
+                shorter.one_time_kem_prekeys().len(),
+            ));
+        }
+    }
+    // The field boundaries: after the identity key, the signed prekey, the last-resort KEM
+    // prekey, and the one-time prekey's signature (a prefix ending after the one-time
+    // prekey but before its signature is refused).
+    assert_eq!(
+        valid,
+        [
+            (false, false, 0, 0),
+            (true, false, 0, 0),
+            (true, true, 0, 0),
+            (true, true, 1, 0)
+        ]
+    );
+    assert_eq!(PreKeyUpload::from_bytes(&bytes), Ok(upload));
+}
+
+/// The Debug output names ids and counts, not key material or signatures.
+#[test]
+fn an_upload_shows_ids_and_counts_in_debug_output() {
+    let (_, account, upload) = sample();
+    let shown = format!("{upload:?}");
+    assert!(
+        shown.starts_with("PreKeyUpload { identity_key: "),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with(
+            "signed_prekey: Some(1), last_resort_kem_prekey: Some(1), one_time_prekeys: 100, one_time_kem_prekeys: 100 }"
+        ),
+        "{shown}"
+    );
+    let signature = hex::encode(account.signed_prekey().signature());
+    assert!(!shown.contains(&signature[..16]));
+}
+
+/// A small valid upload (signed prekey, one one-time prekey, one one-time KEM prekey), made
+/// once.
+fn small_upload() -> &'static [u8] {
+    static UPLOAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    UPLOAD.get_or_init(|| {
+        let (_, account, _) = sample();
+        account
+            .prekey_upload(true, false, &[OneTimePreKeyId(1)], &[KemPreKeyId(2)])
+            .unwrap()
+            .to_bytes()
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes, and a valid upload with up to 8 bytes overwritten somewhere: refused
+    /// or decoded without a panic, and whatever decodes re-encodes to exactly its input.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2_000),
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        prefix_version in proptest::prelude::any::<bool>(),
+    ) {
+        let mut input = noise.clone();
+        if prefix_version {
+            input.insert(0, 1);
+        }
+        if let Ok(decoded) = PreKeyUpload::from_bytes(&input) {
+            proptest::prop_assert_eq!(decoded.to_bytes(), input.clone());
+        }
+        let _ = SignedPreKey::from_bytes(&input);
+        let _ = OneTimePreKey::from_bytes(&input);
+        let _ = KemPreKey::from_bytes(&input);
+
+        let mut bytes = small_upload().to_vec();
+        let start = at.index(bytes.len());
+        for (i, b) in noise.iter().take(8).enumerate() {
+            if let Some(slot) = bytes.get_mut(start + i) {
+                *slot = *b;
+            }
+        }
+        if let Ok(decoded) = PreKeyUpload::from_bytes(&bytes) {
+            proptest::prop_assert_eq!(decoded.to_bytes(), bytes);
+        }
+    }
+}

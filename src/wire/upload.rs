@@ -61,6 +61,9 @@ const MAX_ONE_TIME_PREKEY_LEN: usize = 1 + varint_len(u32::MAX as u64) + delimit
 /// signatures, the one-time prekeys (which, as in Signal, carry no signature of their own in
 /// a bundle) by one signature over the whole batch. [`from_bytes`](Self::from_bytes) checks
 /// every signature, so a server that stores only what decodes never stores an unsigned key.
+/// (The keys are signed one by one, not the upload as a whole: an upload cut off between two
+/// fields is a valid upload carrying fewer keys. The server's authenticated connection to the
+/// device is what makes an upload arrive whole.)
 ///
 /// What the server does with it: it checks that the identity key is the one it has for the
 /// device (a different one is a new registration, which the server handles by its own
