@@ -1030,6 +1030,12 @@ fn replaced_prekeys_are_deleted_exactly_when_their_grace_ends() {
             .replaced_prekeys_to_delete,
         100
     );
+    // At the end they go, and only they.
+    assert_eq!(
+        bob.clone()
+            .remove_replaced_prekeys(end, REPLACED_PREKEY_GRACE_SECS),
+        100
+    );
     // Maintenance at the end deletes them (and rotates both prekeys, 30 days old).
     let upload = maintain(&mut r, &mut bob, &mut server, end).unwrap();
     assert_eq!(upload.signed_prekey().unwrap().id(), SignedPreKeyId(2));
@@ -1057,7 +1063,10 @@ fn replaced_prekeys_are_deleted_exactly_when_their_grace_ends() {
             .replaced_prekeys_to_delete,
         2
     );
-    maintain(&mut r, &mut bob, &mut server, gone);
+    assert_eq!(
+        bob.remove_replaced_prekeys(gone, REPLACED_PREKEY_GRACE_SECS),
+        2
+    );
     assert_eq!(
         accept(&mut bob, &early),
         Err(DecryptError::UnknownSignedPreKey { id: 1 })
@@ -1144,6 +1153,72 @@ fn a_full_account_caps_the_refill() {
     assert_eq!(
         (plan.new_one_time_prekeys, plan.one_time_prekeys_capped),
         (100, false)
+    );
+}
+
+/// The one-time KEM prekeys a refill replaced count against the limit of 100 until their
+/// grace ends; then they make room for the next refill.
+#[test]
+fn replaced_one_time_kem_prekeys_make_room_when_they_expire() {
+    let mut r = rng(34);
+    let mut account = Account::new(&mut r, T0);
+    let mut server = Server::default();
+    maintain(&mut r, &mut account, &mut server, T0).unwrap();
+    consume(&mut r, &mut account, &mut server, 91);
+    // 9 of each kind left: refills of 100 one-time prekeys (101..=200) and of 91 one-time
+    // KEM prekeys (102..=192); the 9 left of each kind are marked replaced.
+    let refilled_at = at(60);
+    let upload = maintain(&mut r, &mut account, &mut server, refilled_at).unwrap();
+    assert_eq!(
+        (
+            upload.one_time_prekeys().len(),
+            upload.one_time_kem_prekeys().len()
+        ),
+        (100, 91)
+    );
+    assert_eq!(
+        account.one_time_kem_prekeys().count(),
+        MAX_ONE_TIME_KEM_PREKEYS
+    );
+    // 85 bundles whose messages never come: the server keeps 15 one-time prekeys and 6
+    // one-time KEM prekeys, the account still holds 100 one-time KEM prekeys.
+    for _ in 0..85 {
+        server.bundle();
+    }
+    let end = refilled_at.saturating_add_secs(REPLACED_PREKEY_GRACE_SECS);
+    // Before the grace ends: no room, no refill.
+    let plan = account.prekey_maintenance_plan(end.saturating_sub_secs(1), server.status());
+    assert_eq!(plan.replaced_prekeys_to_delete, 0);
+    assert_eq!(
+        (
+            plan.new_one_time_kem_prekeys,
+            plan.one_time_kem_prekeys_capped
+        ),
+        (0, true)
+    );
+    // At its end the 9 replaced keys of each kind go (18 in all; no signed or last-resort
+    // prekey was replaced yet), leaving room for 9 one-time KEM prekeys: more than the 6 the
+    // server has, so a capped batch of 9. 15 one-time prekeys are enough: none.
+    let plan = account.prekey_maintenance_plan(end, server.status());
+    assert_eq!(plan.replaced_prekeys_to_delete, 18);
+    assert_eq!(
+        (
+            plan.new_one_time_kem_prekeys,
+            plan.one_time_kem_prekeys_capped
+        ),
+        (9, true)
+    );
+    assert_eq!(plan.new_one_time_prekeys, 0);
+    let upload = maintain(&mut r, &mut account, &mut server, end).unwrap();
+    // The last-resort KEM prekey rotates first (30 days old) and takes KEM id 193; the batch
+    // is 194..=202.
+    assert_eq!(
+        upload.last_resort_kem_prekey().unwrap().id(),
+        KemPreKeyId(193)
+    );
+    assert_eq!(
+        ids_of_one_time_kem(&upload),
+        (194..=202).collect::<Vec<_>>()
     );
 }
 
