@@ -387,7 +387,7 @@ pub enum StateError {
     #[error("the sealed state does not open: wrong storage key, or the bytes were modified")]
     UnsealFailed,
     /// The sealed object holds a different kind of object than requested.
-    #[error("the sealed state holds a {found}, not a {expected}")]
+    #[error("the sealed state holds {found} state, not the {expected} state that was asked for")]
     WrongKind {
         /// The kind requested.
         expected: &'static str,
@@ -432,11 +432,150 @@ pub enum PreKeyError {
         /// The requested id.
         id: u32,
     },
-    /// The account already holds the maximum number of unused one-time prekeys.
-    #[error("the account already holds {max} unused one-time prekeys")]
+    /// Creating that many one-time prekeys (or one-time KEM prekeys) would leave the
+    /// account holding more unused ones of that kind than its limit
+    /// ([`MAX_ONE_TIME_PREKEYS`](crate::MAX_ONE_TIME_PREKEYS),
+    /// [`MAX_ONE_TIME_KEM_PREKEYS`](crate::MAX_ONE_TIME_KEM_PREKEYS)). Nothing was created.
+    #[error(
+        "the account can hold at most {max} unused one-time prekeys of this kind; creating that many more would exceed it"
+    )]
     TooManyOneTimePreKeys {
         /// The limit.
         max: usize,
+    },
+    /// More one-time keys of one kind were asked for in an upload than one upload carries.
+    #[error("an upload carries at most {max} one-time keys of each kind")]
+    TooManyForUpload {
+        /// The limit ([`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS)).
+        max: usize,
+    },
+}
+
+/// The kind of a public prekey, as errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PreKeyKind {
+    /// A signed X25519 prekey.
+    Signed,
+    /// A one-time X25519 prekey.
+    OneTime,
+    /// A last-resort ML-KEM-1024 prekey.
+    LastResortKem,
+    /// A one-time ML-KEM-1024 prekey.
+    OneTimeKem,
+}
+
+impl core::fmt::Display for PreKeyKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Signed => "signed prekey",
+            Self::OneTime => "one-time prekey",
+            Self::LastResortKem => "last-resort KEM prekey",
+            Self::OneTimeKem => "one-time KEM prekey",
+        })
+    }
+}
+
+/// A prekey upload was refused by
+/// [`PreKeyUpload::from_bytes`](crate::PreKeyUpload::from_bytes): a server must store
+/// nothing of it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The bytes are not a valid encoding of an upload (see [`DecodeError`]).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The bytes are longer than the largest valid upload
+    /// ([`PreKeyUpload::MAX_LEN`](crate::PreKeyUpload::MAX_LEN)); they were not decoded.
+    #[error("the upload is {len} bytes long; no valid upload is longer than {max} bytes")]
+    TooLarge {
+        /// The length of the input.
+        len: usize,
+        /// The longest valid upload.
+        max: usize,
+    },
+    /// The upload carries more one-time keys of one kind than an upload may
+    /// ([`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS)).
+    #[error("the upload carries {count} of kind {kind}; at most {max} are allowed per upload")]
+    TooManyPreKeys {
+        /// The kind of the keys.
+        kind: PreKeyKind,
+        /// How many the upload carries.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The ids of a list of one-time keys are not strictly increasing: `id` repeats the id
+    /// before it or is lower.
+    #[error(
+        "{kind} id {id} repeats or is out of order: the ids of an upload's list must be strictly increasing"
+    )]
+    IdsNotIncreasing {
+        /// The kind of the list.
+        kind: PreKeyKind,
+        /// The first id that is not above the one before it.
+        id: u32,
+    },
+    /// The last-resort KEM prekey has the id of one of the upload's one-time KEM prekeys
+    /// (both kinds share one id sequence, so an id names one key).
+    #[error("the last-resort KEM prekey and a one-time KEM prekey share id {id}")]
+    SharedKemPreKeyId {
+        /// The shared id.
+        id: u32,
+    },
+    /// A signed prekey or a KEM prekey of the upload is not signed by the upload's identity
+    /// key.
+    #[error("the {kind} with id {id} is not signed by the upload's identity key")]
+    BadSignature {
+        /// The kind of the key.
+        kind: PreKeyKind,
+        /// Its id.
+        id: u32,
+    },
+    /// The signature over the upload's one-time prekeys does not verify under the upload's
+    /// identity key.
+    #[error("the one-time prekeys are not signed by the upload's identity key")]
+    BadOneTimePreKeysSignature,
+}
+
+/// A bundle could not be assembled from stored prekeys by
+/// [`PreKeyBundle::assemble`](crate::PreKeyBundle::assemble).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// The signed prekey is not signed by the identity key the bundle is for: the server's
+    /// store is corrupt or mixes up devices. No bundle was made.
+    #[error("signed prekey {id} is not signed by the bundle's identity key")]
+    BadSignedPreKeySignature {
+        /// The signed prekey's id.
+        id: u32,
+    },
+    /// The KEM prekey (one-time or last-resort) is not signed by the identity key the
+    /// bundle is for. No bundle was made.
+    #[error("KEM prekey {id} is not signed by the bundle's identity key")]
+    BadKemPreKeySignature {
+        /// The KEM prekey's id.
+        id: u32,
+    },
+}
+
+/// A [`Timestamp`](crate::Timestamp) and a [`std::time::SystemTime`] could not be converted.
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TimestampError {
+    /// The system time is before the Unix epoch, which a `Timestamp` cannot express.
+    #[error(
+        "the time is before the Unix epoch (1970-01-01T00:00:00Z), which a Timestamp cannot express"
+    )]
+    BeforeEpoch,
+    /// The timestamp is later than the latest time `SystemTime` holds on this platform.
+    #[error(
+        "{secs} s after the Unix epoch is later than std::time::SystemTime can hold on this platform"
+    )]
+    Overflow {
+        /// The timestamp, in seconds since the Unix epoch.
+        secs: u64,
     },
 }
 

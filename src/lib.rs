@@ -15,7 +15,7 @@
 //!
 //! // Bob publishes a prekey bundle (through a server, as bytes).
 //! let mut bob = Account::new(&mut rng, now);
-//! let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+//! let otk = bob.generate_one_time_prekeys(&mut rng, 1, now)?[0];
 //! let bundle_bytes = bob.prekey_bundle(Some(otk.id()), None)?.to_bytes();
 //!
 //! // Alice starts a session from it and sends a message.
@@ -95,6 +95,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod fuzzing;
 mod padding;
+mod prekeys;
 
 pub use account::{
     Account, MAX_LAST_RESORT_KEM_PREKEYS, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS,
@@ -108,14 +109,23 @@ pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
+#[cfg(feature = "std")]
+pub use error::TimestampError;
 pub use error::{
-    ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,
-    TrustError,
+    AssembleError, ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, PreKeyKind,
+    SetupError, StateError, TrustError, UploadError,
 };
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
+pub use prekeys::{
+    ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_PERIOD_SECS,
+    PreKeyMaintenance, REPLACED_PREKEY_GRACE_SECS, ServerPreKeyStatus,
+};
+/// The `rand_core` crate ratchetbox's functions take randomness from: name its `CryptoRng`
+/// through this re-export to be sure to use the same version.
+pub use rand_core;
 pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 #[cfg(feature = "std")]
 pub use rng::OsRng;
@@ -132,6 +142,7 @@ pub use wire::bundle::{
     SignedPreKeyId,
 };
 pub use wire::message::Message;
+pub use wire::upload::{MAX_UPLOAD_ONE_TIME_PREKEYS, PreKeyUpload};
 pub use wire::{PQXDH_MESSAGE_VERSION, VERSION};
 
 pub use attachment::{AttachmentError, AttachmentPointer};

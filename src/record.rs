@@ -45,7 +45,7 @@ use crate::wire::message::{Body, RatchetHeader};
 /// let now = Timestamp::from_unix_secs(1_764_000_000);
 /// let mut alice = Account::new(&mut rng, now);
 /// let mut bob = Account::new(&mut rng, now);
-/// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+/// let otk = bob.generate_one_time_prekeys(&mut rng, 1, now)?[0];
 /// let bundle = bob.prekey_bundle(Some(otk.id()), None)?;
 ///
 /// let mut alice_to_bob = SessionRecord::new();

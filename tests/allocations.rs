@@ -117,7 +117,9 @@ impl Peers {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let alice = Account::new(&mut rng, NOW);
         let mut bob = Account::new(&mut rng, NOW);
-        let otk = bob.generate_one_time_prekeys(&mut rng, 1).expect("otk")[0];
+        let otk = bob
+            .generate_one_time_prekeys(&mut rng, 1, NOW)
+            .expect("otk")[0];
         let bundle = bob.prekey_bundle(Some(otk.id()), None).expect("bundle");
         let mut alice_record = SessionRecord::with_config(SessionConfig::default());
         alice_record

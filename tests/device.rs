@@ -2,12 +2,15 @@
 //! several handles on one store, and nothing stored when a call fails.
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
 use common::{T0, rng};
 use rand_chacha::ChaCha20Rng;
 use ratchetbox::{
     Action, Address, Content, DecryptError, Device, Error, MemoryStore, StorageKey, Store, Table,
 };
+use server::Published;
 
 type Snapshot = Vec<(Table, Vec<u8>, Vec<u8>)>;
 
@@ -31,12 +34,14 @@ struct User {
     store: MemoryStore,
     key: [u8; 32],
     device: Device,
+    /// What the server holds of the device's prekeys.
+    published: Published,
 }
 
 fn user(rng: &mut ChaCha20Rng, user_id: &str, device: u32) -> User {
     let store = MemoryStore::new();
     let key = [device as u8 + user_id.len() as u8; 32];
-    let device = Device::create(
+    let mut device = Device::create(
         Box::new(store.clone()),
         StorageKey::from_bytes(key),
         addr(user_id, device),
@@ -44,12 +49,18 @@ fn user(rng: &mut ChaCha20Rng, user_id: &str, device: u32) -> User {
         T0,
     )
     .unwrap();
-    User { store, key, device }
+    let published = Published::publish(&mut device, rng, T0);
+    User {
+        store,
+        key,
+        device,
+        published,
+    }
 }
 
 /// `a` starts a session with `b` from a bundle of `b`.
 fn connect(rng: &mut ChaCha20Rng, a: &mut User, b: &mut User) {
-    let bundle = b.device.prekey_bundle_for_tests(rng, T0).unwrap();
+    let bundle = b.published.bundle();
     let to = b.device.address().clone();
     a.device.process_bundle(rng, &to, &bundle).unwrap();
 }

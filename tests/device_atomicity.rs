@@ -6,11 +6,14 @@
 mod common;
 #[path = "common/failing_store.rs"]
 mod failing_store;
+#[path = "common/server.rs"]
+mod server;
 
 use common::{T0, rng};
 use failing_store::{FailingStore, injected_failure};
 use rand_chacha::ChaCha20Rng;
 use ratchetbox::{Action, Address, Content, Device, Error, MemoryStore, StorageKey, Store, Table};
+use server::Published;
 
 type Snapshot = Vec<(Table, Vec<u8>, Vec<u8>)>;
 
@@ -64,7 +67,7 @@ fn world(seed: u64, fresh: bool) -> World {
     let mut bob1 = new(&mut rng, &bob1_store, BOB_KEY, addr("bob", 1));
     let mut bob2 = new(&mut rng, &bob2_store, BOB_KEY, addr("bob", 2));
     for bob in [&mut bob1, &mut bob2] {
-        let bundle = bob.prekey_bundle_for_tests(&mut rng, T0).unwrap();
+        let bundle = Published::publish(bob, &mut rng, T0).bundle();
         let to = bob.address().clone();
         alice.process_bundle(&mut rng, &to, &bundle).unwrap();
     }

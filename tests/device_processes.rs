@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/processes.rs"]
 mod processes;
+#[path = "common/server.rs"]
+mod server;
 
 use std::path::Path;
 use std::thread;
@@ -18,6 +20,7 @@ use processes::{TempDir, child_lines, child_role, spawn_child, wait_for_all};
 use ratchetbox::{
     Action, Address, Content, DecryptError, Device, Error, MemoryStore, SqliteStore, StorageKey,
 };
+use server::Published;
 
 const BOB_KEY: [u8; 32] = [7; 32];
 /// Messages Alice sends before the children start.
@@ -107,7 +110,7 @@ fn two_processes_share_one_device_without_forking_or_losing_a_message() {
         T0,
     )
     .expect("create Alice's device");
-    let bundle = bob.prekey_bundle_for_tests(&mut rng, T0).expect("a bundle");
+    let bundle = Published::publish(&mut bob, &mut rng, T0).bundle();
     drop(bob);
     alice
         .process_bundle(&mut rng, &addr("bob", 1), &bundle)

@@ -184,7 +184,7 @@ fn protocol_test_vectors() {
 
     let mut alice = Account::new(&mut alice_rng, now);
     let mut bob = Account::new(&mut bob_rng, now);
-    bob.generate_one_time_prekeys(&mut bob_rng, 1)
+    bob.generate_one_time_prekeys(&mut bob_rng, 1, now)
         .expect("prekey");
     let kem = bob
         .generate_one_time_kem_prekeys(&mut bob_rng, 1, now)

@@ -18,6 +18,7 @@ use crate::error::{StateError, TrustError};
 use crate::expiry::ExpiryTimer;
 use crate::fingerprint::SafetyNumber;
 use crate::keys::IdentityKey;
+use crate::prekeys::{PreKeyMaintenance, ServerPreKeyStatus};
 use crate::record::SessionRecord;
 use crate::state::StorageKey;
 use crate::store::{Store, StoreError, Table, Transaction};
@@ -76,7 +77,10 @@ pub struct Sent {
 /// calls serialize in the store, and each handle reloads what another changed.
 ///
 /// ```
-/// use ratchetbox::{Address, Content, Device, MemoryStore, StorageKey, Timestamp};
+/// use ratchetbox::{
+///     Address, Content, Device, MemoryStore, PreKeyBundle, PreKeyUpload, ServerPreKeyStatus,
+///     StorageKey, Timestamp,
+/// };
 /// let mut rng = ratchetbox::OsRng::new();
 /// let now = Timestamp::from_unix_secs(1_764_000_000);
 /// let alice_addr = Address::new("alice", 1)?;
@@ -86,9 +90,17 @@ pub struct Sent {
 /// let mut bob = Device::create(
 ///     Box::new(MemoryStore::new()), StorageKey::generate(&mut rng), bob_addr.clone(), &mut rng, now)?;
 ///
-/// // Alice fetches Bob's bundle (from the server) and starts a session.
-/// let bundle = bob.prekey_bundle_for_tests(&mut rng, now)?;
-/// alice.process_bundle(&mut rng, &bob_addr, &bundle)?;
+/// // Bob uploads his prekeys; the server (which holds no secret) makes a bundle of them.
+/// let upload = bob.prekey_maintenance(&mut rng, now, ServerPreKeyStatus::default())?.unwrap();
+/// let upload = PreKeyUpload::from_bytes(&upload)?;
+/// let bundle = PreKeyBundle::assemble(
+///     upload.identity_key(),
+///     upload.signed_prekey().unwrap(),
+///     upload.one_time_prekeys().first().copied(),
+///     upload.one_time_kem_prekeys().first(),
+/// )?;
+/// // Alice fetches it from the server and starts a session.
+/// alice.process_bundle(&mut rng, &bob_addr, &bundle.to_bytes())?;
 /// let sent = alice.send(&mut rng, "bob", &[1], &[], &Content::new("hi Bob"), now)?;
 /// let received = bob.receive(&mut rng, &alice_addr, &sent.messages[0].message, now)?;
 /// assert_eq!(received.content().body(), b"hi Bob");
@@ -292,6 +304,43 @@ impl Device {
             });
         }
         Ok(())
+    }
+
+    /// Keeps this device's prekeys on its server plentiful and fresh: given what the server
+    /// reports, creates and rotates prekeys as [`Account::prekey_maintenance`] does (the
+    /// policy is in docs/PROTOCOL.md section 3.5), stores the account, and only then returns
+    /// the upload to send (the bytes of a [`PreKeyUpload`](crate::PreKeyUpload)), or `None`
+    /// if the server has all it needs. Call it when the app starts, after the server reports
+    /// a low count, and about once a day. If the upload is lost, the next call with the
+    /// server's status sends what is missing again.
+    pub fn prekey_maintenance<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        server: ServerPreKeyStatus,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.run(rng, |op, rng| {
+            let account = op.account()?;
+            if !account.prekey_maintenance_plan(now, server).needs_upload()
+                && account
+                    .prekey_maintenance_plan(now, server)
+                    .replaced_prekeys_to_delete
+                    == 0
+            {
+                return Ok(None);
+            }
+            let upload = op.account_mut()?.prekey_maintenance(rng, now, server)?;
+            Ok(upload.map(|u| u.to_bytes()))
+        })
+    }
+
+    /// What [`prekey_maintenance`](Self::prekey_maintenance) would do now, without doing it.
+    pub fn prekey_maintenance_plan(
+        &mut self,
+        now: Timestamp,
+        server: ServerPreKeyStatus,
+    ) -> Result<PreKeyMaintenance, Error> {
+        self.read(|op| Ok(op.account()?.prekey_maintenance_plan(now, server)))
     }
 
     /// Starts a session with `address` from its prekey bundle (bytes from the server), and
@@ -697,22 +746,6 @@ impl Device {
                 Err(e)
             }
         }
-    }
-
-    /// A bundle of this device, for tests and examples without a server.
-    #[doc(hidden)]
-    pub fn prekey_bundle_for_tests<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        now: Timestamp,
-    ) -> Result<Vec<u8>, Error> {
-        let _ = now;
-        self.run(rng, |op, rng| {
-            let account = op.account_mut()?;
-            let otk = account.generate_one_time_prekeys(rng, 1)?;
-            let id = otk.first().map(|k| k.id());
-            Ok(account.prekey_bundle(id, None)?.to_bytes())
-        })
     }
 }
 

@@ -259,7 +259,7 @@ impl World {
         let parties = [Side::Alice, Side::Bob].map(|_| {
             let mut account = Account::new(&mut rng, T0);
             account
-                .generate_one_time_prekeys(&mut rng, INITIAL_ONE_TIME_PREKEYS)
+                .generate_one_time_prekeys(&mut rng, INITIAL_ONE_TIME_PREKEYS, T0)
                 .expect("one-time prekeys");
             account
                 .generate_one_time_kem_prekeys(&mut rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
@@ -471,7 +471,7 @@ impl World {
                     .expect("rotate the signed prekey");
                 self.rotations[side.index()] += 1;
                 unchanged_on_error(account, |a| {
-                    a.generate_one_time_prekeys(rng, usize::from(count % 4))
+                    a.generate_one_time_prekeys(rng, usize::from(count % 4), T0)
                 });
                 // The post-quantum side: a new last-resort KEM prekey (the old one stays for
                 // messages in flight) and more one-time KEM prekeys.

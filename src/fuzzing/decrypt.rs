@@ -38,7 +38,7 @@ fn build() -> Fixture {
     let mut rng = rng(0x00f1_77e5);
     let (mut alice, mut alice_record) = (Account::new(&mut rng, T0), SessionRecord::new());
     let (mut bob, mut bob_record) = (Account::new(&mut rng, T0), SessionRecord::new());
-    bob.generate_one_time_prekeys(&mut rng, 4)
+    bob.generate_one_time_prekeys(&mut rng, 4, T0)
         .expect("one-time prekeys");
     bob.generate_one_time_kem_prekeys(&mut rng, 2, T0)
         .expect("one-time KEM prekeys");

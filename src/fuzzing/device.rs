@@ -15,13 +15,17 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::{T0, rng};
 use crate::store::{MemoryStore, Store, StoreError, Table, Transaction};
-use crate::{Action, Address, Content, Device, Error, StorageKey};
+use crate::{
+    Action, Address, Content, Device, Error, PreKeyBundle, PreKeyUpload, ServerPreKeyStatus,
+    StorageKey,
+};
+use rand_chacha::ChaCha20Rng;
 
 /// Devices of the scenario: alice.1, alice.2, bob.1, bob.2.
 const DEVICES: [(&str, u32); 4] = [("alice", 1), ("alice", 2), ("bob", 1), ("bob", 2)];
@@ -140,6 +144,45 @@ struct Node {
     store: Flaky,
     key: [u8; 32],
     device: Device,
+    published: Published,
+}
+
+/// What the server keeps of a device's prekeys (its first upload), handing out one-time
+/// keys once each.
+struct Published {
+    upload: PreKeyUpload,
+    next_one_time: usize,
+    next_kem: usize,
+}
+
+impl Published {
+    fn new(device: &mut Device, rng: &mut ChaCha20Rng) -> Self {
+        let bytes = device
+            .prekey_maintenance(rng, T0, ServerPreKeyStatus::default())
+            .expect("a first maintenance")
+            .expect("a first upload");
+        Self {
+            upload: PreKeyUpload::from_bytes(&bytes).expect("a valid upload"),
+            next_one_time: 0,
+            next_kem: 0,
+        }
+    }
+
+    /// The next bundle; `None` once the one-time prekeys are used up.
+    fn bundle(&mut self) -> Option<Vec<u8>> {
+        let one_time = *self.upload.one_time_prekeys().get(self.next_one_time)?;
+        let kem = self.upload.one_time_kem_prekeys().get(self.next_kem)?;
+        self.next_one_time += 1;
+        self.next_kem += 1;
+        let bundle = PreKeyBundle::assemble(
+            self.upload.identity_key(),
+            self.upload.signed_prekey()?,
+            Some(one_time),
+            Some(kem),
+        )
+        .expect("uploaded keys are signed");
+        Some(bundle.to_bytes())
+    }
 }
 
 struct Pending {
@@ -157,6 +200,30 @@ pub fn device(data: &[u8]) {
     run(&scenario);
 }
 
+/// Each device's store rows, storage key and first upload, made once.
+fn fixture() -> &'static [(Rows, [u8; 32], PreKeyUpload)] {
+    static FIXTURE: OnceLock<Vec<(Rows, [u8; 32], PreKeyUpload)>> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let mut rng = rng(0xf1c5);
+        (0..DEVICES.len())
+            .map(|i| {
+                let mut store = MemoryStore::new();
+                let key = [i as u8 + 1; 32];
+                let mut device = Device::create(
+                    Box::new(store.clone()),
+                    StorageKey::from_bytes(key),
+                    address(i),
+                    &mut rng,
+                    T0,
+                )
+                .expect("create a device");
+                let published = Published::new(&mut device, &mut rng);
+                (rows(&mut store), key, published.upload)
+            })
+            .collect()
+    })
+}
+
 fn address(i: usize) -> Address {
     let (user, device) = DEVICES[i];
     Address::new(user, device).expect("valid address")
@@ -164,22 +231,35 @@ fn address(i: usize) -> Address {
 
 fn run(scenario: &Scenario) {
     let mut rng = rng(0xde71ce);
-    let mut nodes: Vec<Node> = (0..DEVICES.len())
-        .map(|i| {
+    // Creating the four devices and their first uploads (200 prekeys each) costs more than
+    // most scenarios: it is done once, and every scenario starts from a copy of the stores.
+    let mut nodes: Vec<Node> = fixture()
+        .iter()
+        .map(|(rows, key, upload)| {
+            let mut inner = MemoryStore::new();
+            {
+                let mut tx = inner.transaction().expect("memory transaction");
+                for (table, k, v) in rows {
+                    tx.put(*table, k, v).expect("memory put");
+                }
+                tx.commit().expect("memory commit");
+            }
             let store = Flaky {
-                inner: MemoryStore::new(),
+                inner,
                 fail_at: Arc::new(Mutex::new(None)),
             };
-            let key = [i as u8 + 1; 32];
-            let device = Device::create(
-                Box::new(store.clone()),
-                StorageKey::from_bytes(key),
-                address(i),
-                &mut rng,
-                T0,
-            )
-            .expect("create a device");
-            Node { store, key, device }
+            let device = Device::open(Box::new(store.clone()), StorageKey::from_bytes(*key))
+                .expect("open a device");
+            Node {
+                store,
+                key: *key,
+                device,
+                published: Published {
+                    upload: upload.clone(),
+                    next_one_time: 0,
+                    next_kem: 0,
+                },
+            }
         })
         .collect();
     let mut pending: Vec<Pending> = Vec::new();
@@ -194,40 +274,61 @@ fn run(scenario: &Scenario) {
                 if from == to {
                     continue;
                 }
-                let before_to = rows(&mut nodes[to].store.inner);
-                let bundle = match nodes[to].device.prekey_bundle_for_tests(&mut rng, T0) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        assert_eq!(rows(&mut nodes[to].store.inner), before_to, "{e}");
-                        continue;
-                    }
+                let Some(bundle) = nodes[to].published.bundle() else {
+                    continue;
                 };
                 let target = address(to);
                 let node = &mut nodes[from];
                 let before = rows(&mut node.store.inner);
                 if let Err(e) = node.device.process_bundle(&mut rng, &target, &bundle) {
-                    assert_eq!(rows(&mut node.store.inner), before, "failed call changed the store: {e}");
+                    assert_eq!(
+                        rows(&mut node.store.inner),
+                        before,
+                        "failed call changed the store: {e}"
+                    );
                 }
             }
             Op::Send { from, mask } => {
                 let from = usize::from(from) % 4;
                 let (own_user, _) = DEVICES[from];
                 let peer_user = if own_user == "alice" { "bob" } else { "alice" };
-                let peer_devices: Vec<u32> = [1u32, 2].into_iter().filter(|d| mask & (1 << (d - 1)) != 0).collect();
-                let own_devices: Vec<u32> = [1u32, 2].into_iter().filter(|d| mask & (1 << (d + 1)) != 0).collect();
+                let peer_devices: Vec<u32> = [1u32, 2]
+                    .into_iter()
+                    .filter(|d| mask & (1 << (d - 1)) != 0)
+                    .collect();
+                let own_devices: Vec<u32> = [1u32, 2]
+                    .into_iter()
+                    .filter(|d| mask & (1 << (d + 1)) != 0)
+                    .collect();
                 sent += 1;
                 let body = format!("message {sent}").into_bytes();
                 let node = &mut nodes[from];
                 let before = rows(&mut node.store.inner);
-                match node.device.send(&mut rng, peer_user, &peer_devices, &own_devices, &Content::new(body.clone()), T0) {
+                match node.device.send(
+                    &mut rng,
+                    peer_user,
+                    &peer_devices,
+                    &own_devices,
+                    &Content::new(body.clone()),
+                    T0,
+                ) {
                     Ok(out) => {
                         for o in out.messages {
                             let to = index_of[&o.to];
-                            pending.push(Pending { from: address(from), to, message: o.message, body: body.clone() });
+                            pending.push(Pending {
+                                from: address(from),
+                                to,
+                                message: o.message,
+                                body: body.clone(),
+                            });
                         }
                     }
                     Err(e) => {
-                        assert_eq!(rows(&mut node.store.inner), before, "failed send changed the store: {e}");
+                        assert_eq!(
+                            rows(&mut node.store.inner),
+                            before,
+                            "failed send changed the store: {e}"
+                        );
                         if let Error::MissingSessions { addresses } = &e {
                             assert!(!addresses.is_empty());
                             assert_eq!(e.action(), Action::RepairSession);
@@ -259,7 +360,11 @@ fn run(scenario: &Scenario) {
                         delivered.push(pending.remove(i));
                     }
                     Err(e) => {
-                        assert_eq!(rows(&mut node.store.inner), before, "failed receive changed the store: {e}");
+                        assert_eq!(
+                            rows(&mut node.store.inner),
+                            before,
+                            "failed receive changed the store: {e}"
+                        );
                     }
                 }
             }
@@ -273,7 +378,11 @@ fn run(scenario: &Scenario) {
                 match node.device.receive(&mut rng, &p.from, &p.message, T0) {
                     Ok(_) => panic!("a message decrypted twice"),
                     Err(e) => {
-                        assert_eq!(rows(&mut node.store.inner), before, "failed receive changed the store: {e}");
+                        assert_eq!(
+                            rows(&mut node.store.inner),
+                            before,
+                            "failed receive changed the store: {e}"
+                        );
                     }
                 }
             }
@@ -281,8 +390,11 @@ fn run(scenario: &Scenario) {
                 let i = usize::from(device) % 4;
                 let node = &mut nodes[i];
                 *node.store.fail_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                node.device = Device::open(Box::new(node.store.clone()), StorageKey::from_bytes(node.key))
-                    .expect("reopen a device");
+                node.device = Device::open(
+                    Box::new(node.store.clone()),
+                    StorageKey::from_bytes(node.key),
+                )
+                .expect("reopen a device");
             }
             Op::FailNextWrite { device, at } => {
                 let node = &nodes[usize::from(device) % 4];

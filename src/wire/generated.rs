@@ -112,6 +112,13 @@ pub struct OneTimePreKeyState {
     /// X25519 private key, 32 bytes.
     #[prost(bytes = "vec", tag = "2")]
     pub secret: ::prost::alloc::vec::Vec<u8>,
+    /// Creation time, seconds since the Unix epoch (0 in accounts stored before it was kept).
+    #[prost(uint64, tag = "3")]
+    pub created_at: u64,
+    /// When a newer batch of one-time prekeys replaced this one on the server (prekey
+    /// maintenance); absent while it is in the server's current pool.
+    #[prost(uint64, optional, tag = "4")]
+    pub replaced_at: ::core::option::Option<u64>,
 }
 /// Object kind 1: the account (identity key and prekey store).
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -167,6 +174,11 @@ pub struct KemPreKeyState {
     /// The Ed25519 signature that was published with it, 64 bytes.
     #[prost(bytes = "vec", tag = "4")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
+    /// One-time KEM prekeys only: when a newer batch replaced it on the server (prekey
+    /// maintenance); absent while it is in the server's current pool, and always for a
+    /// last-resort KEM prekey.
+    #[prost(uint64, optional, tag = "5")]
+    pub replaced_at: ::core::option::Option<u64>,
 }
 /// An initial message's key agreement that already started a session.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -477,6 +489,32 @@ pub struct PreKeyBundle {
     /// classical bundles.
     #[prost(message, optional, tag = "4")]
     pub kem_prekey: ::core::option::Option<KemPreKey>,
+}
+/// What a device uploads to its server in one request.
+/// Wire object: 0x01 || PreKeyUpload.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PreKeyUpload {
+    /// Ed25519 identity public key, 32 bytes. Every signature below verifies under it.
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    /// A new current signed prekey; absent: the server keeps the one it has.
+    #[prost(message, optional, tag = "2")]
+    pub signed_prekey: ::core::option::Option<SignedPreKey>,
+    /// A new current last-resort KEM prekey; absent: the server keeps the one it has.
+    #[prost(message, optional, tag = "3")]
+    pub last_resort_kem_prekey: ::core::option::Option<KemPreKey>,
+    /// A new batch of one-time prekeys, ids strictly increasing, at most 100. When present, it
+    /// replaces the server's pool of one-time prekeys.
+    #[prost(message, repeated, tag = "4")]
+    pub one_time_prekeys: ::prost::alloc::vec::Vec<OneTimePreKey>,
+    /// Ed25519 signature by the identity key over the one-time prekeys (64 bytes); present iff
+    /// field 4 is not empty.
+    #[prost(bytes = "vec", tag = "5")]
+    pub one_time_prekeys_signature: ::prost::alloc::vec::Vec<u8>,
+    /// A new batch of one-time KEM prekeys, ids strictly increasing, at most 100. When present,
+    /// it replaces the server's pool of one-time KEM prekeys.
+    #[prost(message, repeated, tag = "6")]
+    pub one_time_kem_prekeys: ::prost::alloc::vec::Vec<KemPreKey>,
 }
 /// One Double Ratchet message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

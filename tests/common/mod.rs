@@ -99,7 +99,7 @@ impl Pair {
         let alice = Peer::new(&mut rng, config);
         let mut bob = Peer::new(&mut rng, config);
         bob.account
-            .generate_one_time_prekeys(&mut rng, 10)
+            .generate_one_time_prekeys(&mut rng, 10, T0)
             .expect("prekeys");
         let bundle = bob
             .account

@@ -63,6 +63,7 @@ LABEL_PQXDH = b"ratchetbox v1 PQXDH ML-KEM-1024"
 LABEL_SIGNED_KEM_PREKEY = b"ratchetbox v1 signed kem prekey"
 LABEL_ROOT = b"ratchetbox v1 root chain"
 LABEL_SIGNED_PREKEY = b"ratchetbox v1 signed prekey"
+LABEL_SIGNED_ONE_TIME_PREKEYS = b"ratchetbox v1 signed one-time prekeys"
 LABEL_STATE_SEAL = b"ratchetbox v1 sealed state "  # trailing space is part of the label
 
 assert len(LABEL_SIGNED_PREKEY) == 27
@@ -344,6 +345,75 @@ def enc_kem_prekey(kpk: dict) -> bytes:
     )
 
 
+def enc_upload(u: dict) -> bytes:
+    """Section 3.4: PreKeyUpload. Field 5 (the one-time prekeys' signature) is present iff
+    field 4 is not empty."""
+    return (
+        pb_bytes(1, u["identity_key"])
+        + pb_message(2, enc_signed_prekey(u["signed_prekey"]) if u["signed_prekey"] else None)
+        + pb_message(3, enc_kem_prekey(u["last_resort_kem_prekey"]) if u["last_resort_kem_prekey"] else None)
+        + b"".join(pb_message(4, enc_one_time_prekey(o)) for o in u["one_time_prekeys"])
+        + pb_bytes(5, u["one_time_prekeys_signature"])
+        + b"".join(pb_message(6, enc_kem_prekey(k)) for k in u["one_time_kem_prekeys"])
+    )
+
+
+def one_time_prekeys_message(opks: list) -> bytes:
+    """Section 3.4: what the identity key signs over an upload's one-time prekeys."""
+    out = LABEL_SIGNED_ONE_TIME_PREKEYS + len(opks).to_bytes(4, "big")
+    for o in opks:
+        assert len(o["public_key"]) == 32
+        out += o["id"].to_bytes(4, "big") + o["public_key"]
+    return out
+
+
+def check_upload(data: bytes) -> dict:
+    """Section 3.4 decoding of a PreKeyUpload, for the self-check of the upload vector: the
+    canonical encoding, the counts, the signature's presence, increasing ids, and every
+    signature under field 1."""
+    assert data[:1] == VERSION and len(data) <= 171_777
+    f = pb_decode(data[1:])
+    _known(f, {1, 2, 3, 4, 5, 6})
+
+    def sub(raw, names):
+        g = pb_decode(raw)
+        _known(g, set(names))
+        return {name: (_single(g, num, wt) or (b"" if wt == 2 else 0)) for num, (name, wt) in names.items()}
+
+    spk_names = {1: ("id", 0), 2: ("created_at", 0), 3: ("public_key", 2), 4: ("signature", 2)}
+    opk_names = {1: ("id", 0), 2: ("public_key", 2)}
+    spk_raw, lr_raw = _single(f, 2, 2), _single(f, 3, 2)
+    u = {
+        "identity_key": _single(f, 1, 2) or b"",
+        "signed_prekey": sub(spk_raw, spk_names) if spk_raw is not None else None,
+        "last_resort_kem_prekey": sub(lr_raw, spk_names) if lr_raw is not None else None,
+        "one_time_prekeys": [sub(v, opk_names) for (n, _, v) in f if n == 4],
+        "one_time_prekeys_signature": _single(f, 5, 2) or b"",
+        "one_time_kem_prekeys": [sub(v, spk_names) for (n, _, v) in f if n == 6],
+    }
+    assert VERSION + enc_upload(u) == data, "non-canonical encoding"
+    ik = u["identity_key"]
+    assert len(ik) == 32
+    assert len(u["one_time_prekeys"]) <= 100 and len(u["one_time_kem_prekeys"]) <= 100
+    assert bool(u["one_time_prekeys"]) == bool(u["one_time_prekeys_signature"])
+    for key in ("one_time_prekeys", "one_time_kem_prekeys"):
+        ids = [k["id"] for k in u[key]]
+        assert all(x < y for x, y in zip(ids, ids[1:])), f"{key}: ids not strictly increasing"
+    if u["last_resort_kem_prekey"]:
+        assert u["last_resort_kem_prekey"]["id"] not in [k["id"] for k in u["one_time_kem_prekeys"]]
+    if u["signed_prekey"]:
+        p = u["signed_prekey"]
+        ed25519_verify(ik, p["signature"], signed_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    if u["last_resort_kem_prekey"]:
+        p = u["last_resort_kem_prekey"]
+        ed25519_verify(ik, p["signature"], kem_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    if u["one_time_prekeys"]:
+        ed25519_verify(ik, u["one_time_prekeys_signature"], one_time_prekeys_message(u["one_time_prekeys"]))
+    for p in u["one_time_kem_prekeys"]:
+        ed25519_verify(ik, p["signature"], kem_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    return u
+
+
 def enc_bundle(b: dict) -> bytes:
     return (
         pb_bytes(1, b["identity_key"])
@@ -517,7 +587,13 @@ def enc_account_state(a: dict) -> bytes:
             + pb_bytes(4, spk["signature"]),
         )
     for opk in a["one_time_prekeys"]:
-        out += pb_message(3, pb_uint(1, opk["id"]) + pb_bytes(2, opk["secret"]))
+        out += pb_message(
+            3,
+            pb_uint(1, opk["id"])
+            + pb_bytes(2, opk["secret"])
+            + pb_uint(3, opk["created_at"])
+            + pb_uint(4, opk.get("replaced_at"), optional=True),
+        )
     out += pb_uint(4, a["next_signed_prekey_id"])
     out += pb_uint(5, a["next_one_time_prekey_id"])
     for used in a["used_setups"]:
@@ -530,7 +606,8 @@ def enc_account_state(a: dict) -> bytes:
                 pb_uint(1, k["id"])
                 + pb_uint(2, k["created_at"])
                 + pb_bytes(3, k["seed"])
-                + pb_bytes(4, k["signature"]),
+                + pb_bytes(4, k["signature"])
+                + pb_uint(5, k.get("replaced_at"), optional=True),
             )
     out += pb_uint(9, a["next_kem_prekey_id"])
     return out
@@ -549,18 +626,25 @@ def dec_account_state(plain: bytes) -> dict:
         return {name: (_single(g, num, wt) or (b"" if wt == 2 else 0)) for num, (name, wt) in fields.items()}
 
     spk_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("secret", 2), 4: ("signature", 2)}
-    opk_fields = {1: ("id", 0), 2: ("secret", 2)}
+    opk_fields = {1: ("id", 0), 2: ("secret", 2), 3: ("created_at", 0)}
     used_fields = {1: ("signed_prekey_id", 0), 2: ("base_key", 2)}
     kem_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("seed", 2), 4: ("signature", 2)}
+
+    def sub_replaced(data, fields, replaced_field):
+        # `replaced_at` is `optional`: present (even if 0) or absent (None).
+        d = sub(data, {**fields, replaced_field: ("replaced_at", 0)})
+        d["replaced_at"] = _single(pb_decode(data), replaced_field, 0)
+        return d
+
     a = {
         "identity_seed": _single(f, 1, 2) or b"",
         "signed_prekeys": [sub(v, spk_fields) for (n, _, v) in f if n == 2],
-        "one_time_prekeys": [sub(v, opk_fields) for (n, _, v) in f if n == 3],
+        "one_time_prekeys": [sub_replaced(v, opk_fields, 4) for (n, _, v) in f if n == 3],
         "next_signed_prekey_id": _single(f, 4, 0) or 0,
         "next_one_time_prekey_id": _single(f, 5, 0) or 0,
         "used_setups": [sub(v, used_fields) for (n, _, v) in f if n == 6],
-        "last_resort_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 7],
-        "one_time_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 8],
+        "last_resort_kem_prekeys": [sub_replaced(v, kem_fields, 5) for (n, _, v) in f if n == 7],
+        "one_time_kem_prekeys": [sub_replaced(v, kem_fields, 5) for (n, _, v) in f if n == 8],
         "next_kem_prekey_id": _single(f, 9, 0) or 0,
     }
     assert VERSION + enc_account_state(a) == plain, "non-canonical encoding"
@@ -584,6 +668,8 @@ def dec_account_state(plain: bytes) -> dict:
         )
     for opk in a["one_time_prekeys"]:
         assert len(opk["secret"]) == 32 and 0 < opk["id"] < a["next_one_time_prekey_id"]
+    for k in a["last_resort_kem_prekeys"]:
+        assert k["replaced_at"] is None, "a last-resort KEM prekey is never replaced in a batch"
     kem_ids = []
     for k in a["last_resort_kem_prekeys"] + a["one_time_kem_prekeys"]:
         assert len(k["seed"]) == KEM_SEED_LEN and 0 < k["id"] < a["next_kem_prekey_id"]
@@ -971,7 +1057,7 @@ class Account:
         self.next_kem_prekey_id += 1
         ek, _ = kem_keygen(seed)
         sig = ed25519_sign(self.identity_seed, kem_prekey_message(kem_id, now, ek))
-        return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig}
+        return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig, "replaced_at": None}
 
     def rotate_signed_prekey(self, rng: ScriptedRng, now: int):
         """Section 3.2: a new current signed prekey; beyond MAX_SIGNED_PREKEYS the oldest
@@ -981,10 +1067,12 @@ class Account:
             oldest = self.signed_prekeys.pop(0)
             self.used_setups = [u for u in self.used_setups if u["signed_prekey_id"] != oldest["id"]]
 
-    def generate_one_time_prekeys(self, rng: ScriptedRng, n: int):
+    def generate_one_time_prekeys(self, rng: ScriptedRng, n: int, now: int):
         for _ in range(n):
             secret = rng.draw(32, "one-time prekey private key")
-            self.one_time_prekeys.append({"id": self.next_one_time_prekey_id, "secret": secret})
+            self.one_time_prekeys.append(
+                {"id": self.next_one_time_prekey_id, "secret": secret, "created_at": now, "replaced_at": None}
+            )
             self.next_one_time_prekey_id += 1
 
     def generate_one_time_kem_prekeys(self, rng: ScriptedRng, n: int, now: int):
@@ -1036,6 +1124,51 @@ class Account:
             ),
         }
         return VERSION + enc_bundle(b)
+
+    def public_signed_prekey(self) -> dict:
+        spk = self.signed_prekeys[-1]
+        return {
+            "id": spk["id"],
+            "created_at": spk["created_at"],
+            "public_key": x25519_public(spk["secret"]),
+            "signature": spk["signature"],
+        }
+
+    @staticmethod
+    def public_kem_prekey(k: dict) -> dict:
+        return {
+            "id": k["id"],
+            "created_at": k["created_at"],
+            "public_key": kem_keygen(k["seed"])[0],
+            "signature": k["signature"],
+        }
+
+    def upload(self, signed: bool, last_resort: bool, opk_ids: list, kem_ids: list) -> bytes:
+        """Section 3.4: an upload of keys the account holds, the one-time lists in increasing
+        id order, field 5 signing field 4."""
+        opks = [
+            {"id": o["id"], "public_key": x25519_public(o["secret"])}
+            for o in sorted(self.one_time_prekeys, key=lambda o: o["id"])
+            if o["id"] in opk_ids
+        ]
+        kems = [
+            self.public_kem_prekey(k)
+            for k in sorted(self.one_time_kem_prekeys, key=lambda k: k["id"])
+            if k["id"] in kem_ids
+        ]
+        u = {
+            "identity_key": self.identity_key,
+            "signed_prekey": self.public_signed_prekey() if signed else None,
+            "last_resort_kem_prekey": (
+                self.public_kem_prekey(self.last_resort_kem_prekeys[-1]) if last_resort else None
+            ),
+            "one_time_prekeys": opks,
+            "one_time_prekeys_signature": (
+                ed25519_sign(self.identity_seed, one_time_prekeys_message(opks)) if opks else b""
+            ),
+            "one_time_kem_prekeys": kems,
+        }
+        return VERSION + enc_upload(u)
 
     def plain(self) -> bytes:
         return VERSION + enc_account_state(
@@ -1535,7 +1668,7 @@ def build() -> dict:
 
     alice = Account(alice_rng, T)
     bob = Account(bob_rng, T)
-    bob.generate_one_time_prekeys(bob_rng, 1)
+    bob.generate_one_time_prekeys(bob_rng, 1, T)
     bob.generate_one_time_kem_prekeys(bob_rng, 1, T)
     assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1]
     assert [k["id"] for k in bob.one_time_kem_prekeys] == [2]
@@ -1556,6 +1689,19 @@ def build() -> dict:
     )
     kem_lr = bob.last_resort_kem_prekeys[0]
     kem_otk = bob.one_time_kem_prekeys[0]
+    # Section 3.3: the byte forms of each prekey on its own; section 3.4: Bob's upload of his
+    # signed prekey, last-resort KEM prekey, one-time prekey 1 and one-time KEM prekey 2.
+    opk1 = {"id": 1, "public_key": x25519_public(INPUTS["b_opk"])}
+    prekey_forms = {
+        "signed_prekey": (VERSION + enc_signed_prekey(bob.public_signed_prekey())).hex(),
+        "one_time_prekey": (VERSION + enc_one_time_prekey(opk1)).hex(),
+        "last_resort_kem_prekey": (VERSION + enc_kem_prekey(Account.public_kem_prekey(kem_lr))).hex(),
+        "one_time_kem_prekey": (VERSION + enc_kem_prekey(Account.public_kem_prekey(kem_otk))).hex(),
+    }
+    upload = bob.upload(signed=True, last_resort=True, opk_ids=[1], kem_ids=[2])
+    checked = check_upload(upload)
+    assert checked["one_time_prekeys"] == [opk1]
+    upload_opk_message = one_time_prekeys_message([opk1])
     bob_kem_lr_pub = kem_keygen(kem_lr["seed"])[0]
     bob_kem_otk_pub = kem_keygen(kem_otk["seed"])[0]
     alice_kem_lr_pub = kem_keygen(alice.last_resort_kem_prekeys[0]["seed"])[0]
@@ -1826,6 +1972,16 @@ def build() -> dict:
             "session_2_kem_ciphertext_sha256": sha256(s2.kem["ciphertext"]).hex(),
         },
         "bundle": bundle.hex(),
+        "prekeys": prekey_forms,
+        "upload": {
+            "description": (
+                "Section 3.4: Bob's PreKeyUpload carrying his signed prekey, his last-resort KEM "
+                "prekey, one-time prekey 1 and one-time KEM prekey 2 (Account::prekey_upload), "
+                "with the message field 5 signs."
+            ),
+            "one_time_prekeys_message": upload_opk_message.hex(),
+            "bytes": upload.hex(),
+        },
         "non_canonical": non_canonical_vectors(
             bytes.fromhex(log2[0]["wire"]), bytes.fromhex(log1[2]["wire"]), bundle
         ),
