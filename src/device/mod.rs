@@ -320,13 +320,9 @@ impl Device {
         server: ServerPreKeyStatus,
     ) -> Result<Option<Vec<u8>>, Error> {
         self.run(rng, |op, rng| {
-            let account = op.account()?;
-            if !account.prekey_maintenance_plan(now, server).needs_upload()
-                && account
-                    .prekey_maintenance_plan(now, server)
-                    .replaced_prekeys_to_delete
-                    == 0
-            {
+            let plan = op.account()?.prekey_maintenance_plan(now, server);
+            if !plan.needs_upload() && plan.replaced_prekeys_to_delete == 0 {
+                // Nothing changes: no write, no new generation.
                 return Ok(None);
             }
             let upload = op.account_mut()?.prekey_maintenance(rng, now, server)?;
