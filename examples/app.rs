@@ -492,14 +492,15 @@ fn run(dir: &Path, rng: &mut OsRng, now: &mut Timestamp) -> Result<()> {
     for app in [&mut bob_phone, &mut bob_laptop, &mut alice_laptop] {
         app.check_inbox(&mut server, rng, *now)?;
     }
+    let sessions: Vec<String> = alice_phone
+        .device
+        .sessions()?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     println!(
-        "  alice-phone  now has sessions with: {:?}",
-        alice_phone
-            .device
-            .sessions()?
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
+        "  alice-phone  now has sessions with {}",
+        sessions.join(", ")
     );
 
     println!("\n7. Safety numbers, and prekey upkeep");
@@ -512,7 +513,11 @@ fn run(dir: &Path, rng: &mut OsRng, now: &mut Timestamp) -> Result<()> {
     println!("  alice-phone shows {alice_side}");
     println!("  bob-phone   shows {bob_side}");
     let scanned = alice_side.compare_scanned(&bob_side.scannable())?;
-    println!("  Alice scans Bob's code: {scanned:?}");
+    let verdict = match scanned {
+        ratchetbox::ScanResult::Match => "the numbers match: Alice marks Bob's phone verified",
+        _ => "NO MATCH: do not trust this conversation",
+    };
+    println!("  Alice scans Bob's code: {verdict}");
     alice_phone.device.mark_verified(
         rng,
         &bob_phone.address(),
