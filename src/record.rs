@@ -12,7 +12,7 @@ use crate::account::Account;
 use crate::config::SessionConfig;
 use zeroize::Zeroizing;
 
-use crate::content::{self, Content, ReceivedMessage, SentMessage};
+use crate::content::{self, Content, Kind, ReceivedMessage, SentMessage};
 use crate::error::{ContentError, DecodeError, DecryptError, EncryptError, SetupError, TrustError};
 use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
@@ -79,6 +79,19 @@ pub struct SessionRecord {
     timer: ExpiryTimer,
 }
 
+/// Whether a decryption failed after the message authenticated in a session (so no other
+/// session need try it): the plaintext was refused before anything was committed.
+fn refused_after_authentication(error: &DecryptError) -> bool {
+    matches!(
+        error,
+        DecryptError::InvalidContent(_)
+            | DecryptError::ContentMessage
+            | DecryptError::RawMessage
+            | DecryptError::UnknownPlaintextKind { .. }
+            | DecryptError::EmptyPlaintext
+    )
+}
+
 /// How long after a disappearing-message timer has run out the keys of messages that never
 /// arrived are kept anyway (see [`SessionRecord::prune`]): one day.
 pub const EXPIRED_TIMER_GRACE_SECS: u64 = 24 * 60 * 60;
@@ -143,7 +156,10 @@ impl SessionRecord {
         Ok(())
     }
 
-    /// Encrypts `plaintext` with the current session.
+    /// Encrypts `plaintext` (raw bytes, at most 2^36 - 33 of them) with the current session.
+    /// The peer decrypts it with [`decrypt`](Self::decrypt); inside the encryption it is
+    /// marked as raw bytes (docs/PROTOCOL.md section 11), so
+    /// [`receive`](Self::receive) refuses it with [`DecryptError::RawMessage`].
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -153,6 +169,19 @@ impl SessionRecord {
             .as_mut()
             .ok_or(EncryptError::NoSession)?
             .encrypt(rng, plaintext)
+    }
+
+    /// Encrypts `plaintext` as the complete ratchet plaintext, which starts with its kind
+    /// byte (content, or bytes crafted by tests and fuzz targets).
+    pub(crate) fn encrypt_plaintext<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.current
+            .as_mut()
+            .ok_or(EncryptError::NoSession)?
+            .encrypt_plaintext(rng, plaintext)
     }
 
     /// Decrypts message bytes from this peer.
@@ -167,6 +196,10 @@ impl SessionRecord {
     /// previous session that decrypts a message becomes current only if it precedes the
     /// current one (post-quantum first, then the smaller id).
     ///
+    /// It decrypts what the peer sent with [`encrypt`](Self::encrypt). A message sent with
+    /// [`send`](Self::send) or [`set_expiry_timer`](Self::set_expiry_timer) fails with
+    /// [`DecryptError::ContentMessage`]: pass it to [`receive`](Self::receive).
+    ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
         &mut self,
@@ -174,11 +207,14 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with(account, message, now, &mut |_| Ok(()))
+        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+            content::check_kind(plaintext, Kind::Raw)
+        })?;
+        Ok(content::strip_kind(plaintext))
     }
 
-    /// [`decrypt`](Self::decrypt), with a check of the plaintext that must pass before
-    /// anything is committed.
+    /// Decrypts a message into its complete ratchet plaintext (kind byte included), with a
+    /// check of the plaintext that must pass before anything is committed.
     pub(crate) fn decrypt_with(
         &mut self,
         account: &mut Account,
@@ -243,7 +279,7 @@ impl SessionRecord {
                     match self.decrypt_in(index, &message, now, accept, promote, work) {
                         Ok(plaintext) => return Ok(plaintext),
                         // The message authenticated in this session but was refused.
-                        Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
+                        Err(e) if refused_after_authentication(&e) => return Err(e),
                         // A session that recognized the message's chain says more than one
                         // that could not authenticate it.
                         Err(DecryptError::AuthenticationFailed) => {}
@@ -473,7 +509,9 @@ impl SessionRecord {
     }
 
     /// Encodes, pads and encrypts `content`, attaching the conversation's
-    /// disappearing-message setting and `now` as the send time.
+    /// disappearing-message setting and `now` as the send time. The peer decrypts it with
+    /// [`receive`](Self::receive) ([`decrypt`](Self::decrypt) refuses it with
+    /// [`DecryptError::ContentMessage`]).
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -488,7 +526,7 @@ impl SessionRecord {
                 len: content.body().len(),
             },
         })?;
-        let wire = self.encrypt(rng, &plaintext)?;
+        let wire = self.encrypt_plaintext(rng, &plaintext)?;
         Ok(SentMessage::new(wire, now, self.timer))
     }
 
@@ -507,7 +545,7 @@ impl SessionRecord {
             .map_err(EncryptError::InvalidTimer)?;
         let plaintext = content::encode_padded(&Content::default(), updated, now)
             .map_err(|_| EncryptError::MessageTooLarge { len: 0 })?;
-        let wire = self.encrypt(rng, &plaintext)?;
+        let wire = self.encrypt_plaintext(rng, &plaintext)?;
         self.timer = updated;
         Ok(SentMessage::new(wire, now, updated))
     }
@@ -519,7 +557,8 @@ impl SessionRecord {
     ///
     /// Invalid content (bad padding, malformed, invalid timer metadata) is rejected with
     /// [`DecryptError::InvalidContent`], and like every error leaves the record and the
-    /// account exactly as they were.
+    /// account exactly as they were. A message sent with [`encrypt`](Self::encrypt) (raw
+    /// bytes) fails with [`DecryptError::RawMessage`]: pass it to [`decrypt`](Self::decrypt).
     pub fn receive(
         &mut self,
         account: &mut Account,
@@ -528,6 +567,7 @@ impl SessionRecord {
     ) -> Result<ReceivedMessage, DecryptError> {
         let mut envelope = None;
         let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+            content::check_kind(plaintext, Kind::Content)?;
             envelope =
                 Some(content::decode_padded(plaintext).map_err(DecryptError::InvalidContent)?);
             Ok(())
@@ -794,5 +834,41 @@ mod tests {
             );
             assert_eq!(work, Work::default());
         }
+    }
+
+    #[test]
+    fn a_plaintext_refused_after_it_decrypted_stops_the_search() {
+        // Bob's record full of sessions that could each take a message on a new chain; Alice
+        // keeps her side of the current one.
+        let config = SessionConfig::default();
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        let mut alice = Account::new(&mut rng, NOW);
+        let mut bob = Account::new(&mut rng, NOW);
+        let mut record = SessionRecord::with_config(config);
+        let mut alices = SessionRecord::with_config(config);
+        for _ in 0..=config.max_previous_sessions() {
+            let bundle = bob.prekey_bundle(None, None).unwrap();
+            alices = SessionRecord::with_config(config);
+            alices.initiate(&mut rng, &alice, &bundle).unwrap();
+            let wire = alices.encrypt(&mut rng, b"hi").unwrap();
+            record.decrypt(&mut bob, &wire, NOW).unwrap();
+            let reply = record.encrypt(&mut rng, b"reply").unwrap();
+            alices.decrypt(&mut alice, &reply, NOW).unwrap();
+        }
+        // Content on a new chain of the current session, to the raw-bytes API: it decrypts in
+        // the current session, is refused there, and no other session tries it.
+        let content = alices.send(&mut rng, &Content::new("x"), NOW).unwrap();
+        let before = record.to_bytes().to_vec();
+        let mut work = Work::default();
+        let result = record.decrypt_counting(
+            &mut bob,
+            content.wire(),
+            NOW,
+            &mut |p| content::check_kind(p, Kind::Raw),
+            &mut work,
+        );
+        assert_eq!(result, Err(DecryptError::ContentMessage));
+        assert_eq!(work.dh, 1);
+        assert_eq!(before, record.to_bytes().to_vec());
     }
 }

@@ -7,6 +7,7 @@ use rand_core::CryptoRng;
 
 use crate::account::Account;
 use crate::config::SessionConfig;
+use crate::content::{self, KIND_RAW, Kind};
 use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
 use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey, write_hex};
 use crate::ratchet::{Accept, Budget, Ratchet, Work};
@@ -227,11 +228,33 @@ impl Session {
         }
     }
 
-    /// Encrypts `plaintext` and returns the message bytes to send.
+    /// Encrypts `plaintext` (raw bytes, at most 2^36 - 33 of them) and returns the message
+    /// bytes to send. The peer decrypts it with [`decrypt`](Self::decrypt) or
+    /// [`SessionRecord::decrypt`](crate::SessionRecord::decrypt); inside the encryption it
+    /// is marked as raw bytes (docs/PROTOCOL.md section 11), so content APIs refuse it.
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.encrypt_parts(rng, &[KIND_RAW], plaintext)
+    }
+
+    /// Encrypts `plaintext` as the complete ratchet plaintext: it must start with its kind
+    /// byte (content does).
+    pub(crate) fn encrypt_plaintext<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.encrypt_parts(rng, &[], plaintext)
+    }
+
+    fn encrypt_parts<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        prefix: &[u8],
+        body: &[u8],
     ) -> Result<Vec<u8>, EncryptError> {
         let setup = self.awaiting_reply.then(|| self.setup());
         self.ratchet.encrypt(
@@ -239,24 +262,28 @@ impl Session {
             &self.associated_data,
             self.message_version(),
             setup.as_ref(),
-            plaintext,
+            prefix,
+            body,
         )
     }
 
-    /// Decrypts message bytes received from the peer. `now` is recorded with any message keys
-    /// this message makes the session skip (see
-    /// [`SessionRecord::prune`](crate::SessionRecord::prune)).
+    /// Decrypts message bytes received from the peer, sent with [`encrypt`](Self::encrypt)
+    /// (raw bytes). `now` is recorded with any message keys this message makes the session
+    /// skip (see [`SessionRecord::prune`](crate::SessionRecord::prune)).
     ///
-    /// On error the session is exactly as it was.
+    /// A message that carries content fails with [`DecryptError::ContentMessage`] (use
+    /// [`SessionRecord::receive`](crate::SessionRecord::receive)). On error the session is
+    /// exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
         let message = Body::parse(message)?;
-        self.decrypt_message(
+        let plaintext = self.decrypt_message(
             &message,
             now,
-            &mut |_| Ok(()),
+            &mut |plaintext| content::check_kind(plaintext, Kind::Raw),
             Budget::Current,
             &mut Work::default(),
-        )
+        )?;
+        Ok(content::strip_kind(plaintext))
     }
 
     /// Decrypts a decoded message; `accept` checks the plaintext before anything is

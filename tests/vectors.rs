@@ -128,6 +128,11 @@ fn run_session(
         .enumerate()
     {
         let plaintext = unhex(&m["plaintext"]);
+        // Section 11: raw bytes are encrypted after the kind byte 0x00.
+        assert_eq!(
+            unhex(&m["ratchet_plaintext"]),
+            [&[0u8][..], &plaintext].concat()
+        );
         let expected = m["wire"].as_str().expect("wire");
         if m["from"].as_str() == Some("alice") {
             let wire = alice_record

@@ -141,6 +141,9 @@ struct Sent {
     wire: Vec<u8>,
     /// What was encrypted: the raw plaintext, or the padded content.
     plaintext: Vec<u8>,
+    /// Sent as content (`send`, `set_expiry_timer`), to be read with `receive`; otherwise
+    /// raw bytes (`encrypt`), read with `decrypt`.
+    content: bool,
     delivered: bool,
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
@@ -187,8 +190,9 @@ pub struct Stats {
     pub out_of_order: usize,
     /// Deliveries through `receive` that returned content.
     pub received_content: usize,
-    /// Deliveries through `receive` refused as invalid content (state unchanged).
-    pub invalid_content: usize,
+    /// Deliveries through the other API refused (`receive` of raw bytes, `decrypt` of
+    /// content: `RawMessage`, `ContentMessage`), state unchanged.
+    pub wrong_api: usize,
     /// Duplicate, tampered, truncated or reflected messages rejected (state unchanged),
     /// the immediate replay of every delivered message included.
     pub rejected: usize,
@@ -202,8 +206,9 @@ pub struct Stats {
 
 /// Runs the scenario the input describes and checks after every step:
 /// - every message that was not delivered before decrypts, with exactly the plaintext sent
-///   (`receive`: exactly the content, or `InvalidContent` if what was encrypted is not
-///   valid padded content, and then it stays undelivered);
+///   (`receive`: exactly the content); delivered through the other API (raw bytes to
+///   `receive`, content to `decrypt`) it is refused with `RawMessage` or `ContentMessage`
+///   and stays undelivered;
 /// - a message that was delivered before, a message with one byte changed, one bit flipped
 ///   or cut short, and a message sent back to its sender are rejected;
 /// - with tight limits, every delivery has exactly the outcome the independent receiver
@@ -382,7 +387,7 @@ impl World {
                     let padded = encode_padded(&content, timer, now).expect("content pads");
                     Ok((sent.into_wire(), padded.to_vec()))
                 };
-                self.send_with(*from, send, content_may_fail);
+                self.send_with(*from, send, content_may_fail, true);
             }
             Op::SetTimer { from, seconds } => {
                 let now = self.now;
@@ -394,7 +399,7 @@ impl World {
                         encode_padded(&Content::default(), sent.timer(), now).expect("pads");
                     Ok((sent.into_wire(), padded.to_vec()))
                 };
-                self.send_with(*from, send, content_may_fail);
+                self.send_with(*from, send, content_may_fail, true);
             }
             Op::Deliver { pick: p, receive } => {
                 if let Some(index) = pick(self.sent.len(), *p) {
@@ -520,7 +525,8 @@ impl World {
                     }
                 }
                 for index in pending {
-                    self.deliver(index, false);
+                    let content = self.sent[index].content;
+                    self.deliver(index, content);
                 }
             }
             Op::Reinitiate { side, one_time } => {
@@ -565,6 +571,7 @@ impl World {
                 Ok((wire, plaintext))
             },
             |e, record| matches!(e, EncryptError::NoSession) && record.session().is_none(),
+            false,
         );
     }
 
@@ -578,6 +585,7 @@ impl World {
             &mut ChaCha20Rng,
         ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
+        content: bool,
     ) {
         let World {
             rng,
@@ -597,6 +605,7 @@ impl World {
                     from,
                     wire,
                     plaintext,
+                    content,
                     delivered: false,
                     dropped: false,
                     expired: false,
@@ -623,6 +632,7 @@ impl World {
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let plaintext = &self.sent[index].plaintext;
+        let content = self.sent[index].content;
         // What the model predicts, with the model as it is after a successful delivery.
         let prediction = self.models.as_ref().map(|models| {
             let (key, n, pn) = model::header(&wire).expect("a message that was sent");
@@ -632,11 +642,11 @@ impl World {
             self.stats.modelled += 1;
         }
         let outcome = if receive {
-            let expected = decode_padded(plaintext).ok();
             match party.record.receive(&mut party.account, &wire, now) {
                 Ok(received) => {
+                    assert!(content, "received raw bytes as content");
                     let expected =
-                        expected.expect("received content that was not validly padded content");
+                        decode_padded(plaintext).expect("content is validly padded content");
                     assert_eq!(received.content().body(), expected.content.body());
                     assert_eq!(
                         received.content().attachments().len(),
@@ -645,30 +655,40 @@ impl World {
                     assert_eq!(received.timer(), expected.timer);
                     Ok(())
                 }
-                Err(DecryptError::InvalidContent(e)) if first_time && expected.is_none() => {
-                    assert!(
-                        prediction.as_ref().is_none_or(Result::is_ok),
-                        "refused content ({e}) that the model says does not decrypt: {prediction:?}"
-                    );
-                    assert_eq!(
-                        snapshot(&party.account, &party.record),
-                        before,
-                        "refused content ({e}) changed state"
-                    );
-                    self.stats.invalid_content += 1;
-                    return; // stays undelivered
-                }
                 Err(e) => Err(e),
             }
         } else {
             match party.record.decrypt(&mut party.account, &wire, now) {
                 Ok(got) => {
+                    assert!(!content, "decrypted content as raw bytes");
                     assert!(got == *plaintext, "decrypted to another plaintext");
                     Ok(())
                 }
                 Err(e) => Err(e),
             }
         };
+        if let Err(e @ (DecryptError::RawMessage | DecryptError::ContentMessage)) = &outcome {
+            // The other API's message: refused after it authenticated, nothing changed, and
+            // it stays undelivered.
+            let expected = if content {
+                DecryptError::ContentMessage
+            } else {
+                DecryptError::RawMessage
+            };
+            assert_eq!(*e, expected, "refused with the wrong API error");
+            assert!(receive != content && first_time, "{e} for the right API");
+            assert!(
+                prediction.as_ref().is_none_or(Result::is_ok),
+                "refused ({e}) a message the model says does not decrypt: {prediction:?}"
+            );
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "a message refused by the other API ({e}) changed state"
+            );
+            self.stats.wrong_api += 1;
+            return;
+        }
         match outcome {
             Ok(()) => {
                 match prediction {
@@ -843,7 +863,8 @@ impl World {
         self.flushing = true;
         for index in 0..self.sent.len() {
             if !self.sent[index].delivered && !self.sent[index].lost {
-                self.deliver(index, false);
+                let content = self.sent[index].content;
+                self.deliver(index, content);
             }
         }
         if self.tight {

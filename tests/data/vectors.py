@@ -1205,6 +1205,26 @@ def setup_sk(dhs: list[bytes], ss: bytes | None) -> bytes:
     return hkdf(salt=bytes(32), ikm=ikm + ss, info=LABEL_PQXDH, length=32)
 
 
+# Section 11: the kind byte in front of every ratchet plaintext.
+KIND_RAW = b"\x00"
+KIND_CONTENT = b"\x01"
+
+
+def raw_plaintext(data: bytes) -> bytes:
+    """What `encrypt` puts in a ratchet message for the bytes `data`."""
+    return KIND_RAW + data
+
+
+def read_raw(plaintext: bytes) -> bytes:
+    """`decrypt`'s check (section 11): kind 0x00, returned without it; content and unknown
+    kinds are refused."""
+    if plaintext[:1] == KIND_CONTENT:
+        raise Refused("content message: read it with receive")
+    if plaintext[:1] != KIND_RAW:
+        raise Refused("unknown plaintext kind" if plaintext else "empty plaintext")
+    return plaintext[1:]
+
+
 class InitiatorSession:
     def __init__(self, account: Account, rng: ScriptedRng, bundle_wire: bytes, allow_classical: bool = False):
         b = decode_bundle(bundle_wire)
@@ -1258,7 +1278,8 @@ class InitiatorSession:
         self.ratchet = Ratchet(self.sk, self.ad, None, spk["public_key"], self.kem is not None)
 
     def encrypt(self, rng, plaintext):
-        rm, info = self.ratchet.encrypt(rng, plaintext)
+        """`encrypt` of raw bytes: the ratchet plaintext is 0x00 || plaintext (section 11)."""
+        rm, info = self.ratchet.encrypt(rng, raw_plaintext(plaintext))
         if self.awaiting_reply:
             msg = {"initial": dict(self.setup, message=rm)}
         else:
@@ -1268,9 +1289,13 @@ class InitiatorSession:
     def decrypt(self, wire):
         msg = decode_message(wire)
         assert "ratchet" in msg
-        pt, info = self.ratchet.decrypt(msg["ratchet"])
+        # The kind byte is checked before the ratchet's state is committed (section 11).
+        new = copy.deepcopy(self.ratchet)
+        pt, info = new.decrypt(msg["ratchet"])
+        data = read_raw(pt)
+        self.ratchet = new
         self.awaiting_reply = False
-        return pt, info
+        return data, info
 
 
 def setup_id(im: dict) -> tuple:
@@ -1297,18 +1322,25 @@ class Responder:
         self.current = None
 
     def decrypt(self, wire, now: int = T):
+        """`decrypt` (raw bytes): the kind byte is checked on copies, before any commit."""
         msg = decode_message(wire)
         if "ratchet" in msg:
-            pt, info = self.current.decrypt(msg["ratchet"], now)
-            return pt, info
+            new = copy.deepcopy(self.current)
+            pt, info = new.decrypt(msg["ratchet"], now)
+            data = read_raw(pt)
+            self.current.__dict__.update(new.__dict__)
+            return data, info
         im = msg["initial"]
         setup = setup_id(im)
         # 1. a session from exactly this setup
         if setup in self.sessions:
             ratchet = self.sessions[setup]
-            pt, info = ratchet.decrypt(im["message"], now)
+            new = copy.deepcopy(ratchet)
+            pt, info = new.decrypt(im["message"], now)
+            data = read_raw(pt)
+            ratchet.__dict__.update(new.__dict__)
             self.current = ratchet
-            return pt, info
+            return data, info
         # 2. mode, prekey lookup, replay
         if im["kem"] is None and not self.allow_classical:
             raise Refused("classical setup refused")
@@ -1349,6 +1381,7 @@ class Responder:
         ad = im["identity_key"] + acct.identity_key
         ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None)
         pt, info = ratchet.decrypt(im["message"], now)  # raises before any commit on failure
+        data = read_raw(pt)  # likewise (section 11)
         info = dict(info, shared_secret=sk.hex())
         if ss is not None:
             info["kem_shared_secret"] = ss.hex()
@@ -1361,10 +1394,11 @@ class Responder:
             acct.used_setups.append(used)
         self.sessions[setup] = ratchet
         self.current = ratchet
-        return pt, info
+        return data, info
 
     def encrypt(self, rng, plaintext):
-        rm, info = self.current.encrypt(rng, plaintext)
+        """`encrypt` of raw bytes: the ratchet plaintext is 0x00 || plaintext (section 11)."""
+        rm, info = self.current.encrypt(rng, raw_plaintext(plaintext))
         return self.current.version + enc_message({"ratchet": rm}), info
 
 
@@ -1426,6 +1460,7 @@ def exchange(sender, receiver, rng, who_from, who_to, plaintext, log, expect):
         "type": kind,
         "plaintext": plaintext.hex(),
         "plaintext_utf8": plaintext.decode(),
+        "ratchet_plaintext": raw_plaintext(plaintext).hex(),
         "wire": wire.hex(),
         "ratchet_key": rm["ratchet_key"].hex(),
         "counter": rm["counter"],
@@ -1742,6 +1777,11 @@ def build() -> dict:
     alice_rng.done()
     bob_rng.done()
 
+    # Section 11: `decrypt` refuses content and unknown kinds, and an empty plaintext.
+    for bad in (KIND_CONTENT + b"x", b"\x02x", b"\xffx", b""):
+        expect_refused(lambda: read_raw(bad), "content" if bad[:1] == KIND_CONTENT else "plaintext")
+    assert read_raw(raw_plaintext(b"\x01 looks like content")) == b"\x01 looks like content"
+
     def session_json(s: InitiatorSession, log):
         out = {
             "mode": "PQXDH" if s.kem else "X3DH",
@@ -1774,7 +1814,8 @@ def build() -> dict:
             "and one-time KEM prekey 2; bundle_last_resort: last-resort KEM prekey 1, no one-time "
             "prekey; bundle_classical: neither), session_1 (PQXDH with one-time prekey and "
             "one-time KEM prekey: Alice's two initial messages, Bob's reply, Alice's next message "
-            "after the turn, Bob's empty reply), session_2 (PQXDH with the last-resort KEM prekey, "
+            "after the turn, Bob's empty reply; each raw plaintext is encrypted after the kind byte "
+            "0x00, see ratchet_plaintext), session_2 (PQXDH with the last-resort KEM prekey, "
             "no one-time prekey: Alice's first message), session_3 (classical X3DH, explicitly "
             "allowed, no one-time prekey: Alice's first message), and Bob's account state "
             "(after creating one one-time prekey and one one-time KEM prekey, before any session) "
