@@ -351,6 +351,47 @@ pub enum DecryptError {
     EmptyPlaintext,
 }
 
+/// Deriving a key with the key exporter
+/// ([`Session::export_key`](crate::Session::export_key)) failed. Nothing was written to the
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The label is empty: name the purpose of the key, for example `b"call media key"`.
+    #[error("the exporter label is empty: name the purpose of the key")]
+    EmptyLabel,
+    /// The label is longer than [`MAX_EXPORTER_LABEL_LEN`](crate::MAX_EXPORTER_LABEL_LEN)
+    /// bytes.
+    #[error("the exporter label is {len} bytes long; at most {max} bytes are allowed")]
+    LabelTooLong {
+        /// The label's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The context is longer than
+    /// [`MAX_EXPORTER_CONTEXT_LEN`](crate::MAX_EXPORTER_CONTEXT_LEN) bytes.
+    #[error("the exporter context is {len} bytes long; at most {max} bytes are allowed")]
+    ContextTooLong {
+        /// The context's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The output buffer is empty or longer than HKDF-SHA256 can fill
+    /// ([`MAX_EXPORTED_KEY_LEN`](crate::MAX_EXPORTED_KEY_LEN) = 255 * 32 = 8,160 bytes).
+    #[error("an exported key must be 1 to {max} bytes long; {len} bytes were asked for")]
+    InvalidOutputLength {
+        /// The length asked for.
+        len: usize,
+        /// The largest length HKDF-SHA256 can produce.
+        max: usize,
+    },
+    /// The record has no current session to export a key from: start one first.
+    #[error("no session: the record has no current session to export a key from")]
+    NoSession,
+}
+
 /// Invalid disappearing-message metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

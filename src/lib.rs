@@ -65,6 +65,7 @@ mod config;
 mod content;
 mod error;
 mod expiry;
+mod exporter;
 mod fingerprint;
 mod kdf;
 mod kem;
@@ -101,10 +102,11 @@ pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
 pub use error::{
-    ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,
-    TrustError,
+    ContentError, DecodeError, DecryptError, EncryptError, ExportError, PreKeyError, SetupError,
+    StateError, TrustError,
 };
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
+pub use exporter::{MAX_EXPORTED_KEY_LEN, MAX_EXPORTER_CONTEXT_LEN, MAX_EXPORTER_LABEL_LEN};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};

@@ -13,7 +13,9 @@ use crate::config::SessionConfig;
 use zeroize::Zeroizing;
 
 use crate::content::{self, Content, Kind, ReceivedMessage, SentMessage};
-use crate::error::{ContentError, DecodeError, DecryptError, EncryptError, SetupError, TrustError};
+use crate::error::{
+    ContentError, DecodeError, DecryptError, EncryptError, ExportError, SetupError, TrustError,
+};
 use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
 use crate::ratchet::{Accept, Budget, Work};
@@ -640,6 +642,28 @@ impl SessionRecord {
             });
         }
         Ok(record)
+    }
+
+    /// [`Session::export_key`] on the current session: derives `out.len()` bytes for another
+    /// channel from the session's exporter secret, `label` and `context` (docs/PROTOCOL.md
+    /// section 14). Both peers derive the same bytes from the same session, so an app that
+    /// must be sure compares [`session_id`](Self::session_id)s first: for a while after one
+    /// side starts a new session, the two current sessions may differ (section 6.7). Fails
+    /// with [`ExportError::NoSession`] without a current session; on error nothing is
+    /// written to `out`.
+    ///
+    /// The key has no forward secrecy within the session: the secret lives as long as the
+    /// session (see [`Session::export_key`]).
+    pub fn export_key(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ExportError> {
+        self.current
+            .as_deref()
+            .ok_or(ExportError::NoSession)?
+            .export_key(label, context, out)
     }
 }
 

@@ -303,6 +303,9 @@ pub struct SessionState {
     /// Present iff the session was set up with PQXDH.
     #[prost(message, optional, tag = "10")]
     pub kem: ::core::option::Option<SessionKemState>,
+    /// The key exporter's secret, 32 bytes, derived at setup (docs/PROTOCOL.md section 14).
+    #[prost(bytes = "vec", tag = "11")]
+    pub exporter_secret: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -111,6 +111,8 @@ pub struct SessionState {
     pub limits: Option<SessionLimits>,
     #[prost(message, optional, tag = "10")]
     pub kem: Option<SessionKemState>,
+    #[prost(bytes = "vec", tag = "11")]
+    pub exporter_secret: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
