@@ -281,6 +281,11 @@ pub enum DecryptError {
     LowOrderKey,
     /// The initial message repeats a key agreement (without a one-time prekey) that already
     /// started a session: it is a replay and cannot start a second session.
+    ///
+    /// Also reported, after it decrypted and before anything is committed, for an initial
+    /// message whose base key is the id of a session the record already holds from another
+    /// setup (an initiator that reused its ephemeral key): a record never holds two sessions
+    /// with one id (docs/PROTOCOL.md section 7).
     #[error(
         "the initial message repeats a key agreement that already started a session (a replay)"
     )]

@@ -441,6 +441,12 @@ impl Session {
     }
 
     pub(crate) fn to_proto(&self) -> pb::SessionState {
+        self.to_proto_with(true)
+    }
+
+    /// The state; without the skipped message keys themselves unless `with_skipped_keys`
+    /// (docs/PROTOCOL.md section 8.3).
+    pub(crate) fn to_proto_with(&self, with_skipped_keys: bool) -> pb::SessionState {
         let config = self.ratchet.config();
         pb::SessionState {
             local_identity: self.local_identity.to_bytes().to_vec(),
@@ -450,7 +456,7 @@ impl Session {
             signed_prekey_id: self.signed_prekey_id.0,
             one_time_prekey_id: self.one_time_prekey_id.map(|id| id.0),
             awaiting_reply: self.awaiting_reply,
-            ratchet: Some(self.ratchet.to_proto()),
+            ratchet: Some(self.ratchet.to_proto(with_skipped_keys)),
             limits: Some(crate::config::limits_to_proto(&config)),
             exporter_secret: self.exporter_secret.0.to_vec(),
             kem: self.kem.as_ref().map(|k| pb::SessionKemState {

@@ -176,6 +176,16 @@ impl Ratchet {
         self.skipped.prune_stored_before(stored_before)
     }
 
+    /// The store of skipped keys.
+    pub(crate) fn skipped_store(&self) -> &SkippedKeys {
+        &self.skipped
+    }
+
+    /// The store of skipped keys, to take its journal or load its rows.
+    pub(crate) fn skipped_store_mut(&mut self) -> &mut SkippedKeys {
+        &mut self.skipped
+    }
+
     /// Whether a message with this header is on a chain this session knows: its current
     /// receiving chain, a chain with the message's key stored, or a remembered finished
     /// chain. Only such a session can decrypt it without a DH ratchet step.
@@ -501,8 +511,10 @@ impl Ratchet {
         Ok(plaintext)
     }
 
-    pub(crate) fn to_proto(&self) -> pb::RatchetState {
-        let (skipped, history, current_evicted_below) = self.skipped.to_proto();
+    /// The state; without the skipped keys themselves unless `with_skipped_keys` (the form
+    /// of PROTOCOL.md section 8.3 stores them apart).
+    pub(crate) fn to_proto(&self, with_skipped_keys: bool) -> pb::RatchetState {
+        let (skipped, history, current_evicted_below) = self.skipped.to_proto(with_skipped_keys);
         let (our_ratchet_secret, sending) = match &self.ours {
             OurRatchet::Idle => (Vec::new(), None),
             OurRatchet::KeyOnly(key_pair) => (key_pair.secret_bytes().to_vec(), None),
@@ -738,19 +750,19 @@ mod tests {
     fn inconsistent_state_is_rejected() {
         let (alice, bob) = responder_after_first_message();
         let config = SessionConfig::default();
-        assert!(Ratchet::from_proto(&bob.to_proto(), config).is_ok());
-        assert!(Ratchet::from_proto(&alice.to_proto(), config).is_ok());
+        assert!(Ratchet::from_proto(&bob.to_proto(true), config).is_ok());
+        assert!(Ratchet::from_proto(&alice.to_proto(true), config).is_ok());
 
         // A receiving chain without the peer's key.
-        let mut p = bob.to_proto();
+        let mut p = bob.to_proto(true);
         p.their_ratchet_key.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
         // No key pair and no peer key: could never send.
-        let mut p = alice.to_proto();
+        let mut p = alice.to_proto(true);
         p.their_ratchet_key.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
         // A sending chain without its key pair.
-        let mut p = alice.to_proto();
+        let mut p = alice.to_proto(true);
         p.our_ratchet_secret.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
     }

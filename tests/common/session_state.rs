@@ -144,6 +144,8 @@ pub struct SessionRecordState {
     pub peer: Option<PeerIdentity>,
     #[prost(message, optional, tag = "5")]
     pub timer: Option<DisappearingTimer>,
+    #[prost(bool, tag = "6")]
+    pub skipped_keys_apart: bool,
 }
 
 /// Decodes `0x01 || protobuf` persisted record bytes into the mirror.

@@ -775,14 +775,18 @@ def check_record_plain(plain: bytes) -> None:
         f = fields(data, {1, 2, 3, 4, 5})
         assert all(w == 0 for (_, w, _) in f)
 
-    rec = fields(plain[1:], {1, 2, 3, 4, 5})
+    rec = fields(plain[1:], {1, 2, 3, 4, 5, 6})
+    assert (_single(rec, 6, 0) or 0) == 0, "the complete form keeps its skipped keys"
     assert _single(rec, 3, 2) is not None, "record limits are required"
     check_limits(_single(rec, 3, 2))
     sessions = [v for (n, _, v) in rec if n in (1, 2)]
+    ids = set()
     for data in sessions:
         s = fields(data, set(range(1, 12)))
         for num in (1, 2, 4, 11):
             assert len(_single(s, num, 2)) == 32
+        assert _single(s, 4, 2) not in ids, "two sessions with one id (section 7)"
+        ids.add(_single(s, 4, 2))
         assert _single(s, 8, 2) is not None and _single(s, 9, 2) is not None, "ratchet and limits are required"
         check_limits(_single(s, 9, 2))
         initiator = (_single(s, 3, 0) or 0) == 1
@@ -1436,6 +1440,9 @@ class Responder:
         ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None, exporter_secret)
         pt, info = ratchet.decrypt(im["message"], now)  # raises before any commit on failure
         data = read_raw(pt)  # likewise (section 11)
+        # Section 7: a record never holds two sessions with one id (base key).
+        if any(k[0] == im["base_key"] for k in self.sessions):
+            raise Refused("a session with this id exists")
         info = dict(info, shared_secret=sk.hex())
         if ss is not None:
             info["kem_shared_secret"] = ss.hex()
