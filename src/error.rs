@@ -162,8 +162,13 @@ pub enum EncryptError {
     /// The peer sent a low-order ratchet key, so no new sending chain can be derived.
     #[error("the peer's ratchet key is a low-order point (Diffie-Hellman result is all zero)")]
     LowOrderKey,
-    /// The plaintext is longer than AES-256-GCM can encrypt under one nonce (2^36 - 32 bytes).
-    #[error("the plaintext is {len} bytes, more than AES-256-GCM can encrypt at once")]
+    /// The plaintext is longer than one message can carry: AES-256-GCM encrypts at most
+    /// 2^36 - 32 bytes under one nonce, and the kind byte in front of every plaintext takes
+    /// one of them, so raw bytes ([`SessionRecord::encrypt`](crate::SessionRecord::encrypt))
+    /// may be at most 2^36 - 33 bytes long (docs/PROTOCOL.md section 11).
+    #[error(
+        "the plaintext is {len} bytes, more than one message can carry (at most 2^36 - 33 bytes of raw plaintext)"
+    )]
     MessageTooLarge {
         /// The plaintext length.
         len: usize,
@@ -276,6 +281,11 @@ pub enum DecryptError {
     LowOrderKey,
     /// The initial message repeats a key agreement (without a one-time prekey) that already
     /// started a session: it is a replay and cannot start a second session.
+    ///
+    /// Also reported, after it decrypted and before anything is committed, for an initial
+    /// message whose base key is the id of a session the record already holds from another
+    /// setup (an initiator that reused its ephemeral key): a record never holds two sessions
+    /// with one id (docs/PROTOCOL.md section 7).
     #[error(
         "the initial message repeats a key agreement that already started a session (a replay)"
     )]
@@ -313,6 +323,78 @@ pub enum DecryptError {
     /// [`IdentityChange`](crate::IdentityChange).
     #[error("{0}")]
     IdentityChanged(alloc::boxed::Box<crate::trust::IdentityChange>),
+    /// The message was sent with [`SessionRecord::send`](crate::SessionRecord::send) (or
+    /// [`set_expiry_timer`](crate::SessionRecord::set_expiry_timer)) and carries content:
+    /// pass it to [`SessionRecord::receive`](crate::SessionRecord::receive) instead. It
+    /// authenticated, but nothing was changed or consumed, so `receive` still decrypts it.
+    #[error(
+        "this message carries content sent with send(): decrypt it with SessionRecord::receive, not decrypt"
+    )]
+    ContentMessage,
+    /// The message was sent with [`SessionRecord::encrypt`](crate::SessionRecord::encrypt)
+    /// and carries raw bytes: pass it to
+    /// [`SessionRecord::decrypt`](crate::SessionRecord::decrypt) instead. It authenticated,
+    /// but nothing was changed or consumed, so `decrypt` still decrypts it.
+    #[error(
+        "this message carries raw bytes sent with encrypt(): decrypt it with SessionRecord::decrypt, not receive"
+    )]
+    RawMessage,
+    /// The message authenticated, but its plaintext starts with a kind byte this build does
+    /// not know (0x00 is raw bytes, 0x01 is content; docs/PROTOCOL.md section 11): the
+    /// sender may run a newer version. Nothing was changed or consumed.
+    #[error(
+        "the message decrypted, but its plaintext starts with the unknown kind byte {kind:#04x} (0x00 is raw bytes, 0x01 content): the sender may run a newer version"
+    )]
+    UnknownPlaintextKind {
+        /// The first byte of the plaintext.
+        kind: u8,
+    },
+    /// The message authenticated, but its plaintext is empty: it lacks the kind byte every
+    /// plaintext starts with (docs/PROTOCOL.md section 11), so the sender is faulty. Nothing
+    /// was changed or consumed.
+    #[error("the message decrypted to nothing: it lacks the kind byte every plaintext starts with")]
+    EmptyPlaintext,
+}
+
+/// Deriving a key with the key exporter
+/// ([`Session::export_key`](crate::Session::export_key)) failed. Nothing was written to the
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The label is empty: name the purpose of the key, for example `b"call media key"`.
+    #[error("the exporter label is empty: name the purpose of the key")]
+    EmptyLabel,
+    /// The label is longer than [`MAX_EXPORTER_LABEL_LEN`](crate::MAX_EXPORTER_LABEL_LEN)
+    /// bytes.
+    #[error("the exporter label is {len} bytes long; at most {max} bytes are allowed")]
+    LabelTooLong {
+        /// The label's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The context is longer than
+    /// [`MAX_EXPORTER_CONTEXT_LEN`](crate::MAX_EXPORTER_CONTEXT_LEN) bytes.
+    #[error("the exporter context is {len} bytes long; at most {max} bytes are allowed")]
+    ContextTooLong {
+        /// The context's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The output buffer is empty or longer than HKDF-SHA256 can fill
+    /// ([`MAX_EXPORTED_KEY_LEN`](crate::MAX_EXPORTED_KEY_LEN) = 255 * 32 = 8,160 bytes).
+    #[error("an exported key must be 1 to {max} bytes long; {len} bytes were asked for")]
+    InvalidOutputLength {
+        /// The length asked for.
+        len: usize,
+        /// The largest length HKDF-SHA256 can produce.
+        max: usize,
+    },
+    /// The record has no current session to export a key from: start one first.
+    #[error("no session: the record has no current session to export a key from")]
+    NoSession,
 }
 
 /// Invalid disappearing-message metadata.

@@ -69,6 +69,7 @@ mod content;
 mod device;
 mod error;
 mod expiry;
+mod exporter;
 mod fingerprint;
 mod kdf;
 mod kem;
@@ -112,10 +113,11 @@ pub use error::FingerprintError;
 #[cfg(feature = "std")]
 pub use error::TimestampError;
 pub use error::{
-    AssembleError, ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, PreKeyKind,
-    SetupError, StateError, TrustError, UploadError,
+    AssembleError, ContentError, DecodeError, DecryptError, EncryptError, ExportError, PreKeyError,
+    PreKeyKind, SetupError, StateError, TrustError, UploadError,
 };
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
+pub use exporter::{MAX_EXPORTED_KEY_LEN, MAX_EXPORTER_CONTEXT_LEN, MAX_EXPORTER_LABEL_LEN};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};

@@ -12,8 +12,14 @@ mod server;
 use common::{T0, rng};
 use failing_store::{FailingStore, injected_failure};
 use rand_chacha::ChaCha20Rng;
-use ratchetbox::{Action, Address, Content, Device, Error, MemoryStore, StorageKey, Store, Table};
+use ratchetbox::store::KeyValue;
+use ratchetbox::{
+    Action, Address, Content, Device, Error, MemoryStore, StorageKey, Store, StoreError, Table,
+    Transaction,
+};
 use server::Published;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Snapshot = Vec<(Table, Vec<u8>, Vec<u8>)>;
 
@@ -195,8 +201,9 @@ fn receiving_an_initial_message_is_all_or_nothing_at_every_write_point() {
             Ok(())
         },
     );
-    // The account (one-time prekey consumed), the session row, the generation, the commit.
-    assert_eq!(points, 4);
+    // The account (one-time prekey consumed), the session row, the clearing of any stale
+    // skipped-key rows of the new session (one prefix delete), the generation, the commit.
+    assert_eq!(points, 5);
 }
 
 #[test]
@@ -254,4 +261,111 @@ fn a_failed_receive_leaves_the_handle_able_to_receive_the_same_message() {
         .receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0)
         .unwrap();
     assert_eq!(got.content().body(), b"second");
+}
+
+/// Counts the writes (puts, deletes, prefix deletes) of every transaction on a store.
+struct Counting {
+    inner: MemoryStore,
+    writes: Arc<AtomicU64>,
+}
+
+struct CountingTx<'a> {
+    inner: Box<dyn Transaction + 'a>,
+    writes: Arc<AtomicU64>,
+}
+
+impl Store for Counting {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        Ok(Box::new(CountingTx {
+            inner: self.inner.transaction()?,
+            writes: self.writes.clone(),
+        }))
+    }
+}
+
+impl Transaction for CountingTx<'_> {
+    fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(table, key, value)
+    }
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(table, key)
+    }
+    fn scan(&mut self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan(table, prefix)
+    }
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_prefix(table, prefix)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.inner.commit()
+    }
+}
+
+/// The writes of bob.1 receiving the pending message and then one message of each later
+/// position in `positions` (all sent first), with `skipped` stored skipped keys in between.
+fn writes_per_receive(skipped: usize) -> Vec<u64> {
+    let mut w = world(6, false);
+    let mut alice = Device::open(
+        Box::new(w.alice_store.clone()),
+        StorageKey::from_bytes(ALICE_KEY),
+    )
+    .unwrap();
+    let sent: Vec<Vec<u8>> = (0..skipped + 2)
+        .map(|i| {
+            let s = alice
+                .send(
+                    &mut w.rng,
+                    "bob",
+                    &[1, 2],
+                    &[],
+                    &Content::new(format!("{i}")),
+                    T0,
+                )
+                .unwrap();
+            s.messages[0].message.clone()
+        })
+        .collect();
+    let writes = Arc::new(AtomicU64::new(0));
+    let store = Counting {
+        inner: w.bob1_store.clone(),
+        writes: writes.clone(),
+    };
+    let mut bob1 = Device::open(Box::new(store), StorageKey::from_bytes(BOB_KEY)).unwrap();
+    let mut counts = Vec::new();
+    let mut receive = |message: &[u8]| {
+        let before = writes.load(Ordering::Relaxed);
+        bob1.receive(&mut w.rng, &addr("alice", 1), message, T0)
+            .unwrap();
+        counts.push(writes.load(Ordering::Relaxed) - before);
+    };
+    receive(&w.pending_for_bob1);
+    // Message `skipped` first: the `skipped` before it are stored as skipped keys.
+    receive(&sent[skipped]);
+    // One of them, which uses (and deletes) one stored key; then the next in order.
+    receive(&sent[0]);
+    receive(&sent[skipped + 1]);
+    counts
+}
+
+#[test]
+fn one_message_writes_the_same_rows_with_0_or_1000_stored_skipped_keys() {
+    let none = writes_per_receive(1);
+    let many = writes_per_receive(1000);
+    // In order: the session row and the generation.
+    assert_eq!(none[0], 2);
+    assert_eq!(many[0], 2);
+    // Storing k skipped keys writes k rows (here 1 and 1000), plus the same two.
+    assert_eq!(none[1], 2 + 1);
+    assert_eq!(many[1], 2 + 1000);
+    // Using a stored key deletes its row, whatever else is stored: O(1).
+    assert_eq!(none[2], 2 + 1);
+    assert_eq!(many[2], 2 + 1);
+    assert_eq!(none[3], 2);
+    assert_eq!(many[3], 2);
 }

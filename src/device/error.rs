@@ -6,8 +6,8 @@ use core::fmt;
 use crate::address::{Address, AddressError};
 use crate::attachment::AttachmentError;
 use crate::error::{
-    DecodeError, DecryptError, EncryptError, FingerprintError, PreKeyError, SetupError, StateError,
-    TrustError,
+    DecodeError, DecryptError, EncryptError, ExportError, FingerprintError, PreKeyError,
+    SetupError, StateError, TrustError,
 };
 use crate::expiry::ExpiryError;
 use crate::store::StoreError;
@@ -78,6 +78,9 @@ pub enum Error {
         /// The devices without a session.
         addresses: Vec<Address>,
     },
+    /// A key could not be exported from a session.
+    #[error(transparent)]
+    Export(#[from] ExportError),
     /// A disappearing-message timer was refused (out of range, or no more changes left).
     #[error(transparent)]
     Timer(ExpiryError),
@@ -164,10 +167,22 @@ impl Error {
             Error::Encrypt { source, .. } => encrypt_action(source),
             Error::Setup { source, .. } => setup_action(source),
             Error::MissingSessions { .. } | Error::NoSession(_) => Action::RepairSession,
+            // Bytes from the server (a bundle) that do not decode.
             Error::Decode(_) => Action::DropForged,
             Error::PreKey(e) => match e {
-                PreKeyError::IdsExhausted => Action::RepairSession,
-                _ => Action::CallerBug,
+                // The account can make no more prekeys: the device must be set up again.
+                PreKeyError::IdsExhausted => Action::ShowToPerson,
+                PreKeyError::UnknownOneTimePreKey { .. }
+                | PreKeyError::UnknownKemPreKey { .. }
+                | PreKeyError::TooManyOneTimePreKeys { .. }
+                | PreKeyError::TooManyForUpload { .. } => Action::CallerBug,
+            },
+            Error::Export(e) => match e {
+                ExportError::NoSession => Action::RepairSession,
+                ExportError::EmptyLabel
+                | ExportError::LabelTooLong { .. }
+                | ExportError::ContextTooLong { .. }
+                | ExportError::InvalidOutputLength { .. } => Action::CallerBug,
             },
             Error::Trust(_)
             | Error::Address(_)
@@ -176,15 +191,16 @@ impl Error {
             | Error::OwnAddress(_)
             | Error::Timer(_) => Action::CallerBug,
             Error::Fingerprint(e) => match e {
+                // A scanned code that does not decode: someone else's, or damaged.
                 FingerprintError::Decode(_) => Action::DropForged,
-                _ => Action::CallerBug,
+                FingerprintError::IdentifierTooLong { .. } => Action::CallerBug,
             },
             Error::Attachment(e) => attachment_action(e),
             Error::Store(e) => match e {
                 StoreError::Conflict | StoreError::Busy { .. } | StoreError::Io(_) => {
                     Action::RetryLater
                 }
-                _ => Action::ShowToPerson,
+                StoreError::Corrupt(_) => Action::ShowToPerson,
             },
             Error::TooManyConflicts { .. } => Action::RetryLater,
             Error::StoredState { .. } | Error::RolledBack { .. } => Action::ShowToPerson,
@@ -192,13 +208,16 @@ impl Error {
     }
 }
 
+// The matches below name every variant (no wildcard): a new variant must be classified
+// before the crate compiles.
+
 fn decrypt_action(e: &DecryptError) -> Action {
     use DecryptError as D;
     match e {
         D::Duplicate { .. } | D::Expired { .. } => Action::Ignore,
         D::IdentityChanged(_) => Action::ShowToPerson,
         // Our side has no usable session or prekey for this message: the peer must start
-        // again from a fresh bundle (or the sender must resend after a repair).
+        // again from a fresh bundle, and the sender resend.
         D::NoSession
         | D::TooFarAhead { .. }
         | D::UnknownSignedPreKey { .. }
@@ -207,16 +226,29 @@ fn decrypt_action(e: &DecryptError) -> Action {
         | D::OneTimePreKeyUsed { .. }
         | D::KemPreKeyUsed { .. }
         | D::ReplayMemoryFull { .. } => Action::RepairSession,
-        // Not authentic, a replay, a downgrade, or authentic but malformed inside.
-        _ => Action::DropForged,
+        // Not authentic, a replay, a downgrade, our own identity, or authentic but malformed
+        // inside (a broken or malicious sender).
+        D::Decode(_)
+        | D::AuthenticationFailed
+        | D::ClassicalSetupRefused
+        | D::LowOrderKey
+        | D::SetupAlreadyUsed
+        | D::OwnIdentity
+        | D::InvalidContent(_)
+        | D::UnknownPlaintextKind { .. }
+        | D::EmptyPlaintext => Action::DropForged,
+        // Raw bytes given to the content API or the other way round.
+        D::ContentMessage | D::RawMessage => Action::CallerBug,
     }
 }
 
 fn encrypt_action(e: &EncryptError) -> Action {
     use EncryptError as E;
     match e {
-        E::NoSession | E::ChainExhausted | E::LowOrderKey => Action::RepairSession,
-        _ => Action::CallerBug,
+        E::NoSession | E::ChainExhausted | E::LowOrderKey | E::NotReady => Action::RepairSession,
+        E::InvalidTimer(_) | E::TooManyAttachments { .. } | E::MessageTooLarge { .. } => {
+            Action::CallerBug
+        }
     }
 }
 
@@ -227,19 +259,31 @@ fn setup_action(e: &SetupError) -> Action {
         S::OwnBundle => Action::CallerBug,
         // A bundle with a bad signature, a low-order key, or without the post-quantum part
         // when it is required: the server (or someone in its place) sent a bad bundle.
-        _ => Action::DropForged,
+        S::BadSignature | S::LowOrderKey | S::BadKemSignature | S::ClassicalSetupRefused => {
+            Action::DropForged
+        }
     }
 }
 
 fn attachment_action(e: &AttachmentError) -> Action {
     use AttachmentError as A;
     match e {
-        A::InvalidFileName { .. } | A::InvalidMetadata { .. } | A::InvalidRange { .. } => {
-            Action::CallerBug
-        }
-        A::TooLarge { .. } => Action::CallerBug,
+        A::InvalidFileName { .. }
+        | A::InvalidMetadata { .. }
+        | A::InvalidRange { .. }
+        | A::TooLarge { .. } => Action::CallerBug,
         #[cfg(feature = "std")]
         A::Io(_) => Action::RetryLater,
-        _ => Action::DropForged,
+        // The file does not match its pointer: forged or damaged.
+        A::UnsupportedVersion { .. }
+        | A::MalformedHeader { .. }
+        | A::CommitmentMismatch
+        | A::LengthMismatch { .. }
+        | A::ChunkAuthentication { .. }
+        | A::Truncated { .. }
+        | A::BadPadding { .. }
+        | A::RootMismatch
+        | A::ChunkNotCommitted { .. }
+        | A::StreamFailed => Action::DropForged,
     }
 }

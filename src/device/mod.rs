@@ -14,12 +14,13 @@ use crate::account::Account;
 use crate::address::{Address, DeviceId};
 use crate::config::SessionConfig;
 use crate::content::{Content, ReceivedMessage};
-use crate::error::{StateError, TrustError};
+use crate::error::{ExportError, StateError, TrustError};
 use crate::expiry::ExpiryTimer;
 use crate::fingerprint::SafetyNumber;
 use crate::keys::IdentityKey;
 use crate::prekeys::{PreKeyMaintenance, ServerPreKeyStatus};
-use crate::record::SessionRecord;
+use crate::record::{SessionRecord, SkippedChange, SkippedKeyId};
+use crate::session::SessionId;
 use crate::state::StorageKey;
 use crate::store::{Store, StoreError, Table, Transaction};
 use crate::time::Timestamp;
@@ -597,6 +598,43 @@ impl Device {
         })
     }
 
+    /// Derives `len` bytes for another channel (a call's media keys, say) from the current
+    /// session with `address`, a `label` naming the purpose and a `context`, like a TLS
+    /// exporter ([`SessionRecord::export_key`], docs/PROTOCOL.md section 14). The peer's
+    /// device derives the same bytes from the same session: compare
+    /// [`session_id`](Self::session_id)s if you must be sure both use the same one. The key
+    /// lives as long as the session (no forward secrecy within it).
+    pub fn export_key(
+        &mut self,
+        address: &Address,
+        label: &[u8],
+        context: &[u8],
+        len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        // Checked before the buffer is allocated.
+        if len == 0 || len > crate::MAX_EXPORTED_KEY_LEN {
+            return Err(ExportError::InvalidOutputLength {
+                len,
+                max: crate::MAX_EXPORTED_KEY_LEN,
+            }
+            .into());
+        }
+        self.read(|op| {
+            let record = op
+                .record(address)?
+                .ok_or_else(|| Error::NoSession(address.clone()))?;
+            let mut out = Zeroizing::new(alloc::vec![0u8; len]);
+            record.export_key(label, context, &mut out)?;
+            Ok(out)
+        })
+    }
+
+    /// The id of the current session with `address` (the same on both sides once the peer
+    /// has answered), or `None` without one.
+    pub fn session_id(&mut self, address: &Address) -> Result<Option<SessionId>, Error> {
+        self.read(|op| Ok(op.record(address)?.and_then(SessionRecord::session_id)))
+    }
+
     /// Erases, in every session, the keys of messages that never arrived once they are too
     /// old ([`SessionRecord::prune`]); returns how many were erased. Call it when the app
     /// starts and about once a day.
@@ -791,7 +829,7 @@ impl Op<'_> {
         let Some(sealed) = self.tx.get(Table::Session, &key)? else {
             return Ok(false);
         };
-        let (found, record) = decode_record(self.keys, &key, &sealed)?;
+        let (found, record) = decode_record(&mut *self.tx, self.keys, &key, &sealed)?;
         if found != *address {
             return Err(corrupt("a session row names another address"));
         }
@@ -876,7 +914,7 @@ impl Op<'_> {
             if key.len() != rows::SESSION_KEY_LEN {
                 continue; // not a session row
             }
-            let (address, record) = decode_record(self.keys, &key, &sealed)?;
+            let (address, record) = decode_record(&mut *self.tx, self.keys, &key, &sealed)?;
             if address.user_id() != user_id || self.deleted.contains(&address) {
                 continue;
             }
@@ -901,7 +939,7 @@ impl Op<'_> {
             if key.len() != rows::SESSION_KEY_LEN {
                 continue;
             }
-            let (address, record) = decode_record(self.keys, &key, &sealed)?;
+            let (address, record) = decode_record(&mut *self.tx, self.keys, &key, &sealed)?;
             if self.deleted.contains(&address) {
                 continue;
             }
@@ -942,12 +980,36 @@ impl Op<'_> {
             tx.delete_prefix(Table::SkippedKey, &key)?;
         }
         for address in &self.changed {
-            let Some(record) = self.cache.records.get(address) else {
+            let Some(record) = self.cache.records.get_mut(address) else {
                 continue;
             };
+            // The record without its skipped message keys, whose number does not change
+            // the size of this row; then only the skipped-key rows this call changed.
             let key = keys.session_key(address);
-            let plain = rows::encode_session_row(address, &record.to_bytes());
+            let plain = rows::encode_session_row(address, &record.to_bytes_without_skipped());
             put_sealed(tx, keys, rng, Table::Session, &key, &plain)?;
+            for change in record.take_skipped_changes() {
+                match change {
+                    SkippedChange::Put(id, value) => {
+                        let id = id.to_bytes();
+                        let row = keys.skipped_key(address, &id);
+                        let mut plain = Zeroizing::new(Vec::with_capacity(id.len() + value.len()));
+                        plain.extend_from_slice(&id);
+                        plain.extend_from_slice(&value);
+                        put_sealed(tx, keys, rng, Table::SkippedKey, &row, &plain)?;
+                    }
+                    SkippedChange::Delete(id) => {
+                        tx.delete(
+                            Table::SkippedKey,
+                            &keys.skipped_key(address, &id.to_bytes()),
+                        )?;
+                    }
+                    SkippedChange::DeleteSession(session) => {
+                        let prefix = keys.skipped_session_prefix(address, &session.to_bytes());
+                        tx.delete_prefix(Table::SkippedKey, &prefix)?;
+                    }
+                }
+            }
         }
         put_sealed(
             tx,
@@ -1038,6 +1100,7 @@ fn load_account(tx: &mut dyn Transaction, keys: &RowKeys) -> Result<Account, Err
 }
 
 fn decode_record(
+    tx: &mut dyn Transaction,
     keys: &RowKeys,
     key: &[u8],
     sealed: &[u8],
@@ -1053,9 +1116,31 @@ fn decode_record(
     if keys.session_key(&address)[..] != *key {
         return Err(corrupt("a session row names another address than its key"));
     }
-    let record = SessionRecord::from_bytes(bytes).map_err(|source| Error::StoredState {
-        what: "session record",
-        source,
+    let mut skipped = Vec::new();
+    for (row, sealed) in tx.scan(Table::SkippedKey, key)? {
+        let plain = keys
+            .open(Table::SkippedKey, &row, &sealed)
+            .ok_or(Error::StoredState {
+                what: "skipped message key",
+                source: StateError::UnsealFailed,
+            })?;
+        let (id, value) = plain
+            .split_first_chunk::<{ rows::SKIPPED_ID_LEN }>()
+            .ok_or_else(|| corrupt("a skipped-key row is too short"))?;
+        if keys.skipped_key(&address, id) != row {
+            return Err(corrupt(
+                "a skipped-key row names another key than its row key",
+            ));
+        }
+        let id = SkippedKeyId::from_bytes(id)
+            .ok_or_else(|| corrupt("a skipped-key row has a malformed id"))?;
+        skipped.push((id, Zeroizing::new(value.to_vec())));
+    }
+    let record = SessionRecord::from_bytes_and_skipped(bytes, skipped).map_err(|source| {
+        Error::StoredState {
+            what: "session record",
+            source,
+        }
     })?;
     Ok((address, record))
 }

@@ -1,6 +1,6 @@
 //! How a device lays its state out in a [`Store`](crate::store::Store): row keys derived from
 //! the storage key (a stolen database names no contact), and every value sealed under it,
-//! bound to its table and key (docs/PROTOCOL.md section 14).
+//! bound to its table and key (docs/PROTOCOL.md section 15).
 
 use alloc::vec::Vec;
 
@@ -28,6 +28,8 @@ pub(super) const ACCOUNT_ROW: &[u8] = b"account";
 const TAG_LEN_BYTES: usize = 16;
 /// A session row key: user tag || device tag.
 pub(super) const SESSION_KEY_LEN: usize = 2 * TAG_LEN_BYTES;
+/// A skipped key's id: session id || remote ratchet key || u32 BE counter.
+pub(super) const SKIPPED_ID_LEN: usize = 2 * KEY_LEN + 4;
 
 const INDEX_LABEL: &[u8] = b"ratchetbox v1 store index key";
 const TAG_LABEL: &[u8] = b"ratchetbox v1 store row key";
@@ -82,12 +84,24 @@ impl RowKeys {
         key
     }
 
-    /// The row key of one skipped message key of `address`'s record: the session row key,
-    /// then a tag of the skipped key's id (so all of one address's rows share a prefix).
-    pub(super) fn skipped_key(&self, address: &Address, id: &[u8]) -> Vec<u8> {
-        let mut key = Vec::with_capacity(SESSION_KEY_LEN + TAG_LEN_BYTES);
+    /// The prefix of the skipped-key rows of one session of `address`'s record: the session
+    /// row key, then `row_tag("session", session id)`.
+    pub(super) fn skipped_session_prefix(&self, address: &Address, session: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(SESSION_KEY_LEN + 2 * TAG_LEN_BYTES);
         key.extend_from_slice(&self.session_key(address));
-        key.extend_from_slice(&self.tag(&[b"skipped", id]));
+        key.extend_from_slice(&self.tag(&[b"session", session]));
+        key
+    }
+
+    /// The row key of one skipped message key: [`skipped_session_prefix`] of its session,
+    /// then `row_tag("skipped", ratchet key || counter)` (64 bytes in all), so that the rows
+    /// of one address, and of one session, share a prefix.
+    ///
+    /// [`skipped_session_prefix`]: Self::skipped_session_prefix
+    pub(super) fn skipped_key(&self, address: &Address, id: &[u8; SKIPPED_ID_LEN]) -> Vec<u8> {
+        let (session, slot) = id.split_at(KEY_LEN);
+        let mut key = self.skipped_session_prefix(address, session);
+        key.extend_from_slice(&self.tag(&[b"skipped", slot]));
         key
     }
 
@@ -189,7 +203,7 @@ pub(super) fn decode_session_row(plain: &[u8]) -> Option<(Address, &[u8])> {
 #[cfg(test)]
 mod tests {
     //! The layout against `tests/data/store_vectors.json`, made by an independent Python
-    //! implementation written from docs/PROTOCOL.md section 14 alone
+    //! implementation written from docs/PROTOCOL.md section 15 alone
     //! (`python3 tests/data/store_vectors.py | cmp - tests/data/store_vectors.json`).
 
     use super::*;

@@ -28,7 +28,7 @@ pub use decode::{
     attachment_header, attachment_pointer, content, initial_message, prekey_bundle,
     ratchet_message, sealed_state, state_account, state_record, state_session,
 };
-pub use decrypt::session_decrypt;
+pub use decrypt::{decrypt_plaintext, encrypt_plaintext, session_decrypt};
 pub use device::device;
 pub use seeds::seeds;
 

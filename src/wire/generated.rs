@@ -315,6 +315,9 @@ pub struct SessionState {
     /// Present iff the session was set up with PQXDH.
     #[prost(message, optional, tag = "10")]
     pub kem: ::core::option::Option<SessionKemState>,
+    /// The key exporter's secret, 32 bytes, derived at setup (docs/PROTOCOL.md section 14).
+    #[prost(bytes = "vec", tag = "11")]
+    pub exporter_secret: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -347,6 +350,27 @@ pub struct SessionRecordState {
     /// The conversation's disappearing-message setting (defined in content.proto).
     #[prost(message, optional, tag = "5")]
     pub timer: ::core::option::Option<DisappearingTimer>,
+    /// True in the form stored without the skipped message keys, which are then stored apart,
+    /// one SkippedKeyRow each (docs/PROTOCOL.md section 8.3); every RatchetState.skipped is
+    /// empty then. False (omitted) in the complete form.
+    #[prost(bool, tag = "6")]
+    pub skipped_keys_apart: bool,
+}
+/// One skipped message key stored apart from its record (docs/PROTOCOL.md section 8.3). Its
+/// row id, session id (32) || remote ratchet key (32) || u32be(counter), says which key it is.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct SkippedKeyRow {
+    /// The message key, 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_key: ::prost::alloc::vec::Vec<u8>,
+    /// Insertion order within the session (eviction takes the smallest first).
+    #[prost(uint64, tag = "2")]
+    pub sequence: u64,
+    /// When the key was stored, seconds since the Unix epoch.
+    #[prost(uint64, tag = "3")]
+    pub stored_at: u64,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

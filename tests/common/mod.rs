@@ -149,6 +149,17 @@ impl Pair {
         peer.record.encrypt(rng, plaintext).expect("encrypt")
     }
 
+    /// Encrypts `plaintext` as the complete ratchet plaintext, its kind byte included (as a
+    /// modified client could): content crafted byte by byte, or an unknown kind.
+    pub fn send_crafted(&mut self, from: Side, plaintext: &[u8]) -> Vec<u8> {
+        let rng = &mut self.rng;
+        let peer = match from {
+            Side::Alice => &mut self.alice,
+            Side::Bob => &mut self.bob,
+        };
+        ratchetbox::fuzzing::encrypt_plaintext(&mut peer.record, rng, plaintext).expect("encrypt")
+    }
+
     pub fn receive(&mut self, to: Side, wire: &[u8]) -> Result<Vec<u8>, DecryptError> {
         let now = self.now;
         self.peer(to).decrypt(wire, now)
