@@ -279,6 +279,38 @@ mod tests {
     }
 
     #[test]
+    fn skipped_rows_match_the_independent_implementation() {
+        let v = vectors();
+        let keys = keys(&v);
+        let bob = Address::new("bob", 7).expect("valid");
+        let rows = v["skipped_rows"].as_array().expect("a list");
+        assert_eq!(rows.len(), 4);
+        for row in rows {
+            let sealed = hex(&row["sealed"]);
+            let table = table(row["table"].as_u64().expect("a table id"));
+            assert_eq!(table, Table::SkippedKey);
+            if row["opens"].as_bool().expect("opens") {
+                let id: [u8; SKIPPED_ID_LEN] = hex(&row["id"]).try_into().expect("68 bytes");
+                let key = keys.skipped_key(&bob, &id);
+                assert_eq!(key, hex(&row["key"]));
+                assert_eq!(
+                    keys.skipped_session_prefix(&bob, &id[..KEY_LEN]),
+                    hex(&row["prefix"])
+                );
+                let salt: [u8; SALT_LEN] = hex(&row["salt"]).try_into().expect("16 bytes");
+                let plain = hex(&row["plain"]);
+                assert_eq!(keys.seal_with_salt(&salt, table, &key, &plain), sealed);
+                assert_eq!(
+                    &keys.open(table, &key, &sealed).expect("opens")[..],
+                    &plain[..]
+                );
+            } else {
+                assert!(keys.open(table, &hex(&row["key"]), &sealed).is_none());
+            }
+        }
+    }
+
+    #[test]
     fn negative_rows_do_not_open() {
         let v = vectors();
         let keys = keys(&v);

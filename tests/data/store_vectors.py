@@ -23,9 +23,29 @@ Contents (all byte strings in hex):
   stand-in ASCII strings: the sealing layer treats them as opaque bytes.
 - `negative`: values that must not open under the given storage key, table id and row key,
   each with the reason.
+- `skipped_rows`: skipped message key rows (table 3, 15.2 with section 8.3) of the address
+  ("bob", 7), session id = bytes 0x40..0x5f, remote ratchet key = bytes 0x60..0x7f (both
+  canonical X25519 encodings), counters 0, 1 and 4294967295. Each positive entry
+  (`"opens": true`) gives
+  - `id`: the 68-byte id of section 8.3, session id || remote ratchet key || u32 BE counter;
+  - `prefix`: the 48 bytes session row key || tag("session", session id), shared by every
+    row of the session (the prefix the device deletes a session's rows by);
+  - `key`: the 64-byte row key prefix || tag("skipped", remote ratchet key || u32 BE
+    counter). The 36 bytes remote ratchet key || u32 BE counter are ONE tag part (one u64 BE
+    length, 36), the notation's `||` read as concatenation and `,` as the part separator,
+    as in tag("device", user id, u32 BE device id); the labels "session" and "skipped" are
+    parts with their length, like "user" and "device";
+  - `plain`: id || the ASCII bytes "row value N" (N the counter in decimal), a stand-in for
+    the row value of section 8.3 (the sealing layer treats it as opaque bytes);
+  - `salt`, `sealed`: as in `sealed_rows`, under table id 3 and `key`.
+  The one negative entry (`"opens": false`, with a `reason`, no `plain`) is the counter-0
+  row's sealed value presented under the counter-1 row key: it must not open.
 
 Every positive value is checked to open again to its plain value, and every negative one to
-fail, with this script's own `open_value`, before anything is printed.
+fail, with this script's own `open_value`, before anything is printed. For `skipped_rows`
+also: every row key is 64 bytes and starts with the row's 48-byte prefix, all rows share
+that prefix, and its first 32 bytes are the session row key of ("bob", 7) in
+`session_row_keys`.
 """
 
 import hashlib
@@ -47,7 +67,7 @@ SALT_LEN = 16
 GCM_TAG_LEN = 16
 NONCE = bytes(12)
 
-TABLE_META, TABLE_ACCOUNT, TABLE_SESSION = 0, 1, 2
+TABLE_META, TABLE_ACCOUNT, TABLE_SESSION, TABLE_SKIPPED_KEY = 0, 1, 2, 3
 
 STORAGE_KEY = bytes(range(0x20))
 OTHER_STORAGE_KEY = b"\xff" * 32
@@ -215,6 +235,123 @@ def negatives(rows):
     ]
 
 
+SKIPPED_ADDRESS = ("bob", 7)
+SKIPPED_SESSION_ID = bytes(range(0x40, 0x60))
+SKIPPED_REMOTE_RATCHET_KEY = bytes(range(0x60, 0x80))
+SKIPPED_COUNTERS = [0, 1, 4294967295]
+
+
+def skipped_id(session_id, remote_ratchet_key, counter):
+    """Section 8.3's row id: session id (32) || remote ratchet key (32) || u32 BE counter."""
+    assert len(session_id) == 32 and len(remote_ratchet_key) == 32
+    return session_id + remote_ratchet_key + struct.pack(">I", counter)
+
+
+def skipped_session_prefix(storage_key, user_id, device_id, session_id):
+    """session row key || tag("session", session id): 48 bytes."""
+    return session_row_key(storage_key, user_id, device_id) + tag(
+        storage_key, b"session", session_id)
+
+
+def skipped_row_key(storage_key, user_id, device_id, session_id, remote_ratchet_key, counter):
+    # remote ratchet key || u32 BE counter is one 36-byte part (see the docstring).
+    return skipped_session_prefix(storage_key, user_id, device_id, session_id) + tag(
+        storage_key, b"skipped", remote_ratchet_key + struct.pack(">I", counter))
+
+
+def skipped_rows():
+    user_id, device_id = SKIPPED_ADDRESS
+    prefix = skipped_session_prefix(STORAGE_KEY, user_id, device_id, SKIPPED_SESSION_ID)
+    out = []
+    for counter in SKIPPED_COUNTERS:
+        row_id = skipped_id(SKIPPED_SESSION_ID, SKIPPED_REMOTE_RATCHET_KEY, counter)
+        key = skipped_row_key(STORAGE_KEY, user_id, device_id, SKIPPED_SESSION_ID,
+                              SKIPPED_REMOTE_RATCHET_KEY, counter)
+        plain = row_id + b"row value %d" % counter
+        out.append({
+            "name": "skipped key %s/%d counter %d" % (user_id, device_id, counter),
+            "opens": True,
+            "user_id": user_id,
+            "device_id": device_id,
+            "session_id": SKIPPED_SESSION_ID.hex(),
+            "remote_ratchet_key": SKIPPED_REMOTE_RATCHET_KEY.hex(),
+            "counter": counter,
+            "id": row_id.hex(),
+            "prefix": prefix.hex(),
+            "table": TABLE_SKIPPED_KEY,
+            "key": key.hex(),
+            "salt": FIXED_SALT.hex(),
+            "plain": plain.hex(),
+            "sealed": seal_value(STORAGE_KEY, TABLE_SKIPPED_KEY, key, plain,
+                                 FIXED_SALT).hex(),
+        })
+    by_counter = {r["counter"]: r for r in out}
+    out.append({
+        "name": "skipped key %s/%d counter 0 value under the counter 1 row key"
+                % (user_id, device_id),
+        "opens": False,
+        "table": TABLE_SKIPPED_KEY,
+        "key": by_counter[1]["key"],
+        "sealed": by_counter[0]["sealed"],
+        "reason": "wrong row key in the associated data (a skipped-key value copied to "
+                  "another row of the same session)",
+    })
+    return out
+
+
+def check_skipped_rows(skipped, session_keys):
+    bob = next(a for a in session_keys
+               if (a["user_id"], a["device_id"]) == SKIPPED_ADDRESS)
+    bob_row_key = bytes.fromhex(bob["row_key"])
+    positives = [r for r in skipped if r["opens"]]
+    negatives_ = [r for r in skipped if not r["opens"]]
+    assert [r["counter"] for r in positives] == SKIPPED_COUNTERS and len(negatives_) == 1
+    prefixes = {r["prefix"] for r in positives}
+    assert len(prefixes) == 1, "rows of one session must share the 48-byte prefix"
+    prefix = bytes.fromhex(prefixes.pop())
+    assert len(prefix) == 48 and prefix[:32] == bob_row_key
+    keys = set()
+    for r in positives:
+        row_id, key = bytes.fromhex(r["id"]), bytes.fromhex(r["key"])
+        plain, sealed = bytes.fromhex(r["plain"]), bytes.fromhex(r["sealed"])
+        assert len(row_id) == 68 and row_id[:32] == SKIPPED_SESSION_ID
+        assert row_id[32:64] == SKIPPED_REMOTE_RATCHET_KEY
+        assert row_id[64:] == struct.pack(">I", r["counter"])
+        assert len(key) == 64 and key[:48] == prefix and key[:32] == bob_row_key
+        assert plain == row_id + ("row value %d" % r["counter"]).encode("ascii")
+        assert r["table"] == TABLE_SKIPPED_KEY and r["salt"] == FIXED_SALT.hex()
+        assert len(sealed) == SALT_LEN + len(plain) + GCM_TAG_LEN
+        assert open_value(STORAGE_KEY, TABLE_SKIPPED_KEY, key, sealed) == plain, r["name"]
+        keys.add(key)
+    assert len(keys) == len(positives)
+    # The two tags written out byte by byte with the stdlib HKDF: "session" and "skipped" are
+    # parts with their u64 BE length; remote ratchet key || u32 BE counter is one 36-byte part.
+    ik = hkdf_stdlib(b"", STORAGE_KEY, LABEL_INDEX_KEY, 32)
+    session_ikm = struct.pack(">Q", 7) + b"session" + struct.pack(">Q", 32) + SKIPPED_SESSION_ID
+    assert prefix[32:] == hkdf_stdlib(ik, session_ikm, LABEL_ROW_KEY, 16)
+    for r in positives:
+        skipped_ikm = (struct.pack(">Q", 7) + b"skipped" + struct.pack(">Q", 36)
+                       + SKIPPED_REMOTE_RATCHET_KEY + struct.pack(">I", r["counter"]))
+        assert bytes.fromhex(r["key"])[48:] == hkdf_stdlib(ik, skipped_ikm, LABEL_ROW_KEY, 16)
+    # 4294967295 is the largest u32 counter: it is encoded ff ff ff ff.
+    assert bytes.fromhex(positives[-1]["id"])[64:] == b"\xff" * 4
+    # Both 32-byte keys are canonical X25519 encodings (little-endian, below 2^255 - 19).
+    for k in (SKIPPED_SESSION_ID, SKIPPED_REMOTE_RATCHET_KEY):
+        assert int.from_bytes(k, "little") < 2**255 - 19
+    n = negatives_[0]
+    try:
+        open_value(STORAGE_KEY, n["table"], bytes.fromhex(n["key"]), bytes.fromhex(n["sealed"]))
+    except OpenError:
+        pass
+    else:
+        raise AssertionError("negative vector opened: " + n["name"])
+    # ...and it fails for the key alone: it opens under the counter-0 row key it was sealed for.
+    counter0 = positives[0]
+    assert n["sealed"] == counter0["sealed"] and n["key"] != counter0["key"]
+    assert open_value(STORAGE_KEY, TABLE_SKIPPED_KEY, bytes.fromhex(counter0["key"]),
+                      bytes.fromhex(n["sealed"])) == bytes.fromhex(counter0["plain"])
+
+
 def self_checks():
     for salt, ikm, info, n in [(b"", STORAGE_KEY, LABEL_INDEX_KEY, 32),
                                (FIXED_SALT, STORAGE_KEY, LABEL_ROW, 32),
@@ -251,6 +388,10 @@ def main():
     assert open_value(OTHER_STORAGE_KEY, TABLE_META, b"format",
                       bytes.fromhex(negs[3]["sealed"])) == b"\x01"
 
+    session_keys = session_row_keys()
+    skipped = skipped_rows()
+    check_skipped_rows(skipped, session_keys)
+
     vectors = {
         "description": "ratchetbox device store (docs/PROTOCOL.md section 15): row keys and "
                        "sealed values; generated by tests/data/store_vectors.py (Python "
@@ -260,9 +401,10 @@ def main():
                     "AES-256-GCM ciphertext || 16-byte GCM tag",
         "storage_key": STORAGE_KEY.hex(),
         "index_key": index_key(STORAGE_KEY).hex(),
-        "session_row_keys": session_row_keys(),
+        "session_row_keys": session_keys,
         "sealed_rows": rows,
         "negative": negs,
+        "skipped_rows": skipped,
     }
     json.dump(vectors, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
