@@ -215,7 +215,9 @@ fn decrypt_action(e: &DecryptError) -> Action {
     use DecryptError as D;
     match e {
         D::Duplicate { .. } | D::Expired { .. } => Action::Ignore,
-        D::IdentityChanged(_) => Action::ShowToPerson,
+        // Authentic, from a newer version: the person should know a message could not be
+        // shown (and update the app).
+        D::IdentityChanged(_) | D::UnknownPlaintextKind { .. } => Action::ShowToPerson,
         // Our side has no usable session or prekey for this message: the peer must start
         // again from a fresh bundle, and the sender resend.
         D::NoSession
@@ -235,7 +237,6 @@ fn decrypt_action(e: &DecryptError) -> Action {
         | D::SetupAlreadyUsed
         | D::OwnIdentity
         | D::InvalidContent(_)
-        | D::UnknownPlaintextKind { .. }
         | D::EmptyPlaintext => Action::DropForged,
         // Raw bytes given to the content API or the other way round.
         D::ContentMessage | D::RawMessage => Action::CallerBug,
@@ -285,5 +286,178 @@ fn attachment_action(e: &AttachmentError) -> Action {
         | A::RootMismatch
         | A::ChunkNotCommitted { .. }
         | A::StreamFailed => Action::DropForged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The classification, variant by variant, as `Action`'s documentation states it.
+
+    use super::*;
+    use crate::error::ContentError;
+    use crate::expiry::ExpiryError;
+    use alloc::string::{String, ToString};
+
+    fn from() -> Address {
+        Address::new("peer", 1).expect("valid")
+    }
+
+    fn decrypt(source: DecryptError) -> Action {
+        Error::Decrypt {
+            from: from(),
+            source,
+        }
+        .action()
+    }
+
+    fn encrypt(source: EncryptError) -> Action {
+        Error::Encrypt { to: from(), source }.action()
+    }
+
+    #[test]
+    fn decrypt_errors() {
+        use Action::*;
+        use DecryptError as D;
+        let cases = [
+            (D::Duplicate { counter: 1 }, Ignore),
+            (D::Expired { counter: 1 }, Ignore),
+            (D::AuthenticationFailed, DropForged),
+            (
+                D::Decode(DecodeError::Malformed { object: "Message" }),
+                DropForged,
+            ),
+            (D::SetupAlreadyUsed, DropForged),
+            (D::ClassicalSetupRefused, DropForged),
+            (D::LowOrderKey, DropForged),
+            (D::OwnIdentity, DropForged),
+            (D::InvalidContent(ContentError::BadPadding), DropForged),
+            (D::EmptyPlaintext, DropForged),
+            (D::UnknownPlaintextKind { kind: 2 }, ShowToPerson),
+            (D::NoSession, RepairSession),
+            (
+                D::TooFarAhead {
+                    counter: 5000,
+                    skip: 5000,
+                    max_skip: 2000,
+                },
+                RepairSession,
+            ),
+            (D::UnknownSignedPreKey { id: 1 }, RepairSession),
+            (D::UnknownOneTimePreKey { id: 1 }, RepairSession),
+            (D::UnknownKemPreKey { id: 1 }, RepairSession),
+            (D::OneTimePreKeyUsed { id: 1 }, RepairSession),
+            (D::KemPreKeyUsed { id: 1 }, RepairSession),
+            (
+                D::ReplayMemoryFull {
+                    signed_prekey_id: 1,
+                    max: 4,
+                },
+                RepairSession,
+            ),
+            (D::ContentMessage, CallerBug),
+            (D::RawMessage, CallerBug),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(decrypt(error.clone()), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn other_errors() {
+        use Action::*;
+        assert_eq!(encrypt(EncryptError::NoSession), RepairSession);
+        assert_eq!(encrypt(EncryptError::ChainExhausted), RepairSession);
+        assert_eq!(encrypt(EncryptError::NotReady), RepairSession);
+        assert_eq!(
+            encrypt(EncryptError::InvalidTimer(ExpiryError::VersionExhausted)),
+            CallerBug
+        );
+        assert_eq!(encrypt(EncryptError::MessageTooLarge { len: 1 }), CallerBug);
+        let setup = |source| {
+            Error::Setup {
+                with: from(),
+                source,
+            }
+            .action()
+        };
+        assert_eq!(setup(SetupError::BadSignature), DropForged);
+        assert_eq!(setup(SetupError::BadKemSignature), DropForged);
+        assert_eq!(setup(SetupError::OwnBundle), CallerBug);
+        assert_eq!(
+            Error::MissingSessions {
+                addresses: alloc::vec![from()]
+            }
+            .action(),
+            RepairSession
+        );
+        assert_eq!(
+            Error::Store(StoreError::Busy { waited_ms: 1 }).action(),
+            RetryLater
+        );
+        assert_eq!(Error::Store(StoreError::Conflict).action(), RetryLater);
+        assert_eq!(
+            Error::Store(StoreError::Io(String::new())).action(),
+            RetryLater
+        );
+        assert_eq!(
+            Error::Store(StoreError::Corrupt(String::new())).action(),
+            ShowToPerson
+        );
+        assert_eq!(Error::TooManyConflicts { attempts: 8 }.action(), RetryLater);
+        assert_eq!(
+            Error::RolledBack { found: 1, seen: 2 }.action(),
+            ShowToPerson
+        );
+        assert_eq!(
+            Error::StoredState {
+                what: "account",
+                source: StateError::UnsealFailed
+            }
+            .action(),
+            ShowToPerson
+        );
+        assert_eq!(Error::NoDevice.action(), CallerBug);
+        assert_eq!(Error::OwnAddress(from()).action(), CallerBug);
+        assert_eq!(
+            Error::Timer(ExpiryError::VersionExhausted).action(),
+            CallerBug
+        );
+        assert_eq!(
+            Error::Export(ExportError::NoSession).action(),
+            RepairSession
+        );
+        assert_eq!(Error::Export(ExportError::EmptyLabel).action(), CallerBug);
+        assert_eq!(
+            Error::PreKey(PreKeyError::IdsExhausted).action(),
+            ShowToPerson
+        );
+        assert_eq!(
+            Error::PreKey(PreKeyError::TooManyForUpload { max: 100 }).action(),
+            CallerBug
+        );
+        assert_eq!(
+            Error::Attachment(AttachmentError::RootMismatch).action(),
+            DropForged
+        );
+        assert_eq!(
+            Error::Attachment(AttachmentError::StreamFailed).action(),
+            DropForged
+        );
+    }
+
+    #[test]
+    fn messages_name_the_address() {
+        let e = Error::MissingSessions {
+            addresses: alloc::vec![from(), Address::new("peer", 2).expect("valid")],
+        };
+        assert_eq!(e.to_string(), "no session with 2 device(s): peer.1, peer.2");
+        let e = Error::Decrypt {
+            from: from(),
+            source: DecryptError::NoSession,
+        };
+        assert!(
+            e.to_string()
+                .starts_with("could not decrypt the message from peer.1: ")
+        );
     }
 }
