@@ -3,6 +3,12 @@
 //! Sans-IO end-to-end encryption for messaging apps: X3DH session setup and the Double
 //! Ratchet, with a protobuf wire format and durable, sealable state.
 //!
+//! Most apps use the high-level layer (feature `std`): a [`Device`] is one installation of
+//! the app, keeping its account and a session per peer [`Address`] in a [`Store`]
+//! ([`MemoryStore`], or `SqliteStore` with the `sqlite` feature), committed in one
+//! transaction per call, with one [`Error`] type whose [`Action`] tells the app what to do.
+//! Below it is the sans-IO core this page shows.
+//!
 //! The app moves bytes; ratchetbox provides the state machines. Nothing here does I/O or
 //! reads a clock: randomness is injected (`&mut impl CryptoRng`) and time is passed in as a
 //! [`Timestamp`].
@@ -33,6 +39,15 @@
 //! assert_eq!(alice_to_bob.decrypt(&mut alice, &reply, now)?, b"hello Alice");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Conventions
+//! - A function takes `now` exactly when it records or compares a time (a send time, a
+//!   prekey's creation time, the time a skipped key was stored); `encrypt`, `initiate` and
+//!   the exporter read no time and take none.
+//! - A function takes `&mut Account` exactly when it may change the account (`decrypt` and
+//!   `receive` consume one-time prekeys and remember setups); `initiate` only reads it.
+//! - Every function that draws randomness takes `&mut impl CryptoRng` (the
+//!   [`rand_core`] re-export names the trait); [`OsRng`] is the operating system's.
 //!
 //! Files (photos, voice notes, videos) are sealed separately by [`attachment`]: streaming,
 //! chunked, padded and key-committed, with random access; the small [`AttachmentPointer`]
