@@ -25,6 +25,8 @@ use server::Published;
 const BOB_KEY: [u8; 32] = [7; 32];
 /// Messages Alice sends before the children start.
 const MESSAGES: usize = 40;
+/// How many messages one process may be ahead of the other.
+const LEAD: usize = 3;
 
 fn addr(user: &str, device: u32) -> Address {
     Address::new(user, device).unwrap()
@@ -51,7 +53,22 @@ fn child(me: &str, db: &Path) {
     } else {
         (0..messages.len()).rev().collect()
     };
-    for i in order {
+    let dir = db.parent().expect("the database's directory");
+    let progress = |who: &str| dir.join(format!("progress-{who}"));
+    let other = if me == "0" { "1" } else { "0" };
+    let read = |who: &str| -> usize {
+        std::fs::read_to_string(progress(who))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    for (done, i) in order.into_iter().enumerate() {
+        // Stay at most LEAD messages ahead of the other process (until it has finished), so
+        // that the two interleave however the machine schedules them: SQLite's lock is not a
+        // queue, and one process could otherwise run through all its work first.
+        while done >= read(other) + LEAD && read(other) < messages.len() {
+            thread::sleep(Duration::from_millis(1));
+        }
         match bob.receive(&mut rng, &addr("alice", 1), &messages[i], T0) {
             Ok(got) => {
                 println!("got {i} {}", String::from_utf8_lossy(got.content().body()));
@@ -78,8 +95,7 @@ fn child(me: &str, db: &Path) {
             }
             Err(other) => panic!("child {me}, message {i}: {other}"),
         }
-        // Let the other process take the lock now and then (SQLite's lock is not a queue).
-        thread::sleep(Duration::from_millis(2));
+        std::fs::write(progress(me), (done + 1).to_string()).expect("write progress");
     }
 }
 
