@@ -120,6 +120,12 @@ fn open_all(
     sealed: &[u8],
 ) -> (Result<Vec<u8>, E>, Result<Vec<u8>, E>) {
     let memory = attachment::open(pointer, sealed);
+    let in_place = attachment::open_in_place(pointer, sealed.to_vec());
+    assert_eq!(
+        format!("{memory:?}"),
+        format!("{in_place:?}"),
+        "open and open_in_place disagree"
+    );
     #[cfg(feature = "parallel")]
     {
         let parallel = attachment::open_parallel(pointer, sealed);
@@ -127,6 +133,12 @@ fn open_all(
             format!("{memory:?}"),
             format!("{parallel:?}"),
             "open and open_parallel disagree"
+        );
+        let in_place = attachment::open_in_place_parallel(pointer, sealed.to_vec());
+        assert_eq!(
+            format!("{memory:?}"),
+            format!("{in_place:?}"),
+            "open and open_in_place_parallel disagree"
         );
     }
     let streaming = open_streaming(pointer, sealed);
@@ -432,6 +444,18 @@ fn vectors_misbehaving_senders_get_their_specific_errors() {
 // ---------------------------------------------------------------------------------------
 // Round trips
 
+/// `seal_in_place` and `seal_in_place_parallel`, as values.
+type SealInPlace =
+    fn(&mut ChaCha20Rng, &mut Vec<u8>, AttachmentMetadata) -> Result<AttachmentPointer, E>;
+
+fn in_place_sealers() -> Vec<(&'static str, SealInPlace)> {
+    vec![
+        ("seal_in_place", attachment::seal_in_place),
+        #[cfg(feature = "parallel")]
+        ("seal_in_place_parallel", attachment::seal_in_place_parallel),
+    ]
+}
+
 fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     let (pointer, sealed) = sealed_with(seed, plaintext, chunk);
     let layout = layout_of(&pointer, chunk);
@@ -452,6 +476,26 @@ fn round_trip_everywhere(seed: u64, plaintext: &[u8], chunk: ChunkSize) {
     .expect("seal_stream");
     assert_eq!(streamed, sealed);
     assert_eq!(p2.root(), pointer.root());
+    // So does sealing in place, with room reserved (no reallocation) or without.
+    for (name, function) in in_place_sealers() {
+        let mut reserved = Vec::with_capacity(sealed.len());
+        reserved.extend_from_slice(plaintext);
+        let capacity = reserved.capacity();
+        let p = function(&mut rng(seed), &mut reserved, meta(chunk)).expect(name);
+        assert_eq!(reserved, sealed, "{name}");
+        assert_eq!(reserved.capacity(), capacity, "{name}: reallocated");
+        assert_eq!(p.root(), pointer.root(), "{name}");
+        assert_eq!(p.file_key().as_bytes(), pointer.file_key().as_bytes());
+        let mut exact = plaintext.to_vec();
+        exact.shrink_to_fit();
+        function(&mut rng(seed), &mut exact, meta(chunk)).expect(name);
+        assert_eq!(exact, sealed, "{name}, grown");
+        assert_eq!(
+            exact.capacity(),
+            sealed.len(),
+            "{name}: grown to the sealed length"
+        );
+    }
     #[cfg(feature = "parallel")]
     {
         let (p3, in_parallel) =
@@ -538,7 +582,12 @@ proptest! {
         prop_assert_eq!(&out, &data);
         let mut streamed = Vec::new();
         attachment::seal_stream(&mut rng(seed), &mut Trickle::new(&data, step), &mut streamed, meta(chunk)).expect("seal_stream");
-        prop_assert_eq!(streamed, sealed);
+        prop_assert_eq!(&streamed, &sealed);
+        let mut buffer = data.clone();
+        let in_place = attachment::seal_in_place(&mut rng(seed), &mut buffer, meta(chunk)).expect("seal_in_place");
+        prop_assert_eq!(&buffer, &sealed);
+        prop_assert_eq!(in_place.root(), pointer.root());
+        prop_assert_eq!(attachment::open_in_place(&pointer, buffer).expect("open_in_place"), data);
     }
 
     #[test]
@@ -1088,6 +1137,123 @@ fn a_stream_that_drops_releases_verified_chunks_then_fails() {
     );
 }
 
+#[test]
+fn a_stream_that_drops_in_any_batch_releases_every_chunk_before_the_drop() {
+    // 60 chunks of 1 KiB: four batches of 16 for the parallel opener, whose reading of a
+    // batch overlaps the decryption of the one before and the writing of the one before
+    // that. The chunks read completely before the drop are verified and released, by both
+    // openers, then the source's error.
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(86, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 60);
+    for index in [0u64, 1, 15, 16, 17, 37, 59] {
+        let (start, _) = chunk_bounds(&layout, index);
+        let fail = start as u64 + 10..layout.tree_offset();
+        let mut results = vec![("open_stream", {
+            let mut out = Vec::new();
+            let source = &mut Dropping {
+                inner: Cursor::new(&sealed),
+                fail: fail.clone(),
+            };
+            (attachment::open_stream(&pointer, source, &mut out), out)
+        })];
+        #[cfg(feature = "parallel")]
+        results.push(("open_stream_parallel", {
+            let mut out = Vec::new();
+            let source = &mut Dropping {
+                inner: Cursor::new(&sealed),
+                fail: fail.clone(),
+            };
+            (
+                attachment::open_stream_parallel(&pointer, source, &mut out),
+                out,
+            )
+        }));
+        for (function, (result, written)) in results {
+            assert!(
+                matches!(result, Err(E::Io(ref e)) if e.kind() == io::ErrorKind::ConnectionReset),
+                "{function}, drop in chunk {index}: {result:?}"
+            );
+            assert!(
+                written == data[..index as usize * 1024],
+                "{function}, drop in chunk {index}: {} bytes written",
+                written.len()
+            );
+        }
+    }
+}
+
+/// Accepts `left` bytes, then fails.
+struct FullDisk {
+    left: usize,
+}
+
+impl io::Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("the disk is full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn is_full_disk(result: &Result<impl std::fmt::Debug, E>) -> bool {
+    matches!(result, Err(E::Io(e)) if e.to_string() == "the disk is full")
+}
+
+#[test]
+fn a_failing_writer_stops_every_stream_with_its_error() {
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(87, &data, chunk);
+    // In the prefix, in the first chunk, in a later batch, in the tree.
+    for left in [10usize, 500, 40_000, sealed.len() - 5] {
+        let result = attachment::seal_stream(
+            &mut rng(87),
+            &mut &data[..],
+            &mut FullDisk { left },
+            meta(chunk),
+        );
+        assert!(is_full_disk(&result), "seal_stream, {left}: {result:?}");
+        let result =
+            attachment::open_stream(&pointer, &mut Cursor::new(&sealed), &mut FullDisk { left });
+        assert!(
+            left >= data.len() || is_full_disk(&result),
+            "open_stream, {left}: {result:?}"
+        );
+        #[cfg(feature = "parallel")]
+        {
+            let result = attachment::seal_stream_parallel(
+                &mut rng(87),
+                &mut &data[..],
+                &mut FullDisk { left },
+                meta(chunk),
+            );
+            assert!(
+                is_full_disk(&result),
+                "seal_stream_parallel, {left}: {result:?}"
+            );
+            let result = attachment::open_stream_parallel(
+                &pointer,
+                &mut Cursor::new(&sealed),
+                &mut FullDisk { left },
+            );
+            assert!(
+                left >= data.len() || is_full_disk(&result),
+                "open_stream_parallel, {left}: {result:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // A holder of the file key forges a chunk (issue 13)
 //
@@ -1205,6 +1371,31 @@ fn a_key_holder_cannot_forge_a_chunk_for_open_parallel() {
             "open_parallel",
             expected,
             attachment::open_parallel(&f.pointer, forged),
+        );
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open_in_place() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        assert_forgery_refused(
+            "open_in_place",
+            expected,
+            attachment::open_in_place(&f.pointer, forged.clone()),
+        );
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn a_key_holder_cannot_forge_a_chunk_for_open_in_place_parallel() {
+    let f = forgery();
+    for (expected, forged) in &f.forged {
+        assert_forgery_refused(
+            "open_in_place_parallel",
+            expected,
+            attachment::open_in_place_parallel(&f.pointer, forged.clone()),
         );
     }
 }
@@ -1572,8 +1763,6 @@ fn a_rejected_fetch_plan_leaves_the_random_access_buffer_untouched() {
     assert_eq!(buffer, fetched);
 }
 
-/// Opens with `open_stream` (and, with `parallel`, `open_stream_parallel`) into a buffer;
-/// returns each result with what was written.
 /// Opens with `open_stream` (and, with `parallel`, `open_stream_parallel`) into a buffer;
 /// returns each result with what was written.
 fn open_streams_into(
@@ -1976,6 +2165,109 @@ fn attacks_on_files_of_many_batches() {
         );
     }
     assert_eq!(layout.tree_len(), 120 * 32);
+}
+
+/// Opens with `open` and, with `parallel`, `open_in_place_parallel`, checks that they agree
+/// and returns the result.
+fn open_in_memory(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, E> {
+    let memory = attachment::open(pointer, sealed);
+    #[cfg(feature = "parallel")]
+    {
+        let in_place = attachment::open_in_place_parallel(pointer, sealed.to_vec());
+        assert_eq!(
+            format!("{memory:?}"),
+            format!("{in_place:?}"),
+            "open and open_in_place_parallel disagree"
+        );
+    }
+    memory
+}
+
+#[test]
+fn in_place_functions_on_files_of_many_groups() {
+    // 34 chunks of 64 KiB: the in-place functions on all cores work in groups of 16 chunks
+    // (1 MiB), so this file has three groups, the last one of two chunks. (The in-place
+    // pipeline is checked with every small group size, chunk by chunk, by the unit tests
+    // of src/attachment/in_place.rs; this is the real one.)
+    let chunk = ChunkSize::DEFAULT;
+    let data = pattern(34 * 65_536 - 1000);
+    let (pointer, sealed) = sealed_with(72, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!(layout.chunk_count(), 34);
+    let mut buffer = data.clone();
+    let p = attachment::seal_in_place(&mut rng(72), &mut buffer, meta(chunk)).expect("seal");
+    assert!(buffer == sealed, "seal_in_place");
+    assert_eq!(p.root(), pointer.root());
+    #[cfg(feature = "parallel")]
+    {
+        let mut buffer = data.clone();
+        let p = attachment::seal_in_place_parallel(&mut rng(72), &mut buffer, meta(chunk))
+            .expect("seal");
+        assert!(buffer == sealed, "seal_in_place_parallel");
+        assert_eq!(p.root(), pointer.root());
+    }
+    assert!(open_in_memory(&pointer, &sealed).expect("opens") == data);
+    let flipped = |sealed: &[u8], indexes: &[u64]| {
+        let mut bad = sealed.to_vec();
+        for &index in indexes {
+            let (s, e) = chunk_bounds(&layout, index);
+            bad[(s + e) / 2] ^= 0x04;
+        }
+        bad
+    };
+    // One bad chunk at a group's edges; two in one group or in two groups: the first one.
+    for (bad, first) in [
+        (vec![0u64], 0u64),
+        (vec![16], 16),
+        (vec![33], 33),
+        (vec![20, 17], 17),
+        (vec![18, 5], 5),
+    ] {
+        let result = open_in_memory(&pointer, &flipped(&sealed, &bad));
+        assert!(
+            matches!(result, Err(E::ChunkNotCommitted { index }) if index == first),
+            "chunks {bad:?}: {result:?}"
+        );
+    }
+    // A chunk forged by a holder of the file key, in the second group.
+    let forged = forge_chunk(&pointer, &layout, &sealed, 20, FORGED_FILL);
+    let result = open_in_memory(&pointer, &forged);
+    assert!(
+        matches!(result, Err(E::ChunkNotCommitted { index: 20 })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn open_in_place_returns_the_sealed_allocation_holding_only_the_plaintext() {
+    let data = pattern(3000);
+    let (pointer, sealed) = sealed_with(74, &data, kib_chunks());
+    let mut buffer = Vec::with_capacity(sealed.len() + 100);
+    buffer.extend_from_slice(&sealed);
+    let (address, capacity) = (buffer.as_ptr(), buffer.capacity());
+    let opened = attachment::open_in_place(&pointer, buffer).expect("opens");
+    assert_eq!(opened, data);
+    // No copy: the same allocation (tests/wiping.rs checks that the rest of it holds no
+    // plaintext).
+    assert_eq!((opened.as_ptr(), opened.capacity()), (address, capacity));
+}
+
+#[test]
+fn sealed_len_is_the_layout_length() {
+    for (len, chunk) in [
+        (0usize, kib_chunks()),
+        (3000, kib_chunks()),
+        (100_000, ChunkSize::DEFAULT),
+    ] {
+        let expected = Layout::new(len as u64, chunk).expect("layout").sealed_len();
+        assert_eq!(meta(chunk).sealed_len(len).expect("fits") as u64, expected);
+        let (_, sealed) = sealed_with(75, &pattern(len), chunk);
+        assert_eq!(sealed.len() as u64, expected);
+    }
+    assert!(matches!(
+        AttachmentMetadata::default().sealed_len(usize::MAX),
+        Err(E::TooLarge { .. })
+    ));
 }
 
 proptest! {

@@ -1,6 +1,8 @@
 //! Decrypted attachment plaintext never reaches the allocator unwiped: every opening path,
 //! on every error and on success, wipes its internal buffers before freeing them. What a
-//! call returns, or writes to the caller's `Write`, is the caller's and is not counted.
+//! call returns, or writes to the caller's `Write`, is the caller's and is not counted. The
+//! in-place functions wipe the caller's buffer they took on error, leave no plaintext past
+//! the end of the one they return, and wipe the allocation they outgrow.
 //!
 //! A global allocator watches: while a test is scanning, every block freed (on any thread,
 //! rayon's included) is searched for a marker that only these tests' plaintexts contain, and
@@ -321,6 +323,63 @@ fn open_wipes_on_every_error() {
 }
 
 #[test]
+fn open_in_place_wipes_on_every_error() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let f = file();
+    // The sealed copy is made inside the scan: it is the buffer that gets opened, and it
+    // holds the plaintext of chunks 0 to 34 when chunk 35 fails.
+    let leaked = leaks(&f, false, |p, s| {
+        attachment::open_in_place(p, s.to_vec()).map(drop)
+    });
+    assert_eq!(leaked, [], "attachment::open_in_place freed plaintext");
+}
+
+/// Opens `f` in place with `open` while scanning; returns the plaintext, and the number of
+/// freed blocks that held plaintext after the returned vector's own bytes (its length) were
+/// zeroed and it was dropped: any plaintext left past its length in its allocation.
+fn left_past_the_plaintext(
+    f: &File,
+    open: impl FnOnce(&AttachmentPointer, Vec<u8>) -> Result<Vec<u8>, E>,
+) -> (usize, usize) {
+    let sealed = f.sealed.clone();
+    let (opened, during) = freed_with_plaintext(|| open(&f.pointer, sealed));
+    let mut opened = opened.expect("opens");
+    assert_eq!(opened, f.plaintext);
+    opened.iter_mut().for_each(|byte| *byte = 0);
+    let ((), after) = freed_with_plaintext(|| drop(opened));
+    (during, after)
+}
+
+#[test]
+fn open_in_place_returns_the_only_copy_of_the_plaintext() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let f = file();
+    let (during, after) = left_past_the_plaintext(&f, attachment::open_in_place);
+    assert_eq!(during, 0, "attachment::open_in_place freed plaintext");
+    assert_eq!(
+        after, 0,
+        "plaintext left in the returned vector's spare capacity"
+    );
+}
+
+#[test]
+fn sealing_in_place_wipes_the_allocation_it_outgrows() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let f = file();
+    let meta =
+        AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
+    // No room for the sealed file: the plaintext moves to a new allocation.
+    let mut buffer = f.plaintext.clone();
+    buffer.shrink_to_fit();
+    let (pointer, found) = freed_with_plaintext(|| {
+        attachment::seal_in_place(&mut ChaCha20Rng::seed_from_u64(8), &mut buffer, meta)
+    });
+    assert_eq!(pointer.expect("seals").root(), f.pointer.root());
+    assert_eq!(buffer, f.sealed);
+    assert_eq!(found, 0, "attachment::seal_in_place freed plaintext");
+}
+
+#[test]
 fn stream_opener_wipes_on_every_error_and_when_dropped() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let f = file();
@@ -457,6 +516,58 @@ mod parallel {
         let f = file();
         let leaked = leaks(&f, false, |p, s| attachment::open_parallel(p, s).map(drop));
         assert_eq!(leaked, [], "attachment::open_parallel freed plaintext");
+    }
+
+    #[test]
+    fn open_in_place_parallel_wipes_on_every_error() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let f = file();
+        let leaked = leaks(&f, false, |p, s| {
+            attachment::open_in_place_parallel(p, s.to_vec()).map(drop)
+        });
+        assert_eq!(
+            leaked,
+            [],
+            "attachment::open_in_place_parallel freed plaintext"
+        );
+    }
+
+    #[test]
+    fn open_in_place_parallel_returns_the_only_copy_of_the_plaintext() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let f = file();
+        let (during, after) = left_past_the_plaintext(&f, attachment::open_in_place_parallel);
+        assert_eq!(
+            during, 0,
+            "attachment::open_in_place_parallel freed plaintext"
+        );
+        assert_eq!(
+            after, 0,
+            "plaintext left in the returned vector's spare capacity"
+        );
+    }
+
+    #[test]
+    fn sealing_in_place_in_parallel_wipes_the_allocation_it_outgrows() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let f = file();
+        let meta =
+            AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
+        let mut buffer = f.plaintext.clone();
+        buffer.shrink_to_fit();
+        let (pointer, found) = freed_with_plaintext(|| {
+            attachment::seal_in_place_parallel(
+                &mut ChaCha20Rng::seed_from_u64(8),
+                &mut buffer,
+                meta,
+            )
+        });
+        assert_eq!(pointer.expect("seals").root(), f.pointer.root());
+        assert_eq!(buffer, f.sealed);
+        assert_eq!(
+            found, 0,
+            "attachment::seal_in_place_parallel freed plaintext"
+        );
     }
 
     #[test]

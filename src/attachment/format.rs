@@ -34,7 +34,7 @@ use crate::error::AttachmentError;
 use crate::kdf;
 use crate::padding;
 
-use super::pointer::FileKey;
+use super::pointer::{AttachmentMetadata, AttachmentPointer, FileKey};
 use super::tree;
 
 /// The first four bytes of every sealed attachment.
@@ -416,6 +416,18 @@ impl SealKeys {
             cipher,
             prefix,
         }
+    }
+
+    /// The pointer to a file of `plaintext_len` bytes sealed with these keys, whose stored
+    /// tree has the root `tree_root`.
+    pub(crate) fn into_pointer(
+        self,
+        plaintext_len: u64,
+        tree_root: &tree::Hash,
+        metadata: AttachmentMetadata,
+    ) -> AttachmentPointer {
+        let root = tree::pointer_root(&self.prefix, tree_root);
+        AttachmentPointer::new(self.file_key, plaintext_len, root, metadata)
     }
 }
 

@@ -68,19 +68,20 @@
 //!    zero. Every buffer of ratchetbox's own that held plaintext (decrypted chunks, the
 //!    output being assembled, a streaming opener's chunk buffer, the batches of the parallel
 //!    functions, a stream sealer's chunk buffer) is wiped before it is freed, on success and
-//!    on every error; what a call returns or writes to the caller's `Write` is the
-//!    caller's to wipe.
+//!    on every error, and so is the sealed buffer an in-place opener took, on error; what a
+//!    call returns or writes to the caller's `Write` is the caller's to wipe.
 //! 7. The padding after the plaintext is zero ([`BadPadding`]).
 //!
 //! # Which function
 //! | need | function |
 //! | --- | --- |
-//! | bytes in memory | [`seal`], [`open`] |
+//! | bytes in memory, fastest: in the caller's buffer, no allocation the size of the file | [`seal_in_place`], [`open_in_place`] |
+//! | bytes in memory, into a new allocation | [`seal`], [`open`] |
 //! | any `Read` to any `Write` (`std`) | [`seal_stream`] |
 //! | `Read + Seek` to any `Write`, constant memory (`std`) | [`open_stream`] |
 //! | progressive playback from `Read + Seek` (`std`) | [`StreamOpener`] |
 //! | seek: decrypt a byte range | [`RandomAccess`] (sans-IO), [`RandomAccess::read_range`] (callback), [`SeekableOpener`] (`Read + Seek`) |
-//! | all cores (`parallel`) | `seal_parallel`, `open_parallel` (memory); `seal_stream_parallel`, `open_stream_parallel` (streams); `RandomAccess::read_range_parallel` (seekable) |
+//! | all cores (`parallel`) | `seal_in_place_parallel`, `open_in_place_parallel`, `seal_parallel`, `open_parallel` (memory); `seal_stream_parallel`, `open_stream_parallel` (streams); `RandomAccess::read_range_parallel` (seekable) |
 //!
 //! [`MalformedHeader`]: AttachmentError::MalformedHeader
 //! [`UnsupportedVersion`]: AttachmentError::UnsupportedVersion
@@ -93,6 +94,7 @@
 //! [`ChunkNotCommitted`]: AttachmentError::ChunkNotCommitted
 
 pub(crate) mod format;
+mod in_place;
 mod open;
 #[cfg(feature = "parallel")]
 mod parallel;
@@ -106,11 +108,15 @@ pub use format::{
     CHUNK_TAG_LEN, COMMITMENT_LEN, ChunkSize, FORMAT_VERSION, HEADER_LEN, Layout, MAGIC,
     MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, PREFIX_LEN,
 };
+pub use in_place::{open_in_place, seal_in_place};
 pub use open::open;
 #[cfg(feature = "std")]
 pub use open::{StreamOpener, open_stream};
 #[cfg(feature = "parallel")]
-pub use parallel::{open_parallel, open_stream_parallel, seal_parallel, seal_stream_parallel};
+pub use parallel::{
+    open_in_place_parallel, open_parallel, open_stream_parallel, seal_in_place_parallel,
+    seal_parallel, seal_stream_parallel,
+};
 pub use pointer::{
     AttachmentMetadata, AttachmentPointer, FILE_KEY_LEN, FileKey, MAX_CONTENT_TYPE_LEN,
     MAX_FILE_NAME_LEN, MAX_LOCATOR_LEN, ROOT_LEN,

@@ -9,7 +9,7 @@ use crate::aead::split_tag;
 use crate::error::AttachmentError;
 use crate::padding;
 
-use super::format::{Layout, PREFIX_LEN, PayloadCipher};
+use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher};
 use super::pointer::AttachmentPointer;
 #[cfg(feature = "std")]
 use super::pointer::ROOT_LEN;
@@ -134,10 +134,52 @@ pub(crate) fn check_chunk(
     tree::check_leaf(index, &leaf, verified)
 }
 
+/// Opens sealed chunk `index` (`ciphertext || tag`) in place, after checking it against its
+/// verified leaf hash `verified`; returns the number of plaintext bytes at its start. On
+/// failure `slot` holds no plaintext (see [`open_chunk_in_place`]).
+pub(crate) fn open_slot(
+    cipher: &PayloadCipher,
+    layout: &Layout,
+    index: u64,
+    slot: &mut [u8],
+    verified: &[u8],
+) -> Result<usize, AttachmentError> {
+    check_chunk(layout, index, slot, verified)?;
+    open_chunk_in_place(cipher, layout, index, slot)
+}
+
 /// The 32 verified leaf bytes of chunk `index` in a window of leaves starting at `first`.
 pub(crate) fn leaf_in(window: &[u8], first: u64, index: u64) -> &[u8] {
     let at = (index - first) as usize * HASH_LEN;
     window.get(at..at + HASH_LEN).unwrap_or_default()
+}
+
+/// The checks of a whole sealed file in memory that come before its tree: the prefix
+/// against the pointer and the exact length. Returns the cipher, the layout and the
+/// plaintext length (shorter than `sealed`, so it fits in memory).
+pub(crate) fn whole_file(
+    pointer: &AttachmentPointer,
+    sealed: &[u8],
+) -> Result<(PayloadCipher, Layout, usize), AttachmentError> {
+    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
+    let plaintext_len =
+        usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
+            len: layout.plaintext_len(),
+        })?;
+    Ok((cipher, layout, plaintext_len))
+}
+
+/// Checks the whole stored tree of a file that passed [`whole_file`] against the pointer's
+/// root and returns its verified leaves. `body` is the file up to the tree (it starts with
+/// the prefix), `stored_tree` the rest.
+pub(crate) fn verified_leaves<'t>(
+    pointer: &AttachmentPointer,
+    layout: &Layout,
+    body: &[u8],
+    stored_tree: &'t [u8],
+) -> Result<&'t [u8], AttachmentError> {
+    let prefix = body.get(..PREFIX_LEN).unwrap_or_default();
+    tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())
 }
 
 /// Opens a whole sealed file held in memory.
@@ -146,6 +188,10 @@ pub(crate) fn leaf_in(window: &[u8], first: u64, index: u64) -> &[u8] {
 /// exact sealed length implied by the pointer, the stored hash tree against the pointer's
 /// root (all before decrypting anything), then for every chunk its leaf hash against the
 /// verified tree, its tag with its position and last-chunk flag, and the padding.
+///
+/// The plaintext is returned in a new allocation: for a large file, the kernel's work to
+/// provide its fresh pages costs about as much as the decryption.
+/// [`open_in_place`](super::open_in_place) opens in the sealed file's own buffer instead.
 ///
 /// ```
 /// use ratchetbox::AttachmentError;
@@ -164,19 +210,10 @@ pub(crate) fn leaf_in(window: &[u8], first: u64, index: u64) -> &[u8] {
 /// # Ok::<(), AttachmentError>(())
 /// ```
 pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, AttachmentError> {
-    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
-    // The plaintext is shorter than the sealed input, which is in memory already.
-    let plaintext_len =
-        usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
-            len: layout.plaintext_len(),
-        })?;
-    // The length check above ensured that `sealed` holds the prefix and the tree.
-    let (prefix, mut rest) = sealed.split_at_checked(PREFIX_LEN).unwrap_or_default();
-    let stored_tree = sealed
-        .get(layout.tree_offset() as usize..)
-        .unwrap_or_default();
-    let leaves =
-        tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
+    let (cipher, layout, plaintext_len) = whole_file(pointer, sealed)?;
+    // The length check ensured that `sealed` holds the prefix and the tree.
+    let (body, stored_tree) = sealed.split_at(layout.tree_offset() as usize);
+    let leaves = verified_leaves(pointer, &layout, body, stored_tree)?;
     // Both buffers hold plaintext: they are wiped when dropped, on every path out of here
     // (the plaintext returned on success is moved out first and is the caller's). Neither
     // grows past its allocation, so no unwiped copy is left by a reallocation. The output
@@ -184,33 +221,56 @@ pub fn open(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, Attac
     // into its place: one write of every plaintext byte.
     let mut out = Zeroizing::new(vec![0u8; plaintext_len]);
     let mut scratch = Zeroizing::new(Vec::with_capacity(layout.chunk_sealed_len(0)));
-    let mut written = 0usize;
-    for index in 0..layout.chunk_count() {
-        let sealed_chunk_len = layout.chunk_sealed_len(index);
-        let (chunk, tail) = rest
-            .split_at_checked(sealed_chunk_len)
-            .ok_or(AttachmentError::Truncated { missing: 0 })?;
-        rest = tail;
-        check_chunk(&layout, index, chunk, leaf_in(leaves, 0, index))?;
-        let plaintext = layout.chunk_plaintext_len(index);
+    let stride = layout.chunk_size().bytes();
+    let chunks = body.get(PREFIX_LEN..).unwrap_or_default();
+    for (index, chunk) in (0..).zip(chunks.chunks(stride + CHUNK_TAG_LEN)) {
+        let start = layout.payload_offset(index) as usize;
         let slot = out
-            .get_mut(written..written + plaintext)
-            .ok_or(AttachmentError::ChunkAuthentication { index })?;
-        if plaintext == layout.chunk_payload_len(index) {
-            // All plaintext: decrypt straight into the output.
-            let (ciphertext, tag) =
-                split_tag(chunk).ok_or(AttachmentError::ChunkAuthentication { index })?;
-            cipher.open_chunk_into(index, layout.is_last(index), ciphertext, tag, slot)?;
-        } else {
-            // Holds padding: decrypt aside, check the padding, keep the plaintext.
-            scratch.clear();
-            scratch.extend_from_slice(chunk);
-            let n = open_chunk_in_place(&cipher, &layout, index, &mut scratch)?;
-            slot.copy_from_slice(scratch.get(..n).unwrap_or_default());
-        }
-        written += plaintext;
+            .get_mut(start..start + layout.chunk_plaintext_len(index))
+            .unwrap_or_default();
+        open_from(
+            &cipher,
+            &layout,
+            index,
+            chunk,
+            leaf_in(leaves, 0, index),
+            slot,
+            &mut scratch,
+        )?;
     }
     Ok(core::mem::take(&mut *out))
+}
+
+/// Checks sealed chunk `index` (`sealed_chunk`, not modified) against its verified leaf,
+/// then opens it into `slot`, its plaintext bytes (empty for a chunk of padding only). A
+/// chunk of plaintext only decrypts straight into `slot`; one that holds padding decrypts in
+/// `scratch` (wiped by the caller), where its padding is checked.
+pub(crate) fn open_from(
+    cipher: &PayloadCipher,
+    layout: &Layout,
+    index: u64,
+    sealed_chunk: &[u8],
+    verified: &[u8],
+    slot: &mut [u8],
+    scratch: &mut Vec<u8>,
+) -> Result<(), AttachmentError> {
+    check_chunk(layout, index, sealed_chunk, verified)?;
+    if slot.len() == layout.chunk_payload_len(index) {
+        let (ciphertext, tag) =
+            split_tag(sealed_chunk).ok_or(AttachmentError::ChunkAuthentication { index })?;
+        cipher.open_chunk_into(index, layout.is_last(index), ciphertext, tag, slot)
+    } else {
+        // `scratch` never grows past one chunk, reserved by the caller or on first use.
+        scratch.clear();
+        scratch.extend_from_slice(sealed_chunk);
+        let n = open_chunk_in_place(cipher, layout, index, scratch)?;
+        let plaintext = scratch
+            .get(..n)
+            .filter(|p| p.len() == slot.len())
+            .ok_or(AttachmentError::ChunkAuthentication { index })?;
+        slot.copy_from_slice(plaintext);
+        Ok(())
+    }
 }
 
 #[cfg(feature = "parallel")]
@@ -223,7 +283,6 @@ mod streaming {
     use std::io::{Read, Seek, SeekFrom, Write};
 
     use super::*;
-    use crate::attachment::format::CHUNK_TAG_LEN;
     use crate::attachment::seal::read_full;
 
     /// Leaves verified at a time by the streaming openers: 1024 (32 KiB of hashes, covering
@@ -449,8 +508,7 @@ mod streaming {
                     .try_into()
                     .map_err(|_| AttachmentError::RootMismatch)?;
                 self.source.read_chunk(index, chunk)?;
-                check_chunk(&layout, index, chunk, &leaf)?;
-                let n = open_chunk_in_place(&self.cipher, &layout, index, chunk)?;
+                let n = open_slot(&self.cipher, &layout, index, chunk, &leaf)?;
                 self.state = State::Reading(index + 1);
                 if n > 0 {
                     return Ok(Some(n));

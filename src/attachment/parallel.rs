@@ -4,6 +4,10 @@
 //! encrypted or decrypted and hashed in parallel, each chunk hashed right before (opening)
 //! or after (sealing) its AES-GCM pass while it is in cache. Only the hash tree above the
 //! leaves is sequential: one 65-byte BLAKE3 call per chunk, a few milliseconds for 1 GiB.
+//!
+//! The streaming functions run a three-stage pipeline over batches of chunks: while the pool
+//! encrypts or decrypts one batch, the calling thread writes the batch before it and reads
+//! the batch after it, so reading, writing and the cryptography overlap.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -14,20 +18,60 @@ use rand_core::CryptoRng;
 use rayon::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::aead::split_tag;
 use crate::error::AttachmentError;
 
-use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher, SealKeys};
+use super::format::{CHUNK_TAG_LEN, ChunkSize, Layout, PREFIX_LEN, SealKeys};
+use super::in_place::{Exec, open_in_place_with, seal_in_place_with};
 use super::open::{
-    STREAM_WINDOW, SeekSource, check_chunk, leaf_in, open_chunk_in_place, open_prefix_sized,
+    STREAM_WINDOW, SeekSource, leaf_in, open_from, open_slot, verified_leaves, whole_file,
 };
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
-use super::seal::ChunkReader;
+use super::seal::{ChunkReader, SealSetup, seal_from, seal_slot};
 use super::tree::{self, HASH_LEN, Hash};
+
+/// Bytes of chunks in one step of the in-place pipeline on all cores: enough work per step
+/// for both cores (16 chunks at the default size), little enough to stay in cache while the
+/// next group is moved.
+const IN_PLACE_STEP_BYTES: u64 = 1 << 20;
+
+/// Rayon's pool.
+pub(crate) struct AllCores;
+
+impl Exec for AllCores {
+    fn group(layout: &Layout) -> u64 {
+        (IN_PLACE_STEP_BYTES / layout.chunk_size().bytes_u64()).max(2)
+    }
+
+    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        // On a worker thread of the pool: from there every step's join is a cheap local
+        // push, not a hand-over from a thread outside the pool that then sleeps.
+        rayon::scope(|_| f())
+    }
+
+    fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
+        rayon::join(a, b);
+    }
+
+    fn each_slot<S: Send>(
+        region: &mut [u8],
+        stride: usize,
+        outs: &mut [S],
+        work: impl Fn(u64, &mut [u8], &mut S) + Sync + Send,
+    ) {
+        region
+            .par_chunks_mut(stride)
+            .zip(outs.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (slot, out))| work(j as u64, slot, out));
+    }
+}
 
 /// [`seal`](super::seal) on all cores: same inputs, same output format, same random draws
 /// (so a seeded generator gives byte-identical results).
+///
+/// Like `seal`, it returns a new allocation, whose fresh pages the kernel provides as the
+/// cores first write them; [`seal_in_place_parallel`] seals in the caller's buffer.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata};
@@ -44,61 +88,75 @@ pub fn seal_parallel<R: CryptoRng + ?Sized>(
     plaintext: &[u8],
     metadata: AttachmentMetadata,
 ) -> Result<(AttachmentPointer, Vec<u8>), AttachmentError> {
-    let len = plaintext.len() as u64;
-    let layout = Layout::new(len, metadata.chunk_size())?;
-    let sealed_len =
-        usize::try_from(layout.sealed_len()).map_err(|_| AttachmentError::TooLarge { len })?;
-    let keys = SealKeys::generate(rng, metadata.chunk_size());
-    let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
-
+    let SealSetup {
+        layout,
+        sealed_len,
+        keys,
+    } = SealSetup::new(rng, plaintext.len(), &metadata)?;
     let mut out = vec![0u8; sealed_len];
-    let (prefix, rest) = out.split_at_mut(PREFIX_LEN);
+    let (body, stored_tree) = out.split_at_mut(layout.tree_offset() as usize);
+    let (prefix, chunks) = body.split_at_mut(PREFIX_LEN);
     prefix.copy_from_slice(&keys.prefix);
-    let (chunks, stored_tree) = rest.split_at_mut(layout.tree_offset() as usize - PREFIX_LEN);
-
-    let cipher = &keys.cipher;
-    let layout_ref = &layout;
+    let (cipher, layout_ref) = (&keys.cipher, &layout);
     let mut leaves: Vec<Hash> = Vec::new();
     chunks
-        .par_chunks_mut(stride)
+        .par_chunks_mut(layout.chunk_size().bytes() + CHUNK_TAG_LEN)
         .enumerate()
-        .map(|(i, slot)| {
-            let index = i as u64;
-            seal_slot(cipher, layout_ref, plaintext, index, slot);
-            tree::leaf_hash(index, layout_ref.is_last(index), slot)
-        })
+        .map(|(i, slot)| seal_from(cipher, layout_ref, plaintext, i as u64, slot))
         .collect_into_vec(&mut leaves);
-    let mut at = 0usize;
-    let tree_root = tree::write_tree::<core::convert::Infallible>(leaves, |node| {
-        if let Some(room) = stored_tree.get_mut(at..at + node.len()) {
-            room.copy_from_slice(node);
-        }
-        at += node.len();
-        Ok(())
-    })
-    .unwrap_or_else(|never| match never {});
-    let root = tree::pointer_root(&keys.prefix, &tree_root);
+    let tree_root = tree::store_tree(leaves, stored_tree);
     Ok((
-        AttachmentPointer::new(keys.file_key, len, root, metadata),
+        keys.into_pointer(layout.plaintext_len(), &tree_root, metadata),
         out,
     ))
 }
 
-/// Seals chunk `index` into its zero-initialised slot (`payload || tag`).
-fn seal_slot(
-    cipher: &PayloadCipher,
-    layout: &Layout,
-    plaintext: &[u8],
-    index: u64,
-    slot: &mut [u8],
-) {
-    let payload_len = layout.chunk_payload_len(index);
-    let start = layout.payload_offset(index) as usize;
-    let n = layout.chunk_plaintext_len(index);
-    let (payload, tag) = slot.split_at_mut(payload_len);
-    payload[..n].copy_from_slice(&plaintext[start..start + n]);
-    let t = cipher.seal_chunk(index, layout.is_last(index), payload);
-    tag[..CHUNK_TAG_LEN].copy_from_slice(&t);
+/// [`seal_in_place`](super::seal_in_place) on all cores, with the same guarantees and the
+/// same output for the same random draws.
+///
+/// The chunks are moved to their sealed places by the calling thread, a group of about 1 MiB
+/// at a time from the end of the buffer, while the pool encrypts and hashes the group moved
+/// before it.
+///
+/// ```
+/// use ratchetbox::attachment::{self, AttachmentMetadata};
+///
+/// let mut rng = ratchetbox::OsRng::new();
+/// let meta = AttachmentMetadata::default();
+/// let video = vec![9u8; 5 << 20];
+/// let mut buffer = Vec::with_capacity(meta.sealed_len(video.len())?);
+/// buffer.extend_from_slice(&video);
+/// let pointer = attachment::seal_in_place_parallel(&mut rng, &mut buffer, meta)?;
+/// assert_eq!(attachment::open_in_place_parallel(&pointer, buffer)?, video);
+/// # Ok::<(), ratchetbox::AttachmentError>(())
+/// ```
+///
+/// # Errors
+/// [`AttachmentError::TooLarge`], as for `seal_in_place`.
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
+pub fn seal_in_place_parallel<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    buffer: &mut Vec<u8>,
+    metadata: AttachmentMetadata,
+) -> Result<AttachmentPointer, AttachmentError> {
+    seal_in_place_with::<AllCores, R>(rng, buffer, metadata)
+}
+
+/// [`open_in_place`](super::open_in_place) on all cores, with the same checks in the same
+/// order, the same errors (a failing chunk is reported by its lowest index) and the same
+/// guarantees: on any error the buffer is wiped before it is freed.
+///
+/// Groups of about 1 MiB of chunks are checked and decrypted by the pool while the calling
+/// thread moves the group before them down to its plaintext place.
+///
+/// # Errors
+/// Those of [`open`](super::open).
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
+pub fn open_in_place_parallel(
+    pointer: &AttachmentPointer,
+    sealed: Vec<u8>,
+) -> Result<Vec<u8>, AttachmentError> {
+    open_in_place_with::<AllCores>(pointer, sealed)
 }
 
 /// The lowest-indexed error of a parallel pass, so that the error reported does not depend
@@ -116,83 +174,53 @@ where
     }
 }
 
-/// Opens one sealed chunk into `slot` (its plaintext bytes; empty for all-padding chunks).
-fn open_into(
-    cipher: &PayloadCipher,
-    layout: &Layout,
-    index: u64,
-    sealed_chunk: &[u8],
-    slot: &mut [u8],
-) -> Result<(), AttachmentError> {
-    if slot.len() == layout.chunk_payload_len(index) {
-        let (ciphertext, tag) =
-            split_tag(sealed_chunk).ok_or(AttachmentError::ChunkAuthentication { index })?;
-        if ciphertext.len() != slot.len() {
-            return Err(AttachmentError::ChunkAuthentication { index });
-        }
-        slot.copy_from_slice(ciphertext);
-        cipher.open_chunk(index, layout.is_last(index), slot, tag)
-    } else {
-        // Holds the chunk's plaintext and padding: wiped when dropped.
-        let mut scratch = Zeroizing::new(sealed_chunk.to_vec());
-        let n = open_chunk_in_place(cipher, layout, index, &mut scratch)?;
-        let plaintext = scratch
-            .get(..n)
-            .filter(|p| p.len() == slot.len())
-            .ok_or(AttachmentError::ChunkAuthentication { index })?;
-        slot.copy_from_slice(plaintext);
-        Ok(())
-    }
-}
-
 /// [`open`](super::open) on all cores, with the same checks in the same order and the same
 /// errors (a failing chunk is reported by its lowest index).
+///
+/// Like `open`, it returns a new allocation; [`open_in_place_parallel`] opens in the sealed
+/// file's own buffer.
 #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_parallel(
     pointer: &AttachmentPointer,
     sealed: &[u8],
 ) -> Result<Vec<u8>, AttachmentError> {
-    let (cipher, layout) = open_prefix_sized(pointer, sealed, sealed.len() as u64)?;
-    let plaintext_len =
-        usize::try_from(layout.plaintext_len()).map_err(|_| AttachmentError::TooLarge {
-            len: layout.plaintext_len(),
-        })?;
-    // The length check above ensured that `sealed` holds the prefix and the tree.
-    let prefix = sealed.get(..PREFIX_LEN).unwrap_or_default();
-    let stored_tree = sealed
-        .get(layout.tree_offset() as usize..)
-        .unwrap_or_default();
-    let leaves =
-        tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
-    // Holds plaintext: wiped when dropped, on every path (the plaintext returned on success
-    // is moved out first).
+    let (cipher, layout, plaintext_len) = whole_file(pointer, sealed)?;
+    // The length check ensured that `sealed` holds the prefix and the tree.
+    let (body, stored_tree) = sealed.split_at(layout.tree_offset() as usize);
+    let leaves = verified_leaves(pointer, &layout, body, stored_tree)?;
+    // The output and every worker's scratch chunk hold plaintext: wiped when dropped, on
+    // every path (the plaintext returned on success is moved out first).
     let mut out = Zeroizing::new(vec![0u8; plaintext_len]);
     let chunk = layout.chunk_size().bytes();
     let data_chunks = plaintext_len.div_ceil(chunk) as u64;
-    let cipher = &cipher;
-    let layout = &layout;
+    let (cipher, layout) = (&cipher, &layout);
+    let scratch = || Zeroizing::new(Vec::with_capacity(chunk + CHUNK_TAG_LEN));
     // Checks chunk `index` of `sealed` (whose length was checked) against its leaf, then
     // opens it into `slot`.
-    let open_chunk = |index: u64, slot: &mut [u8]| {
+    let open_chunk = |scratch: &mut Zeroizing<Vec<u8>>, index: u64, slot: &mut [u8]| {
         let start = layout.chunk_offset(index) as usize;
         let sealed_chunk = sealed
             .get(start..start + layout.chunk_sealed_len(index))
             .unwrap_or_default();
-        let result = check_chunk(layout, index, sealed_chunk, leaf_in(leaves, 0, index))
-            .and_then(|()| open_into(cipher, layout, index, sealed_chunk, slot));
+        let leaf = leaf_in(leaves, 0, index);
+        let result = open_from(cipher, layout, index, sealed_chunk, leaf, slot, scratch);
         (index, result)
     };
     // Chunks holding plaintext decrypt into their place in the output.
     let data = first_error(
         out.par_chunks_mut(chunk)
             .enumerate()
-            .map(|(i, slot)| open_chunk(i as u64, slot)),
+            .map_init(scratch, |scratch, (i, slot)| {
+                open_chunk(scratch, i as u64, slot)
+            }),
     );
     // Chunks of padding only are verified and discarded.
     let padding = first_error(
         (data_chunks..layout.chunk_count())
             .into_par_iter()
-            .map(|index| open_chunk(index, &mut [])),
+            .map_init(scratch, |scratch, index| {
+                open_chunk(scratch, index, &mut [])
+            }),
     );
     data.and(padding)?;
     Ok(core::mem::take(&mut *out))
@@ -250,8 +278,7 @@ impl RandomAccess {
                         .ok_or(AttachmentError::ChunkAuthentication { index })?;
                     read_at(layout.chunk_offset(index), sealed_chunk)?;
                     let leaf = leaf_in(leaves, first, index);
-                    check_chunk(layout, index, sealed_chunk, leaf)?;
-                    let n = open_chunk_in_place(self.cipher(), layout, index, sealed_chunk)?;
+                    let n = open_slot(self.cipher(), layout, index, sealed_chunk, leaf)?;
                     let plaintext = plan
                         .range_in_chunk(layout.payload_offset(index), n)
                         .and_then(|part| sealed_chunk.get(part))
@@ -267,8 +294,20 @@ impl RandomAccess {
     }
 }
 
-/// Chunks per batch when streaming in parallel: two batches are in memory at a time.
+/// Chunks per batch when streaming in parallel (at most; a sealer starts smaller). Three
+/// batches are in memory at a time: one being read, one being encrypted or decrypted, one
+/// being written.
 const STREAM_BATCH_CHUNKS: usize = 16;
+
+/// Runs one step of a streaming pipeline: `work` on the pool while `io` runs on the calling
+/// thread; returns `io`'s result once both are done. Neither the reader nor the writer that
+/// `io` uses needs to be `Send`.
+fn overlap<T>(work: impl FnOnce() + Send, io: impl FnOnce() -> T) -> T {
+    rayon::in_place_scope(|scope| {
+        scope.spawn(move |_| work());
+        io()
+    })
+}
 
 /// One chunk of a batch: its index, payload length and last-chunk flag.
 #[derive(Clone, Copy)]
@@ -278,75 +317,98 @@ struct Slot {
     last: bool,
 }
 
+/// A batch of a parallel stream sealer: chunk slots (`payload || room for the tag`), read
+/// from the input, then sealed in place.
+struct SealBatch {
+    /// Holds plaintext until sealed (and after a read error): wiped when dropped, and before
+    /// it grows, so that a reallocation leaves no copy behind.
+    buf: Zeroizing<Vec<u8>>,
+    slots: Vec<Slot>,
+    leaves: Vec<Hash>,
+}
+
+impl SealBatch {
+    fn new() -> Self {
+        Self {
+            buf: Zeroizing::new(Vec::new()),
+            slots: Vec::with_capacity(STREAM_BATCH_CHUNKS),
+            leaves: Vec::with_capacity(STREAM_BATCH_CHUNKS),
+        }
+    }
+}
+
 /// Reads plaintext into batches of chunk slots (`payload || room for the tag`), learning the
 /// plaintext length at the end of the input and padding from there.
 struct BatchReader<'r, R: ?Sized> {
     input: &'r mut R,
-    chunk_size: super::format::ChunkSize,
+    chunk_size: ChunkSize,
     next_index: u64,
     plaintext: ChunkReader,
     /// Known once the input has ended.
     layout: Option<Layout>,
+    /// Slots of the next batch: batches start at one chunk and double up to
+    /// [`STREAM_BATCH_CHUNKS`], so that a small input does not pay for large buffers (its
+    /// length is not known in advance).
+    batch_slots: usize,
 }
 
 impl<R: io::Read + ?Sized> BatchReader<'_, R> {
-    /// Fills the chunk slots of `buf` with the next chunks' payloads; returns
-    /// their descriptions (empty when every chunk was produced).
-    fn fill(&mut self, buf: &mut [u8], slots: &mut Vec<Slot>) -> Result<(), AttachmentError> {
-        slots.clear();
+    /// Fills `batch` with the next chunks' payloads and their descriptions (none once every
+    /// chunk was produced).
+    fn fill(&mut self, batch: &mut SealBatch) -> Result<(), AttachmentError> {
+        batch.slots.clear();
+        if self
+            .layout
+            .is_some_and(|layout| self.next_index >= layout.chunk_count())
+        {
+            return Ok(());
+        }
+        let stride = self.chunk_size.bytes() + CHUNK_TAG_LEN;
+        let len = self.batch_slots * stride;
+        self.batch_slots = (self.batch_slots * 2).min(STREAM_BATCH_CHUNKS);
+        if batch.buf.capacity() < len {
+            batch.buf.zeroize();
+        }
+        batch.buf.resize(len, 0);
         let chunk = self.chunk_size.bytes();
-        for slot in buf.chunks_mut(chunk + CHUNK_TAG_LEN) {
+        for slot in batch.buf.chunks_mut(stride) {
             let index = self.next_index;
-            if let Some(layout) = self.layout {
+            let (payload_len, last) = if let Some(layout) = self.layout {
                 // After the input: padding chunks, if any remain.
                 if index >= layout.chunk_count() {
                     break;
                 }
                 let payload_len = layout.chunk_payload_len(index);
                 slot[..payload_len].fill(0);
-                slots.push(Slot {
-                    index,
-                    payload_len,
-                    last: layout.is_last(index),
-                });
-                self.next_index += 1;
-                continue;
-            }
-            let (filled, ended) = self.plaintext.read_chunk(self.input, &mut slot[..chunk])?;
-            if ended {
-                let layout = Layout::new(self.plaintext.total, self.chunk_size)?;
-                let payload_len = layout.chunk_payload_len(index);
-                slot[filled..payload_len].fill(0);
-                slots.push(Slot {
-                    index,
-                    payload_len,
-                    last: layout.is_last(index),
-                });
-                self.layout = Some(layout);
+                (payload_len, layout.is_last(index))
             } else {
-                slots.push(Slot {
-                    index,
-                    payload_len: chunk,
-                    last: false,
-                });
-            }
+                let (filled, ended) = self.plaintext.read_chunk(self.input, &mut slot[..chunk])?;
+                if ended {
+                    let layout = Layout::new(self.plaintext.total, self.chunk_size)?;
+                    let payload_len = layout.chunk_payload_len(index);
+                    slot[filled..payload_len].fill(0);
+                    self.layout = Some(layout);
+                    (payload_len, layout.is_last(index))
+                } else {
+                    (chunk, false)
+                }
+            };
+            batch.slots.push(Slot {
+                index,
+                payload_len,
+                last,
+            });
             self.next_index += 1;
         }
         Ok(())
     }
 }
 
-fn stride_of(layout_chunk: usize) -> usize {
-    layout_chunk + CHUNK_TAG_LEN
-}
-
-/// [`seal_stream`](super::seal_stream) on all cores: batches of chunks are encrypted and
-/// hashed in parallel while the previous batch is written. Memory is two batches of 16
-/// chunks (2 MiB + 512 bytes with 64 KiB chunks) plus, as for `seal_stream`, 32 bytes of
-/// leaf hash a chunk until the tree is written. Same output as `seal_stream` for the same
-/// random draws.
-///
-/// The writer must be `Send` because writing overlaps with encryption on another thread.
+/// [`seal_stream`](super::seal_stream) on all cores: while the pool encrypts and hashes one
+/// batch of chunks, the calling thread writes the batch before it and reads the batch after
+/// it. Memory is three batches of at most 16 chunks (3 MiB + 768 bytes with 64 KiB chunks)
+/// plus, as for `seal_stream`, 32 bytes of leaf hash a chunk until the tree is written. Same
+/// output as `seal_stream` for the same random draws.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata};
@@ -375,81 +437,74 @@ pub fn seal_stream_parallel<G, R, W>(
 where
     G: CryptoRng + ?Sized,
     R: io::Read + ?Sized,
-    W: io::Write + Send + ?Sized,
+    W: io::Write + ?Sized,
 {
     let chunk_size = metadata.chunk_size();
-    let stride = stride_of(chunk_size.bytes());
+    let stride = chunk_size.bytes() + CHUNK_TAG_LEN;
     let keys = SealKeys::generate(rng, chunk_size);
     let mut leaves: Vec<Hash> = Vec::new();
-    let mut batch_leaves: Vec<Hash> = Vec::with_capacity(STREAM_BATCH_CHUNKS);
     output.write_all(&keys.prefix)?;
-
     let mut reader = BatchReader {
         input,
         chunk_size,
         next_index: 0,
         plaintext: ChunkReader::default(),
         layout: None,
+        batch_slots: 1,
     };
     let cipher = &keys.cipher;
-    let encrypt = |buf: &mut [u8], slots: &[Slot], hashes: &mut Vec<Hash>| {
-        buf.par_chunks_mut(stride)
-            .zip(slots.par_iter())
+    let encrypt = |batch: &mut SealBatch| {
+        batch
+            .buf
+            .par_chunks_mut(stride)
+            .zip(batch.slots.par_iter())
             .map(|(room, slot)| {
-                let (payload, tag) = room.split_at_mut(slot.payload_len);
-                let t = cipher.seal_chunk(slot.index, slot.last, payload);
-                tag[..CHUNK_TAG_LEN].copy_from_slice(&t);
                 let sealed = room
-                    .get(..slot.payload_len + CHUNK_TAG_LEN)
+                    .get_mut(..slot.payload_len + CHUNK_TAG_LEN)
                     .unwrap_or_default();
-                tree::leaf_hash(slot.index, slot.last, sealed)
+                seal_slot(cipher, slot.index, slot.last, sealed)
             })
-            .collect_into_vec(hashes);
+            .collect_into_vec(&mut batch.leaves);
     };
-    // Batches start at one chunk and double up to 16, so that a small input does not pay
-    // for large buffers (the input length is not known in advance).
-    let mut batch_slots = 1;
-    // Both batches hold plaintext until encrypted (and after a read error): wiped when
-    // dropped, and before a batch grows, so that a reallocation leaves no copy behind.
-    let mut current = Zeroizing::new(vec![0u8; stride]);
-    let mut next = Zeroizing::new(Vec::new());
-    let mut current_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
-    let mut next_slots = Vec::with_capacity(STREAM_BATCH_CHUNKS);
-    reader.fill(&mut current, &mut current_slots)?;
-    encrypt(&mut current, &current_slots, &mut batch_leaves);
-    leaves.extend_from_slice(&batch_leaves);
-    while !current_slots.is_empty() {
-        batch_slots = (batch_slots * 2).min(STREAM_BATCH_CHUNKS);
-        if next.capacity() < batch_slots * stride {
-            next.zeroize();
+    let write = |batch: &SealBatch, output: &mut W| -> io::Result<()> {
+        for (room, slot) in batch.buf.chunks(stride).zip(&batch.slots) {
+            output.write_all(&room[..slot.payload_len + CHUNK_TAG_LEN])?;
         }
-        next.resize(batch_slots * stride, 0);
-        reader.fill(&mut next, &mut next_slots)?;
-        let (written, ()) = rayon::join(
-            || -> io::Result<()> {
-                for (room, slot) in current.chunks(stride).zip(&current_slots) {
-                    output.write_all(&room[..slot.payload_len + CHUNK_TAG_LEN])?;
-                }
-                Ok(())
+        Ok(())
+    };
+
+    // Step by step: read the batch to `fill`, seal the batch to `work` (read at the step
+    // before) and write the batch to `write` (sealed at the step before).
+    let mut batches = [SealBatch::new(), SealBatch::new(), SealBatch::new()];
+    reader.fill(&mut batches[0])?;
+    batches.rotate_right(1);
+    loop {
+        let [fill, work, written] = &mut batches;
+        if work.slots.is_empty() && written.slots.is_empty() {
+            break;
+        }
+        overlap(
+            || encrypt(work),
+            || -> Result<(), AttachmentError> {
+                write(written, output)?;
+                written.slots.clear();
+                reader.fill(fill)
             },
-            || encrypt(&mut next, &next_slots, &mut batch_leaves),
-        );
-        written?;
-        leaves.extend_from_slice(&batch_leaves);
-        core::mem::swap(&mut current, &mut next);
-        core::mem::swap(&mut current_slots, &mut next_slots);
+        )?;
+        leaves.extend_from_slice(&work.leaves);
+        // The batch read becomes the one to seal, the one sealed the one to write.
+        batches.rotate_right(1);
     }
     let tree_root = tree::write_tree(leaves, |node| output.write_all(node))?;
     output.flush()?;
-    let total = reader.plaintext.total;
-    let root = tree::pointer_root(&keys.prefix, &tree_root);
-    Ok(AttachmentPointer::new(keys.file_key, total, root, metadata))
+    Ok(keys.into_pointer(reader.plaintext.total, &tree_root, metadata))
 }
 
-/// [`open_stream`](super::open_stream) on all cores: each batch of 16 chunks is checked
-/// against the pointer's root and decrypted in parallel while the next batch is read, then
-/// written. Memory is two batches and 32 KiB of hashes. As for `open_stream`, the source
-/// must be seekable: the hashes that prove the chunks are stored after them.
+/// [`open_stream`](super::open_stream) on all cores: while the pool checks a batch of 16
+/// chunks against the pointer's root and decrypts it, the calling thread writes the batch
+/// before it and reads the batch after it. Memory is three batches (3 MiB + 768 bytes with
+/// 64 KiB chunks) and 32 KiB of hashes. As for `open_stream`, the source must be seekable:
+/// the hashes that prove the chunks are stored after them.
 ///
 /// Release is progressive per batch: a batch is written only after all its chunks verified,
 /// and, as with `open_stream`, only `Ok` proves the attachment complete. Errors are the
@@ -461,24 +516,21 @@ pub fn open_stream_parallel<R, W>(
     output: &mut W,
 ) -> Result<u64, AttachmentError>
 where
-    R: io::Read + io::Seek + Send + ?Sized,
+    R: io::Read + io::Seek + ?Sized,
     W: io::Write + ?Sized,
 {
     let (mut source, cipher) = SeekSource::new(pointer, input)?;
     let layout = source.layout;
     // The chunk size was validated (at most 1 MiB) before these allocations.
-    let stride = stride_of(layout.chunk_size().bytes());
+    let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
     // Batches of up to 16 chunks, fewer for a small file (the count is known here).
     let batch_chunks = usize::try_from(layout.chunk_count())
         .unwrap_or(STREAM_BATCH_CHUNKS)
         .min(STREAM_BATCH_CHUNKS);
-    // Both batches hold plaintext once decrypted: wiped when dropped, on every path.
-    let mut current = Batch::new(batch_chunks * stride);
-    let mut next = Batch::new(batch_chunks * stride);
-    let decrypt = |batch: &mut Batch| -> Result<(), AttachmentError> {
+    let decrypt = |batch: &mut OpenBatch| {
         let first = batch.chunks.start;
         let leaves = &batch.leaves;
-        first_error(
+        batch.decrypted = first_error(
             batch
                 .buf
                 .par_chunks_mut(stride)
@@ -486,55 +538,60 @@ where
                 .enumerate()
                 .map(|(j, room)| {
                     let index = first + j as u64;
-                    let len = layout.chunk_sealed_len(index);
-                    let sealed_chunk = &mut room[..len];
-                    let result =
-                        check_chunk(&layout, index, sealed_chunk, leaf_in(leaves, first, index))
-                            .and_then(|()| {
-                                open_chunk_in_place(&cipher, &layout, index, sealed_chunk)
-                            })
-                            .map(|_| ());
-                    (index, result)
+                    let sealed_chunk = &mut room[..layout.chunk_sealed_len(index)];
+                    let leaf = leaf_in(leaves, first, index);
+                    let result = open_slot(&cipher, &layout, index, sealed_chunk, leaf);
+                    (index, result.map(|_| ()))
                 }),
-        )
+        );
     };
 
-    // A batch holds the chunks read completely, and the error (truncation, I/O, a tree
-    // that does not verify) that ended it early, if any: that error is reported only after
-    // those chunks, as a sequential opener would.
+    // Step by step: read the batch to `fill`, check and decrypt the batch to `work` (read at
+    // the step before) and write the batch to `written` (decrypted at the step before). A
+    // batch holds the chunks read completely, and the error (truncation, I/O, a tree that
+    // does not verify) that ended it early, if any: reading stops there, and that error is
+    // reported only after those chunks, as a sequential opener would. All three batches hold
+    // plaintext once decrypted: wiped when dropped, on every path.
+    let mut batches = [0; 3].map(|_| OpenBatch::new(batch_chunks * stride));
     let mut next_index = 0u64;
-    current.read(&mut source, &mut next_index, stride);
+    batches[0].read(&mut source, &mut next_index, stride);
+    batches.rotate_right(1);
     let mut written = 0u64;
-    while !current.chunks.is_empty() || current.error.is_some() {
-        let more = current.error.is_none() && next_index < layout.chunk_count();
-        let ((), decrypted) = rayon::join(
-            || {
-                if more {
-                    next.read(&mut source, &mut next_index, stride);
-                } else {
-                    next.chunks = next_index..next_index;
-                    next.error = None;
-                }
-            },
-            || decrypt(&mut current),
-        );
-        decrypted?;
-        for (room, index) in current.buf.chunks(stride).zip(current.chunks.clone()) {
-            let plaintext = &room[..layout.chunk_plaintext_len(index)];
-            output.write_all(plaintext)?;
-            written += plaintext.len() as u64;
+    loop {
+        let [fill, work, done] = &mut batches;
+        if work.is_idle() && done.is_idle() {
+            break;
         }
-        if let Some(error) = current.error.take() {
+        let more = work.error.is_none() && next_index < layout.chunk_count();
+        overlap(
+            || decrypt(work),
+            || -> io::Result<()> {
+                for (room, index) in done.buf.chunks(stride).zip(done.chunks.clone()) {
+                    let plaintext = &room[..layout.chunk_plaintext_len(index)];
+                    output.write_all(plaintext)?;
+                    written += plaintext.len() as u64;
+                }
+                done.chunks = 0..0;
+                if more {
+                    fill.read(&mut source, &mut next_index, stride);
+                }
+                Ok(())
+            },
+        )?;
+        // The written batch's read error comes after its chunks; then the first failing
+        // chunk of the batch just decrypted (its chunks are never written).
+        if let Some(error) = done.error.take() {
             return Err(error);
         }
-        core::mem::swap(&mut current, &mut next);
+        core::mem::replace(&mut work.decrypted, Ok(()))?;
+        batches.rotate_right(1);
     }
     output.flush()?;
     Ok(written)
 }
 
 /// One batch of a parallel stream opener: sealed chunks, then their plaintext.
-struct Batch {
+struct OpenBatch {
     /// Wiped when dropped: holds plaintext once decrypted.
     buf: Zeroizing<Vec<u8>>,
     /// The chunks read completely.
@@ -543,16 +600,24 @@ struct Batch {
     leaves: Vec<u8>,
     /// The error that ended the batch early, if any.
     error: Option<AttachmentError>,
+    /// The first failing chunk's error, once decrypted.
+    decrypted: Result<(), AttachmentError>,
 }
 
-impl Batch {
+impl OpenBatch {
     fn new(len: usize) -> Self {
         Self {
             buf: Zeroizing::new(vec![0u8; len]),
             chunks: 0..0,
             leaves: Vec::with_capacity(STREAM_BATCH_CHUNKS * HASH_LEN),
             error: None,
+            decrypted: Ok(()),
         }
+    }
+
+    /// Nothing to decrypt, write or report.
+    fn is_idle(&self) -> bool {
+        self.chunks.is_empty() && self.error.is_none()
     }
 
     /// Reads the next chunks (from `*next_index`) into the batch, with their verified

@@ -121,6 +121,29 @@ impl AttachmentMetadata {
     pub fn chunk_size(&self) -> ChunkSize {
         self.chunk_size
     }
+
+    /// The length of the sealed file for a `plaintext_len`-byte plaintext sealed with this
+    /// metadata ([`Layout::sealed_len`] as a `usize`): the capacity to reserve for
+    /// [`seal_in_place`](super::seal_in_place) to seal without reallocating.
+    ///
+    /// ```
+    /// use ratchetbox::attachment::AttachmentMetadata;
+    ///
+    /// let meta = AttachmentMetadata::default();
+    /// // 70-byte prefix, 100_352 padded bytes in two chunks with their tags, three hashes.
+    /// assert_eq!(meta.sealed_len(100_000)?, 70 + 100_352 + 2 * 16 + 3 * 32);
+    /// # Ok::<(), ratchetbox::AttachmentError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AttachmentError::TooLarge`] if the plaintext exceeds the format's 2^50-byte limit or
+    /// the sealed file would not fit in memory.
+    pub fn sealed_len(&self, plaintext_len: usize) -> Result<usize, AttachmentError> {
+        let len = u64::try_from(plaintext_len)
+            .map_err(|_| AttachmentError::TooLarge { len: u64::MAX })?;
+        let sealed_len = Layout::new(len, self.chunk_size)?.sealed_len();
+        usize::try_from(sealed_len).map_err(|_| AttachmentError::TooLarge { len })
+    }
 }
 
 fn check_content_type(value: &str) -> Result<(), &'static str> {

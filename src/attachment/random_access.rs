@@ -9,7 +9,7 @@ use zeroize::Zeroize;
 use crate::error::AttachmentError;
 
 use super::format::{Layout, PREFIX_LEN, PayloadCipher};
-use super::open::{check_chunk, leaf_in, open_chunk_in_place, open_prefix_sized};
+use super::open::{leaf_in, open_prefix_sized, open_slot};
 use super::pointer::{AttachmentPointer, ROOT_LEN};
 use super::tree::{HASH_LEN, WindowProof};
 
@@ -344,13 +344,8 @@ impl RandomAccess {
             let sealed_chunk = sealed
                 .get_mut(read..read + len)
                 .ok_or(AttachmentError::Truncated { missing: 0 })?;
-            check_chunk(
-                &self.layout,
-                index,
-                sealed_chunk,
-                leaf_in(leaves, plan.chunks().start, index),
-            )?;
-            let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
+            let leaf = leaf_in(leaves, plan.chunks().start, index);
+            let n = open_slot(&self.cipher, &self.layout, index, sealed_chunk, leaf)?;
             // The part of the requested range inside this chunk's plaintext.
             if let Some(Range { start: lo, end: hi }) =
                 plan.range_in_chunk(self.layout.payload_offset(index), n)
@@ -460,8 +455,7 @@ mod std_adapters {
                     .ok_or(AttachmentError::ChunkAuthentication { index })?;
                 read_at(self.layout.chunk_offset(index), sealed_chunk)?;
                 let leaf = leaf_in(&leaves, plan.chunks().start, index);
-                check_chunk(&self.layout, index, sealed_chunk, leaf)?;
-                let n = open_chunk_in_place(&self.cipher, &self.layout, index, sealed_chunk)?;
+                let n = open_slot(&self.cipher, &self.layout, index, sealed_chunk, leaf)?;
                 if let Some(part) = plan.range_in_chunk(self.layout.payload_offset(index), n) {
                     out.extend_from_slice(sealed_chunk.get(part).unwrap_or_default());
                 }

@@ -6,15 +6,92 @@ use rand_core::CryptoRng;
 
 use crate::error::AttachmentError;
 
-use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, SealKeys};
+use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher, SealKeys};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
-use super::tree;
+use super::tree::{self, Hash};
+
+/// What every in-memory sealer starts from: the layout of a `plaintext_len`-byte file, its
+/// sealed length as a `usize`, and fresh keys (drawn only once the size is known to be
+/// valid, so that a refused size draws nothing).
+pub(crate) struct SealSetup {
+    pub(crate) layout: Layout,
+    pub(crate) sealed_len: usize,
+    pub(crate) keys: SealKeys,
+}
+
+impl SealSetup {
+    pub(crate) fn new<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        plaintext_len: usize,
+        metadata: &AttachmentMetadata,
+    ) -> Result<Self, AttachmentError> {
+        let len = u64::try_from(plaintext_len)
+            .map_err(|_| AttachmentError::TooLarge { len: u64::MAX })?;
+        let layout = Layout::new(len, metadata.chunk_size())?;
+        let sealed_len =
+            usize::try_from(layout.sealed_len()).map_err(|_| AttachmentError::TooLarge { len })?;
+        let keys = SealKeys::generate(rng, metadata.chunk_size());
+        Ok(Self {
+            layout,
+            sealed_len,
+            keys,
+        })
+    }
+}
+
+/// Seals one chunk in place and returns its leaf hash: `slot` is its payload (plaintext and
+/// zero padding) followed by 16 bytes of room for the tag.
+pub(crate) fn seal_slot(cipher: &PayloadCipher, index: u64, last: bool, slot: &mut [u8]) -> Hash {
+    if let Some((payload, tag)) = slot.split_last_chunk_mut::<CHUNK_TAG_LEN>() {
+        *tag = cipher.seal_chunk(index, last, payload);
+    }
+    // Hashed right after encryption, while the chunk is still in cache.
+    tree::leaf_hash(index, last, slot)
+}
+
+/// Seals chunk `index` of `plaintext` into its zero-initialised sealed place `slot` (payload
+/// and tag) and returns its leaf hash. A chunk of plaintext only is encrypted straight from
+/// `plaintext` into `slot`, with no copy first.
+pub(crate) fn seal_from(
+    cipher: &PayloadCipher,
+    layout: &Layout,
+    plaintext: &[u8],
+    index: u64,
+    slot: &mut [u8],
+) -> Hash {
+    let last = layout.is_last(index);
+    let start = layout.payload_offset(index) as usize;
+    let piece = plaintext
+        .get(start..start + layout.chunk_plaintext_len(index))
+        .unwrap_or_default();
+    let payload_len = layout.chunk_payload_len(index);
+    match slot.split_at_mut_checked(payload_len) {
+        Some((payload, tag)) if piece.len() == payload_len => {
+            if let Some(tag) = tag.first_chunk_mut::<CHUNK_TAG_LEN>() {
+                *tag = cipher.seal_chunk_into(index, last, piece, payload);
+            }
+            tree::leaf_hash(index, last, slot)
+        }
+        _ => {
+            // Plaintext, then the zero padding already there.
+            if let Some(head) = slot.get_mut(..piece.len()) {
+                head.copy_from_slice(piece);
+            }
+            seal_slot(cipher, index, last, slot)
+        }
+    }
+}
 
 /// Seals `plaintext` under a fresh file key.
 ///
 /// Returns the pointer (to send inside the conversation, after setting its locator) and the
 /// sealed bytes (to upload anywhere). The random number generator supplies the file key
 /// (first 32 bytes drawn) and the header salt (next 32 bytes).
+///
+/// The sealed bytes are a new allocation: for a large file, the kernel's work to provide its
+/// fresh pages costs about as much as the encryption. [`seal_in_place`](super::seal_in_place)
+/// seals in the caller's buffer instead, and is the faster choice when the plaintext is in a
+/// `Vec` already.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata};
@@ -38,55 +115,26 @@ pub fn seal<R: CryptoRng + ?Sized>(
     plaintext: &[u8],
     metadata: AttachmentMetadata,
 ) -> Result<(AttachmentPointer, Vec<u8>), AttachmentError> {
-    let len =
-        u64::try_from(plaintext.len()).map_err(|_| AttachmentError::TooLarge { len: u64::MAX })?;
-    let layout = Layout::new(len, metadata.chunk_size())?;
-    let sealed_len =
-        usize::try_from(layout.sealed_len()).map_err(|_| AttachmentError::TooLarge { len })?;
-    let keys = SealKeys::generate(rng, metadata.chunk_size());
-
+    let SealSetup {
+        layout,
+        sealed_len,
+        keys,
+    } = SealSetup::new(rng, plaintext.len(), &metadata)?;
     // Allocated zeroed (fresh pages, no pass over them): every chunk is encrypted straight
     // from the plaintext into its place, and the padding is already zero.
     let mut out = alloc::vec![0u8; sealed_len];
-    let (prefix, rest) = out.split_at_mut(PREFIX_LEN);
+    let (body, stored_tree) = out.split_at_mut(layout.tree_offset() as usize);
+    let (prefix, chunks) = body.split_at_mut(PREFIX_LEN);
     prefix.copy_from_slice(&keys.prefix);
-    let (chunks, stored_tree) = rest.split_at_mut(layout.tree_offset() as usize - PREFIX_LEN);
-    let mut leaves = Vec::with_capacity(usize::try_from(layout.chunk_count()).unwrap_or(0));
     let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
-    let mut rest = plaintext;
-    for (index, slot) in (0..layout.chunk_count()).zip(chunks.chunks_mut(stride)) {
-        let last = layout.is_last(index);
-        let n = layout.chunk_plaintext_len(index).min(rest.len());
-        let (piece, tail) = rest.split_at(n);
-        rest = tail;
-        let (payload, tag) = slot.split_at_mut(layout.chunk_payload_len(index));
-        let t = if n == payload.len() {
-            keys.cipher.seal_chunk_into(index, last, piece, payload)
-        } else {
-            // Plaintext, then the zero padding already there.
-            if let Some(head) = payload.get_mut(..n) {
-                head.copy_from_slice(piece);
-            }
-            keys.cipher.seal_chunk(index, last, payload)
-        };
-        if let Some(room) = tag.get_mut(..CHUNK_TAG_LEN) {
-            room.copy_from_slice(&t);
-        }
-        // Hashed right after encryption, while the chunk is still in cache.
-        leaves.push(tree::leaf_hash(index, last, slot));
-    }
-    let mut at = 0usize;
-    let tree_root = tree::write_tree::<core::convert::Infallible>(leaves, |node| {
-        if let Some(room) = stored_tree.get_mut(at..at + node.len()) {
-            room.copy_from_slice(node);
-        }
-        at += node.len();
-        Ok(())
-    })
-    .unwrap_or_else(|never| match never {});
-    let root = tree::pointer_root(&keys.prefix, &tree_root);
+    let leaves = chunks
+        .chunks_mut(stride)
+        .enumerate()
+        .map(|(i, slot)| seal_from(&keys.cipher, &layout, plaintext, i as u64, slot))
+        .collect();
+    let tree_root = tree::store_tree(leaves, stored_tree);
     Ok((
-        AttachmentPointer::new(keys.file_key, len, root, metadata),
+        keys.into_pointer(layout.plaintext_len(), &tree_root, metadata),
         out,
     ))
 }
@@ -100,7 +148,7 @@ mod streaming {
     use std::io::{self, Read, Write};
 
     use super::*;
-    use crate::attachment::format::{CHUNK_TAG_LEN, MAX_PLAINTEXT_LEN};
+    use crate::attachment::format::MAX_PLAINTEXT_LEN;
 
     /// Reads until `buf` is full or the reader ends; returns the number of bytes read.
     pub(crate) fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -218,9 +266,7 @@ mod streaming {
             }
             // More follows, so this full chunk is not the last: the padded length is at
             // least the plaintext length.
-            let (payload, tag) = buf.split_at_mut(chunk);
-            tag.copy_from_slice(&keys.cipher.seal_chunk(index, false, payload));
-            leaves.push(tree::leaf_hash(index, false, &buf));
+            leaves.push(seal_slot(&keys.cipher, index, false, &mut buf));
             output.write_all(&buf)?;
             index += 1;
         };
@@ -232,25 +278,23 @@ mod streaming {
         let mut plaintext_in_buf = filled;
         while index < layout.chunk_count() {
             let payload_len = layout.chunk_payload_len(index);
-            let sealed_len = payload_len + CHUNK_TAG_LEN;
             // The plaintext (if any) is followed by zero padding up to the payload length;
             // after the first of these chunks the payload is all padding.
             buf[plaintext_in_buf..payload_len].fill(0);
             plaintext_in_buf = 0;
-            let (payload, tag) = buf.split_at_mut(payload_len);
-            let tag_bytes = keys
-                .cipher
-                .seal_chunk(index, layout.is_last(index), payload);
-            tag[..CHUNK_TAG_LEN].copy_from_slice(&tag_bytes);
-            let sealed = &buf[..sealed_len];
-            leaves.push(tree::leaf_hash(index, layout.is_last(index), sealed));
+            let sealed = &mut buf[..payload_len + CHUNK_TAG_LEN];
+            leaves.push(seal_slot(
+                &keys.cipher,
+                index,
+                layout.is_last(index),
+                sealed,
+            ));
             output.write_all(sealed)?;
             index += 1;
         }
         let tree_root = tree::write_tree(leaves, |node| output.write_all(node))?;
         output.flush()?;
-        let root = tree::pointer_root(&keys.prefix, &tree_root);
-        Ok(AttachmentPointer::new(keys.file_key, total, root, metadata))
+        Ok(keys.into_pointer(total, &tree_root, metadata))
     }
 }
 

@@ -142,6 +142,20 @@ pub(crate) fn write_tree<E>(
     }
 }
 
+/// Writes the stored tree over `leaves` into `stored` (exactly its length, from the layout)
+/// and returns the tree root.
+pub(crate) fn store_tree(leaves: Vec<Hash>, stored: &mut [u8]) -> Hash {
+    let mut rest = stored;
+    write_tree::<core::convert::Infallible>(leaves, |node| {
+        if let Some((room, tail)) = core::mem::take(&mut rest).split_at_mut_checked(node.len()) {
+            room.copy_from_slice(node);
+            rest = tail;
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|never| match never {})
+}
+
 /// Checks a whole stored tree (`stored`, all of it) against the pointer's root: its upper
 /// levels must be exactly the ones computed from its level 0, and the top must give `root`.
 /// Returns the verified level 0.

@@ -1,6 +1,7 @@
 //! The attachment target: opening arbitrary bytes under a fixed pointer, and seal/open round
 //! trips of fuzzer-chosen sizes, chunk sizes, metadata, ranges and tampering.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -77,6 +78,9 @@ struct RoundTrip {
 ///
 /// Opening arbitrary bytes (whole, as a stream, and by random access) must fail unless the
 /// bytes are the fixture's sealed file; whatever comes out must be the fixture's plaintext.
+/// Every whole-file opener (`open`, `open_in_place`, with `parallel` their `_parallel`
+/// counterparts) must give the same plaintext or the same error. Sealing in place must give
+/// `seal`'s bytes for the same random draws.
 /// A file name that metadata refuses must be refused, for the same rule, in a decoded
 /// pointer. A round trip must give back the plaintext whole, streamed and for every range,
 /// through a pointer that went through its encoding; a file with one byte changed must not
@@ -92,9 +96,39 @@ pub fn attachment(data: &[u8]) {
     }
 }
 
+/// Opens `sealed` with `open` and with every function that opens a whole file in memory,
+/// asserts that they all give the same result (the same plaintext or the same error), and
+/// returns it.
+fn open_whole(pointer: &AttachmentPointer, sealed: &[u8]) -> Result<Vec<u8>, AttachmentError> {
+    let opened = attachment::open(pointer, sealed);
+    let expected = format!("{opened:?}");
+    let in_place = attachment::open_in_place(pointer, sealed.to_vec());
+    assert_eq!(
+        format!("{in_place:?}"),
+        expected,
+        "open_in_place disagrees with open"
+    );
+    #[cfg(feature = "parallel")]
+    {
+        let parallel = attachment::open_parallel(pointer, sealed);
+        assert_eq!(
+            format!("{parallel:?}"),
+            expected,
+            "open_parallel disagrees with open"
+        );
+        let in_place = attachment::open_in_place_parallel(pointer, sealed.to_vec());
+        assert_eq!(
+            format!("{in_place:?}"),
+            expected,
+            "open_in_place_parallel disagrees with open"
+        );
+    }
+    opened
+}
+
 fn open_arbitrary(sealed: &[u8]) {
     let f = fixture();
-    if let Ok(plaintext) = attachment::open(&f.pointer, sealed) {
+    if let Ok(plaintext) = open_whole(&f.pointer, sealed) {
         assert_eq!(plaintext, f.plaintext, "opened to another plaintext");
         assert_eq!(
             sealed, f.sealed,
@@ -163,7 +197,35 @@ fn seal_open(case: &RoundTrip) {
         Err(_) => return,
     };
     let metadata = metadata.with_chunk_size(chunk_size);
+    // Sealing in place draws the same key and salt from the same generator state: the same
+    // bytes as `seal`, whether the buffer has room for them or must grow.
+    let mut buffer = Vec::with_capacity(if case.seed.is_multiple_of(2) {
+        0
+    } else {
+        len + 4096
+    });
+    buffer.extend_from_slice(&plaintext);
+    let in_place = attachment::seal_in_place(&mut rng.clone(), &mut buffer, metadata.clone())
+        .expect("seal_in_place");
+    #[cfg(feature = "parallel")]
+    let in_place_parallel = {
+        let mut buffer = plaintext.clone();
+        let pointer =
+            attachment::seal_in_place_parallel(&mut rng.clone(), &mut buffer, metadata.clone())
+                .expect("seal_in_place_parallel");
+        (pointer, buffer)
+    };
     let (mut pointer, sealed) = attachment::seal(&mut rng, &plaintext, metadata).expect("seal");
+    assert_eq!(buffer, sealed, "seal_in_place sealed other bytes");
+    assert_eq!(in_place.root(), pointer.root());
+    #[cfg(feature = "parallel")]
+    {
+        assert_eq!(
+            in_place_parallel.1, sealed,
+            "seal_in_place_parallel sealed other bytes"
+        );
+        assert_eq!(in_place_parallel.0.root(), pointer.root());
+    }
     assert_eq!(
         pointer.sealed_len(chunk_size).ok(),
         Some(sealed.len() as u64)
@@ -176,10 +238,7 @@ fn seal_open(case: &RoundTrip) {
     assert_eq!(pointer.content_type(), case.content_type);
     assert_eq!(pointer.file_name(), case.file_name);
 
-    assert_eq!(
-        attachment::open(&pointer, &sealed).expect("open"),
-        plaintext
-    );
+    assert_eq!(open_whole(&pointer, &sealed).expect("open"), plaintext);
     let mut streamed = Vec::new();
     let n = attachment::open_stream(&pointer, &mut Cursor::new(&sealed), &mut streamed)
         .expect("stream");
@@ -216,7 +275,7 @@ fn seal_open(case: &RoundTrip) {
     let mut tampered = sealed.clone();
     tampered[position] ^= xor.max(1);
     assert!(
-        attachment::open(&pointer, &tampered).is_err(),
+        open_whole(&pointer, &tampered).is_err(),
         "a file with byte {position} changed opened"
     );
     let mut sink = Vec::new();
