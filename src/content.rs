@@ -86,7 +86,7 @@ const PADDING_MARKER: u8 = 0x80;
 /// assert_eq!(content.body(), b"See you at 10");
 /// assert!(content.attachments().is_empty());
 /// ```
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Content {
     body: Vec<u8>,
     attachments: Vec<AttachmentPointer>,

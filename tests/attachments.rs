@@ -2332,3 +2332,28 @@ proptest! {
         let _ = AttachmentPointer::from_bytes(&bytes);
     }
 }
+
+#[test]
+fn a_pointer_and_content_clone_to_the_same_bytes() {
+    use ratchetbox::Content;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc10e);
+    let (pointer, sealed) = attachment::seal(
+        &mut rng,
+        b"photo",
+        AttachmentMetadata::new("image/png", "a.png").unwrap(),
+    )
+    .unwrap();
+    let copy = pointer.clone();
+    assert_eq!(*copy.to_bytes(), *pointer.to_bytes());
+    drop(pointer);
+    // The copy owns its key: it still opens the file after the original is gone (and wiped).
+    assert_eq!(attachment::open(&copy, &sealed).unwrap(), b"photo");
+    let mut content = Content::new("see attached");
+    content.add_attachment(copy).unwrap();
+    let again = content.clone();
+    assert_eq!(again.body(), content.body());
+    assert_eq!(
+        *again.attachments()[0].to_bytes(),
+        *content.attachments()[0].to_bytes()
+    );
+}
