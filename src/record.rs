@@ -1665,6 +1665,39 @@ mod tests {
     }
 
     #[test]
+    fn changes_show_their_ids_but_no_key_in_debug_output() {
+        use alloc::string::{String, ToString};
+        let mut c = Conversation::new(24, SessionConfig::default());
+        let sent = c.alice_sends(2);
+        c.bob_decrypts(&sent[1]);
+        let changes = c.bob.1.take_skipped_changes();
+        let [
+            SkippedChange::DeleteSession(session),
+            put @ SkippedChange::Put(id, value),
+        ] = &changes[..]
+        else {
+            panic!("a new session's rows: {changes:?}")
+        };
+        let key = &value[3..35];
+        let debug = alloc::format!("{put:?} {:?}", changes[0]);
+        assert!(
+            debug.starts_with("Put(SkippedKeyId { session: SessionId("),
+            "{debug}"
+        );
+        assert!(debug.contains("DeleteSession(SessionId("), "{debug}");
+        assert!(
+            debug.contains(&alloc::format!("counter: {}", id.slot.counter)),
+            "{debug}"
+        );
+        let compact: String = debug.chars().filter(|c| !c.is_whitespace()).collect();
+        let listed: Vec<String> = key.iter().map(u8::to_string).collect();
+        assert!(!compact.contains(&listed[..8].join(",")), "{debug}");
+        let hex: String = key[..8].iter().map(|b| alloc::format!("{b:02x}")).collect();
+        assert!(!compact.contains(&hex), "{debug}");
+        assert_eq!(*session, id.session);
+    }
+
+    #[test]
     fn a_record_never_holds_two_sessions_with_one_id() {
         let mut rng = ChaCha20Rng::seed_from_u64(19);
         let alice = Account::new(&mut rng, NOW);
