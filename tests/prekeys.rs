@@ -793,6 +793,7 @@ fn a_new_device_uploads_everything() {
             one_time_kem_prekeys_capped: false,
         }
     );
+    assert!(plan.needs_upload());
     let upload = account
         .prekey_maintenance(&mut r, T0, ServerPreKeyStatus::default())
         .unwrap()
