@@ -196,6 +196,30 @@ mod tests {
         assert!(rotation_due(Timestamp::MAX, Timestamp::EPOCH));
     }
 
+    #[test]
+    fn an_upload_is_needed_for_any_key_to_send_and_only_then() {
+        let nothing = PreKeyMaintenance {
+            replaced_prekeys_to_delete: 7,
+            one_time_prekeys_capped: true,
+            one_time_kem_prekeys_capped: true,
+            ..PreKeyMaintenance::default()
+        };
+        assert!(!nothing.needs_upload());
+        let each: [fn(&mut PreKeyMaintenance); 6] = [
+            |p| p.upload_signed_prekey = true,
+            |p| p.upload_last_resort_kem_prekey = true,
+            |p| p.resend_one_time_prekeys = 1,
+            |p| p.new_one_time_prekeys = 1,
+            |p| p.resend_one_time_kem_prekeys = 1,
+            |p| p.new_one_time_kem_prekeys = 1,
+        ];
+        for set in each {
+            let mut plan = nothing;
+            set(&mut plan);
+            assert!(plan.needs_upload(), "{plan:?}");
+        }
+    }
+
     /// The account's current batch is 101..=200 (the next id is 201), it holds `held` keys.
     fn kind(held: usize, max: usize) -> OneTimeKind {
         OneTimeKind {

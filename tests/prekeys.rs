@@ -652,6 +652,11 @@ fn prekey_upload_refuses_unknown_ids_and_too_many() {
         account.prekey_upload(false, false, &many, &[]).err(),
         Some(PreKeyError::TooManyForUpload { max: 100 })
     );
+    // Exactly 100 is allowed.
+    let full = account
+        .prekey_upload(false, false, &many[..100], &[])
+        .unwrap();
+    assert_eq!(ids_of_one_time(&full), (1..=100).collect::<Vec<_>>());
     // Repeats collapse.
     let twice = account
         .prekey_upload(false, false, &[OneTimePreKeyId(4), OneTimePreKeyId(4)], &[])
@@ -788,6 +793,7 @@ fn a_new_device_uploads_everything() {
             one_time_kem_prekeys_capped: false,
         }
     );
+    assert!(plan.needs_upload());
     let upload = account
         .prekey_maintenance(&mut r, T0, ServerPreKeyStatus::default())
         .unwrap()

@@ -332,9 +332,10 @@ impl fmt::Debug for OneTimePreKey {
 /// identity key, a signed prekey, a signed post-quantum (ML-KEM-1024) prekey and, while the
 /// server has any, one one-time prekey.
 ///
-/// A server typically stores an account's identity key, current signed prekey and a pool of
-/// one-time prekeys, and hands out a bundle with a different one-time prekey to each
-/// requester.
+/// A server stores an account's identity key, current signed prekey, current last-resort KEM
+/// prekey and pools of one-time prekeys and one-time KEM prekeys (from
+/// [`PreKeyUpload`](crate::PreKeyUpload)s), and hands out a bundle with different one-time
+/// keys to each requester ([`assemble`](Self::assemble)).
 ///
 /// ```
 /// # use ratchetbox::{Account, PreKeyBundle, Timestamp};
@@ -360,8 +361,9 @@ pub struct PreKeyBundle {
 impl PreKeyBundle {
     const OBJECT: &'static str = "PreKeyBundle";
 
-    /// Assembles a bundle from published parts (what a server does). Without a KEM prekey
-    /// the bundle is classical, and initiators refuse it unless classical setups are allowed
+    /// Assembles a bundle from published parts, checking nothing (a server uses
+    /// [`assemble`](Self::assemble), which checks the signatures). Without a KEM prekey the
+    /// bundle is classical, and initiators refuse it unless classical setups are allowed
     /// explicitly ([`SessionConfig::with_classical_setup_allowed`](crate::SessionConfig::with_classical_setup_allowed)).
     pub fn new(
         identity_key: IdentityKey,
