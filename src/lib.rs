@@ -120,9 +120,9 @@ pub use account::{
 #[cfg(feature = "std")]
 pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
+pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 #[cfg(feature = "std")]
 pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
-pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
 #[cfg(feature = "std")]

@@ -1151,6 +1151,7 @@ fn a_stream_that_drops_in_any_batch_releases_every_chunk_before_the_drop() {
     for index in [0u64, 1, 15, 16, 17, 37, 59] {
         let (start, _) = chunk_bounds(&layout, index);
         let fail = start as u64 + 10..layout.tree_offset();
+        #[cfg_attr(not(feature = "parallel"), allow(unused_mut))]
         let mut results = vec![("open_stream", {
             let mut out = Vec::new();
             let source = &mut Dropping {

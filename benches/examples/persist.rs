@@ -49,8 +49,14 @@ struct Setup {
 
 fn setup(bob_store: Box<dyn Store>, skipped: usize, count: usize) -> Setup {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let mut bob = Device::create(bob_store, StorageKey::from_bytes([2; 32]), addr("bob"), &mut rng, NOW)
-        .expect("bob");
+    let mut bob = Device::create(
+        bob_store,
+        StorageKey::from_bytes([2; 32]),
+        addr("bob"),
+        &mut rng,
+        NOW,
+    )
+    .expect("bob");
     let mut alice = Device::create(
         Box::new(MemoryStore::new()),
         StorageKey::from_bytes([1; 32]),
@@ -60,7 +66,9 @@ fn setup(bob_store: Box<dyn Store>, skipped: usize, count: usize) -> Setup {
     )
     .expect("alice");
     let bundle = bundle_of(&mut bob, &mut rng);
-    alice.process_bundle(&mut rng, &addr("bob"), &bundle).expect("session");
+    alice
+        .process_bundle(&mut rng, &addr("bob"), &bundle)
+        .expect("session");
     let send = |alice: &mut Device, rng: &mut ChaCha20Rng, body: &str| {
         alice
             .send(rng, "bob", &[1], &[], &Content::new(body), NOW)
@@ -71,20 +79,24 @@ fn setup(bob_store: Box<dyn Store>, skipped: usize, count: usize) -> Setup {
     };
     // A round trip, so that later messages are plain ratchet messages.
     let first = send(&mut alice, &mut rng, "hello");
-    bob.receive(&mut rng, &addr("alice"), &first, NOW).expect("first");
+    bob.receive(&mut rng, &addr("alice"), &first, NOW)
+        .expect("first");
     let reply = bob
         .send(&mut rng, "alice", &[1], &[], &Content::new("hi"), NOW)
         .expect("reply")
         .messages
         .remove(0)
         .message;
-    alice.receive(&mut rng, &addr("bob"), &reply, NOW).expect("reply");
+    alice
+        .receive(&mut rng, &addr("bob"), &reply, NOW)
+        .expect("reply");
     // `skipped` messages that never arrive, then one that does: Bob stores their keys.
     for i in 0..skipped {
         send(&mut alice, &mut rng, &format!("lost {i}"));
     }
     let after = send(&mut alice, &mut rng, "after the gap");
-    bob.receive(&mut rng, &addr("alice"), &after, NOW).expect("after the gap");
+    bob.receive(&mut rng, &addr("alice"), &after, NOW)
+        .expect("after the gap");
     let messages = (0..count)
         .map(|i| send(&mut alice, &mut rng, &format!("message {i}")))
         .collect();
@@ -97,20 +109,34 @@ fn core_setup(skipped: usize, count: usize) -> (ratchetbox::Account, SessionReco
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let mut bob = ratchetbox::Account::new(&mut rng, NOW);
     let alice = ratchetbox::Account::new(&mut rng, NOW);
-    let otk = bob.generate_one_time_prekeys(&mut rng, 1, NOW).expect("otk")[0];
+    let otk = bob
+        .generate_one_time_prekeys(&mut rng, 1, NOW)
+        .expect("otk")[0];
     let bundle = bob.prekey_bundle(Some(otk.id()), None).expect("bundle");
     let mut alice_rec = SessionRecord::new();
-    alice_rec.initiate(&mut rng, &alice, &bundle).expect("initiate");
+    alice_rec
+        .initiate(&mut rng, &alice, &bundle)
+        .expect("initiate");
     let mut bob_rec = SessionRecord::new();
     let mut alice_acc = alice;
-    let m = alice_rec.send(&mut rng, &Content::new("hello"), NOW).expect("send");
+    let m = alice_rec
+        .send(&mut rng, &Content::new("hello"), NOW)
+        .expect("send");
     bob_rec.receive(&mut bob, m.wire(), NOW).expect("receive");
-    let r = bob_rec.send(&mut rng, &Content::new("hi"), NOW).expect("send");
-    alice_rec.receive(&mut alice_acc, r.wire(), NOW).expect("receive");
+    let r = bob_rec
+        .send(&mut rng, &Content::new("hi"), NOW)
+        .expect("send");
+    alice_rec
+        .receive(&mut alice_acc, r.wire(), NOW)
+        .expect("receive");
     for _ in 0..skipped {
-        alice_rec.send(&mut rng, &Content::new("lost"), NOW).expect("send");
+        alice_rec
+            .send(&mut rng, &Content::new("lost"), NOW)
+            .expect("send");
     }
-    let m = alice_rec.send(&mut rng, &Content::new("after"), NOW).expect("send");
+    let m = alice_rec
+        .send(&mut rng, &Content::new("after"), NOW)
+        .expect("send");
     bob_rec.receive(&mut bob, m.wire(), NOW).expect("receive");
     let messages = (0..count)
         .map(|i| {
@@ -164,12 +190,17 @@ fn main() {
                 record.receive(&mut account, m, NOW).expect("core receive");
             }
             times[0].push(per_message(t.elapsed(), count));
-            assert_eq!(record.session().map(|s| s.skipped_key_count()), Some(skipped));
+            assert_eq!(
+                record.session().map(|s| s.skipped_key_count()),
+                Some(skipped)
+            );
 
             for (i, s) in [(1, &mut mem), (2, &mut file)] {
                 let t = Instant::now();
                 for m in &s.messages {
-                    s.bob.receive(&mut s.rng, &addr("alice"), m, NOW).expect("receive");
+                    s.bob
+                        .receive(&mut s.rng, &addr("alice"), m, NOW)
+                        .expect("receive");
                 }
                 times[i].push(per_message(t.elapsed(), count));
             }
@@ -178,16 +209,30 @@ fn main() {
             for i in 0..count {
                 sender
                     .bob
-                    .send(&mut sender.rng, "alice", &[1], &[], &Content::new(format!("{i}")), NOW)
+                    .send(
+                        &mut sender.rng,
+                        "alice",
+                        &[1],
+                        &[],
+                        &Content::new(format!("{i}")),
+                        NOW,
+                    )
                     .expect("send");
             }
             times[3].push(per_message(t.elapsed(), count));
         }
         println!("{skipped} stored skipped keys, {count} messages x {rounds} rounds (medians)");
-        println!("{:<36} {:>12} {:>16}", "operation", "us/message", "vs decrypt alone");
+        println!(
+            "{:<36} {:>12} {:>16}",
+            "operation", "us/message", "vs decrypt alone"
+        );
         for (i, name) in names.iter().enumerate() {
             let ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(a, b)| a / b).collect();
-            println!("{name:<36} {:>12.1} {:>15.1}x", median(times[i].clone()), median(ratios));
+            println!(
+                "{name:<36} {:>12.1} {:>15.1}x",
+                median(times[i].clone()),
+                median(ratios)
+            );
         }
         println!();
     }
