@@ -22,6 +22,7 @@ pub type DeviceId = u32;
 /// assert_eq!(bob_phone.to_string(), "bob.1");
 /// # Ok::<(), ratchetbox::AddressError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Address {
     user_id: String,

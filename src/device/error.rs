@@ -16,6 +16,7 @@ use crate::store::StoreError;
 /// exactly one; branch on it, and log the error itself (its message says what happened).
 ///
 /// In every case the device's stored state is exactly as it was before the call.
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Action {
@@ -44,6 +45,7 @@ pub enum Action {
 
 /// Everything that can go wrong in the high-level layer ([`Device`](super::Device)). The
 /// inner errors are the core's precise variants; [`action`](Self::action) says what to do.
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

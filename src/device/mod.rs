@@ -107,6 +107,7 @@ pub struct Sent {
 /// assert_eq!(received.content().body(), b"hi Bob");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub struct Device {
     store: Box<dyn Store>,
     keys: RowKeys,
