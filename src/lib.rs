@@ -104,7 +104,6 @@ mod x3dh;
 
 pub mod attachment;
 #[cfg(feature = "std")]
-#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
 // hidden from the docs and not covered by semver.

@@ -50,6 +50,7 @@ const DELETE_FROM: &str = "DELETE FROM items WHERE tbl = ?1 AND key >= ?2";
 /// assert_eq!(options.get_busy_timeout(), Duration::from_secs(2));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub struct SqliteOptions {
     busy_timeout: Duration,
 }
@@ -136,6 +137,7 @@ impl Default for SqliteOptions {
 /// # let _ = std::fs::remove_dir_all(&dir);
 /// # Ok::<(), ratchetbox::StoreError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub struct SqliteStore {
     conn: Connection,
     /// The busy timeout in milliseconds, reported in [`StoreError::Busy`].
