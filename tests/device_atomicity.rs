@@ -369,3 +369,82 @@ fn one_message_writes_the_same_rows_with_0_or_1000_stored_skipped_keys() {
     assert_eq!(none[3], 2);
     assert_eq!(many[3], 2);
 }
+
+/// A store that reports `Conflict` at the commit of its first `conflicts` transactions
+/// that write (what an optimistic backend reports when another handle committed first).
+struct Conflicting {
+    inner: MemoryStore,
+    conflicts: Arc<AtomicU64>,
+}
+
+struct ConflictingTx<'a> {
+    inner: Box<dyn Transaction + 'a>,
+    conflicts: Arc<AtomicU64>,
+}
+
+impl Store for Conflicting {
+    fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        Ok(Box::new(ConflictingTx {
+            inner: self.inner.transaction()?,
+            conflicts: self.conflicts.clone(),
+        }))
+    }
+}
+
+impl Transaction for ConflictingTx<'_> {
+    fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(table, key, value)
+    }
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.delete(table, key)
+    }
+    fn scan(&mut self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan(table, prefix)
+    }
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<u64, StoreError> {
+        self.inner.delete_prefix(table, prefix)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let left = self.conflicts.load(Ordering::Relaxed);
+        if left > 0 {
+            self.conflicts.store(left - 1, Ordering::Relaxed);
+            return Err(StoreError::Conflict);
+        }
+        self.inner.commit()
+    }
+}
+
+#[test]
+fn a_conflicting_commit_is_retried_on_fresh_state_up_to_the_limit() {
+    for conflicts in [1u64, 7, 8] {
+        let mut w = world(7, false);
+        let left = Arc::new(AtomicU64::new(conflicts));
+        let mut store = w.bob1_store.clone();
+        let before = snapshot(&mut store);
+        let mut bob1 = Device::open(
+            Box::new(Conflicting {
+                inner: w.bob1_store.clone(),
+                conflicts: left.clone(),
+            }),
+            StorageKey::from_bytes(BOB_KEY),
+        )
+        .unwrap();
+        let result = bob1.receive(&mut w.rng, &addr("alice", 1), &w.pending_for_bob1, T0);
+        if conflicts < u64::from(ratchetbox::MAX_ATTEMPTS) {
+            // Ran again after each conflict, and committed once.
+            assert_eq!(result.unwrap().content().body(), b"second");
+            assert_eq!(left.load(Ordering::Relaxed), 0);
+        } else {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, Error::TooManyConflicts { attempts: 8 }),
+                "{err:?}"
+            );
+            assert_eq!(err.action(), Action::RetryLater);
+            assert_eq!(snapshot(&mut store), before);
+        }
+    }
+}
