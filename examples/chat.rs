@@ -110,7 +110,7 @@ fn run() -> Result<()> {
         account: Account::new(&mut rng, t0),
         record: SessionRecord::new(),
     };
-    let published = bob.account.generate_one_time_prekeys(&mut rng, 5)?;
+    let published = bob.account.generate_one_time_prekeys(&mut rng, 5, t0)?;
     let published_kem = bob.account.generate_one_time_kem_prekeys(&mut rng, 5, t0)?;
     // The server hands each requester one of each kind of one-time prekey, if it has any left.
     let bundle_bytes = bob

@@ -44,7 +44,7 @@ for target in "${targets[@]}"; do
   options=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
            -artifact_prefix="$work/$target/artifacts/")
   case "$target" in
-    conversation | attachment | session_decrypt) ;;
+    conversation | attachment | session_decrypt | device) ;;
     *) options+=(-dict=dict/wire.dict) ;;
   esac
   echo "==== fuzz $target for ${seconds} s"

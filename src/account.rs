@@ -11,6 +11,7 @@ use rand_core::CryptoRng;
 use crate::error::{DecodeError, DecryptError, PreKeyError};
 use crate::kem::{KEM_SEED_LEN, KemKeyPair};
 use crate::keys::{IdentityKey, IdentityKeyPair, X25519KeyPair, X25519PublicKey};
+use crate::prekeys::{self, PreKeyMaintenance, REPLACED_PREKEY_GRACE_SECS, ServerPreKeyStatus};
 use crate::time::Timestamp;
 use crate::wire::bundle::{
     KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, SignedPreKey,
@@ -18,6 +19,7 @@ use crate::wire::bundle::{
 };
 use crate::wire::generated as pb;
 use crate::wire::message::InitialSetup;
+use crate::wire::upload::PreKeyUpload;
 
 /// The most unused one-time prekeys an account holds at once.
 pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
@@ -84,6 +86,37 @@ struct SignedPreKeyPair {
 struct KemPreKeyPair {
     public: KemPreKey,
     key: Box<KemKeyPair>,
+    /// One-time KEM prekeys only: when prekey maintenance replaced this key's batch on the
+    /// server. Always `None` for last-resort KEM prekeys.
+    replaced_at: Option<Timestamp>,
+}
+
+/// An unused one-time prekey with its private half (boxed, as in [`SignedPreKeyPair`]).
+#[derive(Clone)]
+struct OneTimePreKeyEntry {
+    key: Box<X25519KeyPair>,
+    created_at: Timestamp,
+    /// When prekey maintenance replaced this key's batch on the server.
+    replaced_at: Option<Timestamp>,
+}
+
+/// Whether a one-time key created at `created_at` and replaced on the server at
+/// `replaced_at` has outlived `grace_secs` at `now`. The grace counts from the replacement,
+/// or from the creation if that reads later (the clock went back in between).
+fn replaced_one_time_key_expired(
+    created_at: Timestamp,
+    replaced_at: Option<Timestamp>,
+    now: Timestamp,
+    grace_secs: u64,
+) -> bool {
+    replaced_at.is_some_and(|replaced| grace_over(created_at.max(replaced), now, grace_secs))
+}
+
+/// Whether `now` is at least `grace_secs` after `at`. A `now` before `at` never is.
+fn grace_over(at: Timestamp, now: Timestamp, grace_secs: u64) -> bool {
+    now.as_unix_secs()
+        .checked_sub(at.as_unix_secs())
+        .is_some_and(|elapsed| elapsed >= grace_secs)
 }
 
 /// A user's long-term identity and prekey store.
@@ -93,8 +126,8 @@ struct KemPreKeyPair {
 /// the initial message that names it decrypts, so a forged or corrupted message cannot burn
 /// prekeys.
 ///
-/// Persist the account after every change (prekey generation, rotation, and every
-/// successful [`SessionRecord::decrypt`](crate::SessionRecord::decrypt) of an initial
+/// Persist the account after every change (prekey generation, rotation, maintenance, and
+/// every successful [`SessionRecord::decrypt`](crate::SessionRecord::decrypt) of an initial
 /// message), with [`Account::to_bytes`] or [`Account::seal`].
 ///
 /// ```
@@ -102,9 +135,10 @@ struct KemPreKeyPair {
 /// let mut rng = ratchetbox::OsRng::new();
 /// let now = Timestamp::from_unix_secs(1_764_000_000);
 /// let mut account = Account::new(&mut rng, now);
-/// let published = account.generate_one_time_prekeys(&mut rng, 100)?;
+/// let published = account.generate_one_time_prekeys(&mut rng, 100, now)?;
 /// assert_eq!(published.len(), 100);
-/// // Upload account.identity_key(), account.signed_prekey() and `published` to the server.
+/// // Or let the account decide what the server needs, and upload that:
+/// // `account.prekey_maintenance(&mut rng, now, server_status)`.
 /// # Ok::<(), ratchetbox::PreKeyError>(())
 /// ```
 pub struct Account {
@@ -112,7 +146,7 @@ pub struct Account {
     current_signed_prekey: SignedPreKeyPair,
     /// Replaced signed prekeys still accepted for initial messages in flight, oldest first.
     previous_signed_prekeys: Vec<SignedPreKeyPair>,
-    one_time_prekeys: BTreeMap<u32, Box<X25519KeyPair>>,
+    one_time_prekeys: BTreeMap<u32, OneTimePreKeyEntry>,
     next_signed_prekey_id: u32,
     next_one_time_prekey_id: u32,
     /// Setups accepted without a one-time key of either kind, oldest first, at most
@@ -179,6 +213,7 @@ impl Account {
         KemPreKeyPair {
             public: KemPreKey::new(id, now, key.public_key().clone(), signature),
             key,
+            replaced_at: None,
         }
     }
 
@@ -315,8 +350,12 @@ impl Account {
     }
 
     /// Deletes every signed prekey and last-resort KEM prekey that was replaced at least
-    /// `grace_secs` seconds before `now` (the current ones are always kept). Returns how many
-    /// were deleted.
+    /// `grace_secs` seconds before `now` (the current ones are always kept), and every
+    /// one-time prekey and one-time KEM prekey whose batch
+    /// [`prekey_maintenance`](Self::prekey_maintenance) replaced on the server at least
+    /// `grace_secs` before `now`. Returns how many were deleted.
+    /// [`prekey_maintenance`](Self::prekey_maintenance) calls it with
+    /// [`REPLACED_PREKEY_GRACE_SECS`](crate::REPLACED_PREKEY_GRACE_SECS).
     ///
     /// A prekey counts as replaced when its successor was created, or when it was created
     /// itself if its successor was stamped earlier (the clock went back at the rotation), so a
@@ -330,7 +369,22 @@ impl Account {
     /// Deleting a signed prekey also forgets its replay memory, the setups without one-time
     /// keys that named it (see [`MAX_USED_SETUPS`]): their replays now fail as unknown signed
     /// prekey.
+    ///
+    /// A one-time key counts as replaced from the time maintenance replaced its batch, or
+    /// from its own creation if that reads later. An initial message naming a deleted
+    /// one-time key fails as [`DecryptError::OneTimePreKeyUsed`] or
+    /// [`DecryptError::KemPreKeyUsed`]: the account does not remember which of its spent
+    /// one-time keys were used and which expired.
     pub fn remove_replaced_prekeys(&mut self, now: Timestamp, grace_secs: u64) -> usize {
+        let one_time_before = self.one_time_prekeys.len() + self.one_time_kem_prekeys.len();
+        self.one_time_prekeys.retain(|_, e| {
+            !replaced_one_time_key_expired(e.created_at, e.replaced_at, now, grace_secs)
+        });
+        self.one_time_kem_prekeys.retain(|_, p| {
+            !replaced_one_time_key_expired(p.public.created_at(), p.replaced_at, now, grace_secs)
+        });
+        let removed_one_time =
+            one_time_before - self.one_time_prekeys.len() - self.one_time_kem_prekeys.len();
         let removed_ids = &mut self.removed_last_resort_kem_ids;
         let removed_kem = retain_recent(
             &mut self.previous_last_resort_kem_prekeys,
@@ -351,14 +405,22 @@ impl Account {
         if removed > 0 {
             self.forget_setups_of_deleted_prekeys();
         }
-        removed + removed_kem
+        removed + removed_kem + removed_one_time
     }
 
-    /// Creates `count` one-time prekeys and returns their public halves, to upload.
+    /// Creates `count` one-time prekeys at `now` and returns their public halves, to upload.
+    ///
+    /// The account records each key's creation time (it is not published: one-time prekeys
+    /// carry no time on the wire). [`remove_replaced_prekeys`](Self::remove_replaced_prekeys)
+    /// uses it for keys replaced on the server by
+    /// [`prekey_maintenance`](Self::prekey_maintenance): their grace period never starts
+    /// before their creation. Fails with [`PreKeyError::TooManyOneTimePreKeys`] if the
+    /// account would then hold more than [`MAX_ONE_TIME_PREKEYS`], creating nothing.
     pub fn generate_one_time_prekeys<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         count: usize,
+        now: Timestamp,
     ) -> Result<Vec<OneTimePreKey>, PreKeyError> {
         let ids = reserve_ids(
             self.one_time_prekeys.len(),
@@ -371,7 +433,14 @@ impl Account {
         for id in ids {
             let key = Box::new(X25519KeyPair::generate(rng));
             published.push(OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()));
-            self.one_time_prekeys.insert(id, key);
+            self.one_time_prekeys.insert(
+                id,
+                OneTimePreKeyEntry {
+                    key,
+                    created_at: now,
+                    replaced_at: None,
+                },
+            );
         }
         self.next_one_time_prekey_id = end;
         Ok(published)
@@ -381,13 +450,13 @@ impl Account {
     pub fn one_time_prekeys(&self) -> impl Iterator<Item = OneTimePreKey> + '_ {
         self.one_time_prekeys
             .iter()
-            .map(|(&id, key)| OneTimePreKey::new(OneTimePreKeyId(id), key.public_key()))
+            .map(|(&id, e)| OneTimePreKey::new(OneTimePreKeyId(id), e.key.public_key()))
     }
 
     /// A bundle with the current signed prekey, the unused one-time prekey `one_time` if
     /// given, and the unused one-time KEM prekey `kem_one_time` if given, otherwise the
     /// last-resort KEM prekey. (A server assembles the same from the published parts with
-    /// [`PreKeyBundle::new`].)
+    /// [`PreKeyBundle::assemble`].)
     pub fn prekey_bundle(
         &self,
         one_time: Option<OneTimePreKeyId>,
@@ -402,6 +471,292 @@ impl Account {
             None => self.last_resort_kem_prekey.public.clone(),
         };
         self.bundle(one_time, Some(kem))
+    }
+
+    /// An upload of keys the account already holds, signed by its identity key, for apps
+    /// that decide themselves what to publish (with
+    /// [`prekey_maintenance_plan`](Self::prekey_maintenance_plan) or their own policy); most
+    /// apps use [`prekey_maintenance`](Self::prekey_maintenance) instead. It carries the
+    /// current signed prekey if `signed_prekey`, the current last-resort KEM prekey if
+    /// `last_resort_kem_prekey`, and the unused one-time prekeys and one-time KEM prekeys
+    /// with the given ids (in increasing id order, each once, whatever the order given).
+    ///
+    /// A server puts a non-empty list of one-time keys in place of its pool of that kind.
+    /// This does not mark the account's other keys of that kind as replaced (only
+    /// maintenance does), so they are kept until used.
+    ///
+    /// Fails with [`PreKeyError::UnknownOneTimePreKey`] or [`PreKeyError::UnknownKemPreKey`]
+    /// for an id the account holds no unused one-time key of that kind with, and with
+    /// [`PreKeyError::TooManyForUpload`] for more than
+    /// [`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS) ids of a kind.
+    pub fn prekey_upload(
+        &self,
+        signed_prekey: bool,
+        last_resort_kem_prekey: bool,
+        one_time_prekeys: &[OneTimePreKeyId],
+        one_time_kem_prekeys: &[KemPreKeyId],
+    ) -> Result<PreKeyUpload, PreKeyError> {
+        let one_time_ids = sorted_ids(one_time_prekeys.iter().map(|id| id.0))?;
+        let kem_ids = sorted_ids(one_time_kem_prekeys.iter().map(|id| id.0))?;
+        let one_time = one_time_ids
+            .into_iter()
+            .map(|id| {
+                self.one_time_prekeys
+                    .get(&id)
+                    .map(|e| OneTimePreKey::new(OneTimePreKeyId(id), e.key.public_key()))
+                    .ok_or(PreKeyError::UnknownOneTimePreKey { id })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let one_time_kem = kem_ids
+            .into_iter()
+            .map(|id| {
+                self.one_time_kem_prekeys
+                    .get(&id)
+                    .map(|p| p.public.clone())
+                    .ok_or(PreKeyError::UnknownKemPreKey { id })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PreKeyUpload::signed_by(
+            &self.identity,
+            signed_prekey.then(|| self.current_signed_prekey.public.clone()),
+            last_resort_kem_prekey.then(|| self.last_resort_kem_prekey.public.clone()),
+            one_time,
+            one_time_kem,
+        ))
+    }
+
+    /// What [`prekey_maintenance`](Self::prekey_maintenance) would do at `now`, given what
+    /// the server reports, without changing anything: for apps that want to decide
+    /// themselves, or to show it.
+    pub fn prekey_maintenance_plan(
+        &self,
+        now: Timestamp,
+        server: ServerPreKeyStatus,
+    ) -> PreKeyMaintenance {
+        let grace = REPLACED_PREKEY_GRACE_SECS;
+        let expired_one_time = self
+            .one_time_prekeys
+            .values()
+            .filter(|e| replaced_one_time_key_expired(e.created_at, e.replaced_at, now, grace))
+            .count();
+        let expired_one_time_kem = self
+            .one_time_kem_prekeys
+            .values()
+            .filter(|p| {
+                replaced_one_time_key_expired(p.public.created_at(), p.replaced_at, now, grace)
+            })
+            .count();
+        let expired_signed = count_expired(
+            &self.previous_signed_prekeys,
+            self.current_signed_prekey.public.created_at(),
+            |p| p.public.created_at(),
+            now,
+            grace,
+        );
+        let expired_last_resort = count_expired(
+            &self.previous_last_resort_kem_prekeys,
+            self.last_resort_kem_prekey.public.created_at(),
+            |p| p.public.created_at(),
+            now,
+            grace,
+        );
+
+        let signed = &self.current_signed_prekey.public;
+        let rotate_signed_prekey =
+            prekeys::rotation_due(signed.created_at(), now) || self.signed_prekey_rotation_due();
+        let last_resort = &self.last_resort_kem_prekey.public;
+        let rotate_last_resort_kem_prekey = prekeys::rotation_due(last_resort.created_at(), now);
+
+        let one_time = prekeys::one_time_step(
+            server.one_time_prekeys,
+            server.newest_one_time_prekey_id.map(|id| id.0),
+            prekeys::OneTimeKind {
+                current_batch_first_id: self
+                    .one_time_prekeys
+                    .iter()
+                    .find(|(_, e)| e.replaced_at.is_none())
+                    .map(|(&id, _)| id),
+                next_id: self.next_one_time_prekey_id,
+                held: self.one_time_prekeys.len() - expired_one_time,
+                max: MAX_ONE_TIME_PREKEYS,
+            },
+        );
+        let one_time_kem = prekeys::one_time_step(
+            server.one_time_kem_prekeys,
+            server.newest_one_time_kem_prekey_id.map(|id| id.0),
+            prekeys::OneTimeKind {
+                current_batch_first_id: self
+                    .one_time_kem_prekeys
+                    .iter()
+                    .find(|(_, p)| p.replaced_at.is_none())
+                    .map(|(&id, _)| id),
+                next_id: self.next_kem_prekey_id,
+                held: self.one_time_kem_prekeys.len() - expired_one_time_kem,
+                max: MAX_ONE_TIME_KEM_PREKEYS,
+            },
+        );
+        let (resend_one_time_prekeys, new_one_time_prekeys, one_time_prekeys_capped) =
+            step_counts(one_time, || {
+                self.one_time_prekeys
+                    .values()
+                    .filter(|e| e.replaced_at.is_none())
+                    .count()
+            });
+        let (resend_one_time_kem_prekeys, new_one_time_kem_prekeys, one_time_kem_prekeys_capped) =
+            step_counts(one_time_kem, || {
+                self.one_time_kem_prekeys
+                    .values()
+                    .filter(|p| p.replaced_at.is_none())
+                    .count()
+            });
+        let deleted =
+            expired_one_time + expired_one_time_kem + expired_signed + expired_last_resort;
+        PreKeyMaintenance {
+            // At most 10,000 + 100 + 15 + 15 prekeys: the count fits.
+            replaced_prekeys_to_delete: u32::try_from(deleted).unwrap_or(u32::MAX),
+            rotate_signed_prekey,
+            upload_signed_prekey: rotate_signed_prekey
+                || server.signed_prekey_id != Some(signed.id()),
+            rotate_last_resort_kem_prekey,
+            upload_last_resort_kem_prekey: rotate_last_resort_kem_prekey
+                || server.last_resort_kem_prekey_id != Some(last_resort.id()),
+            resend_one_time_prekeys,
+            new_one_time_prekeys,
+            one_time_prekeys_capped,
+            resend_one_time_kem_prekeys,
+            new_one_time_kem_prekeys,
+            one_time_kem_prekeys_capped,
+        }
+    }
+
+    /// Keeps the account's prekeys on its server plentiful and fresh, following the policy of
+    /// docs/PROTOCOL.md section 3.5, and returns the upload to send, or `None` if the server
+    /// needs nothing. Call it after processing the messages waiting on the server (so that
+    /// no replaced key is deleted while a message that uses it waits there), then at least
+    /// daily while the app runs, with what the server reports about this device.
+    ///
+    /// In this order:
+    /// 1. deletes the replaced prekeys of every kind that have outlived
+    ///    [`REPLACED_PREKEY_GRACE_SECS`] (30 days), as
+    ///    [`remove_replaced_prekeys`](Self::remove_replaced_prekeys) does;
+    /// 2. rotates the signed prekey when its creation time is at least
+    ///    [`PREKEY_ROTATION_PERIOD_SECS`](crate::PREKEY_ROTATION_PERIOD_SECS) (2 days) from
+    ///    `now` in either direction, or when
+    ///    [`signed_prekey_rotation_due`](Self::signed_prekey_rotation_due) says so; uploads it
+    ///    when it was rotated or the server does not hand out the current one;
+    /// 3. rotates the last-resort KEM prekey on the same period; uploads it likewise;
+    /// 4. for one-time prekeys, then one-time KEM prekeys: if the server never stored the
+    ///    account's current batch (the keys not marked replaced), uploads that batch again;
+    ///    otherwise, when the server holds fewer than
+    ///    [`ONE_TIME_PREKEY_LOW_WATER`](crate::ONE_TIME_PREKEY_LOW_WATER) (10) keys of the
+    ///    current batch, marks the keys the account holds of that kind as replaced at `now`
+    ///    and creates a new batch of
+    ///    [`ONE_TIME_PREKEY_TARGET`](crate::ONE_TIME_PREKEY_TARGET) (100) keys, which the
+    ///    server puts in place of its pool. If that would exceed the account's limit
+    ///    ([`MAX_ONE_TIME_PREKEYS`], [`MAX_ONE_TIME_KEM_PREKEYS`]), the batch is cut to the
+    ///    room left, and not made at all unless it gives the server more usable keys than it
+    ///    has (see [`PreKeyMaintenance::one_time_kem_prekeys_capped`]): the server then runs
+    ///    out and hands out bundles without a one-time prekey, or with the last-resort KEM
+    ///    prekey, until replaced keys expire and make room.
+    ///
+    /// New ids follow each kind's sequence; the last-resort KEM prekey, when rotated, takes
+    /// its id before the new one-time KEM prekeys. Persist the account after every call,
+    /// whatever it returns (step 1 may have deleted keys), and before sending the upload: a
+    /// server must never hand out a key the stored account does not have. If the upload fails,
+    /// call again later: the server's report then shows that it lacks the new keys, and they
+    /// are uploaded again.
+    ///
+    /// Fails with [`PreKeyError::IdsExhausted`] if a kind has run out of ids, changing
+    /// nothing.
+    ///
+    /// ```
+    /// use ratchetbox::{Account, ServerPreKeyStatus, Timestamp};
+    /// let mut rng = ratchetbox::OsRng::new();
+    /// let now = Timestamp::from_unix_secs(1_764_000_000);
+    /// let mut account = Account::new(&mut rng, now);
+    /// let first = account.prekey_maintenance(&mut rng, now, ServerPreKeyStatus::default())?;
+    /// let first = first.expect("the server has nothing yet");
+    /// assert_eq!(first.one_time_prekeys().len(), 100);
+    /// assert_eq!(first.one_time_kem_prekeys().len(), 100);
+    ///
+    /// // The server stored it and still has 60 keys of each one-time kind.
+    /// let status = ServerPreKeyStatus {
+    ///     signed_prekey_id: Some(account.signed_prekey().id()),
+    ///     last_resort_kem_prekey_id: Some(account.last_resort_kem_prekey().id()),
+    ///     one_time_prekeys: 60,
+    ///     newest_one_time_prekey_id: first.one_time_prekeys().last().map(|k| k.id()),
+    ///     one_time_kem_prekeys: 60,
+    ///     newest_one_time_kem_prekey_id: first.one_time_kem_prekeys().last().map(|k| k.id()),
+    /// };
+    /// let an_hour_later = now.saturating_add_secs(3_600);
+    /// assert!(account.prekey_maintenance(&mut rng, an_hour_later, status)?.is_none());
+    /// # Ok::<(), ratchetbox::PreKeyError>(())
+    /// ```
+    pub fn prekey_maintenance<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        server: ServerPreKeyStatus,
+    ) -> Result<Option<PreKeyUpload>, PreKeyError> {
+        let plan = self.prekey_maintenance_plan(now, server);
+        // Every id the plan takes is checked before anything changes, so that the steps
+        // below cannot fail halfway.
+        if plan.rotate_signed_prekey {
+            self.next_signed_prekey_id
+                .checked_add(1)
+                .ok_or(PreKeyError::IdsExhausted)?;
+        }
+        self.next_kem_prekey_id
+            .checked_add(u32::from(plan.rotate_last_resort_kem_prekey))
+            .and_then(|next| next.checked_add(plan.new_one_time_kem_prekeys))
+            .ok_or(PreKeyError::IdsExhausted)?;
+        self.next_one_time_prekey_id
+            .checked_add(plan.new_one_time_prekeys)
+            .ok_or(PreKeyError::IdsExhausted)?;
+
+        self.remove_replaced_prekeys(now, REPLACED_PREKEY_GRACE_SECS);
+        if plan.rotate_signed_prekey {
+            self.rotate_signed_prekey(rng, now)?;
+        }
+        if plan.rotate_last_resort_kem_prekey {
+            self.rotate_last_resort_kem_prekey(rng, now)?;
+        }
+        let one_time_prekeys = if plan.new_one_time_prekeys > 0 {
+            for entry in self.one_time_prekeys.values_mut() {
+                entry.replaced_at.get_or_insert(now);
+            }
+            self.generate_one_time_prekeys(rng, plan.new_one_time_prekeys as usize, now)?
+        } else {
+            self.one_time_prekeys
+                .iter()
+                .filter(|(_, e)| e.replaced_at.is_none())
+                .take(plan.resend_one_time_prekeys as usize)
+                .map(|(&id, e)| OneTimePreKey::new(OneTimePreKeyId(id), e.key.public_key()))
+                .collect()
+        };
+        let one_time_kem_prekeys = if plan.new_one_time_kem_prekeys > 0 {
+            for pair in self.one_time_kem_prekeys.values_mut() {
+                pair.replaced_at.get_or_insert(now);
+            }
+            self.generate_one_time_kem_prekeys(rng, plan.new_one_time_kem_prekeys as usize, now)?
+        } else {
+            self.one_time_kem_prekeys
+                .values()
+                .filter(|p| p.replaced_at.is_none())
+                .take(plan.resend_one_time_kem_prekeys as usize)
+                .map(|p| p.public.clone())
+                .collect()
+        };
+        let upload = PreKeyUpload::signed_by(
+            &self.identity,
+            plan.upload_signed_prekey
+                .then(|| self.current_signed_prekey.public.clone()),
+            plan.upload_last_resort_kem_prekey
+                .then(|| self.last_resort_kem_prekey.public.clone()),
+            one_time_prekeys,
+            one_time_kem_prekeys,
+        );
+        Ok((!upload.is_empty()).then_some(upload))
     }
 
     /// A classical bundle, without a post-quantum prekey, for peers that cannot do PQXDH.
@@ -424,7 +779,7 @@ impl Account {
             .map(|id| {
                 self.one_time_prekeys
                     .get(&id.0)
-                    .map(|key| OneTimePreKey::new(id, key.public_key()))
+                    .map(|e| OneTimePreKey::new(id, e.key.public_key()))
                     .ok_or(PreKeyError::UnknownOneTimePreKey { id: id.0 })
             })
             .transpose()?;
@@ -454,7 +809,7 @@ impl Account {
         id: OneTimePreKeyId,
     ) -> Result<&X25519KeyPair, DecryptError> {
         match self.one_time_prekeys.get(&id.0) {
-            Some(key) => Ok(&**key),
+            Some(e) => Ok(&*e.key),
             // Ids are handed out in increasing order from 1, so a lower id that is gone was
             // used.
             None if id.0 != 0 && id.0 < self.next_one_time_prekey_id => {
@@ -548,9 +903,11 @@ impl Account {
             one_time_prekeys: self
                 .one_time_prekeys
                 .iter()
-                .map(|(&id, key)| pb::OneTimePreKeyState {
+                .map(|(&id, e)| pb::OneTimePreKeyState {
                     id,
-                    secret: key.secret_bytes().to_vec(),
+                    secret: e.key.secret_bytes().to_vec(),
+                    created_at: e.created_at.as_unix_secs(),
+                    replaced_at: e.replaced_at.map(Timestamp::as_unix_secs),
                 })
                 .collect(),
             next_signed_prekey_id: self.next_signed_prekey_id,
@@ -628,7 +985,12 @@ impl Account {
             let key = Box::new(X25519KeyPair::from_secret_bytes(&zeroize::Zeroizing::new(
                 fixed(&o.secret, "OneTimePreKeyState", "secret")?,
             )));
-            if o.id >= p.next_one_time_prekey_id || one_time_prekeys.insert(o.id, key).is_some() {
+            let entry = OneTimePreKeyEntry {
+                key,
+                created_at: Timestamp::from_unix_secs(o.created_at),
+                replaced_at: o.replaced_at.map(Timestamp::from_unix_secs),
+            };
+            if o.id >= p.next_one_time_prekey_id || one_time_prekeys.insert(o.id, entry).is_some() {
                 return Err(DecodeError::InvalidValue {
                     object: "OneTimePreKeyState",
                     field: "id",
@@ -655,6 +1017,13 @@ impl Account {
             .iter()
             .map(|k| {
                 increasing_id(&mut last_id, k.id, "KemPreKeyState")?;
+                if k.replaced_at.is_some() {
+                    return Err(DecodeError::InvalidValue {
+                        object: "KemPreKeyState",
+                        field: "replaced_at",
+                        reason: "set on a last-resort KEM prekey (only one-time ones are replaced in batches)",
+                    });
+                }
                 kem_from_proto(k)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -710,6 +1079,28 @@ impl Account {
     }
 }
 
+/// A copy of the account, secrets included (each private key is copied into its own
+/// allocation, zeroized when dropped), for example to try an operation on a copy and keep the
+/// original if the app cannot persist the result.
+impl Clone for Account {
+    fn clone(&self) -> Self {
+        Self {
+            identity: IdentityKeyPair::from_seed(self.identity.seed()),
+            current_signed_prekey: self.current_signed_prekey.clone(),
+            previous_signed_prekeys: self.previous_signed_prekeys.clone(),
+            one_time_prekeys: self.one_time_prekeys.clone(),
+            next_signed_prekey_id: self.next_signed_prekey_id,
+            next_one_time_prekey_id: self.next_one_time_prekey_id,
+            used_setups: self.used_setups.clone(),
+            last_resort_kem_prekey: self.last_resort_kem_prekey.clone(),
+            previous_last_resort_kem_prekeys: self.previous_last_resort_kem_prekeys.clone(),
+            one_time_kem_prekeys: self.one_time_kem_prekeys.clone(),
+            next_kem_prekey_id: self.next_kem_prekey_id,
+            removed_last_resort_kem_ids: self.removed_last_resort_kem_ids.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Account")
@@ -745,6 +1136,33 @@ fn reserve_ids(
         .and_then(|c| next.checked_add(c))
         .ok_or(PreKeyError::IdsExhausted)?;
     Ok(next..end)
+}
+
+/// The report's numbers for one one-time kind: how many keys are sent again, how many are
+/// created, and whether the limit cut a refill short. `current` counts the keys of the
+/// current batch (at most [`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS)
+/// of them are sent again).
+fn step_counts(step: prekeys::OneTimeStep, current: impl Fn() -> usize) -> (u32, u32, bool) {
+    match step {
+        prekeys::OneTimeStep::Nothing { capped } => (0, 0, capped),
+        prekeys::OneTimeStep::Refill { batch, capped } => (0, batch, capped),
+        prekeys::OneTimeStep::Resend => {
+            let count = current().min(crate::wire::upload::MAX_UPLOAD_ONE_TIME_PREKEYS);
+            // At most 100: it fits.
+            (u32::try_from(count).unwrap_or(u32::MAX), 0, false)
+        }
+    }
+}
+
+/// `ids` in increasing order, each once, if there are at most
+/// [`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS) of them.
+fn sorted_ids(ids: impl Iterator<Item = u32>) -> Result<Vec<u32>, PreKeyError> {
+    let max = crate::wire::upload::MAX_UPLOAD_ONE_TIME_PREKEYS;
+    let ids: BTreeSet<u32> = ids.collect();
+    if ids.len() > max {
+        return Err(PreKeyError::TooManyForUpload { max });
+    }
+    Ok(ids.into_iter().collect())
 }
 
 /// Fails if a decoded list is longer than the account ever keeps.
@@ -840,13 +1258,47 @@ fn note_removed_kem_id(removed: &mut VecDeque<u32>, id: KemPreKeyId) {
     removed.push_back(id.0);
 }
 
-/// Drops the entries of `previous` (oldest first) that were last known current at least
-/// `grace_secs` before `now`. An entry was last known current when its successor (the next
-/// one, or `current_created_at` for the last) replaced it, or when it was created itself if
-/// that reads later: a clock that went back at a rotation stamps the successor earlier than
-/// the entry it replaces, and the entry must not look replaced before it existed. A `now`
-/// earlier than that time deletes nothing (no subtraction wraps). `dropped` sees each dropped
-/// entry, oldest first. Returns how many were dropped.
+/// The moment each entry of `previous` (oldest first) was last known current: when its
+/// successor (the next one, or `current_created_at` for the last) replaced it, or when it was
+/// created itself if that reads later: a clock that went back at a rotation stamps the
+/// successor earlier than the entry it replaces, and the entry must not look replaced before
+/// it existed.
+fn last_current_times<T>(
+    previous: &[T],
+    current_created_at: Timestamp,
+    created_at: impl Fn(&T) -> Timestamp,
+) -> Vec<Timestamp> {
+    let successors_created_at = previous
+        .iter()
+        .skip(1)
+        .map(&created_at)
+        .chain(core::iter::once(current_created_at));
+    previous
+        .iter()
+        .map(&created_at)
+        .zip(successors_created_at)
+        .map(|(own, successor)| own.max(successor))
+        .collect()
+}
+
+/// How many entries of `previous` [`retain_recent`] would drop.
+fn count_expired<T>(
+    previous: &[T],
+    current_created_at: Timestamp,
+    created_at: impl Fn(&T) -> Timestamp,
+    now: Timestamp,
+    grace_secs: u64,
+) -> usize {
+    last_current_times(previous, current_created_at, created_at)
+        .into_iter()
+        .filter(|&at| grace_over(at, now, grace_secs))
+        .count()
+}
+
+/// Drops the entries of `previous` (oldest first) that were last known current (see
+/// [`last_current_times`]) at least `grace_secs` before `now`. A `now` earlier than that time
+/// deletes nothing (no subtraction wraps). `dropped` sees each dropped entry, oldest first.
+/// Returns how many were dropped.
 fn retain_recent<T>(
     previous: &mut Vec<T>,
     current_created_at: Timestamp,
@@ -855,25 +1307,13 @@ fn retain_recent<T>(
     now: Timestamp,
     grace_secs: u64,
 ) -> usize {
-    let successors_created_at = previous
-        .iter()
-        .skip(1)
-        .map(&created_at)
-        .chain(core::iter::once(current_created_at));
-    let last_current_at: Vec<Timestamp> = previous
-        .iter()
-        .map(&created_at)
-        .zip(successors_created_at)
-        .map(|(own, successor)| own.max(successor))
-        .collect();
+    let last_current_at = last_current_times(previous, current_created_at, created_at);
     let before = previous.len();
     let mut last_current = last_current_at.into_iter();
     previous.retain(|entry| {
-        let keep = last_current.next().is_none_or(|at| {
-            now.as_unix_secs()
-                .checked_sub(at.as_unix_secs())
-                .is_none_or(|elapsed| elapsed < grace_secs)
-        });
+        let keep = last_current
+            .next()
+            .is_none_or(|at| !grace_over(at, now, grace_secs));
         if !keep {
             dropped(entry);
         }
@@ -888,6 +1328,7 @@ fn kem_prekey_to_proto(pair: &KemPreKeyPair) -> pb::KemPreKeyState {
         created_at: pair.public.created_at().as_unix_secs(),
         seed: pair.key.seed().to_vec(),
         signature: pair.public.signature().to_vec(),
+        replaced_at: pair.replaced_at.map(Timestamp::as_unix_secs),
     }
 }
 
@@ -913,5 +1354,9 @@ fn kem_prekey_from_proto(
             reason: "not a KEM prekey issued by this account's identity key",
         });
     }
-    Ok(KemPreKeyPair { public, key })
+    Ok(KemPreKeyPair {
+        public,
+        key,
+        replaced_at: k.replaced_at.map(Timestamp::from_unix_secs),
+    })
 }

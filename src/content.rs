@@ -2,7 +2,12 @@
 //! pointers, the sender's disappearing-message setting and its send time, padded to a size
 //! bucket so that message lengths leak little.
 //!
-//! Plaintext layout inside a ratchet message:
+//! Every ratchet plaintext starts with a kind byte that says what follows it
+//! (docs/PROTOCOL.md section 11): [`KIND_RAW`] for the bytes of
+//! [`SessionRecord::encrypt`](crate::SessionRecord::encrypt), [`KIND_CONTENT`] for content.
+//! The byte is inside the authenticated plaintext, so the server never sees it, and each
+//! decrypting function refuses the other kind with its own error before anything is
+//! committed. Content plaintext:
 //!
 //! ```text
 //! 0x01 || protobuf Content || 0x80 || 0x00 * k
@@ -20,11 +25,48 @@ use prost::Message as _;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::attachment::AttachmentPointer;
-use crate::error::ContentError;
+use crate::error::{ContentError, DecryptError};
 use crate::expiry::{ExpiryTimer, TimerChange};
 use crate::padding;
 use crate::time::Timestamp;
 use crate::wire::{self, generated as pb};
+
+/// The kind byte of a raw plaintext: `0x00 || the bytes given to encrypt`.
+pub(crate) const KIND_RAW: u8 = 0x00;
+/// The kind byte of content: the content format's version byte (version 1).
+pub(crate) const KIND_CONTENT: u8 = wire::VERSION;
+
+/// What a decrypting function accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// Raw bytes (`decrypt`).
+    Raw,
+    /// Content (`receive`).
+    Content,
+}
+
+/// Checks the kind byte of a decrypted plaintext against what the caller accepts: the other
+/// kind, an unknown kind byte and a plaintext without one are each their own error.
+pub(crate) fn check_kind(plaintext: &[u8], expected: Kind) -> Result<(), DecryptError> {
+    match (plaintext.first().copied(), expected) {
+        (None, _) => Err(DecryptError::EmptyPlaintext),
+        (Some(KIND_RAW), Kind::Raw) | (Some(KIND_CONTENT), Kind::Content) => Ok(()),
+        (Some(KIND_CONTENT), Kind::Raw) => Err(DecryptError::ContentMessage),
+        (Some(KIND_RAW), Kind::Content) => Err(DecryptError::RawMessage),
+        (Some(kind), _) => Err(DecryptError::UnknownPlaintextKind { kind }),
+    }
+}
+
+/// Removes the kind byte from a checked raw plaintext, in place: the bytes move down by
+/// one and the last one, left over past the end, is zeroed before the length shrinks.
+pub(crate) fn strip_kind(mut plaintext: Vec<u8>) -> Vec<u8> {
+    if let Some(last) = plaintext.len().checked_sub(1) {
+        plaintext.copy_within(1.., 0);
+        plaintext[last] = 0;
+        plaintext.truncate(last);
+    }
+    plaintext
+}
 
 /// The most attachments one message may carry.
 pub const MAX_ATTACHMENTS: usize = 32;
@@ -44,7 +86,7 @@ const PADDING_MARKER: u8 = 0x80;
 /// assert_eq!(content.body(), b"See you at 10");
 /// assert!(content.attachments().is_empty());
 /// ```
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Content {
     body: Vec<u8>,
     attachments: Vec<AttachmentPointer>,
@@ -337,6 +379,40 @@ mod tests {
                 "{n} -> {padded}"
             );
         }
+    }
+
+    #[test]
+    fn every_first_byte_has_its_outcome_on_both_paths() {
+        for byte in 0..=u8::MAX {
+            let plaintext = [byte, 7, 8];
+            let (raw, content) = match byte {
+                0x00 => (Ok(()), Err(DecryptError::RawMessage)),
+                0x01 => (Err(DecryptError::ContentMessage), Ok(())),
+                kind => (
+                    Err(DecryptError::UnknownPlaintextKind { kind }),
+                    Err(DecryptError::UnknownPlaintextKind { kind }),
+                ),
+            };
+            assert_eq!(check_kind(&plaintext, Kind::Raw), raw, "{byte:#04x}");
+            assert_eq!(
+                check_kind(&plaintext, Kind::Content),
+                content,
+                "{byte:#04x}"
+            );
+        }
+        for kind in [Kind::Raw, Kind::Content] {
+            assert_eq!(check_kind(&[], kind), Err(DecryptError::EmptyPlaintext));
+        }
+    }
+
+    #[test]
+    fn stripping_the_kind_byte_keeps_the_rest_in_place() {
+        let stripped = strip_kind(vec![0, 1, 2, 3]);
+        assert_eq!(stripped, [1, 2, 3]);
+        // In place: the allocation is the decrypted buffer's (no copy of the plaintext).
+        assert_eq!(stripped.capacity(), 4);
+        assert_eq!(strip_kind(vec![0]), Vec::<u8>::new());
+        assert_eq!(strip_kind(Vec::new()), Vec::<u8>::new());
     }
 
     #[test]

@@ -162,8 +162,13 @@ pub enum EncryptError {
     /// The peer sent a low-order ratchet key, so no new sending chain can be derived.
     #[error("the peer's ratchet key is a low-order point (Diffie-Hellman result is all zero)")]
     LowOrderKey,
-    /// The plaintext is longer than AES-256-GCM can encrypt under one nonce (2^36 - 32 bytes).
-    #[error("the plaintext is {len} bytes, more than AES-256-GCM can encrypt at once")]
+    /// The plaintext is longer than one message can carry: AES-256-GCM encrypts at most
+    /// 2^36 - 32 bytes under one nonce, and the kind byte in front of every plaintext takes
+    /// one of them, so raw bytes ([`SessionRecord::encrypt`](crate::SessionRecord::encrypt))
+    /// may be at most 2^36 - 33 bytes long (docs/PROTOCOL.md section 11).
+    #[error(
+        "the plaintext is {len} bytes, more than one message can carry (at most 2^36 - 33 bytes of raw plaintext)"
+    )]
     MessageTooLarge {
         /// The plaintext length.
         len: usize,
@@ -276,6 +281,11 @@ pub enum DecryptError {
     LowOrderKey,
     /// The initial message repeats a key agreement (without a one-time prekey) that already
     /// started a session: it is a replay and cannot start a second session.
+    ///
+    /// Also reported, after it decrypted and before anything is committed, for an initial
+    /// message whose base key is the id of a session the record already holds from another
+    /// setup (an initiator that reused its ephemeral key): a record never holds two sessions
+    /// with one id (docs/PROTOCOL.md section 7).
     #[error(
         "the initial message repeats a key agreement that already started a session (a replay)"
     )]
@@ -313,6 +323,78 @@ pub enum DecryptError {
     /// [`IdentityChange`](crate::IdentityChange).
     #[error("{0}")]
     IdentityChanged(alloc::boxed::Box<crate::trust::IdentityChange>),
+    /// The message was sent with [`SessionRecord::send`](crate::SessionRecord::send) (or
+    /// [`set_expiry_timer`](crate::SessionRecord::set_expiry_timer)) and carries content:
+    /// pass it to [`SessionRecord::receive`](crate::SessionRecord::receive) instead. It
+    /// authenticated, but nothing was changed or consumed, so `receive` still decrypts it.
+    #[error(
+        "this message carries content sent with send(): decrypt it with SessionRecord::receive, not decrypt"
+    )]
+    ContentMessage,
+    /// The message was sent with [`SessionRecord::encrypt`](crate::SessionRecord::encrypt)
+    /// and carries raw bytes: pass it to
+    /// [`SessionRecord::decrypt`](crate::SessionRecord::decrypt) instead. It authenticated,
+    /// but nothing was changed or consumed, so `decrypt` still decrypts it.
+    #[error(
+        "this message carries raw bytes sent with encrypt(): decrypt it with SessionRecord::decrypt, not receive"
+    )]
+    RawMessage,
+    /// The message authenticated, but its plaintext starts with a kind byte this build does
+    /// not know (0x00 is raw bytes, 0x01 is content; docs/PROTOCOL.md section 11): the
+    /// sender may run a newer version. Nothing was changed or consumed.
+    #[error(
+        "the message decrypted, but its plaintext starts with the unknown kind byte {kind:#04x} (0x00 is raw bytes, 0x01 content): the sender may run a newer version"
+    )]
+    UnknownPlaintextKind {
+        /// The first byte of the plaintext.
+        kind: u8,
+    },
+    /// The message authenticated, but its plaintext is empty: it lacks the kind byte every
+    /// plaintext starts with (docs/PROTOCOL.md section 11), so the sender is faulty. Nothing
+    /// was changed or consumed.
+    #[error("the message decrypted to nothing: it lacks the kind byte every plaintext starts with")]
+    EmptyPlaintext,
+}
+
+/// Deriving a key with the key exporter
+/// ([`Session::export_key`](crate::Session::export_key)) failed. Nothing was written to the
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The label is empty: name the purpose of the key, for example `b"call media key"`.
+    #[error("the exporter label is empty: name the purpose of the key")]
+    EmptyLabel,
+    /// The label is longer than [`MAX_EXPORTER_LABEL_LEN`](crate::MAX_EXPORTER_LABEL_LEN)
+    /// bytes.
+    #[error("the exporter label is {len} bytes long; at most {max} bytes are allowed")]
+    LabelTooLong {
+        /// The label's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The context is longer than
+    /// [`MAX_EXPORTER_CONTEXT_LEN`](crate::MAX_EXPORTER_CONTEXT_LEN) bytes.
+    #[error("the exporter context is {len} bytes long; at most {max} bytes are allowed")]
+    ContextTooLong {
+        /// The context's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The output buffer is empty or longer than HKDF-SHA256 can fill
+    /// ([`MAX_EXPORTED_KEY_LEN`](crate::MAX_EXPORTED_KEY_LEN) = 255 * 32 = 8,160 bytes).
+    #[error("an exported key must be 1 to {max} bytes long; {len} bytes were asked for")]
+    InvalidOutputLength {
+        /// The length asked for.
+        len: usize,
+        /// The largest length HKDF-SHA256 can produce.
+        max: usize,
+    },
+    /// The record has no current session to export a key from: start one first.
+    #[error("no session: the record has no current session to export a key from")]
+    NoSession,
 }
 
 /// Invalid disappearing-message metadata.
@@ -387,7 +469,7 @@ pub enum StateError {
     #[error("the sealed state does not open: wrong storage key, or the bytes were modified")]
     UnsealFailed,
     /// The sealed object holds a different kind of object than requested.
-    #[error("the sealed state holds a {found}, not a {expected}")]
+    #[error("the sealed state holds {found} state, not the {expected} state that was asked for")]
     WrongKind {
         /// The kind requested.
         expected: &'static str,
@@ -432,11 +514,150 @@ pub enum PreKeyError {
         /// The requested id.
         id: u32,
     },
-    /// The account already holds the maximum number of unused one-time prekeys.
-    #[error("the account already holds {max} unused one-time prekeys")]
+    /// Creating that many one-time prekeys (or one-time KEM prekeys) would leave the
+    /// account holding more unused ones of that kind than its limit
+    /// ([`MAX_ONE_TIME_PREKEYS`](crate::MAX_ONE_TIME_PREKEYS),
+    /// [`MAX_ONE_TIME_KEM_PREKEYS`](crate::MAX_ONE_TIME_KEM_PREKEYS)). Nothing was created.
+    #[error(
+        "the account can hold at most {max} unused one-time prekeys of this kind; creating that many more would exceed it"
+    )]
     TooManyOneTimePreKeys {
         /// The limit.
         max: usize,
+    },
+    /// More one-time keys of one kind were asked for in an upload than one upload carries.
+    #[error("an upload carries at most {max} one-time keys of each kind")]
+    TooManyForUpload {
+        /// The limit ([`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS)).
+        max: usize,
+    },
+}
+
+/// The kind of a public prekey, as errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PreKeyKind {
+    /// A signed X25519 prekey.
+    Signed,
+    /// A one-time X25519 prekey.
+    OneTime,
+    /// A last-resort ML-KEM-1024 prekey.
+    LastResortKem,
+    /// A one-time ML-KEM-1024 prekey.
+    OneTimeKem,
+}
+
+impl core::fmt::Display for PreKeyKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Signed => "signed prekey",
+            Self::OneTime => "one-time prekey",
+            Self::LastResortKem => "last-resort KEM prekey",
+            Self::OneTimeKem => "one-time KEM prekey",
+        })
+    }
+}
+
+/// A prekey upload was refused by
+/// [`PreKeyUpload::from_bytes`](crate::PreKeyUpload::from_bytes): a server must store
+/// nothing of it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The bytes are not a valid encoding of an upload (see [`DecodeError`]).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The bytes are longer than the largest valid upload
+    /// ([`PreKeyUpload::MAX_LEN`](crate::PreKeyUpload::MAX_LEN)); they were not decoded.
+    #[error("the upload is {len} bytes long; no valid upload is longer than {max} bytes")]
+    TooLarge {
+        /// The length of the input.
+        len: usize,
+        /// The longest valid upload.
+        max: usize,
+    },
+    /// The upload carries more one-time keys of one kind than an upload may
+    /// ([`MAX_UPLOAD_ONE_TIME_PREKEYS`](crate::MAX_UPLOAD_ONE_TIME_PREKEYS)).
+    #[error("the upload carries {count} of kind {kind}; at most {max} are allowed per upload")]
+    TooManyPreKeys {
+        /// The kind of the keys.
+        kind: PreKeyKind,
+        /// How many the upload carries.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The ids of a list of one-time keys are not strictly increasing: `id` repeats the id
+    /// before it or is lower.
+    #[error(
+        "{kind} id {id} repeats or is out of order: the ids of an upload's list must be strictly increasing"
+    )]
+    IdsNotIncreasing {
+        /// The kind of the list.
+        kind: PreKeyKind,
+        /// The first id that is not above the one before it.
+        id: u32,
+    },
+    /// The last-resort KEM prekey has the id of one of the upload's one-time KEM prekeys
+    /// (both kinds share one id sequence, so an id names one key).
+    #[error("the last-resort KEM prekey and a one-time KEM prekey share id {id}")]
+    SharedKemPreKeyId {
+        /// The shared id.
+        id: u32,
+    },
+    /// A signed prekey or a KEM prekey of the upload is not signed by the upload's identity
+    /// key.
+    #[error("the {kind} with id {id} is not signed by the upload's identity key")]
+    BadSignature {
+        /// The kind of the key.
+        kind: PreKeyKind,
+        /// Its id.
+        id: u32,
+    },
+    /// The signature over the upload's one-time prekeys does not verify under the upload's
+    /// identity key.
+    #[error("the one-time prekeys are not signed by the upload's identity key")]
+    BadOneTimePreKeysSignature,
+}
+
+/// A bundle could not be assembled from stored prekeys by
+/// [`PreKeyBundle::assemble`](crate::PreKeyBundle::assemble).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// The signed prekey is not signed by the identity key the bundle is for: the server's
+    /// store is corrupt or mixes up devices. No bundle was made.
+    #[error("signed prekey {id} is not signed by the bundle's identity key")]
+    BadSignedPreKeySignature {
+        /// The signed prekey's id.
+        id: u32,
+    },
+    /// The KEM prekey (one-time or last-resort) is not signed by the identity key the
+    /// bundle is for. No bundle was made.
+    #[error("KEM prekey {id} is not signed by the bundle's identity key")]
+    BadKemPreKeySignature {
+        /// The KEM prekey's id.
+        id: u32,
+    },
+}
+
+/// A [`Timestamp`](crate::Timestamp) and a [`std::time::SystemTime`] could not be converted.
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TimestampError {
+    /// The system time is before the Unix epoch, which a `Timestamp` cannot express.
+    #[error(
+        "the time is before the Unix epoch (1970-01-01T00:00:00Z), which a Timestamp cannot express"
+    )]
+    BeforeEpoch,
+    /// The timestamp is later than the latest time `SystemTime` holds on this platform.
+    #[error(
+        "{secs} s after the Unix epoch is later than std::time::SystemTime can hold on this platform"
+    )]
+    Overflow {
+        /// The timestamp, in seconds since the Unix epoch.
+        secs: u64,
     },
 }
 

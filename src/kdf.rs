@@ -15,6 +15,12 @@ pub(crate) const LABEL_X3DH: &[u8] = b"ratchetbox v1 X3DH";
 pub(crate) const LABEL_PQXDH: &[u8] = b"ratchetbox v1 PQXDH ML-KEM-1024";
 /// Ed25519 signature context prefix for signed ML-KEM prekeys.
 pub(crate) const LABEL_SIGNED_KEM_PREKEY: &[u8] = b"ratchetbox v1 signed kem prekey";
+/// HKDF info for the exporter secret of a classical X3DH session (same input as its SK).
+pub(crate) const LABEL_X3DH_EXPORTER: &[u8] = b"ratchetbox v1 X3DH exporter secret";
+/// HKDF info for the exporter secret of a PQXDH session (same input as its SK).
+pub(crate) const LABEL_PQXDH_EXPORTER: &[u8] = b"ratchetbox v1 PQXDH ML-KEM-1024 exporter secret";
+/// First piece of the HKDF-Expand info of every exported key (src/exporter.rs).
+pub(crate) const LABEL_EXPORTER: &[u8] = b"ratchetbox v1 exporter";
 /// HKDF info for the root-chain step of the Double Ratchet.
 pub(crate) const LABEL_ROOT: &[u8] = b"ratchetbox v1 root chain";
 /// Ed25519 signature context prefix for signed prekeys.
@@ -94,24 +100,75 @@ pub(crate) fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
 /// ML-KEM shared secret SS:
 /// HKDF-SHA256(salt = 32 zero bytes, IKM = 0xFF * 32 || DH outputs [|| SS],
 /// info = LABEL_X3DH, or LABEL_PQXDH when SS is present).
+#[cfg(test)]
 pub(crate) fn x3dh_secret(
     dh_outputs: &[&[u8; 32]],
     kem_secret: Option<&[u8; 32]>,
 ) -> Zeroizing<[u8; 32]> {
-    let mut ikm: [&[u8]; 6] = [&X3DH_PREFIX, &[], &[], &[], &[], &[]];
-    let pieces = dh_outputs
-        .iter()
-        .map(|dh| dh.as_slice())
-        .chain(kem_secret.map(|s| s.as_slice()));
-    for (slot, piece) in ikm[1..].iter_mut().zip(pieces) {
-        *slot = piece;
+    x3dh_secrets(dh_outputs, kem_secret).0
+}
+
+/// SK (as in `x3dh_secret`) and, from the same input and salt with its own label, the
+/// session's exporter secret:
+/// HKDF-SHA256(salt = 32 zero bytes, IKM as for SK,
+/// info = LABEL_X3DH_EXPORTER, or LABEL_PQXDH_EXPORTER when SS is present).
+/// One extract, two expands: the same outputs as two separate HKDF computations.
+pub(crate) fn x3dh_secrets(
+    dh_outputs: &[&[u8; 32]],
+    kem_secret: Option<&[u8; 32]>,
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let mut extract = HkdfExtract::<Sha256>::new(Some(&[0u8; 32]));
+    extract.input_ikm(&X3DH_PREFIX);
+    for dh in dh_outputs {
+        extract.input_ikm(dh.as_slice());
     }
-    let label = if kem_secret.is_some() {
-        LABEL_PQXDH
+    if let Some(secret) = kem_secret {
+        extract.input_ikm(secret.as_slice());
+    }
+    let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
+    let (label, exporter_label) = if kem_secret.is_some() {
+        (LABEL_PQXDH, LABEL_PQXDH_EXPORTER)
     } else {
-        LABEL_X3DH
+        (LABEL_X3DH, LABEL_X3DH_EXPORTER)
     };
-    hkdf_sha256::<32>(&[0u8; 32], &ikm, &[label])
+    let mut root = Zeroizing::new([0u8; 32]);
+    let mut exporter = Zeroizing::new([0u8; 32]);
+    let root_ok = hkdf.expand(label, root.as_mut_slice());
+    let exporter_ok = hkdf.expand(exporter_label, exporter.as_mut_slice());
+    debug_assert!(
+        root_ok.is_ok() && exporter_ok.is_ok(),
+        "32 bytes are within HKDF-SHA256's output limit"
+    );
+    (root, exporter)
+}
+
+/// An exported key (src/exporter.rs): HKDF-Expand(PRK = exporter secret, info =
+/// LABEL_EXPORTER || u16be(out.len()) || u8(label length) || label || u16be(context length)
+/// || context, L = out.len()). The caller has checked the lengths: the label is 1 to 255
+/// bytes, the context at most 65,535, and `out` 1 to 255 * 32 bytes.
+pub(crate) fn export_key(
+    exporter_secret: &[u8; 32],
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Result<(), OutputTooLong> {
+    let out_len = u16::try_from(out.len()).map_err(|_| OutputTooLong)?;
+    let label_len = u8::try_from(label.len()).map_err(|_| OutputTooLong)?;
+    let context_len = u16::try_from(context.len()).map_err(|_| OutputTooLong)?;
+    // A 32-byte PRK is HKDF-SHA256's hash length, so `from_prk` accepts it.
+    let hkdf = Hkdf::<Sha256>::from_prk(exporter_secret).map_err(|_| OutputTooLong)?;
+    hkdf.expand_multi_info(
+        &[
+            LABEL_EXPORTER,
+            &out_len.to_be_bytes(),
+            &[label_len],
+            label,
+            &context_len.to_be_bytes(),
+            context,
+        ],
+        out,
+    )
+    .map_err(|_| OutputTooLong)
 }
 
 /// KDF_RK: HKDF-SHA256(salt = root key, IKM = DH output, info = LABEL_ROOT), 64 bytes split

@@ -3,6 +3,12 @@
 //! Sans-IO end-to-end encryption for messaging apps: X3DH session setup and the Double
 //! Ratchet, with a protobuf wire format and durable, sealable state.
 //!
+//! Most apps use the high-level layer (feature `std`): a [`Device`] is one installation of
+//! the app, keeping its account and a session per peer [`Address`] in a [`Store`]
+//! ([`MemoryStore`], or `SqliteStore` with the `sqlite` feature), committed in one
+//! transaction per call, with one [`Error`] type whose [`Action`] tells the app what to do.
+//! Below it is the sans-IO core this page shows.
+//!
 //! The app moves bytes; ratchetbox provides the state machines. Nothing here does I/O or
 //! reads a clock: randomness is injected (`&mut impl CryptoRng`) and time is passed in as a
 //! [`Timestamp`].
@@ -15,7 +21,7 @@
 //!
 //! // Bob publishes a prekey bundle (through a server, as bytes).
 //! let mut bob = Account::new(&mut rng, now);
-//! let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+//! let otk = bob.generate_one_time_prekeys(&mut rng, 1, now)?[0];
 //! let bundle_bytes = bob.prekey_bundle(Some(otk.id()), None)?.to_bytes();
 //!
 //! // Alice starts a session from it and sends a message.
@@ -34,6 +40,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Conventions
+//! - A function takes `now` exactly when it records or compares a time (a send time, a
+//!   prekey's creation time, the time a skipped key was stored); `encrypt`, `initiate` and
+//!   the exporter read no time and take none.
+//! - A function takes `&mut Account` exactly when it may change the account (`decrypt` and
+//!   `receive` consume one-time prekeys and remember setups); `initiate` only reads it.
+//! - Every function that draws randomness takes `&mut impl CryptoRng` (the
+//!   [`rand_core`] re-export names the trait); [`OsRng`] is the operating system's.
+//!
 //! Files (photos, voice notes, videos) are sealed separately by [`attachment`]: streaming,
 //! chunked, padded and key-committed, with random access; the small [`AttachmentPointer`]
 //! that opens one travels inside the conversation.
@@ -42,6 +57,8 @@
 //! - `std` (default): [`OsRng`], [`Timestamp::now`] and `std::error::Error` impls. Without
 //!   it the crate is `no_std` + `alloc`.
 //! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
+//! - `sqlite`: [`SqliteStore`], a [`Device`]'s state in one SQLite file (rusqlite, with
+//!   SQLite compiled in); implies `std`.
 //!
 //! On docs.rs, every item that needs a feature is marked with it.
 //!
@@ -58,11 +75,16 @@ extern crate alloc;
 extern crate std;
 
 mod account;
+#[cfg(feature = "std")]
+mod address;
 mod aead;
 mod config;
 mod content;
+#[cfg(feature = "std")]
+mod device;
 mod error;
 mod expiry;
+mod exporter;
 mod fingerprint;
 mod kdf;
 mod kem;
@@ -81,34 +103,55 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+#[cfg(feature = "std")]
+pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
 // hidden from the docs and not covered by semver.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod padding;
+mod prekeys;
 
 pub use account::{
     Account, MAX_LAST_RESORT_KEM_PREKEYS, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS,
     MAX_SIGNED_PREKEYS, MAX_USED_SETUPS,
 };
+#[cfg(feature = "std")]
+pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
+#[cfg(feature = "std")]
+pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
+#[cfg(feature = "std")]
+pub use error::TimestampError;
 pub use error::{
-    ContentError, DecodeError, DecryptError, EncryptError, PreKeyError, SetupError, StateError,
-    TrustError,
+    AssembleError, ContentError, DecodeError, DecryptError, EncryptError, ExportError, PreKeyError,
+    PreKeyKind, SetupError, StateError, TrustError, UploadError,
 };
 pub use expiry::{ExpiryError, ExpiryTimer, MAX_TIMER_SECS, TimerChange};
+pub use exporter::{MAX_EXPORTED_KEY_LEN, MAX_EXPORTER_CONTEXT_LEN, MAX_EXPORTER_LABEL_LEN};
 pub use fingerprint::{SafetyNumber, ScanResult};
 pub use kem::{KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, KemPublicKey};
 pub use keys::{IdentityKey, IdentityKeyPair, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
+pub use prekeys::{
+    ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PREKEY_ROTATION_PERIOD_SECS,
+    PreKeyMaintenance, REPLACED_PREKEY_GRACE_SECS, ServerPreKeyStatus,
+};
+/// The `rand_core` crate ratchetbox's functions take randomness from: name its `CryptoRng`
+/// through this re-export to be sure to use the same version.
+pub use rand_core;
 pub use record::{EXPIRED_TIMER_GRACE_SECS, SessionRecord};
 #[cfg(feature = "std")]
 pub use rng::OsRng;
 pub use session::{Session, SessionId};
 pub use state::StorageKey;
+#[cfg(feature = "std")]
+pub use store::{MemoryStore, Store, StoreError, Table, Transaction};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};
 pub use time::Timestamp;
 pub use trust::{IdentityChange, PeerIdentity, Trust};
 pub use wire::bundle::{
@@ -116,6 +159,7 @@ pub use wire::bundle::{
     SignedPreKeyId,
 };
 pub use wire::message::Message;
+pub use wire::upload::{MAX_UPLOAD_ONE_TIME_PREKEYS, PreKeyUpload};
 pub use wire::{PQXDH_MESSAGE_VERSION, VERSION};
 
 pub use attachment::{AttachmentError, AttachmentPointer};

@@ -12,10 +12,15 @@ use crate::account::Account;
 use crate::config::SessionConfig;
 use zeroize::Zeroizing;
 
-use crate::content::{self, Content, ReceivedMessage, SentMessage};
-use crate::error::{ContentError, DecodeError, DecryptError, EncryptError, SetupError, TrustError};
+use crate::content::{self, Content, Kind, ReceivedMessage, SentMessage};
+use crate::error::{
+    ContentError, DecodeError, DecryptError, EncryptError, ExportError, SetupError, StateError,
+    TrustError,
+};
 use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
+use crate::ratchet::skipped::{self, SlotId};
+pub(crate) use crate::ratchet::skipped::{SkippedChange, SkippedKeyId};
 use crate::ratchet::{Accept, Budget, Work};
 use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
@@ -45,7 +50,7 @@ use crate::wire::message::{Body, RatchetHeader};
 /// let now = Timestamp::from_unix_secs(1_764_000_000);
 /// let mut alice = Account::new(&mut rng, now);
 /// let mut bob = Account::new(&mut rng, now);
-/// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+/// let otk = bob.generate_one_time_prekeys(&mut rng, 1, now)?[0];
 /// let bundle = bob.prekey_bundle(Some(otk.id()), None)?;
 ///
 /// let mut alice_to_bob = SessionRecord::new();
@@ -77,6 +82,23 @@ pub struct SessionRecord {
     peer: Option<PeerIdentity>,
     /// The conversation's disappearing-message setting.
     timer: ExpiryTimer,
+    /// The sessions whose skipped-key rows were written at the last
+    /// [`take_skipped_changes`](Self::take_skipped_changes) or load: those that have left
+    /// the record since get a [`SkippedChange::DeleteSession`]. Not persisted.
+    persisted_sessions: Vec<SessionId>,
+}
+
+/// Whether a decryption failed after the message authenticated in a session (so no other
+/// session need try it): the plaintext was refused before anything was committed.
+fn refused_after_authentication(error: &DecryptError) -> bool {
+    matches!(
+        error,
+        DecryptError::InvalidContent(_)
+            | DecryptError::ContentMessage
+            | DecryptError::RawMessage
+            | DecryptError::UnknownPlaintextKind { .. }
+            | DecryptError::EmptyPlaintext
+    )
 }
 
 /// How long after a disappearing-message timer has run out the keys of messages that never
@@ -103,6 +125,7 @@ impl SessionRecord {
             config,
             peer: None,
             timer: ExpiryTimer::OFF,
+            persisted_sessions: Vec::new(),
         }
     }
 
@@ -137,13 +160,22 @@ impl SessionRecord {
             .map_err(SetupError::IdentityChanged)?;
         let session = Session::initiate(rng, account, bundle, self.config)?;
         self.remember_identity(bundle.identity_key());
-        if let Some(old) = self.current.replace(Box::new(session)) {
-            self.archive(old);
+        // A record never holds two sessions with one id. The id is a fresh random public
+        // key, so this removes nothing unless the random number generator repeated itself,
+        // and then the older session's keys are the ones to drop.
+        let id = session.id();
+        self.previous.retain(|s| s.id() != id);
+        match self.current.replace(Box::new(session)) {
+            Some(old) if old.id() != id => self.archive(old),
+            _ => {}
         }
         Ok(())
     }
 
-    /// Encrypts `plaintext` with the current session.
+    /// Encrypts `plaintext` (raw bytes, at most 2^36 - 33 of them) with the current session.
+    /// The peer decrypts it with [`decrypt`](Self::decrypt); inside the encryption it is
+    /// marked as raw bytes (docs/PROTOCOL.md section 11), so
+    /// [`receive`](Self::receive) refuses it with [`DecryptError::RawMessage`].
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -153,6 +185,19 @@ impl SessionRecord {
             .as_mut()
             .ok_or(EncryptError::NoSession)?
             .encrypt(rng, plaintext)
+    }
+
+    /// Encrypts `plaintext` as the complete ratchet plaintext, which starts with its kind
+    /// byte (content, or bytes crafted by tests and fuzz targets).
+    pub(crate) fn encrypt_plaintext<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.current
+            .as_mut()
+            .ok_or(EncryptError::NoSession)?
+            .encrypt_plaintext(rng, plaintext)
     }
 
     /// Decrypts message bytes from this peer.
@@ -167,6 +212,10 @@ impl SessionRecord {
     /// previous session that decrypts a message becomes current only if it precedes the
     /// current one (post-quantum first, then the smaller id).
     ///
+    /// It decrypts what the peer sent with [`encrypt`](Self::encrypt). A message sent with
+    /// [`send`](Self::send) or [`set_expiry_timer`](Self::set_expiry_timer) fails with
+    /// [`DecryptError::ContentMessage`]: pass it to [`receive`](Self::receive).
+    ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
         &mut self,
@@ -174,11 +223,14 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with(account, message, now, &mut |_| Ok(()))
+        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+            content::check_kind(plaintext, Kind::Raw)
+        })?;
+        Ok(content::strip_kind(plaintext))
     }
 
-    /// [`decrypt`](Self::decrypt), with a check of the plaintext that must pass before
-    /// anything is committed.
+    /// Decrypts a message into its complete ratchet plaintext (kind byte included), with a
+    /// check of the plaintext that must pass before anything is committed.
     pub(crate) fn decrypt_with(
         &mut self,
         account: &mut Account,
@@ -213,6 +265,11 @@ impl SessionRecord {
                 // the conversation's is reported, never installed silently.
                 self.check_identity(&setup.identity_key)
                     .map_err(DecryptError::IdentityChanged)?;
+                // A record never holds two sessions with one id: an initiator that reused
+                // its ephemeral key repeats a key agreement (PROTOCOL.md section 7).
+                if self.position(|s| s.id() == session.id()).is_some() {
+                    return Err(DecryptError::SetupAlreadyUsed);
+                }
                 // Commit.
                 self.remember_identity(setup.identity_key);
                 account.commit_setup(setup);
@@ -243,7 +300,7 @@ impl SessionRecord {
                     match self.decrypt_in(index, &message, now, accept, promote, work) {
                         Ok(plaintext) => return Ok(plaintext),
                         // The message authenticated in this session but was refused.
-                        Err(e @ DecryptError::InvalidContent(_)) => return Err(e),
+                        Err(e) if refused_after_authentication(&e) => return Err(e),
                         // A session that recognized the message's chain says more than one
                         // that could not authenticate it.
                         Err(DecryptError::AuthenticationFailed) => {}
@@ -472,15 +529,39 @@ impl SessionRecord {
         self.timer
     }
 
+    /// Applies a setting learned elsewhere (another device of the same peer) by the same
+    /// rule as a received one: the record ends at the later of the two in the order of
+    /// section 12. Returns whether the setting changed.
+    pub(crate) fn observe_timer(&mut self, timer: ExpiryTimer) -> bool {
+        let before = self.timer;
+        expiry::observe(&mut self.timer, timer);
+        self.timer != before
+    }
+
     /// Encodes, pads and encrypts `content`, attaching the conversation's
-    /// disappearing-message setting and `now` as the send time.
+    /// disappearing-message setting and `now` as the send time. The peer decrypts it with
+    /// [`receive`](Self::receive) ([`decrypt`](Self::decrypt) refuses it with
+    /// [`DecryptError::ContentMessage`]).
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         content: &Content,
         now: Timestamp,
     ) -> Result<SentMessage, EncryptError> {
-        let plaintext = content::encode_padded(content, self.timer, now).map_err(|e| match e {
+        self.send_with_timer(rng, content, self.timer, now)
+    }
+
+    /// [`send`](Self::send) under `timer` instead of the record's own setting, which it
+    /// leaves as it is: the copies a device sends its own other devices carry the setting of
+    /// the conversation they belong to.
+    pub(crate) fn send_with_timer<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        content: &Content,
+        timer: ExpiryTimer,
+        now: Timestamp,
+    ) -> Result<SentMessage, EncryptError> {
+        let plaintext = content::encode_padded(content, timer, now).map_err(|e| match e {
             ContentError::TooManyAttachments { count, max } => {
                 EncryptError::TooManyAttachments { count, max }
             }
@@ -488,8 +569,8 @@ impl SessionRecord {
                 len: content.body().len(),
             },
         })?;
-        let wire = self.encrypt(rng, &plaintext)?;
-        Ok(SentMessage::new(wire, now, self.timer))
+        let wire = self.encrypt_plaintext(rng, &plaintext)?;
+        Ok(SentMessage::new(wire, now, timer))
     }
 
     /// Changes the disappearing-message timer to `seconds` (0 turns it off) and returns the
@@ -507,7 +588,7 @@ impl SessionRecord {
             .map_err(EncryptError::InvalidTimer)?;
         let plaintext = content::encode_padded(&Content::default(), updated, now)
             .map_err(|_| EncryptError::MessageTooLarge { len: 0 })?;
-        let wire = self.encrypt(rng, &plaintext)?;
+        let wire = self.encrypt_plaintext(rng, &plaintext)?;
         self.timer = updated;
         Ok(SentMessage::new(wire, now, updated))
     }
@@ -519,7 +600,8 @@ impl SessionRecord {
     ///
     /// Invalid content (bad padding, malformed, invalid timer metadata) is rejected with
     /// [`DecryptError::InvalidContent`], and like every error leaves the record and the
-    /// account exactly as they were.
+    /// account exactly as they were. A message sent with [`encrypt`](Self::encrypt) (raw
+    /// bytes) fails with [`DecryptError::RawMessage`]: pass it to [`decrypt`](Self::decrypt).
     pub fn receive(
         &mut self,
         account: &mut Account,
@@ -528,6 +610,7 @@ impl SessionRecord {
     ) -> Result<ReceivedMessage, DecryptError> {
         let mut envelope = None;
         let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+            content::check_kind(plaintext, Kind::Content)?;
             envelope =
                 Some(content::decode_padded(plaintext).map_err(DecryptError::InvalidContent)?);
             Ok(())
@@ -539,19 +622,45 @@ impl SessionRecord {
     }
 
     pub(crate) fn to_proto(&self) -> pb::SessionRecordState {
+        self.to_proto_with(true)
+    }
+
+    /// The state, with every session's skipped keys or (docs/PROTOCOL.md section 8.3)
+    /// without them.
+    fn to_proto_with(&self, with_skipped_keys: bool) -> pb::SessionRecordState {
         pb::SessionRecordState {
-            current: self.current.as_deref().map(Session::to_proto),
-            previous: self.previous.iter().map(|s| s.to_proto()).collect(),
+            current: self
+                .current
+                .as_deref()
+                .map(|s| s.to_proto_with(with_skipped_keys)),
+            previous: self
+                .previous
+                .iter()
+                .map(|s| s.to_proto_with(with_skipped_keys))
+                .collect(),
             limits: Some(crate::config::limits_to_proto(&self.config)),
             peer: self.peer.map(PeerIdentity::to_proto),
             timer: Some(pb::DisappearingTimer {
                 seconds: self.timer.seconds(),
                 version: self.timer.version(),
             }),
+            skipped_keys_apart: !with_skipped_keys,
         }
     }
 
+    /// Restores the complete form (the one with the skipped keys inside).
     pub(crate) fn from_proto(p: &pb::SessionRecordState) -> Result<Self, DecodeError> {
+        if p.skipped_keys_apart {
+            return Err(DecodeError::InvalidValue {
+                object: "SessionRecordState",
+                field: "skipped_keys_apart",
+                reason: "the record was stored without its skipped keys, which are stored apart",
+            });
+        }
+        Self::from_proto_any(p)
+    }
+
+    fn from_proto_any(p: &pb::SessionRecordState) -> Result<Self, DecodeError> {
         const OBJECT: &str = "SessionRecordState";
         let limits = crate::wire::required(p.limits.as_ref(), OBJECT, "limits")?;
         let config = crate::config::limits_from_proto(limits)?;
@@ -562,7 +671,7 @@ impl SessionRecord {
                 reason: "more previous sessions than the record's limit",
             });
         }
-        let record = Self {
+        let mut record = Self {
             current: p
                 .current
                 .as_ref()
@@ -585,6 +694,7 @@ impl SessionRecord {
                 })?,
                 None => ExpiryTimer::OFF,
             },
+            persisted_sessions: Vec::new(),
         };
         let peer_key = record.peer.map(|p| p.key());
         let sessions_match = record
@@ -599,7 +709,203 @@ impl SessionRecord {
                 reason: "a session's remote identity is not the record's peer identity",
             });
         }
+        let ids = record.session_ids();
+        if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "previous",
+                reason: "two sessions have the same id (base key)",
+            });
+        }
+        // As loaded, these sessions' rows (if the app keeps rows) are the ones to replace.
+        record.persisted_sessions = ids;
         Ok(record)
+    }
+
+    /// The ids of the sessions, current first.
+    fn session_ids(&self) -> Vec<SessionId> {
+        self.current
+            .iter()
+            .chain(self.previous.iter())
+            .map(|s| s.id())
+            .collect()
+    }
+
+    // Crate-internal API of the row form (docs/PROTOCOL.md section 8.3), for the device
+    // layer's store; the fuzz targets and tests use it meanwhile.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    /// The record without its skipped message keys, for a store that keeps each of them in
+    /// a row of its own (docs/PROTOCOL.md section 8.3): versioned and canonical like
+    /// [`to_bytes`](Self::to_bytes), and everything but the keys themselves (the chain
+    /// history and eviction marks stay). Its length does not depend on how many keys are
+    /// stored. [`from_bytes`](Self::from_bytes) refuses it; load it with
+    /// [`from_bytes_and_skipped`](Self::from_bytes_and_skipped).
+    pub(crate) fn to_bytes_without_skipped(&self) -> Zeroizing<Vec<u8>> {
+        let proto = self.to_proto_with(false);
+        let mut out = Zeroizing::new(Vec::with_capacity(1 + prost::Message::encoded_len(&proto)));
+        out.push(crate::wire::VERSION);
+        prost::Message::encode_raw(&proto, &mut *out);
+        out
+    }
+
+    // Crate-internal API of the row form (docs/PROTOCOL.md section 8.3), for the device
+    // layer's store; the fuzz targets and tests use it meanwhile.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    /// Every stored skipped key as a row: its [`SkippedKeyId`] and its value
+    /// (`0x01 || protobuf SkippedKeyRow`: message key, insertion sequence number, time
+    /// stored; docs/PROTOCOL.md section 8.3), session by session (current first), oldest key
+    /// first.
+    pub(crate) fn skipped_key_rows(&self) -> Vec<(SkippedKeyId, Zeroizing<Vec<u8>>)> {
+        self.current
+            .iter()
+            .chain(self.previous.iter())
+            .flat_map(|s| s.ratchet().skipped_store().rows(s.id()))
+            .collect()
+    }
+
+    // Crate-internal API of the row form (docs/PROTOCOL.md section 8.3), for the device
+    // layer's store; the fuzz targets and tests use it meanwhile.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    /// Restores a record from [`to_bytes_without_skipped`](Self::to_bytes_without_skipped)
+    /// and its skipped-key rows, in any order. Checks everything
+    /// [`from_bytes`](Self::from_bytes) checks, and that every row names a session of the
+    /// record, that no session has more keys than its limit, that no row id repeats and no
+    /// two keys of a session share a sequence number, and that every row value is the
+    /// canonical encoding of a `SkippedKeyRow`. The journal of
+    /// [`take_skipped_changes`](Self::take_skipped_changes) starts empty: the rows are what
+    /// is stored.
+    pub(crate) fn from_bytes_and_skipped(
+        record: &[u8],
+        rows: impl IntoIterator<Item = (SkippedKeyId, Zeroizing<Vec<u8>>)>,
+    ) -> Result<Self, StateError> {
+        const OBJECT: &str = "SessionRecordState";
+        let p: pb::SessionRecordState = crate::wire::decode(record, "session record")?;
+        if !p.skipped_keys_apart {
+            return Err(DecodeError::InvalidValue {
+                object: OBJECT,
+                field: "skipped_keys_apart",
+                reason: "the record holds its skipped keys: it is the complete form",
+            }
+            .into());
+        }
+        let has_keys = p
+            .current
+            .iter()
+            .chain(p.previous.iter())
+            .any(|s| s.ratchet.as_ref().is_some_and(|r| !r.skipped.is_empty()));
+        if has_keys {
+            return Err(DecodeError::InvalidValue {
+                object: "RatchetState",
+                field: "skipped",
+                reason: "skipped keys inside a record stored without them",
+            }
+            .into());
+        }
+        let mut record = Self::from_proto_any(&p)?;
+        let ids = record.session_ids();
+        let mut per_session: Vec<Vec<(SlotId, skipped::Slot)>> =
+            ids.iter().map(|_| Vec::new()).collect();
+        for (id, value) in rows {
+            let index =
+                ids.iter()
+                    .position(|s| *s == id.session)
+                    .ok_or(DecodeError::InvalidValue {
+                        object: "SkippedKeyRow",
+                        field: "id",
+                        reason: "the row names a session the record does not hold",
+                    })?;
+            let limit = record
+                .session_at(index)
+                .map_or(0, |s| s.config().max_skipped_keys_usize());
+            let bucket = &mut per_session[index];
+            // Checked before the row is decoded, so the rows held stay within the limits.
+            if bucket.len() >= limit {
+                return Err(DecodeError::InvalidValue {
+                    object: "SkippedKeyRow",
+                    field: "id",
+                    reason: "more stored keys than the session's limit",
+                }
+                .into());
+            }
+            bucket.push((id.slot, skipped::decode_row(&value)?));
+        }
+        for (index, rows) in per_session.into_iter().enumerate() {
+            if let Some(session) = record.session_mut(index) {
+                session.ratchet_mut().skipped_store_mut().load_rows(rows)?;
+            }
+        }
+        Ok(record)
+    }
+
+    // Crate-internal API of the row form (docs/PROTOCOL.md section 8.3), for the device
+    // layer's store; the fuzz targets and tests use it meanwhile.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    /// The changes to the skipped-key rows since the record was created, loaded
+    /// ([`from_bytes`](Self::from_bytes) or
+    /// [`from_bytes_and_skipped`](Self::from_bytes_and_skipped)) or last taken; the journal
+    /// is then cleared. Applied in order to the rows as they were at that point, they give
+    /// exactly [`skipped_key_rows`](Self::skipped_key_rows):
+    /// - a [`SkippedChange::DeleteSession`] for each session that has left the record
+    ///   (archive truncation, [`accept_identity_change`](Self::accept_identity_change));
+    /// - for a session whose keys are tracked (loaded from rows, or taken before): a `Put`
+    ///   with the row value of each key stored since and still stored, a `Delete` for each
+    ///   key used, evicted or pruned since, each key once: O(1) changes for a message that
+    ///   uses one stored key, k for one that skips k (plus the keys it evicts), whatever the
+    ///   number stored;
+    /// - for any other session (created, or loaded from the complete form, since), and for
+    ///   one whose list of changes outgrew its limit of stored keys (plus 64): a
+    ///   `DeleteSession` then a `Put` for every key it stores.
+    ///
+    /// A failed operation leaves the journal as it was, and `Clone` copies it.
+    pub(crate) fn take_skipped_changes(&mut self) -> Vec<SkippedChange> {
+        let changes = self.skipped_changes();
+        for session in self.current.iter_mut().chain(self.previous.iter_mut()) {
+            session.ratchet_mut().skipped_store_mut().clear_changes();
+        }
+        self.persisted_sessions = self.session_ids();
+        changes
+    }
+
+    /// The changes [`take_skipped_changes`](Self::take_skipped_changes) would return,
+    /// without clearing the journal (for a store that clears it only once they are written).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn skipped_changes(&self) -> Vec<SkippedChange> {
+        let ids = self.session_ids();
+        let mut changes: Vec<SkippedChange> = self
+            .persisted_sessions
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .map(|id| SkippedChange::DeleteSession(*id))
+            .collect();
+        for session in self.current.iter().chain(self.previous.iter()) {
+            session
+                .ratchet()
+                .skipped_store()
+                .changes(session.id(), &mut changes);
+        }
+        changes
+    }
+
+    /// [`Session::export_key`] on the current session: derives `out.len()` bytes for another
+    /// channel from the session's exporter secret, `label` and `context` (docs/PROTOCOL.md
+    /// section 14). Both peers derive the same bytes from the same session, so an app that
+    /// must be sure compares [`session_id`](Self::session_id)s first: for a while after one
+    /// side starts a new session, the two current sessions may differ (section 6.7). Fails
+    /// with [`ExportError::NoSession`] without a current session; on error nothing is
+    /// written to `out`.
+    ///
+    /// The key has no forward secrecy within the session: the secret lives as long as the
+    /// session (see [`Session::export_key`]).
+    pub fn export_key(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ExportError> {
+        self.current
+            .as_deref()
+            .ok_or(ExportError::NoSession)?
+            .export_key(label, context, out)
     }
 }
 
@@ -632,6 +938,7 @@ mod tests {
     use crate::keys::{X25519KeyPair, X25519PublicKey};
     use crate::wire::PQXDH_MESSAGE_VERSION;
     use crate::wire::message::MessageWriter;
+    use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -794,5 +1101,669 @@ mod tests {
             );
             assert_eq!(work, Work::default());
         }
+    }
+
+    #[test]
+    fn a_plaintext_refused_after_it_decrypted_stops_the_search() {
+        // Bob's record full of sessions that could each take a message on a new chain; Alice
+        // keeps her side of the current one.
+        let config = SessionConfig::default();
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        let mut alice = Account::new(&mut rng, NOW);
+        let mut bob = Account::new(&mut rng, NOW);
+        let mut record = SessionRecord::with_config(config);
+        let mut alices = SessionRecord::with_config(config);
+        for _ in 0..=config.max_previous_sessions() {
+            let bundle = bob.prekey_bundle(None, None).unwrap();
+            alices = SessionRecord::with_config(config);
+            alices.initiate(&mut rng, &alice, &bundle).unwrap();
+            let wire = alices.encrypt(&mut rng, b"hi").unwrap();
+            record.decrypt(&mut bob, &wire, NOW).unwrap();
+            let reply = record.encrypt(&mut rng, b"reply").unwrap();
+            alices.decrypt(&mut alice, &reply, NOW).unwrap();
+        }
+        // Content on a new chain of the current session, to the raw-bytes API: it decrypts in
+        // the current session, is refused there, and no other session tries it.
+        let content = alices.send(&mut rng, &Content::new("x"), NOW).unwrap();
+        let before = record.to_bytes().to_vec();
+        let mut work = Work::default();
+        let result = record.decrypt_counting(
+            &mut bob,
+            content.wire(),
+            NOW,
+            &mut |p| content::check_kind(p, Kind::Raw),
+            &mut work,
+        );
+        assert_eq!(result, Err(DecryptError::ContentMessage));
+        assert_eq!(work.dh, 1);
+        assert_eq!(before, record.to_bytes().to_vec());
+    }
+
+    /// Alice has started a session with Bob and sent `first` messages, of which Bob
+    /// decrypted only the last: he holds `first - 1` skipped keys.
+    struct Conversation {
+        rng: ChaCha20Rng,
+        alice: (Account, SessionRecord),
+        bob: (Account, SessionRecord),
+    }
+
+    impl Conversation {
+        fn new(seed: u64, config: SessionConfig) -> Self {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let alice = Account::new(&mut rng, NOW);
+            let bob = Account::new(&mut rng, NOW);
+            let bundle = bob.prekey_bundle(None, None).unwrap();
+            let mut alice_record = SessionRecord::with_config(config);
+            alice_record.initiate(&mut rng, &alice, &bundle).unwrap();
+            Self {
+                rng,
+                alice: (alice, alice_record),
+                bob: (bob, SessionRecord::with_config(config)),
+            }
+        }
+
+        fn alice_sends(&mut self, count: u32) -> Vec<Vec<u8>> {
+            (0..count)
+                .map(|i| {
+                    self.alice
+                        .1
+                        .encrypt(&mut self.rng, &i.to_be_bytes())
+                        .unwrap()
+                })
+                .collect()
+        }
+
+        fn bob_decrypts(&mut self, wire: &[u8]) {
+            let (account, record) = &mut self.bob;
+            record.decrypt(account, wire, NOW).unwrap();
+        }
+
+        fn bob_replies(&mut self) {
+            let reply = self.bob.1.encrypt(&mut self.rng, b"reply").unwrap();
+            let (account, record) = &mut self.alice;
+            record.decrypt(account, &reply, NOW).unwrap();
+        }
+    }
+
+    /// (puts, deletes, session deletes) in a list of changes.
+    fn count(changes: &[SkippedChange]) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        for change in changes {
+            match change {
+                SkippedChange::Put(..) => counts.0 += 1,
+                SkippedChange::Delete(..) => counts.1 += 1,
+                SkippedChange::DeleteSession(..) => counts.2 += 1,
+            }
+        }
+        counts
+    }
+
+    fn stored(record: &SessionRecord) -> usize {
+        record.session().map_or(0, Session::skipped_key_count)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+
+        /// Invariants (3) and (4) of the row form (PROTOCOL.md section 8.3): after the
+        /// changes are taken, a message that skips k keys writes k rows and one that uses a
+        /// stored key deletes exactly one, whether 0 or 2,000 keys are stored; and the record
+        /// without its skipped keys does not grow with them.
+        #[test]
+        fn one_message_changes_rows_in_proportion_to_what_it_does(
+            seed in any::<u64>(),
+            many in any::<bool>(),
+            k in 1u32..40,
+        ) {
+            let already = if many { 2000 } else { 0 };
+            let mut c = Conversation::new(seed, SessionConfig::default());
+            let sent = c.alice_sends(already + 1);
+            c.bob_decrypts(&sent[already as usize]);
+            prop_assert_eq!(stored(&c.bob.1), already as usize);
+            let first = c.bob.1.take_skipped_changes();
+            // A new session: every key it stores, after a delete of the session's rows.
+            prop_assert_eq!(count(&first), (already as usize, 0, 1));
+
+            // Skipping k keys: k puts, nothing else.
+            let more = c.alice_sends(k + 1);
+            c.bob_decrypts(&more[k as usize]);
+            let changes = c.bob.1.take_skipped_changes();
+            prop_assert_eq!(count(&changes), (k as usize, 0, 0));
+            // Using one stored key: one delete.
+            c.bob_decrypts(&more[0]);
+            let changes = c.bob.1.take_skipped_changes();
+            prop_assert_eq!(count(&changes), (0, 1, 0));
+            if let [SkippedChange::Delete(id)] = &changes[..] {
+                prop_assert_eq!(id.session, c.bob.1.session_id().unwrap());
+                prop_assert_eq!(id.slot.counter, already + 1);
+            }
+            // Nothing happened since.
+            prop_assert!(c.bob.1.take_skipped_changes().is_empty());
+
+            // The same conversation delivered in order stores no key, and its record without
+            // skipped keys is the very same bytes.
+            let mut in_order = Conversation::new(seed, SessionConfig::default());
+            let all = in_order.alice_sends(already + 1);
+            for wire in &all {
+                in_order.bob_decrypts(wire);
+            }
+            let with_keys = c.bob.1.clone();
+            let mut c = c;
+            for wire in &more[1..k as usize] {
+                c.bob_decrypts(wire);
+            }
+            for wire in &more {
+                if in_order.bob.1.decrypt(&mut in_order.bob.0, wire, NOW).is_err() {
+                    prop_assert!(false, "in-order delivery failed");
+                }
+            }
+            prop_assert_eq!(stored(&in_order.bob.1), 0);
+            prop_assert_eq!(stored(&c.bob.1), already as usize);
+            prop_assert_eq!(
+                c.bob.1.to_bytes_without_skipped(),
+                in_order.bob.1.to_bytes_without_skipped()
+            );
+            prop_assert!(with_keys.to_bytes().len() > in_order.bob.1.to_bytes().len() + 32 * already as usize - 1);
+        }
+    }
+
+    #[test]
+    fn evicted_and_pruned_keys_are_deleted_rows() {
+        let config = SessionConfig::default().with_max_skipped_keys(10);
+        let mut c = Conversation::new(11, config);
+        let sent = c.alice_sends(11);
+        c.bob_decrypts(&sent[10]);
+        c.bob.1.take_skipped_changes();
+        // Five more skipped keys evict the five oldest: five puts and five deletes.
+        let more = c.alice_sends(6);
+        c.bob_decrypts(&more[5]);
+        let changes = c.bob.1.take_skipped_changes();
+        assert_eq!(count(&changes), (5, 5, 0));
+        let deleted: Vec<u32> = changes
+            .iter()
+            .filter_map(|change| match change {
+                SkippedChange::Delete(id) => Some(id.slot.counter),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, [0, 1, 2, 3, 4]);
+        // Pruning deletes what it erases.
+        let later = NOW.saturating_add_secs(config.max_skipped_key_age() + 1);
+        assert_eq!(c.bob.1.prune(later), 10);
+        assert_eq!(count(&c.bob.1.take_skipped_changes()), (0, 10, 0));
+    }
+
+    #[test]
+    fn a_key_stored_and_used_between_two_takes_is_a_harmless_delete() {
+        let mut c = Conversation::new(12, SessionConfig::default());
+        let sent = c.alice_sends(3);
+        c.bob_decrypts(&sent[2]);
+        c.bob.1.take_skipped_changes();
+        let more = c.alice_sends(3);
+        c.bob_decrypts(&more[2]);
+        c.bob_decrypts(&more[0]);
+        // Key 3 was stored and used, key 4 stored: one delete of a row never written, one
+        // put.
+        let changes = c.bob.1.take_skipped_changes();
+        assert_eq!(count(&changes), (1, 1, 0));
+    }
+
+    #[test]
+    fn sessions_that_leave_the_record_delete_their_rows() {
+        let config = SessionConfig::default().with_max_previous_sessions(1);
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let alice = Account::new(&mut rng, NOW);
+        let mut bob = Account::new(&mut rng, NOW);
+        let mut record = SessionRecord::with_config(config);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let bundle = bob.prekey_bundle(None, None).unwrap();
+            let mut alices = SessionRecord::with_config(config);
+            alices.initiate(&mut rng, &alice, &bundle).unwrap();
+            let lost = alices.encrypt(&mut rng, b"lost").unwrap();
+            let _ = lost;
+            let wire = alices.encrypt(&mut rng, b"skips one").unwrap();
+            record.decrypt(&mut bob, &wire, NOW).unwrap();
+            ids.push(record.session_id().unwrap());
+            let changes = record.take_skipped_changes();
+            // The new session's rows, and (third session) the oldest session's deletion.
+            let dropped: Vec<SessionId> = changes
+                .iter()
+                .filter_map(|change| match change {
+                    SkippedChange::DeleteSession(id) if *id != ids[ids.len() - 1] => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            let expected: Vec<SessionId> = ids
+                .len()
+                .checked_sub(3)
+                .map(|i| ids[i])
+                .into_iter()
+                .collect();
+            assert_eq!(dropped, expected);
+        }
+        assert_eq!(record.skipped_key_rows().len(), 2);
+
+        // An accepted identity change deletes the sessions built with the old key.
+        let mallory = Account::new(&mut rng, NOW);
+        let bundle = bob.prekey_bundle(None, None).unwrap();
+        let mut mallorys = SessionRecord::with_config(config);
+        mallorys.initiate(&mut rng, &mallory, &bundle).unwrap();
+        let wire = mallorys.encrypt(&mut rng, b"new key").unwrap();
+        let Err(DecryptError::IdentityChanged(change)) = record.decrypt(&mut bob, &wire, NOW)
+        else {
+            panic!("an identity change")
+        };
+        assert!(
+            record.take_skipped_changes().is_empty(),
+            "a refused message changed the journal"
+        );
+        record.accept_identity_change(&change).unwrap();
+        let changes = record.take_skipped_changes();
+        let mut deleted: Vec<SessionId> = changes
+            .iter()
+            .filter_map(|change| match change {
+                SkippedChange::DeleteSession(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        deleted.sort();
+        let mut expected = ids[1..].to_vec();
+        expected.sort();
+        assert_eq!(deleted, expected);
+        assert_eq!(changes.len(), 2);
+        assert!(record.skipped_key_rows().is_empty());
+    }
+
+    #[test]
+    fn a_journal_past_its_bound_rewrites_the_session_instead() {
+        // The journal keeps at most max_keys + 64 = 164 keys.
+        let config = SessionConfig::default().with_max_skipped_keys(100);
+        let changes_after_skipping = |skip: u32| {
+            let mut c = Conversation::new(14, config);
+            let sent = c.alice_sends(1);
+            c.bob_decrypts(&sent[0]);
+            c.bob.1.take_skipped_changes();
+            let more = c.alice_sends(skip + 1);
+            c.bob_decrypts(&more[skip as usize]);
+            count(&c.bob.1.take_skipped_changes())
+        };
+        // 164 keys skipped: 100 stored, 64 of them evicted at once; the list is kept.
+        assert_eq!(changes_after_skipping(164), (100, 64, 0));
+        // 165: instead of a list of 165 changes, delete the session's rows and write its
+        // 100 keys.
+        assert_eq!(changes_after_skipping(165), (100, 0, 1));
+    }
+
+    #[test]
+    fn a_failed_decryption_leaves_the_journal_and_a_clone_copies_it() {
+        let mut c = Conversation::new(15, SessionConfig::default());
+        let sent = c.alice_sends(3);
+        c.bob_decrypts(&sent[2]);
+        c.bob.1.take_skipped_changes();
+        let more = c.alice_sends(3);
+        c.bob_decrypts(&more[2]);
+        let pending = count(&c.bob.1.skipped_changes());
+        assert_eq!(pending, (2, 0, 0));
+        // A duplicate, a forgery and a content-for-raw refusal change nothing.
+        let (account, record) = &mut c.bob;
+        assert_eq!(
+            record.decrypt(account, &more[2], NOW),
+            Err(DecryptError::Duplicate { counter: 5 })
+        );
+        let mut forged = more[0].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            record.decrypt(account, &forged, NOW),
+            Err(DecryptError::AuthenticationFailed)
+        );
+        let content = c
+            .alice
+            .1
+            .send(&mut c.rng, &Content::new("content"), NOW)
+            .unwrap();
+        let (account, record) = &mut c.bob;
+        assert_eq!(
+            record.decrypt(account, content.wire(), NOW),
+            Err(DecryptError::ContentMessage)
+        );
+        assert_eq!(count(&record.skipped_changes()), pending);
+        let mut copy = record.clone();
+        assert_eq!(count(&copy.take_skipped_changes()), pending);
+        assert_eq!(count(&record.take_skipped_changes()), pending);
+        assert!(copy.take_skipped_changes().is_empty());
+        c.bob_replies();
+    }
+
+    #[test]
+    fn rows_restore_the_record_exactly() {
+        let mut c = Conversation::new(16, SessionConfig::default());
+        let sent = c.alice_sends(5);
+        c.bob_decrypts(&sent[4]);
+        c.bob_replies();
+        let more = c.alice_sends(3);
+        c.bob_decrypts(&more[2]);
+        let record = &c.bob.1;
+        let rows = record.skipped_key_rows();
+        assert_eq!(rows.len(), 6);
+        let without = record.to_bytes_without_skipped();
+        // In any order.
+        let restored =
+            SessionRecord::from_bytes_and_skipped(&without, rows.iter().rev().cloned()).unwrap();
+        assert_eq!(restored.to_bytes(), record.to_bytes());
+        assert_eq!(restored.to_bytes_without_skipped(), without);
+        // The journal of a record loaded from rows starts empty.
+        let mut restored = restored;
+        assert!(restored.take_skipped_changes().is_empty());
+        // The two forms are not interchangeable.
+        assert_eq!(
+            SessionRecord::from_bytes(&without).err(),
+            Some(StateError::Decode(DecodeError::InvalidValue {
+                object: "SessionRecordState",
+                field: "skipped_keys_apart",
+                reason: "the record was stored without its skipped keys, which are stored apart",
+            }))
+        );
+        assert_eq!(
+            SessionRecord::from_bytes_and_skipped(&record.to_bytes(), Vec::new()).err(),
+            Some(StateError::Decode(DecodeError::InvalidValue {
+                object: "SessionRecordState",
+                field: "skipped_keys_apart",
+                reason: "the record holds its skipped keys: it is the complete form",
+            }))
+        );
+        // Skipped keys inside the form without them.
+        let mut p = record.to_proto_with(true);
+        p.skipped_keys_apart = true;
+        let bytes = crate::wire::encode(&p);
+        assert_eq!(
+            SessionRecord::from_bytes_and_skipped(&bytes, Vec::new()).err(),
+            Some(StateError::Decode(DecodeError::InvalidValue {
+                object: "RatchetState",
+                field: "skipped",
+                reason: "skipped keys inside a record stored without them",
+            }))
+        );
+    }
+
+    fn invalid(object: &'static str, field: &'static str, reason: &'static str) -> StateError {
+        StateError::Decode(DecodeError::InvalidValue {
+            object,
+            field,
+            reason,
+        })
+    }
+
+    #[test]
+    fn rows_are_checked_as_strictly_as_the_complete_form() {
+        let config = SessionConfig::default().with_max_skipped_keys(4);
+        let mut c = Conversation::new(17, config);
+        let sent = c.alice_sends(4);
+        c.bob_decrypts(&sent[3]);
+        let record = &c.bob.1;
+        let without = record.to_bytes_without_skipped();
+        let rows = record.skipped_key_rows();
+        assert_eq!(rows.len(), 3);
+        let load = |rows: Vec<(SkippedKeyId, Zeroizing<Vec<u8>>)>| {
+            SessionRecord::from_bytes_and_skipped(&without, rows).err()
+        };
+        assert_eq!(load(rows.clone()), None);
+
+        // A row of a session the record does not hold.
+        let mut other = rows.clone();
+        other[0].0.session = SessionId(rows[0].0.slot.ratchet_key);
+        assert_eq!(
+            load(other),
+            Some(invalid(
+                "SkippedKeyRow",
+                "id",
+                "the row names a session the record does not hold"
+            ))
+        );
+        // The same row twice.
+        let mut twice = rows.clone();
+        twice.push(rows[0].clone());
+        assert_eq!(
+            load(twice),
+            Some(invalid(
+                "SkippedKeyRow",
+                "sequence",
+                "two keys of one session have the same sequence number"
+            ))
+        );
+        // Another id with the same value (so the same sequence number), and with a fresh
+        // sequence number: a key stored twice is caught either way.
+        let mut moved = rows.clone();
+        moved[0].0.slot.counter = 1;
+        let value = crate::ratchet::skipped::decode_row(&moved[0].1).unwrap();
+        let mut fresh = value.clone();
+        fresh.seq = 99;
+        let _ = value;
+        assert_eq!(
+            load(alloc::vec![
+                rows[1].clone(),
+                (moved[0].0, row_bytes(&fresh)),
+            ]),
+            Some(invalid(
+                "SkippedKeyRow",
+                "id",
+                "the same message key is stored twice"
+            ))
+        );
+        // More keys than the session's limit (4): refused at the fifth row.
+        let mut many = rows.clone();
+        for counter in [10, 11] {
+            let mut extra = fresh.clone();
+            extra.seq = 100 + u64::from(counter);
+            let mut id = rows[0].0;
+            id.slot.counter = counter;
+            many.push((id, row_bytes(&extra)));
+        }
+        assert_eq!(
+            load(many),
+            Some(invalid(
+                "SkippedKeyRow",
+                "id",
+                "more stored keys than the session's limit"
+            ))
+        );
+        // A sequence number that leaves no room for the next key.
+        let mut last = fresh.clone();
+        last.seq = u64::MAX;
+        assert_eq!(
+            load(alloc::vec![(rows[0].0, row_bytes(&last))]),
+            Some(invalid(
+                "SkippedKeyRow",
+                "sequence",
+                "the sequence number overflows"
+            ))
+        );
+        last.seq = u64::MAX - 1;
+        assert_eq!(load(alloc::vec![(rows[0].0, row_bytes(&last))]), None);
+        // Row values: the wrong version byte, a non-canonical encoding, a short key.
+        let mut value = rows[0].1.to_vec();
+        value[0] = 2;
+        let mut bad = rows.clone();
+        bad[0].1 = Zeroizing::new(value);
+        assert_eq!(
+            load(bad),
+            Some(StateError::Decode(DecodeError::UnsupportedVersion {
+                object: "SkippedKeyRow",
+                found: 2,
+                supported: 1
+            }))
+        );
+        let mut value = rows[0].1.to_vec();
+        value.extend_from_slice(&[0x10, 0x00]); // sequence 0, written out
+        let mut bad = rows.clone();
+        bad[0].1 = Zeroizing::new(value);
+        assert_eq!(
+            load(bad),
+            Some(StateError::Decode(DecodeError::NonCanonical {
+                object: "SkippedKeyRow"
+            }))
+        );
+        let mut bad = rows.clone();
+        bad[0].1 = Zeroizing::new(alloc::vec![1, 0x0a, 0x01, 0x07]);
+        assert_eq!(
+            load(bad),
+            Some(StateError::Decode(DecodeError::InvalidLength {
+                object: "SkippedKeyRow",
+                field: "message_key",
+                expected: 32,
+                found: 1
+            }))
+        );
+    }
+
+    fn row_bytes(slot: &crate::ratchet::skipped::Slot) -> Zeroizing<Vec<u8>> {
+        let row = pb::SkippedKeyRow {
+            message_key: slot_key(slot),
+            sequence: slot.seq,
+            stored_at: slot.stored_at.as_unix_secs(),
+        };
+        Zeroizing::new(crate::wire::encode(&row))
+    }
+
+    fn slot_key(slot: &crate::ratchet::skipped::Slot) -> Vec<u8> {
+        slot.key.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn row_ids_and_values_have_the_documented_layout() {
+        let mut c = Conversation::new(18, SessionConfig::default());
+        let sent = c.alice_sends(2);
+        c.bob_decrypts(&sent[1]);
+        let rows = c.bob.1.skipped_key_rows();
+        let [(id, value)] = &rows[..] else {
+            panic!("one row")
+        };
+        let session = c.bob.1.session_id().unwrap().to_bytes();
+        let header = Body::parse(&sent[0]).unwrap().ratchet().header;
+        // session id || ratchet key || u32be(counter 0).
+        let bytes = id.to_bytes();
+        assert_eq!(&bytes[..32], &session);
+        assert_eq!(&bytes[32..64], header.ratchet_key.as_bytes());
+        assert_eq!(&bytes[64..], &[0, 0, 0, 0]);
+        assert_eq!(SkippedKeyId::from_bytes(&bytes), Some(*id));
+        // 0x01, field 1 (32-byte key), no field 2 (sequence 0), field 3 = 1764000000.
+        assert_eq!(value.len(), 1 + 2 + 32 + 1 + 5);
+        assert_eq!(&value[..3], &[0x01, 0x0a, 0x20]);
+        assert_eq!(&value[35..], &[0x18, 0x80, 0x82, 0x92, 0xc9, 0x06]);
+        // Ids that are not 68 bytes of canonical keys.
+        assert_eq!(SkippedKeyId::from_bytes(&bytes[..67]), None);
+        assert_eq!(
+            SkippedKeyId::from_bytes(&[bytes.as_slice(), &[0]].concat()),
+            None
+        );
+        for at in [31, 63] {
+            let mut bad = bytes;
+            bad[at] |= 0x80; // bit 255 of a key
+            assert_eq!(SkippedKeyId::from_bytes(&bad), None, "byte {at}");
+        }
+    }
+
+    #[test]
+    fn changes_show_their_ids_but_no_key_in_debug_output() {
+        use alloc::string::{String, ToString};
+        let mut c = Conversation::new(24, SessionConfig::default());
+        let sent = c.alice_sends(2);
+        c.bob_decrypts(&sent[1]);
+        let changes = c.bob.1.take_skipped_changes();
+        let [
+            SkippedChange::DeleteSession(session),
+            put @ SkippedChange::Put(id, value),
+        ] = &changes[..]
+        else {
+            panic!("a new session's rows: {changes:?}")
+        };
+        let key = &value[3..35];
+        let debug = alloc::format!("{put:?} {:?}", changes[0]);
+        assert!(
+            debug.starts_with("Put(SkippedKeyId { session: SessionId("),
+            "{debug}"
+        );
+        assert!(debug.contains("DeleteSession(SessionId("), "{debug}");
+        assert!(
+            debug.contains(&alloc::format!("counter: {}", id.slot.counter)),
+            "{debug}"
+        );
+        let compact: String = debug.chars().filter(|c| !c.is_whitespace()).collect();
+        let listed: Vec<String> = key.iter().map(u8::to_string).collect();
+        assert!(!compact.contains(&listed[..8].join(",")), "{debug}");
+        let hex: String = key[..8].iter().map(|b| alloc::format!("{b:02x}")).collect();
+        assert!(!compact.contains(&hex), "{debug}");
+        assert_eq!(*session, id.session);
+    }
+
+    #[test]
+    fn a_record_never_holds_two_sessions_with_one_id() {
+        let mut rng = ChaCha20Rng::seed_from_u64(19);
+        let alice = Account::new(&mut rng, NOW);
+        let mut bob = Account::new(&mut rng, NOW);
+        bob.generate_one_time_prekeys(&mut rng, 2, NOW).unwrap();
+        let ids: Vec<_> = bob.one_time_prekeys().map(|k| k.id()).collect();
+        // Alice reuses her ephemeral key: the same random draws for two setups on two
+        // one-time prekeys.
+        let wires: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| {
+                let bundle = bob.prekey_bundle(Some(*id), None).unwrap();
+                let mut rng = ChaCha20Rng::seed_from_u64(20);
+                let mut alices = SessionRecord::new();
+                alices.initiate(&mut rng, &alice, &bundle).unwrap();
+                alices.encrypt(&mut rng, b"hi").unwrap()
+            })
+            .collect();
+        let mut record = SessionRecord::new();
+        record.decrypt(&mut bob, &wires[0], NOW).unwrap();
+        let before = (bob.to_bytes().to_vec(), record.to_bytes().to_vec());
+        assert_eq!(
+            record.decrypt(&mut bob, &wires[1], NOW),
+            Err(DecryptError::SetupAlreadyUsed)
+        );
+        assert_eq!(
+            before,
+            (bob.to_bytes().to_vec(), record.to_bytes().to_vec())
+        );
+        // `initiate` whose random generator repeats itself replaces the session of the same
+        // id (here Alice's record, twice with the same draws); others are archived.
+        let bundle = bob.prekey_bundle(None, None).unwrap();
+        let mut alices = SessionRecord::new();
+        alices
+            .initiate(&mut ChaCha20Rng::seed_from_u64(21), &alice, &bundle)
+            .unwrap();
+        alices
+            .initiate(&mut ChaCha20Rng::seed_from_u64(22), &alice, &bundle)
+            .unwrap();
+        alices
+            .initiate(&mut ChaCha20Rng::seed_from_u64(22), &alice, &bundle)
+            .unwrap();
+        assert_eq!(alices.previous_sessions().count(), 1);
+        assert_ne!(
+            alices.previous_sessions().next().unwrap().id(),
+            alices.session_id().unwrap()
+        );
+        alices
+            .initiate(&mut ChaCha20Rng::seed_from_u64(21), &alice, &bundle)
+            .unwrap();
+        assert_eq!(alices.previous_sessions().count(), 1);
+        assert_ne!(
+            alices.previous_sessions().next().unwrap().id(),
+            alices.session_id().unwrap()
+        );
+        assert!(SessionRecord::from_bytes(&alices.to_bytes()).is_ok());
+        // Decoding refuses a record with two sessions of one id.
+        let mut p = record.to_proto();
+        p.previous.push(p.current.clone().unwrap());
+        assert_eq!(
+            SessionRecord::from_bytes(&crate::wire::encode(&p)).err(),
+            Some(invalid(
+                "SessionRecordState",
+                "previous",
+                "two sessions have the same id (base key)"
+            ))
+        );
     }
 }

@@ -7,8 +7,10 @@ use rand_core::CryptoRng;
 
 use crate::account::Account;
 use crate::config::SessionConfig;
-use crate::error::{DecodeError, DecryptError, EncryptError, SetupError};
-use crate::keys::{IdentityKey, KEY_LEN, X25519PublicKey, write_hex};
+use crate::content::{self, KIND_RAW, Kind};
+use crate::error::{DecodeError, DecryptError, EncryptError, ExportError, SetupError};
+use crate::exporter;
+use crate::keys::{IdentityKey, KEY_LEN, SecretBytes, X25519PublicKey, write_hex};
 use crate::ratchet::{Accept, Budget, Ratchet, Work};
 use crate::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -77,6 +79,9 @@ pub struct Session {
     awaiting_reply: bool,
     /// `IK_initiator || IK_responder`, derived from the identities and the role.
     associated_data: [u8; ASSOCIATED_DATA_LEN],
+    /// Derived with SK at setup and fixed for the session's life: the key exporter's secret
+    /// (docs/PROTOCOL.md section 14). Zeroized on drop, never in `Debug`.
+    exporter_secret: SecretBytes,
     ratchet: Ratchet,
 }
 
@@ -141,8 +146,9 @@ impl Session {
                 .map(|k| SessionKem::new(k, true)),
             awaiting_reply: true,
             associated_data: x3dh::associated_data(&local_identity, &remote_identity),
+            exporter_secret: initiated.secrets.exporter_secret,
             ratchet: Ratchet::new_initiator(
-                initiated.shared_secret,
+                initiated.secrets.shared_secret,
                 bundle.signed_prekey().public_key(),
                 config,
             ),
@@ -177,7 +183,7 @@ impl Session {
         if setup.one_time_prekey_id.is_none() && !kem_one_time {
             account.check_setup_unused(setup.signed_prekey_id, &setup.base_key)?;
         }
-        let shared_secret = x3dh::respond(
+        let secrets = x3dh::respond(
             account.identity(),
             signed_prekey,
             one_time_prekey,
@@ -195,7 +201,8 @@ impl Session {
             kem: setup.kem.as_ref().map(|k| SessionKem::new(k, false)),
             awaiting_reply: false,
             associated_data: x3dh::associated_data(&setup.identity_key, &local_identity),
-            ratchet: Ratchet::new_responder(shared_secret, signed_prekey.clone(), config),
+            exporter_secret: secrets.exporter_secret,
+            ratchet: Ratchet::new_responder(secrets.shared_secret, signed_prekey.clone(), config),
         })
     }
 
@@ -227,11 +234,33 @@ impl Session {
         }
     }
 
-    /// Encrypts `plaintext` and returns the message bytes to send.
+    /// Encrypts `plaintext` (raw bytes, at most 2^36 - 33 of them) and returns the message
+    /// bytes to send. The peer decrypts it with [`decrypt`](Self::decrypt) or
+    /// [`SessionRecord::decrypt`](crate::SessionRecord::decrypt); inside the encryption it
+    /// is marked as raw bytes (docs/PROTOCOL.md section 11), so content APIs refuse it.
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.encrypt_parts(rng, &[KIND_RAW], plaintext)
+    }
+
+    /// Encrypts `plaintext` as the complete ratchet plaintext: it must start with its kind
+    /// byte (content does).
+    pub(crate) fn encrypt_plaintext<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, EncryptError> {
+        self.encrypt_parts(rng, &[], plaintext)
+    }
+
+    fn encrypt_parts<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        prefix: &[u8],
+        body: &[u8],
     ) -> Result<Vec<u8>, EncryptError> {
         let setup = self.awaiting_reply.then(|| self.setup());
         self.ratchet.encrypt(
@@ -239,24 +268,73 @@ impl Session {
             &self.associated_data,
             self.message_version(),
             setup.as_ref(),
-            plaintext,
+            prefix,
+            body,
         )
     }
 
-    /// Decrypts message bytes received from the peer. `now` is recorded with any message keys
-    /// this message makes the session skip (see
-    /// [`SessionRecord::prune`](crate::SessionRecord::prune)).
+    /// Decrypts message bytes received from the peer, sent with [`encrypt`](Self::encrypt)
+    /// (raw bytes). `now` is recorded with any message keys this message makes the session
+    /// skip (see [`SessionRecord::prune`](crate::SessionRecord::prune)).
     ///
-    /// On error the session is exactly as it was.
+    /// A message that carries content fails with [`DecryptError::ContentMessage`] (use
+    /// [`SessionRecord::receive`](crate::SessionRecord::receive)). On error the session is
+    /// exactly as it was.
     pub fn decrypt(&mut self, message: &[u8], now: Timestamp) -> Result<Vec<u8>, DecryptError> {
         let message = Body::parse(message)?;
-        self.decrypt_message(
+        let plaintext = self.decrypt_message(
             &message,
             now,
-            &mut |_| Ok(()),
+            &mut |plaintext| content::check_kind(plaintext, Kind::Raw),
             Budget::Current,
             &mut Work::default(),
-        )
+        )?;
+        Ok(content::strip_kind(plaintext))
+    }
+
+    /// Derives `out.len()` bytes (1 to [`MAX_EXPORTED_KEY_LEN`](crate::MAX_EXPORTED_KEY_LEN))
+    /// for another channel, for example the media keys of a call, from this session's
+    /// exporter secret, `label` (its purpose, 1 to
+    /// [`MAX_EXPORTER_LABEL_LEN`](crate::MAX_EXPORTER_LABEL_LEN) bytes) and `context` (at
+    /// most [`MAX_EXPORTER_CONTEXT_LEN`](crate::MAX_EXPORTER_CONTEXT_LEN) bytes, may be
+    /// empty), like a TLS exporter (RFC 5705, RFC 8446 section 7.5).
+    ///
+    /// Both peers of the session derive the same bytes for the same label, context and
+    /// length, whatever the state of their ratchets; another label, context, length or
+    /// session gives an independent key. The secret is fixed when the session is set up:
+    /// exported keys have **no forward secrecy within the session** (whoever obtains the
+    /// session state can derive every key it ever exported or will export) and do not heal
+    /// after a compromise as message keys do. docs/PROTOCOL.md section 14 has the exact
+    /// derivation.
+    ///
+    /// On error nothing is written to `out`.
+    ///
+    /// ```
+    /// use ratchetbox::{Account, SessionRecord, Timestamp};
+    /// let mut rng = ratchetbox::OsRng::new();
+    /// let now = Timestamp::from_unix_secs(1_764_000_000);
+    /// let alice = Account::new(&mut rng, now);
+    /// let mut bob = Account::new(&mut rng, now);
+    /// let mut alice_to_bob = SessionRecord::new();
+    /// alice_to_bob.initiate(&mut rng, &alice, &bob.prekey_bundle(None, None)?)?;
+    /// let mut bob_to_alice = SessionRecord::new();
+    /// bob_to_alice.decrypt(&mut bob, &alice_to_bob.encrypt(&mut rng, b"call me")?, now)?;
+    ///
+    /// let call_id = b"call 42";
+    /// let mut alices_key = [0u8; 32];
+    /// let mut bobs_key = [0u8; 32];
+    /// alice_to_bob.session().expect("a session").export_key(b"media key", call_id, &mut alices_key)?;
+    /// bob_to_alice.session().expect("a session").export_key(b"media key", call_id, &mut bobs_key)?;
+    /// assert_eq!(alices_key, bobs_key);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn export_key(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ExportError> {
+        exporter::export(&self.exporter_secret, label, context, out)
     }
 
     /// Decrypts a decoded message; `accept` checks the plaintext before anything is
@@ -363,6 +441,12 @@ impl Session {
     }
 
     pub(crate) fn to_proto(&self) -> pb::SessionState {
+        self.to_proto_with(true)
+    }
+
+    /// The state; without the skipped message keys themselves unless `with_skipped_keys`
+    /// (docs/PROTOCOL.md section 8.3).
+    pub(crate) fn to_proto_with(&self, with_skipped_keys: bool) -> pb::SessionState {
         let config = self.ratchet.config();
         pb::SessionState {
             local_identity: self.local_identity.to_bytes().to_vec(),
@@ -372,8 +456,9 @@ impl Session {
             signed_prekey_id: self.signed_prekey_id.0,
             one_time_prekey_id: self.one_time_prekey_id.map(|id| id.0),
             awaiting_reply: self.awaiting_reply,
-            ratchet: Some(self.ratchet.to_proto()),
+            ratchet: Some(self.ratchet.to_proto(with_skipped_keys)),
             limits: Some(crate::config::limits_to_proto(&config)),
+            exporter_secret: self.exporter_secret.0.to_vec(),
             kem: self.kem.as_ref().map(|k| pb::SessionKemState {
                 prekey_id: k.prekey_id.0,
                 ciphertext_hash: k.ciphertext_hash.to_vec(),
@@ -435,8 +520,14 @@ impl Session {
                 field: "ciphertext",
             });
         }
+        let exporter_secret = SecretBytes(crate::wire::fixed(
+            &p.exporter_secret,
+            OBJECT,
+            "exporter_secret",
+        )?);
         Ok(Self {
             kem,
+            exporter_secret,
             local_identity,
             remote_identity,
             initiator: p.initiator,

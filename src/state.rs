@@ -46,6 +46,11 @@ impl StorageKey {
         Self(SecretBytes(bytes))
     }
 
+    /// The secret bytes, for deriving the keys that seal stored state.
+    pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
+        &self.0.0
+    }
+
     /// A fresh random storage key.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut key = Self(SecretBytes([0; KEY_LEN]));

@@ -2,6 +2,9 @@
 
 use core::fmt;
 
+#[cfg(feature = "std")]
+use crate::error::TimestampError;
+
 /// A point in time: whole seconds since the Unix epoch (1970-01-01T00:00:00Z).
 ///
 /// Every ratchetbox call that needs the time takes it as an argument, so the library works
@@ -53,8 +56,121 @@ impl Timestamp {
     }
 }
 
+/// The system time, in whole seconds since the Unix epoch (a fraction of a second is dropped,
+/// rounding down). A time before the epoch is refused with [`TimestampError::BeforeEpoch`]
+/// (a `Timestamp` cannot express it; [`Timestamp::now`] reads it as the epoch instead). Every
+/// later time fits: a `u64` of seconds is what `SystemTime` measures from the epoch.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use ratchetbox::{Timestamp, TimestampError};
+/// let t = UNIX_EPOCH + Duration::from_millis(1_764_000_000_999);
+/// assert_eq!(Timestamp::try_from(t), Ok(Timestamp::from_unix_secs(1_764_000_000)));
+/// let before = UNIX_EPOCH - Duration::from_nanos(1);
+/// assert_eq!(Timestamp::try_from(before), Err(TimestampError::BeforeEpoch));
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[cfg(feature = "std")]
+impl TryFrom<std::time::SystemTime> for Timestamp {
+    type Error = TimestampError;
+
+    fn try_from(time: std::time::SystemTime) -> Result<Self, Self::Error> {
+        time.duration_since(std::time::UNIX_EPOCH)
+            .map(|since| Self(since.as_secs()))
+            .map_err(|_| TimestampError::BeforeEpoch)
+    }
+}
+
+/// The timestamp as a system time. A time later than `SystemTime` can hold on this platform
+/// is refused with [`TimestampError::Overflow`] (on Unix, `SystemTime` holds up to `i64::MAX`
+/// seconds after the epoch, so [`Timestamp::MAX`] does not fit).
+///
+/// ```
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// use ratchetbox::{Timestamp, TimestampError};
+/// let t = Timestamp::from_unix_secs(1_764_000_000);
+/// assert_eq!(SystemTime::try_from(t), Ok(UNIX_EPOCH + Duration::from_secs(1_764_000_000)));
+/// assert_eq!(
+///     SystemTime::try_from(Timestamp::MAX),
+///     Err(TimestampError::Overflow { secs: u64::MAX })
+/// );
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+#[cfg(feature = "std")]
+impl TryFrom<Timestamp> for std::time::SystemTime {
+    type Error = TimestampError;
+
+    fn try_from(time: Timestamp) -> Result<Self, Self::Error> {
+        std::time::UNIX_EPOCH
+            .checked_add(core::time::Duration::from_secs(time.0))
+            .ok_or(TimestampError::Overflow { secs: time.0 })
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}s", self.0)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use std::string::ToString;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::Timestamp;
+    use crate::error::TimestampError;
+
+    #[test]
+    fn system_time_to_timestamp_rounds_down_and_refuses_times_before_the_epoch() {
+        assert_eq!(Timestamp::try_from(UNIX_EPOCH), Ok(Timestamp::EPOCH));
+        let almost_two = UNIX_EPOCH + Duration::new(1, 999_999_999);
+        assert_eq!(
+            Timestamp::try_from(almost_two),
+            Ok(Timestamp::from_unix_secs(1))
+        );
+        assert_eq!(
+            Timestamp::try_from(UNIX_EPOCH - Duration::from_nanos(1)),
+            Err(TimestampError::BeforeEpoch)
+        );
+        assert_eq!(
+            Timestamp::try_from(UNIX_EPOCH - Duration::from_secs(86_400)),
+            Err(TimestampError::BeforeEpoch)
+        );
+    }
+
+    #[test]
+    fn timestamp_to_system_time_refuses_what_the_platform_cannot_hold() {
+        assert_eq!(SystemTime::try_from(Timestamp::EPOCH), Ok(UNIX_EPOCH));
+        let t = Timestamp::from_unix_secs(1_764_000_000);
+        let system = SystemTime::try_from(t).unwrap();
+        assert_eq!(system, UNIX_EPOCH + Duration::from_secs(1_764_000_000));
+        assert_eq!(Timestamp::try_from(system), Ok(t));
+        assert_eq!(
+            SystemTime::try_from(Timestamp::MAX),
+            Err(TimestampError::Overflow { secs: u64::MAX })
+        );
+        assert_eq!(
+            TimestampError::Overflow { secs: u64::MAX }.to_string(),
+            "18446744073709551615 s after the Unix epoch is later than std::time::SystemTime can hold on this platform"
+        );
+    }
+
+    /// On Unix, `SystemTime` holds whole seconds up to `i64::MAX`: the exact boundary.
+    #[cfg(unix)]
+    #[test]
+    fn the_unix_boundary_is_i64_max_seconds() {
+        let last = Timestamp::from_unix_secs(i64::MAX as u64);
+        assert_eq!(
+            SystemTime::try_from(last).map(Timestamp::try_from),
+            Ok(Ok(last))
+        );
+        let first_too_late = i64::MAX as u64 + 1;
+        assert_eq!(
+            SystemTime::try_from(Timestamp::from_unix_secs(first_too_late)),
+            Err(TimestampError::Overflow {
+                secs: first_too_late
+            })
+        );
     }
 }

@@ -8,6 +8,9 @@
 //! SK = HKDF-SHA256(salt = 0^32, IKM = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4] [|| SS],
 //! info = "ratchetbox v1 X3DH", or "ratchetbox v1 PQXDH ML-KEM-1024" with SS).
 //! AD = IK_A || IK_B (Ed25519 encodings). Every DH output is checked not to be all zero.
+//! From the same input, with its own label, the session's exporter secret
+//! (docs/PROTOCOL.md section 14): "ratchetbox v1 X3DH exporter secret", or
+//! "ratchetbox v1 PQXDH ML-KEM-1024 exporter secret" with SS.
 
 use rand_core::CryptoRng;
 
@@ -34,23 +37,31 @@ pub(crate) fn associated_data(
     ad
 }
 
-/// The initiator's result: the setup to send, and the shared secret SK.
-pub(crate) struct Initiated {
-    pub(crate) setup: InitialSetup,
+/// What both sides of a setup derive: SK, the first root key, and the session's exporter
+/// secret.
+pub(crate) struct SetupSecrets {
     pub(crate) shared_secret: SecretBytes,
+    pub(crate) exporter_secret: SecretBytes,
 }
 
-/// SK from the DH outputs (3 or 4) and the optional KEM shared secret.
-fn session_key(
+/// The initiator's result: the setup to send, and the secrets.
+pub(crate) struct Initiated {
+    pub(crate) setup: InitialSetup,
+    pub(crate) secrets: SetupSecrets,
+}
+
+/// SK and the exporter secret from the DH outputs (3 or 4) and the optional KEM shared
+/// secret.
+fn session_keys(
     dh1: &SharedSecret,
     dh2: &SharedSecret,
     dh3: &SharedSecret,
     dh4: Option<&SharedSecret>,
     kem_secret: Option<&SecretBytes>,
-) -> SecretBytes {
+) -> SetupSecrets {
     let kem = kem_secret.map(|s| &s.0);
-    match dh4 {
-        Some(dh4) => kdf::x3dh_secret(
+    let (shared_secret, exporter_secret) = match dh4 {
+        Some(dh4) => kdf::x3dh_secrets(
             &[
                 dh1.as_bytes(),
                 dh2.as_bytes(),
@@ -59,9 +70,12 @@ fn session_key(
             ],
             kem,
         ),
-        None => kdf::x3dh_secret(&[dh1.as_bytes(), dh2.as_bytes(), dh3.as_bytes()], kem),
+        None => kdf::x3dh_secrets(&[dh1.as_bytes(), dh2.as_bytes(), dh3.as_bytes()], kem),
+    };
+    SetupSecrets {
+        shared_secret: shared_secret.into(),
+        exporter_secret: exporter_secret.into(),
     }
-    .into()
 }
 
 /// Runs PQXDH (or, if `allow_classical` and the bundle has no KEM prekey, X3DH) as the
@@ -111,7 +125,7 @@ pub(crate) fn initiate<R: CryptoRng + ?Sized>(
         }
         None => (None, None),
     };
-    let shared_secret = session_key(&dh1, &dh2, &dh3, dh4.as_ref(), kem_secret.as_ref());
+    let secrets = session_keys(&dh1, &dh2, &dh3, dh4.as_ref(), kem_secret.as_ref());
     Ok(Initiated {
         setup: InitialSetup {
             identity_key: identity.public_key(),
@@ -120,19 +134,19 @@ pub(crate) fn initiate<R: CryptoRng + ?Sized>(
             one_time_prekey_id: bundle.one_time_prekey().map(|o| o.id()),
             kem,
         },
-        shared_secret,
+        secrets,
     })
 }
 
-/// Runs the responder's side: the same SK from the private halves of the prekeys the
-/// initial message names (and, for PQXDH, the decapsulated KEM secret).
+/// Runs the responder's side: the same SK and exporter secret from the private halves of
+/// the prekeys the initial message names (and, for PQXDH, the decapsulated KEM secret).
 pub(crate) fn respond(
     identity: &IdentityKeyPair,
     signed_prekey: &X25519KeyPair,
     one_time_prekey: Option<&X25519KeyPair>,
     kem: Option<(&KemKeyPair, &KemCiphertext)>,
     setup: &InitialSetup,
-) -> Result<SecretBytes, LowOrderPoint> {
+) -> Result<SetupSecrets, LowOrderPoint> {
     let base_key = setup.base_key.to_dalek();
     let dh1 = signed_prekey.diffie_hellman(setup.identity_key.dh_public())?;
     let dh2 = identity.diffie_hellman(&base_key)?;
@@ -141,7 +155,7 @@ pub(crate) fn respond(
         .map(|opk| opk.diffie_hellman(&base_key))
         .transpose()?;
     let kem_secret = kem.map(|(pair, ciphertext)| pair.decapsulate(ciphertext));
-    Ok(session_key(
+    Ok(session_keys(
         &dh1,
         &dh2,
         &dh3,

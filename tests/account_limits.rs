@@ -323,3 +323,36 @@ fn rotations_keep_at_most_the_cap_and_delete_the_oldest_prekeys() {
         Ok(b"hello".to_vec())
     );
 }
+
+/// Only one-time KEM prekeys are replaced in batches: a last-resort KEM prekey that carries a
+/// replacement time is refused, while a one-time one that carries it round-trips.
+#[test]
+fn a_replacement_time_is_refused_on_a_last_resort_kem_prekey() {
+    let mut r = rng(40);
+    let h = harvest(&mut r, 0);
+    let mut a = h.account(&[1], &[1]);
+    a.last_resort_kem_prekeys[0].replaced_at = Some(0);
+    assert_eq!(
+        decode(&a).err(),
+        Some(invalid(
+            "KemPreKeyState",
+            "replaced_at",
+            "set on a last-resort KEM prekey (only one-time ones are replaced in batches)"
+        ))
+    );
+
+    let mut account = Account::new(&mut r, T0);
+    account
+        .generate_one_time_kem_prekeys(&mut r, 1, T0)
+        .unwrap();
+    let mut a = state::decode_account(&account.to_bytes());
+    // `optional`: replaced at the epoch (0) is written, and read back as set.
+    a.one_time_kem_prekeys[0].replaced_at = Some(0);
+    let bytes = state::encode_account(&a);
+    let restored = Account::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.to_bytes().to_vec(), bytes);
+    assert_eq!(
+        state::decode_account(&restored.to_bytes()).one_time_kem_prekeys[0].replaced_at,
+        Some(0)
+    );
+}

@@ -1155,6 +1155,7 @@ fn a_stream_that_drops_in_any_batch_releases_every_chunk_before_the_drop() {
     for index in [0u64, 1, 15, 16, 17, 37, 59] {
         let (start, _) = chunk_bounds(&layout, index);
         let fail = start as u64 + 10..layout.tree_offset();
+        #[cfg_attr(not(feature = "parallel"), allow(unused_mut))]
         let mut results = vec![("open_stream", {
             let mut out = Vec::new();
             let source = &mut Dropping {
@@ -2335,4 +2336,29 @@ proptest! {
     fn prop_pointer_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = AttachmentPointer::from_bytes(&bytes);
     }
+}
+
+#[test]
+fn a_pointer_and_content_clone_to_the_same_bytes() {
+    use ratchetbox::Content;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc10e);
+    let (pointer, sealed) = attachment::seal(
+        &mut rng,
+        b"photo",
+        AttachmentMetadata::new("image/png", "a.png").unwrap(),
+    )
+    .unwrap();
+    let copy = pointer.clone();
+    assert_eq!(*copy.to_bytes(), *pointer.to_bytes());
+    drop(pointer);
+    // The copy owns its key: it still opens the file after the original is gone (and wiped).
+    assert_eq!(attachment::open(&copy, &sealed).unwrap(), b"photo");
+    let mut content = Content::new("see attached");
+    content.add_attachment(copy).unwrap();
+    let again = content.clone();
+    assert_eq!(again.body(), content.body());
+    assert_eq!(
+        *again.attachments()[0].to_bytes(),
+        *content.attachments()[0].to_bytes()
+    );
 }

@@ -87,10 +87,10 @@ fn a_send_time_from_the_future_is_clamped() {
     assert_eq!(received.sent_at(), T0);
 }
 
-/// Sends crafted content bytes through the low-level API; Bob must reject them with state
-/// unchanged.
+/// Sends crafted content bytes (the whole ratchet plaintext, as a modified client could);
+/// Bob must reject them with state unchanged.
 fn reject_crafted(pair: &mut Pair, plaintext: &[u8]) -> DecryptError {
-    let wire = pair.alice.record.encrypt(&mut pair.rng, plaintext).unwrap();
+    let wire = pair.send_crafted(Side::Alice, plaintext);
     let before = pair.bob.snapshot();
     let error = pair
         .bob
@@ -98,8 +98,15 @@ fn reject_crafted(pair: &mut Pair, plaintext: &[u8]) -> DecryptError {
         .receive(&mut pair.bob.account, &wire, T0)
         .unwrap_err();
     assert_eq!(before, pair.bob.snapshot(), "{error} changed the state");
-    // The same message is not lost for the low-level API: its key is still there.
-    assert_eq!(pair.bob.decrypt(&wire, T0).unwrap(), plaintext);
+    // The message's key is still there: the message authenticates again, and is refused
+    // again for what it carries (content, for the raw-bytes API).
+    assert_eq!(
+        pair.bob.reject(&wire),
+        match plaintext[0] {
+            0x01 => DecryptError::ContentMessage,
+            kind => DecryptError::UnknownPlaintextKind { kind },
+        }
+    );
     error
 }
 
@@ -152,11 +159,7 @@ fn a_version_varint_above_32_bits_is_not_canonical_even_at_the_same_length() {
         }))
     );
     // The canonical spelling of the same value is accepted.
-    let wire = pair
-        .alice
-        .record
-        .encrypt(&mut pair.rng, &content_with_raw_timer(60, 1 << 31))
-        .unwrap();
+    let wire = pair.send_crafted(Side::Alice, &content_with_raw_timer(60, 1 << 31));
     let received = pair
         .bob
         .record
@@ -182,11 +185,7 @@ fn the_independent_encoding_is_accepted() {
     // The test's own encoder (written from docs/PROTOCOL.md) produces what the crate reads.
     let mut pair = Pair::established(4);
     let plaintext = pb::padded_content(&valid_content());
-    let wire = pair
-        .alice
-        .record
-        .encrypt(&mut pair.rng, &plaintext)
-        .unwrap();
+    let wire = pair.send_crafted(Side::Alice, &plaintext);
     let received = pair
         .bob
         .record
@@ -203,7 +202,14 @@ fn the_independent_encoding_is_accepted() {
             Timestamp::from_unix_secs(1),
         )
         .unwrap();
-    assert_eq!(pair.bob.decrypt(sent.wire(), T0).unwrap(), plaintext);
+    let decrypted = ratchetbox::fuzzing::decrypt_plaintext(
+        &mut pair.bob.record,
+        &mut pair.bob.account,
+        sent.wire(),
+        T0,
+    )
+    .unwrap();
+    assert_eq!(decrypted, plaintext);
 }
 
 #[test]
@@ -307,16 +313,13 @@ fn invalid_content_is_rejected_with_state_unchanged() {
         }))
     );
 
-    // A content version this build does not read.
+    // A content version this build does not read: its version byte is the plaintext's kind
+    // byte, and 0x02 is not a kind this build knows.
     let mut v2 = pb::padded_content(&valid_content());
     v2[0] = 2;
     assert_eq!(
         reject_crafted(&mut pair, &v2),
-        invalid(ContentError::Decode(DecodeError::UnsupportedVersion {
-            object: "Content",
-            found: 2,
-            supported: 1
-        }))
+        DecryptError::UnknownPlaintextKind { kind: 2 }
     );
 
     // A malformed attachment pointer.
@@ -379,4 +382,120 @@ fn low_level_and_high_level_apis_coexist() {
         .receive(&mut pair.bob.account, sent.wire(), T0)
         .unwrap();
     assert_eq!(received.content().body(), b"content");
+}
+
+/// Decrypts `wire` at Bob with `decrypt` (`receive` if `content`), which must fail with
+/// `expected` and leave his account and record byte for byte as they were.
+fn refused(pair: &mut Pair, wire: &[u8], content: bool, expected: DecryptError) {
+    let before = pair.bob.snapshot();
+    let error = if content {
+        pair.bob
+            .record
+            .receive(&mut pair.bob.account, wire, T0)
+            .map(drop)
+            .unwrap_err()
+    } else {
+        pair.bob.decrypt(wire, T0).unwrap_err()
+    };
+    assert_eq!(error, expected);
+    assert_eq!(before, pair.bob.snapshot(), "{error} changed the state");
+}
+
+#[test]
+fn mixing_the_raw_and_content_apis_is_a_typed_error_in_both_directions() {
+    // From the very first message: an initial message refused this way consumes nothing
+    // (Bob's one-time prekey is still there for the right call).
+    let mut pair = Pair::new(8);
+    let sent = pair
+        .alice
+        .record
+        .send(&mut pair.rng, &Content::new("content first"), T0)
+        .unwrap();
+    assert!(
+        ratchetbox::Message::from_bytes(sent.wire())
+            .unwrap()
+            .is_initial()
+    );
+    refused(&mut pair, sent.wire(), false, DecryptError::ContentMessage);
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, sent.wire(), T0)
+        .unwrap();
+    assert_eq!(received.content().body(), b"content first");
+
+    // Raw bytes to `receive`, and back the other way, mid-conversation.
+    let raw = pair.send(Side::Alice, b"raw bytes");
+    refused(&mut pair, &raw, true, DecryptError::RawMessage);
+    assert_eq!(pair.bob.decrypt(&raw, T0).unwrap(), b"raw bytes");
+    let timer = pair
+        .alice
+        .record
+        .set_expiry_timer(&mut pair.rng, 60, T0)
+        .unwrap();
+    refused(&mut pair, timer.wire(), false, DecryptError::ContentMessage);
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, timer.wire(), T0)
+        .unwrap();
+    assert_eq!(received.timer(), ExpiryTimer::new(60, 1).unwrap());
+
+    // The messages tell the developer which function to call instead.
+    assert!(
+        DecryptError::ContentMessage
+            .to_string()
+            .contains("SessionRecord::receive")
+    );
+    assert!(
+        DecryptError::RawMessage
+            .to_string()
+            .contains("SessionRecord::decrypt")
+    );
+}
+
+#[test]
+fn every_first_byte_of_the_plaintext_has_one_outcome_on_each_path() {
+    let mut pair = Pair::established(9);
+    let content = pb::padded_content(&valid_content());
+    for first in 0..=u8::MAX {
+        // A plaintext whose first byte is `first`, followed by the rest of valid content.
+        let mut plaintext = content.clone();
+        plaintext[0] = first;
+        let wire = pair.send_crafted(Side::Alice, &plaintext);
+        match first {
+            0x00 => {
+                refused(&mut pair, &wire, true, DecryptError::RawMessage);
+                assert_eq!(pair.bob.decrypt(&wire, T0).unwrap(), &plaintext[1..]);
+            }
+            0x01 => {
+                refused(&mut pair, &wire, false, DecryptError::ContentMessage);
+                let received = pair
+                    .bob
+                    .record
+                    .receive(&mut pair.bob.account, &wire, T0)
+                    .unwrap();
+                assert_eq!(received.content().body(), b"hi");
+            }
+            kind => {
+                for content in [false, true] {
+                    refused(
+                        &mut pair,
+                        &wire,
+                        content,
+                        DecryptError::UnknownPlaintextKind { kind },
+                    );
+                }
+            }
+        }
+    }
+    // No byte at all: neither kind.
+    let wire = pair.send_crafted(Side::Alice, b"");
+    for content in [false, true] {
+        refused(&mut pair, &wire, content, DecryptError::EmptyPlaintext);
+    }
+    // Raw bytes whose first byte is the content kind byte are still raw bytes.
+    let wire = pair.send(Side::Alice, &content);
+    refused(&mut pair, &wire, true, DecryptError::RawMessage);
+    assert_eq!(pair.bob.decrypt(&wire, T0).unwrap(), content);
 }

@@ -185,10 +185,7 @@ fn crafted_timer(pair: &mut Pair, seconds: u32, version: u32) -> Vec<u8> {
         timer: Some(pb::DisappearingTimer { seconds, version }),
         sent_at: 0,
     };
-    pair.alice
-        .record
-        .encrypt(&mut pair.rng, &pb::padded_content(&content))
-        .unwrap()
+    pair.send_crafted(Side::Alice, &pb::padded_content(&content))
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn conversation_corpus_replays_and_goes_deep() {
         total.delivered += stats.delivered;
         total.out_of_order += stats.out_of_order;
         total.received_content += stats.received_content;
-        total.invalid_content += stats.invalid_content;
+        total.wrong_api += stats.wrong_api;
         total.rejected += stats.rejected;
         total.persisted += stats.persisted;
         total.modelled += stats.modelled;

@@ -17,6 +17,7 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.OneTimePreKeyState",
     ".ratchetbox.AccountState",
     ".ratchetbox.SkippedRun",
+    ".ratchetbox.SkippedKeyRow",
     ".ratchetbox.SendingChainState",
     ".ratchetbox.ReceivingChainState",
     ".ratchetbox.RatchetState",

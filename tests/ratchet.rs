@@ -525,11 +525,12 @@ fn empty_and_large_plaintexts() {
     let large = vec![0xA5u8; 1 << 20];
     pair.exchange(Side::Bob, &large);
     let wire = pair.send(Side::Alice, &large);
+    // The kind byte of raw bytes, the plaintext, the tag.
     assert_eq!(
         ratchetbox::Message::from_bytes(&wire)
             .unwrap()
             .ciphertext_len(),
-        large.len() + 16
+        1 + large.len() + 16
     );
 }
 

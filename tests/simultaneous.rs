@@ -19,9 +19,11 @@ fn both_initiate(seed: u64) -> Both {
     let mut bob = Peer::new(&mut rng, SessionConfig::default());
     alice
         .account
-        .generate_one_time_prekeys(&mut rng, 2)
+        .generate_one_time_prekeys(&mut rng, 2, T0)
         .unwrap();
-    bob.account.generate_one_time_prekeys(&mut rng, 2).unwrap();
+    bob.account
+        .generate_one_time_prekeys(&mut rng, 2, T0)
+        .unwrap();
     let alice_bundle = alice
         .account
         .prekey_bundle(Some(OneTimePreKeyId(1)), None)
@@ -280,10 +282,12 @@ fn classical_then_post_quantum(
     let config = SessionConfig::default().with_classical_setup_allowed(true);
     let mut alice = Peer::new(&mut rng, config);
     let mut bob = Peer::new(&mut rng, config);
-    bob.account.generate_one_time_prekeys(&mut rng, 2).unwrap();
+    bob.account
+        .generate_one_time_prekeys(&mut rng, 2, T0)
+        .unwrap();
     alice
         .account
-        .generate_one_time_prekeys(&mut rng, 2)
+        .generate_one_time_prekeys(&mut rng, 2, T0)
         .unwrap();
     let (first, second) = if classical_by_bob {
         (&mut bob, &mut alice)
@@ -354,7 +358,9 @@ fn a_late_classical_setup_does_not_replace_a_post_quantum_session() {
         let config = SessionConfig::default().with_classical_setup_allowed(true);
         let mut alice = Peer::new(&mut rng, config);
         let mut bob = Peer::new(&mut rng, config);
-        bob.account.generate_one_time_prekeys(&mut rng, 2).unwrap();
+        bob.account
+            .generate_one_time_prekeys(&mut rng, 2, T0)
+            .unwrap();
         let classical = bob
             .account
             .classical_prekey_bundle(Some(OneTimePreKeyId(1)))
@@ -401,7 +407,9 @@ fn a_late_message_from_an_older_session_makes_it_current_only_if_it_precedes() {
         let mut rng = rng(seed);
         let mut alice = Peer::new(&mut rng, SessionConfig::default());
         let mut bob = Peer::new(&mut rng, SessionConfig::default());
-        bob.account.generate_one_time_prekeys(&mut rng, 2).unwrap();
+        bob.account
+            .generate_one_time_prekeys(&mut rng, 2, T0)
+            .unwrap();
         let bundle = |bob: &Peer, otk| {
             bob.account
                 .prekey_bundle(Some(OneTimePreKeyId(otk)), None)

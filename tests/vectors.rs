@@ -128,6 +128,11 @@ fn run_session(
         .enumerate()
     {
         let plaintext = unhex(&m["plaintext"]);
+        // Section 11: raw bytes are encrypted after the kind byte 0x00.
+        assert_eq!(
+            unhex(&m["ratchet_plaintext"]),
+            [&[0u8][..], &plaintext].concat()
+        );
         let expected = m["wire"].as_str().expect("wire");
         if m["from"].as_str() == Some("alice") {
             let wire = alice_record
@@ -148,6 +153,33 @@ fn run_session(
         }
         if name == "session_1" {
             check_records(v, i, &alice_record, &bob_record);
+        }
+    }
+    check_exported_keys(v, name, &alice_record, &bob_record);
+}
+
+/// Section 14: both sides of the session export the keys of the vectors.
+fn check_exported_keys(v: &Value, name: &str, alice: &SessionRecord, bob: &SessionRecord) {
+    let cases = v["exporter"][name]["keys"]
+        .as_array()
+        .expect("exporter keys");
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let label = unhex(&case["label"]);
+        let context = unhex(&case["context"]);
+        let length = case["length"].as_u64().expect("length") as usize;
+        let expected = unhex(&case["key"]);
+        assert_eq!(expected.len(), length);
+        for (who, record) in [("alice", alice), ("bob", bob)] {
+            let mut out = vec![0u8; length];
+            record
+                .export_key(&label, &context, &mut out)
+                .expect("a key is exported");
+            assert_eq!(
+                hex::encode(&out),
+                hex::encode(&expected),
+                "{name}: {who}'s key for label {label:02x?}"
+            );
         }
     }
 }
@@ -184,7 +216,7 @@ fn protocol_test_vectors() {
 
     let mut alice = Account::new(&mut alice_rng, now);
     let mut bob = Account::new(&mut bob_rng, now);
-    bob.generate_one_time_prekeys(&mut bob_rng, 1)
+    bob.generate_one_time_prekeys(&mut bob_rng, 1, now)
         .expect("prekey");
     let kem = bob
         .generate_one_time_kem_prekeys(&mut bob_rng, 1, now)

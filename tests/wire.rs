@@ -108,7 +108,8 @@ fn messages_round_trip_and_expose_public_facts() {
         Some(pair.alice.account.identity_key())
     );
     assert_eq!(message.counter(), 0);
-    assert_eq!(message.ciphertext_len(), 3 + 16);
+    // The kind byte (raw bytes), the three bytes of plaintext, the tag.
+    assert_eq!(message.ciphertext_len(), 1 + 3 + 16);
     assert_eq!(message.to_bytes(), initial);
     let debug = format!("{message:?}");
     assert!(debug.contains("ciphertext_len"), "{debug}");

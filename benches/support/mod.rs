@@ -79,7 +79,7 @@ impl RbPair {
         let alice_account = Account::new(&mut rng, NOW);
         let mut bob_account = Account::new(&mut rng, NOW);
         let otk = bob_account
-            .generate_one_time_prekeys(&mut rng, 1)
+            .generate_one_time_prekeys(&mut rng, 1, NOW)
             .expect("one-time prekey")[0];
         let bundle = bob_account
             .prekey_bundle(Some(otk.id()), None)
@@ -185,7 +185,7 @@ impl Setup {
     /// Bob's bundle for this setup, with one of his one-time prekeys (and one-time KEM
     /// prekey).
     fn bundle(self, rng: &mut ChaCha20Rng, bob: &mut Account) -> PreKeyBundle {
-        let otk = bob.generate_one_time_prekeys(rng, 1).expect("otk")[0];
+        let otk = bob.generate_one_time_prekeys(rng, 1, NOW).expect("otk")[0];
         match self {
             Setup::Classical => bob.classical_prekey_bundle(Some(otk.id())),
             Setup::PostQuantum => {

@@ -33,7 +33,7 @@ const OBJECT: &str = "attachment pointer";
 /// Sealing draws a fresh one from the random number generator for every attachment; there
 /// is no way to seal with a key of one's choosing, so a key is never reused. It zeroizes on
 /// drop and its `Debug` does not show it.
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct FileKey([u8; FILE_KEY_LEN]);
 
 impl FileKey {
@@ -278,7 +278,7 @@ fn check_locator(value: &[u8]) -> Result<(), &'static str> {
 /// assert_eq!(attachment::open(&received, &sealed)?, b"hello");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct AttachmentPointer {
     file_key: FileKey,
     plaintext_len: u64,

@@ -506,7 +506,7 @@ fn continue_account(mut account: Account) {
     }
     let mut rng = super::rng(11);
     let _ = account.rotate_signed_prekey(&mut rng, T0);
-    let _ = account.generate_one_time_prekeys(&mut rng, 2);
+    let _ = account.generate_one_time_prekeys(&mut rng, 2, T0);
     round_trip_bytes(&account.to_bytes(), false, Account::from_bytes, |a| {
         a.to_bytes().to_vec()
     })

@@ -4,9 +4,35 @@
 use alloc::vec::Vec;
 use std::sync::OnceLock;
 
+use rand_core::CryptoRng;
+
 use super::{T0, rng, snapshot};
 use crate::content::encode_padded;
-use crate::{Account, Content, ExpiryTimer, OneTimePreKeyId, SessionRecord};
+use crate::{Account, Content, EncryptError, ExpiryTimer, OneTimePreKeyId, SessionRecord};
+
+/// Encrypts `plaintext` with `record`'s current session as the complete ratchet plaintext,
+/// its kind byte included (docs/PROTOCOL.md section 11), where
+/// [`SessionRecord::encrypt`] would put the raw-bytes kind byte in front: for tests and fuzz
+/// targets that craft plaintexts the API never sends (invalid content, unknown kind bytes).
+pub fn encrypt_plaintext<R: CryptoRng + ?Sized>(
+    record: &mut SessionRecord,
+    rng: &mut R,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EncryptError> {
+    record.encrypt_plaintext(rng, plaintext)
+}
+
+/// Decrypts `message` into its complete ratchet plaintext, its kind byte included, whatever
+/// the kind (for tests that compare what the API encrypts with an independent encoding).
+/// Like [`SessionRecord::decrypt`] otherwise.
+pub fn decrypt_plaintext(
+    record: &mut SessionRecord,
+    account: &mut Account,
+    message: &[u8],
+    now: crate::Timestamp,
+) -> Result<Vec<u8>, crate::DecryptError> {
+    record.decrypt_with(account, message, now, &mut |_| Ok(()))
+}
 
 /// The body of the one content message of the fixture.
 pub(crate) const FIXTURE_CONTENT: &[u8] = b"fixture content";
@@ -19,7 +45,8 @@ pub(crate) struct Fixture {
     pub(crate) bob: (Account, SessionRecord),
     alice_snapshot: (Vec<u8>, Vec<u8>),
     bob_snapshot: (Vec<u8>, Vec<u8>),
-    /// The plaintexts (as encrypted) of the messages in flight to Bob, and to Alice.
+    /// The raw plaintexts of the messages in flight to Bob, and to Alice: what `decrypt` may
+    /// return (the content in flight to Bob is for `receive`).
     pending_to_bob: Vec<Vec<u8>>,
     pending_to_alice: Vec<Vec<u8>>,
     /// Every message of the conversation, delivered or not (the seeds).
@@ -38,7 +65,7 @@ fn build() -> Fixture {
     let mut rng = rng(0x00f1_77e5);
     let (mut alice, mut alice_record) = (Account::new(&mut rng, T0), SessionRecord::new());
     let (mut bob, mut bob_record) = (Account::new(&mut rng, T0), SessionRecord::new());
-    bob.generate_one_time_prekeys(&mut rng, 4)
+    bob.generate_one_time_prekeys(&mut rng, 4, T0)
         .expect("one-time prekeys");
     bob.generate_one_time_kem_prekeys(&mut rng, 2, T0)
         .expect("one-time KEM prekeys");
@@ -102,7 +129,7 @@ fn build() -> Fixture {
     .iter()
     .map(|t| t.as_bytes().to_vec())
     .collect();
-    plaintexts.push(padded.clone());
+    plaintexts.push(padded);
     plaintexts.push(
         encode_padded(&Content::default(), timer.timer(), T0)
             .expect("timer content")
@@ -114,7 +141,7 @@ fn build() -> Fixture {
         bob_snapshot: snapshot(&bob, &bob_record),
         alice: (alice, alice_record),
         bob: (bob, bob_record),
-        pending_to_bob: alloc::vec![b"fixture 1".to_vec(), b"fixture 3".to_vec(), padded],
+        pending_to_bob: alloc::vec![b"fixture 1".to_vec(), b"fixture 3".to_vec()],
         pending_to_alice: alloc::vec![b"reply 1".to_vec()],
         messages,
     }
@@ -130,9 +157,10 @@ fn restore(snapshot: &(Vec<u8>, Vec<u8>)) -> (Account, SessionRecord) {
 
 /// Both sides of the fixture decrypt the input (`SessionRecord::decrypt`) and Bob also
 /// receives it as content (`SessionRecord::receive`), each on a fresh copy. A message that
-/// decrypts must be one of those in flight to that side, with exactly the plaintext sent;
-/// anything else must be rejected and leave the account and the record byte for byte as
-/// they were.
+/// decrypts must be one of the raw-bytes messages in flight to that side, with exactly the
+/// plaintext sent (the content message is refused by `decrypt`); a message received must be
+/// the content in flight to Bob; anything else must be rejected and leave the account and
+/// the record byte for byte as they were.
 pub fn session_decrypt(data: &[u8]) {
     let f = fixture();
 

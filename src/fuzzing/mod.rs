@@ -18,6 +18,7 @@ mod attachment;
 mod conversation;
 mod decode;
 mod decrypt;
+mod device;
 mod model;
 mod seeds;
 
@@ -27,7 +28,8 @@ pub use decode::{
     attachment_header, attachment_pointer, content, initial_message, prekey_bundle,
     ratchet_message, sealed_state, state_account, state_record, state_session,
 };
-pub use decrypt::session_decrypt;
+pub use decrypt::{decrypt_plaintext, encrypt_plaintext, session_decrypt};
+pub use device::device;
 pub use seeds::seeds;
 
 use alloc::vec::Vec;
@@ -53,6 +55,7 @@ pub const TARGETS: &[&str] = &[
     "session_decrypt",
     "conversation",
     "attachment",
+    "device",
 ];
 
 /// Runs the target called `name` on `data`. Returns `false` for an unknown name.
@@ -71,6 +74,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "session_decrypt" => session_decrypt,
         "conversation" => conversation,
         "attachment" => attachment,
+        "device" => device,
         _ => return false,
     };
     target(data);

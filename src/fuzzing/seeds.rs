@@ -137,5 +137,12 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         rng.fill_bytes(&mut bytes);
         add("conversation", &alloc::format!("random-{i}"), bytes);
     }
+    // The high-level layer: random scenarios, and one that connects everyone first (ops
+    // 0-3 are `Connect`; see `device.rs`), then sends and delivers.
+    for (i, len) in [96usize, 256, 512].into_iter().enumerate() {
+        let mut bytes = alloc::vec![0u8; len];
+        rng.fill_bytes(&mut bytes);
+        add("device", &alloc::format!("random-{i}"), bytes);
+    }
     out
 }

@@ -35,8 +35,20 @@ use crate::wire::generated as pb;
 use crate::wire::message::{InitialSetup, MessageWriter, RatchetHeader, RatchetMessage};
 use crate::x3dh::ASSOCIATED_DATA_LEN;
 
-/// The largest plaintext AES-GCM can encrypt under one nonce: 2^36 - 32 bytes.
+/// The largest plaintext AES-GCM can encrypt under one nonce: 2^36 - 32 bytes. It counts
+/// the kind byte in front of every plaintext (PROTOCOL.md section 11).
 const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
+
+/// Whether a plaintext of `prefix_len + body_len` bytes fits in one message; the error
+/// names the caller's part, `body_len`.
+fn check_plaintext_len(prefix_len: usize, body_len: usize) -> Result<usize, EncryptError> {
+    let too_large = EncryptError::MessageTooLarge { len: body_len };
+    let total = prefix_len.checked_add(body_len).ok_or(too_large.clone())?;
+    if total as u64 > MAX_PLAINTEXT_LEN {
+        return Err(too_large);
+    }
+    Ok(total)
+}
 
 /// A check of the decrypted plaintext that runs before anything is committed: if it fails,
 /// the decryption fails and the state is unchanged (used to validate message content).
@@ -164,6 +176,16 @@ impl Ratchet {
         self.skipped.prune_stored_before(stored_before)
     }
 
+    /// The store of skipped keys.
+    pub(crate) fn skipped_store(&self) -> &SkippedKeys {
+        &self.skipped
+    }
+
+    /// The store of skipped keys, to take its journal or load its rows.
+    pub(crate) fn skipped_store_mut(&mut self) -> &mut SkippedKeys {
+        &mut self.skipped
+    }
+
     /// Whether a message with this header is on a chain this session knows: its current
     /// receiving chain, a chain with the message's key stored, or a remembered finished
     /// chain. Only such a session can decrypt it without a DH ratchet step.
@@ -186,21 +208,19 @@ impl Ratchet {
         matches!(self.ours, OurRatchet::KeyOnly(_) | OurRatchet::Sending(_))
     }
 
-    /// Encrypts one message. `setup` is written in front of it while the initiator has not
-    /// heard back.
+    /// Encrypts one message whose plaintext is `prefix || body` (the prefix is the kind
+    /// byte, or empty when `body` already starts with it). `setup` is written in front of it
+    /// while the initiator has not heard back.
     pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         associated_data: &[u8; ASSOCIATED_DATA_LEN],
         version: u8,
         setup: Option<&InitialSetup>,
-        plaintext: &[u8],
+        prefix: &[u8],
+        body: &[u8],
     ) -> Result<Vec<u8>, EncryptError> {
-        if plaintext.len() as u64 > MAX_PLAINTEXT_LEN {
-            return Err(EncryptError::MessageTooLarge {
-                len: plaintext.len(),
-            });
-        }
+        let plaintext_len = check_plaintext_len(prefix.len(), body.len())?;
         if let OurRatchet::Sending(s) = &self.ours
             && s.counter == u32::MAX
         {
@@ -219,15 +239,26 @@ impl Ratchet {
             previous_counter: self.previous_sending_length,
             nonce,
         };
-        let mut writer = MessageWriter::new(setup, &header, plaintext.len());
+        let mut writer = MessageWriter::new(setup, &header, plaintext_len);
         let ad = full_associated_data(associated_data, &header);
         let (payload, tag_out) = writer.payload_and_tag_mut();
-        let tag = message_key
-            .cipher()
-            .seal_into(&nonce, &ad, plaintext, payload)
-            .map_err(|_| EncryptError::MessageTooLarge {
-                len: plaintext.len(),
-            })?;
+        let cipher = message_key.cipher();
+        let sealed = if prefix.is_empty() {
+            // Straight from the caller's buffer into the message.
+            cipher.seal_into(&nonce, &ad, body, payload)
+        } else {
+            // The plaintext is assembled in the message buffer and encrypted there; should
+            // that fail, no copy of it is left behind.
+            let (head, tail) = payload.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix);
+            tail.copy_from_slice(body);
+            let sealed = cipher.seal_in_place(&nonce, &ad, payload);
+            if sealed.is_err() {
+                payload.zeroize();
+            }
+            sealed
+        };
+        let tag = sealed.map_err(|_| EncryptError::MessageTooLarge { len: body.len() })?;
         tag_out.copy_from_slice(&tag);
         Ok(writer.finish())
     }
@@ -480,8 +511,10 @@ impl Ratchet {
         Ok(plaintext)
     }
 
-    pub(crate) fn to_proto(&self) -> pb::RatchetState {
-        let (skipped, history, current_evicted_below) = self.skipped.to_proto();
+    /// The state; without the skipped keys themselves unless `with_skipped_keys` (the form
+    /// of PROTOCOL.md section 8.3 stores them apart).
+    pub(crate) fn to_proto(&self, with_skipped_keys: bool) -> pb::RatchetState {
+        let (skipped, history, current_evicted_below) = self.skipped.to_proto(with_skipped_keys);
         let (our_ratchet_secret, sending) = match &self.ours {
             OurRatchet::Idle => (Vec::new(), None),
             OurRatchet::KeyOnly(key_pair) => (key_pair.secret_bytes().to_vec(), None),
@@ -670,7 +703,7 @@ mod tests {
         let mut bob = Ratchet::new_responder(SecretBytes([3; 32]), bob_spk, config);
         let ad = [0u8; ASSOCIATED_DATA_LEN];
         let wire = alice
-            .encrypt(&mut rng, &ad, crate::VERSION, None, b"hi")
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"hi")
             .unwrap();
         let crate::wire::message::Body::Ratchet(message) =
             crate::wire::message::Body::parse(&wire).unwrap()
@@ -690,22 +723,46 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_plaintext_limit_counts_the_kind_byte() {
+        let max = MAX_PLAINTEXT_LEN as usize;
+        assert_eq!(max, (1 << 36) - 32);
+        // Raw bytes: one byte less than AES-GCM's limit.
+        assert_eq!(check_plaintext_len(1, max - 1), Ok(max));
+        assert_eq!(
+            check_plaintext_len(1, max),
+            Err(EncryptError::MessageTooLarge { len: max })
+        );
+        // Content, which carries its kind byte: AES-GCM's limit itself.
+        assert_eq!(check_plaintext_len(0, max), Ok(max));
+        assert_eq!(
+            check_plaintext_len(0, max + 1),
+            Err(EncryptError::MessageTooLarge { len: max + 1 })
+        );
+        assert_eq!(
+            check_plaintext_len(1, usize::MAX),
+            Err(EncryptError::MessageTooLarge { len: usize::MAX })
+        );
+        assert_eq!(check_plaintext_len(1, 0), Ok(1));
+    }
+
+    #[test]
     fn inconsistent_state_is_rejected() {
         let (alice, bob) = responder_after_first_message();
         let config = SessionConfig::default();
-        assert!(Ratchet::from_proto(&bob.to_proto(), config).is_ok());
-        assert!(Ratchet::from_proto(&alice.to_proto(), config).is_ok());
+        assert!(Ratchet::from_proto(&bob.to_proto(true), config).is_ok());
+        assert!(Ratchet::from_proto(&alice.to_proto(true), config).is_ok());
 
         // A receiving chain without the peer's key.
-        let mut p = bob.to_proto();
+        let mut p = bob.to_proto(true);
         p.their_ratchet_key.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
         // No key pair and no peer key: could never send.
-        let mut p = alice.to_proto();
+        let mut p = alice.to_proto(true);
         p.their_ratchet_key.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
         // A sending chain without its key pair.
-        let mut p = alice.to_proto();
+        let mut p = alice.to_proto(true);
         p.our_ratchet_secret.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
     }

@@ -16,36 +16,154 @@
 //! The store also remembers, for the current receiving chain and the last
 //! [`HISTORY_LEN`] finished ones, how long each chain was and below which counter its keys
 //! were evicted or pruned, so a missing key can be reported as a duplicate or as expired.
+//!
+//! For a store that persists each skipped key as a row of its own (docs/PROTOCOL.md section
+//! 8.3), the store keeps a journal of the keys it inserted, used, evicted or pruned since the
+//! rows were last written ([`SkippedKeys::changes`]), so that one message writes O(1) rows,
+//! not all of them.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
+use prost::Message as _;
+use zeroize::Zeroizing;
 
 use super::chain::MessageKey;
 use crate::error::DecodeError;
 use crate::keys::{KEY_LEN, SecretBytes, X25519PublicKey};
+use crate::session::SessionId;
 use crate::time::Timestamp;
-use crate::wire::generated as pb;
+use crate::wire::{self, generated as pb};
 
 /// How many finished receiving chains the store remembers for classifying missing keys.
 pub(crate) const HISTORY_LEN: usize = 32;
 
 /// A skipped message: the chain's remote ratchet key and the message number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub(crate) struct SlotId {
     pub(crate) ratchet_key: X25519PublicKey,
     pub(crate) counter: u32,
 }
 
+/// Identifies one skipped key of one session of a record, as the key of its row
+/// (docs/PROTOCOL.md section 8.3): session id (32 bytes) || remote ratchet key (32 bytes) ||
+/// counter (4 bytes, big-endian) = 68 bytes, so the rows of one session share a 32-byte
+/// prefix. It holds only public values.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub(crate) struct SkippedKeyId {
+    pub(crate) session: SessionId,
+    pub(crate) slot: SlotId,
+}
+
+// For the device layer's store, which reads and writes the rows (the fuzz targets and tests
+// use it meanwhile).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+impl SkippedKeyId {
+    /// The length of the byte form.
+    pub(crate) const LEN: usize = 2 * KEY_LEN + 4;
+
+    /// The 68-byte row id.
+    pub(crate) fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..KEY_LEN].copy_from_slice(&self.session.to_bytes());
+        out[KEY_LEN..2 * KEY_LEN].copy_from_slice(self.slot.ratchet_key.as_bytes());
+        out[2 * KEY_LEN..].copy_from_slice(&self.slot.counter.to_be_bytes());
+        out
+    }
+
+    /// Reads a row id: `None` unless it is 68 bytes whose two keys are canonical X25519
+    /// public keys (the only ones [`to_bytes`](Self::to_bytes) writes).
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        let (session, rest) = bytes.split_at(KEY_LEN);
+        let (ratchet_key, counter) = rest.split_at(KEY_LEN);
+        Some(Self {
+            session: SessionId(X25519PublicKey::from_bytes(session.try_into().ok()?)?),
+            slot: SlotId {
+                ratchet_key: X25519PublicKey::from_bytes(ratchet_key.try_into().ok()?)?,
+                counter: u32::from_be_bytes(counter.try_into().ok()?),
+            },
+        })
+    }
+}
+
+// For the device layer's store, which reads and writes the rows (the fuzz targets and tests
+// use it meanwhile).
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+/// One change to the skipped-key rows of a record (see
+/// [`SessionRecord::take_skipped_changes`](crate::SessionRecord::take_skipped_changes)),
+/// applied in order: write (insert or replace) a row, delete a row (absent or not), or delete
+/// every row of a session.
+pub(crate) enum SkippedChange {
+    /// Write this row: the key is stored, with this row value.
+    Put(SkippedKeyId, Zeroizing<Vec<u8>>),
+    /// Delete this row if it exists: the key was used, evicted or pruned.
+    Delete(SkippedKeyId),
+    /// Delete every row of this session: it left the record, or all its rows follow.
+    DeleteSession(SessionId),
+}
+
+impl core::fmt::Debug for SkippedChange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Put(id, _) => f.debug_tuple("Put").field(id).finish_non_exhaustive(),
+            Self::Delete(id) => f.debug_tuple("Delete").field(id).finish(),
+            Self::DeleteSession(id) => f.debug_tuple("DeleteSession").field(id).finish(),
+        }
+    }
+}
+
+/// Changes the journal holds at most beyond the store's bound before it gives up the list
+/// and asks for every row to be rewritten (which then writes no more rows than the list).
+const JOURNAL_SLACK: usize = 64;
+
+/// What changed in the store since its rows were last written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Journal {
+    /// Every row must be written again: delete the session's rows, then write every stored
+    /// key. A store starts so (a new session, one loaded from the complete form), and falls
+    /// back to it when its list grows past `max_keys + JOURNAL_SLACK`, so the journal never
+    /// holds more than that.
+    Rewrite,
+    /// The keys inserted, used, evicted or pruned since the rows were written: a key still
+    /// stored is written, one that is gone is deleted.
+    Changes(BTreeSet<SlotId>),
+}
+
+/// Notes that the key `id` was inserted or removed.
+fn touch(journal: &mut Journal, max_keys: usize, id: &SlotId) {
+    if let Journal::Changes(changed) = journal {
+        changed.insert(*id);
+        if changed.len() > max_keys.saturating_add(JOURNAL_SLACK) {
+            *journal = Journal::Rewrite;
+        }
+    }
+}
+
+/// A row value: `0x01 || protobuf SkippedKeyRow` (docs/PROTOCOL.md section 8.3).
+fn row_value(slot: &Slot) -> Zeroizing<Vec<u8>> {
+    let row = pb::SkippedKeyRow {
+        message_key: slot.key.as_bytes().to_vec(),
+        sequence: slot.seq,
+        stored_at: slot.stored_at.as_unix_secs(),
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + row.encoded_len()));
+    out.push(wire::VERSION);
+    row.encode_raw(&mut *out);
+    out
+}
+
+/// A stored key.
 #[derive(Clone)]
-struct Slot {
+pub(crate) struct Slot {
     /// Boxed so that the key stays in one place (and is zeroized there) when the map grows.
-    key: Box<MessageKey>,
-    seq: u64,
+    pub(crate) key: Box<MessageKey>,
+    /// Insertion order within the store.
+    pub(crate) seq: u64,
     /// The `now` of the insert that stored the key.
-    stored_at: Timestamp,
+    pub(crate) stored_at: Timestamp,
 }
 
 /// What the store knows about a receiving chain.
@@ -84,6 +202,7 @@ pub(crate) struct SkippedKeys {
     current: Option<ChainRecord>,
     /// Finished chains, oldest first, at most `HISTORY_LEN`.
     history: VecDeque<ChainRecord>,
+    journal: Journal,
 }
 
 impl SkippedKeys {
@@ -95,6 +214,7 @@ impl SkippedKeys {
             max_keys,
             current: None,
             history: VecDeque::new(),
+            journal: Journal::Rewrite,
         }
     }
 
@@ -109,7 +229,9 @@ impl SkippedKeys {
 
     /// Removes a key after its message decrypted (the key is zeroized on drop).
     pub(crate) fn remove(&mut self, id: &SlotId) {
-        self.slots.remove(id);
+        if self.slots.remove(id).is_some() {
+            touch(&mut self.journal, self.max_keys, id);
+        }
         self.compact_if_sparse();
     }
 
@@ -121,6 +243,7 @@ impl SkippedKeys {
         for (id, key) in keys {
             let seq = self.next_seq;
             self.next_seq += 1;
+            touch(&mut self.journal, self.max_keys, &id);
             self.order.push_back((id, seq));
             self.slots.insert(
                 id,
@@ -144,6 +267,7 @@ impl SkippedKeys {
         while let Some((id, seq)) = self.order.pop_front() {
             if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
                 self.slots.remove(&id);
+                touch(&mut self.journal, self.max_keys, &id);
                 note_evicted(&mut self.current, &mut self.history, &id);
                 return true;
             }
@@ -160,11 +284,14 @@ impl SkippedKeys {
             slots,
             current,
             history,
+            journal,
+            max_keys,
             ..
         } = self;
         slots.retain(|id, slot| {
             let keep = slot.stored_at >= cutoff;
             if !keep {
+                touch(journal, *max_keys, id);
                 note_evicted(current, history, id);
             }
             keep
@@ -223,19 +350,108 @@ impl SkippedKeys {
         }
     }
 
-    pub(crate) fn to_proto(&self) -> (Vec<pb::SkippedRun>, Vec<pb::ChainHistory>, u32) {
+    /// The stored keys, oldest first.
+    fn live(&self) -> impl Iterator<Item = (&SlotId, &Slot)> {
+        self.order.iter().filter_map(|(id, seq)| {
+            self.slots
+                .get_key_value(id)
+                .filter(|(_, slot)| slot.seq == *seq)
+        })
+    }
+
+    /// Every stored key as a row of session `session`, oldest first (docs/PROTOCOL.md
+    /// section 8.3).
+    pub(crate) fn rows(&self, session: SessionId) -> impl Iterator<Item = RowOf> + '_ {
+        self.live()
+            .map(move |(id, slot)| (SkippedKeyId { session, slot: *id }, row_value(slot)))
+    }
+
+    /// Appends to `out` the changes to the rows of session `session` since they were last
+    /// written.
+    pub(crate) fn changes(&self, session: SessionId, out: &mut Vec<SkippedChange>) {
+        match &self.journal {
+            Journal::Rewrite => {
+                out.push(SkippedChange::DeleteSession(session));
+                out.extend(
+                    self.rows(session)
+                        .map(|(id, value)| SkippedChange::Put(id, value)),
+                );
+            }
+            Journal::Changes(changed) => {
+                for slot in changed {
+                    let id = SkippedKeyId {
+                        session,
+                        slot: *slot,
+                    };
+                    out.push(match self.slots.get(slot) {
+                        Some(stored) => SkippedChange::Put(id, row_value(stored)),
+                        None => SkippedChange::Delete(id),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts a new, empty journal: the rows were written.
+    pub(crate) fn clear_changes(&mut self) {
+        self.journal = Journal::Changes(BTreeSet::new());
+    }
+
+    /// Replaces the (empty) store's keys by `rows`, its decoded rows in any order, at most
+    /// the store's bound of them (the caller counts them as it decodes), and starts an empty
+    /// journal: the rows are what is written. Fails on a key stored twice, two keys with one
+    /// sequence number, or a sequence number that leaves no room for the next one.
+    pub(crate) fn load_rows(&mut self, mut rows: Vec<(SlotId, Slot)>) -> Result<(), DecodeError> {
+        const ROW: &str = "SkippedKeyRow";
+        debug_assert!(rows.len() <= self.max_keys, "the caller checks the bound");
+        rows.sort_unstable_by_key(|(_, slot)| slot.seq);
+        if rows.windows(2).any(|w| w[0].1.seq == w[1].1.seq) {
+            return Err(DecodeError::InvalidValue {
+                object: ROW,
+                field: "sequence",
+                reason: "two keys of one session have the same sequence number",
+            });
+        }
+        let mut slots = HashMap::with_capacity(rows.len());
+        let mut order = VecDeque::with_capacity(rows.len());
+        let mut next_seq = 0;
+        for (id, slot) in rows {
+            order.push_back((id, slot.seq));
+            next_seq = slot.seq.checked_add(1).ok_or(DecodeError::InvalidValue {
+                object: ROW,
+                field: "sequence",
+                reason: "the sequence number overflows",
+            })?;
+            if slots.insert(id, slot).is_some() {
+                return Err(DecodeError::InvalidValue {
+                    object: ROW,
+                    field: "id",
+                    reason: "the same message key is stored twice",
+                });
+            }
+        }
+        self.slots = slots;
+        self.order = order;
+        self.next_seq = next_seq;
+        self.journal = Journal::Changes(BTreeSet::new());
+        Ok(())
+    }
+
+    /// The parts of `RatchetState` the store holds: the runs of stored keys (none if not
+    /// `with_keys`, for the form without skipped keys), the chain history, and the current
+    /// chain's eviction mark.
+    pub(crate) fn to_proto(
+        &self,
+        with_keys: bool,
+    ) -> (Vec<pb::SkippedRun>, Vec<pb::ChainHistory>, u32) {
         // Live keys in storage order, grouped into runs of consecutive counters of one chain
         // stored at the same time. Each run's key bytes are allocated at their exact size
         // once: a growing buffer would leave copies of keys in the memory it frees.
-        let live: Vec<(&SlotId, &Slot)> = self
-            .order
-            .iter()
-            .filter_map(|(id, seq)| {
-                self.slots
-                    .get_key_value(id)
-                    .filter(|(_, slot)| slot.seq == *seq)
-            })
-            .collect();
+        let live: Vec<(&SlotId, &Slot)> = if with_keys {
+            self.live().collect()
+        } else {
+            Vec::new()
+        };
         let mut runs: Vec<pb::SkippedRun> = Vec::new();
         let mut rest = live.as_slice();
         while let Some(&(first, first_slot)) = rest.first() {
@@ -371,6 +587,22 @@ impl SkippedKeys {
         });
         Ok(store)
     }
+}
+
+/// A row: its id and value.
+pub(crate) type RowOf = (SkippedKeyId, Zeroizing<Vec<u8>>);
+
+/// Decodes a row value (docs/PROTOCOL.md section 8.3): `0x01 || protobuf SkippedKeyRow`,
+/// canonical, with a 32-byte message key.
+pub(crate) fn decode_row(value: &[u8]) -> Result<Slot, DecodeError> {
+    const ROW: &str = "SkippedKeyRow";
+    let row: pb::SkippedKeyRow = wire::decode(value, ROW)?;
+    let key = SecretBytes(wire::fixed(&row.message_key, ROW, "message_key")?);
+    Ok(Slot {
+        key: Box::new(MessageKey::from_bytes(key)),
+        seq: row.sequence,
+        stored_at: Timestamp::from_unix_secs(row.stored_at),
+    })
 }
 
 /// Raises the watermark of the key's chain (if the store remembers it) above the key, which
@@ -582,13 +814,13 @@ mod tests {
         store.insert(vec_keys(3, 0), Timestamp::MAX);
         store.insert(vec_keys(3, 3), at(100));
         store.insert(vec_keys(4, 0), at(0));
-        let (runs, history, current) = store.to_proto();
+        let (runs, history, current) = store.to_proto(true);
         assert_eq!(
             runs.iter().map(|r| r.stored_at).collect::<Vec<_>>(),
             [u64::MAX, 100, 0]
         );
         let mut restored = SkippedKeys::from_proto(100, &runs, &history, None).unwrap();
-        assert!(restored.to_proto() == (runs, history, current));
+        assert!(restored.to_proto(true) == (runs, history, current));
         assert_eq!(restored.prune_stored_before(at(101)), 6);
         assert_eq!(stored(&restored, 3, 0..3), [true; 3]);
     }

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::generated as pb;
-use crate::error::DecodeError;
+use crate::error::{AssembleError, DecodeError};
 use crate::kdf::{LABEL_SIGNED_KEM_PREKEY, LABEL_SIGNED_PREKEY};
 use crate::kem::KemPublicKey;
 use crate::keys::{IdentityKey, KEY_LEN, SIGNATURE_LEN, X25519PublicKey};
@@ -95,6 +95,30 @@ impl SignedPreKey {
     pub fn verify(&self, identity: &IdentityKey) -> bool {
         let message = Self::signed_message(self.id, self.created_at, &self.public_key);
         identity.verify(&message, &self.signature)
+    }
+
+    /// Encodes the prekey on its own: `0x01 || protobuf SignedPreKey`, for example to
+    /// store it on a server.
+    ///
+    /// ```
+    /// # use ratchetbox::{Account, SignedPreKey, Timestamp};
+    /// # let mut rng = ratchetbox::OsRng::new();
+    /// let account = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
+    /// let bytes = account.signed_prekey().to_bytes();
+    /// let stored = SignedPreKey::from_bytes(&bytes)?;
+    /// assert_eq!(&stored, account.signed_prekey());
+    /// assert!(stored.verify(&account.identity_key()));
+    /// # Ok::<(), ratchetbox::DecodeError>(())
+    /// ```
+    pub fn to_bytes(&self) -> Vec<u8> {
+        super::encode(&self.to_proto())
+    }
+
+    /// Decodes `0x01 || protobuf SignedPreKey`, every field validated (the public key must
+    /// be canonical, the signature 64 bytes). The signature is not checked here, since the
+    /// bytes do not name the identity key: check it with [`verify`](Self::verify).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_proto(&super::decode(bytes, "SignedPreKey")?)
     }
 
     pub(crate) fn to_proto(&self) -> pb::SignedPreKey {
@@ -199,6 +223,20 @@ impl KemPreKey {
         identity.verify(&message, &self.signature)
     }
 
+    /// Encodes the prekey on its own: `0x01 || protobuf KemPreKey`, for example to store it
+    /// on a server.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        super::encode(&self.to_proto())
+    }
+
+    /// Decodes `0x01 || protobuf KemPreKey`, every field validated (the public key must be
+    /// 1,568 bytes and pass the FIPS 203 modulus check, the signature 64 bytes). The
+    /// signature is not checked here, since the bytes do not name the identity key: check it
+    /// with [`verify`](Self::verify).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_proto(&super::decode(bytes, "KemPreKey")?)
+    }
+
     pub(crate) fn to_proto(&self) -> pb::KemPreKey {
         pb::KemPreKey {
             id: self.id.0,
@@ -252,6 +290,33 @@ impl OneTimePreKey {
     pub fn public_key(&self) -> X25519PublicKey {
         self.public_key
     }
+
+    /// Encodes the prekey on its own: `0x01 || protobuf OneTimePreKey`, for example to store
+    /// it on a server.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        super::encode(&self.to_proto())
+    }
+
+    /// Decodes `0x01 || protobuf OneTimePreKey`, every field validated (the public key must
+    /// be canonical). One-time prekeys carry no signature of their own; in an upload, one
+    /// signature covers all of them (see [`PreKeyUpload`](crate::PreKeyUpload)).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_proto(&super::decode(bytes, "OneTimePreKey")?)
+    }
+
+    pub(crate) fn to_proto(self) -> pb::OneTimePreKey {
+        pb::OneTimePreKey {
+            id: self.id.0,
+            public_key: self.public_key.to_bytes().to_vec(),
+        }
+    }
+
+    pub(crate) fn from_proto(p: &pb::OneTimePreKey) -> Result<Self, DecodeError> {
+        Ok(Self {
+            id: OneTimePreKeyId(p.id),
+            public_key: super::x25519_key(&p.public_key, "OneTimePreKey", "public_key")?,
+        })
+    }
 }
 
 impl fmt::Debug for OneTimePreKey {
@@ -267,15 +332,16 @@ impl fmt::Debug for OneTimePreKey {
 /// identity key, a signed prekey, a signed post-quantum (ML-KEM-1024) prekey and, while the
 /// server has any, one one-time prekey.
 ///
-/// A server typically stores an account's identity key, current signed prekey and a pool of
-/// one-time prekeys, and hands out a bundle with a different one-time prekey to each
-/// requester.
+/// A server stores an account's identity key, current signed prekey, current last-resort KEM
+/// prekey and pools of one-time prekeys and one-time KEM prekeys (from
+/// [`PreKeyUpload`](crate::PreKeyUpload)s), and hands out a bundle with different one-time
+/// keys to each requester ([`assemble`](Self::assemble)).
 ///
 /// ```
 /// # use ratchetbox::{Account, PreKeyBundle, Timestamp};
 /// # let mut rng = ratchetbox::OsRng::new();
 /// let mut bob = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
-/// let otk = bob.generate_one_time_prekeys(&mut rng, 1)?[0];
+/// let otk = bob.generate_one_time_prekeys(&mut rng, 1, Timestamp::from_unix_secs(1_764_000_000))?[0];
 /// let bytes = bob.prekey_bundle(Some(otk.id()), None)?.to_bytes();
 ///
 /// let bundle = PreKeyBundle::from_bytes(&bytes)?;
@@ -295,8 +361,9 @@ pub struct PreKeyBundle {
 impl PreKeyBundle {
     const OBJECT: &'static str = "PreKeyBundle";
 
-    /// Assembles a bundle from published parts (what a server does). Without a KEM prekey
-    /// the bundle is classical, and initiators refuse it unless classical setups are allowed
+    /// Assembles a bundle from published parts, checking nothing (a server uses
+    /// [`assemble`](Self::assemble), which checks the signatures). Without a KEM prekey the
+    /// bundle is classical, and initiators refuse it unless classical setups are allowed
     /// explicitly ([`SessionConfig::with_classical_setup_allowed`](crate::SessionConfig::with_classical_setup_allowed)).
     pub fn new(
         identity_key: IdentityKey,
@@ -310,6 +377,57 @@ impl PreKeyBundle {
             one_time_prekey,
             kem_prekey,
         }
+    }
+
+    /// Assembles a bundle from stored prekeys, for a server, which holds no secret: checks
+    /// that `identity_key` signed `signed_prekey` and, if given, `kem_prekey`, so that a
+    /// server bug cannot hand out a key its owner never signed. (An initiator checks both
+    /// signatures again before it uses the bundle.) The result is the bundle
+    /// [`Account::prekey_bundle`](crate::Account::prekey_bundle) makes from the same keys,
+    /// byte for byte.
+    ///
+    /// Per device the server stores the identity key, the current signed prekey, the current
+    /// last-resort KEM prekey and two pools of one-time keys, as uploaded with
+    /// [`PreKeyUpload`](crate::PreKeyUpload). For each bundle it hands out it takes one
+    /// one-time prekey and one one-time KEM prekey out of their pools (each is handed out at
+    /// most once, then deleted); when the pool of one-time KEM prekeys is empty it passes
+    /// the last-resort KEM prekey instead (which stays), and when the pool of one-time
+    /// prekeys is empty it passes `None`. See docs/PROTOCOL.md section 3.4.
+    ///
+    /// ```
+    /// # use ratchetbox::{Account, PreKeyBundle, Timestamp};
+    /// # let mut rng = ratchetbox::OsRng::new();
+    /// let mut bob = Account::new(&mut rng, Timestamp::from_unix_secs(1_764_000_000));
+    /// let otk = bob.generate_one_time_prekeys(&mut rng, 1, Timestamp::from_unix_secs(1_764_000_000))?[0];
+    /// // The server's stored copies:
+    /// let (identity, signed, last_resort) =
+    ///     (bob.identity_key(), bob.signed_prekey().clone(), bob.last_resort_kem_prekey().clone());
+    /// let bundle = PreKeyBundle::assemble(identity, &signed, Some(otk), Some(&last_resort))?;
+    /// assert_eq!(bundle, bob.prekey_bundle(Some(otk.id()), None)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn assemble(
+        identity_key: IdentityKey,
+        signed_prekey: &SignedPreKey,
+        one_time_prekey: Option<OneTimePreKey>,
+        kem_prekey: Option<&KemPreKey>,
+    ) -> Result<Self, AssembleError> {
+        if !signed_prekey.verify(&identity_key) {
+            return Err(AssembleError::BadSignedPreKeySignature {
+                id: signed_prekey.id().0,
+            });
+        }
+        if let Some(kem) = kem_prekey
+            && !kem.verify(&identity_key)
+        {
+            return Err(AssembleError::BadKemPreKeySignature { id: kem.id().0 });
+        }
+        Ok(Self::new(
+            identity_key,
+            signed_prekey.clone(),
+            one_time_prekey,
+            kem_prekey.cloned(),
+        ))
     }
 
     /// The post-quantum prekey, absent in a classical bundle.
@@ -340,12 +458,7 @@ impl PreKeyBundle {
         let one_time_prekey = p
             .one_time_prekey
             .as_ref()
-            .map(|o| {
-                Ok::<_, DecodeError>(OneTimePreKey {
-                    id: OneTimePreKeyId(o.id),
-                    public_key: super::x25519_key(&o.public_key, "OneTimePreKey", "public_key")?,
-                })
-            })
+            .map(OneTimePreKey::from_proto)
             .transpose()?;
         Ok(Self {
             identity_key: super::identity_key(&p.identity_key, Self::OBJECT, "identity_key")?,
@@ -364,10 +477,7 @@ impl PreKeyBundle {
         super::encode(&pb::PreKeyBundle {
             identity_key: self.identity_key.to_bytes().to_vec(),
             signed_prekey: Some(self.signed_prekey.to_proto()),
-            one_time_prekey: self.one_time_prekey.map(|o| pb::OneTimePreKey {
-                id: o.id.0,
-                public_key: o.public_key.to_bytes().to_vec(),
-            }),
+            one_time_prekey: self.one_time_prekey.map(OneTimePreKey::to_proto),
             kem_prekey: self.kem_prekey.as_ref().map(KemPreKey::to_proto),
         })
     }

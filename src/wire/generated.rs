@@ -112,6 +112,13 @@ pub struct OneTimePreKeyState {
     /// X25519 private key, 32 bytes.
     #[prost(bytes = "vec", tag = "2")]
     pub secret: ::prost::alloc::vec::Vec<u8>,
+    /// Creation time, seconds since the Unix epoch (0 in accounts stored before it was kept).
+    #[prost(uint64, tag = "3")]
+    pub created_at: u64,
+    /// When a newer batch of one-time prekeys replaced this one on the server (prekey
+    /// maintenance); absent while it is in the server's current pool.
+    #[prost(uint64, optional, tag = "4")]
+    pub replaced_at: ::core::option::Option<u64>,
 }
 /// Object kind 1: the account (identity key and prekey store).
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -167,6 +174,11 @@ pub struct KemPreKeyState {
     /// The Ed25519 signature that was published with it, 64 bytes.
     #[prost(bytes = "vec", tag = "4")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
+    /// One-time KEM prekeys only: when a newer batch replaced it on the server (prekey
+    /// maintenance); absent while it is in the server's current pool, and always for a
+    /// last-resort KEM prekey.
+    #[prost(uint64, optional, tag = "5")]
+    pub replaced_at: ::core::option::Option<u64>,
 }
 /// An initial message's key agreement that already started a session.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
@@ -303,6 +315,9 @@ pub struct SessionState {
     /// Present iff the session was set up with PQXDH.
     #[prost(message, optional, tag = "10")]
     pub kem: ::core::option::Option<SessionKemState>,
+    /// The key exporter's secret, 32 bytes, derived at setup (docs/PROTOCOL.md section 14).
+    #[prost(bytes = "vec", tag = "11")]
+    pub exporter_secret: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -335,6 +350,27 @@ pub struct SessionRecordState {
     /// The conversation's disappearing-message setting (defined in content.proto).
     #[prost(message, optional, tag = "5")]
     pub timer: ::core::option::Option<DisappearingTimer>,
+    /// True in the form stored without the skipped message keys, which are then stored apart,
+    /// one SkippedKeyRow each (docs/PROTOCOL.md section 8.3); every RatchetState.skipped is
+    /// empty then. False (omitted) in the complete form.
+    #[prost(bool, tag = "6")]
+    pub skipped_keys_apart: bool,
+}
+/// One skipped message key stored apart from its record (docs/PROTOCOL.md section 8.3). Its
+/// row id, session id (32) || remote ratchet key (32) || u32be(counter), says which key it is.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct SkippedKeyRow {
+    /// The message key, 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_key: ::prost::alloc::vec::Vec<u8>,
+    /// Insertion order within the session (eviction takes the smallest first).
+    #[prost(uint64, tag = "2")]
+    pub sequence: u64,
+    /// When the key was stored, seconds since the Unix epoch.
+    #[prost(uint64, tag = "3")]
+    pub stored_at: u64,
 }
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -477,6 +513,32 @@ pub struct PreKeyBundle {
     /// classical bundles.
     #[prost(message, optional, tag = "4")]
     pub kem_prekey: ::core::option::Option<KemPreKey>,
+}
+/// What a device uploads to its server in one request.
+/// Wire object: 0x01 || PreKeyUpload.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PreKeyUpload {
+    /// Ed25519 identity public key, 32 bytes. Every signature below verifies under it.
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: ::prost::alloc::vec::Vec<u8>,
+    /// A new current signed prekey; absent: the server keeps the one it has.
+    #[prost(message, optional, tag = "2")]
+    pub signed_prekey: ::core::option::Option<SignedPreKey>,
+    /// A new current last-resort KEM prekey; absent: the server keeps the one it has.
+    #[prost(message, optional, tag = "3")]
+    pub last_resort_kem_prekey: ::core::option::Option<KemPreKey>,
+    /// A new batch of one-time prekeys, ids strictly increasing, at most 100. When present, it
+    /// replaces the server's pool of one-time prekeys.
+    #[prost(message, repeated, tag = "4")]
+    pub one_time_prekeys: ::prost::alloc::vec::Vec<OneTimePreKey>,
+    /// Ed25519 signature by the identity key over the one-time prekeys (64 bytes); present iff
+    /// field 4 is not empty.
+    #[prost(bytes = "vec", tag = "5")]
+    pub one_time_prekeys_signature: ::prost::alloc::vec::Vec<u8>,
+    /// A new batch of one-time KEM prekeys, ids strictly increasing, at most 100. When present,
+    /// it replaces the server's pool of one-time KEM prekeys.
+    #[prost(message, repeated, tag = "6")]
+    pub one_time_kem_prekeys: ::prost::alloc::vec::Vec<KemPreKey>,
 }
 /// One Double Ratchet message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

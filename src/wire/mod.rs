@@ -1,8 +1,9 @@
 //! The wire format: one version byte followed by a protobuf message (schemas in `proto/`).
 //!
-//! This layer turns bytes into validated, typed values and back. The wire objects (prekey
-//! bundles in `bundle`, messages in `message`) are decoded here into typed values, and the
-//! protocol code that uses them never sees their protobuf types. The other encoded objects
+//! This layer turns bytes into validated, typed values and back. The wire objects (prekeys
+//! and prekey bundles in `bundle`, prekey uploads in `upload`, messages in `message`) are
+//! decoded here into typed values, and the protocol code that uses them never sees their
+//! protobuf types. The other encoded objects
 //! (persisted state, message content, attachment pointers, scannable safety-number codes)
 //! are converted by the modules that own them, in their `to_proto`/`from_proto` functions,
 //! with this layer's `decode`/`encode` and field checks. Nothing in this layer knows about
@@ -21,6 +22,7 @@
 
 pub(crate) mod bundle;
 pub(crate) mod message;
+pub(crate) mod upload;
 
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

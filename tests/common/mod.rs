@@ -99,7 +99,7 @@ impl Pair {
         let alice = Peer::new(&mut rng, config);
         let mut bob = Peer::new(&mut rng, config);
         bob.account
-            .generate_one_time_prekeys(&mut rng, 10)
+            .generate_one_time_prekeys(&mut rng, 10, T0)
             .expect("prekeys");
         let bundle = bob
             .account
@@ -147,6 +147,20 @@ impl Pair {
             Side::Bob => &mut self.bob,
         };
         peer.record.encrypt(rng, plaintext).expect("encrypt")
+    }
+
+    /// Encrypts `plaintext` as the complete ratchet plaintext, its kind byte included (as a
+    /// modified client could): content crafted byte by byte, or an unknown kind. Needs the
+    /// `fuzzing` feature's hook (the repository's `cargo test` has it; the published crate's
+    /// tests leave out the files that use this).
+    #[cfg(feature = "fuzzing")]
+    pub fn send_crafted(&mut self, from: Side, plaintext: &[u8]) -> Vec<u8> {
+        let rng = &mut self.rng;
+        let peer = match from {
+            Side::Alice => &mut self.alice,
+            Side::Bob => &mut self.bob,
+        };
+        ratchetbox::fuzzing::encrypt_plaintext(&mut peer.record, rng, plaintext).expect("encrypt")
     }
 
     pub fn receive(&mut self, to: Side, wire: &[u8]) -> Result<Vec<u8>, DecryptError> {

@@ -48,6 +48,22 @@ pub struct PreKeyBundle {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct PreKeyUpload {
+    #[prost(bytes = "vec", tag = "1")]
+    pub identity_key: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub signed_prekey: Option<SignedPreKey>,
+    #[prost(message, optional, tag = "3")]
+    pub last_resort_kem_prekey: Option<KemPreKey>,
+    #[prost(message, repeated, tag = "4")]
+    pub one_time_prekeys: Vec<OneTimePreKey>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub one_time_prekeys_signature: Vec<u8>,
+    #[prost(message, repeated, tag = "6")]
+    pub one_time_kem_prekeys: Vec<KemPreKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct KemSetup {
     #[prost(uint32, tag = "1")]
     pub prekey_id: u32,

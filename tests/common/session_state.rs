@@ -111,6 +111,8 @@ pub struct SessionState {
     pub limits: Option<SessionLimits>,
     #[prost(message, optional, tag = "10")]
     pub kem: Option<SessionKemState>,
+    #[prost(bytes = "vec", tag = "11")]
+    pub exporter_secret: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -142,6 +144,8 @@ pub struct SessionRecordState {
     pub peer: Option<PeerIdentity>,
     #[prost(message, optional, tag = "5")]
     pub timer: Option<DisappearingTimer>,
+    #[prost(bool, tag = "6")]
+    pub skipped_keys_apart: bool,
 }
 
 /// Decodes `0x01 || protobuf` persisted record bytes into the mirror.

@@ -21,6 +21,10 @@ pub struct OneTimePreKeyState {
     pub id: u32,
     #[prost(bytes = "vec", tag = "2")]
     pub secret: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub created_at: u64,
+    #[prost(uint64, optional, tag = "4")]
+    pub replaced_at: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -41,6 +45,8 @@ pub struct KemPreKeyState {
     pub seed: Vec<u8>,
     #[prost(bytes = "vec", tag = "4")]
     pub signature: Vec<u8>,
+    #[prost(uint64, optional, tag = "5")]
+    pub replaced_at: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

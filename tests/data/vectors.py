@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kyber_py.ml_kem import ML_KEM_1024
 
@@ -63,7 +63,12 @@ LABEL_PQXDH = b"ratchetbox v1 PQXDH ML-KEM-1024"
 LABEL_SIGNED_KEM_PREKEY = b"ratchetbox v1 signed kem prekey"
 LABEL_ROOT = b"ratchetbox v1 root chain"
 LABEL_SIGNED_PREKEY = b"ratchetbox v1 signed prekey"
+LABEL_SIGNED_ONE_TIME_PREKEYS = b"ratchetbox v1 signed one-time prekeys"
 LABEL_STATE_SEAL = b"ratchetbox v1 sealed state "  # trailing space is part of the label
+# Section 14: the key exporter.
+LABEL_X3DH_EXPORTER = b"ratchetbox v1 X3DH exporter secret"
+LABEL_PQXDH_EXPORTER = b"ratchetbox v1 PQXDH ML-KEM-1024 exporter secret"
+LABEL_EXPORTER = b"ratchetbox v1 exporter"
 
 assert len(LABEL_SIGNED_PREKEY) == 27
 assert len(LABEL_SIGNED_KEM_PREKEY) == 31
@@ -127,6 +132,11 @@ def u64be(x: int) -> bytes:
 
 def hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand alone (RFC 5869, section 2.3)."""
+    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=info).derive(prk)
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -344,6 +354,75 @@ def enc_kem_prekey(kpk: dict) -> bytes:
     )
 
 
+def enc_upload(u: dict) -> bytes:
+    """Section 3.4: PreKeyUpload. Field 5 (the one-time prekeys' signature) is present iff
+    field 4 is not empty."""
+    return (
+        pb_bytes(1, u["identity_key"])
+        + pb_message(2, enc_signed_prekey(u["signed_prekey"]) if u["signed_prekey"] else None)
+        + pb_message(3, enc_kem_prekey(u["last_resort_kem_prekey"]) if u["last_resort_kem_prekey"] else None)
+        + b"".join(pb_message(4, enc_one_time_prekey(o)) for o in u["one_time_prekeys"])
+        + pb_bytes(5, u["one_time_prekeys_signature"])
+        + b"".join(pb_message(6, enc_kem_prekey(k)) for k in u["one_time_kem_prekeys"])
+    )
+
+
+def one_time_prekeys_message(opks: list) -> bytes:
+    """Section 3.4: what the identity key signs over an upload's one-time prekeys."""
+    out = LABEL_SIGNED_ONE_TIME_PREKEYS + len(opks).to_bytes(4, "big")
+    for o in opks:
+        assert len(o["public_key"]) == 32
+        out += o["id"].to_bytes(4, "big") + o["public_key"]
+    return out
+
+
+def check_upload(data: bytes) -> dict:
+    """Section 3.4 decoding of a PreKeyUpload, for the self-check of the upload vector: the
+    canonical encoding, the counts, the signature's presence, increasing ids, and every
+    signature under field 1."""
+    assert data[:1] == VERSION and len(data) <= 171_777
+    f = pb_decode(data[1:])
+    _known(f, {1, 2, 3, 4, 5, 6})
+
+    def sub(raw, names):
+        g = pb_decode(raw)
+        _known(g, set(names))
+        return {name: (_single(g, num, wt) or (b"" if wt == 2 else 0)) for num, (name, wt) in names.items()}
+
+    spk_names = {1: ("id", 0), 2: ("created_at", 0), 3: ("public_key", 2), 4: ("signature", 2)}
+    opk_names = {1: ("id", 0), 2: ("public_key", 2)}
+    spk_raw, lr_raw = _single(f, 2, 2), _single(f, 3, 2)
+    u = {
+        "identity_key": _single(f, 1, 2) or b"",
+        "signed_prekey": sub(spk_raw, spk_names) if spk_raw is not None else None,
+        "last_resort_kem_prekey": sub(lr_raw, spk_names) if lr_raw is not None else None,
+        "one_time_prekeys": [sub(v, opk_names) for (n, _, v) in f if n == 4],
+        "one_time_prekeys_signature": _single(f, 5, 2) or b"",
+        "one_time_kem_prekeys": [sub(v, spk_names) for (n, _, v) in f if n == 6],
+    }
+    assert VERSION + enc_upload(u) == data, "non-canonical encoding"
+    ik = u["identity_key"]
+    assert len(ik) == 32
+    assert len(u["one_time_prekeys"]) <= 100 and len(u["one_time_kem_prekeys"]) <= 100
+    assert bool(u["one_time_prekeys"]) == bool(u["one_time_prekeys_signature"])
+    for key in ("one_time_prekeys", "one_time_kem_prekeys"):
+        ids = [k["id"] for k in u[key]]
+        assert all(x < y for x, y in zip(ids, ids[1:])), f"{key}: ids not strictly increasing"
+    if u["last_resort_kem_prekey"]:
+        assert u["last_resort_kem_prekey"]["id"] not in [k["id"] for k in u["one_time_kem_prekeys"]]
+    if u["signed_prekey"]:
+        p = u["signed_prekey"]
+        ed25519_verify(ik, p["signature"], signed_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    if u["last_resort_kem_prekey"]:
+        p = u["last_resort_kem_prekey"]
+        ed25519_verify(ik, p["signature"], kem_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    if u["one_time_prekeys"]:
+        ed25519_verify(ik, u["one_time_prekeys_signature"], one_time_prekeys_message(u["one_time_prekeys"]))
+    for p in u["one_time_kem_prekeys"]:
+        ed25519_verify(ik, p["signature"], kem_prekey_message(p["id"], p["created_at"], p["public_key"]))
+    return u
+
+
 def enc_bundle(b: dict) -> bytes:
     return (
         pb_bytes(1, b["identity_key"])
@@ -517,7 +596,13 @@ def enc_account_state(a: dict) -> bytes:
             + pb_bytes(4, spk["signature"]),
         )
     for opk in a["one_time_prekeys"]:
-        out += pb_message(3, pb_uint(1, opk["id"]) + pb_bytes(2, opk["secret"]))
+        out += pb_message(
+            3,
+            pb_uint(1, opk["id"])
+            + pb_bytes(2, opk["secret"])
+            + pb_uint(3, opk["created_at"])
+            + pb_uint(4, opk.get("replaced_at"), optional=True),
+        )
     out += pb_uint(4, a["next_signed_prekey_id"])
     out += pb_uint(5, a["next_one_time_prekey_id"])
     for used in a["used_setups"]:
@@ -530,7 +615,8 @@ def enc_account_state(a: dict) -> bytes:
                 pb_uint(1, k["id"])
                 + pb_uint(2, k["created_at"])
                 + pb_bytes(3, k["seed"])
-                + pb_bytes(4, k["signature"]),
+                + pb_bytes(4, k["signature"])
+                + pb_uint(5, k.get("replaced_at"), optional=True),
             )
     out += pb_uint(9, a["next_kem_prekey_id"])
     return out
@@ -549,18 +635,25 @@ def dec_account_state(plain: bytes) -> dict:
         return {name: (_single(g, num, wt) or (b"" if wt == 2 else 0)) for num, (name, wt) in fields.items()}
 
     spk_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("secret", 2), 4: ("signature", 2)}
-    opk_fields = {1: ("id", 0), 2: ("secret", 2)}
+    opk_fields = {1: ("id", 0), 2: ("secret", 2), 3: ("created_at", 0)}
     used_fields = {1: ("signed_prekey_id", 0), 2: ("base_key", 2)}
     kem_fields = {1: ("id", 0), 2: ("created_at", 0), 3: ("seed", 2), 4: ("signature", 2)}
+
+    def sub_replaced(data, fields, replaced_field):
+        # `replaced_at` is `optional`: present (even if 0) or absent (None).
+        d = sub(data, {**fields, replaced_field: ("replaced_at", 0)})
+        d["replaced_at"] = _single(pb_decode(data), replaced_field, 0)
+        return d
+
     a = {
         "identity_seed": _single(f, 1, 2) or b"",
         "signed_prekeys": [sub(v, spk_fields) for (n, _, v) in f if n == 2],
-        "one_time_prekeys": [sub(v, opk_fields) for (n, _, v) in f if n == 3],
+        "one_time_prekeys": [sub_replaced(v, opk_fields, 4) for (n, _, v) in f if n == 3],
         "next_signed_prekey_id": _single(f, 4, 0) or 0,
         "next_one_time_prekey_id": _single(f, 5, 0) or 0,
         "used_setups": [sub(v, used_fields) for (n, _, v) in f if n == 6],
-        "last_resort_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 7],
-        "one_time_kem_prekeys": [sub(v, kem_fields) for (n, _, v) in f if n == 8],
+        "last_resort_kem_prekeys": [sub_replaced(v, kem_fields, 5) for (n, _, v) in f if n == 7],
+        "one_time_kem_prekeys": [sub_replaced(v, kem_fields, 5) for (n, _, v) in f if n == 8],
         "next_kem_prekey_id": _single(f, 9, 0) or 0,
     }
     assert VERSION + enc_account_state(a) == plain, "non-canonical encoding"
@@ -584,6 +677,8 @@ def dec_account_state(plain: bytes) -> dict:
         )
     for opk in a["one_time_prekeys"]:
         assert len(opk["secret"]) == 32 and 0 < opk["id"] < a["next_one_time_prekey_id"]
+    for k in a["last_resort_kem_prekeys"]:
+        assert k["replaced_at"] is None, "a last-resort KEM prekey is never replaced in a batch"
     kem_ids = []
     for k in a["last_resort_kem_prekeys"] + a["one_time_kem_prekeys"]:
         assert len(k["seed"]) == KEM_SEED_LEN and 0 < k["id"] < a["next_kem_prekey_id"]
@@ -693,6 +788,8 @@ def enc_session_state(s: dict) -> bytes:
     kem = s["kem"]
     if kem is not None:
         out += pb_message(10, pb_uint(1, kem["prekey_id"]) + pb_bytes(2, kem["ciphertext_hash"]) + pb_bytes(3, kem["ciphertext"]))
+    assert len(s["exporter_secret"]) == 32
+    out += pb_bytes(11, s["exporter_secret"])
     return out
 
 
@@ -727,6 +824,7 @@ def session_record_plain(
         "awaiting_reply": awaiting_reply,
         "ratchet": ratchet,
         "limits": limits,
+        "exporter_secret": ratchet.exporter_secret,
         "kem": (
             None
             if setup["kem"] is None
@@ -763,14 +861,18 @@ def check_record_plain(plain: bytes) -> None:
         f = fields(data, {1, 2, 3, 4, 5})
         assert all(w == 0 for (_, w, _) in f)
 
-    rec = fields(plain[1:], {1, 2, 3, 4, 5})
+    rec = fields(plain[1:], {1, 2, 3, 4, 5, 6})
+    assert (_single(rec, 6, 0) or 0) == 0, "the complete form keeps its skipped keys"
     assert _single(rec, 3, 2) is not None, "record limits are required"
     check_limits(_single(rec, 3, 2))
     sessions = [v for (n, _, v) in rec if n in (1, 2)]
+    ids = set()
     for data in sessions:
-        s = fields(data, set(range(1, 11)))
-        for num in (1, 2, 4):
+        s = fields(data, set(range(1, 12)))
+        for num in (1, 2, 4, 11):
             assert len(_single(s, num, 2)) == 32
+        assert _single(s, 4, 2) not in ids, "two sessions with one id (section 7)"
+        ids.add(_single(s, 4, 2))
         assert _single(s, 8, 2) is not None and _single(s, 9, 2) is not None, "ratchet and limits are required"
         check_limits(_single(s, 9, 2))
         initiator = (_single(s, 3, 0) or 0) == 1
@@ -971,7 +1073,7 @@ class Account:
         self.next_kem_prekey_id += 1
         ek, _ = kem_keygen(seed)
         sig = ed25519_sign(self.identity_seed, kem_prekey_message(kem_id, now, ek))
-        return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig}
+        return {"id": kem_id, "created_at": now, "seed": seed, "signature": sig, "replaced_at": None}
 
     def rotate_signed_prekey(self, rng: ScriptedRng, now: int):
         """Section 3.2: a new current signed prekey; beyond MAX_SIGNED_PREKEYS the oldest
@@ -981,10 +1083,12 @@ class Account:
             oldest = self.signed_prekeys.pop(0)
             self.used_setups = [u for u in self.used_setups if u["signed_prekey_id"] != oldest["id"]]
 
-    def generate_one_time_prekeys(self, rng: ScriptedRng, n: int):
+    def generate_one_time_prekeys(self, rng: ScriptedRng, n: int, now: int):
         for _ in range(n):
             secret = rng.draw(32, "one-time prekey private key")
-            self.one_time_prekeys.append({"id": self.next_one_time_prekey_id, "secret": secret})
+            self.one_time_prekeys.append(
+                {"id": self.next_one_time_prekey_id, "secret": secret, "created_at": now, "replaced_at": None}
+            )
             self.next_one_time_prekey_id += 1
 
     def generate_one_time_kem_prekeys(self, rng: ScriptedRng, n: int, now: int):
@@ -1037,6 +1141,51 @@ class Account:
         }
         return VERSION + enc_bundle(b)
 
+    def public_signed_prekey(self) -> dict:
+        spk = self.signed_prekeys[-1]
+        return {
+            "id": spk["id"],
+            "created_at": spk["created_at"],
+            "public_key": x25519_public(spk["secret"]),
+            "signature": spk["signature"],
+        }
+
+    @staticmethod
+    def public_kem_prekey(k: dict) -> dict:
+        return {
+            "id": k["id"],
+            "created_at": k["created_at"],
+            "public_key": kem_keygen(k["seed"])[0],
+            "signature": k["signature"],
+        }
+
+    def upload(self, signed: bool, last_resort: bool, opk_ids: list, kem_ids: list) -> bytes:
+        """Section 3.4: an upload of keys the account holds, the one-time lists in increasing
+        id order, field 5 signing field 4."""
+        opks = [
+            {"id": o["id"], "public_key": x25519_public(o["secret"])}
+            for o in sorted(self.one_time_prekeys, key=lambda o: o["id"])
+            if o["id"] in opk_ids
+        ]
+        kems = [
+            self.public_kem_prekey(k)
+            for k in sorted(self.one_time_kem_prekeys, key=lambda k: k["id"])
+            if k["id"] in kem_ids
+        ]
+        u = {
+            "identity_key": self.identity_key,
+            "signed_prekey": self.public_signed_prekey() if signed else None,
+            "last_resort_kem_prekey": (
+                self.public_kem_prekey(self.last_resort_kem_prekeys[-1]) if last_resort else None
+            ),
+            "one_time_prekeys": opks,
+            "one_time_prekeys_signature": (
+                ed25519_sign(self.identity_seed, one_time_prekeys_message(opks)) if opks else b""
+            ),
+            "one_time_kem_prekeys": kems,
+        }
+        return VERSION + enc_upload(u)
+
     def plain(self) -> bytes:
         return VERSION + enc_account_state(
             {
@@ -1076,9 +1225,19 @@ def header_ad(version: bytes, ratchet_key: bytes, n: int, pn: int, nonce: bytes)
 
 
 class Ratchet:
-    def __init__(self, rk: bytes, ad: bytes, our_secret: bytes | None, their_key: bytes | None, post_quantum: bool):
+    def __init__(
+        self,
+        rk: bytes,
+        ad: bytes,
+        our_secret: bytes | None,
+        their_key: bytes | None,
+        post_quantum: bool,
+        exporter_secret: bytes,
+    ):
         # The version byte of this session's messages (section 2).
         self.version = PQ_MESSAGE_VERSION if post_quantum else VERSION
+        # Section 14: fixed at setup, stored with the session (section 8.1), not used here.
+        self.exporter_secret = exporter_secret
         self.rk = rk
         self.ad = ad
         self.our_secret = our_secret
@@ -1205,6 +1364,54 @@ def setup_sk(dhs: list[bytes], ss: bytes | None) -> bytes:
     return hkdf(salt=bytes(32), ikm=ikm + ss, info=LABEL_PQXDH, length=32)
 
 
+def setup_exporter_secret(dhs: list[bytes], ss: bytes | None) -> bytes:
+    """Section 14: the same input keying material and salt as SK, its own label."""
+    ikm = b"\xff" * 32 + b"".join(dhs)
+    if ss is None:
+        return hkdf(salt=bytes(32), ikm=ikm, info=LABEL_X3DH_EXPORTER, length=32)
+    return hkdf(salt=bytes(32), ikm=ikm + ss, info=LABEL_PQXDH_EXPORTER, length=32)
+
+
+def export_key(exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    """Section 14: HKDF-Expand(exporter secret, LABEL_EXPORTER || u16be(L) || u8(len(label))
+    || label || u16be(len(context)) || context, L)."""
+    if not 1 <= len(label) <= 255:
+        raise Refused("label must be 1 to 255 bytes")
+    if len(context) > 65535:
+        raise Refused("context too long")
+    if not 1 <= length <= 255 * 32:
+        raise Refused("output length must be 1 to 8160 bytes")
+    info = (
+        LABEL_EXPORTER
+        + length.to_bytes(2, "big")
+        + bytes([len(label)])
+        + label
+        + len(context).to_bytes(2, "big")
+        + context
+    )
+    return hkdf_expand(exporter_secret, info, length)
+
+
+# Section 11: the kind byte in front of every ratchet plaintext.
+KIND_RAW = b"\x00"
+KIND_CONTENT = b"\x01"
+
+
+def raw_plaintext(data: bytes) -> bytes:
+    """What `encrypt` puts in a ratchet message for the bytes `data`."""
+    return KIND_RAW + data
+
+
+def read_raw(plaintext: bytes) -> bytes:
+    """`decrypt`'s check (section 11): kind 0x00, returned without it; content and unknown
+    kinds are refused."""
+    if plaintext[:1] == KIND_CONTENT:
+        raise Refused("content message: read it with receive")
+    if plaintext[:1] != KIND_RAW:
+        raise Refused("unknown plaintext kind" if plaintext else "empty plaintext")
+    return plaintext[1:]
+
+
 class InitiatorSession:
     def __init__(self, account: Account, rng: ScriptedRng, bundle_wire: bytes, allow_classical: bool = False):
         b = decode_bundle(bundle_wire)
@@ -1242,8 +1449,9 @@ class InitiatorSession:
             m = rng.draw(32, "ML-KEM message m")
             ct, self.kem_ss = kem_encaps(kpk["public_key"], m)
             self.kem = {"prekey_id": kpk["id"], "ciphertext": ct}
-        # 7. SK
+        # 7. SK (and, section 14, the exporter secret)
         self.sk = setup_sk(dhs, self.kem_ss)
+        self.exporter_secret = setup_exporter_secret(dhs, self.kem_ss)
         self.dhs = dhs
         # 8. AD
         self.ad = account.identity_key + ik_b
@@ -1255,10 +1463,13 @@ class InitiatorSession:
             "kem": self.kem,
         }
         self.awaiting_reply = True
-        self.ratchet = Ratchet(self.sk, self.ad, None, spk["public_key"], self.kem is not None)
+        self.ratchet = Ratchet(
+            self.sk, self.ad, None, spk["public_key"], self.kem is not None, self.exporter_secret
+        )
 
     def encrypt(self, rng, plaintext):
-        rm, info = self.ratchet.encrypt(rng, plaintext)
+        """`encrypt` of raw bytes: the ratchet plaintext is 0x00 || plaintext (section 11)."""
+        rm, info = self.ratchet.encrypt(rng, raw_plaintext(plaintext))
         if self.awaiting_reply:
             msg = {"initial": dict(self.setup, message=rm)}
         else:
@@ -1268,9 +1479,13 @@ class InitiatorSession:
     def decrypt(self, wire):
         msg = decode_message(wire)
         assert "ratchet" in msg
-        pt, info = self.ratchet.decrypt(msg["ratchet"])
+        # The kind byte is checked before the ratchet's state is committed (section 11).
+        new = copy.deepcopy(self.ratchet)
+        pt, info = new.decrypt(msg["ratchet"])
+        data = read_raw(pt)
+        self.ratchet = new
         self.awaiting_reply = False
-        return pt, info
+        return data, info
 
 
 def setup_id(im: dict) -> tuple:
@@ -1297,18 +1512,25 @@ class Responder:
         self.current = None
 
     def decrypt(self, wire, now: int = T):
+        """`decrypt` (raw bytes): the kind byte is checked on copies, before any commit."""
         msg = decode_message(wire)
         if "ratchet" in msg:
-            pt, info = self.current.decrypt(msg["ratchet"], now)
-            return pt, info
+            new = copy.deepcopy(self.current)
+            pt, info = new.decrypt(msg["ratchet"], now)
+            data = read_raw(pt)
+            self.current.__dict__.update(new.__dict__)
+            return data, info
         im = msg["initial"]
         setup = setup_id(im)
         # 1. a session from exactly this setup
         if setup in self.sessions:
             ratchet = self.sessions[setup]
-            pt, info = ratchet.decrypt(im["message"], now)
+            new = copy.deepcopy(ratchet)
+            pt, info = new.decrypt(im["message"], now)
+            data = read_raw(pt)
+            ratchet.__dict__.update(new.__dict__)
             self.current = ratchet
-            return pt, info
+            return data, info
         # 2. mode, prekey lookup, replay
         if im["kem"] is None and not self.allow_classical:
             raise Refused("classical setup refused")
@@ -1347,8 +1569,13 @@ class Responder:
         ss = kem_decaps(kpk["seed"], im["kem"]["ciphertext"]) if kpk is not None else None
         sk = setup_sk(dhs, ss)
         ad = im["identity_key"] + acct.identity_key
-        ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None)
+        exporter_secret = setup_exporter_secret(dhs, ss)
+        ratchet = Ratchet(sk, ad, spk["secret"], None, im["kem"] is not None, exporter_secret)
         pt, info = ratchet.decrypt(im["message"], now)  # raises before any commit on failure
+        data = read_raw(pt)  # likewise (section 11)
+        # Section 7: a record never holds two sessions with one id (base key).
+        if any(k[0] == im["base_key"] for k in self.sessions):
+            raise Refused("a session with this id exists")
         info = dict(info, shared_secret=sk.hex())
         if ss is not None:
             info["kem_shared_secret"] = ss.hex()
@@ -1361,10 +1588,11 @@ class Responder:
             acct.used_setups.append(used)
         self.sessions[setup] = ratchet
         self.current = ratchet
-        return pt, info
+        return data, info
 
     def encrypt(self, rng, plaintext):
-        rm, info = self.current.encrypt(rng, plaintext)
+        """`encrypt` of raw bytes: the ratchet plaintext is 0x00 || plaintext (section 11)."""
+        rm, info = self.current.encrypt(rng, raw_plaintext(plaintext))
         return self.current.version + enc_message({"ratchet": rm}), info
 
 
@@ -1426,6 +1654,7 @@ def exchange(sender, receiver, rng, who_from, who_to, plaintext, log, expect):
         "type": kind,
         "plaintext": plaintext.hex(),
         "plaintext_utf8": plaintext.decode(),
+        "ratchet_plaintext": raw_plaintext(plaintext).hex(),
         "wire": wire.hex(),
         "ratchet_key": rm["ratchet_key"].hex(),
         "counter": rm["counter"],
@@ -1535,7 +1764,7 @@ def build() -> dict:
 
     alice = Account(alice_rng, T)
     bob = Account(bob_rng, T)
-    bob.generate_one_time_prekeys(bob_rng, 1)
+    bob.generate_one_time_prekeys(bob_rng, 1, T)
     bob.generate_one_time_kem_prekeys(bob_rng, 1, T)
     assert [k["id"] for k in bob.last_resort_kem_prekeys] == [1]
     assert [k["id"] for k in bob.one_time_kem_prekeys] == [2]
@@ -1556,6 +1785,19 @@ def build() -> dict:
     )
     kem_lr = bob.last_resort_kem_prekeys[0]
     kem_otk = bob.one_time_kem_prekeys[0]
+    # Section 3.3: the byte forms of each prekey on its own; section 3.4: Bob's upload of his
+    # signed prekey, last-resort KEM prekey, one-time prekey 1 and one-time KEM prekey 2.
+    opk1 = {"id": 1, "public_key": x25519_public(INPUTS["b_opk"])}
+    prekey_forms = {
+        "signed_prekey": (VERSION + enc_signed_prekey(bob.public_signed_prekey())).hex(),
+        "one_time_prekey": (VERSION + enc_one_time_prekey(opk1)).hex(),
+        "last_resort_kem_prekey": (VERSION + enc_kem_prekey(Account.public_kem_prekey(kem_lr))).hex(),
+        "one_time_kem_prekey": (VERSION + enc_kem_prekey(Account.public_kem_prekey(kem_otk))).hex(),
+    }
+    upload = bob.upload(signed=True, last_resort=True, opk_ids=[1], kem_ids=[2])
+    checked = check_upload(upload)
+    assert checked["one_time_prekeys"] == [opk1]
+    upload_opk_message = one_time_prekeys_message([opk1])
     bob_kem_lr_pub = kem_keygen(kem_lr["seed"])[0]
     bob_kem_otk_pub = kem_keygen(kem_otk["seed"])[0]
     alice_kem_lr_pub = kem_keygen(alice.last_resort_kem_prekeys[0]["seed"])[0]
@@ -1742,6 +1984,43 @@ def build() -> dict:
     alice_rng.done()
     bob_rng.done()
 
+    # Section 11: `decrypt` refuses content and unknown kinds, and an empty plaintext.
+    for bad in (KIND_CONTENT + b"x", b"\x02x", b"\xffx", b""):
+        expect_refused(lambda: read_raw(bad), "content" if bad[:1] == KIND_CONTENT else "plaintext")
+    assert read_raw(raw_plaintext(b"\x01 looks like content")) == b"\x01 looks like content"
+
+    # Section 14: the key exporter. Both sides hold the same exporter secret.
+    def responder_exporter_secret(s: InitiatorSession) -> bytes:
+        (ratchet,) = [r for k, r in bob_side.sessions.items() if k[0] == s.setup["base_key"]]
+        return ratchet.exporter_secret
+
+    for s in (s1, s2, s3):
+        assert s.exporter_secret == responder_exporter_secret(s)
+        assert s.exporter_secret != s.sk
+    for label, context, length in ((b"", b"", 32), (b"l" * 256, b"", 32), (b"l", bytes(65536), 32),
+                                   (b"l", b"", 0), (b"l", b"", 8161)):
+        expect_refused(lambda: export_key(s1.exporter_secret, label, context, length), "")
+    export_cases = [
+        (b"call media key", b"call 7", 32),
+        (b"x", b"", 1),
+        (b"file", bytes(range(100)), 100),
+        (b"l" * 255, b"", 64),
+    ]
+
+    def exporter_json(s: InitiatorSession) -> dict:
+        return {
+            "exporter_secret": s.exporter_secret.hex(),
+            "keys": [
+                {
+                    "label": label.hex(),
+                    "context": context.hex(),
+                    "length": length,
+                    "key": export_key(s.exporter_secret, label, context, length).hex(),
+                }
+                for (label, context, length) in export_cases
+            ],
+        }
+
     def session_json(s: InitiatorSession, log):
         out = {
             "mode": "PQXDH" if s.kem else "X3DH",
@@ -1774,7 +2053,8 @@ def build() -> dict:
             "and one-time KEM prekey 2; bundle_last_resort: last-resort KEM prekey 1, no one-time "
             "prekey; bundle_classical: neither), session_1 (PQXDH with one-time prekey and "
             "one-time KEM prekey: Alice's two initial messages, Bob's reply, Alice's next message "
-            "after the turn, Bob's empty reply), session_2 (PQXDH with the last-resort KEM prekey, "
+            "after the turn, Bob's empty reply; each raw plaintext is encrypted after the kind byte "
+            "0x00, see ratchet_plaintext), session_2 (PQXDH with the last-resort KEM prekey, "
             "no one-time prekey: Alice's first message), session_3 (classical X3DH, explicitly "
             "allowed, no one-time prekey: Alice's first message), and Bob's account state "
             "(after creating one one-time prekey and one one-time KEM prekey, before any session) "
@@ -1826,6 +2106,16 @@ def build() -> dict:
             "session_2_kem_ciphertext_sha256": sha256(s2.kem["ciphertext"]).hex(),
         },
         "bundle": bundle.hex(),
+        "prekeys": prekey_forms,
+        "upload": {
+            "description": (
+                "Section 3.4: Bob's PreKeyUpload carrying his signed prekey, his last-resort KEM "
+                "prekey, one-time prekey 1 and one-time KEM prekey 2 (Account::prekey_upload), "
+                "with the message field 5 signs."
+            ),
+            "one_time_prekeys_message": upload_opk_message.hex(),
+            "bytes": upload.hex(),
+        },
         "non_canonical": non_canonical_vectors(
             bytes.fromhex(log2[0]["wire"]), bytes.fromhex(log1[2]["wire"]), bundle
         ),
@@ -1834,6 +2124,16 @@ def build() -> dict:
         "session_1": session_json(s1, log1),
         "session_2": session_json(s2, log2),
         "session_3": session_json(s3, log3),
+        "exporter": {
+            "description": (
+                "Section 14: each session's exporter secret (the same on both sides) and keys "
+                "exported from it, for the label, context (hex) and length given. session_1 "
+                "and session_2 are PQXDH sessions, session_3 a classical X3DH one."
+            ),
+            "session_1": exporter_json(s1),
+            "session_2": exporter_json(s2),
+            "session_3": exporter_json(s3),
+        },
         "account_plain": account_plain.hex(),
         "account_sealed": account_sealed.hex(),
         "account_sealing_key": hkdf(
