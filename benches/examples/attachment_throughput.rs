@@ -29,7 +29,8 @@
 //! Columns: `vs raw` (raw AES-GCM), `vs bound` (`raw_aes_gcm_*+blake3`), `vs alloc` (raw
 //! AES-GCM into a fresh allocation), `vs stream` (`seal_stream` / `open_stream` into
 //! `io::sink()`), `vs 1 thread` (a `*_parallel` function over its single-threaded
-//! counterpart).
+//! counterpart; for a `*_2threads` baseline, the same work split over two threads, over the
+//! one-thread baseline: what two cores give this machine at most).
 //!
 //! ```text
 //! # 64 MiB, 9 rounds; then the same with the *_parallel functions
@@ -214,6 +215,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             InOutBuf::new(plaintext, &mut ciphertext).map_err(|_| "lengths")?,
         )
         .map_err(|_| "seal")?;
+    // Each half of the plaintext sealed on its own, for the two-thread open baseline.
+    let (halves, half_tags) = {
+        let mut halves = plaintext.to_vec();
+        let (h1, h2) = halves.split_at_mut(len / 2);
+        let seal_half = |h: &mut [u8]| {
+            cipher
+                .encrypt_inout_detached((&nonce).into(), b"", InOutBuf::from(h))
+                .map_err(|_| "seal")
+        };
+        let tags = (seal_half(h1)?, seal_half(h2)?);
+        (halves, tags)
+    };
     let mut rng = ratchetbox::OsRng::new();
     let (pointer, sealed) = attachment::seal(&mut rng, plaintext, AttachmentMetadata::default())?;
     let sealed: &[u8] = &sealed;
@@ -270,6 +283,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
             .expect("open");
     }));
+    // The same work split over two threads (each half on its own core): the most that two
+    // cores give this machine for the format's own work, the ceiling of the `_parallel`
+    // functions' speed-up.
+    ops.push(op(
+        "raw_aes_gcm_seal+blake3_2threads",
+        Kind::Baseline,
+        || {
+            let mut o = out.borrow_mut();
+            let half = plaintext.len() / 2;
+            let (o1, o2) = o.split_at_mut(half);
+            let (p1, p2) = plaintext.split_at(half);
+            let work = |p: &[u8], o: &mut [u8]| {
+                let buf = InOutBuf::new(p, o).expect("lengths");
+                let tag = cipher
+                    .encrypt_inout_detached((&nonce).into(), b"", buf)
+                    .expect("seal");
+                blake3_pieces(o);
+                tag
+            };
+            std::thread::scope(|s| {
+                let other = s.spawn(|| work(p2, o2));
+                (work(p1, o1), other.join().expect("thread"))
+            })
+        },
+    ));
+    ops.push(op(
+        "raw_blake3+aes_gcm_open_2threads",
+        Kind::Baseline,
+        || {
+            let mut o = out.borrow_mut();
+            let half = halves.len() / 2;
+            let (o1, o2) = o.split_at_mut(half);
+            let (c1, c2) = halves.split_at(half);
+            let work = |c: &[u8], o: &mut [u8], tag: &aes_gcm::Tag| {
+                blake3_pieces(c);
+                let buf = InOutBuf::new(c, o).expect("lengths");
+                cipher
+                    .decrypt_inout_detached((&nonce).into(), b"", buf, tag)
+                    .expect("open");
+            };
+            std::thread::scope(|s| {
+                let other = s.spawn(|| work(c2, o2, &half_tags.1));
+                work(c1, o1, &half_tags.0);
+                other.join().expect("thread");
+            })
+        },
+    ));
     // The same, but allocating the output on every call, as `seal` and `open` do.
     ops.push(op("raw_aes_gcm_seal_alloc", Kind::Baseline, || {
         let mut o = vec![0u8; plaintext.len()];
@@ -423,7 +483,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if evict.is_empty() { "no" } else { "yes" }
     );
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",
+        "{:<32} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",
         "function", "MiB/s", "vs raw", "vs bound", "vs alloc", "vs stream", "vs 1 thread"
     );
     for (i, o) in ops.iter().enumerate() {
@@ -443,7 +503,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "open_stream",
             ),
             Kind::Baseline => {
-                println!("{:<24} {:>9.0}", o.name, median(rates[i].clone()));
+                // A two-thread baseline's speed-up over its one-thread counterpart.
+                let single = o
+                    .name
+                    .strip_suffix("_2threads")
+                    .map_or(String::new(), |one| format!("{:.2}x", ratio(index(one))));
+                println!(
+                    "{:<32} {:>9.0} {:>9} {:>9} {:>9} {:>10} {:>12}",
+                    o.name,
+                    median(rates[i].clone()),
+                    "",
+                    "",
+                    "",
+                    "",
+                    single
+                );
                 continue;
             }
         };
@@ -453,7 +527,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::new()
         };
         println!(
-            "{:<24} {:>9.0} {:>9} {:>9} {:>9} {:>10} {:>12}",
+            "{:<32} {:>9.0} {:>9} {:>9} {:>9} {:>10} {:>12}",
             o.name,
             median(rates[i].clone()),
             percent(index(raw)),
