@@ -136,7 +136,6 @@ pub(crate) struct Header<'a> {
     pub(crate) created_at: u64,
     pub(crate) generation: u64,
     /// Passphrase mode only: the raw cost parameter bytes.
-    #[allow(dead_code)] // read by the passphrase mode
     pub(crate) params: Option<&'a [u8; PARAMS_LEN]>,
     pub(crate) salt: &'a [u8; SALT_LEN],
     pub(crate) key_id: &'a [u8; KEY_ID_LEN],

@@ -125,6 +125,46 @@ impl Device {
         key: &RecoveryKey,
         now: Timestamp,
     ) -> Result<Vec<u8>, Error> {
+        let (generation, payload) = self.export()?;
+        Ok(backup::seal(
+            rng,
+            key,
+            KIND_DEVICE,
+            now,
+            generation,
+            &payload,
+        ))
+    }
+
+    /// [`backup`](Self::backup) under a passphrase instead of a recovery key: Argon2id with
+    /// the default parameters ([`Argon2Params::DEFAULT`](crate::backup::Argon2Params)),
+    /// after the strength rule of [`check_passphrase`](crate::backup::check_passphrase).
+    /// Prefer a recovery key: whoever gets the backup can guess passphrases offline
+    /// (docs/PROTOCOL.md, "Backup", says what a guess costs).
+    ///
+    /// # Errors
+    /// [`Error::Backup`] with [`BackupError::WeakPassphrase`] for a passphrase the rule
+    /// refuses.
+    pub fn backup_with_passphrase<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        passphrase: &str,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, Error> {
+        backup::check_passphrase(passphrase)?;
+        let (generation, payload) = self.export()?;
+        Ok(backup::seal_with_passphrase(
+            rng,
+            passphrase,
+            KIND_DEVICE,
+            now,
+            generation,
+            &payload,
+        )?)
+    }
+
+    /// The store's generation and every row but its bookkeeping, unsealed and encoded.
+    fn export(&mut self) -> Result<(u64, Zeroizing<Vec<u8>>), Error> {
         let (generation, payload) = {
             let mut tx = self.store.transaction()?;
             let generation = read_generation(&mut *tx, &self.keys)?;
@@ -138,14 +178,7 @@ impl Device {
             // Read only: dropping the transaction rolls it back.
             (generation, payload)
         };
-        Ok(backup::seal(
-            rng,
-            key,
-            KIND_DEVICE,
-            now,
-            generation,
-            &payload,
-        ))
+        Ok((generation, payload))
     }
 
     /// Restores a backup made by [`backup`](Self::backup) into `store`, which must be empty,
@@ -161,7 +194,7 @@ impl Device {
     /// [`BackupError`]); [`Error::DeviceExists`] if `store` already holds a device. Nothing
     /// is written then.
     pub fn restore<R: CryptoRng + ?Sized>(
-        mut store: Box<dyn Store>,
+        store: Box<dyn Store>,
         storage_key: StorageKey,
         blob: &[u8],
         key: &RecoveryKey,
@@ -169,7 +202,36 @@ impl Device {
         now: Timestamp,
     ) -> Result<Restored, Error> {
         let (info, payload) = backup::open(blob, key, KIND_DEVICE)?;
-        let backup = Backup::decode(&payload)?;
+        Self::restore_payload(store, storage_key, info, &payload, rng, now)
+    }
+
+    /// [`restore`](Self::restore) for a backup made by
+    /// [`backup_with_passphrase`](Self::backup_with_passphrase). Costs one Argon2id run with
+    /// the backup's parameters, bounded before it starts (at most 256 MiB and 10 passes).
+    ///
+    /// # Errors
+    /// As [`restore`](Self::restore); a wrong passphrase is [`BackupError::WrongKey`].
+    pub fn restore_with_passphrase<R: CryptoRng + ?Sized>(
+        store: Box<dyn Store>,
+        storage_key: StorageKey,
+        blob: &[u8],
+        passphrase: &str,
+        rng: &mut R,
+        now: Timestamp,
+    ) -> Result<Restored, Error> {
+        let (info, payload) = backup::open_with_passphrase(blob, passphrase, KIND_DEVICE)?;
+        Self::restore_payload(store, storage_key, info, &payload, rng, now)
+    }
+
+    fn restore_payload<R: CryptoRng + ?Sized>(
+        mut store: Box<dyn Store>,
+        storage_key: StorageKey,
+        info: BackupInfo,
+        payload: &[u8],
+        rng: &mut R,
+        now: Timestamp,
+    ) -> Result<Restored, Error> {
+        let backup = Backup::decode(payload)?;
         let generation = info
             .generation
             .checked_add(1)
