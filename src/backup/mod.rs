@@ -26,6 +26,8 @@
 mod blob;
 mod passphrase;
 mod recovery_key;
+#[cfg(test)]
+mod vectors;
 
 pub use blob::{BACKUP_VERSION, BackupError, BackupInfo, KIND_DEVICE, open, seal};
 pub use passphrase::{
