@@ -23,7 +23,7 @@
 //! # Ok::<(), ratchetbox::backup::BackupError>(())
 //! ```
 
-mod blob;
+pub(crate) mod blob;
 mod passphrase;
 mod recovery_key;
 #[cfg(test)]
