@@ -616,3 +616,63 @@ fn a_passphrase_backup_restores_and_a_pin_is_refused() {
         )))
     ));
 }
+
+#[test]
+fn after_the_peer_starts_a_session_the_restored_device_answers_never_on_a_restored_one() {
+    let mut rng = rng(25);
+    let alice_addr = addr("alice", 1);
+    let bob_addr = addr("bob", 1);
+    let mut alice = device(&mut rng);
+    let mut bob = Device::create(
+        Box::new(MemoryStore::new()),
+        StorageKey::from_bytes([2; 32]),
+        bob_addr.clone(),
+        &mut rng,
+        T0,
+    )
+    .unwrap();
+    let mut bob_published = Published::publish(&mut bob, &mut rng, T0);
+    alice
+        .process_bundle(&mut rng, &bob_addr, &bob_published.bundle())
+        .unwrap();
+    let m = send(&mut rng, &mut alice, &bob_addr, "hi", T0).unwrap();
+    read(&mut rng, &mut bob, &alice_addr, &m, T0);
+    let key = RecoveryKey::generate(&mut rng);
+    let blob = alice.backup(&mut rng, &key, T0).unwrap();
+    let restored = Device::restore(
+        Box::new(MemoryStore::new()),
+        StorageKey::from_bytes([9; 32]),
+        &blob,
+        &key,
+        &mut rng,
+        at(1),
+    )
+    .unwrap();
+    let mut alice = restored.device;
+    // Bob starts a new session from the restored device's new bundle.
+    let (_, bundle) = bundle_from_upload(&restored.prekey_upload);
+    bob.process_bundle(&mut rng, &alice_addr, &bundle).unwrap();
+    let m = send(&mut rng, &mut bob, &alice_addr, "new session", at(2)).unwrap();
+    assert_eq!(
+        read(&mut rng, &mut alice, &bob_addr, &m, at(2)),
+        b"new session"
+    );
+    // Which session is current now follows the record's rules (PROTOCOL 6.7): here the
+    // restored one, which Alice started and Bob never answered, precedes Bob's new one and
+    // stays current (simultaneous initiation). So Alice's send asks for a bundle rather
+    // than send on it; with a fresh session she answers, and Bob reads it.
+    match send(&mut rng, &mut alice, &bob_addr, "answer", at(3)) {
+        Err(Error::MissingSessions { addresses }) => assert_eq!(addresses, vec![bob_addr.clone()]),
+        other => panic!("expected MissingSessions, got {other:?}"),
+    }
+    alice
+        .process_bundle(&mut rng, &bob_addr, &bob_published.bundle())
+        .unwrap();
+    let m = send(&mut rng, &mut alice, &bob_addr, "answer", at(3)).unwrap();
+    assert_eq!(read(&mut rng, &mut bob, &alice_addr, &m, at(3)), b"answer");
+    let m = send(&mut rng, &mut bob, &alice_addr, "and back", at(4)).unwrap();
+    assert_eq!(
+        read(&mut rng, &mut alice, &bob_addr, &m, at(4)),
+        b"and back"
+    );
+}

@@ -475,3 +475,141 @@ impl Backup {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn rng() -> rand_chacha::ChaCha20Rng {
+        use rand_core::SeedableRng;
+        rand_chacha::ChaCha20Rng::seed_from_u64(0xb0)
+    }
+
+    /// A group row (a table this module never reads, in a format it does not know) comes
+    /// back under its own key, readable with the restored store's keys, its bytes intact.
+    #[test]
+    fn rows_of_tables_backup_does_not_read_come_back_unchanged() {
+        let mut r = rng();
+        let now = Timestamp::from_unix_secs(1_764_000_000);
+        let mut device = Device::create(
+            Box::new(MemoryStore::new()),
+            StorageKey::from_bytes([1; 32]),
+            Address::new("alice", 1).expect("valid"),
+            &mut r,
+            now,
+        )
+        .expect("created");
+        let row_key = device
+            .keys
+            .session_key(&Address::new("a group", 9).expect("valid"));
+        {
+            let mut tx = device.store.transaction().expect("tx");
+            put_sealed(
+                &mut *tx,
+                &device.keys,
+                &mut r,
+                Table::Group,
+                &row_key,
+                b"opaque group state",
+            )
+            .expect("put");
+            tx.commit().expect("commit");
+        }
+        let key = RecoveryKey::from_bytes([2; 32]);
+        let blob = device.backup(&mut r, &key, now).expect("backup");
+        let target = MemoryStore::new();
+        let mut restored = Device::restore(
+            Box::new(target.clone()),
+            StorageKey::from_bytes([3; 32]),
+            &blob,
+            &key,
+            &mut r,
+            now,
+        )
+        .expect("restored")
+        .device;
+        // The restored store keeps the original index key: every row keeps its key.
+        assert_eq!(restored.keys.index_key(), device.keys.index_key());
+        let mut tx = restored.store.transaction().expect("tx");
+        let sealed = tx
+            .get(Table::Group, &row_key)
+            .expect("get")
+            .expect("the row");
+        assert_eq!(
+            &restored
+                .keys
+                .open(Table::Group, &row_key, &sealed)
+                .expect("opens")[..],
+            b"opaque group state"
+        );
+        // Sealed under the new storage key, not the old one.
+        assert!(device.keys.open(Table::Group, &row_key, &sealed).is_none());
+        drop(tx);
+        // And a reopened restored store finds its index key again.
+        drop(restored);
+        let reopened =
+            Device::open(Box::new(target), StorageKey::from_bytes([3; 32])).expect("opens");
+        assert_eq!(reopened.keys.index_key(), device.keys.index_key());
+    }
+
+    #[test]
+    fn a_payload_that_breaks_a_rule_is_malformed() {
+        let index_key = alloc::vec![0u8; 32];
+        let account = pb::BackupRow {
+            table: 1,
+            key: rows::ACCOUNT_ROW.to_vec(),
+            value: alloc::vec![1],
+        };
+        let base = || pb::DeviceBackup {
+            index_key: index_key.clone(),
+            user_id: "alice".into(),
+            device_id: 1,
+            rows: alloc::vec![account.clone()],
+        };
+        let decode = |m: pb::DeviceBackup| Backup::decode(&m.encode_to_vec()).map(|_| ());
+        assert_eq!(decode(base()), Ok(()));
+        let cases: [(&str, fn(&mut pb::DeviceBackup)); 8] = [
+            ("the index key is not 32 bytes", |m| m.index_key.push(0)),
+            ("the device address is invalid", |m| m.user_id.clear()),
+            ("a row names an unknown table", |m| {
+                m.rows.push(pb::BackupRow {
+                    table: 6,
+                    key: alloc::vec![],
+                    value: alloc::vec![],
+                })
+            }),
+            ("a row is the store's bookkeeping", |m| {
+                m.rows.push(pb::BackupRow {
+                    table: 0,
+                    key: rows::META_GENERATION.to_vec(),
+                    value: alloc::vec![],
+                })
+            }),
+            ("a row appears twice", |m| {
+                let again = m.rows[0].clone();
+                m.rows.push(again)
+            }),
+            ("an unknown account row", |m| m.rows[0].key.push(b'!')),
+            ("the account row is missing", |m| m.rows.clear()),
+            ("a restored-session list is malformed", |m| {
+                let mut key = rows::META_RESTORED_PREFIX.to_vec();
+                key.extend_from_slice(&[0; 32]);
+                m.rows.push(pb::BackupRow {
+                    table: 0,
+                    key,
+                    value: alloc::vec![0; 31],
+                })
+            }),
+        ];
+        for (want, change) in cases {
+            let mut m = base();
+            change(&mut m);
+            assert_eq!(decode(m), Err(BackupError::Malformed(want)), "{want}");
+        }
+        assert_eq!(
+            Backup::decode(&[0xff]).map(|_| ()),
+            Err(BackupError::Malformed("the payload does not decode"))
+        );
+    }
+}
