@@ -30,9 +30,12 @@ mod recovery_key;
 mod vectors;
 
 pub use blob::{BACKUP_VERSION, BackupError, BackupInfo, KIND_DEVICE, open, seal};
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub use passphrase::seal_with_params;
 pub use passphrase::{
     Argon2Params, MIN_DISTINCT_CHARS, MIN_NUMERIC_PASSPHRASE_DIGITS, MIN_PASSPHRASE_CHARS,
-    check_passphrase, open_with_passphrase, seal_with_params, seal_with_passphrase,
+    check_passphrase, open_with_passphrase, seal_with_passphrase,
 };
 pub use recovery_key::{
     CODE_LEN, GROUP_LEN, GROUPS, RECOVERY_KEY_LEN, RecoveryKey, RecoveryKeyError,

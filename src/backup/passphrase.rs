@@ -56,8 +56,10 @@ impl Argon2Params {
     /// The most lanes a backup may ask for.
     pub const MAX_LANES: u32 = 8;
 
-    /// Tiny parameters for tests only: they make a passphrase backup as cheap to attack as
-    /// the passphrase itself. Never use them for a real backup.
+    /// Tiny parameters for tests only (built only for the crate's own tests and the
+    /// `fuzzing` feature): they make a passphrase backup as cheap to attack as the
+    /// passphrase itself.
+    #[cfg(any(test, feature = "fuzzing"))]
     #[doc(hidden)]
     pub const INSECURE_FOR_TESTS: Self = Self {
         memory_kib: 64,
@@ -163,7 +165,7 @@ pub fn seal_with_passphrase<R: CryptoRng + ?Sized>(
     generation: u64,
     payload: &[u8],
 ) -> Result<Vec<u8>, BackupError> {
-    seal_with_params(
+    seal_params(
         rng,
         passphrase,
         Argon2Params::DEFAULT,
@@ -174,10 +176,26 @@ pub fn seal_with_passphrase<R: CryptoRng + ?Sized>(
     )
 }
 
-/// [`seal_with_passphrase`] with other parameters: only [`Argon2Params::DEFAULT`] and, in
-/// tests, [`Argon2Params::INSECURE_FOR_TESTS`] are meant to be passed.
+/// [`seal_with_passphrase`] with other parameters, for tests only (built only for the
+/// crate's own tests and the `fuzzing` feature): applications always seal with
+/// [`Argon2Params::DEFAULT`].
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub fn seal_with_params<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    passphrase: &str,
+    params: Argon2Params,
+    kind: u8,
+    created_at: Timestamp,
+    generation: u64,
+    payload: &[u8],
+) -> Result<Vec<u8>, BackupError> {
+    seal_params(
+        rng, passphrase, params, kind, created_at, generation, payload,
+    )
+}
+
+fn seal_params<R: CryptoRng + ?Sized>(
     rng: &mut R,
     passphrase: &str,
     params: Argon2Params,

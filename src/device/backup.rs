@@ -569,7 +569,8 @@ mod tests {
         };
         let decode = |m: pb::DeviceBackup| Backup::decode(&m.encode_to_vec()).map(|_| ());
         assert_eq!(decode(base()), Ok(()));
-        let cases: [(&str, fn(&mut pb::DeviceBackup)); 8] = [
+        type Change = fn(&mut pb::DeviceBackup);
+        let cases: [(&str, Change); 8] = [
             ("the index key is not 32 bytes", |m| m.index_key.push(0)),
             ("the device address is invalid", |m| m.user_id.clear()),
             ("a row names an unknown table", |m| {
