@@ -48,6 +48,13 @@ pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 100;
 /// `MAX_USED_SETUPS * MAX_SIGNED_PREKEYS` (32,000) setups.
 pub const MAX_USED_SETUPS: usize = 2_000;
 
+/// How far a restored account's prekey id counters move ahead
+/// ([`Device::restore`](crate::Device::restore)): 2^20 ids of each kind, far more than a
+/// device publishes between a backup and its loss (10,000 refills of 100 one-time keys), so
+/// no id the lost device published is used again for another key, and the server accepts
+/// the restored device's first batch as newer than anything it stored.
+pub const RESTORE_ID_GAP: u32 = 1 << 20;
+
 /// How many setups the memory of the current signed prekey holds when
 /// [`Account::signed_prekey_rotation_due`] turns true: half of [`MAX_USED_SETUPS`], so that
 /// the other half still serves contacts who fetched the bundle before the app rotated.
@@ -406,6 +413,44 @@ impl Account {
             self.forget_setups_of_deleted_prekeys();
         }
         removed + removed_kem + removed_one_time
+    }
+
+    /// Prepares an account restored from a backup, which may be older than the device it
+    /// replaces: deletes every one-time prekey and one-time KEM prekey (any of them may have
+    /// been used since the backup), moves every id counter [`RESTORE_ID_GAP`] ahead (past
+    /// any id the lost device may have published since), and rotates the signed prekey and
+    /// the last-resort KEM prekey. The replaced ones stay usable for initial messages in
+    /// flight, as after any rotation. Fails with [`PreKeyError::IdsExhausted`], changing
+    /// nothing, if a counter cannot move that far.
+    pub(crate) fn prepare_restored<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+    ) -> Result<(), PreKeyError> {
+        let gap = RESTORE_ID_GAP;
+        // The rotations below take one more id each.
+        let signed = self
+            .next_signed_prekey_id
+            .checked_add(gap)
+            .filter(|n| n.checked_add(1).is_some())
+            .ok_or(PreKeyError::IdsExhausted)?;
+        let kem = self
+            .next_kem_prekey_id
+            .checked_add(gap)
+            .filter(|n| n.checked_add(1).is_some())
+            .ok_or(PreKeyError::IdsExhausted)?;
+        let one_time = self
+            .next_one_time_prekey_id
+            .checked_add(gap)
+            .ok_or(PreKeyError::IdsExhausted)?;
+        self.one_time_prekeys.clear();
+        self.one_time_kem_prekeys.clear();
+        self.next_signed_prekey_id = signed;
+        self.next_kem_prekey_id = kem;
+        self.next_one_time_prekey_id = one_time;
+        self.rotate_signed_prekey(rng, now)?;
+        self.rotate_last_resort_kem_prekey(rng, now)?;
+        Ok(())
     }
 
     /// Creates `count` one-time prekeys at `now` and returns their public halves, to upload.

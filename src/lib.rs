@@ -103,6 +103,7 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+pub mod backup;
 #[cfg(feature = "std")]
 pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
@@ -115,14 +116,14 @@ mod prekeys;
 
 pub use account::{
     Account, MAX_LAST_RESORT_KEM_PREKEYS, MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS,
-    MAX_SIGNED_PREKEYS, MAX_USED_SETUPS,
+    MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, RESTORE_ID_GAP,
 };
 #[cfg(feature = "std")]
 pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 #[cfg(feature = "std")]
-pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
+pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Restored, Sent};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
 #[cfg(feature = "std")]

@@ -30,6 +30,8 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.Content",
     ".ratchetbox.KemPreKeyState",
     ".ratchetbox.SessionKemState",
+    ".ratchetbox.BackupRow",
+    ".ratchetbox.DeviceBackup",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the

@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::address::{Address, AddressError};
 use crate::attachment::AttachmentError;
+use crate::backup::BackupError;
 use crate::error::{
     DecodeError, DecryptError, EncryptError, ExportError, FingerprintError, PreKeyError,
     SetupError, StateError, TrustError,
@@ -73,8 +74,10 @@ pub enum Error {
         /// What went wrong.
         source: SetupError,
     },
-    /// Some recipients' devices have no session: nothing was encrypted or stored. Fetch a
-    /// bundle for each, call [`process_bundle`](super::Device::process_bundle), and retry.
+    /// Some recipients' devices have no session, or only one restored from a backup (which
+    /// never sends again: docs/PROTOCOL.md, "Backup"): nothing was encrypted or stored.
+    /// Fetch a bundle for each, call [`process_bundle`](super::Device::process_bundle), and
+    /// retry.
     #[error("no session with {} device(s): {}", addresses.len(), AddressList(addresses))]
     MissingSessions {
         /// The devices without a session.
@@ -110,6 +113,10 @@ pub enum Error {
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A backup could not be opened or restored (a wrong recovery key, a damaged or foreign
+    /// file): nothing was written.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
     /// A stored value could not be opened or decoded: a wrong storage key, or a damaged
     /// database.
     #[error("stored {what} could not be read: {source}")]
@@ -206,6 +213,8 @@ impl Error {
             },
             Error::TooManyConflicts { .. } => Action::RetryLater,
             Error::StoredState { .. } | Error::RolledBack { .. } => Action::ShowToPerson,
+            // The person typed another key, or picked a damaged or foreign file.
+            Error::Backup(_) => Action::ShowToPerson,
         }
     }
 }

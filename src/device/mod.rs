@@ -28,9 +28,11 @@ use crate::trust::{IdentityChange, PeerIdentity};
 use crate::wire::bundle::PreKeyBundle;
 use crate::wire::message::Body;
 
+mod backup;
 mod error;
 mod rows;
 
+pub use backup::Restored;
 pub use error::{Action, Error};
 use rows::RowKeys;
 
@@ -231,9 +233,13 @@ impl Device {
     /// Opens the device kept in `store`. Fails with [`Error::NoDevice`] for an empty store
     /// and [`Error::StoredState`] for a wrong storage key or a damaged store.
     pub fn open(mut store: Box<dyn Store>, storage_key: StorageKey) -> Result<Self, Error> {
-        let keys = RowKeys::new(storage_key);
+        let mut keys = RowKeys::new(storage_key);
         let (address, generation, account) = {
             let mut tx = store.transaction()?;
+            // A restored store keeps the index key of the store its backup was made from.
+            if let Some(sealed) = tx.get(Table::Meta, rows::META_INDEX_KEY)? {
+                keys = backup::restored_row_keys(keys, &sealed)?;
+            }
             let sealed = tx
                 .get(Table::Meta, rows::META_ADDRESS)?
                 .ok_or(Error::NoDevice)?;
@@ -447,11 +453,14 @@ impl Device {
                     .collect();
                 op.sync_devices(&own_user, &own)?;
             }
-            let missing: Vec<Address> = recipients
-                .iter()
-                .filter(|a| !op.has_session(a))
-                .cloned()
-                .collect();
+            // A device without a session, or whose current session was restored from a
+            // backup (it may already have sent on it: docs/PROTOCOL.md, "Backup").
+            let mut missing: Vec<Address> = Vec::new();
+            for to in &recipients {
+                if !op.has_session(to) || op.is_restored_session(to)? {
+                    missing.push(to.clone());
+                }
+            }
             if !missing.is_empty() {
                 return Err(Error::MissingSessions { addresses: missing });
             }

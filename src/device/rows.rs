@@ -21,6 +21,12 @@ pub(super) const FORMAT: u8 = 1;
 pub(super) const META_FORMAT: &[u8] = b"format";
 pub(super) const META_GENERATION: &[u8] = b"generation";
 pub(super) const META_ADDRESS: &[u8] = b"address";
+/// The index key of a restored store (the one its rows were keyed with before the backup);
+/// absent in a store made by `Device::create`, whose index key derives from its storage key.
+pub(super) const META_INDEX_KEY: &[u8] = b"index_key";
+/// Prefix of the Meta rows naming, per address, the sessions restored from a backup (which
+/// never send again): `"restored:" || session row key`.
+pub(super) const META_RESTORED_PREFIX: &[u8] = b"restored:";
 /// The account's one row.
 pub(super) const ACCOUNT_ROW: &[u8] = b"account";
 
@@ -49,6 +55,32 @@ impl RowKeys {
             storage_key,
             index_key,
         }
+    }
+
+    /// Keys for a restored store: its own storage key, and the index key of the store the
+    /// backup was made from (so every row keeps its key).
+    pub(super) fn with_index_key(storage_key: StorageKey, index_key: [u8; KEY_LEN]) -> Self {
+        Self {
+            storage_key,
+            index_key: Zeroizing::new(index_key),
+        }
+    }
+
+    /// Gives back the storage key.
+    pub(super) fn into_storage_key(self) -> StorageKey {
+        self.storage_key
+    }
+
+    /// The index key the row keys derive from.
+    pub(super) fn index_key(&self) -> &[u8; KEY_LEN] {
+        &self.index_key
+    }
+
+    /// The Meta row naming the restored sessions of `address`.
+    pub(super) fn restored_key(&self, address: &Address) -> Vec<u8> {
+        let mut key = META_RESTORED_PREFIX.to_vec();
+        key.extend_from_slice(&self.session_key(address));
+        key
     }
 
     /// `HKDF-SHA256(salt = index key, IKM = for each part: u64 BE length || part,

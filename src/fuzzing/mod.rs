@@ -15,6 +15,7 @@
 //! The targets and what they check are listed in `docs/FUZZING.md`.
 
 mod attachment;
+mod backup;
 mod conversation;
 mod decode;
 mod decrypt;
@@ -23,6 +24,7 @@ mod model;
 mod seeds;
 
 pub use attachment::attachment;
+pub use backup::backup;
 pub use conversation::{Stats as ConversationStats, conversation, conversation_stats};
 pub use decode::{
     attachment_header, attachment_pointer, content, initial_message, prekey_bundle,
@@ -56,6 +58,7 @@ pub const TARGETS: &[&str] = &[
     "conversation",
     "attachment",
     "device",
+    "backup",
 ];
 
 /// Runs the target called `name` on `data`. Returns `false` for an unknown name.
@@ -75,6 +78,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "conversation" => conversation,
         "attachment" => attachment,
         "device" => device,
+        "backup" => backup,
         _ => return false,
     };
     target(data);

@@ -144,5 +144,8 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         rng.fill_bytes(&mut bytes);
         add("device", &alloc::format!("random-{i}"), bytes);
     }
+    for (name, bytes) in super::backup::seeds() {
+        add("backup", name, bytes);
+    }
     out
 }

@@ -32,6 +32,38 @@ pub struct AttachmentPointer {
     #[prost(bytes = "vec", tag = "7")]
     pub locator: ::prost::alloc::vec::Vec<u8>,
 }
+/// One row of the device's store, unsealed: the table's number (`Table::id`), the row key
+/// and the plain value.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct BackupRow {
+    #[prost(uint32, tag = "1")]
+    pub table: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub value: ::prost::alloc::vec::Vec<u8>,
+}
+/// A whole device store.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct DeviceBackup {
+    /// The store's index key (32 bytes), which the row keys are derived from: the restored
+    /// store keeps it, so that every row keeps its key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub index_key: ::prost::alloc::vec::Vec<u8>,
+    /// The device's address.
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub device_id: u32,
+    /// Every row but the store's own bookkeeping (format, generation, address, index key), in
+    /// table order, then key order.
+    #[prost(message, repeated, tag = "4")]
+    pub rows: ::prost::alloc::vec::Vec<BackupRow>,
+}
 /// The disappearing-message setting of the sender when it sent the message.
 #[derive(::zeroize::Zeroize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
