@@ -18,8 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 pub use ratchetbox;
 use ratchetbox::attachment::{self, AttachmentMetadata};
 use ratchetbox::{
-    Action, Address, AttachmentPointer, Content, DecryptError, Device, IdentityChange,
-    IdentityKey, KemPreKeyId, OneTimePreKeyId, OsRng, PreKeyBundle, PreKeyUpload, ScanResult,
+    Action, Address, AttachmentPointer, Content, DecryptError, Device, IdentityChange, IdentityKey,
+    KemPreKeyId, OneTimePreKeyId, OsRng, PreKeyBundle, PreKeyUpload, ScanResult,
     ServerPreKeyStatus, SetupError, SignedPreKeyId, StorageKey, Store, Timestamp, Trust,
 };
 use zeroize::Zeroizing;
@@ -211,14 +211,14 @@ pub struct PreKeyStatus {
 
 impl From<PreKeyStatus> for ServerPreKeyStatus {
     fn from(s: PreKeyStatus) -> Self {
-        let mut status = ServerPreKeyStatus::default();
-        status.signed_prekey_id = s.signed_prekey_id.map(SignedPreKeyId);
-        status.last_resort_kem_prekey_id = s.last_resort_kem_prekey_id.map(KemPreKeyId);
-        status.one_time_prekeys = s.one_time_prekeys;
-        status.newest_one_time_prekey_id = s.newest_one_time_prekey_id.map(OneTimePreKeyId);
-        status.one_time_kem_prekeys = s.one_time_kem_prekeys;
-        status.newest_one_time_kem_prekey_id = s.newest_one_time_kem_prekey_id.map(KemPreKeyId);
-        status
+        ServerPreKeyStatus {
+            signed_prekey_id: s.signed_prekey_id.map(SignedPreKeyId),
+            last_resort_kem_prekey_id: s.last_resort_kem_prekey_id.map(KemPreKeyId),
+            one_time_prekeys: s.one_time_prekeys,
+            newest_one_time_prekey_id: s.newest_one_time_prekey_id.map(OneTimePreKeyId),
+            one_time_kem_prekeys: s.one_time_kem_prekeys,
+            newest_one_time_kem_prekey_id: s.newest_one_time_kem_prekey_id.map(KemPreKeyId),
+        }
     }
 }
 
@@ -353,10 +353,7 @@ fn storage_key(bytes: &[u8]) -> Result<StorageKey, Failure> {
 
 fn identity_key(bytes: &[u8]) -> Result<IdentityKey, Failure> {
     let key: [u8; 32] = bytes.try_into().map_err(|_| {
-        Failure::caller_bug(format!(
-            "an identity key is 32 bytes, got {}",
-            bytes.len()
-        ))
+        Failure::caller_bug(format!("an identity key is 32 bytes, got {}", bytes.len()))
     })?;
     IdentityKey::from_bytes(&key)
         .ok_or_else(|| Failure::caller_bug("the bytes are not a valid Ed25519 identity key"))
@@ -451,9 +448,9 @@ impl DeviceHandle {
         let mut content = Content::new(body);
         for pointer in attachments {
             let pointer = AttachmentPointer::from_bytes(pointer)?;
-            content.add_attachment(pointer).map_err(|e| {
-                Failure::caller_bug(format!("the attachment cannot be added: {e}"))
-            })?;
+            content
+                .add_attachment(pointer)
+                .map_err(|e| Failure::caller_bug(format!("the attachment cannot be added: {e}")))?;
         }
         let sent = self.device.send(
             &mut self.rng,

@@ -332,8 +332,13 @@ impl Device {
         device_id: u32,
     ) -> Result<Arc<Self>> {
         boundary(|| {
-            let handle =
-                DeviceHandle::create(sqlite(&path)?, &storage_key, &user_id, device_id, Timestamp::now())?;
+            let handle = DeviceHandle::create(
+                sqlite(&path)?,
+                &storage_key,
+                &user_id,
+                device_id,
+                Timestamp::now(),
+            )?;
             Ok(Arc::new(Self {
                 inner: Mutex::new(handle),
             }))
@@ -433,7 +438,12 @@ impl Device {
     }
 
     /// Decrypts a message from `user_id`/`device_id`.
-    pub fn receive(&self, user_id: String, device_id: u32, message: Vec<u8>) -> Result<ReceivedMessage> {
+    pub fn receive(
+        &self,
+        user_id: String,
+        device_id: u32,
+        message: Vec<u8>,
+    ) -> Result<ReceivedMessage> {
         self.with(|h| {
             let r = h.receive(&user_id, device_id, &message, Timestamp::now())?;
             Ok(ReceivedMessage {
@@ -506,7 +516,12 @@ impl Device {
     }
 
     /// Marks a peer device's identity key verified (after the safety numbers matched).
-    pub fn mark_verified(&self, user_id: String, device_id: u32, identity_key: Vec<u8>) -> Result<()> {
+    pub fn mark_verified(
+        &self,
+        user_id: String,
+        device_id: u32,
+        identity_key: Vec<u8>,
+    ) -> Result<()> {
         self.with(|h| h.mark_verified(&user_id, device_id, &identity_key))
     }
 
@@ -524,7 +539,11 @@ impl Device {
 
 /// Seals `data` as an attachment (the whole file in memory).
 #[uniffi::export]
-pub fn seal_attachment(data: Vec<u8>, content_type: String, file_name: String) -> Result<SealedAttachment> {
+pub fn seal_attachment(
+    data: Vec<u8>,
+    content_type: String,
+    file_name: String,
+) -> Result<SealedAttachment> {
     boundary(|| {
         let s = common::seal_attachment(&data, &content_type, &file_name)?;
         Ok(SealedAttachment {
@@ -616,7 +635,9 @@ mod tests {
     #[test]
     fn failures_map_to_their_variant() {
         let f = Failure::caller_bug("x");
-        assert!(matches!(RatchetboxError::from(f), RatchetboxError::CallerBug { message } if message == "x"));
+        assert!(
+            matches!(RatchetboxError::from(f), RatchetboxError::CallerBug { message } if message == "x")
+        );
         let err = seal_attachment(vec![1], "text/plain".into(), "a\u{202e}b".into()).unwrap_err();
         assert!(matches!(err, RatchetboxError::CallerBug { .. }), "{err:?}");
     }
