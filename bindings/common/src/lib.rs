@@ -762,3 +762,88 @@ pub fn bundle_from_upload(upload: &[u8], index: u32) -> Result<Vec<u8>, Failure>
     .map_err(|e| Failure::caller_bug(format!("the bundle cannot be assembled: {e}")))?;
     Ok(bundle.to_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratchetbox::MemoryStore;
+
+    const NOW: Timestamp = Timestamp::from_unix_secs(1_764_000_000);
+
+    fn device(user: &str) -> DeviceHandle {
+        DeviceHandle::create(Box::new(MemoryStore::new()), &[9; 32], user, 1, NOW).unwrap()
+    }
+
+    #[test]
+    fn errors_keep_their_action_message_and_addresses() {
+        let bob = Address::new("bob", 2).unwrap();
+        let f = Failure::from(ratchetbox::Error::MissingSessions {
+            addresses: vec![bob.clone()],
+        });
+        assert_eq!(f.kind, Kind::RepairSession);
+        assert_eq!(f.addresses, vec![bob]);
+        assert_eq!(f.message, "no session with 1 device(s): bob.2");
+        let f = Failure::from(ratchetbox::Error::NoDevice);
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (
+                Kind::CallerBug,
+                "the store holds no device; create one first"
+            )
+        );
+        let f = Failure::from(ratchetbox::StoreError::Busy { waited_ms: 5 });
+        assert_eq!(f.kind, Kind::RetryLater);
+        assert_eq!(f.new_identity_key, None);
+    }
+
+    #[test]
+    fn a_panic_and_a_poisoned_lock_are_internal() {
+        let f = guard(|| -> Result<(), Failure> { panic!("boom") }).unwrap_err();
+        assert_eq!(f.kind, Kind::Internal);
+        assert!(!f.message.contains("boom"));
+        let mutex = Mutex::new(0u8);
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _guard = mutex.lock();
+            panic!("poison");
+        }));
+        assert_eq!(lock(&mutex).unwrap_err().kind, Kind::Internal);
+    }
+
+    #[test]
+    fn storage_keys_of_the_wrong_length_are_refused() {
+        for len in [0, 31, 33] {
+            let f = DeviceHandle::create(Box::new(MemoryStore::new()), &vec![1; len], "a", 1, NOW)
+                .unwrap_err();
+            assert_eq!(f.kind, Kind::CallerBug);
+            assert_eq!(
+                f.message,
+                format!("the storage key must be 32 bytes, got {len}")
+            );
+        }
+    }
+
+    #[test]
+    fn an_identity_change_is_accepted_only_once_reported() {
+        let mut alice = device("alice");
+        let bob = device("bob");
+        let err = alice
+            .accept_identity_change("bob", 1, &bob.identity_key())
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::CallerBug);
+        let err = alice
+            .accept_identity_change("bob", 1, &[0; 31])
+            .unwrap_err();
+        assert_eq!(err.message, "an identity key is 32 bytes, got 31");
+    }
+
+    #[test]
+    fn bundle_from_upload_refuses_garbage() {
+        let f = bundle_from_upload(b"\x01garbage", 0).unwrap_err();
+        assert_eq!(f.kind, Kind::DropForged);
+        assert!(
+            f.message.starts_with("the prekey upload is not valid: "),
+            "{}",
+            f.message
+        );
+    }
+}
