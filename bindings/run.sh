@@ -3,8 +3,9 @@
 # target, wasm-bindgen-cli at the exact version of the wasm-bindgen crate in
 # bindings/Cargo.lock), checks formatting and clippy, builds the UniFFI library and the
 # WebAssembly module, generates the Kotlin, Swift and Python sources (Kotlin and Swift are
-# generated only, not compiled), and runs the Rust unit tests, the Python suite, the Node
-# suite, the README snippets and the Python <-> Node interop test. Prints its duration.
+# generated only, not compiled), builds the core without std for wasm32, and runs the Rust
+# unit tests, the Python suite, the Node suite, the README snippets and the Python <-> Node
+# interop test. Prints its duration.
 #
 # Needs: Rust stable with rustup, Python 3, Node 20. The bindings are a cargo workspace of
 # their own; the build uses the root's target/ (CARGO_TARGET_DIR) so that the host build
@@ -58,6 +59,9 @@ wasm-bindgen --target nodejs --out-dir "$out/wasm-node" \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/ratchetbox_wasm.wasm"
 export PYTHONPATH="$out/python"
 export RATCHETBOX_WASM="$out/wasm-node/ratchetbox_wasm.js"
+
+step "the core without std for wasm32-unknown-unknown"
+cargo build -q --manifest-path "$root/Cargo.toml" -p ratchetbox --target wasm32-unknown-unknown --no-default-features
 
 step "Rust unit tests of the bindings"
 cargo test -q -p ratchetbox-bindings-common -p ratchetbox-uniffi
