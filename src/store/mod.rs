@@ -24,7 +24,8 @@
 //!   the new one (never a mix).
 //!
 //! Two backends: [`MemoryStore`] (handles share one map, for tests and for apps that keep
-//! state elsewhere) and, with the `sqlite` feature, `SqliteStore` (one file, WAL journal).
+//! state elsewhere: [`MemoryStore::export`] and [`MemoryStore::import`] turn its contents
+//! into bytes and back) and, with the `sqlite` feature, `SqliteStore` (one file, WAL journal).
 //!
 //! Keys and values are opaque bytes; keys of one [`Table`] are ordered bytewise (the order
 //! of `[u8]`), which is the order [`Transaction::scan`] returns them in.
@@ -52,6 +53,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 mod memory;
+mod snapshot;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

@@ -1,0 +1,484 @@
+//! ratchetbox for browsers and Node, through wasm-bindgen.
+//!
+//! A [`Device`] keeps its state in an in-memory store; `exportState()` returns that state as
+//! bytes (sealed under the device's storage key) for the app to keep, in IndexedDB or a
+//! file, and `Device.open(state, storageKey)` carries on from them. Export after every call
+//! that changes state, before delivering what it returned.
+//!
+//! Every failure is thrown as an `Error` named `RatchetboxError` whose `kind` says what the
+//! app should do (`"Ignore"`, `"DropForged"`, `"ShowToPerson"`, `"RepairSession"`,
+//! `"RetryLater"`, `"CallerBug"`, `"Internal"`), with `addresses` and `newIdentityKey` where
+//! they apply; no message names a secret. Times are the JavaScript clock's, in Unix seconds;
+//! random numbers come from `crypto.getRandomValues` (getrandom's `wasm_js` backend).
+//!
+//! On `wasm32-unknown-unknown` a panic aborts: the call throws a `WebAssembly.RuntimeError`
+//! and the module instance must be loaded again (the exported state is intact).
+#![forbid(unsafe_code)]
+
+use common::{DeviceHandle, Failure, guard};
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use ratchetbox::{MemoryStore, Timestamp};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** What the app should do about a failure. */
+export type ErrorKind = "Ignore" | "DropForged" | "ShowToPerson" | "RepairSession" | "RetryLater" | "CallerBug" | "Internal";
+/** Every exception thrown by ratchetbox: `name` is "RatchetboxError". */
+export interface RatchetboxError extends Error {
+  kind: ErrorKind;
+  /** The devices concerned (those without a session for "RepairSession" after a send). */
+  addresses: Address[];
+  /** A contact's new identity key ("ShowToPerson" for a changed key). */
+  newIdentityKey?: Uint8Array;
+}
+export interface Address { userId: string; deviceId: number; }
+export interface OutgoingMessage { to: Address; message: Uint8Array; }
+export interface SentMessages { messages: OutgoingMessage[]; sentAt: number; expiresAt?: number; }
+export interface ReceivedMessage {
+  body: Uint8Array; attachments: Uint8Array[]; sentAt: number; receivedAt: number;
+  timerSeconds: number; timerChanged: boolean; expiresAt?: number;
+}
+export interface PreKeyStatus {
+  signedPrekeyId?: number; lastResortKemPrekeyId?: number; oneTimePrekeys?: number;
+  newestOneTimePrekeyId?: number; oneTimeKemPrekeys?: number; newestOneTimeKemPrekeyId?: number;
+}
+export interface SafetyNumber { display: string; scannable: Uint8Array; }
+export type ScanResult = "Match" | "Mismatch" | "DifferentVersion";
+export type Trust = "FirstUse" | "Verified" | "Changed";
+export interface Peer { identityKey: Uint8Array; trust: Trust; }
+export interface SealedAttachment { pointer: Uint8Array; sealed: Uint8Array; }
+export interface AttachmentInfo { contentType: string; fileName: string; plaintextLen: number; locator: Uint8Array; }
+"#;
+
+type Result<T> = std::result::Result<T, JsValue>;
+
+fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(object, &JsValue::from_str(key), &value.into());
+}
+
+fn bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).into()
+}
+
+fn address(a: &ratchetbox::Address) -> JsValue {
+    let o = Object::new();
+    set(&o, "userId", a.user_id());
+    set(&o, "deviceId", a.device_id());
+    o.into()
+}
+
+/// The thrown value: an `Error` named `RatchetboxError` with `kind`, `addresses` and, for a
+/// changed identity key, `newIdentityKey`.
+fn error(f: Failure) -> JsValue {
+    let e = js_sys::Error::new(&f.message);
+    e.set_name("RatchetboxError");
+    let o: &Object = e.as_ref();
+    set(o, "kind", f.kind.name());
+    set(
+        o,
+        "addresses",
+        f.addresses.iter().map(address).collect::<Array>(),
+    );
+    if let Some(key) = f.new_identity_key {
+        set(o, "newIdentityKey", bytes(&key));
+    }
+    e.into()
+}
+
+fn boundary<T>(call: impl FnOnce() -> std::result::Result<T, Failure>) -> Result<T> {
+    guard(call).map_err(error)
+}
+
+fn now() -> Timestamp {
+    let ms = js_sys::Date::now();
+    Timestamp::from_unix_secs(if ms > 0.0 { (ms / 1000.0) as u64 } else { 0 })
+}
+
+fn number(t: u64) -> JsValue {
+    JsValue::from_f64(t as f64)
+}
+
+fn byte_arrays(list: &Array) -> std::result::Result<Vec<Vec<u8>>, Failure> {
+    list.iter()
+        .map(|v| {
+            v.dyn_into::<Uint8Array>()
+                .map(|a| a.to_vec())
+                .map_err(|_| Failure::caller_bug("every attachment pointer must be a Uint8Array"))
+        })
+        .collect()
+}
+
+fn sent(s: common::SentMessages) -> JsValue {
+    let o = Object::new();
+    let messages: Array = s
+        .messages
+        .iter()
+        .map(|(to, message)| {
+            let m = Object::new();
+            set(&m, "to", address(to));
+            set(&m, "message", bytes(message));
+            JsValue::from(m)
+        })
+        .collect();
+    set(&o, "messages", messages);
+    set(&o, "sentAt", number(s.sent_at));
+    if let Some(t) = s.expires_at {
+        set(&o, "expiresAt", number(t));
+    }
+    o.into()
+}
+
+/// Reads an optional whole number in 0..=u32::MAX from a status object.
+fn status_field(status: &JsValue, key: &str) -> std::result::Result<Option<u32>, Failure> {
+    let value = Reflect::get(status, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(n) if n >= 0.0 && n <= f64::from(u32::MAX) && n.fract() == 0.0 => Ok(Some(n as u32)),
+        _ => Err(Failure::caller_bug(format!(
+            "PreKeyStatus.{key} must be a whole number from 0 to 4294967295"
+        ))),
+    }
+}
+
+fn prekey_status(status: &JsValue) -> std::result::Result<common::PreKeyStatus, Failure> {
+    if status.is_undefined() || status.is_null() {
+        return Ok(common::PreKeyStatus::default());
+    }
+    Ok(common::PreKeyStatus {
+        signed_prekey_id: status_field(status, "signedPrekeyId")?,
+        last_resort_kem_prekey_id: status_field(status, "lastResortKemPrekeyId")?,
+        one_time_prekeys: status_field(status, "oneTimePrekeys")?.unwrap_or(0),
+        newest_one_time_prekey_id: status_field(status, "newestOneTimePrekeyId")?,
+        one_time_kem_prekeys: status_field(status, "oneTimeKemPrekeys")?.unwrap_or(0),
+        newest_one_time_kem_prekey_id: status_field(status, "newestOneTimeKemPrekeyId")?,
+    })
+}
+
+/// One installation of the app: an account and a session per peer device, in memory, with
+/// `exportState()` for the app to keep. A failed call changes nothing.
+#[wasm_bindgen]
+pub struct Device {
+    handle: DeviceHandle,
+    store: MemoryStore,
+}
+
+#[wasm_bindgen]
+impl Device {
+    /// Creates a device for `userId`/`deviceId`, its state sealed under the 32-byte
+    /// `storageKey` (keep the key apart from the exported state, e.g. a non-extractable
+    /// CryptoKey wrapping it).
+    pub fn create(storage_key: &[u8], user_id: &str, device_id: u32) -> Result<Device> {
+        boundary(|| {
+            let store = MemoryStore::new();
+            let handle = DeviceHandle::create(
+                Box::new(store.clone()),
+                storage_key,
+                user_id,
+                device_id,
+                now(),
+            )?;
+            Ok(Device { handle, store })
+        })
+    }
+
+    /// Opens the device from a state `exportState()` returned, with its storage key.
+    pub fn open(state: &[u8], storage_key: &[u8]) -> Result<Device> {
+        boundary(|| {
+            let store = MemoryStore::import(state)?;
+            let handle = DeviceHandle::open(Box::new(store.clone()), storage_key)?;
+            Ok(Device { handle, store })
+        })
+    }
+
+    /// The device's whole state, sealed under its storage key: keep it (IndexedDB, a file)
+    /// after every call that changes state, and give it to `Device.open`.
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> Result<Uint8Array> {
+        boundary(|| Ok(Uint8Array::from(self.store.export()?.as_slice())))
+    }
+
+    /// This device's address.
+    #[wasm_bindgen(unchecked_return_type = "Address")]
+    pub fn address(&self) -> JsValue {
+        address(self.handle.address())
+    }
+
+    /// This device's identity key (public, 32 bytes).
+    #[wasm_bindgen(js_name = identityKey)]
+    pub fn identity_key(&self) -> Uint8Array {
+        Uint8Array::from(&self.handle.identity_key()[..])
+    }
+
+    /// The state generation this handle has seen (keep it apart from the state to detect an
+    /// older state with `checkGeneration`).
+    pub fn generation(&self) -> u64 {
+        self.handle.generation()
+    }
+
+    /// Throws "ShowToPerson" if the state is older than generation `atLeast`.
+    #[wasm_bindgen(js_name = checkGeneration)]
+    pub fn check_generation(&mut self, at_least: u64) -> Result<()> {
+        boundary(|| self.handle.check_generation(at_least))
+    }
+
+    /// The prekey upload the server needs given what it holds (`undefined`: nothing needed).
+    #[wasm_bindgen(js_name = prekeyUpload)]
+    pub fn prekey_upload(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "PreKeyStatus | undefined")] server: JsValue,
+    ) -> Result<Option<Uint8Array>> {
+        boundary(|| {
+            let status = prekey_status(&server)?;
+            Ok(self
+                .handle
+                .prekey_upload(status, now())?
+                .map(|u| Uint8Array::from(u.as_slice())))
+        })
+    }
+
+    /// Starts a session with a device from its prekey bundle (bytes from the server).
+    #[wasm_bindgen(js_name = processBundle)]
+    pub fn process_bundle(&mut self, user_id: &str, device_id: u32, bundle: &[u8]) -> Result<()> {
+        boundary(|| self.handle.process_bundle(user_id, device_id, bundle))
+    }
+
+    /// Encrypts a body and attachment pointers for every device of `userId` (`deviceIds`)
+    /// and this user's other devices (`ownDeviceIds`). Throws "RepairSession" listing the
+    /// devices that need a bundle first.
+    #[wasm_bindgen(unchecked_return_type = "SentMessages")]
+    pub fn send(
+        &mut self,
+        user_id: &str,
+        device_ids: Vec<u32>,
+        own_device_ids: Vec<u32>,
+        body: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array[]")] attachments: Array,
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let attachments = byte_arrays(&attachments)?;
+            let s = self.handle.send(
+                user_id,
+                &device_ids,
+                &own_device_ids,
+                body,
+                &attachments,
+                now(),
+            )?;
+            Ok(sent(s))
+        })
+    }
+
+    /// Sets the conversation's disappearing-message timer (seconds, 0: off); returns the
+    /// messages that tell every device.
+    #[wasm_bindgen(js_name = setExpiryTimer, unchecked_return_type = "SentMessages")]
+    pub fn set_expiry_timer(
+        &mut self,
+        user_id: &str,
+        device_ids: Vec<u32>,
+        own_device_ids: Vec<u32>,
+        seconds: u32,
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let s = self.handle.set_expiry_timer(
+                user_id,
+                &device_ids,
+                &own_device_ids,
+                seconds,
+                now(),
+            )?;
+            Ok(sent(s))
+        })
+    }
+
+    /// The conversation's timer with `userId`, seconds (0: off).
+    #[wasm_bindgen(js_name = expiryTimer)]
+    pub fn expiry_timer(&mut self, user_id: &str) -> Result<u32> {
+        boundary(|| self.handle.expiry_timer(user_id))
+    }
+
+    /// Decrypts a message from `userId`/`deviceId`.
+    #[wasm_bindgen(unchecked_return_type = "ReceivedMessage")]
+    pub fn receive(&mut self, user_id: &str, device_id: u32, message: &[u8]) -> Result<JsValue> {
+        boundary(|| {
+            let r = self.handle.receive(user_id, device_id, message, now())?;
+            let o = Object::new();
+            set(&o, "body", bytes(&r.body));
+            let attachments: Array = r.attachments.iter().map(|p| bytes(p)).collect();
+            set(&o, "attachments", attachments);
+            set(&o, "sentAt", number(r.sent_at));
+            set(&o, "receivedAt", number(r.received_at));
+            set(&o, "timerSeconds", r.timer_seconds);
+            set(&o, "timerChanged", r.timer_changed);
+            if let Some(t) = r.expires_at {
+                set(&o, "expiresAt", number(t));
+            }
+            Ok(o.into())
+        })
+    }
+
+    /// The devices this device has a session with.
+    #[wasm_bindgen(unchecked_return_type = "Address[]")]
+    pub fn sessions(&mut self) -> Result<JsValue> {
+        boundary(|| {
+            Ok(self
+                .handle
+                .sessions()?
+                .iter()
+                .map(address)
+                .collect::<Array>()
+                .into())
+        })
+    }
+
+    /// The safety number with a peer device, from the app's stable identifiers of the two
+    /// people (`localId` is this user's).
+    #[wasm_bindgen(js_name = safetyNumber, unchecked_return_type = "SafetyNumber")]
+    pub fn safety_number(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        local_id: &[u8],
+        remote_id: &[u8],
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let n = self
+                .handle
+                .safety_number(user_id, device_id, local_id, remote_id)?;
+            let o = Object::new();
+            set(&o, "display", n.display);
+            set(&o, "scannable", bytes(&n.scannable));
+            Ok(o.into())
+        })
+    }
+
+    /// Compares a code scanned from the peer's screen with this device's safety number.
+    #[wasm_bindgen(js_name = compareScanned, unchecked_return_type = "ScanResult")]
+    pub fn compare_scanned(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        local_id: &[u8],
+        remote_id: &[u8],
+        scanned: &[u8],
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let result = self
+                .handle
+                .compare_scanned(user_id, device_id, local_id, remote_id, scanned)?;
+            Ok(JsValue::from_str(match result {
+                common::Scan::Match => "Match",
+                common::Scan::Mismatch => "Mismatch",
+                common::Scan::DifferentVersion => "DifferentVersion",
+            }))
+        })
+    }
+
+    /// A peer device's identity key and trust level (`undefined`: no session with it).
+    #[wasm_bindgen(unchecked_return_type = "Peer | undefined")]
+    pub fn peer(&mut self, user_id: &str, device_id: u32) -> Result<JsValue> {
+        boundary(|| {
+            Ok(match self.handle.peer(user_id, device_id)? {
+                None => JsValue::UNDEFINED,
+                Some(p) => {
+                    let o = Object::new();
+                    set(&o, "identityKey", bytes(&p.identity_key));
+                    let trust = match p.trust {
+                        common::TrustLevel::FirstUse => "FirstUse",
+                        common::TrustLevel::Verified => "Verified",
+                        common::TrustLevel::Changed => "Changed",
+                    };
+                    set(&o, "trust", trust);
+                    o.into()
+                }
+            })
+        })
+    }
+
+    /// Marks a peer device's identity key verified (after the safety numbers matched).
+    #[wasm_bindgen(js_name = markVerified)]
+    pub fn mark_verified(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        identity_key: &[u8],
+    ) -> Result<()> {
+        boundary(|| self.handle.mark_verified(user_id, device_id, identity_key))
+    }
+
+    /// Accepts the changed identity key a "ShowToPerson" error reported for this device
+    /// (`newIdentityKey`); the same message or bundle can then be used again.
+    #[wasm_bindgen(js_name = acceptIdentityChange)]
+    pub fn accept_identity_change(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        new_identity_key: &[u8],
+    ) -> Result<()> {
+        boundary(|| {
+            self.handle
+                .accept_identity_change(user_id, device_id, new_identity_key)
+        })
+    }
+}
+
+/// Seals `data` as an attachment: the pointer (put it in a message) and the sealed bytes
+/// (upload them).
+#[wasm_bindgen(js_name = sealAttachment, unchecked_return_type = "SealedAttachment")]
+pub fn seal_attachment(data: &[u8], content_type: &str, file_name: &str) -> Result<JsValue> {
+    boundary(|| {
+        let s = common::seal_attachment(data, content_type, file_name)?;
+        let o = Object::new();
+        set(&o, "pointer", bytes(&s.pointer));
+        set(&o, "sealed", bytes(&s.sealed));
+        Ok(o.into())
+    })
+}
+
+/// Opens a sealed attachment; throws unless every byte verifies against the pointer.
+#[wasm_bindgen(js_name = openAttachment)]
+pub fn open_attachment(pointer: &[u8], sealed: &[u8]) -> Result<Uint8Array> {
+    boundary(|| {
+        Ok(Uint8Array::from(
+            common::open_attachment(pointer, sealed)?.as_slice(),
+        ))
+    })
+}
+
+/// What an attachment pointer says about its file.
+#[wasm_bindgen(js_name = attachmentInfo, unchecked_return_type = "AttachmentInfo")]
+pub fn attachment_info(pointer: &[u8]) -> Result<JsValue> {
+    boundary(|| {
+        let i = common::attachment_info(pointer)?;
+        let o = Object::new();
+        set(&o, "contentType", i.content_type);
+        set(&o, "fileName", i.file_name);
+        set(&o, "plaintextLen", number(i.plaintext_len));
+        set(&o, "locator", bytes(&i.locator));
+        Ok(o.into())
+    })
+}
+
+/// The pointer with its locator (where the sealed file was uploaded) set.
+#[wasm_bindgen(js_name = setAttachmentLocator)]
+pub fn set_attachment_locator(pointer: &[u8], locator: &[u8]) -> Result<Uint8Array> {
+    boundary(|| {
+        Ok(Uint8Array::from(
+            common::set_attachment_locator(pointer, locator)?.as_slice(),
+        ))
+    })
+}
+
+/// A server's job, for tests and demos: the bundle assembled from a device's first prekey
+/// upload with its `index`-th one-time prekeys.
+#[wasm_bindgen(js_name = bundleFromUpload)]
+pub fn bundle_from_upload(upload: &[u8], index: u32) -> Result<Uint8Array> {
+    boundary(|| {
+        Ok(Uint8Array::from(
+            common::bundle_from_upload(upload, index)?.as_slice(),
+        ))
+    })
+}
