@@ -11,11 +11,12 @@ use zeroize::Zeroizing;
 
 use super::model::{self, Receiver};
 use super::{T0, rng, snapshot};
-use crate::content::{decode_padded, encode_padded};
 use crate::record::{SkippedChange, SkippedKeyId};
+use crate::wire::generated as pb;
 use crate::{
-    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, KemPreKeyId,
-    MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, Timestamp,
+    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryTimer,
+    KemPreKeyId, MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord,
+    StateError, Timestamp,
 };
 
 /// Operations per input, at most.
@@ -36,6 +37,13 @@ const MAX_SESSIONS: u32 = 8;
 const INITIAL_ONE_TIME_PREKEYS: usize = 4;
 /// One-time KEM prekeys each side starts with.
 const INITIAL_ONE_TIME_KEM_PREKEYS: usize = 2;
+/// At the default limits the clock stays within this many seconds of `T0`, either way: a
+/// key stored at one end is then less than 24 hours old at the other, younger than the
+/// shortest prune cutoff (the timer plus `EXPIRED_TIMER_GRACE_SECS`, one day), so `prune`
+/// must erase nothing and every message stays within the bounds.
+const DEFAULT_CLOCK_WINDOW: u64 = 11 * 3600;
+/// AES-GCM's tag, after every ciphertext.
+const TAG_LEN: usize = 16;
 
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -114,9 +122,28 @@ enum Op {
     /// message's length in bits, so every bit of every message is one operation away (bit
     /// 255 of an initial message's base key replayed a setup once).
     FlipBit { pick: u16, bit: u16, receive: bool },
-    /// The clock goes back `hours` (tight limits only): keys stored after that are pruned by
-    /// their own time.
+    /// The clock goes back `hours`: keys stored after that are pruned by their own time, and
+    /// content sent after that arrives with its send time clamped to the receiver's clock.
+    /// At the default limits the clock stays within `DEFAULT_CLOCK_WINDOW` of `T0`.
     ClockBack { hours: u16 },
+    /// Persists one side's account or record (sealed or plain bytes), changes one bit
+    /// (`bit` modulo the length in bits) and restores that: a sealed copy must be refused
+    /// with the exact error for the changed field, a plain copy refused or decoded to a
+    /// state whose bytes are exactly the changed ones (never the original state again: one
+    /// state has one encoding). The side continues with its uncorrupted state.
+    Corrupt {
+        side: Side,
+        sealed: bool,
+        record: bool,
+        bit: u32,
+    },
+    /// Keeps a copy of one side's persisted state (a backup, or a store that will lose its
+    /// latest writes).
+    Snapshot { side: Side },
+    /// Rolls one side back to its copy, if since the copy it only received (no message
+    /// sent, no prekey rotated or handed out, no session started): every message it
+    /// received since is undelivered again and must decrypt again, exactly once.
+    Restore { side: Side },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -140,6 +167,30 @@ struct Party {
     /// (docs/PROTOCOL.md section 8.3): built only from the record's journal of changes
     /// (`take_skipped_changes`), taken after every operation.
     rows: Rows,
+    /// The copy `Snapshot` kept, for `Restore`.
+    saved: Option<Saved>,
+    /// Whether this side sent, rotated or handed out a prekey, or started a session since
+    /// the copy was kept: a rollback would then reuse keys (not modelled), so `Restore`
+    /// does nothing.
+    dirty: bool,
+}
+
+/// A side's persisted state at a `Snapshot`, with what the oracle knew then.
+struct Saved {
+    account: Zeroizing<Vec<u8>>,
+    record: Zeroizing<Vec<u8>>,
+    rows: Rows,
+    model: Option<Receiver>,
+    /// Per message sent so far: (delivered, expired) for those to this side.
+    flags: Vec<(bool, bool)>,
+}
+
+/// What content was sent, for the receiver to find exactly (never read back through the
+/// crate's encoder).
+struct Expected {
+    body: Vec<u8>,
+    timer: ExpiryTimer,
+    sent_at: Timestamp,
 }
 
 /// Skipped-key rows by row id.
@@ -148,11 +199,16 @@ type Rows = BTreeMap<[u8; SkippedKeyId::LEN], Zeroizing<Vec<u8>>>;
 struct Sent {
     from: Side,
     wire: Vec<u8>,
-    /// What was encrypted: the raw plaintext, or the padded content.
+    /// What was encrypted: the raw plaintext, or the padded content as `expected_padded`
+    /// writes it by hand.
     plaintext: Vec<u8>,
     /// Sent as content (`send`, `set_expiry_timer`), to be read with `receive`; otherwise
     /// raw bytes (`encrypt`), read with `decrypt`.
     content: bool,
+    /// For content: its fields.
+    expected: Option<Expected>,
+    /// Undelivered again by a rollback of its recipient after it was delivered.
+    rolled_back: bool,
     delivered: bool,
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
@@ -211,6 +267,21 @@ pub struct Stats {
     pub modelled: usize,
     /// Of those, first deliveries refused as the model predicted (`TooFarAhead`, `Expired`).
     pub modelled_refusals: usize,
+    /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
+    pub clock_back_default: usize,
+    /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
+    pub pruned_nothing: usize,
+    /// Content received with its send time clamped to the receiver's earlier clock.
+    pub clamped_sent_at: usize,
+    /// Persisted states with one bit changed, refused (or, in plain form, decoded to a state
+    /// whose bytes are exactly the changed ones).
+    pub corrupted: usize,
+    /// Of those, sealed states refused with `UnsealFailed` (a changed salt or ciphertext).
+    pub corrupted_unseal_failed: usize,
+    /// Rollbacks of a side to an older copy of its state.
+    pub restored: usize,
+    /// Messages that decrypted again after a rollback of their recipient.
+    pub redelivered: usize,
 }
 
 /// Runs the scenario the input describes and checks after every step:
@@ -290,6 +361,8 @@ impl World {
                 handed_out: BTreeSet::new(),
                 handed_out_kem: BTreeSet::new(),
                 rows: Rows::new(),
+                saved: None,
+                dirty: false,
             }
         });
         // Alice starts idle (her first send makes her chain); Bob answers the initial message
@@ -349,9 +422,11 @@ impl World {
         };
         if let Some(id) = id {
             party.handed_out.insert(id);
+            party.dirty = true;
         }
         if let Some(id) = kem_id {
             party.handed_out_kem.insert(id);
+            party.dirty = true;
         }
         let bundle = party
             .account
@@ -372,6 +447,7 @@ impl World {
             .record
             .initiate(rng, &party.account, &bundle)
             .expect("initiate");
+        party.dirty = true;
         self.sessions += 1;
     }
 
@@ -397,25 +473,38 @@ impl World {
                 let now = self.now;
                 let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
                     let timer = record.expiry_timer();
-                    let content = Content::new(body);
-                    let sent = record.send(rng, &content, now)?;
+                    let sent = record.send(rng, &Content::new(body), now)?;
                     assert_eq!(sent.timer(), timer);
-                    let padded = encode_padded(&content, timer, now).expect("content pads");
-                    Ok((sent.into_wire(), padded.to_vec()))
+                    assert_eq!(sent.sent_at(), now);
+                    let expected = Expected {
+                        body: body.to_vec(),
+                        timer,
+                        sent_at: now,
+                    };
+                    Ok((sent.into_wire(), Payload::Content(expected)))
                 };
-                self.send_with(*from, send, content_may_fail, true);
+                self.send_with(*from, send, content_may_fail);
             }
             Op::SetTimer { from, seconds } => {
                 let now = self.now;
                 let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
+                    let version = record.expiry_timer().version();
                     let sent = record.set_expiry_timer(rng, *seconds, now)?;
                     assert_eq!(record.expiry_timer(), sent.timer());
                     assert_eq!(sent.timer().seconds(), *seconds);
-                    let padded =
-                        encode_padded(&Content::default(), sent.timer(), now).expect("pads");
-                    Ok((sent.into_wire(), padded.to_vec()))
+                    assert_eq!(
+                        sent.timer().version(),
+                        version + 1,
+                        "a timer change does not add one to the version"
+                    );
+                    let expected = Expected {
+                        body: Vec::new(),
+                        timer: sent.timer(),
+                        sent_at: now,
+                    };
+                    Ok((sent.into_wire(), Payload::Content(expected)))
                 };
-                self.send_with(*from, send, content_may_fail, true);
+                self.send_with(*from, send, content_may_fail);
             }
             Op::Deliver { pick: p, receive } => {
                 if let Some(index) = pick(self.sent.len(), *p) {
@@ -486,6 +575,7 @@ impl World {
             Op::Persist { side, sealed } => self.persist(*side, *sealed),
             Op::RotatePreKeys { side, count } => {
                 let World { rng, parties, .. } = self;
+                parties[side.index()].dirty = true;
                 let account = &mut parties[side.index()].account;
                 account
                     .rotate_signed_prekey(rng, T0)
@@ -550,32 +640,168 @@ impl World {
                     self.initiate(*side, *one_time);
                 }
             }
+            Op::Prune { side, hours } if !self.tight => {
+                // The default limits: the clock moves ahead within its window, and nothing
+                // is old enough to be erased.
+                let latest = T0.saturating_add_secs(DEFAULT_CLOCK_WINDOW);
+                self.now = self
+                    .now
+                    .saturating_add_secs(u64::from(*hours) * 3600)
+                    .min(latest);
+                let now = self.now;
+                let party = self.party(*side);
+                let before = party.record.to_bytes();
+                let journal_before = journal(&party.record);
+                let erased = party.record.prune(now);
+                assert_eq!(erased, 0, "a prune within a day erased keys");
+                assert!(
+                    party.record.to_bytes() == before && journal(&party.record) == journal_before,
+                    "a prune that erased nothing changed the record"
+                );
+                self.stats.pruned_nothing += 1;
+            }
             Op::Prune { side, hours } => {
-                if self.tight {
-                    self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
-                    let now = self.now;
-                    let record = &mut self.parties[side.index()].record;
-                    // The model's cutoff, from PROTOCOL.md: the configured age or, while
-                    // disappearing messages are on, the timer plus the grace period.
-                    let mut max_age = record.config().max_skipped_key_age();
-                    let timer = record.expiry_timer();
-                    if timer.is_on() {
-                        max_age = max_age.min(
-                            u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS),
-                        );
-                    }
-                    record.prune(now);
-                    if let Some(models) = &mut self.models {
-                        models[side.index()].prune(now.saturating_sub_secs(max_age));
-                    }
+                // Tight limits: the model says which keys are erased.
+                self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
+                let now = self.now;
+                let record = &mut self.parties[side.index()].record;
+                // The model's cutoff, from PROTOCOL.md: the configured age or, while
+                // disappearing messages are on, the timer plus the grace period.
+                let mut max_age = record.config().max_skipped_key_age();
+                let timer = record.expiry_timer();
+                if timer.is_on() {
+                    max_age = max_age
+                        .min(u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS));
+                }
+                record.prune(now);
+                if let Some(models) = &mut self.models {
+                    models[side.index()].prune(now.saturating_sub_secs(max_age));
                 }
             }
             Op::ClockBack { hours } => {
+                let back = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
                 if self.tight {
-                    self.now = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
+                    self.now = back;
+                } else {
+                    let earliest = T0.saturating_sub_secs(DEFAULT_CLOCK_WINDOW);
+                    if back.max(earliest) < self.now {
+                        self.stats.clock_back_default += 1;
+                    }
+                    self.now = back.max(earliest);
                 }
             }
+            Op::Corrupt {
+                side,
+                sealed,
+                record,
+                bit,
+            } => self.corrupt(*side, *sealed, *record, *bit),
+            Op::Snapshot { side } => {
+                self.sync_rows(*side);
+                let flags = self.sent.iter().map(|m| (m.delivered, m.expired)).collect();
+                let model = self.models.as_ref().map(|m| m[side.index()].clone());
+                let party = self.party(*side);
+                party.saved = Some(Saved {
+                    account: party.account.to_bytes(),
+                    record: party.record.to_bytes(),
+                    rows: party.rows.clone(),
+                    model,
+                    flags,
+                });
+                party.dirty = false;
+            }
+            Op::Restore { side } => self.restore(*side),
         }
+    }
+
+    /// Rolls `side` back to its saved copy (see `Op::Restore`).
+    fn restore(&mut self, side: Side) {
+        let party = &mut self.parties[side.index()];
+        let Some(saved) = party.saved.as_ref().filter(|_| !party.dirty) else {
+            return;
+        };
+        party.account = Account::from_bytes(&saved.account).expect("a saved account restores");
+        party.record = SessionRecord::from_bytes(&saved.record).expect("a saved record restores");
+        party.rows = saved.rows.clone();
+        if let (Some(models), Some(model)) = (&mut self.models, &saved.model) {
+            models[side.index()] = model.clone();
+        }
+        for (i, m) in self.sent.iter_mut().enumerate() {
+            if m.from == side {
+                continue;
+            }
+            // A message sent after the copy was not delivered then.
+            let (delivered, expired) = saved.flags.get(i).copied().unwrap_or((false, false));
+            if m.delivered && !delivered {
+                m.rolled_back = true;
+            }
+            m.delivered = delivered;
+            m.expired = expired;
+        }
+        self.stats.restored += 1;
+    }
+
+    /// Persists `side`'s account or record, changes one bit and restores it (see
+    /// `Op::Corrupt`). Nothing of the side changes.
+    fn corrupt(&mut self, side: Side, sealed: bool, record: bool, bit: u32) {
+        let World {
+            rng,
+            parties,
+            stats,
+            ..
+        } = self;
+        let party = &parties[side.index()];
+        let key = super::decode::storage_key();
+        let original: Zeroizing<Vec<u8>> = match (sealed, record) {
+            (true, true) => Zeroizing::new(party.record.seal(&key, rng)),
+            (true, false) => Zeroizing::new(party.account.seal(&key, rng)),
+            (false, true) => party.record.to_bytes(),
+            (false, false) => party.account.to_bytes(),
+        };
+        let mut bytes = original.clone();
+        let bit = bit as usize % (bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        let restored = match (sealed, record) {
+            (true, true) => SessionRecord::unseal(&bytes, &key).map(|r| r.to_bytes()),
+            (true, false) => Account::unseal(&bytes, &key).map(|a| a.to_bytes()),
+            (false, true) => SessionRecord::from_bytes(&bytes).map(|r| r.to_bytes()),
+            (false, false) => Account::from_bytes(&bytes).map(|a| a.to_bytes()),
+        };
+        if sealed {
+            let name = if record { "session record" } else { "account" };
+            match (sealed_part(&original, bit / 8), restored) {
+                (SealedPart::Sealed, Err(StateError::UnsealFailed)) => {
+                    stats.corrupted_unseal_failed += 1;
+                }
+                (SealedPart::Framing, Err(StateError::Decode(_))) => {}
+                (SealedPart::Kind, Err(e)) => {
+                    // The changed kind: 0 is not written (proto3), and a set top bit makes
+                    // the varint swallow the next tag; both are not the canonical encoding.
+                    let kind = u64::from(bytes[bit / 8]);
+                    let expected_decode = kind == 0 || kind >= 0x80;
+                    match e {
+                        StateError::Decode(_) if expected_decode => {}
+                        StateError::WrongKind { expected, found } if !expected_decode => {
+                            assert_eq!(expected, name);
+                            assert_eq!(found, kind_name(kind));
+                        }
+                        e => panic!("a sealed {name} with kind {kind} refused with {e:?}"),
+                    }
+                }
+                (part, result) => panic!(
+                    "a sealed {name} with bit {bit} ({part:?}) changed: {:?}",
+                    result.map(|_| "restored")
+                ),
+            }
+        } else if let Ok(restored) = restored {
+            // One state, one encoding: a plain state with a changed bit decodes (it has no
+            // authentication) only to a state whose bytes are exactly the changed ones.
+            assert!(
+                restored == bytes,
+                "a plain state with bit {bit} changed decoded to a state with other bytes"
+            );
+        }
+        stats.corrupted += 1;
     }
 
     /// Encrypts raw bytes: this fails only when `from` has no session.
@@ -584,10 +810,9 @@ impl World {
             from,
             |record, rng| {
                 let wire = record.encrypt(rng, &plaintext)?;
-                Ok((wire, plaintext))
+                Ok((wire, Payload::Raw(plaintext)))
             },
             |e, record| matches!(e, EncryptError::NoSession) && record.session().is_none(),
-            false,
         );
     }
 
@@ -599,9 +824,8 @@ impl World {
         send: impl FnOnce(
             &mut SessionRecord,
             &mut ChaCha20Rng,
-        ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
+        ) -> Result<(Vec<u8>, Payload), EncryptError>,
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
-        content: bool,
     ) {
         let World {
             rng,
@@ -613,15 +837,32 @@ impl World {
         let party = &mut parties[from.index()];
         let before = snapshot(&party.account, &party.record);
         match send(&mut party.record, rng) {
-            Ok((wire, plaintext)) => {
+            Ok((wire, payload)) => {
                 if let Some(models) = models {
                     models[from.index()].has_key_pair = true;
                 }
+                party.dirty = true;
+                let (plaintext, expected) = match payload {
+                    Payload::Raw(plaintext) => (plaintext, None),
+                    Payload::Content(expected) => {
+                        let padded = expected_padded(&expected);
+                        // The padding, seen from outside: the ciphertext is the padded
+                        // plaintext and its tag.
+                        assert_eq!(
+                            ciphertext_len(&wire),
+                            padded.len() + TAG_LEN,
+                            "content padded to another length than docs/PROTOCOL.md section 11 says"
+                        );
+                        (padded, Some(expected))
+                    }
+                };
                 sent.push(Sent {
                     from,
                     wire,
                     plaintext,
-                    content,
+                    content: expected.is_some(),
+                    expected,
+                    rolled_back: false,
                     delivered: false,
                     dropped: false,
                     expired: false,
@@ -661,15 +902,22 @@ impl World {
         let outcome = if receive {
             match party.record.receive(&mut party.account, &wire, now) {
                 Ok(received) => {
-                    assert!(content, "received raw bytes as content");
-                    let expected =
-                        decode_padded(plaintext).expect("content is validly padded content");
-                    assert_eq!(received.content().body(), expected.content.body());
-                    assert_eq!(
-                        received.content().attachments().len(),
-                        expected.content.attachments().len()
+                    let expected = self.sent[index]
+                        .expected
+                        .as_ref()
+                        .expect("received raw bytes as content");
+                    assert!(
+                        received.content().body() == expected.body.as_slice(),
+                        "received another body"
                     );
+                    assert!(received.content().attachments().is_empty());
                     assert_eq!(received.timer(), expected.timer);
+                    assert_eq!(received.received_at(), now);
+                    // Never later than the receiver's clock (docs/PROTOCOL.md section 11).
+                    assert_eq!(received.sent_at(), expected.sent_at.min(now));
+                    if expected.sent_at > now {
+                        self.stats.clamped_sent_at += 1;
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -728,6 +976,10 @@ impl World {
                     !self.sent[index].expired,
                     "a message decrypted after it was rejected as expired"
                 );
+                if self.sent[index].rolled_back {
+                    self.sent[index].rolled_back = false;
+                    self.stats.redelivered += 1;
+                }
                 self.sent[index].delivered = true;
                 let from = self.sent[index].from;
                 self.stats.delivered += 1;
@@ -1005,6 +1257,137 @@ fn journal(record: &SessionRecord) -> Vec<(u8, Vec<u8>, Zeroizing<Vec<u8>>)> {
         .collect()
 }
 
+/// What a send encrypted: raw bytes (`encrypt`), or content by its fields.
+enum Payload {
+    Raw(Vec<u8>),
+    Content(Expected),
+}
+
+/// The padded plaintext of `content` (docs/PROTOCOL.md section 11), written by hand from the
+/// schema rather than by the crate's encoder: `0x01 || Content || 0x80 || 0x00 * k`, the
+/// fields in field order, each left out at its default value (proto3) except the timer,
+/// which is always present; the total length `max(256, PADME(n + 1))`.
+fn expected_padded(content: &Expected) -> Vec<u8> {
+    let mut out = alloc::vec![0x01];
+    if !content.body.is_empty() {
+        out.push(0x0a); // field 1, length-delimited
+        varint(&mut out, content.body.len() as u64);
+        out.extend_from_slice(&content.body);
+    }
+    let mut timer = Vec::new();
+    if content.timer.seconds() != 0 {
+        timer.push(0x08); // field 1, varint
+        varint(&mut timer, u64::from(content.timer.seconds()));
+    }
+    if content.timer.version() != 0 {
+        timer.push(0x10); // field 2, varint
+        varint(&mut timer, u64::from(content.timer.version()));
+    }
+    out.push(0x1a); // field 3, length-delimited
+    varint(&mut out, timer.len() as u64);
+    out.extend_from_slice(&timer);
+    let sent_at = content.sent_at.as_unix_secs();
+    if sent_at != 0 {
+        out.push(0x20); // field 4, varint
+        varint(&mut out, sent_at);
+    }
+    let total = padme(out.len() + 1).max(256);
+    out.push(0x80);
+    out.resize(total, 0);
+    out
+}
+
+/// A protobuf varint: seven bits a byte, least significant first.
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// PADME (docs/PROTOCOL.md section 11): `len >= 2` rounded up to a multiple of `2^z`, with
+/// `E = floor(log2 len)`, `S = floor(log2 E) + 1`, `z = E - S`.
+fn padme(len: usize) -> usize {
+    let e = len.ilog2();
+    let z = e - (e.ilog2() + 1);
+    let mask = (1usize << z) - 1;
+    (len + mask) & !mask
+}
+
+/// The length of the AES-GCM ciphertext (with its tag) in message `wire`, read with the
+/// schema's protobuf types.
+fn ciphertext_len(wire: &[u8]) -> usize {
+    let message = <pb::Message as prost::Message>::decode(&wire[1..]).expect("a message");
+    match message.body.expect("a body") {
+        pb::message::Body::Ratchet(r) => r.ciphertext.len(),
+        pb::message::Body::Initial(i) => i.message.expect("a ratchet message").ciphertext.len(),
+    }
+}
+
+/// Where a byte of a sealed state lies (docs/PROTOCOL.md section 8.2:
+/// `0x01 || SealedState { 1: kind, 2: salt, 3: ciphertext }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealedPart {
+    /// The version byte, a field's tag or a length: changed, the bytes do not decode.
+    Framing,
+    /// The kind's varint (one byte: 1 or 3).
+    Kind,
+    /// The salt or the ciphertext: changed, the tag does not verify.
+    Sealed,
+}
+
+/// The part of `sealed` that byte `at` is in, read by hand from the schema.
+fn sealed_part(sealed: &[u8], at: usize) -> SealedPart {
+    let read_varint = |i: &mut usize| {
+        let start = *i;
+        while sealed[*i] & 0x80 != 0 {
+            *i += 1;
+        }
+        *i += 1;
+        start..*i
+    };
+    let mut i = 1;
+    while i < sealed.len() && i <= at {
+        let tag = sealed[i];
+        if at == i {
+            return SealedPart::Framing;
+        }
+        i += 1;
+        if tag == 0x08 {
+            let range = read_varint(&mut i);
+            if range.contains(&at) {
+                return SealedPart::Kind;
+            }
+        } else {
+            let range = read_varint(&mut i);
+            if range.contains(&at) {
+                return SealedPart::Framing;
+            }
+            let mut len = 0u64;
+            for (k, b) in sealed[range].iter().enumerate() {
+                len |= u64::from(b & 0x7f) << (7 * k);
+            }
+            let end = i + len as usize;
+            if (i..end).contains(&at) {
+                return SealedPart::Sealed;
+            }
+            i = end;
+        }
+    }
+    SealedPart::Framing
+}
+
+/// The name `StateError::WrongKind` gives a sealed state's kind.
+fn kind_name(kind: u64) -> &'static str {
+    match kind {
+        1 => "account",
+        2 => "session",
+        3 => "session record",
+        _ => "unknown object",
+    }
+}
+
 /// Runs `call` on `account`; when it fails, the account must be byte for byte as before.
 fn unchanged_on_error<T, E>(
     account: &mut Account,
@@ -1067,6 +1450,11 @@ mod tests {
             1 => (any::<u16>(), any::<u16>(), any::<bool>())
                 .prop_map(|(pick, bit, receive)| Op::FlipBit { pick, bit, receive }),
             1 => (0u16..1000).prop_map(|hours| Op::ClockBack { hours }),
+            1 => (side(), any::<bool>(), any::<bool>(), any::<u32>()).prop_map(
+                |(side, sealed, record, bit)| Op::Corrupt { side, sealed, record, bit }
+            ),
+            1 => side().prop_map(|side| Op::Snapshot { side }),
+            1 => side().prop_map(|side| Op::Restore { side }),
         ]
     }
 
@@ -1150,6 +1538,169 @@ mod tests {
         }
         // Into Alice's record and into a fresh record, twice.
         assert_eq!(world.stats.rejected, before + 4);
+        world.finish();
+    }
+
+    /// A world of `seed` with Alice's session started and no operation run yet.
+    fn world(seed: u64) -> World {
+        World::new(&Scenario {
+            seed,
+            one_time_prekey: true,
+            simultaneous: false,
+            ops: Vec::new(),
+        })
+    }
+
+    fn say(world: &mut World, from: Side, text: &[u8]) {
+        world.apply(&Op::Encrypt {
+            from,
+            text: text.to_vec(),
+            repeat: 0,
+        });
+    }
+
+    /// PADME by hand (docs/PROTOCOL.md section 11): 257 has E = 8, S = 4, so it rounds up to
+    /// a multiple of 16; 1000 has E = 9, S = 4: a multiple of 32.
+    #[test]
+    fn padme_rounds_as_the_protocol_says() {
+        for (len, padded) in [
+            (2, 2),
+            (3, 3),
+            (255, 256),
+            (257, 272),
+            (300, 304),
+            (1000, 1024),
+        ] {
+            assert_eq!(padme(len), padded, "PADME({len})");
+        }
+    }
+
+    /// The hand-written content encoding is the one the crate sends: every field, empty and
+    /// not, short and long (several PADME buckets), a timer off and on, and multi-byte varints.
+    #[test]
+    fn hand_written_content_is_what_the_crate_pads() {
+        for (body, seconds, version, sent_at) in [
+            (&b""[..], 0, 0, 0),
+            (b"hi", 0, 0, 1_764_000_000),
+            (b"x", 3600, 1, 5),
+            (&[7u8; 300][..], 31_536_000, 4_294_967_294, u64::MAX),
+            (&[0u8; 1500][..], 1, 200, 300),
+        ] {
+            let timer = ExpiryTimer::new(seconds, version).expect("a valid timer");
+            let sent_at = Timestamp::from_unix_secs(sent_at);
+            let expected = Expected {
+                body: body.to_vec(),
+                timer,
+                sent_at,
+            };
+            let crate_padded =
+                crate::content::encode_padded(&Content::new(body), timer, sent_at).expect("pads");
+            assert_eq!(expected_padded(&expected), crate_padded.to_vec());
+        }
+    }
+
+    /// Bob keeps a copy, receives two messages (one the initial message, which consumes
+    /// his one-time prekeys), and is rolled back: both decrypt again, exactly once each.
+    #[test]
+    fn a_rolled_back_recipient_decrypts_again_what_it_received_since() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        say(&mut world, Side::Alice, b"two");
+        world.apply(&Op::Snapshot { side: Side::Bob });
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent.iter().all(|m| m.delivered));
+        world.apply(&Op::Restore { side: Side::Bob });
+        assert_eq!(world.stats.restored, 1);
+        assert!(world.sent.iter().all(|m| !m.delivered && m.rolled_back));
+        world.apply(&Op::DeliverAll {
+            from: Side::Alice,
+            newest_first: true,
+            shuffle: 0,
+        });
+        assert_eq!(world.stats.redelivered, 2);
+        world.finish();
+    }
+
+    /// A side that sent since its copy is not rolled back (its chain would reuse keys).
+    #[test]
+    fn a_side_that_sent_since_its_copy_is_not_rolled_back() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::Snapshot { side: Side::Bob });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::Restore { side: Side::Bob });
+        assert_eq!(world.stats.restored, 0);
+        assert!(world.sent.iter().all(|m| m.delivered));
+        world.finish();
+    }
+
+    /// Every bit of Bob's sealed record and sealed account, and of his plain record,
+    /// changed in turn: each copy is refused with the exact error for the field it is in,
+    /// and Bob's state stays as it was.
+    #[test]
+    fn every_bit_of_persisted_state_changed_is_refused() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        let before = snapshot(&world.parties[1].account, &world.parties[1].record);
+        let key = super::super::decode::storage_key();
+        let mut rng = rng(0);
+        let mut bits = 0;
+        for (sealed, record) in [(true, true), (true, false), (false, true)] {
+            let len = match (sealed, record) {
+                (true, true) => world.parties[1].record.seal(&key, &mut rng).len(),
+                (true, false) => world.parties[1].account.seal(&key, &mut rng).len(),
+                _ => before.1.len(),
+            };
+            for bit in 0..len * 8 {
+                world.corrupt(Side::Bob, sealed, record, bit as u32);
+            }
+            bits += len * 8;
+        }
+        assert_eq!(world.stats.corrupted, bits);
+        assert!(world.stats.corrupted_unseal_failed > bits / 2);
+        assert_eq!(
+            snapshot(&world.parties[1].account, &world.parties[1].record),
+            before
+        );
+        world.finish();
+    }
+
+    /// At the default limits the clock goes back, content sent then reaches a receiver
+    /// whose clock went back further (its send time is clamped), and a prune after the
+    /// clock moved ahead again erases nothing.
+    #[test]
+    fn time_moves_both_ways_at_the_default_limits() {
+        let mut world = world(1);
+        assert!(!world.tight);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::SetTimer {
+            from: Side::Bob,
+            seconds: 5,
+        });
+        world.apply(&Op::Send {
+            from: Side::Bob,
+            body: b"late".to_vec(),
+        });
+        world.apply(&Op::ClockBack { hours: 3 });
+        world.apply(&Op::DeliverAll {
+            from: Side::Bob,
+            newest_first: true,
+            shuffle: 0,
+        });
+        assert_eq!(world.stats.clock_back_default, 1);
+        assert_eq!(world.stats.clamped_sent_at, 2);
+        world.apply(&Op::Prune {
+            side: Side::Alice,
+            hours: 1000,
+        });
+        assert_eq!(world.now, T0.saturating_add_secs(DEFAULT_CLOCK_WINDOW));
+        assert_eq!(world.stats.pruned_nothing, 1);
         world.finish();
     }
 
