@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::model::{self, Receiver};
 use super::{T0, rng, snapshot};
+use crate::attachment::{AttachmentMetadata, AttachmentPointer, ChunkSize};
 use crate::record::{SkippedChange, SkippedKeyId};
 use crate::wire::generated as pb;
 use crate::{
@@ -44,6 +45,8 @@ const INITIAL_ONE_TIME_KEM_PREKEYS: usize = 2;
 const DEFAULT_CLOCK_WINDOW: u64 = 11 * 3600;
 /// AES-GCM's tag, after every ciphertext.
 const TAG_LEN: usize = 16;
+/// The largest attachment sent inside content (in 1 KiB chunks: up to four of them).
+const MAX_ATTACHMENT: u16 = 4000;
 
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -74,8 +77,14 @@ enum Op {
         text: Vec<u8>,
         repeat: u8,
     },
-    /// `send` of content with a chosen body.
-    Send { from: Side, body: Vec<u8> },
+    /// `send` of content with a chosen body and, with `attachment`, a small sealed
+    /// attachment (`attachment % MAX_ATTACHMENT` bytes) whose pointer the content carries:
+    /// the receiver opens it and must find exactly the bytes sealed.
+    Send {
+        from: Side,
+        body: Vec<u8>,
+        attachment: Option<u16>,
+    },
     /// `set_expiry_timer`.
     SetTimer { from: Side, seconds: u32 },
     /// Delivers any message sent so far (again, if it was delivered: a duplicate), with
@@ -189,8 +198,55 @@ struct Saved {
 /// crate's encoder).
 struct Expected {
     body: Vec<u8>,
+    /// The attachments: each pointer's bytes, its sealed file and the bytes sealed.
+    attachments: Vec<Attached>,
     timer: ExpiryTimer,
     sent_at: Timestamp,
+}
+
+/// An attachment sent inside content.
+struct Attached {
+    pointer: Vec<u8>,
+    sealed: Vec<u8>,
+    plaintext: Vec<u8>,
+}
+
+/// Seals `len` bytes (made from `len`) in 1 KiB chunks; with the `parallel` feature, odd
+/// lengths go through `seal_parallel`.
+fn seal_attachment(rng: &mut ChaCha20Rng, len: u16) -> (AttachmentPointer, Attached) {
+    let plaintext: Vec<u8> = (0..len).map(|i| (i ^ len.rotate_left(5)) as u8).collect();
+    let metadata = AttachmentMetadata::new("application/octet-stream", "a.bin")
+        .expect("metadata")
+        .with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB chunks"));
+    #[cfg(feature = "parallel")]
+    let sealed = if len % 2 == 1 {
+        crate::attachment::seal_parallel(rng, &plaintext, metadata)
+    } else {
+        crate::attachment::seal(rng, &plaintext, metadata)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let sealed = crate::attachment::seal(rng, &plaintext, metadata);
+    let (pointer, sealed) = sealed.expect("a small attachment seals");
+    let attached = Attached {
+        pointer: pointer.to_bytes().to_vec(),
+        sealed,
+        plaintext,
+    };
+    (pointer, attached)
+}
+
+/// Opens `sealed` with the pointer the receiver got; with the `parallel` feature, through
+/// `open_parallel` for even lengths (the other function than the one that sealed it).
+fn open_attachment(pointer: &AttachmentPointer, sealed: &[u8]) -> Vec<u8> {
+    #[cfg(feature = "parallel")]
+    let opened = if pointer.plaintext_len() % 2 == 0 {
+        crate::attachment::open_parallel(pointer, sealed)
+    } else {
+        crate::attachment::open(pointer, sealed)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let opened = crate::attachment::open(pointer, sealed);
+    opened.expect("an attachment received inside content opens")
 }
 
 /// Skipped-key rows by row id.
@@ -267,6 +323,8 @@ pub struct Stats {
     pub modelled: usize,
     /// Of those, first deliveries refused as the model predicted (`TooFarAhead`, `Expired`).
     pub modelled_refusals: usize,
+    /// Attachments received inside content and opened.
+    pub attachments_opened: usize,
     /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
     pub clock_back_default: usize,
     /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
@@ -468,16 +526,28 @@ impl World {
                 plaintext.truncate(MAX_TEXT);
                 self.encrypt(*from, plaintext);
             }
-            Op::Send { from, body } => {
+            Op::Send {
+                from,
+                body,
+                attachment,
+            } => {
                 let body = &body[..body.len().min(MAX_TEXT)];
                 let now = self.now;
                 let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
                     let timer = record.expiry_timer();
-                    let sent = record.send(rng, &Content::new(body), now)?;
+                    let mut content = Content::new(body);
+                    let mut attachments = Vec::new();
+                    if let Some(len) = attachment {
+                        let (pointer, attached) = seal_attachment(rng, len % MAX_ATTACHMENT);
+                        content.add_attachment(pointer).expect("one attachment");
+                        attachments.push(attached);
+                    }
+                    let sent = record.send(rng, &content, now)?;
                     assert_eq!(sent.timer(), timer);
                     assert_eq!(sent.sent_at(), now);
                     let expected = Expected {
                         body: body.to_vec(),
+                        attachments,
                         timer,
                         sent_at: now,
                     };
@@ -499,6 +569,7 @@ impl World {
                     );
                     let expected = Expected {
                         body: Vec::new(),
+                        attachments: Vec::new(),
                         timer: sent.timer(),
                         sent_at: now,
                     };
@@ -910,7 +981,19 @@ impl World {
                         received.content().body() == expected.body.as_slice(),
                         "received another body"
                     );
-                    assert!(received.content().attachments().is_empty());
+                    let attachments = received.content().attachments();
+                    assert_eq!(attachments.len(), expected.attachments.len());
+                    for (pointer, sent) in attachments.iter().zip(&expected.attachments) {
+                        assert!(
+                            pointer.to_bytes().as_slice() == sent.pointer.as_slice(),
+                            "received another attachment pointer"
+                        );
+                        assert!(
+                            open_attachment(pointer, &sent.sealed) == sent.plaintext,
+                            "an attachment received inside content opened to other bytes"
+                        );
+                        self.stats.attachments_opened += 1;
+                    }
                     assert_eq!(received.timer(), expected.timer);
                     assert_eq!(received.received_at(), now);
                     // Never later than the receiver's clock (docs/PROTOCOL.md section 11).
@@ -1274,6 +1357,11 @@ fn expected_padded(content: &Expected) -> Vec<u8> {
         varint(&mut out, content.body.len() as u64);
         out.extend_from_slice(&content.body);
     }
+    for attached in &content.attachments {
+        out.push(0x12); // field 2, length-delimited, once per attachment
+        varint(&mut out, attached.pointer.len() as u64);
+        out.extend_from_slice(&attached.pointer);
+    }
     let mut timer = Vec::new();
     if content.timer.seconds() != 0 {
         timer.push(0x08); // field 1, varint
@@ -1426,7 +1514,8 @@ mod tests {
         prop_oneof![
             3 => (side(), text(), any::<u8>())
                 .prop_map(|(from, text, repeat)| Op::Encrypt { from, text, repeat }),
-            2 => (side(), text()).prop_map(|(from, body)| Op::Send { from, body }),
+            2 => (side(), text(), any::<Option<u16>>())
+                .prop_map(|(from, body, attachment)| Op::Send { from, body, attachment }),
             1 => (side(), 0u32..100).prop_map(|(from, seconds)| Op::SetTimer { from, seconds }),
             4 => (any::<u16>(), any::<bool>())
                 .prop_map(|(pick, receive)| Op::Deliver { pick, receive }),
@@ -1579,22 +1668,31 @@ mod tests {
     /// not, short and long (several PADME buckets), a timer off and on, and multi-byte varints.
     #[test]
     fn hand_written_content_is_what_the_crate_pads() {
-        for (body, seconds, version, sent_at) in [
-            (&b""[..], 0, 0, 0),
-            (b"hi", 0, 0, 1_764_000_000),
-            (b"x", 3600, 1, 5),
-            (&[7u8; 300][..], 31_536_000, 4_294_967_294, u64::MAX),
-            (&[0u8; 1500][..], 1, 200, 300),
+        let mut rng = rng(5);
+        for (body, attachments, seconds, version, sent_at) in [
+            (&b""[..], 0, 0, 0, 0),
+            (b"hi", 0, 0, 0, 1_764_000_000),
+            (b"x", 1, 3600, 1, 5),
+            (&[7u8; 300][..], 2, 31_536_000, 4_294_967_294, u64::MAX),
+            (&[0u8; 1500][..], 0, 1, 200, 300),
+            (&b""[..], 1, 0, 0, 0),
         ] {
             let timer = ExpiryTimer::new(seconds, version).expect("a valid timer");
             let sent_at = Timestamp::from_unix_secs(sent_at);
-            let expected = Expected {
+            let mut content = Content::new(body);
+            let mut expected = Expected {
                 body: body.to_vec(),
+                attachments: Vec::new(),
                 timer,
                 sent_at,
             };
+            for len in [0, 3999].into_iter().take(attachments) {
+                let (pointer, attached) = seal_attachment(&mut rng, len);
+                content.add_attachment(pointer).expect("an attachment");
+                expected.attachments.push(attached);
+            }
             let crate_padded =
-                crate::content::encode_padded(&Content::new(body), timer, sent_at).expect("pads");
+                crate::content::encode_padded(&content, timer, sent_at).expect("pads");
             assert_eq!(expected_padded(&expected), crate_padded.to_vec());
         }
     }
@@ -1686,6 +1784,7 @@ mod tests {
         world.apply(&Op::Send {
             from: Side::Bob,
             body: b"late".to_vec(),
+            attachment: Some(3000),
         });
         world.apply(&Op::ClockBack { hours: 3 });
         world.apply(&Op::DeliverAll {
@@ -1695,6 +1794,7 @@ mod tests {
         });
         assert_eq!(world.stats.clock_back_default, 1);
         assert_eq!(world.stats.clamped_sent_at, 2);
+        assert_eq!(world.stats.attachments_opened, 1);
         world.apply(&Op::Prune {
             side: Side::Alice,
             hours: 1000,
