@@ -119,8 +119,14 @@ enum Op {
         newest_first: bool,
         shuffle: u64,
     },
-    /// One side starts a new session from a fresh bundle of the other's.
-    Reinitiate { side: Side, one_time: bool },
+    /// One side starts a new session from a fresh bundle of the other's: a classical one
+    /// (X3DH, no KEM prekey) with `classical` where the configuration allows it (small
+    /// records only).
+    Reinitiate {
+        side: Side,
+        one_time: bool,
+        classical: bool,
+    },
     /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
     /// only; otherwise nothing happens).
     Prune { side: Side, hours: u16 },
@@ -178,6 +184,10 @@ struct Party {
     rows: Rows,
     /// The copy `Snapshot` kept, for `Restore`.
     saved: Option<Saved>,
+    /// Ids of the sessions this side's record ever held or decrypted a message in: one of
+    /// them that the record no longer holds was evicted (small records only), and its
+    /// messages must be refused with the exact error `evicted_error` names.
+    known: BTreeSet<[u8; 32]>,
     /// Whether this side sent, rotated or handed out a prekey, or started a session since
     /// the copy was kept: a rollback would then reuse keys (not modelled), so `Restore`
     /// does nothing.
@@ -190,8 +200,9 @@ struct Saved {
     record: Zeroizing<Vec<u8>>,
     rows: Rows,
     model: Option<Receiver>,
-    /// Per message sent so far: (delivered, expired) for those to this side.
-    flags: Vec<(bool, bool)>,
+    known: BTreeSet<[u8; 32]>,
+    /// Per message sent so far: (delivered, expired, lost) for those to this side.
+    flags: Vec<(bool, bool, bool)>,
 }
 
 /// What content was sent, for the receiver to find exactly (never read back through the
@@ -265,6 +276,8 @@ struct Sent {
     expected: Option<Expected>,
     /// Undelivered again by a rollback of its recipient after it was delivered.
     rolled_back: bool,
+    /// The id of the session it was sent in (the sender's current session then).
+    session: [u8; 32],
     delivered: bool,
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
@@ -287,6 +300,9 @@ struct World {
     tight: bool,
     /// The receiving side of Alice and Bob, as the model sees it (tight mode only).
     models: Option<[Receiver; 2]>,
+    /// Small records (an eighth of the inputs, chosen by the seed): a record keeps 0 or 1
+    /// previous sessions, so sessions are evicted; the sides need not end in one session.
+    small: bool,
     /// How often each side rotated its signed prekey: ids run from 1, and an account holds
     /// the newest `MAX_SIGNED_PREKEYS`, so after `r` rotations ids up to `r + 1 - 16` are
     /// deleted and initial messages naming them are refused with `UnknownSignedPreKey`.
@@ -327,6 +343,10 @@ pub struct Stats {
     pub attachments_opened: usize,
     /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
     pub clock_back_default: usize,
+    /// Messages of an evicted session refused with the exact error (small records).
+    pub evicted_refused: usize,
+    /// Classical (X3DH) sessions started, where the configuration allows them.
+    pub classical_sessions: usize,
     /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
     pub pruned_nothing: usize,
     /// Content received with its send time clamped to the receiver's earlier clock.
@@ -378,6 +398,7 @@ fn run(scenario: &Scenario) -> Stats {
     world.check_rows();
     for op in scenario.ops.iter().take(MAX_OPS) {
         world.apply(op);
+        world.note_sessions();
         world.check_identities();
         world.check_rows();
     }
@@ -396,12 +417,20 @@ impl World {
     fn new(scenario: &Scenario) -> Self {
         let mut rng = rng(scenario.seed);
         let tight = scenario.seed.is_multiple_of(8);
+        let small = scenario.seed % 8 == 4;
+        let bits = scenario.seed >> 8;
         let config = if tight {
-            let bits = scenario.seed >> 8;
             SessionConfig::default()
                 .with_max_skip((bits % 40) as u32)
                 .with_max_skipped_keys((bits >> 8) as u32 % 80)
                 .with_max_skipped_key_age(3600 * ((bits >> 16) % 48))
+        } else if small {
+            // 0 or 1 previous sessions: `max_skip_previous` is then 1,000, above any counter
+            // of an input, so a message of an evicted session fails authentication in every
+            // session that tries it.
+            SessionConfig::default()
+                .with_max_previous_sessions((bits % 2) as u32)
+                .with_classical_setup_allowed(bits & 2 != 0)
         } else {
             SessionConfig::default()
         };
@@ -420,6 +449,7 @@ impl World {
                 handed_out_kem: BTreeSet::new(),
                 rows: Rows::new(),
                 saved: None,
+                known: BTreeSet::new(),
                 dirty: false,
             }
         });
@@ -440,14 +470,16 @@ impl World {
             stats: Stats::default(),
             tight,
             models,
+            small,
             rotations: [0; 2],
             flushing: false,
             now: T0,
         };
-        world.initiate(Side::Alice, scenario.one_time_prekey);
+        world.initiate(Side::Alice, scenario.one_time_prekey, false);
         if scenario.simultaneous && !tight {
-            world.initiate(Side::Bob, true);
+            world.initiate(Side::Bob, true, false);
         }
+        world.note_sessions();
         world
     }
 
@@ -458,7 +490,8 @@ impl World {
     /// A PQXDH bundle of `side`'s, as a server hands it out: with `one_time`, an unused
     /// one-time prekey and an unused one-time KEM prekey while there are any (each handed out
     /// at most once), otherwise the signed prekey alone with the last-resort KEM prekey.
-    fn bundle(&mut self, side: Side, one_time: bool) -> PreKeyBundle {
+    /// With `classical`, a classical bundle: no KEM prekey.
+    fn bundle(&mut self, side: Side, one_time: bool, classical: bool) -> PreKeyBundle {
         let party = self.party(side);
         let (id, kem_id) = if one_time {
             let handed_out = &party.handed_out;
@@ -473,7 +506,7 @@ impl World {
                     .account
                     .one_time_kem_prekeys()
                     .map(|k| k.id().0)
-                    .find(|id| !handed_out_kem.contains(id)),
+                    .find(|id| !handed_out_kem.contains(id) && !classical),
             )
         } else {
             (None, None)
@@ -486,19 +519,29 @@ impl World {
             party.handed_out_kem.insert(id);
             party.dirty = true;
         }
-        let bundle = party
-            .account
-            .prekey_bundle(id.map(OneTimePreKeyId), kem_id.map(KemPreKeyId))
-            .expect("bundle");
+        let bundle = if classical {
+            party
+                .account
+                .classical_prekey_bundle(id.map(OneTimePreKeyId))
+                .expect("bundle")
+        } else {
+            party
+                .account
+                .prekey_bundle(id.map(OneTimePreKeyId), kem_id.map(KemPreKeyId))
+                .expect("bundle")
+        };
         // Through the wire format, as from a server.
         PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("bundle decodes")
     }
 
-    fn initiate(&mut self, side: Side, one_time: bool) {
+    fn initiate(&mut self, side: Side, one_time: bool, classical: bool) {
         if self.sessions >= MAX_SESSIONS {
             return;
         }
-        let bundle = self.bundle(side.other(), one_time);
+        let bundle = self.bundle(side.other(), one_time, classical);
+        if classical {
+            self.stats.classical_sessions += 1;
+        }
         let World { rng, parties, .. } = self;
         let party = &mut parties[side.index()];
         party
@@ -706,9 +749,19 @@ impl World {
                     self.deliver(index, content);
                 }
             }
-            Op::Reinitiate { side, one_time } => {
+            Op::Reinitiate {
+                side,
+                one_time,
+                classical,
+            } => {
                 if !self.tight {
-                    self.initiate(*side, *one_time);
+                    let classical = *classical
+                        && self
+                            .party(side.other())
+                            .record
+                            .config()
+                            .classical_setup_allowed();
+                    self.initiate(*side, *one_time, classical);
                 }
             }
             Op::Prune { side, hours } if !self.tight => {
@@ -769,7 +822,11 @@ impl World {
             } => self.corrupt(*side, *sealed, *record, *bit),
             Op::Snapshot { side } => {
                 self.sync_rows(*side);
-                let flags = self.sent.iter().map(|m| (m.delivered, m.expired)).collect();
+                let flags = self
+                    .sent
+                    .iter()
+                    .map(|m| (m.delivered, m.expired, m.lost))
+                    .collect();
                 let model = self.models.as_ref().map(|m| m[side.index()].clone());
                 let party = self.party(*side);
                 party.saved = Some(Saved {
@@ -777,6 +834,7 @@ impl World {
                     record: party.record.to_bytes(),
                     rows: party.rows.clone(),
                     model,
+                    known: party.known.clone(),
                     flags,
                 });
                 party.dirty = false;
@@ -794,6 +852,7 @@ impl World {
         party.account = Account::from_bytes(&saved.account).expect("a saved account restores");
         party.record = SessionRecord::from_bytes(&saved.record).expect("a saved record restores");
         party.rows = saved.rows.clone();
+        party.known = saved.known.clone();
         if let (Some(models), Some(model)) = (&mut self.models, &saved.model) {
             models[side.index()] = model.clone();
         }
@@ -802,12 +861,13 @@ impl World {
                 continue;
             }
             // A message sent after the copy was not delivered then.
-            let (delivered, expired) = saved.flags.get(i).copied().unwrap_or((false, false));
+            let (delivered, expired, lost) = saved.flags.get(i).copied().unwrap_or_default();
             if m.delivered && !delivered {
                 m.rolled_back = true;
             }
             m.delivered = delivered;
             m.expired = expired;
+            m.lost = lost;
         }
         self.stats.restored += 1;
     }
@@ -913,6 +973,11 @@ impl World {
                     models[from.index()].has_key_pair = true;
                 }
                 party.dirty = true;
+                let session = party
+                    .record
+                    .session_id()
+                    .expect("a message was sent in the current session")
+                    .to_bytes();
                 let (plaintext, expected) = match payload {
                     Payload::Raw(plaintext) => (plaintext, None),
                     Payload::Content(expected) => {
@@ -934,6 +999,7 @@ impl World {
                     content: expected.is_some(),
                     expected,
                     rolled_back: false,
+                    session,
                     delivered: false,
                     dropped: false,
                     expired: false,
@@ -957,6 +1023,12 @@ impl World {
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
         let now = self.now;
+        // A message of a session the recipient held or read and has since evicted.
+        let session = self.sent[index].session;
+        let evicted = (first_time
+            && self.parties[to.index()].known.contains(&session)
+            && !held(&self.parties[to.index()].record).contains(&session))
+        .then(|| self.evicted_error(to, &wire));
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let journal_before = journal(&party.record);
@@ -1015,6 +1087,22 @@ impl World {
                 Err(e) => Err(e),
             }
         };
+        if let Some(expected) = evicted {
+            assert_eq!(
+                outcome.err(),
+                Some(expected),
+                "a message of an evicted session was not refused as expected"
+            );
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "a message of an evicted session changed state"
+            );
+            assert!(journal(&party.record) == journal_before);
+            self.sent[index].lost = true;
+            self.stats.evicted_refused += 1;
+            return;
+        }
         if let Err(e @ (DecryptError::RawMessage | DecryptError::ContentMessage)) = &outcome {
             // The other API's message: refused after it authenticated, nothing changed, and
             // it stays undelivered.
@@ -1064,6 +1152,7 @@ impl World {
                     self.stats.redelivered += 1;
                 }
                 self.sent[index].delivered = true;
+                self.parties[to.index()].known.insert(session);
                 let from = self.sent[index].from;
                 self.stats.delivered += 1;
                 if self.sent[index + 1..]
@@ -1124,6 +1213,42 @@ impl World {
                     self.sent[index].expired = true;
                 }
             }
+        }
+    }
+
+    /// The error a message of a session that `to` evicted gets (docs/PROTOCOL.md sections 5
+    /// and 6.7), from its header read with the schema's protobuf types: a ratchet message
+    /// starts a new chain in no session (none knows its chain), so it fails authentication
+    /// wherever it is tried; an initial message tries to set the session up again, whose
+    /// keys are spent: the signed prekey (if rotated out), then the one-time prekey, then a
+    /// one-time KEM prekey, else the replay memory refuses it.
+    fn evicted_error(&self, to: Side, wire: &[u8]) -> DecryptError {
+        let message = <pb::Message as prost::Message>::decode(&wire[1..]).expect("a message");
+        let initial = match message.body.expect("a body") {
+            pb::message::Body::Ratchet(_) => return DecryptError::AuthenticationFailed,
+            pb::message::Body::Initial(initial) => initial,
+        };
+        let id = initial.signed_prekey_id;
+        let handed_out_kem = &self.parties[to.index()].handed_out_kem;
+        if u64::from(id) + MAX_SIGNED_PREKEYS as u64 <= u64::from(self.rotations[to.index()]) + 1 {
+            DecryptError::UnknownSignedPreKey { id }
+        } else if let Some(id) = initial.one_time_prekey_id {
+            DecryptError::OneTimePreKeyUsed { id }
+        } else if let Some(kem) = initial
+            .kem
+            .filter(|k| handed_out_kem.contains(&k.prekey_id))
+        {
+            DecryptError::KemPreKeyUsed { id: kem.prekey_id }
+        } else {
+            DecryptError::SetupAlreadyUsed
+        }
+    }
+
+    /// Notes the sessions each record holds now (see `Party::known`).
+    fn note_sessions(&mut self) {
+        for party in &mut self.parties {
+            let held = held(&party.record);
+            party.known.extend(held);
         }
     }
 
@@ -1307,6 +1432,7 @@ impl World {
             // Messages may have been lost for good; the sides need not be in sync.
             return;
         }
+        self.note_sessions();
         for from in [Side::Alice, Side::Bob, Side::Alice] {
             if self.party(from).record.session().is_none() {
                 continue;
@@ -1317,7 +1443,8 @@ impl World {
         }
         self.check_rows();
         let [alice, bob] = &self.parties;
-        if alice.record.session().is_some() && bob.record.session().is_some() {
+        // With small records a side may have evicted the session the other sends on.
+        if !self.small && alice.record.session().is_some() && bob.record.session().is_some() {
             assert_eq!(
                 alice.record.session_id(),
                 bob.record.session_id(),
@@ -1325,6 +1452,16 @@ impl World {
             );
         }
     }
+}
+
+/// The ids of the sessions `record` holds.
+fn held(record: &SessionRecord) -> BTreeSet<[u8; 32]> {
+    record
+        .session()
+        .into_iter()
+        .chain(record.previous_sessions())
+        .map(|s| s.id().to_bytes())
+        .collect()
 }
 
 /// The pending changes of `record`'s skipped-key rows, comparable: (kind, id, row value).
@@ -1533,8 +1670,9 @@ mod tests {
             2 => (side(), any::<bool>(), any::<u64>()).prop_map(|(from, newest_first, shuffle)| {
                 Op::DeliverAll { from, newest_first, shuffle }
             }),
-            1 => (side(), any::<bool>())
-                .prop_map(|(side, one_time)| Op::Reinitiate { side, one_time }),
+            1 => (side(), any::<bool>(), any::<bool>()).prop_map(|(side, one_time, classical)| {
+                Op::Reinitiate { side, one_time, classical }
+            }),
             2 => (side(), 0u16..1000).prop_map(|(side, hours)| Op::Prune { side, hours }),
             1 => (any::<u16>(), any::<u16>(), any::<bool>())
                 .prop_map(|(pick, bit, receive)| Op::FlipBit { pick, bit, receive }),
@@ -1550,15 +1688,21 @@ mod tests {
     fn scenario() -> impl Strategy<Value = Scenario> {
         (
             any::<u64>(),
-            any::<bool>(),
+            0u8..3,
             any::<bool>(),
             any::<bool>(),
             proptest::collection::vec(op(), 1..MAX_OPS),
         )
             .prop_map(
-                |(seed, tight, one_time_prekey, simultaneous, ops)| Scenario {
-                    // Tight limits (evictions, pruning, journals past their bound) for half.
-                    seed: if tight { seed & !7 } else { seed | 1 },
+                |(seed, mode, one_time_prekey, simultaneous, ops)| Scenario {
+                    // A third each: tight limits (evictions of skipped keys, pruning,
+                    // journals past their bound), small records (evicted sessions, classical
+                    // sessions), the default limits.
+                    seed: match mode {
+                        0 => seed & !7,
+                        1 => (seed & !7) | 4,
+                        _ => seed | 1,
+                    },
                     one_time_prekey,
                     simultaneous,
                     ops,
@@ -1801,6 +1945,65 @@ mod tests {
         });
         assert_eq!(world.now, T0.saturating_add_secs(DEFAULT_CLOCK_WINDOW));
         assert_eq!(world.stats.pruned_nothing, 1);
+        world.finish();
+    }
+
+    /// Small records without previous sessions: Bob starts a second session, which evicts
+    /// the first; Alice's initial message and ratchet message of the first session then
+    /// get the exact errors (`OneTimePreKeyUsed`, `AuthenticationFailed`), nothing changed.
+    #[test]
+    fn messages_of_an_evicted_session_are_refused_exactly() {
+        // Seed 4: small records, 0 previous sessions, classical setups refused.
+        let mut world = world(4);
+        assert!(world.small && !world.tight);
+        assert_eq!(world.parties[1].record.config().max_previous_sessions(), 0);
+        say(&mut world, Side::Alice, b"initial 1");
+        say(&mut world, Side::Alice, b"initial 2");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::Deliver {
+            pick: 2,
+            receive: false,
+        });
+        say(&mut world, Side::Alice, b"ratchet");
+        world.apply(&Op::Reinitiate {
+            side: Side::Bob,
+            one_time: true,
+            classical: true,
+        });
+        world.note_sessions();
+        assert_eq!(
+            world.stats.classical_sessions, 0,
+            "classical setups are refused"
+        );
+        for pick in [1, 3] {
+            world.apply(&Op::Deliver {
+                pick,
+                receive: false,
+            });
+        }
+        assert_eq!(world.stats.evicted_refused, 2);
+        assert!(world.sent[1].lost && world.sent[3].lost);
+        world.finish();
+    }
+
+    /// Where the configuration allows them, `Reinitiate` starts classical sessions, which
+    /// carry messages both ways.
+    #[test]
+    fn classical_sessions_start_where_the_configuration_allows_them() {
+        let mut world = world((2 << 8) | 4);
+        assert!(world.parties[0].record.config().classical_setup_allowed());
+        world.apply(&Op::Reinitiate {
+            side: Side::Bob,
+            one_time: false,
+            classical: true,
+        });
+        assert_eq!(world.stats.classical_sessions, 1);
+        let session = world.parties[1].record.session().expect("a session");
+        assert!(!session.is_post_quantum());
+        say(&mut world, Side::Bob, b"classical");
+        world.apply(&Op::DeliverNext { receive: false });
+        assert_eq!(world.stats.delivered, 1);
         world.finish();
     }
 
