@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use arbitrary::{Arbitrary, Unstructured};
 use rand_chacha::ChaCha20Rng;
+use rand_core::Rng as _;
 use zeroize::Zeroizing;
 
 use super::model::{self, Receiver};
@@ -16,8 +17,8 @@ use crate::record::{SkippedChange, SkippedKeyId};
 use crate::wire::generated as pb;
 use crate::{
     Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryTimer,
-    KemPreKeyId, MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord,
-    StateError, Timestamp,
+    KemPreKeyId, MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, OneTimePreKeyId, PreKeyBundle, SessionConfig,
+    SessionRecord, StateError, Timestamp,
 };
 
 /// Operations per input, at most.
@@ -90,7 +91,7 @@ enum Op {
     /// Delivers any message sent so far (again, if it was delivered: a duplicate), with
     /// `decrypt` or `receive`.
     Deliver { pick: u16, receive: bool },
-    /// Delivers the oldest message that was neither delivered nor dropped.
+    /// Delivers the oldest message that was neither delivered nor dropped nor lost for good.
     DeliverNext { receive: bool },
     /// The network loses a message: `DeliverNext` skips it (`Deliver` may still bring it,
     /// late).
@@ -155,6 +156,11 @@ enum Op {
     /// Keeps a copy of one side's persisted state (a backup, or a store that will lose its
     /// latest writes).
     Snapshot { side: Side },
+    /// Fills the replay memory of one side's current signed prekey (`MAX_USED_SETUPS`
+    /// setups, written into its persisted account): from then on every new setup without
+    /// one-time keys naming that prekey must be refused with `ReplayMemoryFull`, nothing
+    /// changed, for good (docs/PROTOCOL.md section 5, "Replay memory").
+    FillReplayMemory { side: Side },
     /// Rolls one side back to its copy, if since the copy it only received (no message
     /// sent, no prekey rotated or handed out, no session started): every message it
     /// received since is undelivered again and must decrypt again, exactly once.
@@ -188,6 +194,9 @@ struct Party {
     /// them that the record no longer holds was evicted (small records only), and its
     /// messages must be refused with the exact error `evicted_error` names.
     known: BTreeSet<[u8; 32]>,
+    /// Setups without one-time keys this side's account accepted, per signed prekey id
+    /// (counted here: new sessions from such initial messages, and `FillReplayMemory`).
+    remembered: BTreeMap<u32, usize>,
     /// Whether this side sent, rotated or handed out a prekey, or started a session since
     /// the copy was kept: a rollback would then reuse keys (not modelled), so `Restore`
     /// does nothing.
@@ -201,6 +210,7 @@ struct Saved {
     rows: Rows,
     model: Option<Receiver>,
     known: BTreeSet<[u8; 32]>,
+    remembered: BTreeMap<u32, usize>,
     /// Per message sent so far: (delivered, expired, lost) for those to this side.
     flags: Vec<(bool, bool, bool)>,
 }
@@ -343,6 +353,10 @@ pub struct Stats {
     pub attachments_opened: usize,
     /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
     pub clock_back_default: usize,
+    /// Replay memories filled (`FillReplayMemory`).
+    pub replay_memory_filled: usize,
+    /// New setups refused with `ReplayMemoryFull` (exact fields), nothing changed.
+    pub replay_memory_full: usize,
     /// Messages of an evicted session refused with the exact error (small records).
     pub evicted_refused: usize,
     /// Classical (X3DH) sessions started, where the configuration allows them.
@@ -450,6 +464,7 @@ impl World {
                 rows: Rows::new(),
                 saved: None,
                 known: BTreeSet::new(),
+                remembered: BTreeMap::new(),
                 dirty: false,
             }
         });
@@ -626,7 +641,11 @@ impl World {
                 }
             }
             Op::DeliverNext { receive } => {
-                if let Some(index) = self.sent.iter().position(|m| !m.delivered && !m.dropped) {
+                if let Some(index) = self
+                    .sent
+                    .iter()
+                    .position(|m| !m.delivered && !m.dropped && !m.lost)
+                {
                     self.deliver(index, *receive);
                 }
             }
@@ -728,7 +747,7 @@ impl World {
                 let mut pending: Vec<usize> = (0..self.sent.len())
                     .filter(|&i| {
                         let m = &self.sent[i];
-                        m.from == *from && !m.delivered && !m.dropped
+                        m.from == *from && !m.delivered && !m.dropped && !m.lost
                     })
                     .collect();
                 if *newest_first {
@@ -835,12 +854,50 @@ impl World {
                     rows: party.rows.clone(),
                     model,
                     known: party.known.clone(),
+                    remembered: party.remembered.clone(),
                     flags,
                 });
                 party.dirty = false;
             }
             Op::Restore { side } => self.restore(*side),
+            Op::FillReplayMemory { side } => self.fill_replay_memory(*side),
         }
+    }
+
+    /// Fills the replay memory of `side`'s current signed prekey (see
+    /// `Op::FillReplayMemory`) with setups of random base keys, through the account's
+    /// persisted form.
+    fn fill_replay_memory(&mut self, side: Side) {
+        // Ids run from 1, one more per rotation.
+        let id = self.rotations[side.index()] + 1;
+        let World {
+            rng,
+            parties,
+            stats,
+            ..
+        } = self;
+        let party = &mut parties[side.index()];
+        let count = party.remembered.entry(id).or_default();
+        if *count >= MAX_USED_SETUPS {
+            return;
+        }
+        let bytes = party.account.to_bytes();
+        let mut state =
+            <pb::AccountState as prost::Message>::decode(&bytes[1..]).expect("an account");
+        while *count < MAX_USED_SETUPS {
+            let mut base_key = [0u8; 32];
+            rng.fill_bytes(&mut base_key);
+            base_key[31] &= 0x7f;
+            state.used_setups.push(pb::UsedSetup {
+                signed_prekey_id: id,
+                base_key: base_key.to_vec(),
+            });
+            *count += 1;
+        }
+        let mut bytes = Zeroizing::new(alloc::vec![crate::VERSION]);
+        prost::Message::encode(&state, &mut *bytes).expect("a vector grows");
+        party.account = Account::from_bytes(&bytes).expect("an account with a full replay memory");
+        stats.replay_memory_filled += 1;
     }
 
     /// Rolls `side` back to its saved copy (see `Op::Restore`).
@@ -853,6 +910,7 @@ impl World {
         party.record = SessionRecord::from_bytes(&saved.record).expect("a saved record restores");
         party.rows = saved.rows.clone();
         party.known = saved.known.clone();
+        party.remembered = saved.remembered.clone();
         if let (Some(models), Some(model)) = (&mut self.models, &saved.model) {
             models[side.index()] = model.clone();
         }
@@ -1023,12 +1081,37 @@ impl World {
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
         let now = self.now;
-        // A message of a session the recipient held or read and has since evicted.
+        // A message of a session the recipient held or read and has since evicted, or a new
+        // setup its replay memory has no room for: refused with an exact error.
         let session = self.sent[index].session;
-        let evicted = (first_time
-            && self.parties[to.index()].known.contains(&session)
-            && !held(&self.parties[to.index()].record).contains(&session))
-        .then(|| self.evicted_error(to, &wire));
+        let held_before = held(&self.parties[to.index()].record).contains(&session);
+        let setup = initial_setup(&wire, &self.parties[to.index()].handed_out_kem);
+        let replay_full = setup.filter(|&(id, one_time)| {
+            !one_time
+                && !self.signed_prekey_deleted(to, id)
+                && self.parties[to.index()]
+                    .remembered
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0)
+                    >= MAX_USED_SETUPS
+        });
+        let refusal = if !first_time || held_before {
+            None
+        } else if self.parties[to.index()].known.contains(&session) {
+            Some((
+                self.evicted_error(to, &wire),
+                "a message of an evicted session",
+            ))
+        } else {
+            replay_full.map(|(id, _)| {
+                let full = DecryptError::ReplayMemoryFull {
+                    signed_prekey_id: id,
+                    max: MAX_USED_SETUPS,
+                };
+                (full, "a new setup without room in the replay memory")
+            })
+        };
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let journal_before = journal(&party.record);
@@ -1087,20 +1170,25 @@ impl World {
                 Err(e) => Err(e),
             }
         };
-        if let Some(expected) = evicted {
+        if let Some((expected, what)) = refusal {
+            let full = matches!(expected, DecryptError::ReplayMemoryFull { .. });
             assert_eq!(
                 outcome.err(),
                 Some(expected),
-                "a message of an evicted session was not refused as expected"
+                "{what} was not refused as expected"
             );
             assert_eq!(
                 snapshot(&party.account, &party.record),
                 before,
-                "a message of an evicted session changed state"
+                "{what} changed state"
             );
             assert!(journal(&party.record) == journal_before);
             self.sent[index].lost = true;
-            self.stats.evicted_refused += 1;
+            if full {
+                self.stats.replay_memory_full += 1;
+            } else {
+                self.stats.evicted_refused += 1;
+            }
             return;
         }
         if let Err(e @ (DecryptError::RawMessage | DecryptError::ContentMessage)) = &outcome {
@@ -1153,6 +1241,10 @@ impl World {
                 }
                 self.sent[index].delivered = true;
                 self.parties[to.index()].known.insert(session);
+                if let Some((id, false)) = setup.filter(|_| !held_before) {
+                    // A new session from a setup without one-time keys: remembered.
+                    *self.parties[to.index()].remembered.entry(id).or_default() += 1;
+                }
                 let from = self.sent[index].from;
                 self.stats.delivered += 1;
                 if self.sent[index + 1..]
@@ -1230,7 +1322,7 @@ impl World {
         };
         let id = initial.signed_prekey_id;
         let handed_out_kem = &self.parties[to.index()].handed_out_kem;
-        if u64::from(id) + MAX_SIGNED_PREKEYS as u64 <= u64::from(self.rotations[to.index()]) + 1 {
+        if self.signed_prekey_deleted(to, id) {
             DecryptError::UnknownSignedPreKey { id }
         } else if let Some(id) = initial.one_time_prekey_id {
             DecryptError::OneTimePreKeyUsed { id }
@@ -1242,6 +1334,12 @@ impl World {
         } else {
             DecryptError::SetupAlreadyUsed
         }
+    }
+
+    /// Whether `to`'s account deleted signed prekey `id`: it holds the newest
+    /// `MAX_SIGNED_PREKEYS`, ids run from 1, one more per rotation.
+    fn signed_prekey_deleted(&self, to: Side, id: u32) -> bool {
+        u64::from(id) + MAX_SIGNED_PREKEYS as u64 <= u64::from(self.rotations[to.index()]) + 1
     }
 
     /// Notes the sessions each record holds now (see `Party::known`).
@@ -1443,14 +1541,37 @@ impl World {
         }
         self.check_rows();
         let [alice, bob] = &self.parties;
-        // With small records a side may have evicted the session the other sends on.
-        if !self.small && alice.record.session().is_some() && bob.record.session().is_some() {
+        // With small records a side may have evicted the session the other sends on; with a
+        // full replay memory a session may never have been set up (the app would rotate
+        // its signed prekey and start again).
+        if !self.small
+            && self.stats.replay_memory_full == 0
+            && alice.record.session().is_some()
+            && bob.record.session().is_some()
+        {
             assert_eq!(
                 alice.record.session_id(),
                 bob.record.session_id(),
                 "the two sides diverged"
             );
         }
+    }
+}
+
+/// For an initial message: the signed prekey it names and whether it uses a one-time key
+/// of either kind (a KEM prekey is one-time if the recipient's "server" handed it out as
+/// one, `handed_out_kem`), read with the schema's protobuf types.
+fn initial_setup(wire: &[u8], handed_out_kem: &BTreeSet<u32>) -> Option<(u32, bool)> {
+    let message = <pb::Message as prost::Message>::decode(wire.get(1..)?).ok()?;
+    match message.body? {
+        pb::message::Body::Initial(initial) => Some((
+            initial.signed_prekey_id,
+            initial.one_time_prekey_id.is_some()
+                || initial
+                    .kem
+                    .is_some_and(|k| handed_out_kem.contains(&k.prekey_id)),
+        )),
+        pb::message::Body::Ratchet(_) => None,
     }
 }
 
@@ -1682,6 +1803,8 @@ mod tests {
             ),
             1 => side().prop_map(|side| Op::Snapshot { side }),
             1 => side().prop_map(|side| Op::Restore { side }),
+            // Not `FillReplayMemory`: 2,000 setups in an account make every later step slow
+            // in a debug build (its own test below covers it).
         ]
     }
 
@@ -2004,6 +2127,39 @@ mod tests {
         say(&mut world, Side::Bob, b"classical");
         world.apply(&Op::DeliverNext { receive: false });
         assert_eq!(world.stats.delivered, 1);
+        world.finish();
+    }
+
+    /// Bob's replay memory for his first signed prekey is full: Alice's setup without
+    /// one-time keys is refused with `ReplayMemoryFull` naming it, for good; after Bob
+    /// rotates, a new setup on his new signed prekey is not affected.
+    #[test]
+    fn a_full_replay_memory_refuses_new_setups_on_its_signed_prekey_only() {
+        let mut world = World::new(&Scenario {
+            seed: 1,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops: Vec::new(),
+        });
+        say(&mut world, Side::Alice, b"no one-time keys");
+        world.apply(&Op::FillReplayMemory { side: Side::Bob });
+        assert_eq!(world.stats.replay_memory_filled, 1);
+        world.apply(&Op::DeliverNext { receive: false });
+        assert_eq!(world.stats.replay_memory_full, 1);
+        assert!(world.sent[0].lost && !world.sent[0].delivered);
+        world.apply(&Op::RotatePreKeys {
+            side: Side::Bob,
+            count: 0,
+        });
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: false,
+            classical: false,
+        });
+        say(&mut world, Side::Alice, b"on the new signed prekey");
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent[1].delivered);
+        assert_eq!(world.parties[1].remembered.get(&2), Some(&1));
         world.finish();
     }
 
