@@ -17,8 +17,9 @@ use crate::record::{SkippedChange, SkippedKeyId};
 use crate::wire::generated as pb;
 use crate::{
     Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryTimer,
-    KemPreKeyId, MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, OneTimePreKeyId, PreKeyBundle, SessionConfig,
-    SessionRecord, StateError, Timestamp,
+    IdentityChange, IdentityKey, KemPreKeyId, MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, OneTimePreKeyId,
+    PreKeyBundle, SessionConfig, SessionRecord, SetupError, StateError, Timestamp, Trust,
+    TrustError,
 };
 
 /// Operations per input, at most.
@@ -156,6 +157,15 @@ enum Op {
     /// Keeps a copy of one side's persisted state (a backup, or a store that will lose its
     /// latest writes).
     Snapshot { side: Side },
+    /// One side re-creates its account (the app was reinstalled): a new identity key, new
+    /// prekeys, an empty record, and at once a new session from a fresh bundle of the
+    /// other's (not in tight mode). Messages in flight either way, and those the other side
+    /// sends on its old sessions until it learns of the change, are orphaned (see
+    /// `Sent::orphaned`). The other side's record refuses the new session's first initial
+    /// message (and a bundle of the new account) with `IdentityChanged` naming both keys,
+    /// nothing changed; the user accepts the change (trust level `Changed`; accepting it
+    /// again is `StaleChange`), and the message or bundle is used again.
+    NewAccount { side: Side },
     /// Fills the replay memory of one side's current signed prekey (`MAX_USED_SETUPS`
     /// setups, written into its persisted account): from then on every new setup without
     /// one-time keys naming that prekey must be refused with `ReplayMemoryFull`, nothing
@@ -288,6 +298,10 @@ struct Sent {
     rolled_back: bool,
     /// The id of the session it was sent in (the sender's current session then).
     session: [u8; 32],
+    /// Sent to or by an account that was re-created before it arrived (`NewAccount`): it
+    /// may decrypt (to exactly what was sent, once) or be refused with nothing changed,
+    /// and the final flush skips it.
+    orphaned: bool,
     delivered: bool,
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
@@ -319,6 +333,8 @@ struct World {
     rotations: [u32; 2],
     /// The final flush is running: every message must decrypt now (within the bounds).
     flushing: bool,
+    /// Each side's identity keys before it re-created its account, oldest first.
+    previous_identities: [Vec<IdentityKey>; 2],
     now: Timestamp,
 }
 
@@ -353,6 +369,10 @@ pub struct Stats {
     pub attachments_opened: usize,
     /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
     pub clock_back_default: usize,
+    /// Accounts re-created (`NewAccount`).
+    pub new_accounts: usize,
+    /// Identity changes reported (by an initial message or a bundle) and accepted.
+    pub identity_changes: usize,
     /// Replay memories filled (`FillReplayMemory`).
     pub replay_memory_filled: usize,
     /// New setups refused with `ReplayMemoryFull` (exact fields), nothing changed.
@@ -488,6 +508,7 @@ impl World {
             small,
             rotations: [0; 2],
             flushing: false,
+            previous_identities: [Vec::new(), Vec::new()],
             now: T0,
         };
         world.initiate(Side::Alice, scenario.one_time_prekey, false);
@@ -559,10 +580,28 @@ impl World {
         }
         let World { rng, parties, .. } = self;
         let party = &mut parties[side.index()];
-        party
-            .record
-            .initiate(rng, &party.account, &bundle)
-            .expect("initiate");
+        let before = snapshot(&party.account, &party.record);
+        match party.record.initiate(rng, &party.account, &bundle) {
+            Ok(()) => {}
+            Err(SetupError::IdentityChanged(change)) => {
+                // A bundle of a re-created account: the change is reported, nothing
+                // created; the user accepts it and the bundle is used again.
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "an identity change changed state"
+                );
+                self.accept_identity_change(side, &change, bundle.identity_key());
+                let World { rng, parties, .. } = self;
+                let party = &mut parties[side.index()];
+                party
+                    .record
+                    .initiate(rng, &party.account, &bundle)
+                    .expect("initiate after the change was accepted");
+            }
+            Err(e) => panic!("initiate: {e}"),
+        }
+        let party = &mut self.parties[side.index()];
         party.dirty = true;
         self.sessions += 1;
     }
@@ -861,6 +900,7 @@ impl World {
             }
             Op::Restore { side } => self.restore(*side),
             Op::FillReplayMemory { side } => self.fill_replay_memory(*side),
+            Op::NewAccount { side } => self.new_account(*side),
         }
     }
 
@@ -1016,6 +1056,7 @@ impl World {
         ) -> Result<(Vec<u8>, Payload), EncryptError>,
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
     ) {
+        let identities = self.parties.each_ref().map(|p| p.account.identity_key());
         let World {
             rng,
             parties,
@@ -1036,6 +1077,9 @@ impl World {
                     .session_id()
                     .expect("a message was sent in the current session")
                     .to_bytes();
+                // Sent on a session with an account the peer no longer has.
+                let orphaned = party.record.session().map(|s| s.remote_identity())
+                    != Some(identities[from.other().index()]);
                 let (plaintext, expected) = match payload {
                     Payload::Raw(plaintext) => (plaintext, None),
                     Payload::Content(expected) => {
@@ -1058,6 +1102,7 @@ impl World {
                     expected,
                     rolled_back: false,
                     session,
+                    orphaned,
                     delivered: false,
                     dropped: false,
                     expired: false,
@@ -1096,7 +1141,24 @@ impl World {
                     .unwrap_or(0)
                     >= MAX_USED_SETUPS
         });
-        let refusal = if !first_time || held_before {
+        let orphaned = self.sent[index].orphaned;
+        // An initial message of a new session from an account whose identity key is not the
+        // one the recipient's record knows: the identity change is reported.
+        let sender_key = self.parties[self.sent[index].from.index()]
+            .account
+            .identity_key();
+        // (Through the other API the plaintext's kind is refused first: `RawMessage`,
+        // `ContentMessage`.)
+        let identity_changed = first_time
+            && !held_before
+            && !orphaned
+            && receive == self.sent[index].content
+            && setup.is_some()
+            && self.parties[to.index()]
+                .record
+                .peer()
+                .is_some_and(|p| p.key() != sender_key);
+        let refusal = if !first_time || held_before || orphaned {
             None
         } else if self.parties[to.index()].known.contains(&session) {
             Some((
@@ -1170,6 +1232,19 @@ impl World {
                 Err(e) => Err(e),
             }
         };
+        if identity_changed && refusal.is_none() {
+            let Err(DecryptError::IdentityChanged(change)) = outcome else {
+                panic!("an initial message under a new identity key: {outcome:?}");
+            };
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "an identity change changed state"
+            );
+            self.accept_identity_change(to, &change, sender_key);
+            self.deliver(index, receive);
+            return;
+        }
         if let Some((expected, what)) = refusal {
             let full = matches!(expected, DecryptError::ReplayMemoryFull { .. });
             assert_eq!(
@@ -1288,7 +1363,7 @@ impl World {
                         }
                     }
                     None => assert!(
-                        !first_time || (beyond_previous_bound && !self.flushing),
+                        !first_time || orphaned || (beyond_previous_bound && !self.flushing),
                         "a message within the bounds was rejected: {e} ({e:?})"
                     ),
                 }
@@ -1334,6 +1409,93 @@ impl World {
         } else {
             DecryptError::SetupAlreadyUsed
         }
+    }
+
+    /// The user of `side` accepts `change`, which must name the key `side`'s record knows
+    /// and `new_key`: the record then trusts `new_key` at level `Changed`, and the same
+    /// change accepted again is stale, nothing changed.
+    fn accept_identity_change(
+        &mut self,
+        side: Side,
+        change: &IdentityChange,
+        new_key: IdentityKey,
+    ) {
+        // A trust decision: a rollback to before it is not modelled.
+        self.parties[side.index()].dirty = true;
+        let record = &mut self.parties[side.index()].record;
+        let previous = record.peer().expect("a change of a known peer");
+        assert_eq!(
+            change.previous(),
+            previous,
+            "the change names another previous key"
+        );
+        assert_eq!(
+            change.new_key(),
+            new_key,
+            "the change names another new key"
+        );
+        record
+            .accept_identity_change(change)
+            .expect("a current identity change is accepted");
+        let peer = record.peer().expect("a peer");
+        assert_eq!((peer.key(), peer.trust()), (new_key, Trust::Changed));
+        assert!(
+            held(record).len()
+                == record
+                    .session()
+                    .into_iter()
+                    .chain(record.previous_sessions())
+                    .filter(|s| s.remote_identity() == new_key)
+                    .count(),
+            "a session with the old identity key survived the change"
+        );
+        let after = record.to_bytes();
+        assert_eq!(
+            record.accept_identity_change(change),
+            Err(TrustError::StaleChange)
+        );
+        assert!(
+            record.to_bytes() == after,
+            "a stale change changed the record"
+        );
+        self.stats.identity_changes += 1;
+    }
+
+    /// `side` re-creates its account (see `Op::NewAccount`).
+    fn new_account(&mut self, side: Side) {
+        if self.tight {
+            return;
+        }
+        let old_key = self.parties[side.index()].account.identity_key();
+        let config = self.parties[side.index()].record.config();
+        let World { rng, parties, .. } = self;
+        let mut account = Account::new(rng, T0);
+        account
+            .generate_one_time_prekeys(rng, INITIAL_ONE_TIME_PREKEYS, T0)
+            .expect("one-time prekeys");
+        account
+            .generate_one_time_kem_prekeys(rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
+            .expect("one-time KEM prekeys");
+        parties[side.index()] = Party {
+            account,
+            record: SessionRecord::with_config(config),
+            handed_out: BTreeSet::new(),
+            handed_out_kem: BTreeSet::new(),
+            rows: Rows::new(),
+            saved: None,
+            known: BTreeSet::new(),
+            remembered: BTreeMap::new(),
+            dirty: true,
+        };
+        self.rotations[side.index()] = 0;
+        self.previous_identities[side.index()].push(old_key);
+        for m in &mut self.sent {
+            if !m.delivered && !m.lost {
+                m.orphaned = true;
+            }
+        }
+        self.stats.new_accounts += 1;
+        self.initiate(side, true, false);
     }
 
     /// Whether `to`'s account deleted signed prekey `id`: it holds the newest
@@ -1498,19 +1660,31 @@ impl World {
         }
     }
 
+    /// Each record's peer is the other side's identity key, or one of its earlier ones
+    /// until the record accepted the change; every session's remote identity is the
+    /// record's peer's key or, before the change was accepted there, an earlier key.
     fn check_identities(&self) {
         for side in [Side::Alice, Side::Bob] {
             let record = &self.parties[side.index()].record;
             let peer_key = self.parties[side.other().index()].account.identity_key();
-            if let Some(peer) = record.peer() {
-                assert_eq!(peer.key(), peer_key, "the record's peer is not the peer");
-            }
+            let earlier = &self.previous_identities[side.other().index()];
+            let Some(peer) = record.peer() else {
+                continue;
+            };
+            assert!(
+                peer.key() == peer_key || earlier.contains(&peer.key()),
+                "the record's peer is not the peer"
+            );
             for session in record
                 .session()
                 .into_iter()
                 .chain(record.previous_sessions())
             {
-                assert_eq!(session.remote_identity(), peer_key);
+                let key = session.remote_identity();
+                assert!(
+                    key == peer.key() || (peer.key() != peer_key && earlier.contains(&key)),
+                    "a session with another peer"
+                );
             }
         }
     }
@@ -1520,7 +1694,7 @@ impl World {
     fn finish(&mut self) {
         self.flushing = true;
         for index in 0..self.sent.len() {
-            if !self.sent[index].delivered && !self.sent[index].lost {
+            if !self.sent[index].delivered && !self.sent[index].lost && !self.sent[index].orphaned {
                 let content = self.sent[index].content;
                 self.deliver(index, content);
             }
@@ -1803,6 +1977,7 @@ mod tests {
             ),
             1 => side().prop_map(|side| Op::Snapshot { side }),
             1 => side().prop_map(|side| Op::Restore { side }),
+            1 => side().prop_map(|side| Op::NewAccount { side }),
             // Not `FillReplayMemory`: 2,000 setups in an account make every later step slow
             // in a debug build (its own test below covers it).
         ]
@@ -2160,6 +2335,57 @@ mod tests {
         world.apply(&Op::DeliverNext { receive: false });
         assert!(world.sent[1].delivered);
         assert_eq!(world.parties[1].remembered.get(&2), Some(&1));
+        world.finish();
+    }
+
+    /// Bob re-creates his account while a message is in flight each way: both are
+    /// orphaned; his new session's initial message reports the identity change to Alice
+    /// (both keys), she accepts it, and it decrypts; the sides end in the new session.
+    #[test]
+    fn a_re_created_account_is_an_identity_change_the_user_accepts() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        say(&mut world, Side::Alice, b"two");
+        let old_key = world.parties[1].account.identity_key();
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        assert_eq!(world.stats.new_accounts, 1);
+        assert_ne!(world.parties[1].account.identity_key(), old_key);
+        assert!(world.sent[1].orphaned && world.sent[2].orphaned);
+        say(&mut world, Side::Bob, b"it's me, new phone");
+        world.apply(&Op::Deliver {
+            pick: 3,
+            receive: false,
+        });
+        assert_eq!(world.stats.identity_changes, 1);
+        assert!(world.sent[3].delivered);
+        let peer = world.parties[0].record.peer().expect("a peer");
+        assert_eq!(peer.trust(), Trust::Changed);
+        assert_eq!(peer.key(), world.parties[1].account.identity_key());
+        world.finish();
+        assert_eq!(world.stats.identity_changes, 1);
+    }
+
+    /// After Bob re-created his account, Alice starts a session from his new bundle: the
+    /// bundle reports the identity change, she accepts it, and the session starts.
+    #[test]
+    fn a_bundle_of_a_re_created_account_is_an_identity_change() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: true,
+            classical: false,
+        });
+        assert_eq!(world.stats.identity_changes, 1);
+        let session = world.parties[0].record.session().expect("a session");
+        assert_eq!(
+            session.remote_identity(),
+            world.parties[1].account.identity_key()
+        );
         world.finish();
     }
 
