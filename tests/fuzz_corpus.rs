@@ -106,8 +106,8 @@ fn seeds_pass_their_targets() {
 /// For the conversation target it also writes the five deepest of 2,000 random inputs
 /// (`seed-deep-*`): random bytes mostly make short scenarios; the five of 2,000 tight-mode
 /// inputs the receiver model refused most (`seed-tight-*`); the five of 2,000 small-record
-/// inputs that refused most messages of evicted sessions (`seed-small-*`); and for each
-/// entry of `REACHED` the best of 1,000 inputs (`seed-reach-*`).
+/// inputs that refused most messages of evicted sessions (`seed-small-*`). See also
+/// `write_reach_seeds`.
 #[test]
 #[ignore = "writes the seed corpora; run once after changing the seeds"]
 fn write_seed_corpora() {
@@ -169,13 +169,26 @@ fn write_seed_corpora() {
     for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
         write("conversation", &format!("small-{i}"), bytes);
     }
-    // The default limits: for each of the other things the corpus must reach (see
-    // `reached`), the best of 1,000 inputs (`seed-reach-*`).
+}
+
+/// Writes `fuzz/corpus/conversation/seed-reach-<name>` for each entry of `REACHED`: the
+/// input that reaches it most of 2,000 random ones, half at the default limits and half with
+/// small records (`cargo test --test fuzz_corpus -- --ignored write_reach_seeds`).
+#[test]
+#[ignore = "writes seed corpora; run once after changing the conversation target"]
+fn write_reach_seeds() {
+    use rand_core::{Rng, SeedableRng};
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x4eac);
     let mut best: Vec<(usize, Vec<u8>)> = vec![(0, Vec::new()); REACHED.len()];
-    for i in 0..1000 {
+    for i in 0..2000 {
         let mut bytes = vec![0u8; 200 + i % 1000];
         rng.fill_bytes(&mut bytes);
-        bytes[0] |= 1;
+        bytes[0] = if i % 2 == 0 {
+            bytes[0] | 1
+        } else {
+            (bytes[0] & !7) | 4
+        };
         if let Some(s) = fuzzing::conversation_stats(&bytes) {
             for (k, (_, count)) in REACHED.iter().enumerate() {
                 if count(&s) > best[k].0 {
@@ -184,9 +197,11 @@ fn write_seed_corpora() {
             }
         }
     }
+    let dir = fuzz_dir().join("corpus").join("conversation");
     for (k, (score, bytes)) in best.iter().enumerate() {
         if *score > 0 {
-            write("conversation", &format!("reach-{}", REACHED[k].0), bytes);
+            let name = format!("seed-reach-{}", REACHED[k].0);
+            fs::write(dir.join(name), bytes).expect("write a seed");
         }
     }
 }

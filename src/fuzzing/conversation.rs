@@ -270,7 +270,7 @@ fn seal_attachment(rng: &mut ChaCha20Rng, len: u16) -> (AttachmentPointer, Attac
 /// `open_parallel` for even lengths (the other function than the one that sealed it).
 fn open_attachment(pointer: &AttachmentPointer, sealed: &[u8]) -> Vec<u8> {
     #[cfg(feature = "parallel")]
-    let opened = if pointer.plaintext_len() % 2 == 0 {
+    let opened = if pointer.plaintext_len().is_multiple_of(2) {
         crate::attachment::open_parallel(pointer, sealed)
     } else {
         crate::attachment::open(pointer, sealed)
@@ -398,24 +398,34 @@ pub struct Stats {
 
 /// Runs the scenario the input describes and checks after every step:
 /// - every message that was not delivered before decrypts, with exactly the plaintext sent
-///   (`receive`: exactly the content); delivered through the other API (raw bytes to
+///   (`receive`: exactly the content, as written by hand from the schema, with every
+///   attachment opening to the bytes sealed); delivered through the other API (raw bytes to
 ///   `receive`, content to `decrypt`) it is refused with `RawMessage` or `ContentMessage`
 ///   and stays undelivered;
 /// - a message that was delivered before, a message with one byte changed, one bit flipped
 ///   or cut short, and a message sent back to its sender are rejected;
 /// - with tight limits, every delivery has exactly the outcome the independent receiver
-///   model (`super::model`) predicts;
+///   model (`super::model`) predicts; with small records, a message of an evicted session
+///   is refused with the exact error `World::evicted_error` names; a new setup on a full
+///   replay memory with exactly `ReplayMemoryFull`; a re-created account's first initial
+///   message and bundle with exactly `IdentityChanged`, which the user then accepts;
 /// - every rejection (and every failed operation) leaves the account and the record byte
 ///   for byte as they were, and the journal of skipped-key rows as it was;
 /// - persisted state restores to the same bytes (every other plain persist goes through the
-///   record without its skipped keys and the rows built from its journal);
+///   record without its skipped keys and the rows built from its journal); a persisted
+///   state with one bit changed is refused with the exact error (sealed) or decodes only to
+///   a state with exactly the changed bytes (plain); after a rollback every message received
+///   since decrypts again, once;
 /// - the rows built from each record's journal alone are the record's rows, and the record
 ///   without its skipped keys plus its rows restore it exactly (docs/PROTOCOL.md section
 ///   8.3);
-/// - the records' peer identities are the other side's identity key.
+/// - the records' peer identities are the other side's identity key (or an earlier one
+///   until the change was accepted).
 ///
-/// At the end every message still in flight is delivered (all must decrypt) and both sides
-/// exchange fresh messages, after which both must use the same session: they never diverge.
+/// At the end every message still in flight is delivered (all must decrypt, but those lost
+/// for good or orphaned by a re-created account) and both sides exchange fresh messages,
+/// after which both must use the same session: they never diverge (not checked with small
+/// records or after a full replay memory refused a setup).
 pub fn conversation(data: &[u8]) {
     conversation_stats(data);
 }
