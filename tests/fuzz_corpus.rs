@@ -104,7 +104,10 @@ fn seeds_pass_their_targets() {
 /// `cargo test --test fuzz_corpus -- --ignored`.
 ///
 /// For the conversation target it also writes the five deepest of 2,000 random inputs
-/// (`seed-deep-*`): random bytes mostly make short scenarios.
+/// (`seed-deep-*`): random bytes mostly make short scenarios; the five of 2,000 tight-mode
+/// inputs the receiver model refused most (`seed-tight-*`); the five of 2,000 small-record
+/// inputs that refused most messages of evicted sessions (`seed-small-*`). See also
+/// `write_reach_seeds`.
 #[test]
 #[ignore = "writes the seed corpora; run once after changing the seeds"]
 fn write_seed_corpora() {
@@ -147,10 +150,87 @@ fn write_seed_corpora() {
     for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
         write("conversation", &format!("tight-{i}"), bytes);
     }
+    // Small records (the seed's low three bits 4): the five of 2,000 inputs that refused
+    // the most messages of evicted sessions, started classical sessions, or both
+    // (`seed-small-*`).
+    let mut scored = Vec::new();
+    for i in 0..2000 {
+        let mut bytes = vec![0u8; 200 + i % 1000];
+        rng.fill_bytes(&mut bytes);
+        bytes[0] = (bytes[0] & !7) | 4;
+        if let Some(s) = fuzzing::conversation_stats(&bytes) {
+            scored.push((
+                s.evicted_refused * 10 + s.classical_sessions * 5 + s.delivered,
+                bytes,
+            ));
+        }
+    }
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    for (i, (_, bytes)) in scored.iter().take(5).enumerate() {
+        write("conversation", &format!("small-{i}"), bytes);
+    }
 }
 
+/// Writes `fuzz/corpus/conversation/seed-reach-<name>` for each entry of `REACHED`: the
+/// input that reaches it most of 2,000 random ones, half at the default limits and half with
+/// small records (`cargo test --test fuzz_corpus -- --ignored write_reach_seeds`).
+#[test]
+#[ignore = "writes seed corpora; run once after changing the conversation target"]
+fn write_reach_seeds() {
+    use rand_core::{Rng, SeedableRng};
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x4eac);
+    let mut best: Vec<(usize, Vec<u8>)> = vec![(0, Vec::new()); REACHED.len()];
+    for i in 0..2000 {
+        let mut bytes = vec![0u8; 200 + i % 1000];
+        rng.fill_bytes(&mut bytes);
+        bytes[0] = if i % 2 == 0 {
+            bytes[0] | 1
+        } else {
+            (bytes[0] & !7) | 4
+        };
+        if let Some(s) = fuzzing::conversation_stats(&bytes) {
+            for (k, (_, count)) in REACHED.iter().enumerate() {
+                if count(&s) > best[k].0 {
+                    best[k] = (count(&s), bytes.clone());
+                }
+            }
+        }
+    }
+    let dir = fuzz_dir().join("corpus").join("conversation");
+    for (k, (score, bytes)) in best.iter().enumerate() {
+        if *score > 0 {
+            let name = format!("seed-reach-{}", REACHED[k].0);
+            fs::write(dir.join(name), bytes).expect("write a seed");
+        }
+    }
+}
+
+/// What the conversation corpus must reach beyond deep conversations, each with the count
+/// of `ConversationStats` that shows it.
+type Count = fn(&fuzzing::ConversationStats) -> usize;
+const REACHED: &[(&str, Count)] = &[
+    ("attachments", |s| s.attachments_opened),
+    ("clock-back", |s| s.clock_back_default),
+    ("prune-nothing", |s| s.pruned_nothing),
+    ("clamped-sent-at", |s| s.clamped_sent_at),
+    ("corrupted", |s| s.corrupted),
+    ("corrupted-unseal", |s| s.corrupted_unseal_failed),
+    ("restored", |s| s.restored),
+    ("redelivered", |s| s.redelivered),
+    ("replay-memory-full", |s| s.replay_memory_full),
+    ("evicted", |s| s.evicted_refused),
+    ("classical", |s| s.classical_sessions),
+    ("new-account", |s| s.new_accounts),
+    ("identity-change", |s| s.identity_changes),
+];
+
 /// Replays the conversation corpus, and checks that it reaches deep protocol states: long
-/// conversations with out-of-order delivery, several sessions, content, and rejections.
+/// conversations with out-of-order delivery, several sessions, content, and rejections;
+/// bounds the receiver model predicts; and everything in `REACHED` (attachments inside
+/// content, the clock going back and prunes at the default limits, corrupted and
+/// rolled-back persisted state, a full replay memory, evicted and classical sessions,
+/// re-created accounts and accepted identity changes).
 #[test]
 fn conversation_corpus_replays_and_goes_deep() {
     let mut total = fuzzing::ConversationStats::default();
@@ -180,6 +260,20 @@ fn conversation_corpus_replays_and_goes_deep() {
         total.persisted += stats.persisted;
         total.modelled += stats.modelled;
         total.modelled_refusals += stats.modelled_refusals;
+        total.attachments_opened += stats.attachments_opened;
+        total.replay_memory_filled += stats.replay_memory_filled;
+        total.replay_memory_full += stats.replay_memory_full;
+        total.evicted_refused += stats.evicted_refused;
+        total.classical_sessions += stats.classical_sessions;
+        total.clock_back_default += stats.clock_back_default;
+        total.pruned_nothing += stats.pruned_nothing;
+        total.clamped_sent_at += stats.clamped_sent_at;
+        total.corrupted += stats.corrupted;
+        total.corrupted_unseal_failed += stats.corrupted_unseal_failed;
+        total.restored += stats.restored;
+        total.redelivered += stats.redelivered;
+        total.new_accounts += stats.new_accounts;
+        total.identity_changes += stats.identity_changes;
     }
     println!(
         "conversation corpus: {total:?}; most messages delivered in one input: {deepest}; most sessions: {most_sessions}"
@@ -194,4 +288,10 @@ fn conversation_corpus_replays_and_goes_deep() {
         total.modelled_refusals > 0,
         "no conversation corpus input reaches a bound the receiver model predicts"
     );
+    for (name, count) in REACHED {
+        assert!(
+            count(&total) > 0,
+            "no conversation corpus input reaches {name} (ConversationStats)"
+        );
+    }
 }

@@ -7,15 +7,19 @@ use alloc::vec::Vec;
 
 use arbitrary::{Arbitrary, Unstructured};
 use rand_chacha::ChaCha20Rng;
+use rand_core::Rng as _;
 use zeroize::Zeroizing;
 
 use super::model::{self, Receiver};
 use super::{T0, rng, snapshot};
-use crate::content::{decode_padded, encode_padded};
+use crate::attachment::{AttachmentMetadata, AttachmentPointer, ChunkSize};
 use crate::record::{SkippedChange, SkippedKeyId};
+use crate::wire::generated as pb;
 use crate::{
-    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, KemPreKeyId,
-    MAX_SIGNED_PREKEYS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, Timestamp,
+    Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryTimer,
+    IdentityChange, IdentityKey, KemPreKeyId, MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, OneTimePreKeyId,
+    PreKeyBundle, SessionConfig, SessionRecord, SetupError, StateError, Timestamp, Trust,
+    TrustError,
 };
 
 /// Operations per input, at most.
@@ -36,6 +40,15 @@ const MAX_SESSIONS: u32 = 8;
 const INITIAL_ONE_TIME_PREKEYS: usize = 4;
 /// One-time KEM prekeys each side starts with.
 const INITIAL_ONE_TIME_KEM_PREKEYS: usize = 2;
+/// At the default limits the clock stays within this many seconds of `T0`, either way: a
+/// key stored at one end is then less than 24 hours old at the other, younger than the
+/// shortest prune cutoff (the timer plus `EXPIRED_TIMER_GRACE_SECS`, one day), so `prune`
+/// must erase nothing and every message stays within the bounds.
+const DEFAULT_CLOCK_WINDOW: u64 = 11 * 3600;
+/// AES-GCM's tag, after every ciphertext.
+const TAG_LEN: usize = 16;
+/// The largest attachment sent inside content (in 1 KiB chunks: up to four of them).
+const MAX_ATTACHMENT: u16 = 4000;
 
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -66,14 +79,20 @@ enum Op {
         text: Vec<u8>,
         repeat: u8,
     },
-    /// `send` of content with a chosen body.
-    Send { from: Side, body: Vec<u8> },
+    /// `send` of content with a chosen body and, with `attachment`, a small sealed
+    /// attachment (`attachment % MAX_ATTACHMENT` bytes) whose pointer the content carries:
+    /// the receiver opens it and must find exactly the bytes sealed.
+    Send {
+        from: Side,
+        body: Vec<u8>,
+        attachment: Option<u16>,
+    },
     /// `set_expiry_timer`.
     SetTimer { from: Side, seconds: u32 },
     /// Delivers any message sent so far (again, if it was delivered: a duplicate), with
     /// `decrypt` or `receive`.
     Deliver { pick: u16, receive: bool },
-    /// Delivers the oldest message that was neither delivered nor dropped.
+    /// Delivers the oldest message that was neither delivered nor dropped nor lost for good.
     DeliverNext { receive: bool },
     /// The network loses a message: `DeliverNext` skips it (`Deliver` may still bring it,
     /// late).
@@ -102,8 +121,14 @@ enum Op {
         newest_first: bool,
         shuffle: u64,
     },
-    /// One side starts a new session from a fresh bundle of the other's.
-    Reinitiate { side: Side, one_time: bool },
+    /// One side starts a new session from a fresh bundle of the other's: a classical one
+    /// (X3DH, no KEM prekey) with `classical` where the configuration allows it (small
+    /// records only).
+    Reinitiate {
+        side: Side,
+        one_time: bool,
+        classical: bool,
+    },
     /// The clock moves `hours` ahead and one side prunes old skipped keys (tight limits
     /// only; otherwise nothing happens).
     Prune { side: Side, hours: u16 },
@@ -114,9 +139,42 @@ enum Op {
     /// message's length in bits, so every bit of every message is one operation away (bit
     /// 255 of an initial message's base key replayed a setup once).
     FlipBit { pick: u16, bit: u16, receive: bool },
-    /// The clock goes back `hours` (tight limits only): keys stored after that are pruned by
-    /// their own time.
+    /// The clock goes back `hours`: keys stored after that are pruned by their own time, and
+    /// content sent after that arrives with its send time clamped to the receiver's clock.
+    /// At the default limits the clock stays within `DEFAULT_CLOCK_WINDOW` of `T0`.
     ClockBack { hours: u16 },
+    /// Persists one side's account or record (sealed or plain bytes), changes one bit
+    /// (`bit` modulo the length in bits) and restores that: a sealed copy must be refused
+    /// with the exact error for the changed field, a plain copy refused or decoded to a
+    /// state whose bytes are exactly the changed ones (never the original state again: one
+    /// state has one encoding). The side continues with its uncorrupted state.
+    Corrupt {
+        side: Side,
+        sealed: bool,
+        record: bool,
+        bit: u32,
+    },
+    /// Keeps a copy of one side's persisted state (a backup, or a store that will lose its
+    /// latest writes).
+    Snapshot { side: Side },
+    /// One side re-creates its account (the app was reinstalled): a new identity key, new
+    /// prekeys, an empty record, and at once a new session from a fresh bundle of the
+    /// other's (not in tight mode). Messages in flight either way, and those the other side
+    /// sends on its old sessions until it learns of the change, are orphaned (see
+    /// `Sent::orphaned`). The other side's record refuses the new session's first initial
+    /// message (and a bundle of the new account) with `IdentityChanged` naming both keys,
+    /// nothing changed; the user accepts the change (trust level `Changed`; accepting it
+    /// again is `StaleChange`), and the message or bundle is used again.
+    NewAccount { side: Side },
+    /// Fills the replay memory of one side's current signed prekey (`MAX_USED_SETUPS`
+    /// setups, written into its persisted account): from then on every new setup without
+    /// one-time keys naming that prekey must be refused with `ReplayMemoryFull`, nothing
+    /// changed, for good (docs/PROTOCOL.md section 5, "Replay memory").
+    FillReplayMemory { side: Side },
+    /// Rolls one side back to its copy, if since the copy it only received (no message
+    /// sent, no prekey rotated or handed out, no session started): every message it
+    /// received since is undelivered again and must decrypt again, exactly once.
+    Restore { side: Side },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -140,6 +198,86 @@ struct Party {
     /// (docs/PROTOCOL.md section 8.3): built only from the record's journal of changes
     /// (`take_skipped_changes`), taken after every operation.
     rows: Rows,
+    /// The copy `Snapshot` kept, for `Restore`.
+    saved: Option<Saved>,
+    /// Ids of the sessions this side's record ever held or decrypted a message in: one of
+    /// them that the record no longer holds was evicted (small records only), and its
+    /// messages must be refused with the exact error `evicted_error` names.
+    known: BTreeSet<[u8; 32]>,
+    /// Setups without one-time keys this side's account accepted, per signed prekey id
+    /// (counted here: new sessions from such initial messages, and `FillReplayMemory`).
+    remembered: BTreeMap<u32, usize>,
+    /// Whether this side sent, rotated or handed out a prekey, or started a session since
+    /// the copy was kept: a rollback would then reuse keys (not modelled), so `Restore`
+    /// does nothing.
+    dirty: bool,
+}
+
+/// A side's persisted state at a `Snapshot`, with what the oracle knew then.
+struct Saved {
+    account: Zeroizing<Vec<u8>>,
+    record: Zeroizing<Vec<u8>>,
+    rows: Rows,
+    model: Option<Receiver>,
+    known: BTreeSet<[u8; 32]>,
+    remembered: BTreeMap<u32, usize>,
+    /// Per message sent so far: (delivered, expired, lost) for those to this side.
+    flags: Vec<(bool, bool, bool)>,
+}
+
+/// What content was sent, for the receiver to find exactly (never read back through the
+/// crate's encoder).
+struct Expected {
+    body: Vec<u8>,
+    /// The attachments: each pointer's bytes, its sealed file and the bytes sealed.
+    attachments: Vec<Attached>,
+    timer: ExpiryTimer,
+    sent_at: Timestamp,
+}
+
+/// An attachment sent inside content.
+struct Attached {
+    pointer: Vec<u8>,
+    sealed: Vec<u8>,
+    plaintext: Vec<u8>,
+}
+
+/// Seals `len` bytes (made from `len`) in 1 KiB chunks; with the `parallel` feature, odd
+/// lengths go through `seal_parallel`.
+fn seal_attachment(rng: &mut ChaCha20Rng, len: u16) -> (AttachmentPointer, Attached) {
+    let plaintext: Vec<u8> = (0..len).map(|i| (i ^ len.rotate_left(5)) as u8).collect();
+    let metadata = AttachmentMetadata::new("application/octet-stream", "a.bin")
+        .expect("metadata")
+        .with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB chunks"));
+    #[cfg(feature = "parallel")]
+    let sealed = if len % 2 == 1 {
+        crate::attachment::seal_parallel(rng, &plaintext, metadata)
+    } else {
+        crate::attachment::seal(rng, &plaintext, metadata)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let sealed = crate::attachment::seal(rng, &plaintext, metadata);
+    let (pointer, sealed) = sealed.expect("a small attachment seals");
+    let attached = Attached {
+        pointer: pointer.to_bytes().to_vec(),
+        sealed,
+        plaintext,
+    };
+    (pointer, attached)
+}
+
+/// Opens `sealed` with the pointer the receiver got; with the `parallel` feature, through
+/// `open_parallel` for even lengths (the other function than the one that sealed it).
+fn open_attachment(pointer: &AttachmentPointer, sealed: &[u8]) -> Vec<u8> {
+    #[cfg(feature = "parallel")]
+    let opened = if pointer.plaintext_len().is_multiple_of(2) {
+        crate::attachment::open_parallel(pointer, sealed)
+    } else {
+        crate::attachment::open(pointer, sealed)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let opened = crate::attachment::open(pointer, sealed);
+    opened.expect("an attachment received inside content opens")
 }
 
 /// Skipped-key rows by row id.
@@ -148,11 +286,22 @@ type Rows = BTreeMap<[u8; SkippedKeyId::LEN], Zeroizing<Vec<u8>>>;
 struct Sent {
     from: Side,
     wire: Vec<u8>,
-    /// What was encrypted: the raw plaintext, or the padded content.
+    /// What was encrypted: the raw plaintext, or the padded content as `expected_padded`
+    /// writes it by hand.
     plaintext: Vec<u8>,
     /// Sent as content (`send`, `set_expiry_timer`), to be read with `receive`; otherwise
     /// raw bytes (`encrypt`), read with `decrypt`.
     content: bool,
+    /// For content: its fields.
+    expected: Option<Expected>,
+    /// Undelivered again by a rollback of its recipient after it was delivered.
+    rolled_back: bool,
+    /// The id of the session it was sent in (the sender's current session then).
+    session: [u8; 32],
+    /// Sent to or by an account that was re-created before it arrived (`NewAccount`): it
+    /// may decrypt (to exactly what was sent, once) or be refused with nothing changed,
+    /// and the final flush skips it.
+    orphaned: bool,
     delivered: bool,
     dropped: bool,
     /// Rejected as `Expired`: its key is gone, it must never decrypt.
@@ -175,12 +324,17 @@ struct World {
     tight: bool,
     /// The receiving side of Alice and Bob, as the model sees it (tight mode only).
     models: Option<[Receiver; 2]>,
+    /// Small records (an eighth of the inputs, chosen by the seed): a record keeps 0 or 1
+    /// previous sessions, so sessions are evicted; the sides need not end in one session.
+    small: bool,
     /// How often each side rotated its signed prekey: ids run from 1, and an account holds
     /// the newest `MAX_SIGNED_PREKEYS`, so after `r` rotations ids up to `r + 1 - 16` are
     /// deleted and initial messages naming them are refused with `UnknownSignedPreKey`.
     rotations: [u32; 2],
     /// The final flush is running: every message must decrypt now (within the bounds).
     flushing: bool,
+    /// Each side's identity keys before it re-created its account, oldest first.
+    previous_identities: [Vec<IdentityKey>; 2],
     now: Timestamp,
 }
 
@@ -211,28 +365,67 @@ pub struct Stats {
     pub modelled: usize,
     /// Of those, first deliveries refused as the model predicted (`TooFarAhead`, `Expired`).
     pub modelled_refusals: usize,
+    /// Attachments received inside content and opened.
+    pub attachments_opened: usize,
+    /// Times the clock went back at the default limits (`ClockBack` outside tight mode).
+    pub clock_back_default: usize,
+    /// Accounts re-created (`NewAccount`).
+    pub new_accounts: usize,
+    /// Identity changes reported (by an initial message or a bundle) and accepted.
+    pub identity_changes: usize,
+    /// Replay memories filled (`FillReplayMemory`).
+    pub replay_memory_filled: usize,
+    /// New setups refused with `ReplayMemoryFull` (exact fields), nothing changed.
+    pub replay_memory_full: usize,
+    /// Messages of an evicted session refused with the exact error (small records).
+    pub evicted_refused: usize,
+    /// Classical (X3DH) sessions started, where the configuration allows them.
+    pub classical_sessions: usize,
+    /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
+    pub pruned_nothing: usize,
+    /// Content received with its send time clamped to the receiver's earlier clock.
+    pub clamped_sent_at: usize,
+    /// Persisted states with one bit changed, refused (or, in plain form, decoded to a state
+    /// whose bytes are exactly the changed ones).
+    pub corrupted: usize,
+    /// Of those, sealed states refused with `UnsealFailed` (a changed salt or ciphertext).
+    pub corrupted_unseal_failed: usize,
+    /// Rollbacks of a side to an older copy of its state.
+    pub restored: usize,
+    /// Messages that decrypted again after a rollback of their recipient.
+    pub redelivered: usize,
 }
 
 /// Runs the scenario the input describes and checks after every step:
 /// - every message that was not delivered before decrypts, with exactly the plaintext sent
-///   (`receive`: exactly the content); delivered through the other API (raw bytes to
+///   (`receive`: exactly the content, as written by hand from the schema, with every
+///   attachment opening to the bytes sealed); delivered through the other API (raw bytes to
 ///   `receive`, content to `decrypt`) it is refused with `RawMessage` or `ContentMessage`
 ///   and stays undelivered;
 /// - a message that was delivered before, a message with one byte changed, one bit flipped
 ///   or cut short, and a message sent back to its sender are rejected;
 /// - with tight limits, every delivery has exactly the outcome the independent receiver
-///   model (`super::model`) predicts;
+///   model (`super::model`) predicts; with small records, a message of an evicted session
+///   is refused with the exact error `World::evicted_error` names; a new setup on a full
+///   replay memory with exactly `ReplayMemoryFull`; a re-created account's first initial
+///   message and bundle with exactly `IdentityChanged`, which the user then accepts;
 /// - every rejection (and every failed operation) leaves the account and the record byte
 ///   for byte as they were, and the journal of skipped-key rows as it was;
 /// - persisted state restores to the same bytes (every other plain persist goes through the
-///   record without its skipped keys and the rows built from its journal);
+///   record without its skipped keys and the rows built from its journal); a persisted
+///   state with one bit changed is refused with the exact error (sealed) or decodes only to
+///   a state with exactly the changed bytes (plain); after a rollback every message received
+///   since decrypts again, once;
 /// - the rows built from each record's journal alone are the record's rows, and the record
 ///   without its skipped keys plus its rows restore it exactly (docs/PROTOCOL.md section
 ///   8.3);
-/// - the records' peer identities are the other side's identity key.
+/// - the records' peer identities are the other side's identity key (or an earlier one
+///   until the change was accepted).
 ///
-/// At the end every message still in flight is delivered (all must decrypt) and both sides
-/// exchange fresh messages, after which both must use the same session: they never diverge.
+/// At the end every message still in flight is delivered (all must decrypt, but those lost
+/// for good or orphaned by a re-created account) and both sides exchange fresh messages,
+/// after which both must use the same session: they never diverge (not checked with small
+/// records or after a full replay memory refused a setup).
 pub fn conversation(data: &[u8]) {
     conversation_stats(data);
 }
@@ -249,6 +442,7 @@ fn run(scenario: &Scenario) -> Stats {
     world.check_rows();
     for op in scenario.ops.iter().take(MAX_OPS) {
         world.apply(op);
+        world.note_sessions();
         world.check_identities();
         world.check_rows();
     }
@@ -267,12 +461,20 @@ impl World {
     fn new(scenario: &Scenario) -> Self {
         let mut rng = rng(scenario.seed);
         let tight = scenario.seed.is_multiple_of(8);
+        let small = scenario.seed % 8 == 4;
+        let bits = scenario.seed >> 8;
         let config = if tight {
-            let bits = scenario.seed >> 8;
             SessionConfig::default()
                 .with_max_skip((bits % 40) as u32)
                 .with_max_skipped_keys((bits >> 8) as u32 % 80)
                 .with_max_skipped_key_age(3600 * ((bits >> 16) % 48))
+        } else if small {
+            // 0 or 1 previous sessions: `max_skip_previous` is then 1,000, above any counter
+            // of an input, so a message of an evicted session fails authentication in every
+            // session that tries it.
+            SessionConfig::default()
+                .with_max_previous_sessions((bits % 2) as u32)
+                .with_classical_setup_allowed(bits & 2 != 0)
         } else {
             SessionConfig::default()
         };
@@ -290,6 +492,10 @@ impl World {
                 handed_out: BTreeSet::new(),
                 handed_out_kem: BTreeSet::new(),
                 rows: Rows::new(),
+                saved: None,
+                known: BTreeSet::new(),
+                remembered: BTreeMap::new(),
+                dirty: false,
             }
         });
         // Alice starts idle (her first send makes her chain); Bob answers the initial message
@@ -309,14 +515,17 @@ impl World {
             stats: Stats::default(),
             tight,
             models,
+            small,
             rotations: [0; 2],
             flushing: false,
+            previous_identities: [Vec::new(), Vec::new()],
             now: T0,
         };
-        world.initiate(Side::Alice, scenario.one_time_prekey);
+        world.initiate(Side::Alice, scenario.one_time_prekey, false);
         if scenario.simultaneous && !tight {
-            world.initiate(Side::Bob, true);
+            world.initiate(Side::Bob, true, false);
         }
+        world.note_sessions();
         world
     }
 
@@ -327,7 +536,8 @@ impl World {
     /// A PQXDH bundle of `side`'s, as a server hands it out: with `one_time`, an unused
     /// one-time prekey and an unused one-time KEM prekey while there are any (each handed out
     /// at most once), otherwise the signed prekey alone with the last-resort KEM prekey.
-    fn bundle(&mut self, side: Side, one_time: bool) -> PreKeyBundle {
+    /// With `classical`, a classical bundle: no KEM prekey.
+    fn bundle(&mut self, side: Side, one_time: bool, classical: bool) -> PreKeyBundle {
         let party = self.party(side);
         let (id, kem_id) = if one_time {
             let handed_out = &party.handed_out;
@@ -342,36 +552,67 @@ impl World {
                     .account
                     .one_time_kem_prekeys()
                     .map(|k| k.id().0)
-                    .find(|id| !handed_out_kem.contains(id)),
+                    .find(|id| !handed_out_kem.contains(id) && !classical),
             )
         } else {
             (None, None)
         };
         if let Some(id) = id {
             party.handed_out.insert(id);
+            party.dirty = true;
         }
         if let Some(id) = kem_id {
             party.handed_out_kem.insert(id);
+            party.dirty = true;
         }
-        let bundle = party
-            .account
-            .prekey_bundle(id.map(OneTimePreKeyId), kem_id.map(KemPreKeyId))
-            .expect("bundle");
+        let bundle = if classical {
+            party
+                .account
+                .classical_prekey_bundle(id.map(OneTimePreKeyId))
+                .expect("bundle")
+        } else {
+            party
+                .account
+                .prekey_bundle(id.map(OneTimePreKeyId), kem_id.map(KemPreKeyId))
+                .expect("bundle")
+        };
         // Through the wire format, as from a server.
         PreKeyBundle::from_bytes(&bundle.to_bytes()).expect("bundle decodes")
     }
 
-    fn initiate(&mut self, side: Side, one_time: bool) {
+    fn initiate(&mut self, side: Side, one_time: bool, classical: bool) {
         if self.sessions >= MAX_SESSIONS {
             return;
         }
-        let bundle = self.bundle(side.other(), one_time);
+        let bundle = self.bundle(side.other(), one_time, classical);
+        if classical {
+            self.stats.classical_sessions += 1;
+        }
         let World { rng, parties, .. } = self;
         let party = &mut parties[side.index()];
-        party
-            .record
-            .initiate(rng, &party.account, &bundle)
-            .expect("initiate");
+        let before = snapshot(&party.account, &party.record);
+        match party.record.initiate(rng, &party.account, &bundle) {
+            Ok(()) => {}
+            Err(SetupError::IdentityChanged(change)) => {
+                // A bundle of a re-created account: the change is reported, nothing
+                // created; the user accepts it and the bundle is used again.
+                assert_eq!(
+                    snapshot(&party.account, &party.record),
+                    before,
+                    "an identity change changed state"
+                );
+                self.accept_identity_change(side, &change, bundle.identity_key());
+                let World { rng, parties, .. } = self;
+                let party = &mut parties[side.index()];
+                party
+                    .record
+                    .initiate(rng, &party.account, &bundle)
+                    .expect("initiate after the change was accepted");
+            }
+            Err(e) => panic!("initiate: {e}"),
+        }
+        let party = &mut self.parties[side.index()];
+        party.dirty = true;
         self.sessions += 1;
     }
 
@@ -392,30 +633,56 @@ impl World {
                 plaintext.truncate(MAX_TEXT);
                 self.encrypt(*from, plaintext);
             }
-            Op::Send { from, body } => {
+            Op::Send {
+                from,
+                body,
+                attachment,
+            } => {
                 let body = &body[..body.len().min(MAX_TEXT)];
                 let now = self.now;
                 let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
                     let timer = record.expiry_timer();
-                    let content = Content::new(body);
+                    let mut content = Content::new(body);
+                    let mut attachments = Vec::new();
+                    if let Some(len) = attachment {
+                        let (pointer, attached) = seal_attachment(rng, len % MAX_ATTACHMENT);
+                        content.add_attachment(pointer).expect("one attachment");
+                        attachments.push(attached);
+                    }
                     let sent = record.send(rng, &content, now)?;
                     assert_eq!(sent.timer(), timer);
-                    let padded = encode_padded(&content, timer, now).expect("content pads");
-                    Ok((sent.into_wire(), padded.to_vec()))
+                    assert_eq!(sent.sent_at(), now);
+                    let expected = Expected {
+                        body: body.to_vec(),
+                        attachments,
+                        timer,
+                        sent_at: now,
+                    };
+                    Ok((sent.into_wire(), Payload::Content(expected)))
                 };
-                self.send_with(*from, send, content_may_fail, true);
+                self.send_with(*from, send, content_may_fail);
             }
             Op::SetTimer { from, seconds } => {
                 let now = self.now;
                 let send = |record: &mut SessionRecord, rng: &mut ChaCha20Rng| {
+                    let version = record.expiry_timer().version();
                     let sent = record.set_expiry_timer(rng, *seconds, now)?;
                     assert_eq!(record.expiry_timer(), sent.timer());
                     assert_eq!(sent.timer().seconds(), *seconds);
-                    let padded =
-                        encode_padded(&Content::default(), sent.timer(), now).expect("pads");
-                    Ok((sent.into_wire(), padded.to_vec()))
+                    assert_eq!(
+                        sent.timer().version(),
+                        version + 1,
+                        "a timer change does not add one to the version"
+                    );
+                    let expected = Expected {
+                        body: Vec::new(),
+                        attachments: Vec::new(),
+                        timer: sent.timer(),
+                        sent_at: now,
+                    };
+                    Ok((sent.into_wire(), Payload::Content(expected)))
                 };
-                self.send_with(*from, send, content_may_fail, true);
+                self.send_with(*from, send, content_may_fail);
             }
             Op::Deliver { pick: p, receive } => {
                 if let Some(index) = pick(self.sent.len(), *p) {
@@ -423,7 +690,11 @@ impl World {
                 }
             }
             Op::DeliverNext { receive } => {
-                if let Some(index) = self.sent.iter().position(|m| !m.delivered && !m.dropped) {
+                if let Some(index) = self
+                    .sent
+                    .iter()
+                    .position(|m| !m.delivered && !m.dropped && !m.lost)
+                {
                     self.deliver(index, *receive);
                 }
             }
@@ -486,6 +757,7 @@ impl World {
             Op::Persist { side, sealed } => self.persist(*side, *sealed),
             Op::RotatePreKeys { side, count } => {
                 let World { rng, parties, .. } = self;
+                parties[side.index()].dirty = true;
                 let account = &mut parties[side.index()].account;
                 account
                     .rotate_signed_prekey(rng, T0)
@@ -524,7 +796,7 @@ impl World {
                 let mut pending: Vec<usize> = (0..self.sent.len())
                     .filter(|&i| {
                         let m = &self.sent[i];
-                        m.from == *from && !m.delivered && !m.dropped
+                        m.from == *from && !m.delivered && !m.dropped && !m.lost
                     })
                     .collect();
                 if *newest_first {
@@ -545,37 +817,230 @@ impl World {
                     self.deliver(index, content);
                 }
             }
-            Op::Reinitiate { side, one_time } => {
+            Op::Reinitiate {
+                side,
+                one_time,
+                classical,
+            } => {
                 if !self.tight {
-                    self.initiate(*side, *one_time);
+                    let classical = *classical
+                        && self
+                            .party(side.other())
+                            .record
+                            .config()
+                            .classical_setup_allowed();
+                    self.initiate(*side, *one_time, classical);
                 }
             }
+            Op::Prune { side, hours } if !self.tight => {
+                // The default limits: the clock moves ahead within its window, and nothing
+                // is old enough to be erased.
+                let latest = T0.saturating_add_secs(DEFAULT_CLOCK_WINDOW);
+                self.now = self
+                    .now
+                    .saturating_add_secs(u64::from(*hours) * 3600)
+                    .min(latest);
+                let now = self.now;
+                let party = self.party(*side);
+                let before = party.record.to_bytes();
+                let journal_before = journal(&party.record);
+                let erased = party.record.prune(now);
+                assert_eq!(erased, 0, "a prune within a day erased keys");
+                assert!(
+                    party.record.to_bytes() == before && journal(&party.record) == journal_before,
+                    "a prune that erased nothing changed the record"
+                );
+                self.stats.pruned_nothing += 1;
+            }
             Op::Prune { side, hours } => {
-                if self.tight {
-                    self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
-                    let now = self.now;
-                    let record = &mut self.parties[side.index()].record;
-                    // The model's cutoff, from PROTOCOL.md: the configured age or, while
-                    // disappearing messages are on, the timer plus the grace period.
-                    let mut max_age = record.config().max_skipped_key_age();
-                    let timer = record.expiry_timer();
-                    if timer.is_on() {
-                        max_age = max_age.min(
-                            u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS),
-                        );
-                    }
-                    record.prune(now);
-                    if let Some(models) = &mut self.models {
-                        models[side.index()].prune(now.saturating_sub_secs(max_age));
-                    }
+                // Tight limits: the model says which keys are erased.
+                self.now = self.now.saturating_add_secs(u64::from(*hours) * 3600);
+                let now = self.now;
+                let record = &mut self.parties[side.index()].record;
+                // The model's cutoff, from PROTOCOL.md: the configured age or, while
+                // disappearing messages are on, the timer plus the grace period.
+                let mut max_age = record.config().max_skipped_key_age();
+                let timer = record.expiry_timer();
+                if timer.is_on() {
+                    max_age = max_age
+                        .min(u64::from(timer.seconds()).saturating_add(EXPIRED_TIMER_GRACE_SECS));
+                }
+                record.prune(now);
+                if let Some(models) = &mut self.models {
+                    models[side.index()].prune(now.saturating_sub_secs(max_age));
                 }
             }
             Op::ClockBack { hours } => {
+                let back = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
                 if self.tight {
-                    self.now = self.now.saturating_sub_secs(u64::from(*hours) * 3600);
+                    self.now = back;
+                } else {
+                    let earliest = T0.saturating_sub_secs(DEFAULT_CLOCK_WINDOW);
+                    if back.max(earliest) < self.now {
+                        self.stats.clock_back_default += 1;
+                    }
+                    self.now = back.max(earliest);
                 }
             }
+            Op::Corrupt {
+                side,
+                sealed,
+                record,
+                bit,
+            } => self.corrupt(*side, *sealed, *record, *bit),
+            Op::Snapshot { side } => {
+                self.sync_rows(*side);
+                let flags = self
+                    .sent
+                    .iter()
+                    .map(|m| (m.delivered, m.expired, m.lost))
+                    .collect();
+                let model = self.models.as_ref().map(|m| m[side.index()].clone());
+                let party = self.party(*side);
+                party.saved = Some(Saved {
+                    account: party.account.to_bytes(),
+                    record: party.record.to_bytes(),
+                    rows: party.rows.clone(),
+                    model,
+                    known: party.known.clone(),
+                    remembered: party.remembered.clone(),
+                    flags,
+                });
+                party.dirty = false;
+            }
+            Op::Restore { side } => self.restore(*side),
+            Op::FillReplayMemory { side } => self.fill_replay_memory(*side),
+            Op::NewAccount { side } => self.new_account(*side),
         }
+    }
+
+    /// Fills the replay memory of `side`'s current signed prekey (see
+    /// `Op::FillReplayMemory`) with setups of random base keys, through the account's
+    /// persisted form.
+    fn fill_replay_memory(&mut self, side: Side) {
+        // Ids run from 1, one more per rotation.
+        let id = self.rotations[side.index()] + 1;
+        let World {
+            rng,
+            parties,
+            stats,
+            ..
+        } = self;
+        let party = &mut parties[side.index()];
+        let count = party.remembered.entry(id).or_default();
+        if *count >= MAX_USED_SETUPS {
+            return;
+        }
+        let bytes = party.account.to_bytes();
+        let mut state =
+            <pb::AccountState as prost::Message>::decode(&bytes[1..]).expect("an account");
+        while *count < MAX_USED_SETUPS {
+            let mut base_key = [0u8; 32];
+            rng.fill_bytes(&mut base_key);
+            base_key[31] &= 0x7f;
+            state.used_setups.push(pb::UsedSetup {
+                signed_prekey_id: id,
+                base_key: base_key.to_vec(),
+            });
+            *count += 1;
+        }
+        let mut bytes = Zeroizing::new(alloc::vec![crate::VERSION]);
+        prost::Message::encode(&state, &mut *bytes).expect("a vector grows");
+        party.account = Account::from_bytes(&bytes).expect("an account with a full replay memory");
+        stats.replay_memory_filled += 1;
+    }
+
+    /// Rolls `side` back to its saved copy (see `Op::Restore`).
+    fn restore(&mut self, side: Side) {
+        let party = &mut self.parties[side.index()];
+        let Some(saved) = party.saved.as_ref().filter(|_| !party.dirty) else {
+            return;
+        };
+        party.account = Account::from_bytes(&saved.account).expect("a saved account restores");
+        party.record = SessionRecord::from_bytes(&saved.record).expect("a saved record restores");
+        party.rows = saved.rows.clone();
+        party.known = saved.known.clone();
+        party.remembered = saved.remembered.clone();
+        if let (Some(models), Some(model)) = (&mut self.models, &saved.model) {
+            models[side.index()] = model.clone();
+        }
+        for (i, m) in self.sent.iter_mut().enumerate() {
+            if m.from == side {
+                continue;
+            }
+            // A message sent after the copy was not delivered then.
+            let (delivered, expired, lost) = saved.flags.get(i).copied().unwrap_or_default();
+            if m.delivered && !delivered {
+                m.rolled_back = true;
+            }
+            m.delivered = delivered;
+            m.expired = expired;
+            m.lost = lost;
+        }
+        self.stats.restored += 1;
+    }
+
+    /// Persists `side`'s account or record, changes one bit and restores it (see
+    /// `Op::Corrupt`). Nothing of the side changes.
+    fn corrupt(&mut self, side: Side, sealed: bool, record: bool, bit: u32) {
+        let World {
+            rng,
+            parties,
+            stats,
+            ..
+        } = self;
+        let party = &parties[side.index()];
+        let key = super::decode::storage_key();
+        let original: Zeroizing<Vec<u8>> = match (sealed, record) {
+            (true, true) => Zeroizing::new(party.record.seal(&key, rng)),
+            (true, false) => Zeroizing::new(party.account.seal(&key, rng)),
+            (false, true) => party.record.to_bytes(),
+            (false, false) => party.account.to_bytes(),
+        };
+        let mut bytes = original.clone();
+        let bit = bit as usize % (bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        let restored = match (sealed, record) {
+            (true, true) => SessionRecord::unseal(&bytes, &key).map(|r| r.to_bytes()),
+            (true, false) => Account::unseal(&bytes, &key).map(|a| a.to_bytes()),
+            (false, true) => SessionRecord::from_bytes(&bytes).map(|r| r.to_bytes()),
+            (false, false) => Account::from_bytes(&bytes).map(|a| a.to_bytes()),
+        };
+        if sealed {
+            let name = if record { "session record" } else { "account" };
+            match (sealed_part(&original, bit / 8), restored) {
+                (SealedPart::Sealed, Err(StateError::UnsealFailed)) => {
+                    stats.corrupted_unseal_failed += 1;
+                }
+                (SealedPart::Framing, Err(StateError::Decode(_))) => {}
+                (SealedPart::Kind, Err(e)) => {
+                    // The changed kind: 0 is not written (proto3), and a set top bit makes
+                    // the varint swallow the next tag; both are not the canonical encoding.
+                    let kind = u64::from(bytes[bit / 8]);
+                    let expected_decode = kind == 0 || kind >= 0x80;
+                    match e {
+                        StateError::Decode(_) if expected_decode => {}
+                        StateError::WrongKind { expected, found } if !expected_decode => {
+                            assert_eq!(expected, name);
+                            assert_eq!(found, kind_name(kind));
+                        }
+                        e => panic!("a sealed {name} with kind {kind} refused with {e:?}"),
+                    }
+                }
+                (part, result) => panic!(
+                    "a sealed {name} with bit {bit} ({part:?}) changed: {:?}",
+                    result.map(|_| "restored")
+                ),
+            }
+        } else if let Ok(restored) = restored {
+            // One state, one encoding: a plain state with a changed bit decodes (it has no
+            // authentication) only to a state whose bytes are exactly the changed ones.
+            assert!(
+                restored == bytes,
+                "a plain state with bit {bit} changed decoded to a state with other bytes"
+            );
+        }
+        stats.corrupted += 1;
     }
 
     /// Encrypts raw bytes: this fails only when `from` has no session.
@@ -584,10 +1049,9 @@ impl World {
             from,
             |record, rng| {
                 let wire = record.encrypt(rng, &plaintext)?;
-                Ok((wire, plaintext))
+                Ok((wire, Payload::Raw(plaintext)))
             },
             |e, record| matches!(e, EncryptError::NoSession) && record.session().is_none(),
-            false,
         );
     }
 
@@ -599,10 +1063,10 @@ impl World {
         send: impl FnOnce(
             &mut SessionRecord,
             &mut ChaCha20Rng,
-        ) -> Result<(Vec<u8>, Vec<u8>), EncryptError>,
+        ) -> Result<(Vec<u8>, Payload), EncryptError>,
         expected: impl FnOnce(&EncryptError, &SessionRecord) -> bool,
-        content: bool,
     ) {
+        let identities = self.parties.each_ref().map(|p| p.account.identity_key());
         let World {
             rng,
             parties,
@@ -613,15 +1077,42 @@ impl World {
         let party = &mut parties[from.index()];
         let before = snapshot(&party.account, &party.record);
         match send(&mut party.record, rng) {
-            Ok((wire, plaintext)) => {
+            Ok((wire, payload)) => {
                 if let Some(models) = models {
                     models[from.index()].has_key_pair = true;
                 }
+                party.dirty = true;
+                let session = party
+                    .record
+                    .session_id()
+                    .expect("a message was sent in the current session")
+                    .to_bytes();
+                // Sent on a session with an account the peer no longer has.
+                let orphaned = party.record.session().map(|s| s.remote_identity())
+                    != Some(identities[from.other().index()]);
+                let (plaintext, expected) = match payload {
+                    Payload::Raw(plaintext) => (plaintext, None),
+                    Payload::Content(expected) => {
+                        let padded = expected_padded(&expected);
+                        // The padding, seen from outside: the ciphertext is the padded
+                        // plaintext and its tag.
+                        assert_eq!(
+                            ciphertext_len(&wire),
+                            padded.len() + TAG_LEN,
+                            "content padded to another length than docs/PROTOCOL.md section 11 says"
+                        );
+                        (padded, Some(expected))
+                    }
+                };
                 sent.push(Sent {
                     from,
                     wire,
                     plaintext,
-                    content,
+                    content: expected.is_some(),
+                    expected,
+                    rolled_back: false,
+                    session,
+                    orphaned,
                     delivered: false,
                     dropped: false,
                     expired: false,
@@ -645,6 +1136,54 @@ impl World {
         let wire = self.sent[index].wire.clone();
         let first_time = !self.sent[index].delivered;
         let now = self.now;
+        // A message of a session the recipient held or read and has since evicted, or a new
+        // setup its replay memory has no room for: refused with an exact error.
+        let session = self.sent[index].session;
+        let held_before = held(&self.parties[to.index()].record).contains(&session);
+        let setup = initial_setup(&wire, &self.parties[to.index()].handed_out_kem);
+        let replay_full = setup.filter(|&(id, one_time)| {
+            !one_time
+                && !self.signed_prekey_deleted(to, id)
+                && self.parties[to.index()]
+                    .remembered
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0)
+                    >= MAX_USED_SETUPS
+        });
+        let orphaned = self.sent[index].orphaned;
+        // An initial message of a new session from an account whose identity key is not the
+        // one the recipient's record knows: the identity change is reported.
+        let sender_key = self.parties[self.sent[index].from.index()]
+            .account
+            .identity_key();
+        // (Through the other API the plaintext's kind is refused first: `RawMessage`,
+        // `ContentMessage`.)
+        let identity_changed = first_time
+            && !held_before
+            && !orphaned
+            && receive == self.sent[index].content
+            && setup.is_some()
+            && self.parties[to.index()]
+                .record
+                .peer()
+                .is_some_and(|p| p.key() != sender_key);
+        let refusal = if !first_time || held_before || orphaned {
+            None
+        } else if self.parties[to.index()].known.contains(&session) {
+            Some((
+                self.evicted_error(to, &wire),
+                "a message of an evicted session",
+            ))
+        } else {
+            replay_full.map(|(id, _)| {
+                let full = DecryptError::ReplayMemoryFull {
+                    signed_prekey_id: id,
+                    max: MAX_USED_SETUPS,
+                };
+                (full, "a new setup without room in the replay memory")
+            })
+        };
         let party = &mut self.parties[to.index()];
         let before = snapshot(&party.account, &party.record);
         let journal_before = journal(&party.record);
@@ -661,15 +1200,34 @@ impl World {
         let outcome = if receive {
             match party.record.receive(&mut party.account, &wire, now) {
                 Ok(received) => {
-                    assert!(content, "received raw bytes as content");
-                    let expected =
-                        decode_padded(plaintext).expect("content is validly padded content");
-                    assert_eq!(received.content().body(), expected.content.body());
-                    assert_eq!(
-                        received.content().attachments().len(),
-                        expected.content.attachments().len()
+                    let expected = self.sent[index]
+                        .expected
+                        .as_ref()
+                        .expect("received raw bytes as content");
+                    assert!(
+                        received.content().body() == expected.body.as_slice(),
+                        "received another body"
                     );
+                    let attachments = received.content().attachments();
+                    assert_eq!(attachments.len(), expected.attachments.len());
+                    for (pointer, sent) in attachments.iter().zip(&expected.attachments) {
+                        assert!(
+                            pointer.to_bytes().as_slice() == sent.pointer.as_slice(),
+                            "received another attachment pointer"
+                        );
+                        assert!(
+                            open_attachment(pointer, &sent.sealed) == sent.plaintext,
+                            "an attachment received inside content opened to other bytes"
+                        );
+                        self.stats.attachments_opened += 1;
+                    }
                     assert_eq!(received.timer(), expected.timer);
+                    assert_eq!(received.received_at(), now);
+                    // Never later than the receiver's clock (docs/PROTOCOL.md section 11).
+                    assert_eq!(received.sent_at(), expected.sent_at.min(now));
+                    if expected.sent_at > now {
+                        self.stats.clamped_sent_at += 1;
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -684,6 +1242,40 @@ impl World {
                 Err(e) => Err(e),
             }
         };
+        if identity_changed && refusal.is_none() {
+            let Err(DecryptError::IdentityChanged(change)) = outcome else {
+                panic!("an initial message under a new identity key: {outcome:?}");
+            };
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "an identity change changed state"
+            );
+            self.accept_identity_change(to, &change, sender_key);
+            self.deliver(index, receive);
+            return;
+        }
+        if let Some((expected, what)) = refusal {
+            let full = matches!(expected, DecryptError::ReplayMemoryFull { .. });
+            assert_eq!(
+                outcome.err(),
+                Some(expected),
+                "{what} was not refused as expected"
+            );
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "{what} changed state"
+            );
+            assert!(journal(&party.record) == journal_before);
+            self.sent[index].lost = true;
+            if full {
+                self.stats.replay_memory_full += 1;
+            } else {
+                self.stats.evicted_refused += 1;
+            }
+            return;
+        }
         if let Err(e @ (DecryptError::RawMessage | DecryptError::ContentMessage)) = &outcome {
             // The other API's message: refused after it authenticated, nothing changed, and
             // it stays undelivered.
@@ -728,7 +1320,16 @@ impl World {
                     !self.sent[index].expired,
                     "a message decrypted after it was rejected as expired"
                 );
+                if self.sent[index].rolled_back {
+                    self.sent[index].rolled_back = false;
+                    self.stats.redelivered += 1;
+                }
                 self.sent[index].delivered = true;
+                self.parties[to.index()].known.insert(session);
+                if let Some((id, false)) = setup.filter(|_| !held_before) {
+                    // A new session from a setup without one-time keys: remembered.
+                    *self.parties[to.index()].remembered.entry(id).or_default() += 1;
+                }
                 let from = self.sent[index].from;
                 self.stats.delivered += 1;
                 if self.sent[index + 1..]
@@ -772,7 +1373,7 @@ impl World {
                         }
                     }
                     None => assert!(
-                        !first_time || (beyond_previous_bound && !self.flushing),
+                        !first_time || orphaned || (beyond_previous_bound && !self.flushing),
                         "a message within the bounds was rejected: {e} ({e:?})"
                     ),
                 }
@@ -789,6 +1390,135 @@ impl World {
                     self.sent[index].expired = true;
                 }
             }
+        }
+    }
+
+    /// The error a message of a session that `to` evicted gets (docs/PROTOCOL.md sections 5
+    /// and 6.7), from its header read with the schema's protobuf types: a ratchet message
+    /// starts a new chain in no session (none knows its chain), so it fails authentication
+    /// wherever it is tried; an initial message tries to set the session up again, whose
+    /// keys are spent: the signed prekey (if rotated out), then the one-time prekey, then a
+    /// one-time KEM prekey, else the replay memory refuses it.
+    fn evicted_error(&self, to: Side, wire: &[u8]) -> DecryptError {
+        let message = <pb::Message as prost::Message>::decode(&wire[1..]).expect("a message");
+        let initial = match message.body.expect("a body") {
+            pb::message::Body::Ratchet(_) => return DecryptError::AuthenticationFailed,
+            pb::message::Body::Initial(initial) => initial,
+        };
+        let id = initial.signed_prekey_id;
+        let handed_out_kem = &self.parties[to.index()].handed_out_kem;
+        if self.signed_prekey_deleted(to, id) {
+            DecryptError::UnknownSignedPreKey { id }
+        } else if let Some(id) = initial.one_time_prekey_id {
+            DecryptError::OneTimePreKeyUsed { id }
+        } else if let Some(kem) = initial
+            .kem
+            .filter(|k| handed_out_kem.contains(&k.prekey_id))
+        {
+            DecryptError::KemPreKeyUsed { id: kem.prekey_id }
+        } else {
+            DecryptError::SetupAlreadyUsed
+        }
+    }
+
+    /// The user of `side` accepts `change`, which must name the key `side`'s record knows
+    /// and `new_key`: the record then trusts `new_key` at level `Changed`, and the same
+    /// change accepted again is stale, nothing changed.
+    fn accept_identity_change(
+        &mut self,
+        side: Side,
+        change: &IdentityChange,
+        new_key: IdentityKey,
+    ) {
+        // A trust decision: a rollback to before it is not modelled.
+        self.parties[side.index()].dirty = true;
+        let record = &mut self.parties[side.index()].record;
+        let previous = record.peer().expect("a change of a known peer");
+        assert_eq!(
+            change.previous(),
+            previous,
+            "the change names another previous key"
+        );
+        assert_eq!(
+            change.new_key(),
+            new_key,
+            "the change names another new key"
+        );
+        record
+            .accept_identity_change(change)
+            .expect("a current identity change is accepted");
+        let peer = record.peer().expect("a peer");
+        assert_eq!((peer.key(), peer.trust()), (new_key, Trust::Changed));
+        assert!(
+            held(record).len()
+                == record
+                    .session()
+                    .into_iter()
+                    .chain(record.previous_sessions())
+                    .filter(|s| s.remote_identity() == new_key)
+                    .count(),
+            "a session with the old identity key survived the change"
+        );
+        let after = record.to_bytes();
+        assert_eq!(
+            record.accept_identity_change(change),
+            Err(TrustError::StaleChange)
+        );
+        assert!(
+            record.to_bytes() == after,
+            "a stale change changed the record"
+        );
+        self.stats.identity_changes += 1;
+    }
+
+    /// `side` re-creates its account (see `Op::NewAccount`).
+    fn new_account(&mut self, side: Side) {
+        if self.tight {
+            return;
+        }
+        let old_key = self.parties[side.index()].account.identity_key();
+        let config = self.parties[side.index()].record.config();
+        let World { rng, parties, .. } = self;
+        let mut account = Account::new(rng, T0);
+        account
+            .generate_one_time_prekeys(rng, INITIAL_ONE_TIME_PREKEYS, T0)
+            .expect("one-time prekeys");
+        account
+            .generate_one_time_kem_prekeys(rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
+            .expect("one-time KEM prekeys");
+        parties[side.index()] = Party {
+            account,
+            record: SessionRecord::with_config(config),
+            handed_out: BTreeSet::new(),
+            handed_out_kem: BTreeSet::new(),
+            rows: Rows::new(),
+            saved: None,
+            known: BTreeSet::new(),
+            remembered: BTreeMap::new(),
+            dirty: true,
+        };
+        self.rotations[side.index()] = 0;
+        self.previous_identities[side.index()].push(old_key);
+        for m in &mut self.sent {
+            if !m.delivered && !m.lost {
+                m.orphaned = true;
+            }
+        }
+        self.stats.new_accounts += 1;
+        self.initiate(side, true, false);
+    }
+
+    /// Whether `to`'s account deleted signed prekey `id`: it holds the newest
+    /// `MAX_SIGNED_PREKEYS`, ids run from 1, one more per rotation.
+    fn signed_prekey_deleted(&self, to: Side, id: u32) -> bool {
+        u64::from(id) + MAX_SIGNED_PREKEYS as u64 <= u64::from(self.rotations[to.index()]) + 1
+    }
+
+    /// Notes the sessions each record holds now (see `Party::known`).
+    fn note_sessions(&mut self) {
+        for party in &mut self.parties {
+            let held = held(&party.record);
+            party.known.extend(held);
         }
     }
 
@@ -940,19 +1670,31 @@ impl World {
         }
     }
 
+    /// Each record's peer is the other side's identity key, or one of its earlier ones
+    /// until the record accepted the change; every session's remote identity is the
+    /// record's peer's key or, before the change was accepted there, an earlier key.
     fn check_identities(&self) {
         for side in [Side::Alice, Side::Bob] {
             let record = &self.parties[side.index()].record;
             let peer_key = self.parties[side.other().index()].account.identity_key();
-            if let Some(peer) = record.peer() {
-                assert_eq!(peer.key(), peer_key, "the record's peer is not the peer");
-            }
+            let earlier = &self.previous_identities[side.other().index()];
+            let Some(peer) = record.peer() else {
+                continue;
+            };
+            assert!(
+                peer.key() == peer_key || earlier.contains(&peer.key()),
+                "the record's peer is not the peer"
+            );
             for session in record
                 .session()
                 .into_iter()
                 .chain(record.previous_sessions())
             {
-                assert_eq!(session.remote_identity(), peer_key);
+                let key = session.remote_identity();
+                assert!(
+                    key == peer.key() || (peer.key() != peer_key && earlier.contains(&key)),
+                    "a session with another peer"
+                );
             }
         }
     }
@@ -962,7 +1704,7 @@ impl World {
     fn finish(&mut self) {
         self.flushing = true;
         for index in 0..self.sent.len() {
-            if !self.sent[index].delivered && !self.sent[index].lost {
+            if !self.sent[index].delivered && !self.sent[index].lost && !self.sent[index].orphaned {
                 let content = self.sent[index].content;
                 self.deliver(index, content);
             }
@@ -972,6 +1714,7 @@ impl World {
             // Messages may have been lost for good; the sides need not be in sync.
             return;
         }
+        self.note_sessions();
         for from in [Side::Alice, Side::Bob, Side::Alice] {
             if self.party(from).record.session().is_none() {
                 continue;
@@ -982,7 +1725,14 @@ impl World {
         }
         self.check_rows();
         let [alice, bob] = &self.parties;
-        if alice.record.session().is_some() && bob.record.session().is_some() {
+        // With small records a side may have evicted the session the other sends on; with a
+        // full replay memory a session may never have been set up (the app would rotate
+        // its signed prekey and start again).
+        if !self.small
+            && self.stats.replay_memory_full == 0
+            && alice.record.session().is_some()
+            && bob.record.session().is_some()
+        {
             assert_eq!(
                 alice.record.session_id(),
                 bob.record.session_id(),
@@ -990,6 +1740,33 @@ impl World {
             );
         }
     }
+}
+
+/// For an initial message: the signed prekey it names and whether it uses a one-time key
+/// of either kind (a KEM prekey is one-time if the recipient's "server" handed it out as
+/// one, `handed_out_kem`), read with the schema's protobuf types.
+fn initial_setup(wire: &[u8], handed_out_kem: &BTreeSet<u32>) -> Option<(u32, bool)> {
+    let message = <pb::Message as prost::Message>::decode(wire.get(1..)?).ok()?;
+    match message.body? {
+        pb::message::Body::Initial(initial) => Some((
+            initial.signed_prekey_id,
+            initial.one_time_prekey_id.is_some()
+                || initial
+                    .kem
+                    .is_some_and(|k| handed_out_kem.contains(&k.prekey_id)),
+        )),
+        pb::message::Body::Ratchet(_) => None,
+    }
+}
+
+/// The ids of the sessions `record` holds.
+fn held(record: &SessionRecord) -> BTreeSet<[u8; 32]> {
+    record
+        .session()
+        .into_iter()
+        .chain(record.previous_sessions())
+        .map(|s| s.id().to_bytes())
+        .collect()
 }
 
 /// The pending changes of `record`'s skipped-key rows, comparable: (kind, id, row value).
@@ -1003,6 +1780,142 @@ fn journal(record: &SessionRecord) -> Vec<(u8, Vec<u8>, Zeroizing<Vec<u8>>)> {
             SkippedChange::DeleteSession(id) => (2, id.to_bytes().to_vec(), Zeroizing::default()),
         })
         .collect()
+}
+
+/// What a send encrypted: raw bytes (`encrypt`), or content by its fields.
+enum Payload {
+    Raw(Vec<u8>),
+    Content(Expected),
+}
+
+/// The padded plaintext of `content` (docs/PROTOCOL.md section 11), written by hand from the
+/// schema rather than by the crate's encoder: `0x01 || Content || 0x80 || 0x00 * k`, the
+/// fields in field order, each left out at its default value (proto3) except the timer,
+/// which is always present; the total length `max(256, PADME(n + 1))`.
+fn expected_padded(content: &Expected) -> Vec<u8> {
+    let mut out = alloc::vec![0x01];
+    if !content.body.is_empty() {
+        out.push(0x0a); // field 1, length-delimited
+        varint(&mut out, content.body.len() as u64);
+        out.extend_from_slice(&content.body);
+    }
+    for attached in &content.attachments {
+        out.push(0x12); // field 2, length-delimited, once per attachment
+        varint(&mut out, attached.pointer.len() as u64);
+        out.extend_from_slice(&attached.pointer);
+    }
+    let mut timer = Vec::new();
+    if content.timer.seconds() != 0 {
+        timer.push(0x08); // field 1, varint
+        varint(&mut timer, u64::from(content.timer.seconds()));
+    }
+    if content.timer.version() != 0 {
+        timer.push(0x10); // field 2, varint
+        varint(&mut timer, u64::from(content.timer.version()));
+    }
+    out.push(0x1a); // field 3, length-delimited
+    varint(&mut out, timer.len() as u64);
+    out.extend_from_slice(&timer);
+    let sent_at = content.sent_at.as_unix_secs();
+    if sent_at != 0 {
+        out.push(0x20); // field 4, varint
+        varint(&mut out, sent_at);
+    }
+    let total = padme(out.len() + 1).max(256);
+    out.push(0x80);
+    out.resize(total, 0);
+    out
+}
+
+/// A protobuf varint: seven bits a byte, least significant first.
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// PADME (docs/PROTOCOL.md section 11): `len >= 2` rounded up to a multiple of `2^z`, with
+/// `E = floor(log2 len)`, `S = floor(log2 E) + 1`, `z = E - S`.
+fn padme(len: usize) -> usize {
+    let e = len.ilog2();
+    let z = e - (e.ilog2() + 1);
+    let mask = (1usize << z) - 1;
+    (len + mask) & !mask
+}
+
+/// The length of the AES-GCM ciphertext (with its tag) in message `wire`, read with the
+/// schema's protobuf types.
+fn ciphertext_len(wire: &[u8]) -> usize {
+    let message = <pb::Message as prost::Message>::decode(&wire[1..]).expect("a message");
+    match message.body.expect("a body") {
+        pb::message::Body::Ratchet(r) => r.ciphertext.len(),
+        pb::message::Body::Initial(i) => i.message.expect("a ratchet message").ciphertext.len(),
+    }
+}
+
+/// Where a byte of a sealed state lies (docs/PROTOCOL.md section 8.2:
+/// `0x01 || SealedState { 1: kind, 2: salt, 3: ciphertext }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealedPart {
+    /// The version byte, a field's tag or a length: changed, the bytes do not decode.
+    Framing,
+    /// The kind's varint (one byte: 1 or 3).
+    Kind,
+    /// The salt or the ciphertext: changed, the tag does not verify.
+    Sealed,
+}
+
+/// The part of `sealed` that byte `at` is in, read by hand from the schema.
+fn sealed_part(sealed: &[u8], at: usize) -> SealedPart {
+    let read_varint = |i: &mut usize| {
+        let start = *i;
+        while sealed[*i] & 0x80 != 0 {
+            *i += 1;
+        }
+        *i += 1;
+        start..*i
+    };
+    let mut i = 1;
+    while i < sealed.len() && i <= at {
+        let tag = sealed[i];
+        if at == i {
+            return SealedPart::Framing;
+        }
+        i += 1;
+        if tag == 0x08 {
+            let range = read_varint(&mut i);
+            if range.contains(&at) {
+                return SealedPart::Kind;
+            }
+        } else {
+            let range = read_varint(&mut i);
+            if range.contains(&at) {
+                return SealedPart::Framing;
+            }
+            let mut len = 0u64;
+            for (k, b) in sealed[range].iter().enumerate() {
+                len |= u64::from(b & 0x7f) << (7 * k);
+            }
+            let end = i + len as usize;
+            if (i..end).contains(&at) {
+                return SealedPart::Sealed;
+            }
+            i = end;
+        }
+    }
+    SealedPart::Framing
+}
+
+/// The name `StateError::WrongKind` gives a sealed state's kind.
+fn kind_name(kind: u64) -> &'static str {
+    match kind {
+        1 => "account",
+        2 => "session",
+        3 => "session record",
+        _ => "unknown object",
+    }
 }
 
 /// Runs `call` on `account`; when it fails, the account must be byte for byte as before.
@@ -1043,7 +1956,8 @@ mod tests {
         prop_oneof![
             3 => (side(), text(), any::<u8>())
                 .prop_map(|(from, text, repeat)| Op::Encrypt { from, text, repeat }),
-            2 => (side(), text()).prop_map(|(from, body)| Op::Send { from, body }),
+            2 => (side(), text(), any::<Option<u16>>())
+                .prop_map(|(from, body, attachment)| Op::Send { from, body, attachment }),
             1 => (side(), 0u32..100).prop_map(|(from, seconds)| Op::SetTimer { from, seconds }),
             4 => (any::<u16>(), any::<bool>())
                 .prop_map(|(pick, receive)| Op::Deliver { pick, receive }),
@@ -1061,27 +1975,42 @@ mod tests {
             2 => (side(), any::<bool>(), any::<u64>()).prop_map(|(from, newest_first, shuffle)| {
                 Op::DeliverAll { from, newest_first, shuffle }
             }),
-            1 => (side(), any::<bool>())
-                .prop_map(|(side, one_time)| Op::Reinitiate { side, one_time }),
+            1 => (side(), any::<bool>(), any::<bool>()).prop_map(|(side, one_time, classical)| {
+                Op::Reinitiate { side, one_time, classical }
+            }),
             2 => (side(), 0u16..1000).prop_map(|(side, hours)| Op::Prune { side, hours }),
             1 => (any::<u16>(), any::<u16>(), any::<bool>())
                 .prop_map(|(pick, bit, receive)| Op::FlipBit { pick, bit, receive }),
             1 => (0u16..1000).prop_map(|hours| Op::ClockBack { hours }),
+            1 => (side(), any::<bool>(), any::<bool>(), any::<u32>()).prop_map(
+                |(side, sealed, record, bit)| Op::Corrupt { side, sealed, record, bit }
+            ),
+            1 => side().prop_map(|side| Op::Snapshot { side }),
+            1 => side().prop_map(|side| Op::Restore { side }),
+            1 => side().prop_map(|side| Op::NewAccount { side }),
+            // Not `FillReplayMemory`: 2,000 setups in an account make every later step slow
+            // in a debug build (its own test below covers it).
         ]
     }
 
     fn scenario() -> impl Strategy<Value = Scenario> {
         (
             any::<u64>(),
-            any::<bool>(),
+            0u8..3,
             any::<bool>(),
             any::<bool>(),
             proptest::collection::vec(op(), 1..MAX_OPS),
         )
             .prop_map(
-                |(seed, tight, one_time_prekey, simultaneous, ops)| Scenario {
-                    // Tight limits (evictions, pruning, journals past their bound) for half.
-                    seed: if tight { seed & !7 } else { seed | 1 },
+                |(seed, mode, one_time_prekey, simultaneous, ops)| Scenario {
+                    // A third each: tight limits (evictions of skipped keys, pruning,
+                    // journals past their bound), small records (evicted sessions, classical
+                    // sessions), the default limits.
+                    seed: match mode {
+                        0 => seed & !7,
+                        1 => (seed & !7) | 4,
+                        _ => seed | 1,
+                    },
                     one_time_prekey,
                     simultaneous,
                     ops,
@@ -1150,6 +2079,323 @@ mod tests {
         }
         // Into Alice's record and into a fresh record, twice.
         assert_eq!(world.stats.rejected, before + 4);
+        world.finish();
+    }
+
+    /// A world of `seed` with Alice's session started and no operation run yet.
+    fn world(seed: u64) -> World {
+        World::new(&Scenario {
+            seed,
+            one_time_prekey: true,
+            simultaneous: false,
+            ops: Vec::new(),
+        })
+    }
+
+    fn say(world: &mut World, from: Side, text: &[u8]) {
+        world.apply(&Op::Encrypt {
+            from,
+            text: text.to_vec(),
+            repeat: 0,
+        });
+    }
+
+    /// PADME by hand (docs/PROTOCOL.md section 11): 257 has E = 8, S = 4, so it rounds up to
+    /// a multiple of 16; 1000 has E = 9, S = 4: a multiple of 32.
+    #[test]
+    fn padme_rounds_as_the_protocol_says() {
+        for (len, padded) in [
+            (2, 2),
+            (3, 3),
+            (255, 256),
+            (257, 272),
+            (300, 304),
+            (1000, 1024),
+        ] {
+            assert_eq!(padme(len), padded, "PADME({len})");
+        }
+    }
+
+    /// The hand-written content encoding is the one the crate sends: every field, empty and
+    /// not, short and long (several PADME buckets), a timer off and on, and multi-byte varints.
+    #[test]
+    fn hand_written_content_is_what_the_crate_pads() {
+        let mut rng = rng(5);
+        for (body, attachments, seconds, version, sent_at) in [
+            (&b""[..], 0, 0, 0, 0),
+            (b"hi", 0, 0, 0, 1_764_000_000),
+            (b"x", 1, 3600, 1, 5),
+            (&[7u8; 300][..], 2, 31_536_000, 4_294_967_294, u64::MAX),
+            (&[0u8; 1500][..], 0, 1, 200, 300),
+            (&b""[..], 1, 0, 0, 0),
+        ] {
+            let timer = ExpiryTimer::new(seconds, version).expect("a valid timer");
+            let sent_at = Timestamp::from_unix_secs(sent_at);
+            let mut content = Content::new(body);
+            let mut expected = Expected {
+                body: body.to_vec(),
+                attachments: Vec::new(),
+                timer,
+                sent_at,
+            };
+            for len in [0, 3999].into_iter().take(attachments) {
+                let (pointer, attached) = seal_attachment(&mut rng, len);
+                content.add_attachment(pointer).expect("an attachment");
+                expected.attachments.push(attached);
+            }
+            let crate_padded =
+                crate::content::encode_padded(&content, timer, sent_at).expect("pads");
+            assert_eq!(expected_padded(&expected), crate_padded.to_vec());
+        }
+    }
+
+    /// Bob keeps a copy, receives two messages (one the initial message, which consumes
+    /// his one-time prekeys), and is rolled back: both decrypt again, exactly once each.
+    #[test]
+    fn a_rolled_back_recipient_decrypts_again_what_it_received_since() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        say(&mut world, Side::Alice, b"two");
+        world.apply(&Op::Snapshot { side: Side::Bob });
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent.iter().all(|m| m.delivered));
+        world.apply(&Op::Restore { side: Side::Bob });
+        assert_eq!(world.stats.restored, 1);
+        assert!(world.sent.iter().all(|m| !m.delivered && m.rolled_back));
+        world.apply(&Op::DeliverAll {
+            from: Side::Alice,
+            newest_first: true,
+            shuffle: 0,
+        });
+        assert_eq!(world.stats.redelivered, 2);
+        world.finish();
+    }
+
+    /// A side that sent since its copy is not rolled back (its chain would reuse keys).
+    #[test]
+    fn a_side_that_sent_since_its_copy_is_not_rolled_back() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::Snapshot { side: Side::Bob });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::Restore { side: Side::Bob });
+        assert_eq!(world.stats.restored, 0);
+        assert!(world.sent.iter().all(|m| m.delivered));
+        world.finish();
+    }
+
+    /// Every bit of Bob's sealed record and sealed account, and of his plain record,
+    /// changed in turn: each copy is refused with the exact error for the field it is in,
+    /// and Bob's state stays as it was.
+    #[test]
+    fn every_bit_of_persisted_state_changed_is_refused() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        let before = snapshot(&world.parties[1].account, &world.parties[1].record);
+        let key = super::super::decode::storage_key();
+        let mut rng = rng(0);
+        let mut bits = 0;
+        for (sealed, record) in [(true, true), (true, false), (false, true)] {
+            let len = match (sealed, record) {
+                (true, true) => world.parties[1].record.seal(&key, &mut rng).len(),
+                (true, false) => world.parties[1].account.seal(&key, &mut rng).len(),
+                _ => before.1.len(),
+            };
+            for bit in 0..len * 8 {
+                world.corrupt(Side::Bob, sealed, record, bit as u32);
+            }
+            bits += len * 8;
+        }
+        assert_eq!(world.stats.corrupted, bits);
+        assert!(world.stats.corrupted_unseal_failed > bits / 2);
+        assert_eq!(
+            snapshot(&world.parties[1].account, &world.parties[1].record),
+            before
+        );
+        world.finish();
+    }
+
+    /// At the default limits the clock goes back, content sent then reaches a receiver
+    /// whose clock went back further (its send time is clamped), and a prune after the
+    /// clock moved ahead again erases nothing.
+    #[test]
+    fn time_moves_both_ways_at_the_default_limits() {
+        let mut world = world(1);
+        assert!(!world.tight);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::SetTimer {
+            from: Side::Bob,
+            seconds: 5,
+        });
+        world.apply(&Op::Send {
+            from: Side::Bob,
+            body: b"late".to_vec(),
+            attachment: Some(3000),
+        });
+        world.apply(&Op::ClockBack { hours: 3 });
+        world.apply(&Op::DeliverAll {
+            from: Side::Bob,
+            newest_first: true,
+            shuffle: 0,
+        });
+        assert_eq!(world.stats.clock_back_default, 1);
+        assert_eq!(world.stats.clamped_sent_at, 2);
+        assert_eq!(world.stats.attachments_opened, 1);
+        world.apply(&Op::Prune {
+            side: Side::Alice,
+            hours: 1000,
+        });
+        assert_eq!(world.now, T0.saturating_add_secs(DEFAULT_CLOCK_WINDOW));
+        assert_eq!(world.stats.pruned_nothing, 1);
+        world.finish();
+    }
+
+    /// Small records without previous sessions: Bob starts a second session, which evicts
+    /// the first; Alice's initial message and ratchet message of the first session then
+    /// get the exact errors (`OneTimePreKeyUsed`, `AuthenticationFailed`), nothing changed.
+    #[test]
+    fn messages_of_an_evicted_session_are_refused_exactly() {
+        // Seed 4: small records, 0 previous sessions, classical setups refused.
+        let mut world = world(4);
+        assert!(world.small && !world.tight);
+        assert_eq!(world.parties[1].record.config().max_previous_sessions(), 0);
+        say(&mut world, Side::Alice, b"initial 1");
+        say(&mut world, Side::Alice, b"initial 2");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::Deliver {
+            pick: 2,
+            receive: false,
+        });
+        say(&mut world, Side::Alice, b"ratchet");
+        world.apply(&Op::Reinitiate {
+            side: Side::Bob,
+            one_time: true,
+            classical: true,
+        });
+        world.note_sessions();
+        assert_eq!(
+            world.stats.classical_sessions, 0,
+            "classical setups are refused"
+        );
+        for pick in [1, 3] {
+            world.apply(&Op::Deliver {
+                pick,
+                receive: false,
+            });
+        }
+        assert_eq!(world.stats.evicted_refused, 2);
+        assert!(world.sent[1].lost && world.sent[3].lost);
+        world.finish();
+    }
+
+    /// Where the configuration allows them, `Reinitiate` starts classical sessions, which
+    /// carry messages both ways.
+    #[test]
+    fn classical_sessions_start_where_the_configuration_allows_them() {
+        let mut world = world((2 << 8) | 4);
+        assert!(world.parties[0].record.config().classical_setup_allowed());
+        world.apply(&Op::Reinitiate {
+            side: Side::Bob,
+            one_time: false,
+            classical: true,
+        });
+        assert_eq!(world.stats.classical_sessions, 1);
+        let session = world.parties[1].record.session().expect("a session");
+        assert!(!session.is_post_quantum());
+        say(&mut world, Side::Bob, b"classical");
+        world.apply(&Op::DeliverNext { receive: false });
+        assert_eq!(world.stats.delivered, 1);
+        world.finish();
+    }
+
+    /// Bob's replay memory for his first signed prekey is full: Alice's setup without
+    /// one-time keys is refused with `ReplayMemoryFull` naming it, for good; after Bob
+    /// rotates, a new setup on his new signed prekey is not affected.
+    #[test]
+    fn a_full_replay_memory_refuses_new_setups_on_its_signed_prekey_only() {
+        let mut world = World::new(&Scenario {
+            seed: 1,
+            one_time_prekey: false,
+            simultaneous: false,
+            ops: Vec::new(),
+        });
+        say(&mut world, Side::Alice, b"no one-time keys");
+        world.apply(&Op::FillReplayMemory { side: Side::Bob });
+        assert_eq!(world.stats.replay_memory_filled, 1);
+        world.apply(&Op::DeliverNext { receive: false });
+        assert_eq!(world.stats.replay_memory_full, 1);
+        assert!(world.sent[0].lost && !world.sent[0].delivered);
+        world.apply(&Op::RotatePreKeys {
+            side: Side::Bob,
+            count: 0,
+        });
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: false,
+            classical: false,
+        });
+        say(&mut world, Side::Alice, b"on the new signed prekey");
+        world.apply(&Op::DeliverNext { receive: false });
+        assert!(world.sent[1].delivered);
+        assert_eq!(world.parties[1].remembered.get(&2), Some(&1));
+        world.finish();
+    }
+
+    /// Bob re-creates his account while a message is in flight each way: both are
+    /// orphaned; his new session's initial message reports the identity change to Alice
+    /// (both keys), she accepts it, and it decrypts; the sides end in the new session.
+    #[test]
+    fn a_re_created_account_is_an_identity_change_the_user_accepts() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        say(&mut world, Side::Alice, b"two");
+        let old_key = world.parties[1].account.identity_key();
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        assert_eq!(world.stats.new_accounts, 1);
+        assert_ne!(world.parties[1].account.identity_key(), old_key);
+        assert!(world.sent[1].orphaned && world.sent[2].orphaned);
+        say(&mut world, Side::Bob, b"it's me, new phone");
+        world.apply(&Op::Deliver {
+            pick: 3,
+            receive: false,
+        });
+        assert_eq!(world.stats.identity_changes, 1);
+        assert!(world.sent[3].delivered);
+        let peer = world.parties[0].record.peer().expect("a peer");
+        assert_eq!(peer.trust(), Trust::Changed);
+        assert_eq!(peer.key(), world.parties[1].account.identity_key());
+        world.finish();
+        assert_eq!(world.stats.identity_changes, 1);
+    }
+
+    /// After Bob re-created his account, Alice starts a session from his new bundle: the
+    /// bundle reports the identity change, she accepts it, and the session starts.
+    #[test]
+    fn a_bundle_of_a_re_created_account_is_an_identity_change() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: true,
+            classical: false,
+        });
+        assert_eq!(world.stats.identity_changes, 1);
+        let session = world.parties[0].record.session().expect("a session");
+        assert_eq!(
+            session.remote_identity(),
+            world.parties[1].account.identity_key()
+        );
         world.finish();
     }
 

@@ -387,8 +387,111 @@ fn check_layout(plaintext_len: u64, chunk_size: crate::attachment::ChunkSize) {
 }
 
 /// `Session::from_bytes`.
+///
+/// A decoded session then continues the fixture's conversation (the seeds are Alice's and
+/// Bob's sessions; the input may be a rolled-back or corrupted one): it decrypts every
+/// message of the fixture, then encrypts a message that the peer's session (the other side
+/// of the fixture) decrypts.
+///
+/// - A message that decrypts must decrypt to something the fixture encrypted, and not a
+///   second time; every failure leaves the session byte for byte unchanged.
+/// - A session whose bytes are exactly a seed's (a side's session as the fixture left it)
+///   decrypts exactly the raw messages in flight to that side, each once, with exactly the
+///   plaintext sent, and its next message decrypts in the peer's session to exactly what it
+///   encrypted.
+/// - Whatever the decoded session, the peer's session decrypts its message to exactly what
+///   it encrypted or refuses it with nothing changed.
 pub fn state_session(data: &[u8]) {
-    round_trip_bytes(data, false, Session::from_bytes, |s| s.to_bytes().to_vec());
+    let Some(session) =
+        round_trip_bytes(data, false, Session::from_bytes, |s| s.to_bytes().to_vec())
+    else {
+        return;
+    };
+    continue_session(session, data);
+}
+
+/// The fixture's conversation continued by `session` (decoded from `data`): see
+/// [`state_session`].
+fn continue_session(mut session: Session, data: &[u8]) {
+    let fixture = super::decrypt::fixture();
+    // (own account, own record, peer's record, raw messages in flight to this side)
+    let sides = [
+        (&fixture.alice, &fixture.bob.1, &fixture.pending_to_alice),
+        (&fixture.bob, &fixture.alice.1, &fixture.pending_to_bob),
+    ];
+    // The side whose session this is exactly (a seed), if any.
+    let exact = sides.iter().find(|((_, own), _, _)| {
+        own.session()
+            .is_some_and(|s| s.to_bytes().as_slice() == data)
+    });
+    let mut decrypted = Vec::new();
+    for wire in &fixture.messages {
+        let before = session.to_bytes();
+        match session.decrypt(wire, T0) {
+            Ok(plaintext) => {
+                assert!(
+                    fixture.plaintexts.contains(&plaintext),
+                    "a decoded session decrypted a message to something never sent"
+                );
+                let after = session.to_bytes();
+                assert!(
+                    session.decrypt(wire, T0).is_err(),
+                    "a decoded session decrypted a message twice"
+                );
+                assert_eq!(session.to_bytes(), after, "a replay changed the session");
+                decrypted.push(plaintext);
+            }
+            Err(e) => assert_eq!(
+                session.to_bytes(),
+                before,
+                "a rejected message ({e}) changed the session"
+            ),
+        }
+    }
+    if let Some((_, _, pending)) = exact {
+        let mut got = decrypted.clone();
+        got.sort();
+        let mut expected = (*pending).clone();
+        expected.sort();
+        assert_eq!(
+            got, expected,
+            "a seed's session did not decrypt exactly the messages in flight to it"
+        );
+    }
+    let mut rng = super::rng(13);
+    let wire = match session.encrypt(&mut rng, b"continued") {
+        Ok(wire) => wire,
+        Err(e) => {
+            assert!(exact.is_none(), "a seed's session could not encrypt: {e}");
+            return;
+        }
+    };
+    // The peer: the other side of the fixture, if this session is one side's (its local
+    // identity) and the peer's current session has its id.
+    let Some((_, peer, _)) = sides.iter().find(|((own, _), peer, _)| {
+        session.local_identity() == own.identity_key() && peer.session_id() == Some(session.id())
+    }) else {
+        return;
+    };
+    let mut peer = peer.session().expect("the fixture's session").clone();
+    let before = peer.to_bytes();
+    match peer.decrypt(&wire, T0) {
+        Ok(plaintext) => assert_eq!(
+            plaintext, b"continued",
+            "the peer decrypted a continued session's message to another plaintext"
+        ),
+        Err(e) => {
+            assert!(
+                exact.is_none(),
+                "the peer refused ({e}) the next message of a seed's session"
+            );
+            assert_eq!(
+                peer.to_bytes(),
+                before,
+                "a refused message ({e}) changed the peer's session"
+            );
+        }
+    }
 }
 
 /// `SessionRecord::from_bytes`.

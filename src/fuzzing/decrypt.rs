@@ -47,8 +47,8 @@ pub(crate) struct Fixture {
     bob_snapshot: (Vec<u8>, Vec<u8>),
     /// The raw plaintexts of the messages in flight to Bob, and to Alice: what `decrypt` may
     /// return (the content in flight to Bob is for `receive`).
-    pending_to_bob: Vec<Vec<u8>>,
-    pending_to_alice: Vec<Vec<u8>>,
+    pub(crate) pending_to_bob: Vec<Vec<u8>>,
+    pub(crate) pending_to_alice: Vec<Vec<u8>>,
     /// Every message of the conversation, delivered or not (the seeds).
     pub(crate) messages: Vec<Vec<u8>>,
     /// Everything the fixture encrypted (plaintexts, padded contents), for the `state_*`
