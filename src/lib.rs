@@ -103,6 +103,7 @@ mod wire;
 mod x3dh;
 
 pub mod attachment;
+pub mod group;
 #[cfg(feature = "std")]
 pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:

@@ -30,6 +30,11 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.Content",
     ".ratchetbox.KemPreKeyState",
     ".ratchetbox.SessionKemState",
+    ".ratchetbox.GroupDistribution",
+    ".ratchetbox.GroupSenderState",
+    ".ratchetbox.GroupSkippedKey",
+    ".ratchetbox.GroupReceiverGeneration",
+    ".ratchetbox.GroupReceiverState",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the
