@@ -123,7 +123,7 @@ pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 #[cfg(feature = "std")]
-pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Sent};
+pub use device::{Action, Device, Error, GroupSent, MAX_ATTEMPTS, Outgoing, Sent};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
 #[cfg(feature = "std")]

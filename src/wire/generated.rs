@@ -60,6 +60,11 @@ pub struct Content {
     /// display and ordering only; never used for deadlines.
     #[prost(uint64, tag = "4")]
     pub sent_at: u64,
+    /// A sender key of the sender for a group (docs/PROTOCOL.md section 16.7): a complete
+    /// GroupDistribution wire object (0x01 || GroupDistribution), or absent. Only in pairwise
+    /// messages, never in group messages.
+    #[prost(bytes = "vec", tag = "5")]
+    pub group_distribution: ::prost::alloc::vec::Vec<u8>,
 }
 /// One party of a safety number, as computed by the phone that shows the code.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -196,6 +201,53 @@ pub struct GroupReceiverState {
     /// Newest first; distinct key ids.
     #[prost(message, repeated, tag = "2")]
     pub generations: ::prost::alloc::vec::Vec<GroupReceiverGeneration>,
+}
+/// A member device of a group, in the device layer's group row.
+#[derive(::zeroize::Zeroize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GroupMember {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub device_id: u32,
+}
+/// The device layer's receiving state for one sender device of a group.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupReceiverEntry {
+    #[prost(message, optional, tag = "1")]
+    pub sender: ::core::option::Option<GroupMember>,
+    /// 0x01 || GroupReceiverState.
+    #[prost(bytes = "vec", tag = "2")]
+    pub state: ::prost::alloc::vec::Vec<u8>,
+}
+/// The device layer's row for one group (docs/PROTOCOL.md section 16.7).
+/// 0x01 || GroupRecordState.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupRecordState {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    /// The other member devices, sorted by (user id bytes, device id), distinct.
+    #[prost(message, repeated, tag = "2")]
+    pub members: ::prost::alloc::vec::Vec<GroupMember>,
+    /// 0x01 || GroupSenderState, absent before this device first sends.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sender: ::prost::alloc::vec::Vec<u8>,
+    /// The members that were sent the current sender key, sorted, each in `members`.
+    #[prost(message, repeated, tag = "4")]
+    pub distributed: ::prost::alloc::vec::Vec<GroupMember>,
+    /// Set when a member was removed: the sender key is replaced before the next message.
+    #[prost(bool, tag = "5")]
+    pub rotate: bool,
+    /// Sorted by sender, each sender in `members`.
+    #[prost(message, repeated, tag = "6")]
+    pub receivers: ::prost::alloc::vec::Vec<GroupReceiverEntry>,
+    /// The group's disappearing-message setting; always present.
+    #[prost(message, optional, tag = "7")]
+    pub timer: ::core::option::Option<DisappearingTimer>,
 }
 /// A signed prekey with its private half.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
