@@ -19,6 +19,7 @@ mod conversation;
 mod decode;
 mod decrypt;
 mod device;
+mod group;
 mod model;
 mod seeds;
 
@@ -30,6 +31,7 @@ pub use decode::{
 };
 pub use decrypt::{decrypt_plaintext, encrypt_plaintext, session_decrypt};
 pub use device::device;
+pub use group::{group, group_distribution, group_message, group_state};
 pub use seeds::seeds;
 
 use alloc::vec::Vec;
@@ -56,6 +58,10 @@ pub const TARGETS: &[&str] = &[
     "conversation",
     "attachment",
     "device",
+    "group_message",
+    "group_distribution",
+    "group_state",
+    "group",
 ];
 
 /// Runs the target called `name` on `data`. Returns `false` for an unknown name.
@@ -75,6 +81,10 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "conversation" => conversation,
         "attachment" => attachment,
         "device" => device,
+        "group_message" => group_message,
+        "group_distribution" => group_distribution,
+        "group_state" => group_state,
+        "group" => group,
         _ => return false,
     };
     target(data);

@@ -144,5 +144,6 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         rng.fill_bytes(&mut bytes);
         add("device", &alloc::format!("random-{i}"), bytes);
     }
+    out.extend(super::group::seeds());
     out
 }
