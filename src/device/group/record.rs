@@ -161,3 +161,97 @@ fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn a(user: &str, device: u32) -> Address {
+        Address::new(user, device).unwrap()
+    }
+
+    fn record() -> GroupRecord {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let group = GroupId::random(&mut rng);
+        let mut r = GroupRecord::new(group);
+        r.members = [a("bob", 1), a("carol", 2), a("carol", 10)].into();
+        let sender = GroupSender::new(&mut rng, group);
+        let mut receiver = GroupReceiver::new(group);
+        receiver
+            .process_distribution(
+                &sender.distribution(),
+                &crate::group::GroupLimits::default(),
+            )
+            .unwrap();
+        r.receivers.insert(a("carol", 2), receiver);
+        r.sender = Some(sender);
+        r.distributed = [a("bob", 1)].into();
+        r.rotate = true;
+        r.timer = ExpiryTimer::new(60, 3).unwrap();
+        r
+    }
+
+    fn proto(r: &GroupRecord) -> pb::GroupRecordState {
+        wire::decode(&r.to_bytes(), OBJECT).unwrap()
+    }
+
+    fn refused(p: &pb::GroupRecordState, field: &'static str) {
+        match GroupRecord::from_bytes(&wire::encode(p)) {
+            Err(DecodeError::InvalidValue { field: f, .. }) => assert_eq!(f, field),
+            Err(other) => panic!("{field}: {other:?}"),
+            Ok(_) => panic!("{field}: accepted"),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_every_broken_invariant() {
+        let r = record();
+        let bytes = r.to_bytes();
+        let back = GroupRecord::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(back.members, r.members);
+        assert_eq!(back.distributed, r.distributed);
+        assert!(back.rotate);
+        assert_eq!(back.timer, r.timer);
+
+        let good = proto(&r);
+        let mut p = good.clone();
+        p.members.swap(1, 2); // ("carol", 10) before ("carol", 2)
+        refused(&p, "members");
+        let mut p = good.clone();
+        p.members.push(p.members[2].clone());
+        refused(&p, "members");
+        let mut p = good.clone();
+        p.distributed.push(pb::GroupMember {
+            user_id: "dave".into(),
+            device_id: 1,
+        });
+        refused(&p, "distributed");
+        let mut p = good.clone();
+        p.receivers[0].sender = Some(pb::GroupMember {
+            user_id: "dave".into(),
+            device_id: 1,
+        });
+        refused(&p, "receivers");
+        let mut p = good.clone();
+        p.timer = Some(pb::DisappearingTimer {
+            seconds: 60,
+            version: 0,
+        });
+        refused(&p, "timer");
+        let mut p = good.clone();
+        p.members[0].user_id = String::new();
+        refused(&p, "members");
+        let mut p = good;
+        p.timer = None;
+        assert_eq!(
+            GroupRecord::from_bytes(&wire::encode(&p)).map(|_| ()),
+            Err(DecodeError::MissingField {
+                object: OBJECT,
+                field: "timer"
+            })
+        );
+    }
+}
