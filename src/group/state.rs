@@ -303,7 +303,7 @@ impl GroupReceiver {
                 })?;
             let seed = &generation.skipped[position].1;
             let plaintext = chain::open(
-                &seed.clone(),
+                seed,
                 &self.group_id,
                 key_id,
                 iteration,
