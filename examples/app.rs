@@ -13,7 +13,9 @@
 //! 5. Alice sends a photo (sealed, uploaded as a blob, its pointer in the message);
 //! 6. Bob adds a laptop and retires his tablet; Alice's next message follows the change;
 //! 7. Alice and Bob compare safety numbers, and the server's prekey stock is topped up;
-//! 8. Alice loses her phone and restores it on a new one from a backup she made after
+//! 8. Alice, Bob and Carol chat in a group (one message encrypted once for all); Carol is
+//!    removed, and cannot read what is sent after.
+//! 9. Alice loses her phone and restores it on a new one from a backup she made after
 //!    step 5, with the recovery key she wrote on paper.
 //!
 //! Run it with `cargo run --release --example app`.
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use ratchetbox::attachment::{self, AttachmentMetadata};
 use ratchetbox::backup::RecoveryKey;
+use ratchetbox::group::GroupId;
 use ratchetbox::rand_core::Rng;
 use ratchetbox::{
     Action, Address, Content, Device, DeviceId, Error, KemPreKey, OneTimePreKey, OsRng,
@@ -59,6 +62,8 @@ struct Server {
     prekeys: BTreeMap<Address, Prekeys>,
     devices: BTreeMap<String, BTreeSet<DeviceId>>,
     queues: BTreeMap<Address, VecDeque<(Address, Vec<u8>)>>,
+    /// Group messages, one queue per device: the same bytes go to every member.
+    group_queues: BTreeMap<Address, VecDeque<(Address, Vec<u8>)>>,
     blobs: BTreeMap<u64, Vec<u8>>,
     /// Messages posted so far, to check at the end that every one was decrypted.
     posted: usize,
@@ -173,6 +178,21 @@ impl Server {
             .entry(to.clone())
             .or_default()
             .push_back((from.clone(), message));
+    }
+
+    fn post_group(&mut self, from: &Address, to: &Address, message: &[u8]) {
+        self.posted += 1;
+        self.group_queues
+            .entry(to.clone())
+            .or_default()
+            .push_back((from.clone(), message.to_vec()));
+    }
+
+    fn fetch_group(&mut self, to: &Address) -> Vec<(Address, Vec<u8>)> {
+        self.group_queues
+            .get_mut(to)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
     }
 
     fn fetch(&mut self, to: &Address) -> Vec<(Address, Vec<u8>)> {
@@ -378,7 +398,9 @@ impl App {
                         0 => String::new(),
                         s => format!(" (disappears {s} s after reading)"),
                     };
-                    if body.is_empty() && received.content().attachments().is_empty() {
+                    if received.content().group_distribution().is_some() {
+                        println!("  {:<12} <- {from}: a group key", self.name);
+                    } else if body.is_empty() && received.content().attachments().is_empty() {
                         println!(
                             "  {:<12} <- {from}: timer set to {} s",
                             self.name,
@@ -407,6 +429,72 @@ impl App {
             }
         }
         Ok(contents)
+    }
+}
+
+impl App {
+    /// Sends `content` to a group: one group message for every member, plus the group key
+    /// for the members that lack it (over pairwise sessions, fetching bundles as needed).
+    /// Returns the group message.
+    fn send_group(
+        &mut self,
+        server: &mut Server,
+        rng: &mut OsRng,
+        group: &GroupId,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Vec<u8>> {
+        let me = self.address();
+        let sent = loop {
+            match self.device.send_group(rng, group, &Content::new(text), now) {
+                Ok(sent) => break sent,
+                Err(Error::MissingSessions { addresses }) => {
+                    for address in addresses {
+                        let bundle = server.bundle(&address)?;
+                        self.device.process_bundle(rng, &address, &bundle)?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        for out in sent.distributions {
+            println!(
+                "  {:<12} -> {:<8} the group key ({} bytes, pairwise)",
+                self.name,
+                out.to.to_string(),
+                out.message.len()
+            );
+            server.post(&me, &out.to, out.message);
+        }
+        let members = self.device.group_members(group)?;
+        println!(
+            "  {:<12} -> group   {text:?}: one {} byte message for {} device{}",
+            self.name,
+            sent.message.len(),
+            members.len(),
+            if members.len() == 1 { "" } else { "s" }
+        );
+        for to in &members {
+            server.post_group(&me, to, &sent.message);
+        }
+        Ok(sent.message)
+    }
+
+    /// Takes in pairwise messages (group keys among them), then group messages.
+    fn check_group_inbox(
+        &mut self,
+        server: &mut Server,
+        rng: &mut OsRng,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.check_inbox(server, rng, now)?;
+        for (from, message) in server.fetch_group(&self.address()) {
+            let received = self.device.receive_group(rng, &from, &message, now)?;
+            DECRYPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = String::from_utf8_lossy(received.content().body()).into_owned();
+            println!("  {:<12} <- {from} in the group: {body:?}", self.name);
+        }
+        Ok(())
     }
 }
 
@@ -586,7 +674,45 @@ fn run(dir: &Path, rng: &mut OsRng, now: &mut Timestamp) -> Result<()> {
         app.maintain_prekeys(&mut server, rng, *now)?;
     }
 
-    println!("\n8. Alice loses her phone and restores on a new one");
+    println!("\n8. A group: Alice, Bob and Carol (one device each here); then Carol is removed");
+    let mut carol_phone = App::install("carol-phone", dir, a("carol", 1)?, &mut server, rng, *now)?;
+    let trio = [
+        alice_phone.address(),
+        bob_phone.address(),
+        carol_phone.address(),
+    ];
+    // The app tells every member the group's id and members (its own business, for example
+    // through its server); each device records them.
+    let group = alice_phone.device.create_group(rng, &trio)?;
+    bob_phone.device.set_group_members(rng, &group, &trio)?;
+    carol_phone.device.set_group_members(rng, &group, &trio)?;
+    alice_phone.send_group(&mut server, rng, &group, "Dinner on Friday?", *now)?;
+    for app in [&mut bob_phone, &mut carol_phone] {
+        app.check_group_inbox(&mut server, rng, *now)?;
+    }
+    carol_phone.send_group(&mut server, rng, &group, "Count me in!", *now)?;
+    for app in [&mut alice_phone, &mut bob_phone] {
+        app.check_group_inbox(&mut server, rng, *now)?;
+    }
+    println!("  Carol leaves the group: Alice's and Bob's devices drop her");
+    let duo = [alice_phone.address(), bob_phone.address()];
+    alice_phone.device.set_group_members(rng, &group, &duo)?;
+    bob_phone.device.set_group_members(rng, &group, &duo)?;
+    let after =
+        alice_phone.send_group(&mut server, rng, &group, "Surprise party for Carol!", *now)?;
+    bob_phone.check_group_inbox(&mut server, rng, *now)?;
+    // Suppose Carol got a copy anyway (from the server, or by listening on the network).
+    match carol_phone
+        .device
+        .receive_group(rng, &alice_phone.address(), &after, *now)
+    {
+        Ok(_) => return Err("a removed member read a message sent after her removal".into()),
+        Err(e) => println!(
+            "  carol-phone  cannot read it: {e} (Alice's device replaced its group key, and the new one went to Bob only)"
+        ),
+    }
+
+    println!("\n9. Alice loses her phone and restores on a new one");
     // The phone is gone, with its database and storage key. The backup is older than what
     // the phone knew: it has no session with Bob's laptop, and its sessions with the others
     // may already have been used to send, so the restored device never sends on them.
@@ -626,7 +752,7 @@ fn run(dir: &Path, rng: &mut OsRng, now: &mut Timestamp) -> Result<()> {
     let decrypted = DECRYPTED.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(decrypted, server.posted, "a message was lost");
     println!(
-        "\nAll {decrypted} messages decrypted on the device they were for, through a restart, device changes and a restore."
+        "\nAll {decrypted} messages decrypted on the device they were for, through a restart, device changes, a group and a restore."
     );
     Ok(())
 }

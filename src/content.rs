@@ -27,6 +27,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::attachment::AttachmentPointer;
 use crate::error::{ContentError, DecryptError};
 use crate::expiry::{ExpiryTimer, TimerChange};
+use crate::group::GroupDistribution;
 use crate::padding;
 use crate::time::Timestamp;
 use crate::wire::{self, generated as pb};
@@ -90,6 +91,8 @@ const PADDING_MARKER: u8 = 0x80;
 pub struct Content {
     body: Vec<u8>,
     attachments: Vec<AttachmentPointer>,
+    /// A sender key for a group, in pairwise content only (docs/PROTOCOL.md 16.7).
+    group_distribution: Option<GroupDistribution>,
 }
 
 impl Content {
@@ -98,7 +101,23 @@ impl Content {
         Self {
             body: body.into(),
             attachments: Vec::new(),
+            group_distribution: None,
         }
+    }
+
+    /// Empty content carrying a group sender key (sent by the device layer).
+    pub(crate) fn with_group_distribution(distribution: GroupDistribution) -> Self {
+        Self {
+            body: Vec::new(),
+            attachments: Vec::new(),
+            group_distribution: Some(distribution),
+        }
+    }
+
+    /// The group sender key this pairwise message carried, if any. The device layer takes it
+    /// in (`Device::receive`); such a message has no body for the person.
+    pub fn group_distribution(&self) -> Option<&GroupDistribution> {
+        self.group_distribution.as_ref()
     }
 
     /// Adds an attachment pointer (see [`attachment`](crate::attachment)). At most
@@ -141,6 +160,7 @@ impl fmt::Debug for Content {
         f.debug_struct("Content")
             .field("body_len", &self.body.len())
             .field("attachments", &self.attachments)
+            .field("group_distribution", &self.group_distribution)
             .finish()
     }
 }
@@ -184,6 +204,11 @@ pub(crate) fn encode_padded(
             version: timer.version(),
         }),
         sent_at: sent_at.as_unix_secs(),
+        group_distribution: content
+            .group_distribution
+            .as_ref()
+            .map(|d| core::mem::take(&mut *d.to_bytes()))
+            .unwrap_or_default(),
     };
     let body_len = if content.body.is_empty() {
         0
@@ -229,10 +254,16 @@ pub(crate) fn decode_padded(plaintext: &[u8]) -> Result<Envelope, ContentError> 
         .iter()
         .map(|bytes| AttachmentPointer::from_bytes(bytes))
         .collect::<Result<Vec<_>, _>>()?;
+    let group_distribution = if proto.group_distribution.is_empty() {
+        None
+    } else {
+        Some(GroupDistribution::from_bytes(&proto.group_distribution)?)
+    };
     Ok(Envelope {
         content: Content {
             body: core::mem::take(&mut proto.body),
             attachments,
+            group_distribution,
         },
         timer,
         sent_at: Timestamp::from_unix_secs(proto.sent_at),

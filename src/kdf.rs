@@ -250,6 +250,37 @@ pub(crate) fn attachment_keys(
     (payload, commitment)
 }
 
+/// HKDF info prefix for a group message's AES-256-GCM key and nonce (docs/PROTOCOL.md 16.2).
+pub(crate) const LABEL_GROUP_MESSAGE_KEY: &[u8] = b"ratchetbox v1 group message key";
+/// Ed25519 signature prefix of a group message (docs/PROTOCOL.md 16.3).
+pub(crate) const LABEL_GROUP_SIGNATURE: &[u8] = b"ratchetbox v1 group message";
+
+/// A group message's AES-256-GCM key and nonce from its message-key seed (HMAC(ck, 0x01)):
+/// HKDF-SHA256(salt = 32 zero bytes, IKM = seed, info = LABEL_GROUP_MESSAGE_KEY || group id
+/// || u32be(key id) || u32be(iteration), L = 44), split 32 || 12.
+pub(crate) fn group_message_key(
+    seed: &[u8; 32],
+    group_id: &[u8; 32],
+    key_id: u32,
+    iteration: u32,
+) -> (Zeroizing<[u8; 32]>, [u8; 12]) {
+    let okm = hkdf_sha256::<44>(
+        &[0u8; 32],
+        &[seed],
+        &[
+            LABEL_GROUP_MESSAGE_KEY,
+            group_id,
+            &key_id.to_be_bytes(),
+            &iteration.to_be_bytes(),
+        ],
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&okm[..32]);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&okm[32..]);
+    (key, nonce)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

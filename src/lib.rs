@@ -104,6 +104,7 @@ mod x3dh;
 
 pub mod attachment;
 pub mod backup;
+pub mod group;
 #[cfg(feature = "std")]
 pub mod store;
 // The fuzz targets' bodies, for `fuzz/` and the corpus replay test, not for applications:
@@ -123,7 +124,7 @@ pub use address::{Address, AddressError, DeviceId, MAX_USER_ID_LEN};
 pub use config::SessionConfig;
 pub use content::{Content, MAX_ATTACHMENTS, ReceivedMessage, SentMessage};
 #[cfg(feature = "std")]
-pub use device::{Action, Device, Error, MAX_ATTEMPTS, Outgoing, Restored, Sent};
+pub use device::{Action, Device, Error, GroupSent, MAX_ATTEMPTS, Outgoing, Restored, Sent};
 pub use error::FileNameRule;
 pub use error::FingerprintError;
 #[cfg(feature = "std")]

@@ -303,13 +303,27 @@ fn invalid_content_is_rejected_with_state_unchanged() {
 
     // An unknown field (a newer content format): rejected, per the documented rule.
     let mut with_unknown = pb::encode(&valid_content());
-    with_unknown.extend_from_slice(&[0x28, 0x01]); // field 5, varint 1
+    with_unknown.extend_from_slice(&[0x78, 0x01]); // field 15, varint 1
     with_unknown.push(0x80);
     with_unknown.resize(256, 0);
     assert_eq!(
         reject_crafted(&mut pair, &with_unknown),
         invalid(ContentError::Decode(DecodeError::NonCanonical {
             object: "Content"
+        }))
+    );
+
+    // A group sender key (field 5) that is not a valid distribution message.
+    let mut bad_distribution = pb::encode(&valid_content());
+    bad_distribution.extend_from_slice(&[0x2a, 0x01, 0x00]); // field 5, one byte: version 0
+    bad_distribution.push(0x80);
+    bad_distribution.resize(256, 0);
+    assert_eq!(
+        reject_crafted(&mut pair, &bad_distribution),
+        invalid(ContentError::Decode(DecodeError::UnsupportedVersion {
+            object: "group distribution",
+            found: 0,
+            supported: 1
         }))
     );
 

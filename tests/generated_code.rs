@@ -32,12 +32,22 @@ const SECRET_MESSAGES: &[&str] = &[
     ".ratchetbox.SessionKemState",
     ".ratchetbox.BackupRow",
     ".ratchetbox.DeviceBackup",
+    ".ratchetbox.GroupDistribution",
+    ".ratchetbox.GroupSenderState",
+    ".ratchetbox.GroupSkippedKey",
+    ".ratchetbox.GroupReceiverGeneration",
+    ".ratchetbox.GroupReceiverState",
+    ".ratchetbox.GroupReceiverEntry",
+    ".ratchetbox.GroupRecordState",
 ];
 
 /// Plain-value messages nested in persisted state: they only need `Zeroize` so that the
 /// messages containing them can derive it.
-const NESTED_PLAIN_MESSAGES: &[&str] =
-    &[".ratchetbox.SessionLimits", ".ratchetbox.DisappearingTimer"];
+const NESTED_PLAIN_MESSAGES: &[&str] = &[
+    ".ratchetbox.SessionLimits",
+    ".ratchetbox.DisappearingTimer",
+    ".ratchetbox.GroupMember",
+];
 
 fn proto_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

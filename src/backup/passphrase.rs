@@ -4,7 +4,7 @@
 //! A passphrase is weaker than a [`RecoveryKey`](super::RecoveryKey) however it is
 //! stretched: whoever holds the blob guesses offline, and each guess costs one Argon2id run
 //! with the blob's parameters. At the default (64 MiB, 3 passes, 4 lanes) one run took
-//! 401 ms on the project's 2-core build machine under load (docs/PROTOCOL.md section 16.3):
+//! 401 ms on the project's 2-core build machine under load (docs/PROTOCOL.md section 17.3):
 //! a 4-digit PIN (10,000 guesses) then falls in about an hour on one core, a 6-digit one in
 //! about 5 days, and far sooner on an attacker's many cores. So [`check_passphrase`]
 //! refuses short and numeric passphrases.

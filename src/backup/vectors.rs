@@ -1,5 +1,5 @@
 //! The recovery key's code and sealed blobs against `tests/data/backup_vectors.json`, made
-//! by an independent Python implementation written from docs/PROTOCOL.md section 16 alone
+//! by an independent Python implementation written from docs/PROTOCOL.md section 17 alone
 //! (`python3 tests/data/backup_vectors.py | cmp - tests/data/backup_vectors.json`).
 
 use alloc::string::String;

@@ -7,10 +7,11 @@ use crate::address::{Address, AddressError};
 use crate::attachment::AttachmentError;
 use crate::backup::BackupError;
 use crate::error::{
-    DecodeError, DecryptError, EncryptError, ExportError, FingerprintError, PreKeyError,
-    SetupError, StateError, TrustError,
+    ContentError, DecodeError, DecryptError, EncryptError, ExportError, FingerprintError,
+    PreKeyError, SetupError, StateError, TrustError,
 };
 use crate::expiry::ExpiryError;
+use crate::group::{GroupError, GroupId};
 use crate::store::StoreError;
 
 /// What an app should do when a [`Device`](super::Device) call fails. Every [`Error`] has
@@ -143,6 +144,38 @@ pub enum Error {
         /// The newest generation seen before.
         seen: u64,
     },
+    /// A group operation failed: a group message that could not be read (forged, duplicate,
+    /// its sender key not here yet, ...), a sender key refused, or a message too large.
+    #[error("group {group:?}: {source}")]
+    Group {
+        /// The group.
+        group: GroupId,
+        /// What went wrong.
+        source: GroupError,
+    },
+    /// This device does not know the group: call
+    /// [`set_group_members`](super::Device::set_group_members) first.
+    #[error("unknown group {0:?}: set its members first")]
+    UnknownGroup(GroupId),
+    /// A group message or sender key came from a device that is not a member of the group
+    /// (for example one that was removed).
+    #[error("{address} is not a member of group {group:?}")]
+    NotGroupMember {
+        /// The group.
+        group: GroupId,
+        /// The sender.
+        address: Address,
+    },
+    /// A group message decrypted but its content is invalid (a broken or malicious member).
+    #[error("the group message from {from} in group {group:?} has invalid content: {source}")]
+    InvalidGroupContent {
+        /// The group.
+        group: GroupId,
+        /// The sender.
+        from: Address,
+        /// What is wrong.
+        source: ContentError,
+    },
     /// The operation kept conflicting with other handles on the same store.
     #[error("gave up after {attempts} attempts that conflicted with other handles on the store")]
     TooManyConflicts {
@@ -212,6 +245,9 @@ impl Error {
                 StoreError::Corrupt(_) => Action::ShowToPerson,
             },
             Error::TooManyConflicts { .. } => Action::RetryLater,
+            Error::Group { source, .. } => group_action(source),
+            Error::UnknownGroup(_) => Action::CallerBug,
+            Error::NotGroupMember { .. } | Error::InvalidGroupContent { .. } => Action::DropForged,
             Error::StoredState { .. } | Error::RolledBack { .. } => Action::ShowToPerson,
             // The person typed another key, or picked a damaged or foreign file.
             Error::Backup(_) => Action::ShowToPerson,
@@ -221,6 +257,24 @@ impl Error {
 
 // The matches below name every variant (no wildcard): a new variant must be classified
 // before the crate compiles.
+
+fn group_action(e: &GroupError) -> Action {
+    use GroupError as G;
+    match e {
+        G::Duplicate { .. } | G::KeyEvicted { .. } | G::BeforeDistribution { .. } => Action::Ignore,
+        // The sender key may still be on its way (pairwise messages and group messages
+        // travel separately).
+        G::UnknownSenderKey { .. } => Action::RetryLater,
+        G::Decode(_)
+        | G::WrongGroup
+        | G::ForgedSignature
+        | G::AuthenticationFailed
+        | G::ConflictingSenderKey { .. } => Action::DropForged,
+        // Too many messages lost: the sender's key must be distributed again.
+        G::TooFarAhead { .. } => Action::RepairSession,
+        G::MessageTooLarge | G::ChainExhausted => Action::CallerBug,
+    }
+}
 
 fn decrypt_action(e: &DecryptError) -> Action {
     use DecryptError as D;

@@ -30,10 +30,12 @@ use crate::wire::message::Body;
 
 mod backup;
 mod error;
+mod group;
 mod rows;
 
 pub use backup::Restored;
 pub use error::{Action, Error};
+pub use group::GroupSent;
 use rows::RowKeys;
 
 /// What a fan-out sends.
@@ -158,6 +160,8 @@ struct Op<'a> {
     account_changed: bool,
     changed: BTreeSet<Address>,
     deleted: BTreeSet<Address>,
+    /// Group rows (table 5) this call changed: row key -> plain value (src/device/group.rs).
+    group_rows: BTreeMap<Vec<u8>, Zeroizing<Vec<u8>>>,
 }
 
 impl Device {
@@ -545,6 +549,9 @@ impl Device {
             if initial {
                 op.account_changed = true;
             }
+            if let Some(distribution) = received.content().group_distribution() {
+                group::accept_distribution(op, from, distribution)?;
+            }
             Ok(received)
         })
     }
@@ -714,6 +721,7 @@ impl Device {
                 op.changed.clear();
                 op.deleted.clear();
             }
+            op.group_rows.clear();
             Ok(value)
         })
     }
@@ -760,9 +768,14 @@ impl Device {
             account_changed: false,
             changed: BTreeSet::new(),
             deleted: BTreeSet::new(),
+            group_rows: BTreeMap::new(),
         };
         let outcome = body(&mut op, rng).and_then(|value| {
-            if op.account_changed || !op.changed.is_empty() || !op.deleted.is_empty() {
+            if op.account_changed
+                || !op.changed.is_empty()
+                || !op.deleted.is_empty()
+                || !op.group_rows.is_empty()
+            {
                 let next = generation
                     .checked_add(1)
                     .ok_or_else(|| corrupt("the store generation cannot grow any further"))?;
@@ -1020,6 +1033,9 @@ impl Op<'_> {
                     }
                 }
             }
+        }
+        for (key, plain) in &self.group_rows {
+            put_sealed(tx, keys, rng, Table::Group, key, plain)?;
         }
         put_sealed(
             tx,

@@ -137,6 +137,11 @@ impl RowKeys {
         key
     }
 
+    /// The row key of a group's row (table 5): `row_tag("group", group id)`.
+    pub(super) fn group_key(&self, group_id: &[u8; 32]) -> [u8; TAG_LEN_BYTES] {
+        self.tag(&[b"group", group_id])
+    }
+
     /// Seals `plain` for row `key` of `table`: `salt (16) || AES-256-GCM(k, 0, plain, ad) ||
     /// tag`, `k = HKDF-SHA256(salt, storage key, label)`, `ad = label || table id || key`.
     pub(super) fn seal<R: CryptoRng + ?Sized>(

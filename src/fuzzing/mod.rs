@@ -20,6 +20,7 @@ mod conversation;
 mod decode;
 mod decrypt;
 mod device;
+mod group;
 mod model;
 mod seeds;
 
@@ -32,6 +33,7 @@ pub use decode::{
 };
 pub use decrypt::{decrypt_plaintext, encrypt_plaintext, session_decrypt};
 pub use device::device;
+pub use group::{group, group_distribution, group_message, group_state};
 pub use seeds::seeds;
 
 use alloc::vec::Vec;
@@ -59,6 +61,10 @@ pub const TARGETS: &[&str] = &[
     "attachment",
     "device",
     "backup",
+    "group_message",
+    "group_distribution",
+    "group_state",
+    "group",
 ];
 
 /// Runs the target called `name` on `data`. Returns `false` for an unknown name.
@@ -79,6 +85,10 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "attachment" => attachment,
         "device" => device,
         "backup" => backup,
+        "group_message" => group_message,
+        "group_distribution" => group_distribution,
+        "group_state" => group_state,
+        "group" => group,
         _ => return false,
     };
     target(data);

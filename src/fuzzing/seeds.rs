@@ -147,5 +147,6 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     for (name, bytes) in super::backup::seeds() {
         add("backup", name, bytes);
     }
+    out.extend(super::group::seeds());
     out
 }

@@ -92,6 +92,11 @@ pub struct Content {
     /// display and ordering only; never used for deadlines.
     #[prost(uint64, tag = "4")]
     pub sent_at: u64,
+    /// A sender key of the sender for a group (docs/PROTOCOL.md section 16.7): a complete
+    /// GroupDistribution wire object (0x01 || GroupDistribution), or absent. Only in pairwise
+    /// messages, never in group messages.
+    #[prost(bytes = "vec", tag = "5")]
+    pub group_distribution: ::prost::alloc::vec::Vec<u8>,
 }
 /// One party of a safety number, as computed by the phone that shows the code.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -117,6 +122,164 @@ pub struct ScannableFingerprint {
     /// The contact the code is shown to.
     #[prost(message, optional, tag = "3")]
     pub remote: ::core::option::Option<FingerprintParty>,
+}
+/// A message to a group, encrypted once under the sender's current sender key.
+/// Wire object: 0x01 || GroupMessage.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GroupMessage {
+    /// The group, 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    /// Which of the sender's sender keys (generations) encrypted it.
+    #[prost(uint32, tag = "2")]
+    pub key_id: u32,
+    /// The message's position in that sender key's chain (0 for the first message).
+    #[prost(uint32, tag = "3")]
+    pub iteration: u32,
+    /// AES-256-GCM ciphertext || 16-byte tag.
+    #[prost(bytes = "vec", tag = "4")]
+    pub ciphertext: ::prost::alloc::vec::Vec<u8>,
+    /// Ed25519 signature by the sender key's signing key over
+    /// "ratchetbox v1 group message" || 0x01 || this message encoded without this field
+    /// (64 bytes).
+    #[prost(bytes = "vec", tag = "5")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+/// A sender key, handed to another member's device inside pairwise-encrypted content.
+/// Wire object: 0x01 || GroupDistribution.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupDistribution {
+    /// The group, 32 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    /// The sender key's id.
+    #[prost(uint32, tag = "2")]
+    pub key_id: u32,
+    /// The iteration of `chain_key`: the first message the receiver will be able to read.
+    #[prost(uint32, tag = "3")]
+    pub iteration: u32,
+    /// The chain key at `iteration`, 32 bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub chain_key: ::prost::alloc::vec::Vec<u8>,
+    /// The Ed25519 public key that signs this sender key's messages, 32 bytes.
+    #[prost(bytes = "vec", tag = "5")]
+    pub signing_key: ::prost::alloc::vec::Vec<u8>,
+}
+/// Persisted: this device's sending state for one group. 0x01 || GroupSenderState.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupSenderState {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub key_id: u32,
+    /// The iteration of the next message to send.
+    #[prost(uint32, tag = "3")]
+    pub iteration: u32,
+    /// The chain key at `iteration`, 32 bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub chain_key: ::prost::alloc::vec::Vec<u8>,
+    /// The Ed25519 secret key (seed) that signs, 32 bytes.
+    #[prost(bytes = "vec", tag = "5")]
+    pub signing_seed: ::prost::alloc::vec::Vec<u8>,
+}
+/// Persisted: a message key kept for a message not yet received.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupSkippedKey {
+    #[prost(uint32, tag = "1")]
+    pub iteration: u32,
+    /// HMAC(chain key at `iteration`, 0x01), 32 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub seed: ::prost::alloc::vec::Vec<u8>,
+}
+/// Persisted: one sender key of another device.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupReceiverGeneration {
+    #[prost(uint32, tag = "1")]
+    pub key_id: u32,
+    /// The iteration of `chain_key`: the next message not yet received in order.
+    #[prost(uint32, tag = "2")]
+    pub iteration: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub chain_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signing_key: ::prost::alloc::vec::Vec<u8>,
+    /// In increasing iteration order, each below `iteration`.
+    #[prost(message, repeated, tag = "5")]
+    pub skipped: ::prost::alloc::vec::Vec<GroupSkippedKey>,
+    /// Every iteration below this whose key is not in `skipped` was evicted or used.
+    #[prost(uint32, tag = "6")]
+    pub evicted_below: u32,
+    /// The iteration of the distribution this generation came from: earlier messages are
+    /// unreadable here.
+    #[prost(uint32, tag = "7")]
+    pub first_iteration: u32,
+}
+/// Persisted: this device's receiving state for one sender device in one group.
+/// 0x01 || GroupReceiverState.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupReceiverState {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    /// Newest first; distinct key ids.
+    #[prost(message, repeated, tag = "2")]
+    pub generations: ::prost::alloc::vec::Vec<GroupReceiverGeneration>,
+}
+/// A member device of a group, in the device layer's group row.
+#[derive(::zeroize::Zeroize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GroupMember {
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub device_id: u32,
+}
+/// The device layer's receiving state for one sender device of a group.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupReceiverEntry {
+    #[prost(message, optional, tag = "1")]
+    pub sender: ::core::option::Option<GroupMember>,
+    /// 0x01 || GroupReceiverState.
+    #[prost(bytes = "vec", tag = "2")]
+    pub state: ::prost::alloc::vec::Vec<u8>,
+}
+/// The device layer's row for one group (docs/PROTOCOL.md section 16.7).
+/// 0x01 || GroupRecordState.
+#[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
+pub struct GroupRecordState {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: ::prost::alloc::vec::Vec<u8>,
+    /// The other member devices, sorted by (user id bytes, device id), distinct.
+    #[prost(message, repeated, tag = "2")]
+    pub members: ::prost::alloc::vec::Vec<GroupMember>,
+    /// 0x01 || GroupSenderState, absent before this device first sends.
+    #[prost(bytes = "vec", tag = "3")]
+    pub sender: ::prost::alloc::vec::Vec<u8>,
+    /// The members that were sent the current sender key, sorted, each in `members`.
+    #[prost(message, repeated, tag = "4")]
+    pub distributed: ::prost::alloc::vec::Vec<GroupMember>,
+    /// Set when a member was removed: the sender key is replaced before the next message.
+    #[prost(bool, tag = "5")]
+    pub rotate: bool,
+    /// Sorted by sender, each sender in `members`.
+    #[prost(message, repeated, tag = "6")]
+    pub receivers: ::prost::alloc::vec::Vec<GroupReceiverEntry>,
+    /// The group's disappearing-message setting; always present.
+    #[prost(message, optional, tag = "7")]
+    pub timer: ::core::option::Option<DisappearingTimer>,
 }
 /// A signed prekey with its private half.
 #[derive(::zeroize::Zeroize, ::zeroize::ZeroizeOnDrop)]

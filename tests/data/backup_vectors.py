@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent implementation of docs/PROTOCOL.md section 16 (Backup), 16.1 to 16.4.
+"""Independent implementation of docs/PROTOCOL.md section 17 (Backup), 17.1 to 17.4.
 
 Written from the text of docs/PROTOCOL.md alone (sections 1, 2, 15 and 16), without
 reading the Rust code or tests/data/backup_vectors.py. Only the *inputs* of each vector
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 # ---------------------------------------------------------------------------
-# 16.1 Recovery key
+# 17.1 Recovery key
 # ---------------------------------------------------------------------------
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -95,7 +95,7 @@ def decode_recovery_key(typed):
 
 
 # ---------------------------------------------------------------------------
-# 16.2 Sealed backup, 16.3 Passphrase mode
+# 17.2 Sealed backup, 17.3 Passphrase mode
 # ---------------------------------------------------------------------------
 
 MAGIC = b"RBXBACKUP"
@@ -155,7 +155,7 @@ def cost_ok(m, t, p):
 
 
 def open_blob(blob, kind, key=None, passphrase=None):
-    """Opening checks of 16.2, in order. Returns (payload, created_at, generation)."""
+    """Opening checks of 17.2, in order. Returns (payload, created_at, generation)."""
     if len(blob) < 9 or blob[:9] != MAGIC:
         raise OpenError("NotABackup")
     if len(blob) < 12:
@@ -201,7 +201,7 @@ def open_blob(blob, kind, key=None, passphrase=None):
 
 
 # ---------------------------------------------------------------------------
-# 16.4 Device backup payload (canonical proto3, section 2)
+# 17.4 Device backup payload (canonical proto3, section 2)
 # ---------------------------------------------------------------------------
 
 def varint(n):
@@ -377,13 +377,13 @@ def build():
 
 
 def self_test():
-    """Checks of claims in 16.1 to 16.3 that are not part of the JSON."""
+    """Checks of claims in 17.1 to 17.3 that are not part of the JSON."""
     import os
-    # RFC 9106 5.3 Argon2id test vector (16.3 says the Rust unit tests use it).
+    # RFC 9106 5.3 Argon2id test vector (17.3 says the Rust unit tests use it).
     tag = Argon2id(salt=b"\x02" * 16, length=32, iterations=3, lanes=4, memory_cost=32,
                    ad=b"\x04" * 12, secret=b"\x03" * 8).derive(b"\x01" * 32)
     assert tag.hex() == "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
-    # 16.1: code is 77 characters; round trip on random keys; single errors and
+    # 17.1: code is 77 characters; round trip on random keys; single errors and
     # neighbour swaps detected in their group.
     for _ in range(200):
         k = os.urandom(32)
@@ -412,7 +412,7 @@ def self_test():
                 assert False, "undetected swap"
             except CodeError as e:
                 assert e.fields == {"name": "Checksum", "group": pos // 5 + 1}, (pos, e.fields)
-    # 16.2: every single-bit flip of each vector blob gives the error of its field.
+    # 17.2: every single-bit flip of each vector blob gives the error of its field.
     data = build()
     for entry in data["blobs"]:
         blob = bytes.fromhex(entry["blob"])
