@@ -28,10 +28,11 @@ fi
 if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wbg_version" ]; then
     t=$(date +%s)
     # Only the `wasm-bindgen` binary, without the default TLS feature (which only the test
-    # runner's webdriver downloads use): a fraction of the full install's build.
+    # runner's webdriver downloads use), unoptimized (`--debug`): it processes one module
+    # here, and this builds in about a third of the CPU time of a full release install.
     # Not --locked: wasm-bindgen-cli 0.2.130's lockfile pins a webpki-roots release that the
     # registry no longer serves.
-    cargo install wasm-bindgen-cli --version "$wbg_version" --no-default-features --bin wasm-bindgen
+    cargo install wasm-bindgen-cli --version "$wbg_version" --no-default-features --bin wasm-bindgen --debug
     echo "installed wasm-bindgen-cli $wbg_version in $(($(date +%s) - t)) s"
 fi
 
