@@ -3,10 +3,10 @@
 //!
 //! A passphrase is weaker than a [`RecoveryKey`](super::RecoveryKey) however it is
 //! stretched: whoever holds the blob guesses offline, and each guess costs one Argon2id run
-//! with the blob's parameters. At the default (64 MiB, 3 passes, 4 lanes) one run took
-//! 401 ms on the project's 2-core build machine under load (docs/PROTOCOL.md section 17.3):
-//! a 4-digit PIN (10,000 guesses) then falls in about an hour on one core, a 6-digit one in
-//! about 5 days, and far sooner on an attacker's many cores. So [`check_passphrase`]
+//! with the blob's parameters. At the default (64 MiB, 3 passes, 4 lanes) one run costs
+//! about 0.15 s of one core on the project's build machine (docs/PROTOCOL.md section 17.3):
+//! a 4-digit PIN (10,000 guesses) then falls in about 25 minutes on one core, a 6-digit one
+//! in about 2 days, and far sooner on an attacker's many cores. So [`check_passphrase`]
 //! refuses short and numeric passphrases.
 //!
 //! The passphrase enters Argon2id as its UTF-8 bytes, exactly as given: no Unicode
