@@ -27,7 +27,7 @@ mod record;
 
 use record::GroupRecord;
 
-/// What [`Device::send_group`] produced.
+/// What [`Device::send_group`](super::Device::send_group) produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupSent {
     /// The group message: deliver the same bytes to every member device.

@@ -16,8 +16,8 @@ const OBJECT: &str = "group message";
 const SIGNATURE_FIELD_LEN: usize = 2 + SIGNATURE_LEN;
 
 /// A decoded group message: which group, sender key and iteration it claims, before any
-/// signature check. Decoding checks only its form; [`GroupReceiver::decrypt`]
-/// (crate::GroupReceiver::decrypt) checks the rest.
+/// signature check. Decoding checks only its form;
+/// [`GroupReceiver::decrypt`](super::GroupReceiver::decrypt) checks the rest.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GroupMessage {
     group_id: GroupId,
