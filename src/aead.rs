@@ -22,11 +22,11 @@ pub(crate) const TAG_LEN: usize = 16;
 pub(crate) struct AeadError;
 
 /// The build's AES-256-GCM implementation.
-#[cfg(not(feature = "fast-aes"))]
-pub(crate) use rust_crypto::Cipher;
-/// The build's AES-256-GCM implementation.
 #[cfg(feature = "fast-aes")]
 pub(crate) use aws_lc::Cipher;
+/// The build's AES-256-GCM implementation.
+#[cfg(not(feature = "fast-aes"))]
+pub(crate) use rust_crypto::Cipher;
 
 /// RustCrypto's `aes-gcm`: the default backend, compiled with `fast-aes` only for the tests
 /// that compare the two.
@@ -130,7 +130,11 @@ pub(crate) mod aws_lc {
         pub(crate) fn new(key: &[u8; KEY_LEN]) -> Self {
             // AWS-LC refuses a key of the wrong length, which the type rules out, or fails to
             // allocate; then every operation fails with `AeadError` instead of panicking.
-            Self(UnboundKey::new(&AES_256_GCM, key).ok().map(LessSafeKey::new))
+            Self(
+                UnboundKey::new(&AES_256_GCM, key)
+                    .ok()
+                    .map(LessSafeKey::new),
+            )
         }
 
         fn key(&self) -> Result<&LessSafeKey, AeadError> {

@@ -307,7 +307,11 @@ fn aes_256_gcm_wycheproof() {
         if valid {
             assert_eq!(buf, msg, "tcId {}", t["tcId"]);
         } else if cfg!(feature = "fast-aes") {
-            assert_eq!(buf, alloc::vec![0; ct.len()], "AWS-LC (fast-aes) zeroes the buffer of a failed open");
+            assert_eq!(
+                buf,
+                alloc::vec![0; ct.len()],
+                "AWS-LC (fast-aes) zeroes the buffer of a failed open"
+            );
         } else {
             assert_eq!(buf, ct, "a failed open must leave the buffer untouched");
         }

@@ -54,12 +54,18 @@ fn nonce(seed: u8) -> [u8; NONCE_LEN] {
 macro_rules! seal_both_ways {
     ($cipher:expr, $nonce:expr, $ad:expr, $plain:expr) => {{
         let mut in_place = $plain.clone();
-        let tag = $cipher.seal_in_place($nonce, $ad, &mut in_place).expect("seal");
+        let tag = $cipher
+            .seal_in_place($nonce, $ad, &mut in_place)
+            .expect("seal");
         let mut into = vec![0xEE; $plain.len()];
         let tag_into = $cipher
             .seal_into($nonce, $ad, &$plain, &mut into)
             .expect("seal_into");
-        assert_eq!((&into, tag_into), (&in_place, tag), "seal_into != seal_in_place");
+        assert_eq!(
+            (&into, tag_into),
+            (&in_place, tag),
+            "seal_into != seal_in_place"
+        );
         (in_place, tag)
     }};
 }
@@ -90,7 +96,11 @@ fn sealed_by_one_backend_opens_with_the_other_byte_for_byte() {
             let (rc, fast) = (RustCrypto::new(&k), AwsLc::new(&k));
             let (ct_rc, tag_rc) = seal_both_ways!(rc, &n, &ad, plain);
             let (ct_fast, tag_fast) = seal_both_ways!(fast, &n, &ad, plain);
-            assert_eq!((&ct_fast, tag_fast), (&ct_rc, tag_rc), "len {len}, ad {ad_len}");
+            assert_eq!(
+                (&ct_fast, tag_fast),
+                (&ct_rc, tag_rc),
+                "len {len}, ad {ad_len}"
+            );
             assert_ne!(tag_rc, [0; TAG_LEN]);
             if len > 0 {
                 assert_ne!(ct_rc, plain, "len {len}: nothing was encrypted");
@@ -120,14 +130,30 @@ fn every_changed_bit_fails_in_both_backends_without_leaving_plaintext() {
         let t: &[u8; TAG_LEN] = t.try_into().expect("tag");
         let nn: &[u8; NONCE_LEN] = nn.try_into().expect("nonce");
         let mut buf = c.to_vec();
-        assert_eq!(rc.open_in_place(nn, a, &mut buf, t), Err(AeadError), "bit {bit}");
+        assert_eq!(
+            rc.open_in_place(nn, a, &mut buf, t),
+            Err(AeadError),
+            "bit {bit}"
+        );
         assert_eq!(buf, c, "RustCrypto must leave the ciphertext, bit {bit}");
         let mut out = vec![0xEE; c.len()];
         assert_eq!(rc.open_into(nn, a, c, t, &mut out), Err(AeadError));
-        assert_eq!(out, vec![0xEE; c.len()], "RustCrypto must leave out as it was");
+        assert_eq!(
+            out,
+            vec![0xEE; c.len()],
+            "RustCrypto must leave out as it was"
+        );
         let mut buf = c.to_vec();
-        assert_eq!(fast.open_in_place(nn, a, &mut buf, t), Err(AeadError), "bit {bit}");
-        assert_eq!(buf, vec![0; c.len()], "AWS-LC must zero the buffer, bit {bit}");
+        assert_eq!(
+            fast.open_in_place(nn, a, &mut buf, t),
+            Err(AeadError),
+            "bit {bit}"
+        );
+        assert_eq!(
+            buf,
+            vec![0; c.len()],
+            "AWS-LC must zero the buffer, bit {bit}"
+        );
         let mut out = vec![0xEE; c.len()];
         assert_eq!(fast.open_into(nn, a, c, t, &mut out), Err(AeadError));
         assert_eq!(out, vec![0; c.len()], "AWS-LC must zero out, bit {bit}");
@@ -142,8 +168,14 @@ fn mismatched_lengths_are_refused_by_both_backends() {
     let mut out = [0xEE; 4];
     assert_eq!(rc.seal_into(&n, &[], &[1; 5], &mut out), Err(AeadError));
     assert_eq!(fast.seal_into(&n, &[], &[1; 5], &mut out), Err(AeadError));
-    assert_eq!(rc.open_into(&n, &[], &[1; 5], &[0; 16], &mut out), Err(AeadError));
-    assert_eq!(fast.open_into(&n, &[], &[1; 5], &[0; 16], &mut out), Err(AeadError));
+    assert_eq!(
+        rc.open_into(&n, &[], &[1; 5], &[0; 16], &mut out),
+        Err(AeadError)
+    );
+    assert_eq!(
+        fast.open_into(&n, &[], &[1; 5], &[0; 16], &mut out),
+        Err(AeadError)
+    );
     assert_eq!(out, [0xEE; 4], "a refused length writes nothing");
 }
 
@@ -181,10 +213,17 @@ macro_rules! wycheproof {
                     let mut buf = ct.clone();
                     let opened = cipher.open_in_place(&n, &ad, &mut buf, &tag);
                     assert_eq!(opened, Err(AeadError), "tcId {id}");
-                    let left = if $zeroes_on_failure { vec![0; ct.len()] } else { ct.clone() };
+                    let left = if $zeroes_on_failure {
+                        vec![0; ct.len()]
+                    } else {
+                        ct.clone()
+                    };
                     assert_eq!(buf, left, "tcId {id}");
                     let mut out = vec![0xEE; ct.len()];
-                    assert_eq!(cipher.open_into(&n, &ad, &ct, &tag, &mut out), Err(AeadError));
+                    assert_eq!(
+                        cipher.open_into(&n, &ad, &ct, &tag, &mut out),
+                        Err(AeadError)
+                    );
                 }
                 run += 1;
             }
