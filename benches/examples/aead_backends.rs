@@ -21,7 +21,6 @@
 //! operation and column, `--openssl-secs S` (default 1).
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::hint::black_box;
