@@ -59,6 +59,12 @@
 //! - `parallel`: seal and open large attachments on all cores (rayon); implies `std`.
 //! - `sqlite`: [`SqliteStore`], a [`Device`]'s state in one SQLite file (rusqlite, with
 //!   SQLite compiled in); implies `std`.
+//! - `fast-aes`: every AES-256-GCM operation (message bodies, sealed state, store rows,
+//!   backups, attachment chunks) runs on AWS-LC's assembly (`aws-lc-rs`) instead of
+//!   RustCrypto's pure-Rust `aes-gcm`. The bytes are the same, the API too (no item is gated
+//!   on it); only the speed changes, and a failed decryption zeroes the caller's output
+//!   buffer rather than leaving the ciphertext there. Implies `std`; needs a C compiler to
+//!   build and does not build for WebAssembly.
 //!
 //! On docs.rs, every item that needs a feature is marked with it.
 //!

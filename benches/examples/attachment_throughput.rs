@@ -38,6 +38,9 @@
 //! cargo run --release -p ratchetbox-bench --example attachment_throughput -- 64 9
 //! cargo run --release -p ratchetbox-bench --example attachment_throughput \
 //!     --features parallel -- 64 9
+//! # with ratchetbox's `fast-aes` feature: AWS-LC under the format and under the baselines
+//! cargo run --release -p ratchetbox-bench --example attachment_throughput \
+//!     --features fast-aes -- 64 9
 //! # only the functions whose names contain one of these (and what their ratios need)
 //! cargo run --release -p ratchetbox-bench --example attachment_throughput \
 //!     --features parallel -- 64 9 stream_parallel,in_place
@@ -48,8 +51,6 @@ use std::hint::black_box;
 use std::io;
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use ratchetbox::attachment::{self, AttachmentMetadata, AttachmentPointer};
 use sha2::{Digest, Sha256};
 
@@ -197,6 +198,84 @@ fn open_in_place_op<'a>(
     }
 }
 
+/// Raw AES-256-GCM, the primitive of the baselines: RustCrypto's `aes-gcm`, or with this
+/// package's `fast-aes` feature AWS-LC's (`aws-lc-rs`), the backend ratchetbox then uses, so
+/// that the bound is the one of the build's own primitives.
+struct Raw {
+    #[cfg(not(feature = "fast-aes"))]
+    key: aes_gcm::Aes256Gcm,
+    #[cfg(feature = "fast-aes")]
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+const NONCE: [u8; 12] = [9; 12];
+
+#[cfg(not(feature = "fast-aes"))]
+impl Raw {
+    fn new(key: &[u8; 32]) -> Self {
+        use aes_gcm::KeyInit;
+        Self {
+            key: aes_gcm::Aes256Gcm::new(key.into()),
+        }
+    }
+
+    fn seal_in_place(&self, buf: &mut [u8]) -> [u8; 16] {
+        use aes_gcm::AeadInOut;
+        let buf = aes_gcm::aead::inout::InOutBuf::from(buf);
+        let tag = self.key.encrypt_inout_detached((&NONCE).into(), b"", buf);
+        tag.expect("seal").into()
+    }
+
+    fn seal_into(&self, plaintext: &[u8], out: &mut [u8]) -> [u8; 16] {
+        use aes_gcm::AeadInOut;
+        let buf = aes_gcm::aead::inout::InOutBuf::new(plaintext, out).expect("lengths");
+        let tag = self.key.encrypt_inout_detached((&NONCE).into(), b"", buf);
+        tag.expect("seal").into()
+    }
+
+    fn open_into(&self, ciphertext: &[u8], out: &mut [u8], tag: &[u8; 16]) {
+        use aes_gcm::AeadInOut;
+        let buf = aes_gcm::aead::inout::InOutBuf::new(ciphertext, out).expect("lengths");
+        self.key
+            .decrypt_inout_detached((&NONCE).into(), b"", buf, tag.into())
+            .expect("open");
+    }
+}
+
+#[cfg(feature = "fast-aes")]
+impl Raw {
+    fn new(key: &[u8; 32]) -> Self {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        Self {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("key")),
+        }
+    }
+
+    fn seal_in_place(&self, buf: &mut [u8]) -> [u8; 16] {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let nonce = Nonce::assume_unique_for_key(NONCE);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), buf);
+        tag.expect("seal").as_ref().try_into().expect("16 bytes")
+    }
+
+    /// AWS-LC seals in place only: the plaintext is copied into `out` first (the same copy
+    /// ratchetbox's `fast-aes` backend makes).
+    fn seal_into(&self, plaintext: &[u8], out: &mut [u8]) -> [u8; 16] {
+        out.copy_from_slice(plaintext);
+        self.seal_in_place(out)
+    }
+
+    fn open_into(&self, ciphertext: &[u8], out: &mut [u8], tag: &[u8; 16]) {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let nonce = Nonce::assume_unique_for_key(NONCE);
+        self.key
+            .open_separate_gather(nonce, Aad::empty(), ciphertext, tag, out)
+            .expect("open");
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let mib: usize = args.get(1).map_or(Ok(64), |s| s.parse())?;
@@ -207,25 +286,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plaintext: &[u8] = &plaintext_owned;
     let out = RefCell::new(vec![0u8; len]);
     let mut ciphertext = vec![0u8; len];
-    let cipher = Aes256Gcm::new(&[7u8; 32].into());
-    let nonce = [9u8; 12];
-    let tag = cipher
-        .encrypt_inout_detached(
-            (&nonce).into(),
-            b"",
-            InOutBuf::new(plaintext, &mut ciphertext).map_err(|_| "lengths")?,
-        )
-        .map_err(|_| "seal")?;
+    let cipher = Raw::new(&[7u8; 32]);
+    let tag = cipher.seal_into(plaintext, &mut ciphertext);
     // Each half of the plaintext sealed on its own, for the two-thread open baseline.
     let (halves, half_tags) = {
         let mut halves = plaintext.to_vec();
         let (h1, h2) = halves.split_at_mut(len / 2);
-        let seal_half = |h: &mut [u8]| {
-            cipher
-                .encrypt_inout_detached((&nonce).into(), b"", InOutBuf::from(h))
-                .map_err(|_| "seal")
-        };
-        let tags = (seal_half(h1)?, seal_half(h2)?);
+        let tags = (cipher.seal_in_place(h1), cipher.seal_in_place(h2));
         (halves, tags)
     };
     let mut rng = ratchetbox::OsRng::new();
@@ -249,17 +316,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The raw baselines write into `out`, allocated once.
     ops.push(op("raw_aes_gcm_seal", Kind::Baseline, || {
         let mut o = out.borrow_mut();
-        let buf = InOutBuf::new(plaintext, &mut o).expect("lengths");
-        cipher
-            .encrypt_inout_detached((&nonce).into(), b"", buf)
-            .expect("seal")
+        cipher.seal_into(plaintext, &mut o)
     }));
     ops.push(op("raw_aes_gcm_open", Kind::Baseline, || {
         let mut o = out.borrow_mut();
-        let buf = InOutBuf::new(&ciphertext, &mut o).expect("lengths");
-        cipher
-            .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
-            .expect("open");
+        cipher.open_into(&ciphertext, &mut o, &tag);
     }));
     ops.push(op("raw_sha256", Kind::Baseline, || {
         sha256_pieces(&ciphertext)
@@ -269,20 +330,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }));
     ops.push(op("raw_aes_gcm_seal+blake3", Kind::Baseline, || {
         let mut o = out.borrow_mut();
-        let buf = InOutBuf::new(plaintext, &mut o).expect("lengths");
-        let tag = cipher
-            .encrypt_inout_detached((&nonce).into(), b"", buf)
-            .expect("seal");
+        let tag = cipher.seal_into(plaintext, &mut o);
         blake3_pieces(&o);
         tag
     }));
     ops.push(op("raw_blake3+aes_gcm_open", Kind::Baseline, || {
         blake3_pieces(&ciphertext);
         let mut o = out.borrow_mut();
-        let buf = InOutBuf::new(&ciphertext, &mut o).expect("lengths");
-        cipher
-            .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
-            .expect("open");
+        cipher.open_into(&ciphertext, &mut o, &tag);
     }));
     // The same work split over two threads (each half on its own core): the most that two
     // cores give this machine for the format's own work, the ceiling of the `_parallel`
@@ -296,10 +351,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (o1, o2) = o.split_at_mut(half);
             let (p1, p2) = plaintext.split_at(half);
             let work = |p: &[u8], o: &mut [u8]| {
-                let buf = InOutBuf::new(p, o).expect("lengths");
-                let tag = cipher
-                    .encrypt_inout_detached((&nonce).into(), b"", buf)
-                    .expect("seal");
+                let tag = cipher.seal_into(p, o);
                 blake3_pieces(o);
                 tag
             };
@@ -317,12 +369,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let half = halves.len() / 2;
             let (o1, o2) = o.split_at_mut(half);
             let (c1, c2) = halves.split_at(half);
-            let work = |c: &[u8], o: &mut [u8], tag: &aes_gcm::Tag| {
+            let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
                 blake3_pieces(c);
-                let buf = InOutBuf::new(c, o).expect("lengths");
-                cipher
-                    .decrypt_inout_detached((&nonce).into(), b"", buf, tag)
-                    .expect("open");
+                cipher.open_into(c, o, tag);
             };
             std::thread::scope(|s| {
                 let other = s.spawn(|| work(c2, o2, &half_tags.1));
@@ -334,38 +383,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same, but allocating the output on every call, as `seal` and `open` do.
     ops.push(op("raw_aes_gcm_seal_alloc", Kind::Baseline, || {
         let mut o = vec![0u8; plaintext.len()];
-        let buf = InOutBuf::new(plaintext, &mut o).expect("lengths");
-        let tag = cipher
-            .encrypt_inout_detached((&nonce).into(), b"", buf)
-            .expect("seal");
+        let tag = cipher.seal_into(plaintext, &mut o);
         (tag, o)
     }));
     ops.push(op("raw_aes_gcm_open_alloc", Kind::Baseline, || {
         let mut o = vec![0u8; ciphertext.len()];
-        let buf = InOutBuf::new(&ciphertext, &mut o).expect("lengths");
-        cipher
-            .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
-            .expect("open");
+        cipher.open_into(&ciphertext, &mut o, &tag);
         o
     }));
     // The format's own work when the output is a fresh allocation: the bound of `seal` and
     // `open`, which return one.
     ops.push(op("raw_aes_gcm_seal_alloc+blake3", Kind::Baseline, || {
         let mut o = vec![0u8; plaintext.len()];
-        let buf = InOutBuf::new(plaintext, &mut o).expect("lengths");
-        let tag = cipher
-            .encrypt_inout_detached((&nonce).into(), b"", buf)
-            .expect("seal");
+        let tag = cipher.seal_into(plaintext, &mut o);
         blake3_pieces(&o);
         (tag, o)
     }));
     ops.push(op("raw_blake3+aes_gcm_open_alloc", Kind::Baseline, || {
         blake3_pieces(&ciphertext);
         let mut o = vec![0u8; ciphertext.len()];
-        let buf = InOutBuf::new(&ciphertext, &mut o).expect("lengths");
-        cipher
-            .decrypt_inout_detached((&nonce).into(), b"", buf, &tag)
-            .expect("open");
+        cipher.open_into(&ciphertext, &mut o, &tag);
         o
     }));
     let mut r1 = ratchetbox::OsRng::new();
