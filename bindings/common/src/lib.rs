@@ -5,8 +5,9 @@
 //! Each binding holds a [`DeviceHandle`] behind a mutex, runs every call through [`guard`]
 //! (a panic becomes [`Kind::Internal`] instead of crossing into the foreign language) and
 //! [`lock`] (a poisoned mutex becomes [`Kind::Internal`]), and turns [`Failure`] into its
-//! language's exception. A new capability of the high-level layer (groups, backup) is added
-//! here once, then annotated in each binding.
+//! language's exception. A new capability of the high-level layer is added here once, then
+//! annotated in each binding; groups (sender keys, docs/PROTOCOL.md 16) and backups under a
+//! recovery key or a passphrase (docs/PROTOCOL.md 17) are here too.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
@@ -17,12 +18,16 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use ratchetbox;
 use ratchetbox::attachment::{self, AttachmentMetadata};
+use ratchetbox::backup::{RecoveryKey, RecoveryKeyError};
+use ratchetbox::group::{GROUP_ID_LEN, GroupId};
 use ratchetbox::{
     Action, Address, AttachmentPointer, Content, DecryptError, Device, IdentityChange, IdentityKey,
     KemPreKeyId, OneTimePreKeyId, OsRng, PreKeyBundle, PreKeyUpload, ScanResult,
     ServerPreKeyStatus, SetupError, SignedPreKeyId, StorageKey, Store, Timestamp, Trust,
 };
-use zeroize::Zeroizing;
+/// Re-exported so that each binding wipes the secrets it receives as strings (a recovery key
+/// code, a passphrase) with the same crate.
+pub use zeroize::Zeroizing;
 
 /// What the app should do about a failure: ratchetbox's [`Action`], plus [`Kind::Internal`]
 /// for a bug inside the library (a panic, caught at the boundary).
@@ -268,6 +273,108 @@ pub struct Received {
     pub expires_at: Option<u64>,
 }
 
+impl Received {
+    fn new(received: &ratchetbox::ReceivedMessage, now: Timestamp) -> Self {
+        let content = received.content();
+        Received {
+            body: Zeroizing::new(content.body().to_vec()),
+            attachments: content.attachments().iter().map(|p| p.to_bytes()).collect(),
+            sent_at: received.sent_at().as_unix_secs(),
+            received_at: received.received_at().as_unix_secs(),
+            timer_seconds: received.timer().seconds(),
+            timer_changed: !matches!(received.timer_change(), ratchetbox::TimerChange::Unchanged),
+            expires_at: received.expires_at(now).map(Timestamp::as_unix_secs),
+        }
+    }
+}
+
+/// What a group send produced: one group message for every member device, and the pairwise
+/// messages that carry this device's sender key to the members that lack it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSentMessages {
+    /// The group message: deliver the same bytes to every member device.
+    pub message: Vec<u8>,
+    /// One `(member, pairwise message bytes)` per member that needs this device's sender
+    /// key; deliver each before (or with) the group message, to be given to `receive`.
+    pub distributions: Vec<(Address, Vec<u8>)>,
+    /// The send time, Unix seconds.
+    pub sent_at: u64,
+    /// When this device's copy expires under the group's timer, Unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+impl From<ratchetbox::GroupSent> for GroupSentMessages {
+    fn from(sent: ratchetbox::GroupSent) -> Self {
+        Self {
+            message: sent.message,
+            distributions: sent
+                .distributions
+                .into_iter()
+                .map(|out| (out.to, out.message))
+                .collect(),
+            sent_at: sent.sent_at.as_unix_secs(),
+            expires_at: sent.expires_at.map(Timestamp::as_unix_secs),
+        }
+    }
+}
+
+/// A device restored from a backup, and what to do next.
+#[derive(Debug)]
+pub struct RestoredHandle {
+    /// The restored device. Its first send to each peer needs a new session (a
+    /// [`Kind::RepairSession`] names the devices to fetch a bundle for).
+    pub handle: DeviceHandle,
+    /// The prekey upload to send to the server now.
+    pub prekey_upload: Vec<u8>,
+    /// When the backup was made, Unix seconds.
+    pub backup_created_at: u64,
+    /// The store generation when the backup was made.
+    pub backup_generation: u64,
+}
+
+/// Generates a fresh recovery key and returns its code (13 groups of 5 characters joined by
+/// `-`) for the person to write down. The string is the key: keep it out of logs.
+pub fn generate_recovery_key() -> Zeroizing<String> {
+    RecoveryKey::generate(&mut OsRng::new()).to_code()
+}
+
+fn recovery_key(code: &str) -> Result<RecoveryKey, Failure> {
+    RecoveryKey::from_code(code).map_err(|e: RecoveryKeyError| {
+        Failure::of(
+            Kind::ShowToPerson,
+            format!("the recovery key is not valid: {e}"),
+        )
+    })
+}
+
+fn group_id(bytes: &[u8]) -> Result<GroupId, Failure> {
+    let id: [u8; GROUP_ID_LEN] = bytes.try_into().map_err(|_| {
+        Failure::caller_bug(format!(
+            "a group id is {GROUP_ID_LEN} bytes, got {}",
+            bytes.len()
+        ))
+    })?;
+    Ok(GroupId::from_bytes(id))
+}
+
+fn addresses(members: &[(String, u32)]) -> Result<Vec<Address>, Failure> {
+    members
+        .iter()
+        .map(|(user, device)| Ok(Address::new(user, *device)?))
+        .collect()
+}
+
+fn content(body: &[u8], attachments: &[Vec<u8>]) -> Result<Content, Failure> {
+    let mut content = Content::new(body);
+    for pointer in attachments {
+        let pointer = AttachmentPointer::from_bytes(pointer)?;
+        content
+            .add_attachment(pointer)
+            .map_err(|e| Failure::caller_bug(format!("the attachment cannot be added: {e}")))?;
+    }
+    Ok(content)
+}
+
 /// A safety number to show and its scannable code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SafetyNumberData {
@@ -445,13 +552,7 @@ impl DeviceHandle {
         attachments: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<SentMessages, Failure> {
-        let mut content = Content::new(body);
-        for pointer in attachments {
-            let pointer = AttachmentPointer::from_bytes(pointer)?;
-            content
-                .add_attachment(pointer)
-                .map_err(|e| Failure::caller_bug(format!("the attachment cannot be added: {e}")))?;
-        }
+        let content = content(body, attachments)?;
         let sent = self.device.send(
             &mut self.rng,
             user_id,
@@ -500,16 +601,143 @@ impl DeviceHandle {
         let from = Address::new(user_id, device_id)?;
         let result = self.device.receive(&mut self.rng, &from, message, now);
         let received = self.note(&from, result)?;
-        let content = received.content();
-        Ok(Received {
-            body: Zeroizing::new(content.body().to_vec()),
-            attachments: content.attachments().iter().map(|p| p.to_bytes()).collect(),
-            sent_at: received.sent_at().as_unix_secs(),
-            received_at: received.received_at().as_unix_secs(),
-            timer_seconds: received.timer().seconds(),
-            timer_changed: !matches!(received.timer_change(), ratchetbox::TimerChange::Unchanged),
-            expires_at: received.expires_at(now).map(Timestamp::as_unix_secs),
-        })
+        Ok(Received::new(&received, now))
+    }
+
+    /// Creates a group of this device and the member devices `members` (`(user id, device
+    /// id)`; this device is ignored if listed) and returns its 32-byte id. Give the id and the
+    /// member list to the members through the app; each calls
+    /// [`set_group_members`](Self::set_group_members).
+    pub fn create_group(&mut self, members: &[(String, u32)]) -> Result<Vec<u8>, Failure> {
+        let members = addresses(members)?;
+        let group = self.device.create_group(&mut self.rng, &members)?;
+        Ok(group.as_bytes().to_vec())
+    }
+
+    /// Sets the other member devices of the group `group` (creating it on this device if it
+    /// does not know it). A device no longer listed cannot read what this device sends after
+    /// this call.
+    pub fn set_group_members(
+        &mut self,
+        group: &[u8],
+        members: &[(String, u32)],
+    ) -> Result<(), Failure> {
+        let group = group_id(group)?;
+        let members = addresses(members)?;
+        Ok(self
+            .device
+            .set_group_members(&mut self.rng, &group, &members)?)
+    }
+
+    /// The other member devices of the group.
+    pub fn group_members(&mut self, group: &[u8]) -> Result<Vec<Address>, Failure> {
+        Ok(self.device.group_members(&group_id(group)?)?)
+    }
+
+    /// Encrypts `body` and `attachments` (pointer bytes) once for the whole group. Fails with
+    /// [`Kind::RepairSession`] naming the members that need this device's sender key but have
+    /// no session with it (nothing is encrypted then).
+    pub fn send_group(
+        &mut self,
+        group: &[u8],
+        body: &[u8],
+        attachments: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<GroupSentMessages, Failure> {
+        let group = group_id(group)?;
+        let content = content(body, attachments)?;
+        let sent = self
+            .device
+            .send_group(&mut self.rng, &group, &content, now)?;
+        Ok(sent.into())
+    }
+
+    /// Sets the group's disappearing-message timer (0 turns it off) and returns the group
+    /// message announcing it.
+    pub fn set_group_timer(
+        &mut self,
+        group: &[u8],
+        seconds: u32,
+        now: Timestamp,
+    ) -> Result<GroupSentMessages, Failure> {
+        let group = group_id(group)?;
+        let sent = self
+            .device
+            .set_group_timer(&mut self.rng, &group, seconds, now)?;
+        Ok(sent.into())
+    }
+
+    /// The group's disappearing-message timer in seconds (0: off).
+    pub fn group_timer(&mut self, group: &[u8]) -> Result<u32, Failure> {
+        Ok(self.device.group_timer(&group_id(group)?)?.seconds())
+    }
+
+    /// Decrypts a group message from the member device `user_id`/`device_id`. A message
+    /// whose sender key has not arrived yet (in a pairwise message, given to
+    /// [`receive`](Self::receive)) fails with [`Kind::RetryLater`].
+    pub fn receive_group(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        message: &[u8],
+        now: Timestamp,
+    ) -> Result<Received, Failure> {
+        let from = Address::new(user_id, device_id)?;
+        let received = self
+            .device
+            .receive_group(&mut self.rng, &from, message, now)?;
+        Ok(Received::new(&received, now))
+    }
+
+    /// Backs up the whole device under the recovery key written as `code` (from
+    /// [`generate_recovery_key`]). Reads only.
+    pub fn backup(&mut self, code: &str, now: Timestamp) -> Result<Vec<u8>, Failure> {
+        let key = recovery_key(code)?;
+        Ok(self.device.backup(&mut self.rng, &key, now)?)
+    }
+
+    /// Backs up the whole device under a passphrase (Argon2id; a weak passphrase is refused
+    /// with [`Kind::ShowToPerson`]). Prefer a recovery key.
+    pub fn backup_with_passphrase(
+        &mut self,
+        passphrase: &str,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, Failure> {
+        Ok(self
+            .device
+            .backup_with_passphrase(&mut self.rng, passphrase, now)?)
+    }
+
+    /// Restores a backup made under the recovery key written as `code` into the empty
+    /// `store`, sealed under the 32-byte `key` (a new one). A wrong or mistyped code, or a
+    /// damaged backup, is [`Kind::ShowToPerson`]; nothing is written then.
+    pub fn restore(
+        store: Box<dyn Store>,
+        key: &[u8],
+        backup: &[u8],
+        code: &str,
+        now: Timestamp,
+    ) -> Result<RestoredHandle, Failure> {
+        let storage_key = storage_key(key)?;
+        let recovery_key = recovery_key(code)?;
+        let mut rng = OsRng::new();
+        let restored = Device::restore(store, storage_key, backup, &recovery_key, &mut rng, now)?;
+        Ok(RestoredHandle::new(restored, rng))
+    }
+
+    /// [`restore`](Self::restore) for a backup made under a passphrase.
+    pub fn restore_with_passphrase(
+        store: Box<dyn Store>,
+        key: &[u8],
+        backup: &[u8],
+        passphrase: &str,
+        now: Timestamp,
+    ) -> Result<RestoredHandle, Failure> {
+        let storage_key = storage_key(key)?;
+        let mut rng = OsRng::new();
+        let restored =
+            Device::restore_with_passphrase(store, storage_key, backup, passphrase, &mut rng, now)?;
+        Ok(RestoredHandle::new(restored, rng))
     }
 
     /// Keeps the identity change a failed call reports, for `accept_identity_change`.
@@ -617,6 +845,21 @@ impl DeviceHandle {
             .accept_identity_change(&mut self.rng, &address, &self.changes[index].1)?;
         self.changes.remove(index);
         Ok(())
+    }
+}
+
+impl RestoredHandle {
+    fn new(restored: ratchetbox::Restored, rng: OsRng) -> Self {
+        Self {
+            handle: DeviceHandle {
+                device: restored.device,
+                rng,
+                changes: Vec::new(),
+            },
+            prekey_upload: restored.prekey_upload,
+            backup_created_at: restored.info.created_at.as_unix_secs(),
+            backup_generation: restored.info.generation,
+        }
     }
 }
 
@@ -834,6 +1077,83 @@ mod tests {
             .accept_identity_change("bob", 1, &[0; 31])
             .unwrap_err();
         assert_eq!(err.message, "an identity key is 32 bytes, got 31");
+    }
+
+    #[test]
+    fn group_ids_of_the_wrong_length_are_refused() {
+        let mut alice = device("alice");
+        for len in [0, 31, 33] {
+            let f = alice.group_members(&vec![1; len]).unwrap_err();
+            assert_eq!(f.kind, Kind::CallerBug);
+            assert_eq!(f.message, format!("a group id is 32 bytes, got {len}"));
+        }
+        let f = alice.group_timer(&[1; 32]).unwrap_err();
+        assert_eq!(f.kind, Kind::CallerBug, "{}", f.message);
+    }
+
+    #[test]
+    fn a_group_message_reaches_the_members_through_plain_data() {
+        let mut alice = device("alice");
+        let mut bob = device("bob");
+        let upload = bob
+            .prekey_upload(PreKeyStatus::default(), NOW)
+            .unwrap()
+            .unwrap();
+        alice
+            .process_bundle("bob", 1, &bundle_from_upload(&upload, 0).unwrap())
+            .unwrap();
+        let members = [("alice".to_owned(), 1), ("bob".to_owned(), 1)];
+        let group = alice.create_group(&members).unwrap();
+        assert_eq!(group.len(), 32);
+        bob.set_group_members(&group, &members).unwrap();
+        assert_eq!(
+            alice.group_members(&group).unwrap(),
+            vec![Address::new("bob", 1).unwrap()]
+        );
+        let sent = alice.send_group(&group, b"hi all", &[], NOW).unwrap();
+        assert_eq!(sent.distributions.len(), 1);
+        assert_eq!(sent.distributions[0].0, Address::new("bob", 1).unwrap());
+        // The group message before the sender key: RetryLater.
+        let f = bob
+            .receive_group("alice", 1, &sent.message, NOW)
+            .unwrap_err();
+        assert_eq!(f.kind, Kind::RetryLater, "{}", f.message);
+        bob.receive("alice", 1, &sent.distributions[0].1, NOW)
+            .unwrap();
+        let got = bob.receive_group("alice", 1, &sent.message, NOW).unwrap();
+        assert_eq!(got.body.as_slice(), b"hi all");
+    }
+
+    #[test]
+    fn a_backup_restores_only_under_its_recovery_key() {
+        let mut alice = device("alice");
+        let code = generate_recovery_key();
+        assert_eq!(code.len(), 77);
+        let blob = alice.backup(&code, NOW).unwrap();
+        let other = generate_recovery_key();
+        let f = DeviceHandle::restore(Box::new(MemoryStore::new()), &[3; 32], &blob, &other, NOW)
+            .unwrap_err();
+        assert_eq!(f.kind, Kind::ShowToPerson, "{}", f.message);
+        assert!(!f.message.contains(other.as_str()));
+        let f = DeviceHandle::restore(Box::new(MemoryStore::new()), &[3; 32], &blob, "ABC", NOW)
+            .unwrap_err();
+        assert_eq!(f.kind, Kind::ShowToPerson);
+        assert!(
+            f.message.starts_with("the recovery key is not valid: "),
+            "{}",
+            f.message
+        );
+        let f = alice.backup("ABC", NOW).unwrap_err();
+        assert_eq!(f.kind, Kind::ShowToPerson);
+        let typed = code.to_lowercase();
+        let restored =
+            DeviceHandle::restore(Box::new(MemoryStore::new()), &[3; 32], &blob, &typed, NOW)
+                .unwrap();
+        assert_eq!(restored.handle.identity_key(), alice.identity_key());
+        assert_eq!(restored.backup_created_at, NOW.as_unix_secs());
+        assert!(PreKeyUpload::from_bytes(&restored.prekey_upload).is_ok());
+        let f = alice.backup_with_passphrase("short", NOW).unwrap_err();
+        assert_eq!(f.kind, Kind::ShowToPerson, "{}", f.message);
     }
 
     #[test]

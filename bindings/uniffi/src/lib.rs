@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::{DeviceHandle, Failure, Kind, guard, lock};
+use common::{DeviceHandle, Failure, Kind, Zeroizing, guard, lock};
 use ratchetbox::{SqliteStore, Timestamp};
 
 uniffi::setup_scaffolding!();
@@ -189,6 +189,95 @@ impl std::fmt::Debug for ReceivedMessage {
             .field("sent_at", &self.sent_at)
             .field("timer_seconds", &self.timer_seconds)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a group send produced: the group message for every member device, and the pairwise
+/// messages that carry this device's sender key to the members that lack it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct GroupSent {
+    /// The group message: deliver the same bytes to every member device (each calls
+    /// `receive_group`).
+    pub message: Vec<u8>,
+    /// Pairwise messages (each member calls `receive`); deliver them before the group
+    /// message.
+    pub distributions: Vec<OutgoingMessage>,
+    /// The send time, Unix seconds.
+    pub sent_at: u64,
+    /// When this device's copy expires under the group's timer, Unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+impl From<common::GroupSentMessages> for GroupSent {
+    fn from(s: common::GroupSentMessages) -> Self {
+        Self {
+            message: s.message,
+            distributions: s
+                .distributions
+                .into_iter()
+                .map(|(to, message)| OutgoingMessage {
+                    to: Address::from(&to),
+                    message,
+                })
+                .collect(),
+            sent_at: s.sent_at,
+            expires_at: s.expires_at,
+        }
+    }
+}
+
+/// A device restored from a backup into a new SQLite file.
+#[derive(uniffi::Record)]
+pub struct RestoredDevice {
+    /// The restored device. Its first send to each peer fails with `RepairSession`: fetch
+    /// those devices' bundles and `process_bundle` them (its old sessions only read late
+    /// messages).
+    pub device: Arc<Device>,
+    /// The prekey upload to send to the server now.
+    pub prekey_upload: Vec<u8>,
+    /// When the backup was made, Unix seconds.
+    pub backup_created_at: u64,
+    /// The store generation when the backup was made.
+    pub backup_generation: u64,
+}
+
+impl std::fmt::Debug for RestoredDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoredDevice")
+            .field("backup_created_at", &self.backup_created_at)
+            .field("backup_generation", &self.backup_generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<common::RestoredHandle> for RestoredDevice {
+    fn from(r: common::RestoredHandle) -> Self {
+        Self {
+            device: Arc::new(Device {
+                inner: Mutex::new(r.handle),
+            }),
+            prekey_upload: r.prekey_upload,
+            backup_created_at: r.backup_created_at,
+            backup_generation: r.backup_generation,
+        }
+    }
+}
+
+fn members(list: &[Address]) -> Vec<(String, u32)> {
+    list.iter()
+        .map(|a| (a.user_id.clone(), a.device_id))
+        .collect()
+}
+
+fn received(r: common::Received) -> ReceivedMessage {
+    ReceivedMessage {
+        body: r.body.to_vec(),
+        attachments: r.attachments.iter().map(|p| p.to_vec()).collect(),
+        sent_at: r.sent_at,
+        received_at: r.received_at,
+        timer_seconds: r.timer_seconds,
+        timer_changed: r.timer_changed,
+        expires_at: r.expires_at,
     }
 }
 
@@ -445,17 +534,98 @@ impl Device {
         message: Vec<u8>,
     ) -> Result<ReceivedMessage> {
         self.with(|h| {
-            let r = h.receive(&user_id, device_id, &message, Timestamp::now())?;
-            Ok(ReceivedMessage {
-                body: r.body.to_vec(),
-                attachments: r.attachments.iter().map(|p| p.to_vec()).collect(),
-                sent_at: r.sent_at,
-                received_at: r.received_at,
-                timer_seconds: r.timer_seconds,
-                timer_changed: r.timer_changed,
-                expires_at: r.expires_at,
-            })
+            Ok(received(h.receive(
+                &user_id,
+                device_id,
+                &message,
+                Timestamp::now(),
+            )?))
         })
+    }
+
+    /// Creates a group of this device and the member devices `members` (this device is
+    /// ignored if listed); returns its 32-byte id. Give the id and the list to the members
+    /// through the app; each calls `set_group_members`.
+    pub fn create_group(&self, members: Vec<Address>) -> Result<Vec<u8>> {
+        self.with(|h| h.create_group(&self::members(&members)))
+    }
+
+    /// Sets the member devices of the group `group_id` (creating it on this device if
+    /// needed). A device no longer listed cannot read what this device sends afterwards.
+    pub fn set_group_members(&self, group_id: Vec<u8>, members: Vec<Address>) -> Result<()> {
+        self.with(|h| h.set_group_members(&group_id, &self::members(&members)))
+    }
+
+    /// The other member devices of the group.
+    pub fn group_members(&self, group_id: Vec<u8>) -> Result<Vec<Address>> {
+        self.with(|h| {
+            Ok(h.group_members(&group_id)?
+                .iter()
+                .map(Address::from)
+                .collect())
+        })
+    }
+
+    /// Encrypts a body and attachment pointers once for the whole group. Fails with
+    /// `RepairSession` naming the members that need this device's sender key but have no
+    /// session with it.
+    pub fn send_group(
+        &self,
+        group_id: Vec<u8>,
+        body: Vec<u8>,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<GroupSent> {
+        self.with(|h| {
+            h.send_group(&group_id, &body, &attachments, Timestamp::now())
+                .map(GroupSent::from)
+        })
+    }
+
+    /// Sets the group's disappearing-message timer (seconds, 0: off); returns the group
+    /// message announcing it.
+    pub fn set_group_timer(&self, group_id: Vec<u8>, seconds: u32) -> Result<GroupSent> {
+        self.with(|h| {
+            h.set_group_timer(&group_id, seconds, Timestamp::now())
+                .map(GroupSent::from)
+        })
+    }
+
+    /// The group's disappearing-message timer, seconds (0: off).
+    pub fn group_timer(&self, group_id: Vec<u8>) -> Result<u32> {
+        self.with(|h| h.group_timer(&group_id))
+    }
+
+    /// Decrypts a group message from the member device `user_id`/`device_id`. Before the
+    /// sender's key arrived (a pairwise message for `receive`) it fails with `RetryLater`.
+    pub fn receive_group(
+        &self,
+        user_id: String,
+        device_id: u32,
+        message: Vec<u8>,
+    ) -> Result<ReceivedMessage> {
+        self.with(|h| {
+            Ok(received(h.receive_group(
+                &user_id,
+                device_id,
+                &message,
+                Timestamp::now(),
+            )?))
+        })
+    }
+
+    /// Backs up the whole device under the recovery key written as `recovery_key_code`
+    /// (from `generate_recovery_key`). Keep the backup where the person keeps files, and
+    /// the code apart (on paper).
+    pub fn backup(&self, recovery_key_code: String) -> Result<Vec<u8>> {
+        let code = Zeroizing::new(recovery_key_code);
+        self.with(|h| h.backup(&code, Timestamp::now()))
+    }
+
+    /// Backs up the whole device under a passphrase (a weak one is refused with
+    /// `ShowToPerson`). Prefer a recovery key.
+    pub fn backup_with_passphrase(&self, passphrase: String) -> Result<Vec<u8>> {
+        let passphrase = Zeroizing::new(passphrase);
+        self.with(|h| h.backup_with_passphrase(&passphrase, Timestamp::now()))
     }
 
     /// The devices this device has a session with.
@@ -535,6 +705,59 @@ impl Device {
     ) -> Result<()> {
         self.with(|h| h.accept_identity_change(&user_id, device_id, &new_identity_key))
     }
+}
+
+/// Restores a backup made by `Device.backup` into a new SQLite file at `path`, sealed under
+/// the 32-byte `storage_key` (a new one), with the recovery key `recovery_key_code` as
+/// the person typed it (case, spaces and dashes do not matter). A mistyped or wrong code
+/// or a damaged backup is `ShowToPerson`; nothing is restored then. Send the result's
+/// `prekey_upload` to the server at once.
+#[uniffi::export]
+pub fn restore_device(
+    path: String,
+    storage_key: Vec<u8>,
+    backup: Vec<u8>,
+    recovery_key_code: String,
+) -> Result<RestoredDevice> {
+    boundary(|| {
+        let code = Zeroizing::new(recovery_key_code);
+        let r = DeviceHandle::restore(
+            sqlite(&path)?,
+            &storage_key,
+            &backup,
+            &code,
+            Timestamp::now(),
+        )?;
+        Ok(r.into())
+    })
+}
+
+/// `restore_device` for a backup made by `Device.backup_with_passphrase`.
+#[uniffi::export]
+pub fn restore_device_with_passphrase(
+    path: String,
+    storage_key: Vec<u8>,
+    backup: Vec<u8>,
+    passphrase: String,
+) -> Result<RestoredDevice> {
+    boundary(|| {
+        let passphrase = Zeroizing::new(passphrase);
+        let r = DeviceHandle::restore_with_passphrase(
+            sqlite(&path)?,
+            &storage_key,
+            &backup,
+            &passphrase,
+            Timestamp::now(),
+        )?;
+        Ok(r.into())
+    })
+}
+
+/// A fresh recovery key, as the code for the person to write down (13 groups of 5
+/// characters joined by `-`). The code is the key: keep it out of logs.
+#[uniffi::export]
+pub fn generate_recovery_key() -> String {
+    common::generate_recovery_key().to_string()
 }
 
 /// Seals `data` as an attachment (the whole file in memory).

@@ -15,7 +15,7 @@
 //! and the module instance must be loaded again (the exported state is intact).
 #![forbid(unsafe_code)]
 
-use common::{DeviceHandle, Failure, guard};
+use common::{DeviceHandle, Failure, Zeroizing, guard};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use ratchetbox::{MemoryStore, Timestamp};
 use wasm_bindgen::prelude::*;
@@ -49,6 +49,9 @@ export type Trust = "FirstUse" | "Verified" | "Changed";
 export interface Peer { identityKey: Uint8Array; trust: Trust; }
 export interface SealedAttachment { pointer: Uint8Array; sealed: Uint8Array; }
 export interface AttachmentInfo { contentType: string; fileName: string; plaintextLen: number; locator: Uint8Array; }
+/** A device restored from a backup; send `prekeyUpload` to the server at once. */
+export interface RestoredDevice { device: Device; prekeyUpload: Uint8Array; backupCreatedAt: number; backupGeneration: number; }
+export interface GroupSent { message: Uint8Array; distributions: OutgoingMessage[]; sentAt: number; expiresAt?: number; }
 "#;
 
 type Result<T> = std::result::Result<T, JsValue>;
@@ -112,22 +115,70 @@ fn byte_arrays(list: &Array) -> std::result::Result<Vec<Vec<u8>>, Failure> {
 
 fn sent(s: common::SentMessages) -> JsValue {
     let o = Object::new();
-    let messages: Array = s
-        .messages
-        .iter()
+    set(&o, "messages", outgoing(&s.messages));
+    set(&o, "sentAt", number(s.sent_at));
+    if let Some(t) = s.expires_at {
+        set(&o, "expiresAt", number(t));
+    }
+    o.into()
+}
+
+fn outgoing(list: &[(ratchetbox::Address, Vec<u8>)]) -> Array {
+    list.iter()
         .map(|(to, message)| {
             let m = Object::new();
             set(&m, "to", address(to));
             set(&m, "message", bytes(message));
             JsValue::from(m)
         })
-        .collect();
-    set(&o, "messages", messages);
+        .collect()
+}
+
+fn group_sent(s: common::GroupSentMessages) -> JsValue {
+    let o = Object::new();
+    set(&o, "message", bytes(&s.message));
+    set(&o, "distributions", outgoing(&s.distributions));
     set(&o, "sentAt", number(s.sent_at));
     if let Some(t) = s.expires_at {
         set(&o, "expiresAt", number(t));
     }
     o.into()
+}
+
+fn received(r: &common::Received) -> JsValue {
+    let o = Object::new();
+    set(&o, "body", bytes(&r.body));
+    let attachments: Array = r.attachments.iter().map(|p| bytes(p)).collect();
+    set(&o, "attachments", attachments);
+    set(&o, "sentAt", number(r.sent_at));
+    set(&o, "receivedAt", number(r.received_at));
+    set(&o, "timerSeconds", r.timer_seconds);
+    set(&o, "timerChanged", r.timer_changed);
+    if let Some(t) = r.expires_at {
+        set(&o, "expiresAt", number(t));
+    }
+    o.into()
+}
+
+/// Reads a list of `{ userId, deviceId }` objects.
+fn members(list: &Array) -> std::result::Result<Vec<(String, u32)>, Failure> {
+    let bad = || {
+        Failure::caller_bug("every member must be an Address: { userId: string, deviceId: number }")
+    };
+    list.iter()
+        .map(|v| {
+            let user = Reflect::get(&v, &JsValue::from_str("userId"))
+                .ok()
+                .and_then(|u| u.as_string())
+                .ok_or_else(bad)?;
+            let device = Reflect::get(&v, &JsValue::from_str("deviceId"))
+                .ok()
+                .and_then(|d| d.as_f64())
+                .filter(|n| *n >= 0.0 && *n <= f64::from(u32::MAX) && n.fract() == 0.0)
+                .ok_or_else(bad)?;
+            Ok((user, device as u32))
+        })
+        .collect()
 }
 
 /// Reads an optional whole number in 0..=u32::MAX from a status object.
@@ -164,6 +215,20 @@ fn prekey_status(status: &JsValue) -> std::result::Result<common::PreKeyStatus, 
 pub struct Device {
     handle: DeviceHandle,
     store: MemoryStore,
+}
+
+/// `{ device, prekeyUpload, backupCreatedAt, backupGeneration }` for a restored device.
+fn restored(r: common::RestoredHandle, store: MemoryStore) -> JsValue {
+    let o = Object::new();
+    set(&o, "prekeyUpload", bytes(&r.prekey_upload));
+    set(&o, "backupCreatedAt", number(r.backup_created_at));
+    set(&o, "backupGeneration", number(r.backup_generation));
+    let device = Device {
+        handle: r.handle,
+        store,
+    };
+    set(&o, "device", device);
+    o.into()
 }
 
 #[wasm_bindgen]
@@ -305,18 +370,173 @@ impl Device {
     pub fn receive(&mut self, user_id: &str, device_id: u32, message: &[u8]) -> Result<JsValue> {
         boundary(|| {
             let r = self.handle.receive(user_id, device_id, message, now())?;
-            let o = Object::new();
-            set(&o, "body", bytes(&r.body));
-            let attachments: Array = r.attachments.iter().map(|p| bytes(p)).collect();
-            set(&o, "attachments", attachments);
-            set(&o, "sentAt", number(r.sent_at));
-            set(&o, "receivedAt", number(r.received_at));
-            set(&o, "timerSeconds", r.timer_seconds);
-            set(&o, "timerChanged", r.timer_changed);
-            if let Some(t) = r.expires_at {
-                set(&o, "expiresAt", number(t));
-            }
-            Ok(o.into())
+            Ok(received(&r))
+        })
+    }
+
+    /// Creates a group of this device and the member devices `members` (this device is
+    /// ignored if listed); returns its 32-byte id. Give the id and the list to the members
+    /// through the app; each calls `setGroupMembers`.
+    #[wasm_bindgen(js_name = createGroup)]
+    pub fn create_group(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Address[]")] members: Array,
+    ) -> Result<Uint8Array> {
+        boundary(|| {
+            let members = self::members(&members)?;
+            Ok(Uint8Array::from(
+                self.handle.create_group(&members)?.as_slice(),
+            ))
+        })
+    }
+
+    /// Sets the member devices of the group `groupId` (creating it on this device if
+    /// needed). A device no longer listed cannot read what this device sends afterwards.
+    #[wasm_bindgen(js_name = setGroupMembers)]
+    pub fn set_group_members(
+        &mut self,
+        group_id: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Address[]")] members: Array,
+    ) -> Result<()> {
+        boundary(|| {
+            let members = self::members(&members)?;
+            self.handle.set_group_members(group_id, &members)
+        })
+    }
+
+    /// The other member devices of the group.
+    #[wasm_bindgen(js_name = groupMembers, unchecked_return_type = "Address[]")]
+    pub fn group_members(&mut self, group_id: &[u8]) -> Result<JsValue> {
+        boundary(|| {
+            Ok(self
+                .handle
+                .group_members(group_id)?
+                .iter()
+                .map(address)
+                .collect::<Array>()
+                .into())
+        })
+    }
+
+    /// Encrypts a body and attachment pointers once for the whole group: the group message
+    /// for every member, and the pairwise `distributions` (deliver them first). Throws
+    /// "RepairSession" naming the members that need this device's key but have no session.
+    #[wasm_bindgen(js_name = sendGroup, unchecked_return_type = "GroupSent")]
+    pub fn send_group(
+        &mut self,
+        group_id: &[u8],
+        body: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array[]")] attachments: Array,
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let attachments = byte_arrays(&attachments)?;
+            let s = self
+                .handle
+                .send_group(group_id, body, &attachments, now())?;
+            Ok(group_sent(s))
+        })
+    }
+
+    /// Sets the group's disappearing-message timer (seconds, 0: off); returns the group
+    /// message announcing it.
+    #[wasm_bindgen(js_name = setGroupTimer, unchecked_return_type = "GroupSent")]
+    pub fn set_group_timer(&mut self, group_id: &[u8], seconds: u32) -> Result<JsValue> {
+        boundary(|| {
+            Ok(group_sent(self.handle.set_group_timer(
+                group_id,
+                seconds,
+                now(),
+            )?))
+        })
+    }
+
+    /// The group's disappearing-message timer, seconds (0: off).
+    #[wasm_bindgen(js_name = groupTimer)]
+    pub fn group_timer(&mut self, group_id: &[u8]) -> Result<u32> {
+        boundary(|| self.handle.group_timer(group_id))
+    }
+
+    /// Decrypts a group message from the member device `userId`/`deviceId`. Before the
+    /// sender's key arrived (a pairwise message for `receive`) it throws "RetryLater".
+    #[wasm_bindgen(js_name = receiveGroup, unchecked_return_type = "ReceivedMessage")]
+    pub fn receive_group(
+        &mut self,
+        user_id: &str,
+        device_id: u32,
+        message: &[u8],
+    ) -> Result<JsValue> {
+        boundary(|| {
+            let r = self
+                .handle
+                .receive_group(user_id, device_id, message, now())?;
+            Ok(received(&r))
+        })
+    }
+
+    /// Backs up the whole device under the recovery key written as `recoveryKeyCode` (from
+    /// `generateRecoveryKey`). Keep the backup where the person keeps files, and the code
+    /// apart (on paper).
+    pub fn backup(&mut self, recovery_key_code: String) -> Result<Uint8Array> {
+        let code = Zeroizing::new(recovery_key_code);
+        boundary(|| {
+            Ok(Uint8Array::from(
+                self.handle.backup(&code, now())?.as_slice(),
+            ))
+        })
+    }
+
+    /// Backs up the whole device under a passphrase (a weak one throws "ShowToPerson").
+    /// Prefer a recovery key.
+    #[wasm_bindgen(js_name = backupWithPassphrase)]
+    pub fn backup_with_passphrase(&mut self, passphrase: String) -> Result<Uint8Array> {
+        let passphrase = Zeroizing::new(passphrase);
+        boundary(|| {
+            Ok(Uint8Array::from(
+                self.handle
+                    .backup_with_passphrase(&passphrase, now())?
+                    .as_slice(),
+            ))
+        })
+    }
+
+    /// Restores a backup made by `backup` into a new in-memory device sealed under the
+    /// 32-byte `storageKey` (a new one), with the recovery key code as the person typed it
+    /// (case, spaces and dashes do not matter). A mistyped or wrong code or a damaged
+    /// backup throws "ShowToPerson". Send the result's `prekeyUpload` to the server at once,
+    /// and keep its device's `exportState()`.
+    #[wasm_bindgen(unchecked_return_type = "RestoredDevice")]
+    pub fn restore(
+        storage_key: &[u8],
+        backup: &[u8],
+        recovery_key_code: String,
+    ) -> Result<JsValue> {
+        let code = Zeroizing::new(recovery_key_code);
+        boundary(|| {
+            let store = MemoryStore::new();
+            let r =
+                DeviceHandle::restore(Box::new(store.clone()), storage_key, backup, &code, now())?;
+            Ok(restored(r, store))
+        })
+    }
+
+    /// `restore` for a backup made by `backupWithPassphrase`.
+    #[wasm_bindgen(js_name = restoreWithPassphrase, unchecked_return_type = "RestoredDevice")]
+    pub fn restore_with_passphrase(
+        storage_key: &[u8],
+        backup: &[u8],
+        passphrase: String,
+    ) -> Result<JsValue> {
+        let passphrase = Zeroizing::new(passphrase);
+        boundary(|| {
+            let store = MemoryStore::new();
+            let r = DeviceHandle::restore_with_passphrase(
+                Box::new(store.clone()),
+                storage_key,
+                backup,
+                &passphrase,
+                now(),
+            )?;
+            Ok(restored(r, store))
         })
     }
 
@@ -423,6 +643,13 @@ impl Device {
                 .accept_identity_change(user_id, device_id, new_identity_key)
         })
     }
+}
+
+/// A fresh recovery key, as the code for the person to write down (13 groups of 5
+/// characters joined by `-`). The code is the key: keep it out of logs.
+#[wasm_bindgen(js_name = generateRecoveryKey)]
+pub fn generate_recovery_key() -> String {
+    common::generate_recovery_key().to_string()
 }
 
 /// Seals `data` as an attachment: the pointer (put it in a message) and the sealed bytes

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 
 const require = createRequire(import.meta.url);
 const rb = require(process.env.RATCHETBOX_WASM ?? "../../target/wasm-pkg/ratchetbox_wasm.js");
-const { Device, bundleFromUpload, sealAttachment, openAttachment, attachmentInfo, setAttachmentLocator } = rb;
+const { Device, bundleFromUpload, sealAttachment, openAttachment, attachmentInfo, setAttachmentLocator, generateRecoveryKey } = rb;
 
 const text = (s) => new TextEncoder().encode(s);
 
@@ -242,4 +242,92 @@ test("no error message names the storage key", () => {
   const e = throwsKind("ShowToPerson", () => Device.open(b1.exportState(), key));
   assert.ok(!JSON.stringify(e).includes(key.toString("hex")));
   assert.ok(!String(e.message).includes(key.toString("hex")));
+});
+
+function sendGroupAll(server, device, group, body) {
+  for (let i = 0; i < 2; i++) {
+    try {
+      return device.sendGroup(group, body, []);
+    } catch (e) {
+      if (e.kind !== "RepairSession") throw e;
+      for (const a of e.addresses) device.processBundle(a.userId, a.deviceId, server.bundle(a));
+    }
+  }
+  throw new Error("still missing sessions after processing their bundles");
+}
+
+/** Delivers the sender-key distributions of `sent` to the devices they are for. */
+function deliver(sender, sent, devices) {
+  const me = sender.address();
+  for (const out of sent.distributions) {
+    devices[`${out.to.userId}.${out.to.deviceId}`].receive(me.userId, me.deviceId, out.message);
+  }
+}
+
+test("a group of three; a removed member cannot read what is sent after", () => {
+  const { server, install } = setup();
+  const [a, b, c] = [install("alice", 1), install("bob", 1), install("carol", 1)];
+  const devices = { "alice.1": a, "bob.1": b, "carol.1": c };
+  const trio = ["alice", "bob", "carol"].map((userId) => ({ userId, deviceId: 1 }));
+  const group = a.createGroup(trio);
+  assert.equal(group.length, 32);
+  b.setGroupMembers(group, trio);
+  c.setGroupMembers(group, trio);
+  assert.deepEqual(a.groupMembers(group), trio.slice(1));
+
+  const sent = sendGroupAll(server, a, group, text("Dinner on Friday?"));
+  assert.deepEqual(sent.distributions.map((m) => m.to), trio.slice(1));
+  throwsKind("RetryLater", () => b.receiveGroup("alice", 1, sent.message));
+  deliver(a, sent, devices);
+  for (const d of [b, c]) assert.deepEqual(d.receiveGroup("alice", 1, sent.message).body, text("Dinner on Friday?"));
+
+  const duo = trio.slice(0, 2);
+  a.setGroupMembers(group, duo);
+  b.setGroupMembers(group, duo);
+  const after = sendGroupAll(server, a, group, text("Surprise party for Carol!"));
+  assert.deepEqual(after.distributions.map((m) => m.to), [{ userId: "bob", deviceId: 1 }]);
+  deliver(a, after, devices);
+  assert.deepEqual(b.receiveGroup("alice", 1, after.message).body, text("Surprise party for Carol!"));
+  throwsKind("RetryLater", () => c.receiveGroup("alice", 1, after.message));
+
+  const timer = a.setGroupTimer(group, 3600);
+  assert.equal(b.receiveGroup("alice", 1, timer.message).timerSeconds, 3600);
+  assert.equal(b.groupTimer(group), 3600);
+  const e = throwsKind("CallerBug", () => a.groupMembers(group.slice(0, 31)));
+  assert.equal(e.message, "a group id is 32 bytes, got 31");
+  throwsKind("CallerBug", () => a.createGroup([{ userId: "bob" }]));
+});
+
+test("a backup restored into a new memory store keeps talking", () => {
+  const { server, install } = setup();
+  let [a, b] = [install("alice", 1), install("bob", 1)];
+  b.receive("alice", 1, sendAll(server, a, "bob", text("before the backup")).messages[0].message);
+  const code = generateRecoveryKey();
+  assert.equal(code.length, 77);
+  const backup = a.backup(code);
+  const identity = a.identityKey();
+  a.free(); // the phone is lost
+
+  const newKey = randomBytes(32);
+  throwsKind("ShowToPerson", () => Device.restore(newKey, backup, generateRecoveryKey()));
+  const bad = throwsKind("ShowToPerson", () => Device.restore(newKey, backup, "not a recovery key"));
+  assert.ok(bad.message.startsWith("the recovery key is not valid: "), bad.message);
+  const restored = Device.restore(newKey, backup, code.toLowerCase());
+  a = restored.device;
+  assert.deepEqual(a.identityKey(), identity);
+  assert.equal(typeof restored.backupCreatedAt, "number");
+  server.uploads.set("alice.1", restored.prekeyUpload);
+  server.handedOut.set("alice.1", 0);
+
+  const missing = throwsKind("RepairSession", () => a.send("bob", [1], [], text("new phone"), []));
+  assert.deepEqual(missing.addresses, [{ userId: "bob", deviceId: 1 }]);
+  const sent = sendAll(server, a, "bob", text("New phone, same me"));
+  assert.deepEqual(b.receive("alice", 1, sent.messages[0].message).body, text("New phone, same me"));
+  const reply = b.send("alice", [1], [], text("Welcome back"), []);
+  assert.deepEqual(a.receive("bob", 1, reply.messages[0].message).body, text("Welcome back"));
+  // The restored state reloads under the new storage key.
+  const state = a.exportState();
+  a.free();
+  assert.deepEqual(Device.open(state, newKey).identityKey(), identity);
+  throwsKind("ShowToPerson", () => b.backupWithPassphrase("1234"));
 });
