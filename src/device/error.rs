@@ -146,7 +146,7 @@ pub enum Error {
     },
     /// A group operation failed: a group message that could not be read (forged, duplicate,
     /// its sender key not here yet, ...), a sender key refused, or a message too large.
-    #[error("group {group:?}: {source}")]
+    #[error("group {group}: {source}")]
     Group {
         /// The group.
         group: GroupId,
@@ -155,11 +155,11 @@ pub enum Error {
     },
     /// This device does not know the group: call
     /// [`set_group_members`](super::Device::set_group_members) first.
-    #[error("unknown group {0:?}: set its members first")]
+    #[error("unknown group {0}: set its members first")]
     UnknownGroup(GroupId),
     /// A group message or sender key came from a device that is not a member of the group
     /// (for example one that was removed).
-    #[error("{address} is not a member of group {group:?}")]
+    #[error("{address} is not a member of group {group}")]
     NotGroupMember {
         /// The group.
         group: GroupId,
@@ -167,7 +167,7 @@ pub enum Error {
         address: Address,
     },
     /// A group message decrypted but its content is invalid (a broken or malicious member).
-    #[error("the group message from {from} in group {group:?} has invalid content: {source}")]
+    #[error("the group message from {from} in group {group} has invalid content: {source}")]
     InvalidGroupContent {
         /// The group.
         group: GroupId,

@@ -90,6 +90,13 @@ impl fmt::Debug for GroupId {
     }
 }
 
+/// The id in hex, as error messages show it to people.
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::keys::write_hex(f, &self.0)
+    }
+}
+
 /// How much a [`GroupReceiver`] keeps per sender. The defaults are libsignal's
 /// (rust/protocol/src/consts.rs: `MAX_SENDER_KEY_STATES`, `MAX_MESSAGE_KEYS`,
 /// `MAX_FORWARD_JUMPS`).

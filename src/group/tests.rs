@@ -1,3 +1,5 @@
+use alloc::format;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -545,4 +547,15 @@ fn debug_output_shows_no_secret() {
             }
         }
     }
+}
+
+#[test]
+fn a_group_id_shows_as_hex_to_people_and_tagged_in_debug() {
+    let mut bytes = [0u8; 32];
+    bytes[0] = 0xab;
+    bytes[31] = 0x01;
+    let id = GroupId::from_bytes(bytes);
+    let hex = format!("ab{}01", "00".repeat(30));
+    assert_eq!(id.to_string(), hex);
+    assert_eq!(format!("{id:?}"), format!("GroupId({hex})"));
 }
