@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each for a short, bounded time, failing on any crash.
 #
-#   fuzz/run.sh                      # every target, 30 s each (CI: FUZZ_SECONDS=5)
+#   fuzz/run.sh                      # every target, 30 s each (CI: FUZZ_SECONDS=2)
 #   FUZZ_SECONDS=600 fuzz/run.sh conversation attachment
 #
 # Needs the nightly toolchain (`cargo +nightly`); installs cargo-fuzz if it is missing.
