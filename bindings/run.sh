@@ -4,8 +4,8 @@
 # bindings/Cargo.lock), checks formatting and clippy, builds the UniFFI library and the
 # WebAssembly module, generates the Kotlin, Swift and Python sources (Kotlin and Swift are
 # generated only, not compiled), builds the core without std for wasm32, and runs the Rust
-# unit tests, the Python suite, the Node suite, the README snippets and the Python <-> Node
-# interop test. Prints its duration.
+# unit tests, the Python suite, the Node suites (the second on a build whose extra export
+# panics), the README snippets and the Python <-> Node interop test. Prints its duration.
 #
 # Needs: Rust stable with rustup, Python 3, Node 20. The bindings are a cargo workspace of
 # their own; the build uses the root's target/ (CARGO_TARGET_DIR) so that the host build
@@ -63,10 +63,12 @@ for language in python kotlin swift; do
         --out-dir "$out/$language" --no-format
 done
 cp "$lib" "$out/python/"
-wasm-bindgen --target nodejs --out-dir "$out/wasm-node" \
+# --experimental-reset-state-function: js/guard.mjs replaces the instance after a panic.
+wasm-bindgen --target nodejs --experimental-reset-state-function --out-dir "$out/wasm-node" \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/ratchetbox_wasm.wasm"
+cp "$here/wasm/js/guard.mjs" "$out/wasm-node/"
 export PYTHONPATH="$out/python"
-export RATCHETBOX_WASM="$out/wasm-node/ratchetbox_wasm.js"
+export RATCHETBOX_WASM_PKG="$out/wasm-node"
 
 step "the core without std for wasm32-unknown-unknown"
 cargo build -q --manifest-path "$root/Cargo.toml" -p ratchetbox --target wasm32-unknown-unknown --no-default-features
@@ -79,6 +81,13 @@ python3 -m unittest discover -s "$here/uniffi/tests"
 
 step "Node suite"
 node --test "$here/wasm/tests/"
+
+step "Node: a panic becomes a typed error (the module built with its panicForTest export)"
+cargo build -q -p ratchetbox-wasm --target wasm32-unknown-unknown --features panic-test
+wasm-bindgen --target nodejs --experimental-reset-state-function --out-dir "$out/wasm-node-panic" \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/ratchetbox_wasm.wasm"
+cp "$here/wasm/js/guard.mjs" "$out/wasm-node-panic/"
+RATCHETBOX_WASM_PANIC_PKG="$out/wasm-node-panic" node --test "$here/wasm/panic-tests/"
 
 step "README snippets (run, and included verbatim in README.md)"
 python3 "$here/examples/check_readme.py" "$root/README.md" "$here/examples"

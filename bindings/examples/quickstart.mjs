@@ -1,6 +1,8 @@
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
-const { Device, bundleFromUpload } = require(process.env.RATCHETBOX_WASM ?? "./pkg/ratchetbox_wasm.js");
+const pkg = process.env.RATCHETBOX_WASM_PKG ?? "./pkg"; // wasm-bindgen's output and guard.mjs
+const { guardModule } = await import(`${pkg}/guard.mjs`);
+const { Device, bundleFromUpload } = guardModule(require(`${pkg}/ratchetbox_wasm.js`));
 
 const key = () => crypto.getRandomValues(new Uint8Array(32)); // from a key store in a real app
 const alice = Device.create(key(), "alice", 1);

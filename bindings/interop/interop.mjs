@@ -6,7 +6,9 @@ import { join } from "node:path";
 import assert from "node:assert/strict";
 
 const require = createRequire(import.meta.url);
-const rb = require(process.env.RATCHETBOX_WASM);
+const pkg = process.env.RATCHETBOX_WASM_PKG;
+const { guardModule } = await import(join(pkg, "guard.mjs"));
+const rb = guardModule(require(join(pkg, "ratchetbox_wasm.js")));
 const [step, dir] = process.argv.slice(2);
 const path = (name) => join(dir, name);
 const pattern = (n, step) => Uint8Array.from({ length: n }, (_, i) => (i * step) % 251);

@@ -11,8 +11,13 @@
 //! they apply; no message names a secret. Times are the JavaScript clock's, in Unix seconds;
 //! random numbers come from `crypto.getRandomValues` (getrandom's `wasm_js` backend).
 //!
-//! On `wasm32-unknown-unknown` a panic aborts: the call throws a `WebAssembly.RuntimeError`
-//! and the module instance must be loaded again (the exported state is intact).
+//! A panic inside Rust (a bug) cannot unwind on `wasm32-unknown-unknown`. Instead, the panic
+//! hook this module installs throws a `RatchetboxError` of kind `"Internal"` with
+//! `reloaded: true` out of the call, and `guardModule` (`js/guard.mjs`, the supported way to
+//! load the module) replaces the instance with a fresh one at once: the module goes on
+//! working, the devices it held in memory are gone, and `Device` objects made before the
+//! failure throw `"Internal"`. Open them again from their last exported state, which the
+//! failed call did not change.
 #![forbid(unsafe_code)]
 
 use common::{DeviceHandle, Failure, Zeroizing, guard};
@@ -31,6 +36,9 @@ export interface RatchetboxError extends Error {
   addresses: Address[];
   /** A contact's new identity key ("ShowToPerson" for a changed key). */
   newIdentityKey?: Uint8Array;
+  /** True after a bug inside the module ("Internal"): the module was reloaded, and devices
+   * must be opened again from their last exported state. */
+  reloaded?: boolean;
 }
 export interface Address { userId: string; deviceId: number; }
 export interface OutgoingMessage { to: Address; message: Uint8Array; }
@@ -55,6 +63,91 @@ export interface GroupSent { message: Uint8Array; distributions: OutgoingMessage
 "#;
 
 type Result<T> = std::result::Result<T, JsValue>;
+
+/// What a panic throws (a fixed text: a panic's own message never reaches the app, so it
+/// cannot carry a secret).
+const PANIC_MESSAGE: &str = "ratchetbox failed internally (a bug, please report it); the module was reloaded: \
+     open your devices again from their last exported state";
+
+/// Runs when the module is instantiated (again after each reload): installs the panic hook.
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|_| {
+        let e = error(Failure::internal(PANIC_MESSAGE));
+        // Tells `guardModule` to replace this instance before the next call: it may hold
+        // half-done work (a borrowed object, a shadow stack that was not unwound).
+        set(e.unchecked_ref(), "reloaded", true);
+        // Unwinds the WebAssembly frames up to the JavaScript caller (no Rust destructor
+        // runs: the instance is discarded).
+        wasm_bindgen::throw_val(e);
+    }));
+}
+
+/// The bindings benchmark's in-module loop (bindings/bench/run.py): the calls of
+/// `bench_native.rs` made from Rust inside the module, with no crossing into JavaScript
+/// but the clock. Returns the median nanoseconds of `send` and of `receive` of a
+/// `size`-byte body. Only in builds with the `bench` feature.
+#[cfg(feature = "bench")]
+#[wasm_bindgen(js_name = benchInsideModule)]
+pub fn bench_inside_module(size: usize, iterations: usize) -> Result<Vec<f64>> {
+    fn clock() -> f64 {
+        // `performance.now()`, in milliseconds with sub-millisecond resolution.
+        let performance = Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+            .ok()
+            .and_then(|p| p.dyn_into::<Object>().ok());
+        performance
+            .and_then(|p| {
+                Reflect::get(&p, &JsValue::from_str("now"))
+                    .ok()?
+                    .dyn_into::<js_sys::Function>()
+                    .ok()?
+                    .call0(&p)
+                    .ok()?
+                    .as_f64()
+            })
+            .unwrap_or(0.0)
+    }
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0) * 1e6
+    }
+    boundary(|| {
+        let t = now();
+        let mut alice = DeviceHandle::create(Box::new(MemoryStore::new()), &[1; 32], "alice", 1, t)?;
+        let mut bob = DeviceHandle::create(Box::new(MemoryStore::new()), &[2; 32], "bob", 1, t)?;
+        let upload = bob
+            .prekey_upload(common::PreKeyStatus::default(), t)?
+            .ok_or_else(|| Failure::internal("no first upload"))?;
+        alice.process_bundle("bob", 1, &common::bundle_from_upload(&upload, 0)?)?;
+        let hello = alice.send("bob", &[1], &[], b"hi", &[], t)?;
+        bob.receive("alice", 1, &hello.messages[0].1, t)?;
+        let reply = bob.send("alice", &[1], &[], b"hi", &[], t)?;
+        alice.receive("bob", 1, &reply.messages[0].1, t)?;
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let (mut send, mut receive) = (Vec::new(), Vec::new());
+        for i in 0..iterations + iterations / 10 {
+            let t0 = clock();
+            let sent = alice.send("bob", &[1], &[], &body, &[], now())?;
+            let t1 = clock();
+            bob.receive("alice", 1, &sent.messages[0].1, now())?;
+            let t2 = clock();
+            if i >= iterations / 10 {
+                send.push(t1 - t0);
+                receive.push(t2 - t1);
+            }
+        }
+        Ok(vec![median(send), median(receive)])
+    })
+}
+
+/// Panics, for the test that a panic becomes a `RatchetboxError` of kind `"Internal"` and
+/// the module works again afterwards (bindings/wasm/tests/panic.test.mjs). Only in builds
+/// with the `panic-test` feature.
+#[cfg(feature = "panic-test")]
+#[wasm_bindgen(js_name = panicForTest)]
+pub fn panic_for_test() {
+    panic!("a panic for the test");
+}
 
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     // Setting a property on a fresh plain object cannot fail.

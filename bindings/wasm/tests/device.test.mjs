@@ -1,6 +1,6 @@
 // The WebAssembly bindings under Node (`node --test`), through the module wasm-bindgen
-// generated (`--target nodejs`). Run by bindings/run.sh with RATCHETBOX_WASM pointing at
-// the generated ratchetbox_wasm.js.
+// generated (`--target nodejs`) loaded with guardModule (js/guard.mjs). Run by
+// bindings/run.sh with RATCHETBOX_WASM_PKG pointing at the directory holding both.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -8,7 +8,9 @@ import { createRequire } from "node:module";
 import { randomBytes } from "node:crypto";
 
 const require = createRequire(import.meta.url);
-const rb = require(process.env.RATCHETBOX_WASM ?? "../../target/wasm-pkg/ratchetbox_wasm.js");
+const pkg = process.env.RATCHETBOX_WASM_PKG ?? "../../target/bindings/wasm-node";
+const { guardModule } = await import(`${pkg}/guard.mjs`);
+const rb = guardModule(require(`${pkg}/ratchetbox_wasm.js`));
 const { Device, bundleFromUpload, sealAttachment, openAttachment, attachmentInfo, setAttachmentLocator, generateRecoveryKey } = rb;
 
 const text = (s) => new TextEncoder().encode(s);
