@@ -514,3 +514,13 @@ fn utc_minutes_match_the_calendar() {
     assert_eq!(utc_minute(1_764_000_000), "2025-11-24 16:00 UTC");
     assert_eq!(utc_minute(4_107_542_399), "2100-02-28 23:59 UTC");
 }
+
+#[test]
+fn the_benchmarks_document_has_the_table_markers_and_links_the_charts() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/BENCHMARKS.md");
+    assert!(splice(&doc, "| table |").is_ok());
+    for chart in [OPERATIONS, THROUGHPUT] {
+        assert!(doc.contains(&format!("]({chart})")), "no link to {chart}");
+    }
+}
