@@ -1327,7 +1327,7 @@ fn main() {
     if let Some(path) = &options.save {
         let run = report::Run {
             format: report::FORMAT,
-            version: env!("CARGO_PKG_VERSION").into(),
+            commit: report::git_commit(),
             features: report::build_features(),
             cpu: cpu_model(),
             rounds: options.reps,

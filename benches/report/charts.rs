@@ -52,10 +52,7 @@ pub fn write_all(runs: &[Run], dir: &Path) -> Result<Vec<PathBuf>, String> {
         operations(base, &rows, &path)?;
         written.push(path);
     }
-    if runs
-        .iter()
-        .any(|r| !message_rows(r, Direction::Encrypt).is_empty())
-    {
+    if !lines(runs, Direction::Encrypt).is_empty() || !lines(runs, Direction::Decrypt).is_empty() {
         let path = dir.join(THROUGHPUT);
         throughput(runs, &path)?;
         written.push(path);
@@ -71,7 +68,10 @@ pub fn operation_rows(run: &Run) -> Vec<&Row> {
         .iter()
         .filter(|r| matches!(r.unit, Unit::Latency { .. }))
         .filter(|r| r.group != "floor" && r.group != "growth")
-        .filter(|r| r.ratchetbox_ns.is_some() && (r.vodozemac_ns.is_some() || r.floor_ns.is_some()))
+        .filter(|r| {
+            let timed = |ns: Option<f64>| ns.is_some_and(|ns| ns > 0.0);
+            timed(r.ratchetbox_ns) && (timed(r.vodozemac_ns) || timed(r.floor_ns))
+        })
         .collect()
 }
 
@@ -167,11 +167,11 @@ fn run_line(run: &Run) -> String {
         .load_average
         .map_or("unknown".into(), |[one, _, _]| format!("{one:.2}"));
     format!(
-        "{} build: run at {}, load average {load}, medians of {} rounds; ratchetbox {}",
+        "{} build: run at {}, load average {load}, medians of {} rounds; commit {}",
         run.label(),
         run.start.utc,
         run.rounds,
-        run.version
+        run.commit.as_deref().unwrap_or("unknown")
     )
 }
 
@@ -202,6 +202,7 @@ fn operations(run: &Run, rows: &[&Row], path: &Path) -> Result<(), String> {
         .iter()
         .flat_map(|r| Column::ALL.map(|c| r.op_ns(c)))
         .flatten()
+        .filter(|ns| *ns > 0.0)
         .map(|ns| ns / 1e3)
         .collect();
     let low = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -256,7 +257,7 @@ fn operations(run: &Run, rows: &[&Row], path: &Path) -> Result<(), String> {
             Column::Floor => FLOOR,
         };
         for (i, row) in rows.iter().enumerate() {
-            let Some(ns) = row.op_ns(column) else {
+            let Some(ns) = row.op_ns(column).filter(|ns| *ns > 0.0) else {
                 continue;
             };
             let top = (rows_n - i as i32) * UNIT - 3 - c as i32 * BAR;
@@ -308,6 +309,7 @@ fn lines(runs: &[Run], direction: Direction) -> Vec<Line> {
         message_rows(run, direction)
             .into_iter()
             .filter_map(|(bytes, r)| Some((bytes as f64, r.mib_per_s(column)?)))
+            .filter(|(_, rate)| rate.is_finite() && *rate > 0.0)
             .collect()
     };
     let mut lines = Vec::new();

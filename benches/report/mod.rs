@@ -26,8 +26,8 @@ pub const FORMAT: u32 = 1;
 pub struct Run {
     /// [`FORMAT`] when written.
     pub format: u32,
-    /// The ratchetbox version measured.
-    pub version: String,
+    /// The commit measured (`git describe --always --dirty` where the tool ran), if known.
+    pub commit: Option<String>,
     /// The `ratchetbox-bench` features the tool was built with (`fast-aes`, `parallel`).
     pub features: Vec<String>,
     /// The CPU, as the tool prints it.
@@ -77,6 +77,17 @@ impl Run {
         }
         Ok(run)
     }
+}
+
+/// The commit of the checkout the tool runs in (`git describe --always --dirty`), if it runs
+/// in one and git is installed.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
 }
 
 /// The `ratchetbox-bench` features this build has (the tools and this library are built

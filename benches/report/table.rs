@@ -52,10 +52,10 @@ fn describe(run: &Run) -> String {
             .map_or("unknown".into(), |[one, _, _]| format!("{one:.2}"))
     };
     format!(
-        "`{}` (ratchetbox {}, bench features: {}): {} to {}, load average (1 min) {} at the \
+        "`{}` (commit {}, bench features: {}): {} to {}, load average (1 min) {} at the \
          start and {} at the end, {} rounds per operation; CPU: {}",
         run.label(),
-        run.version,
+        run.commit.as_deref().unwrap_or("unknown"),
         if run.features.is_empty() {
             "none".into()
         } else {

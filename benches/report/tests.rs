@@ -26,7 +26,7 @@ const MIB: Unit = Unit::Throughput { bytes: 1 << 20 };
 fn base() -> Run {
     Run {
         format: FORMAT,
-        version: "0.1.0".into(),
+        commit: Some("1c66558".into()),
         features: vec![],
         cpu: "test CPU".into(),
         rounds: 15,
@@ -380,10 +380,10 @@ fn table_has_every_base_row_and_one_column_per_further_run() {
     let table = markdown(&[base(), fast()]);
     let lines: Vec<&str> = table.lines().collect();
     for expected in [
-        "- `default` (ratchetbox 0.1.0, bench features: none): 2026-12-02 07:40 UTC to \
+        "- `default` (commit 1c66558, bench features: none): 2026-12-02 07:40 UTC to \
          2026-12-02 07:46 UTC, load average (1 min) 4.94 at the start and 5.10 at the end, 15 \
          rounds per operation; CPU: test CPU",
-        "- `fast-aes` (ratchetbox 0.1.0, bench features: fast-aes): 2026-12-02 07:40 UTC to \
+        "- `fast-aes` (commit 1c66558, bench features: fast-aes): 2026-12-02 07:40 UTC to \
          2026-12-02 07:46 UTC, load average (1 min) 4.94 at the start and 5.10 at the end, 15 \
          rounds per operation; CPU: test CPU",
         "| group | operation | ratchetbox (`default`) | vodozemac | floor | rb/floor | vz/rb | \
@@ -454,7 +454,7 @@ fn a_saved_run_reads_back_and_the_format_is_stable() {
 
     // A file written by hand in the documented format.
     let text = r#"{
-      "format": 1, "version": "0.1.0", "features": ["fast-aes"], "cpu": "c", "rounds": 3,
+      "format": 1, "commit": null, "features": ["fast-aes"], "cpu": "c", "rounds": 3,
       "start": {"utc": "2026-12-02 07:40 UTC", "load_average": [1.0, 2.0, 3.0]},
       "end": {"utc": "2026-12-02 07:41 UTC", "load_average": null},
       "rows": [{"group": "large", "op": "encrypt 1 MiB", "unit": {"throughput": {"bytes": 1048576}},
@@ -469,6 +469,8 @@ fn a_saved_run_reads_back_and_the_format_is_stable() {
     std::fs::write(&manual, text).expect("write");
     let run = Run::load(&manual).expect("load");
     assert_eq!(run.label(), "fast-aes");
+    assert_eq!(run.commit, None);
+    assert_eq!(run.start.load_average, Some([1.0, 2.0, 3.0]));
     assert_eq!(run.rows[0].mib_per_s(Column::Ratchetbox), Some(2000.0));
     assert_eq!(run.rows[0].mib_per_s(Column::Floor), Some(4000.0));
     assert_eq!(run.rows[1].op_ns(Column::Ratchetbox), Some(1500.0));
