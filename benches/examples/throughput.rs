@@ -28,6 +28,12 @@
 //! - `--markdown`           print the table as Markdown (as in docs/BENCHMARKS.md)
 //! - `--only A,B,..`        run only these groups: setup, steady, ping-pong, large, growth,
 //!   state, floor
+//! - `--save FILE`          also write the measurements as JSON (with the build's features,
+//!   the date and the load average), for the chart step
+//! - `--charts DIR FILE..`  measure nothing: read runs saved with `--save` (the first is the
+//!   base) and write the SVG charts into DIR and the results table to stdout
+//!   (`benches/report/`); with `--doc FILE`, also replace the table in FILE between its
+//!   markers (docs/BENCHMARKS.md)
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -36,6 +42,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use ratchetbox::{SessionConfig, SessionRecord, StorageKey};
+use ratchetbox_bench::report;
 use support::*;
 use vodozemac::olm as vz;
 
@@ -54,13 +61,18 @@ struct Options {
     vodozemac: bool,
     markdown: bool,
     only: Option<Vec<String>>,
+    save: Option<std::path::PathBuf>,
+    charts: Option<std::path::PathBuf>,
+    doc: Option<std::path::PathBuf>,
+    inputs: Vec<String>,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!("throughput: {problem}");
     eprintln!(
         "options: --sizes A,B,.. --small N --stored A,B,.. --chain-length N --iters N \
-         --round-ms N --reps N --no-vodozemac --markdown --only GROUP,.."
+         --round-ms N --reps N --no-vodozemac --markdown --only GROUP,.. --save FILE; \
+         --charts DIR [--doc FILE] SAVED.."
     );
     std::process::exit(2);
 }
@@ -89,6 +101,10 @@ impl Options {
             vodozemac: true,
             markdown: false,
             only: None,
+            save: None,
+            charts: None,
+            doc: None,
+            inputs: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -107,7 +123,11 @@ impl Options {
                 "--only" => {
                     options.only = Some(value().split(',').map(str::to_string).collect());
                 }
+                "--save" => options.save = Some(value().into()),
+                "--charts" => options.charts = Some(value().into()),
+                "--doc" => options.doc = Some(value().into()),
                 "-h" | "--help" => usage("usage"),
+                other if !other.starts_with('-') => options.inputs.push(other.to_string()),
                 other => usage(&format!("unknown option {other}")),
             }
         }
@@ -1220,8 +1240,42 @@ fn floor_rows(o: &Options) -> Vec<Row> {
     rows
 }
 
+/// The rows as `--save` writes them (`benches/report/`).
+fn saved_rows(rows: &[Row]) -> Vec<report::Row> {
+    rows.iter()
+        .map(|r| {
+            let [rb, vz, floor] = r.results.map(|t| t.map(|d| d.as_secs_f64() * 1e9));
+            report::Row {
+                group: r.group.to_string(),
+                op: r.op.clone(),
+                unit: match r.unit {
+                    Unit::Latency { per } => report::Unit::Latency { per },
+                    Unit::Throughput(bytes) => report::Unit::Throughput {
+                        bytes: bytes as u64,
+                    },
+                },
+                ratchetbox_ns: rb,
+                vodozemac_ns: vz,
+                floor_ns: floor,
+                target: target_text(&r.target, r.unit),
+                met: met(r).to_string(),
+            }
+        })
+        .collect()
+}
+
 fn main() {
     let options = Options::parse();
+    if let Some(dir) = &options.charts {
+        if let Err(e) = report::chart_step(dir, options.doc.as_deref(), &options.inputs) {
+            usage(&e);
+        }
+        return;
+    }
+    if !options.inputs.is_empty() {
+        usage("file names are only read with --charts");
+    }
+    let start = report::Moment::now();
     print_machine();
     println!(
         "ratchetbox {} vs vodozemac 0.11 (Olm, session config v2), {} rounds per operation, \
@@ -1267,7 +1321,31 @@ fn main() {
     println!(
         "serialized size (bytes)            ratchetbox   vodozemac (pickle JSON / encrypted pickle)"
     );
-    for (label, rb, vz) in sizes {
+    for (label, rb, vz) in &sizes {
         println!("{label:<35}{rb:>10}   {vz:>10}");
+    }
+    if let Some(path) = &options.save {
+        let run = report::Run {
+            format: report::FORMAT,
+            commit: report::git_commit(),
+            features: report::build_features(),
+            cpu: cpu_model(),
+            rounds: options.reps,
+            start,
+            end: report::Moment::now(),
+            rows: saved_rows(&done),
+            sizes: sizes
+                .into_iter()
+                .map(|(label, ratchetbox, vodozemac)| report::Size {
+                    label,
+                    ratchetbox,
+                    vodozemac,
+                })
+                .collect(),
+        };
+        if let Err(e) = run.save(path) {
+            usage(&e);
+        }
+        eprintln!("saved {}", path.display());
     }
 }
