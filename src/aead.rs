@@ -162,8 +162,10 @@ pub(crate) mod aws_lc {
                 .inspect_err(|_| buf.zeroize())
         }
 
-        /// Encrypts `plaintext` into `out` (of the same length) and returns the tag. On
-        /// failure `out` is zeroed (or, for a length mismatch, left as it was).
+        /// Encrypts `plaintext` into `out` (of the same length) and returns the tag, in one
+        /// pass: AWS-LC reads the plaintext and writes the ciphertext (no copy of the
+        /// plaintext is made first). On failure `out` is zeroed (or, for a length mismatch,
+        /// left as it was).
         pub(crate) fn seal_into(
             &self,
             nonce: &[u8; NONCE_LEN],
@@ -174,8 +176,21 @@ pub(crate) mod aws_lc {
             if plaintext.len() != out.len() {
                 return Err(AeadError);
             }
-            out.copy_from_slice(plaintext);
-            self.seal_in_place(nonce, associated_data, out)
+            let mut tag = [0u8; TAG_LEN];
+            self.key()
+                .and_then(|key| {
+                    key.seal_out_of_place_scatter(
+                        Nonce::assume_unique_for_key(*nonce),
+                        Aad::from(associated_data),
+                        plaintext,
+                        out,
+                        &[],
+                        &mut tag,
+                    )
+                    .map_err(|_| AeadError)
+                })
+                .map(|()| tag)
+                .inspect_err(|_| out.zeroize())
         }
 
         /// Verifies `tag` and decrypts `ciphertext` into `out` (of the same length). On

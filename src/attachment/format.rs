@@ -224,7 +224,8 @@ impl PayloadCipher {
     }
 
     /// Verifies one chunk and decrypts it from `ciphertext` into `out` (of the same
-    /// length). On failure `out` is left as it was.
+    /// length). On failure `out` holds no plaintext: it is left as it was (default backend)
+    /// or zeroed (`fast-aes`).
     pub(crate) fn open_chunk_into(
         &self,
         index: u64,
@@ -238,7 +239,8 @@ impl PayloadCipher {
             .map_err(|_| AttachmentError::ChunkAuthentication { index })
     }
 
-    /// Verifies and decrypts one chunk in place. On failure `buf` still holds ciphertext.
+    /// Verifies and decrypts one chunk in place. On failure `buf` holds no plaintext: the
+    /// ciphertext (default backend) or zeros (`fast-aes`).
     pub(crate) fn open_chunk(
         &self,
         index: u64,

@@ -239,25 +239,26 @@ impl Ratchet {
             previous_counter: self.previous_sending_length,
             nonce,
         };
-        let mut writer = MessageWriter::new(setup, &header, plaintext_len);
         let ad = full_associated_data(associated_data, &header);
-        let (payload, tag_out) = writer.payload_and_tag_mut();
         let cipher = message_key.cipher();
-        let sealed = if prefix.is_empty() {
+        let (mut writer, sealed) = if prefix.is_empty() {
             // Straight from the caller's buffer into the message.
-            cipher.seal_into(&nonce, &ad, body, payload)
+            let mut writer = MessageWriter::new(setup, &header, plaintext_len);
+            let (payload, _) = writer.payload_and_tag_mut();
+            let sealed = cipher.seal_into(&nonce, &ad, body, payload);
+            (writer, sealed)
         } else {
-            // The plaintext is assembled in the message buffer and encrypted there; should
-            // that fail, no copy of it is left behind.
-            let (head, tail) = payload.split_at_mut(prefix.len());
-            head.copy_from_slice(prefix);
-            tail.copy_from_slice(body);
+            // The plaintext is assembled in the message buffer (written once, not zeroed
+            // first) and encrypted there; should that fail, no copy of it is left behind.
+            let mut writer = MessageWriter::with_plaintext(setup, &header, prefix, body);
+            let (payload, _) = writer.payload_and_tag_mut();
             let sealed = cipher.seal_in_place(&nonce, &ad, payload);
             if sealed.is_err() {
                 payload.zeroize();
             }
-            sealed
+            (writer, sealed)
         };
+        let (_, tag_out) = writer.payload_and_tag_mut();
         let tag = sealed.map_err(|_| EncryptError::MessageTooLarge { len: body.len() })?;
         tag_out.copy_from_slice(&tag);
         Ok(writer.finish())

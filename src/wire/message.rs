@@ -517,28 +517,28 @@ fn put_uint32(buf: &mut &mut [u8], tag: u32, value: u32) {
     }
 }
 
-/// An outgoing message being assembled in one buffer of exactly its final size: every field
-/// is written, and the payload and tag are left for the encryption to fill in.
-pub(crate) struct MessageWriter {
-    buf: Vec<u8>,
-    payload: Range<usize>,
+/// The sizes of an outgoing message's fields, computed once for [`MessageWriter`].
+struct WriterLayout {
+    /// Length of the `RatchetMessage` field's contents.
+    ratchet_len: usize,
+    /// Length of the `InitialMessage` field's contents, for a message with a setup.
+    initial_len: Option<usize>,
+    /// Length of `ciphertext || tag`.
+    ciphertext_len: usize,
+    /// Where the payload starts: the length of everything before it.
+    payload_start: usize,
+    /// The whole message's length.
+    total: usize,
 }
 
-impl MessageWriter {
-    /// Lays out a message whose plaintext is `plaintext_len` bytes long.
-    pub(crate) fn new(
-        setup: Option<&InitialSetup>,
-        header: &RatchetHeader,
-        plaintext_len: usize,
-    ) -> Self {
+impl WriterLayout {
+    fn new(setup: Option<&InitialSetup>, header: &RatchetHeader, plaintext_len: usize) -> Self {
         let ciphertext_len = plaintext_len + TAG_LEN;
         let ratchet_len = delimited_len(1, KEY_LEN)
             + uint32_len(2, header.counter)
             + uint32_len(3, header.previous_counter)
             + delimited_len(4, NONCE_LEN)
             + delimited_len(5, ciphertext_len);
-        let kem_len =
-            |k: &KemSetup| uint32_len(1, k.prekey_id.0) + delimited_len(2, KEM_CIPHERTEXT_LEN);
         let initial_len = setup.map(|s| {
             delimited_len(1, KEY_LEN)
                 + delimited_len(2, KEY_LEN)
@@ -552,14 +552,25 @@ impl MessageWriter {
             Some(len) => delimited_len(2, len),
             None => delimited_len(1, ratchet_len),
         };
+        Self {
+            ratchet_len,
+            initial_len,
+            ciphertext_len,
+            payload_start: total - ciphertext_len,
+            total,
+        }
+    }
 
-        // Zeroed rather than filled with a copy of the plaintext: the encryption reads the
-        // plaintext from the caller's buffer and writes the ciphertext here (and a large
-        // zeroed allocation can come straight from the OS without a pass over it).
-        let mut buf = vec![0u8; total];
-        let mut out: &mut [u8] = &mut buf[1..];
+    /// Writes the version byte and every field up to the payload into `out`, exactly
+    /// `payload_start` bytes.
+    fn write_fields(&self, setup: Option<&InitialSetup>, header: &RatchetHeader, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), self.payload_start);
+        let Some((version, mut out)) = out.split_first_mut() else {
+            return;
+        };
+        *version = header.version;
         let w = &mut out;
-        match (setup, initial_len) {
+        match (setup, self.initial_len) {
             (Some(s), Some(len)) => {
                 put_delimited_header(w, 2, len);
                 put_bytes(w, 1, s.identity_key.as_bytes());
@@ -575,21 +586,71 @@ impl MessageWriter {
                     put_uint32(w, 1, k.prekey_id.0);
                     put_bytes(w, 2, &k.ciphertext[..]);
                 }
-                put_delimited_header(w, 6, ratchet_len);
+                put_delimited_header(w, 6, self.ratchet_len);
             }
-            _ => put_delimited_header(w, 1, ratchet_len),
+            _ => put_delimited_header(w, 1, self.ratchet_len),
         }
         put_bytes(w, 1, header.ratchet_key.as_bytes());
         put_uint32(w, 2, header.counter);
         put_uint32(w, 3, header.previous_counter);
         put_bytes(w, 4, &header.nonce);
-        put_delimited_header(w, 5, ciphertext_len);
-        debug_assert_eq!(out.len(), ciphertext_len);
-        let start = total - ciphertext_len;
-        buf[0] = header.version;
+        put_delimited_header(w, 5, self.ciphertext_len);
+        debug_assert!(out.is_empty());
+    }
+}
+
+/// Length of a `KemSetup` field's contents.
+fn kem_len(k: &KemSetup) -> usize {
+    uint32_len(1, k.prekey_id.0) + delimited_len(2, KEM_CIPHERTEXT_LEN)
+}
+
+/// An outgoing message being assembled in one buffer of exactly its final size: every field
+/// is written, and the payload and tag are left for the encryption to fill in.
+pub(crate) struct MessageWriter {
+    buf: Vec<u8>,
+    payload: Range<usize>,
+}
+
+impl MessageWriter {
+    /// Lays out a message whose plaintext is `plaintext_len` bytes long; the places of the
+    /// payload and the tag are zeroed, for the encryption to write into.
+    pub(crate) fn new(
+        setup: Option<&InitialSetup>,
+        header: &RatchetHeader,
+        plaintext_len: usize,
+    ) -> Self {
+        let layout = WriterLayout::new(setup, header, plaintext_len);
+        // Zeroed rather than filled with a copy of the plaintext: the encryption reads the
+        // plaintext from the caller's buffer and writes the ciphertext here (and a large
+        // zeroed allocation can come straight from the OS without a pass over it).
+        let mut buf = vec![0u8; layout.total];
+        layout.write_fields(setup, header, &mut buf[..layout.payload_start]);
         Self {
             buf,
-            payload: start..start + plaintext_len,
+            payload: layout.payload_start..layout.payload_start + plaintext_len,
+        }
+    }
+
+    /// Lays out a message whose plaintext is `prefix || body`, copied into the payload's
+    /// place for the encryption to run in place (the tag's place is zeroed). The plaintext
+    /// is written once: the payload is not zeroed first.
+    pub(crate) fn with_plaintext(
+        setup: Option<&InitialSetup>,
+        header: &RatchetHeader,
+        prefix: &[u8],
+        body: &[u8],
+    ) -> Self {
+        let plaintext_len = prefix.len() + body.len();
+        let layout = WriterLayout::new(setup, header, plaintext_len);
+        let mut buf = Vec::with_capacity(layout.total);
+        buf.resize(layout.payload_start, 0);
+        layout.write_fields(setup, header, &mut buf);
+        buf.extend_from_slice(prefix);
+        buf.extend_from_slice(body);
+        buf.resize(layout.total, 0);
+        Self {
+            buf,
+            payload: layout.payload_start..layout.payload_start + plaintext_len,
         }
     }
 
@@ -1193,6 +1254,7 @@ mod tests {
             tag in any::<[u8; 16]>(),
             initial in any::<Option<(u8, [u8; 32], u32, Option<u32>, Option<(u32, u8)>)>>(),
             post_quantum in any::<bool>(),
+            split in any::<proptest::sample::Index>(),
         ) {
             let mut header = RatchetHeader {
                 version: if post_quantum { PQXDH_MESSAGE_VERSION } else { VERSION },
@@ -1219,6 +1281,17 @@ mod tests {
             payload_out.copy_from_slice(&payload);
             tag_out.copy_from_slice(&tag);
             let bytes = writer.finish();
+
+            // The writer that copies the plaintext in (as prefix || body, split anywhere)
+            // lays out the same bytes, with the plaintext in the payload's place.
+            let k = split.index(payload.len() + 1);
+            let mut copied =
+                MessageWriter::with_plaintext(setup.as_ref(), &header, &payload[..k], &payload[k..]);
+            let (copied_payload, copied_tag) = copied.payload_and_tag_mut();
+            prop_assert_eq!(&*copied_payload, &payload[..]);
+            prop_assert_eq!(&*copied_tag, &[0u8; 16][..]);
+            copied_tag.copy_from_slice(&tag);
+            prop_assert_eq!(&copied.finish(), &bytes);
 
             let mut ciphertext = payload.clone();
             ciphertext.extend_from_slice(&tag);
