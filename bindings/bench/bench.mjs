@@ -1,7 +1,7 @@
 // The Node side of the bindings benchmark (run.py): the calls of bench_native.rs through
 // the WebAssembly binding. `node bench.mjs PKG SIZE ITERATIONS [inside]`, PKG holding
 // wasm-bindgen's output (built with the `bench` feature) and guard.mjs; prints the median
-// nanoseconds of `send` and `receive` as JSON. With `inside`, the same loop runs inside the
+// nanoseconds of `send`, `receive` and `generation` as JSON. With `inside`, the same loop runs inside the
 // module (benchInsideModule): the difference is what crossing the boundary costs.
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ const median = (v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 if (mode === "inside") {
   const [send, receive] = rb.benchInsideModule(size, iterations);
-  console.log(JSON.stringify({ send_ns: Math.round(send), receive_ns: Math.round(receive) }));
+  console.log(JSON.stringify({ send_ns: Math.round(send), receive_ns: Math.round(receive), call_ns: 0 }));
 } else {
   const alice = rb.Device.create(new Uint8Array(32).fill(1), "alice", 1);
   const bob = rb.Device.create(new Uint8Array(32).fill(2), "bob", 1);
@@ -41,5 +41,16 @@ if (mode === "inside") {
       receive.push(t2 - t1);
     }
   }
-  console.log(JSON.stringify({ send_ns: Math.round(median(send) * 1e6), receive_ns: Math.round(median(receive) * 1e6) }));
+  // A call with no argument and a number back: what any call through the glue costs.
+  const calls = [];
+  for (let i = 0; i < iterations * 10; i++) {
+    const t0 = performance.now();
+    alice.generation();
+    calls.push(performance.now() - t0);
+  }
+  console.log(JSON.stringify({
+    send_ns: Math.round(median(send) * 1e6),
+    receive_ns: Math.round(median(receive) * 1e6),
+    call_ns: Math.round(median(calls) * 1e6),
+  }));
 }

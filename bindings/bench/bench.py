@@ -1,6 +1,6 @@
 """The Python side of the bindings benchmark (run.py): the calls of bench_native.rs, through
 the UniFFI binding. `python3 bench.py DIR SIZE ITERATIONS` with the generated module on
-PYTHONPATH; prints the median nanoseconds of `send` and `receive` as JSON."""
+PYTHONPATH; prints the median nanoseconds of `send`, `receive` and `generation` as JSON."""
 
 import json
 import os
@@ -41,7 +41,13 @@ def main():
         if i >= iterations // 10:  # the first tenth warms up
             send.append(t1 - t0)
             receive.append(t2 - t1)
-    print(json.dumps({"send_ns": median(send), "receive_ns": median(receive)}))
+    # A call with no argument and a number back: what any call through UniFFI costs.
+    calls = []
+    for _ in range(iterations * 10):
+        t0 = clock()
+        alice.generation()
+        calls.append(clock() - t0)
+    print(json.dumps({"send_ns": median(send), "receive_ns": median(receive), "call_ns": median(calls)}))
 
 
 main()

@@ -49,9 +49,12 @@ fn main() {
         .process_bundle("bob", 1, &bundle_from_upload(&upload, 0).expect("bundle"))
         .expect("bundle");
     let hello = alice.send("bob", &[1], &[], b"hi", &[], now).expect("send");
-    bob.receive("alice", 1, &hello.messages[0].1, now).expect("receive");
+    bob.receive("alice", 1, &hello.messages[0].1, now)
+        .expect("receive");
     let reply = bob.send("alice", &[1], &[], b"hi", &[], now).expect("send");
-    alice.receive("bob", 1, &reply.messages[0].1, now).expect("receive");
+    alice
+        .receive("bob", 1, &reply.messages[0].1, now)
+        .expect("receive");
 
     let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let (mut send, mut receive) = (Vec::new(), Vec::new());
@@ -70,9 +73,17 @@ fn main() {
             receive.push((t2 - t1).as_nanos());
         }
     }
+    // A call with no argument and a number back (the bindings' per-call floor).
+    let mut calls = Vec::new();
+    for _ in 0..iterations * 10 {
+        let t0 = Instant::now();
+        std::hint::black_box(alice.generation());
+        calls.push(t0.elapsed().as_nanos());
+    }
     println!(
-        "{{\"send_ns\": {}, \"receive_ns\": {}}}",
+        "{{\"send_ns\": {}, \"receive_ns\": {}, \"call_ns\": {}}}",
         median(send),
-        median(receive)
+        median(receive),
+        median(calls)
     );
 }

@@ -484,7 +484,7 @@ impl Device {
         user_id: String,
         device_ids: Vec<u32>,
         own_device_ids: Vec<u32>,
-        body: Vec<u8>,
+        body: &[u8],
         attachments: Vec<Vec<u8>>,
     ) -> Result<SentMessages> {
         self.with(|h| {
@@ -492,7 +492,7 @@ impl Device {
                 &user_id,
                 &device_ids,
                 &own_device_ids,
-                &body,
+                body,
                 &attachments,
                 Timestamp::now(),
             )
@@ -531,13 +531,13 @@ impl Device {
         &self,
         user_id: String,
         device_id: u32,
-        message: Vec<u8>,
+        message: &[u8],
     ) -> Result<ReceivedMessage> {
         self.with(|h| {
             Ok(received(h.receive(
                 &user_id,
                 device_id,
-                &message,
+                message,
                 Timestamp::now(),
             )?))
         })
@@ -572,11 +572,11 @@ impl Device {
     pub fn send_group(
         &self,
         group_id: Vec<u8>,
-        body: Vec<u8>,
+        body: &[u8],
         attachments: Vec<Vec<u8>>,
     ) -> Result<GroupSent> {
         self.with(|h| {
-            h.send_group(&group_id, &body, &attachments, Timestamp::now())
+            h.send_group(&group_id, body, &attachments, Timestamp::now())
                 .map(GroupSent::from)
         })
     }
@@ -601,13 +601,13 @@ impl Device {
         &self,
         user_id: String,
         device_id: u32,
-        message: Vec<u8>,
+        message: &[u8],
     ) -> Result<ReceivedMessage> {
         self.with(|h| {
             Ok(received(h.receive_group(
                 &user_id,
                 device_id,
-                &message,
+                message,
                 Timestamp::now(),
             )?))
         })
@@ -763,12 +763,12 @@ pub fn generate_recovery_key() -> String {
 /// Seals `data` as an attachment (the whole file in memory).
 #[uniffi::export]
 pub fn seal_attachment(
-    data: Vec<u8>,
+    data: &[u8],
     content_type: String,
     file_name: String,
 ) -> Result<SealedAttachment> {
     boundary(|| {
-        let s = common::seal_attachment(&data, &content_type, &file_name)?;
+        let s = common::seal_attachment(data, &content_type, &file_name)?;
         Ok(SealedAttachment {
             pointer: s.pointer.to_vec(),
             sealed: s.sealed,
@@ -778,8 +778,8 @@ pub fn seal_attachment(
 
 /// Opens a sealed attachment; fails unless every byte verifies against the pointer.
 #[uniffi::export]
-pub fn open_attachment(pointer: Vec<u8>, sealed: Vec<u8>) -> Result<Vec<u8>> {
-    boundary(|| Ok(common::open_attachment(&pointer, &sealed)?.to_vec()))
+pub fn open_attachment(pointer: Vec<u8>, sealed: &[u8]) -> Result<Vec<u8>> {
+    boundary(|| Ok(common::open_attachment(&pointer, sealed)?.to_vec()))
 }
 
 /// Seals the file at `input` into a new file at `output`, streaming; returns the pointer.
@@ -861,7 +861,7 @@ mod tests {
         assert!(
             matches!(RatchetboxError::from(f), RatchetboxError::CallerBug { message } if message == "x")
         );
-        let err = seal_attachment(vec![1], "text/plain".into(), "a\u{202e}b".into()).unwrap_err();
+        let err = seal_attachment(&[1], "text/plain".into(), "a\u{202e}b".into()).unwrap_err();
         assert!(matches!(err, RatchetboxError::CallerBug { .. }), "{err:?}");
     }
 }

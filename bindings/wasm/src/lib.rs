@@ -113,7 +113,8 @@ pub fn bench_inside_module(size: usize, iterations: usize) -> Result<Vec<f64>> {
     }
     boundary(|| {
         let t = now();
-        let mut alice = DeviceHandle::create(Box::new(MemoryStore::new()), &[1; 32], "alice", 1, t)?;
+        let mut alice =
+            DeviceHandle::create(Box::new(MemoryStore::new()), &[1; 32], "alice", 1, t)?;
         let mut bob = DeviceHandle::create(Box::new(MemoryStore::new()), &[2; 32], "bob", 1, t)?;
         let upload = bob
             .prekey_upload(common::PreKeyStatus::default(), t)?
