@@ -32,8 +32,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wbg_versi
     # here, and this builds in about a third of the CPU time of a full release install.
     # Not --locked: wasm-bindgen-cli 0.2.130's lockfile pins a webpki-roots release that the
     # registry no longer serves.
-    cargo install wasm-bindgen-cli --version "$wbg_version" --no-default-features --bin wasm-bindgen --debug
+    # In a directory of its own, not $CARGO_TARGET_DIR: .ci/run installs it while other
+    # builds hold that directory's lock.
+    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$wbg_version" \
+        --no-default-features --bin wasm-bindgen --debug
     echo "installed wasm-bindgen-cli $wbg_version in $(($(date +%s) - t)) s"
+fi
+
+# BINDINGS_TOOLS_ONLY=1: install what is missing and stop (.ci/run does it in the
+# background while its first steps build).
+if [ "${BINDINGS_TOOLS_ONLY:-0}" = 1 ]; then
+    exit 0
 fi
 
 cd "$here"

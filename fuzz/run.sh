@@ -23,6 +23,10 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
   cargo install cargo-fuzz --locked
 fi
+# FUZZ_TOOLS_ONLY=1: install what is missing and stop (.ci/run does it in the background).
+if [ "${FUZZ_TOOLS_ONLY:-0}" = 1 ]; then
+  exit 0
+fi
 
 start=$SECONDS
 cargo +nightly fuzz build "${flags[@]}"
