@@ -8,7 +8,10 @@
 //!   backend (AVX2 or AVX-512 IFMA if compiled in, else serial);
 //!
 //! and its three steps alone, plus the key generation paths (fixed-base multiplication with
-//! the precomputed table, as x25519-dalek does, against the ladder on the base point).
+//! the precomputed table, as x25519-dalek does, against the ladder on the base point), and the
+//! ping-pong message (a DH ratchet step on each side: key generation and two DHs per
+//! message) of ratchetbox and of vodozemac, the same workloads as the throughput tool's
+//! ping-pong row (`benches/support`), so that the ratio can be read from the minima too.
 //!
 //! ```text
 //! cargo run --release -p ratchetbox-bench --example x25519_paths
@@ -32,6 +35,11 @@ use std::time::{Duration, Instant};
 use curve25519_dalek::constants::X25519_BASEPOINT;
 use curve25519_dalek::{EdwardsPoint, MontgomeryPoint};
 use rand_core::{Rng, SeedableRng};
+use ratchetbox::SessionConfig;
+use support::{RbPair, VzPair, plaintext};
+
+#[path = "../support/mod.rs"]
+mod support;
 
 /// The number of (scalar, point) inputs each round cycles through.
 const INPUTS: usize = 64;
@@ -45,7 +53,7 @@ fn edwards_dh(u: &MontgomeryPoint, k: [u8; 32]) -> MontgomeryPoint {
 
 struct Op {
     name: &'static str,
-    run: Box<dyn Fn(&[([u8; 32], MontgomeryPoint, EdwardsPoint)]) -> u8>,
+    run: Box<dyn FnMut(&[([u8; 32], MontgomeryPoint, EdwardsPoint)]) -> u8>,
     rounds: Vec<f64>,
 }
 
@@ -173,6 +181,32 @@ fn main() {
             rounds: Vec::new(),
         },
     ];
+    // Ping-pong: INPUTS / 2 turns of two messages each, so that every row is per operation
+    // (here: per message) over INPUTS operations.
+    let mut rb = RbPair::established(9, SessionConfig::default());
+    let mut vz = VzPair::established();
+    let small = plaintext(support::SMALL);
+    let small2 = small.clone();
+    ops.push(Op {
+        name: "ping-pong message with DH ratchet step, 100 B, ratchetbox",
+        run: Box::new(move |_| {
+            for _ in 0..INPUTS / 2 {
+                rb.ping_pong(&small);
+            }
+            0
+        }),
+        rounds: Vec::new(),
+    });
+    ops.push(Op {
+        name: "ping-pong message with DH ratchet step, 100 B, vodozemac",
+        run: Box::new(move |_| {
+            for _ in 0..INPUTS / 2 {
+                vz.ping_pong(&small2);
+            }
+            0
+        }),
+        rounds: Vec::new(),
+    });
 
     // Calibrate: passes over the inputs per round, from one timed pass of the slowest op.
     let start = Instant::now();
@@ -231,6 +265,13 @@ fn main() {
             ladder_min / least
         );
     }
+    let (rb, vz) = (&ops[ops.len() - 2].rounds, &ops[ops.len() - 1].rounds);
+    println!();
+    println!(
+        "ping-pong, vodozemac / ratchetbox: {:.2}x (medians), {:.2}x (minima)",
+        median(vz) / median(rb),
+        min(vz) / min(rb)
+    );
 }
 
 /// The fastest round: under load from other processes, the least disturbed one.
