@@ -51,9 +51,16 @@ fn edwards_dh(u: &MontgomeryPoint, k: [u8; 32]) -> MontgomeryPoint {
         .to_montgomery()
 }
 
+/// One input: a scalar, a public key, and the same public key on the Edwards curve.
+type Input = ([u8; 32], MontgomeryPoint, EdwardsPoint);
+
+/// One timed operation: a pass over the inputs, returning a byte so the work is not optimized
+/// away.
+type Run = Box<dyn FnMut(&[Input]) -> u8>;
+
 struct Op {
     name: &'static str,
-    run: Box<dyn FnMut(&[([u8; 32], MontgomeryPoint, EdwardsPoint)]) -> u8>,
+    run: Run,
     rounds: Vec<f64>,
 }
 
@@ -74,7 +81,7 @@ fn main() {
     }
 
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(17);
-    let inputs: Vec<([u8; 32], MontgomeryPoint, EdwardsPoint)> = (0..INPUTS)
+    let inputs: Vec<Input> = (0..INPUTS)
         .map(|_| {
             let mut k = [0u8; 32];
             let mut peer = [0u8; 32];
