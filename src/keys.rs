@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::traits::IsIdentity;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
@@ -153,7 +155,7 @@ impl IdentityKeyPair {
         &self,
         their: &x25519_dalek::PublicKey,
     ) -> Result<SharedSecret, LowOrderPoint> {
-        SharedSecret::check(self.dh.diffie_hellman(their))
+        SharedSecret::check(crate::x25519::x25519(self.dh.as_bytes(), their.as_bytes()))
     }
 }
 
@@ -266,7 +268,10 @@ impl X25519KeyPair {
         &self,
         their: &x25519_dalek::PublicKey,
     ) -> Result<SharedSecret, LowOrderPoint> {
-        SharedSecret::check(self.secret.diffie_hellman(their))
+        SharedSecret::check(crate::x25519::x25519(
+            self.secret.as_bytes(),
+            their.as_bytes(),
+        ))
     }
 }
 
@@ -288,16 +293,16 @@ impl fmt::Debug for X25519KeyPair {
 }
 
 /// A Diffie-Hellman output known not to be all zero. Zeroizes on drop.
-pub(crate) struct SharedSecret(x25519_dalek::SharedSecret);
+pub(crate) struct SharedSecret(Zeroizing<MontgomeryPoint>);
 
 impl SharedSecret {
-    fn check(shared: x25519_dalek::SharedSecret) -> Result<Self, LowOrderPoint> {
-        // `was_contributory` is a constant-time check that the output is not all zero
-        // (RFC 7748, section 6.1).
-        if shared.was_contributory() {
-            Ok(Self(shared))
-        } else {
+    fn check(shared: Zeroizing<MontgomeryPoint>) -> Result<Self, LowOrderPoint> {
+        // A constant-time check that the output is not all zero (RFC 7748, section 6.1), the
+        // same one x25519-dalek's `was_contributory` makes.
+        if shared.is_identity() {
             Err(LowOrderPoint)
+        } else {
+            Ok(Self(shared))
         }
     }
 

@@ -106,6 +106,7 @@ mod state;
 mod time;
 mod trust;
 mod wire;
+mod x25519;
 mod x3dh;
 
 pub mod attachment;
