@@ -422,6 +422,7 @@ impl Account {
     /// the last-resort KEM prekey. The replaced ones stay usable for initial messages in
     /// flight, as after any rotation. Fails with [`PreKeyError::IdsExhausted`], changing
     /// nothing, if a counter cannot move that far.
+    #[cfg(feature = "std")] // only the device layer restores
     pub(crate) fn prepare_restored<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,

@@ -106,6 +106,7 @@ impl Content {
     }
 
     /// Empty content carrying a group sender key (sent by the device layer).
+    #[cfg(feature = "std")] // only the device layer sends it
     pub(crate) fn with_group_distribution(distribution: GroupDistribution) -> Self {
         Self {
             body: Vec::new(),

@@ -532,6 +532,7 @@ impl SessionRecord {
     /// Applies a setting learned elsewhere (another device of the same peer) by the same
     /// rule as a received one: the record ends at the later of the two in the order of
     /// section 12. Returns whether the setting changed.
+    #[cfg(feature = "std")] // only the device layer has other devices
     pub(crate) fn observe_timer(&mut self, timer: ExpiryTimer) -> bool {
         let before = self.timer;
         expiry::observe(&mut self.timer, timer);

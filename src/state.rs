@@ -47,6 +47,7 @@ impl StorageKey {
     }
 
     /// The secret bytes, for deriving the keys that seal stored state.
+    #[cfg(feature = "std")] // only the store (device layer) uses it
     pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
         &self.0.0
     }

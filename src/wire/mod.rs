@@ -26,6 +26,9 @@ pub(crate) mod upload;
 
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
+// Without `std` the device layer is absent, and with it the only users of the backup and
+// group-record messages.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod generated;
 
 use alloc::vec::Vec;
