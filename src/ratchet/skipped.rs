@@ -204,6 +204,8 @@ const BLOCK: usize = 64;
 /// freed memory. A freed place is wiped at once and reused before a block is added.
 #[derive(Clone, Default)]
 struct KeySlab {
+    // Boxed on purpose: growing `blocks` moves only the pointers, never a key.
+    #[allow(clippy::vec_box)]
     blocks: Vec<Box<[MessageKey; BLOCK]>>,
     /// Places handed out so far (the next new one is `len`).
     len: usize,
