@@ -38,53 +38,117 @@ pub(crate) struct LowOrderPoint;
 /// (docs/PROTOCOL.md, "Identity keys").
 ///
 /// Only canonical encodings of points of large order are accepted, so each identity has
-/// exactly one byte representation.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// exactly one byte representation. A key read from a peer ([`from_bytes`](Self::from_bytes))
+/// is checked at once; a key restored from persisted state (a session's identities, a
+/// record's peer) only for the canonical encoding of its y-coordinate, and decoded as a
+/// point, with every check of `from_bytes`, when it is first used in arithmetic
+/// (docs/PROTOCOL.md section 8.1): one that fails verifies no signature and takes part in no
+/// Diffie-Hellman. Keys compare, hash and display as their 32 bytes.
+#[derive(Clone, Copy)]
 pub struct IdentityKey {
-    verifying: VerifyingKey,
-    dh: x25519_dalek::PublicKey,
+    bytes: [u8; KEY_LEN],
+    /// The decoded point: present for a key decoded from a peer's bytes or derived from its
+    /// secret, absent for a key restored from state (decoded when used).
+    verifying: Option<VerifyingKey>,
+}
+
+impl PartialEq for IdentityKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for IdentityKey {}
+
+impl core::hash::Hash for IdentityKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+/// Whether the 255 low bits of an Ed25519 encoding, its y-coordinate, are below p (bit 255
+/// is the sign of x): the part of the canonical-encoding rule that needs no arithmetic.
+fn is_canonical_y(bytes: &[u8; KEY_LEN]) -> bool {
+    let mut y = *bytes;
+    y[KEY_LEN - 1] &= 0x7f;
+    is_canonical_u(&y)
+}
+
+/// Decodes an Ed25519 public key as [`IdentityKey::from_bytes`] accepts it: a canonical
+/// encoding of a point of large order.
+fn decode_identity(bytes: &[u8; KEY_LEN]) -> Option<VerifyingKey> {
+    let verifying = VerifyingKey::from_bytes(bytes).ok()?;
+    // `VerifyingKey` keeps the input bytes as they were, and decompression reduces y modulo p
+    // and accepts the sign bit of x = 0: only re-compressing the decoded point shows whether
+    // `bytes` was its one canonical encoding.
+    if verifying.is_weak() || verifying.to_edwards().compress().as_bytes() != bytes {
+        return None;
+    }
+    Some(verifying)
 }
 
 impl IdentityKey {
     /// Parses an Ed25519 public key, rejecting non-canonical encodings, points not on the
     /// curve and points of small order.
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Option<Self> {
-        let verifying = VerifyingKey::from_bytes(bytes).ok()?;
-        // `VerifyingKey` keeps the input bytes as they were, and decompression reduces y
-        // modulo p and accepts the sign bit of x = 0: only re-compressing the decoded point
-        // shows whether `bytes` was its one canonical encoding.
-        if verifying.is_weak() || verifying.to_edwards().compress().as_bytes() != bytes {
-            return None;
-        }
-        // The birational map sends the Edwards point to its Montgomery u-coordinate.
-        let dh = x25519_dalek::PublicKey::from(verifying.to_montgomery().to_bytes());
-        Some(Self { verifying, dh })
+        let verifying = decode_identity(bytes)?;
+        Some(Self {
+            bytes: *bytes,
+            verifying: Some(verifying),
+        })
+    }
+
+    /// A key restored from persisted state: no arithmetic, only the check that the
+    /// y-coordinate is reduced (the rest of [`from_bytes`](Self::from_bytes)'s checks run when
+    /// the key is first used in arithmetic). `None` for a y-coordinate of p or more.
+    pub(crate) fn from_stored(bytes: &[u8; KEY_LEN]) -> Option<Self> {
+        is_canonical_y(bytes).then_some(Self {
+            bytes: *bytes,
+            verifying: None,
+        })
+    }
+
+    /// The decoded point, decoding (and checking) a restored key now; `None` if it is not a
+    /// valid identity key.
+    fn point(&self) -> Option<VerifyingKey> {
+        self.verifying.or_else(|| decode_identity(&self.bytes))
     }
 
     /// The 32-byte Ed25519 encoding.
     pub fn to_bytes(&self) -> [u8; KEY_LEN] {
-        self.verifying.to_bytes()
+        self.bytes
     }
 
     /// The 32-byte Ed25519 encoding, borrowed.
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        self.verifying.as_bytes()
+        &self.bytes
     }
 
-    /// The X25519 form of this key (Montgomery u-coordinate), as used in X3DH.
-    pub fn to_x25519(&self) -> X25519PublicKey {
-        X25519PublicKey::from_dalek(&self.dh)
+    /// The X25519 form of this key (Montgomery u-coordinate), as used in X3DH. `None` only
+    /// for a key restored from state that is not a valid identity key (see the type's
+    /// documentation).
+    pub fn to_x25519(&self) -> Option<X25519PublicKey> {
+        self.dh_public().map(|dh| X25519PublicKey::from_dalek(&dh))
     }
 
     /// Verifies an Ed25519 signature with `verify_strict` (no malleable or small-order
-    /// signatures are accepted).
+    /// signatures are accepted). A restored key that is not a valid identity key verifies
+    /// nothing.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> bool {
+        let Some(verifying) = self.point() else {
+            return false;
+        };
         let signature = Signature::from_bytes(signature);
-        self.verifying.verify_strict(message, &signature).is_ok()
+        verifying.verify_strict(message, &signature).is_ok()
     }
 
-    pub(crate) fn dh_public(&self) -> &x25519_dalek::PublicKey {
-        &self.dh
+    /// The X25519 form for Diffie-Hellman: the birational map sends the Edwards point to its
+    /// Montgomery u-coordinate. `None` for a restored key that is not a valid identity key.
+    pub(crate) fn dh_public(&self) -> Option<x25519_dalek::PublicKey> {
+        let verifying = self.point()?;
+        Some(x25519_dalek::PublicKey::from(
+            verifying.to_montgomery().to_bytes(),
+        ))
     }
 }
 
@@ -125,8 +189,8 @@ impl IdentityKeyPair {
         let dh = StaticSecret::from(*Zeroizing::new(signing.to_scalar_bytes()));
         let verifying = signing.verifying_key();
         let public = IdentityKey {
-            verifying,
-            dh: x25519_dalek::PublicKey::from(verifying.to_montgomery().to_bytes()),
+            bytes: verifying.to_bytes(),
+            verifying: Some(verifying),
         };
         Self {
             signing,
@@ -256,6 +320,17 @@ impl X25519KeyPair {
         Self { secret, public }
     }
 
+    /// Rebuilds a key pair from persisted state: its private key and the public key stored
+    /// next to it, without recomputing the public key (no arithmetic). The caller stores
+    /// only pairs this type made; docs/PROTOCOL.md section 8.1 says what a pair that does
+    /// not match would do.
+    pub(crate) fn from_stored(secret: &[u8; KEY_LEN], public: X25519PublicKey) -> Self {
+        Self {
+            secret: StaticSecret::from(*secret),
+            public,
+        }
+    }
+
     pub(crate) fn public_key(&self) -> X25519PublicKey {
         self.public
     }
@@ -351,18 +426,18 @@ mod tests {
         let alice = IdentityKeyPair::generate(&mut rng);
         let bob = IdentityKeyPair::generate(&mut rng);
         let ab = alice
-            .diffie_hellman(bob.public_key().dh_public())
+            .diffie_hellman(&bob.public_key().dh_public().expect("decoded"))
             .ok()
             .map(|s| *s.as_bytes());
         let ba = bob
-            .diffie_hellman(alice.public_key().dh_public())
+            .diffie_hellman(&alice.public_key().dh_public().expect("decoded"))
             .ok()
             .map(|s| *s.as_bytes());
         assert!(ab.is_some());
         assert_eq!(ab, ba);
         // And against a plain X25519 key pair built from the scalar bytes.
         let pair = X25519KeyPair::from_secret_bytes(&alice.signing.to_scalar_bytes());
-        assert_eq!(pair.public_key(), alice.public_key().to_x25519());
+        assert_eq!(Some(pair.public_key()), alice.public_key().to_x25519());
     }
 
     #[test]
@@ -405,7 +480,10 @@ mod tests {
                 let alias = y_plus_p(y, sign);
                 // ed25519-dalek decodes the alias to the same point...
                 let decoded = VerifyingKey::from_bytes(&alias).expect("dalek reduces y mod p");
-                assert_eq!(decoded.to_edwards(), key.verifying.to_edwards());
+                assert_eq!(
+                    Some(decoded.to_edwards()),
+                    key.verifying.map(|v| v.to_edwards())
+                );
                 // ...and ratchetbox refuses it, so one identity has one encoding.
                 assert_eq!(
                     IdentityKey::from_bytes(&alias),
@@ -418,6 +496,86 @@ mod tests {
         // Which small y lie on the curve with large order is a fact about the curve; make sure
         // the loop exercised both signs of several of them.
         assert!(rejected >= 4, "only {rejected} valid small-y points");
+    }
+
+    #[test]
+    fn a_stored_identity_key_is_decoded_and_checked_when_first_used() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let pair = IdentityKeyPair::generate(&mut rng);
+        let good = pair.public_key();
+        let signature = pair.sign(b"message");
+        let stored = IdentityKey::from_stored(good.as_bytes()).expect("a reduced y");
+        assert!(stored.verifying.is_none(), "restoring decodes no point");
+        assert_eq!(stored, good);
+        assert!(stored.verify(b"message", &signature));
+        assert!(!stored.verify(b"other message", &signature));
+        assert_eq!(stored.to_x25519(), good.to_x25519());
+        assert!(good.to_x25519().is_some());
+
+        // Reduced y-coordinates that are not identity keys: the neutral point (small order),
+        // and the smallest y that is on no point of the curve.
+        let mut neutral = [0u8; 32];
+        neutral[0] = 1;
+        let off_curve = (2..=255u8)
+            .map(|y| {
+                let mut bytes = [0u8; 32];
+                bytes[0] = y;
+                bytes
+            })
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .expect("some small y is not on the curve");
+        for bad in [neutral, off_curve] {
+            assert_eq!(IdentityKey::from_bytes(&bad), None);
+            let key = IdentityKey::from_stored(&bad).expect("a reduced y");
+            assert_eq!(key.as_bytes(), &bad);
+            assert!(!key.verify(b"message", &signature));
+            assert_eq!(key.to_x25519(), None);
+            assert!(key.dh_public().is_none());
+        }
+    }
+
+    #[test]
+    fn a_stored_identity_key_needs_a_reduced_y_with_either_sign() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let real = IdentityKeyPair::generate(&mut rng).public_key().to_bytes();
+        let mut cases = alloc::vec![real, [0u8; 32], [0xff; 32]];
+        for low in 0..=0xffu8 {
+            for sign in [false, true] {
+                let mut near_p = FIELD_PRIME;
+                near_p[0] = low;
+                near_p[31] |= u8::from(sign) << 7;
+                cases.push(near_p);
+            }
+        }
+        for bit in 0..256 {
+            let mut flipped = real;
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            cases.push(flipped);
+        }
+        let mut accepted = 0;
+        for bytes in cases {
+            let mut y = bytes;
+            y[31] &= 0x7f;
+            let parsed = IdentityKey::from_stored(&bytes);
+            assert_eq!(parsed.is_some(), below_p_by_addition(&y), "{bytes:02x?}");
+            assert_eq!(
+                parsed.map(|k| k.to_bytes()),
+                parsed.is_some().then_some(bytes)
+            );
+            accepted += usize::from(parsed.is_some());
+        }
+        // p - 1 with either sign bit is the largest reduced y; y + p never is.
+        let mut p_minus_1 = FIELD_PRIME;
+        p_minus_1[0] = 0xec;
+        assert!(IdentityKey::from_stored(&p_minus_1).is_some());
+        p_minus_1[31] |= 0x80;
+        assert!(IdentityKey::from_stored(&p_minus_1).is_some());
+        for y in 0..19u8 {
+            for sign in [false, true] {
+                assert!(IdentityKey::from_stored(&y_plus_p(y, sign)).is_none());
+            }
+        }
+        assert!(accepted > 256);
     }
 
     /// `bytes < p` as little-endian integers, computed another way: `bytes + 19` stays below

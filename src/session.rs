@@ -472,10 +472,10 @@ impl Session {
     }
 
     pub(crate) fn from_proto(p: &pb::SessionState) -> Result<Self, DecodeError> {
-        use crate::wire::{identity_key, required, x25519_key};
+        use crate::wire::{required, stored_identity_key, x25519_key};
         const OBJECT: &str = "SessionState";
-        let local_identity = identity_key(&p.local_identity, OBJECT, "local_identity")?;
-        let remote_identity = identity_key(&p.remote_identity, OBJECT, "remote_identity")?;
+        let local_identity = stored_identity_key(&p.local_identity, OBJECT, "local_identity")?;
+        let remote_identity = stored_identity_key(&p.remote_identity, OBJECT, "remote_identity")?;
         if p.awaiting_reply && !p.initiator {
             return Err(DecodeError::InvalidValue {
                 object: OBJECT,

@@ -72,7 +72,7 @@ impl PeerIdentity {
 
     pub(crate) fn from_proto(p: &pb::PeerIdentity) -> Result<Self, crate::error::DecodeError> {
         const OBJECT: &str = "PeerIdentity";
-        let key = crate::wire::identity_key(&p.identity_key, OBJECT, "identity_key")?;
+        let key = crate::wire::stored_identity_key(&p.identity_key, OBJECT, "identity_key")?;
         let trust = match pb::TrustLevel::try_from(p.trust) {
             Ok(pb::TrustLevel::FirstUse) => Trust::FirstUse,
             Ok(pb::TrustLevel::Verified) => Trust::Verified,

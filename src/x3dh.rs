@@ -105,9 +105,10 @@ pub(crate) fn initiate<R: CryptoRng + ?Sized>(
     let spk = signed_prekey.public_key().to_dalek();
     let low_order = |_: LowOrderPoint| SetupError::LowOrderKey;
     let dh1 = identity.diffie_hellman(&spk).map_err(low_order)?;
-    let dh2 = ephemeral
-        .diffie_hellman(their_identity.dh_public())
-        .map_err(low_order)?;
+    // A bundle's identity key was decoded from a peer's bytes, so it has its X25519 form; a
+    // key without one is refused like a low-order key.
+    let their_dh = their_identity.dh_public().ok_or(SetupError::LowOrderKey)?;
+    let dh2 = ephemeral.diffie_hellman(&their_dh).map_err(low_order)?;
     let dh3 = ephemeral.diffie_hellman(&spk).map_err(low_order)?;
     let dh4 = bundle
         .one_time_prekey()
@@ -148,7 +149,10 @@ pub(crate) fn respond(
     setup: &InitialSetup,
 ) -> Result<SetupSecrets, LowOrderPoint> {
     let base_key = setup.base_key.to_dalek();
-    let dh1 = signed_prekey.diffie_hellman(setup.identity_key.dh_public())?;
+    // Decoded from the initial message, so it has its X25519 form; a key without one is
+    // refused like a low-order key.
+    let dh1 =
+        signed_prekey.diffie_hellman(&setup.identity_key.dh_public().ok_or(LowOrderPoint)?)?;
     let dh2 = identity.diffie_hellman(&base_key)?;
     let dh3 = signed_prekey.diffie_hellman(&base_key)?;
     let dh4 = one_time_prekey

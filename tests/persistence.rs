@@ -3,11 +3,17 @@
 //! keys, and no Debug output shows secret bytes.
 
 mod common;
+#[path = "common/session_state.rs"]
+mod session_state;
 
 use common::{Pair, Side, hex, rng};
 use proptest::prelude::*;
 use rand_core::Rng;
-use ratchetbox::{Account, IdentityKeyPair, Session, SessionRecord, StateError, StorageKey};
+use ratchetbox::{
+    Account, DecodeError, DecryptError, IdentityKeyPair, Session, SessionRecord, StateError,
+    StorageKey,
+};
+use session_state::{decode_record, edit_current_ratchet, encode_record};
 
 fn round_trip_record(record: &SessionRecord) -> SessionRecord {
     let bytes = record.to_bytes();
@@ -224,4 +230,87 @@ fn debug_output_shows_no_secret_bytes() {
     assert!(debug.contains(&hex(identity.public_key().as_bytes())));
     let storage = format!("{:?}", StorageKey::from_bytes([0xAB; 32]));
     assert!(!storage.to_lowercase().contains("abab"), "{storage}");
+}
+
+/// PROTOCOL.md section 8.1: our ratchet public key is read back, not recomputed. A plain
+/// form whose public key is not its private key's only makes the peer refuse the messages
+/// sent with it (the DH outputs differ), with its state unchanged.
+#[test]
+fn a_stored_ratchet_key_that_is_not_its_secrets_only_makes_the_peer_refuse_our_messages() {
+    let mut pair = Pair::established(6);
+    // Bob holds a sending key pair; Alice starts a new sending chain Bob has not seen.
+    let first = pair.send(Side::Alice, b"first");
+    let bytes = pair.alice.record.to_bytes();
+    let stored = decode_record(&bytes);
+    let ratchet = stored.current.as_ref().unwrap().ratchet.as_ref().unwrap();
+    assert_eq!(ratchet.our_ratchet_key.len(), 32);
+    assert_eq!(ratchet.our_ratchet_secret.len(), 32);
+    let other = IdentityKeyPair::generate(&mut pair.rng)
+        .public_key()
+        .to_x25519()
+        .expect("a valid key");
+    assert_ne!(ratchet.our_ratchet_key, other.to_bytes());
+    let tampered = edit_current_ratchet(&bytes, |r| r.our_ratchet_key = other.to_bytes().to_vec());
+    pair.alice.record = SessionRecord::from_bytes(&tampered).expect("decodes");
+    assert_eq!(pair.alice.record.to_bytes().to_vec(), tampered);
+    let sent_with_other_key = pair.send(Side::Alice, b"second");
+    assert_eq!(
+        pair.bob.reject(&sent_with_other_key),
+        DecryptError::AuthenticationFailed
+    );
+    // The message sent before the change still decrypts.
+    assert_eq!(pair.receive(Side::Bob, &first).unwrap(), b"first");
+}
+
+/// PROTOCOL.md section 8.1: a stored identity key is checked for its length and a reduced y
+/// while loading, and decoded as a point only when used in arithmetic.
+#[test]
+fn stored_identity_keys_are_checked_for_a_reduced_y_and_decoded_only_when_used() {
+    let mut pair = Pair::established(7);
+    let bytes = pair.bob.record.to_bytes();
+    let with_local = |identity: [u8; 32]| {
+        let mut state = decode_record(&bytes);
+        state.current.as_mut().unwrap().local_identity = identity.to_vec();
+        encode_record(&state)
+    };
+    // y = p (bit 255, the sign of x, clear or set): refused while loading.
+    let mut y_is_p = [0xff; 32];
+    y_is_p[0] = 0xed;
+    y_is_p[31] = 0x7f;
+    for identity in [y_is_p, {
+        let mut signed = y_is_p;
+        signed[31] |= 0x80;
+        signed
+    }] {
+        assert_eq!(
+            SessionRecord::from_bytes(&with_local(identity)).err(),
+            Some(StateError::Decode(DecodeError::InvalidIdentityKey {
+                object: "SessionState",
+                field: "local_identity",
+            }))
+        );
+    }
+    // The neutral point (y = 1, small order): a reduced y, so it loads, and then has no X25519
+    // form, and the session's associated data no longer matches the peer's.
+    let mut neutral = [0u8; 32];
+    neutral[0] = 1;
+    assert_eq!(ratchetbox::IdentityKey::from_bytes(&neutral), None);
+    let mut bob = SessionRecord::from_bytes(&with_local(neutral)).expect("loads");
+    let local = bob.session().unwrap().local_identity();
+    assert_eq!(local.to_bytes(), neutral);
+    assert_eq!(local.to_x25519(), None);
+    let wire = pair.send(Side::Alice, b"to bob");
+    assert_eq!(
+        bob.decrypt(&mut pair.bob.account, &wire, common::T0).err(),
+        Some(DecryptError::AuthenticationFailed)
+    );
+    // The untouched record decrypts it, and its stored keys are the decoded ones.
+    assert_eq!(pair.receive(Side::Bob, &wire).unwrap(), b"to bob");
+    let restored = SessionRecord::from_bytes(&bytes).unwrap();
+    let session = restored.session().unwrap();
+    assert_eq!(session.local_identity(), pair.bob.account.identity_key());
+    assert_eq!(
+        session.local_identity().to_x25519(),
+        pair.bob.account.identity_key().to_x25519()
+    );
 }

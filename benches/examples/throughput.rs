@@ -27,7 +27,7 @@
 //! - `--no-vodozemac`       skip the vodozemac column
 //! - `--markdown`           print the table as Markdown (as in docs/BENCHMARKS.md)
 //! - `--only A,B,..`        run only these groups: setup, steady, ping-pong, large, growth,
-//!   state, floor
+//!   state, persist, floor
 //! - `--save FILE`          also write the measurements as JSON (with the build's features,
 //!   the date and the load average), for the chart step
 //! - `--charts DIR FILE..`  measure nothing: read runs saved with `--save` (the first is the
@@ -1011,7 +1011,13 @@ fn state_rows(o: &Options, sizes: &mut Vec<(String, usize, usize)>) -> Vec<Row> 
     let lat = Unit::Latency { per: 1 };
     let mut rows = Vec::new();
     let max = SessionConfig::DEFAULT_MAX_SKIPPED_KEYS as usize;
-    for (label, stored, vz_stored) in [("fresh", 0, 0), ("max skipped keys", max, 40)] {
+    // The middle row gives the cost per stored key (see `print_per_key`); vodozemac stores at
+    // most 40 skipped keys per chain.
+    for (label, stored, vz_stored) in [
+        ("fresh", 0, 0),
+        (MIDDLE_LABEL, MIDDLE_KEYS, 40),
+        ("max skipped keys", max, 40),
+    ] {
         let mut rb = RbPair::established(22, SessionConfig::default());
         rb.fill_skipped(stored);
         let mut vz = VzPair::established();
@@ -1110,6 +1116,137 @@ fn state_rows(o: &Options, sizes: &mut Vec<(String, usize, usize)>) -> Vec<Row> 
         ));
     }
     rows
+}
+
+/// The session of the middle state rows: 2,000 stored skipped keys.
+const MIDDLE_KEYS: usize = 2000;
+const MIDDLE_LABEL: &str = "2,000 skipped keys";
+
+/// Receiving one 100 B message as an app that persists its state does it: open the sealed
+/// record, decrypt, seal the record again; next to decrypting alone (the state already in
+/// memory). For a fresh session and one with 2,000 stored skipped keys (vodozemac: 40, its
+/// maximum per chain). The message is the next one of the sender's current chain (no DH
+/// ratchet step); each iteration starts from the same sealed state, so it decrypts the same
+/// message. The floor of receive and persist is AES-256-GCM over what it must touch: open the
+/// sealed state, open the message, seal the state.
+fn persist_rows(o: &Options) -> Vec<Row> {
+    let vzo = |c: Candidate| o.vodozemac.then_some(c);
+    let lat = Unit::Latency { per: 1 };
+    let small = o.small;
+    let mut rows = Vec::new();
+    for (label, stored, vz_stored) in [("fresh", 0, 0), (MIDDLE_LABEL, MIDDLE_KEYS, 40)] {
+        let mut rb = RbPair::established(24, SessionConfig::default());
+        rb.fill_skipped(stored);
+        let mut vz = VzPair::established();
+        if vz_stored > 0 {
+            vz.fill_skipped(vz_stored);
+        }
+        let pt = plaintext(small);
+        let wire = rb.alice_sends(&pt);
+        let vz_wire = vz_encrypt(&mut vz.alice, &pt);
+        let storage_key = StorageKey::from_bytes([6; 32]);
+        let mut rng = rng(25);
+        let RbPeer {
+            mut account,
+            record: bob_record,
+        } = rb.bob;
+        let sealed = bob_record.seal(&storage_key, &mut rng);
+        let plain_len = bob_record.to_bytes().len();
+        let vz_sealed = vz.bob.pickle().encrypt(&VZ_PICKLE_KEY);
+
+        // Decrypt alone: the same state, kept in memory, decrypting the sender's next
+        // messages in order (made untimed), as `steady` does. (A copy of a record with 2,000
+        // keys per iteration, as the large rows use, would take gigabytes.)
+        let mut rb_again = RbPair::established(24, SessionConfig::default());
+        rb_again.fill_skipped(stored);
+        let mut vz_again = VzPair::established();
+        if vz_stored > 0 {
+            vz_again.fill_skipped(vz_stored);
+        }
+        let mut floor = Floor::new(26);
+        let (ct, tag) = floor.aead.sealed(small);
+        let mut out = vec![0; small];
+        rows.push(row(
+            "persist",
+            format!("decrypt {small} B, {label} (state in memory)"),
+            lat,
+            NO_TARGET,
+            Some(rb_stream(rb_again, plaintext(small))),
+            vzo(vz_stream(vz_again, plaintext(small))),
+            Some(simple(move || floor.steady_decrypt(&ct, &tag, &mut out))),
+        ));
+
+        // Receive and persist: open the sealed record, decrypt, seal.
+        let vz_sealed2 = vz_sealed;
+        let aead = Aead::new();
+        let (state_ct, state_tag) = aead.sealed(plain_len);
+        let mut state_buf = vec![0; plain_len];
+        let mut floor = Floor::new(27);
+        let (ct, tag) = floor.aead.sealed(small);
+        let mut out = vec![0; small];
+        rows.push(row(
+            "persist",
+            format!("receive and persist {small} B, {label}: open record, decrypt, seal record"),
+            lat,
+            NO_TARGET,
+            Some(simple(move || {
+                let mut record = SessionRecord::unseal(&sealed, &storage_key).expect("unseals");
+                black_box(record.decrypt(&mut account, &wire, NOW).expect("decrypts"));
+                black_box(record.seal(&storage_key, &mut rng));
+            })),
+            vzo(simple(move || {
+                let mut session = vz::Session::from_pickle(
+                    vz::SessionPickle::from_encrypted(&vz_sealed2, &VZ_PICKLE_KEY).expect("pickle"),
+                );
+                black_box(vz_decrypt(&mut session, &vz_wire));
+                black_box(session.pickle().encrypt(&VZ_PICKLE_KEY));
+            })),
+            Some(simple(move || {
+                aead.open(&state_ct, &state_tag, &mut state_buf);
+                floor.steady_decrypt(&ct, &tag, &mut out);
+                black_box(aead.seal(&mut state_buf));
+            })),
+        ));
+    }
+    rows
+}
+
+/// The cost of loading per stored skipped key: the slope of the state rows' times from the
+/// fresh session to the ones with 2,000 and 4,000 stored keys (ratchetbox only: vodozemac's
+/// rows store at most 40 keys).
+fn print_per_key(rows: &[Row]) {
+    let time = |op: &str| {
+        rows.iter()
+            .find(|r| r.op == op)
+            .and_then(|r| r.results[0])
+            .map(|t| t.as_secs_f64() * 1e9)
+    };
+    let max = SessionConfig::DEFAULT_MAX_SKIPPED_KEYS as f64;
+    let mut lines = Vec::new();
+    for what in [
+        "deserialize session",
+        "open (unseal) session",
+        "serialize session",
+        "seal session",
+    ] {
+        let fresh = time(&format!("{what}, fresh"));
+        let middle = time(&format!("{what}, {MIDDLE_LABEL}"));
+        let full = time(&format!("{what}, max skipped keys"));
+        if let (Some(fresh), Some(middle), Some(full)) = (fresh, middle, full) {
+            lines.push(format!(
+                "{what:<24}{:>10.1}{:>14.1}",
+                (middle - fresh) / MIDDLE_KEYS as f64,
+                (full - fresh) / max,
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        println!();
+        println!("ratchetbox per stored skipped key (ns): slope 0 -> 2,000 keys   0 -> 4,000 keys");
+        for line in lines {
+            println!("{line}");
+        }
+    }
 }
 
 fn floor_rows(o: &Options) -> Vec<Row> {
@@ -1298,6 +1435,7 @@ fn main() {
         ("large", Box::new(|o, _| large_rows(o))),
         ("growth", Box::new(|o, _| growth_rows(o))),
         ("state", Box::new(state_rows)),
+        ("persist", Box::new(|o, _| persist_rows(o))),
         ("floor", Box::new(|o, _| floor_rows(o))),
     ];
     let mut done = Vec::new();
@@ -1317,6 +1455,7 @@ fn main() {
     }
     eprintln!();
     print_table(&done, options.markdown);
+    print_per_key(&done);
     println!();
     println!(
         "serialized size (bytes)            ratchetbox   vodozemac (pickle JSON / encrypted pickle)"

@@ -516,20 +516,28 @@ impl Ratchet {
     /// of PROTOCOL.md section 8.3 stores them apart).
     pub(crate) fn to_proto(&self, with_skipped_keys: bool) -> pb::RatchetState {
         let (skipped, history, current_evicted_below) = self.skipped.to_proto(with_skipped_keys);
-        let (our_ratchet_secret, sending) = match &self.ours {
-            OurRatchet::Idle => (Vec::new(), None),
-            OurRatchet::KeyOnly(key_pair) => (key_pair.secret_bytes().to_vec(), None),
+        let (key_pair, sending) = match &self.ours {
+            OurRatchet::Idle => (None, None),
+            OurRatchet::KeyOnly(key_pair) => (Some(key_pair), None),
             OurRatchet::Sending(s) => (
-                s.key_pair.secret_bytes().to_vec(),
+                Some(&s.key_pair),
                 Some(pb::SendingChainState {
                     chain_key: s.chain.as_bytes().to_vec(),
                     counter: s.counter,
                 }),
             ),
         };
+        let (our_ratchet_secret, our_ratchet_key) =
+            key_pair.map_or((Vec::new(), Vec::new()), |k| {
+                (
+                    k.secret_bytes().to_vec(),
+                    k.public_key().to_bytes().to_vec(),
+                )
+            });
         pb::RatchetState {
             root_key: self.root.as_bytes().to_vec(),
             our_ratchet_secret,
+            our_ratchet_key,
             their_ratchet_key: self
                 .their_key
                 .map(|k| k.to_bytes().to_vec())
@@ -556,11 +564,31 @@ impl Ratchet {
             fixed::<32>(bytes, object, field).map(SecretBytes)
         };
         let root = RootKey::new(secret(&p.root_key, OBJECT, "root_key")?);
-        let our_key = if p.our_ratchet_secret.is_empty() {
-            None
-        } else {
-            let bytes = secret(&p.our_ratchet_secret, OBJECT, "our_ratchet_secret")?;
-            Some(X25519KeyPair::from_secret_bytes(&bytes.0))
+        // The public key is stored next to the private key, not recomputed (PROTOCOL.md
+        // section 8.1 says why a pair that does not match is safe).
+        let our_key = match (
+            p.our_ratchet_secret.is_empty(),
+            p.our_ratchet_key.is_empty(),
+        ) {
+            (true, true) => None,
+            (false, false) => {
+                let bytes = secret(&p.our_ratchet_secret, OBJECT, "our_ratchet_secret")?;
+                let public = x25519_key(&p.our_ratchet_key, OBJECT, "our_ratchet_key")?;
+                Some(X25519KeyPair::from_stored(&bytes.0, public))
+            }
+            (false, true) => {
+                return Err(DecodeError::MissingField {
+                    object: OBJECT,
+                    field: "our_ratchet_key",
+                });
+            }
+            (true, false) => {
+                return Err(DecodeError::InvalidValue {
+                    object: OBJECT,
+                    field: "our_ratchet_key",
+                    reason: "a ratchet public key without its private key",
+                });
+            }
         };
         let ours = match (our_key, &p.sending) {
             (None, None) => OurRatchet::Idle,
@@ -765,6 +793,100 @@ mod tests {
         // A sending chain without its key pair.
         let mut p = alice.to_proto(true);
         p.our_ratchet_secret.clear();
+        p.our_ratchet_key.clear();
         assert!(Ratchet::from_proto(&p, config).is_err());
+    }
+
+    #[test]
+    fn our_ratchet_public_key_is_stored_and_read_back_as_it_is() {
+        let (mut alice, bob) = responder_after_first_message();
+        let config = SessionConfig::default();
+        let OurRatchet::Sending(sending) = &alice.ours else {
+            unreachable!("alice has sent")
+        };
+        let public = sending.key_pair.public_key().to_bytes();
+        let p = alice.to_proto(true);
+        assert_eq!(p.our_ratchet_key, public);
+        assert_eq!(p.our_ratchet_secret, sending.key_pair.secret_bytes());
+        // Bob erased his key pair with the DH ratchet step: neither half is stored.
+        let q = bob.to_proto(true);
+        assert!(q.our_ratchet_secret.is_empty() && q.our_ratchet_key.is_empty());
+
+        // Read back, not recomputed: another canonical key in the field is the key used in
+        // the next header (PROTOCOL.md section 8.1 says what that does).
+        let other = X25519KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(10)).public_key();
+        let mut p = alice.to_proto(true);
+        p.our_ratchet_key = other.to_bytes().to_vec();
+        let mut restored = Ratchet::from_proto(&p, config).expect("decodes");
+        assert!(restored.to_proto(true).our_ratchet_key == other.to_bytes());
+        let ad = [0u8; ASSOCIATED_DATA_LEN];
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let wire = restored
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"x")
+            .expect("encrypts");
+        let crate::wire::message::Body::Ratchet(message) =
+            crate::wire::message::Body::parse(&wire).expect("parses")
+        else {
+            unreachable!("a ratchet message")
+        };
+        assert_eq!(message.header.ratchet_key, other);
+        let wire = alice
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"x")
+            .expect("encrypts");
+        let crate::wire::message::Body::Ratchet(message) =
+            crate::wire::message::Body::parse(&wire).expect("parses")
+        else {
+            unreachable!("a ratchet message")
+        };
+        assert_eq!(message.header.ratchet_key.to_bytes(), public);
+    }
+
+    #[test]
+    fn our_ratchet_public_key_must_come_with_its_secret_and_be_canonical() {
+        let (alice, bob) = responder_after_first_message();
+        let config = SessionConfig::default();
+        let error = |p: &pb::RatchetState| Ratchet::from_proto(p, config).err();
+        // The secret without its public key.
+        let mut p = alice.to_proto(true);
+        p.our_ratchet_key.clear();
+        assert_eq!(
+            error(&p),
+            Some(DecodeError::MissingField {
+                object: "RatchetState",
+                field: "our_ratchet_key",
+            })
+        );
+        // A public key without a secret.
+        let mut p = bob.to_proto(true);
+        p.our_ratchet_key = alice.to_proto(true).our_ratchet_key.clone();
+        assert_eq!(
+            error(&p),
+            Some(DecodeError::InvalidValue {
+                object: "RatchetState",
+                field: "our_ratchet_key",
+                reason: "a ratchet public key without its private key",
+            })
+        );
+        // Not 32 bytes, or not canonical (bit 255 set).
+        let mut p = alice.to_proto(true);
+        p.our_ratchet_key.pop();
+        assert_eq!(
+            error(&p),
+            Some(DecodeError::InvalidLength {
+                object: "RatchetState",
+                field: "our_ratchet_key",
+                expected: 32,
+                found: 31,
+            })
+        );
+        let mut p = alice.to_proto(true);
+        p.our_ratchet_key[31] |= 0x80;
+        assert_eq!(
+            error(&p),
+            Some(DecodeError::NonCanonicalKey {
+                object: "RatchetState",
+                field: "our_ratchet_key",
+            })
+        );
     }
 }

@@ -41,10 +41,25 @@ use crate::wire::{self, generated as pb};
 pub(crate) const HISTORY_LEN: usize = 32;
 
 /// A skipped message: the chain's remote ratchet key and the message number.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) struct SlotId {
     pub(crate) ratchet_key: X25519PublicKey,
     pub(crate) counter: u32,
+}
+
+/// Hashes all 36 bytes as four words and the counter: the same input as the derived `Hash`
+/// (equal ids hash equally), without the length prefix and byte-slice path, which made
+/// hashing most of the cost of loading a store of keys.
+impl core::hash::Hash for SlotId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        let key = self.ratchet_key.as_bytes();
+        for word in key.chunks_exact(8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            state.write_u64(u64::from_le_bytes(bytes));
+        }
+        state.write_u32(self.counter);
+    }
 }
 
 /// Identifies one skipped key of one session of a record, as the key of its row
@@ -143,11 +158,11 @@ fn touch(journal: &mut Journal, max_keys: usize, id: &SlotId) {
 }
 
 /// A row value: `0x01 || protobuf SkippedKeyRow` (docs/PROTOCOL.md section 8.3).
-fn row_value(slot: &Slot) -> Zeroizing<Vec<u8>> {
+fn row_value(key: &MessageKey, entry: &Entry) -> Zeroizing<Vec<u8>> {
     let row = pb::SkippedKeyRow {
-        message_key: slot.key.as_bytes().to_vec(),
-        sequence: slot.seq,
-        stored_at: slot.stored_at.as_unix_secs(),
+        message_key: key.as_bytes().to_vec(),
+        sequence: entry.seq,
+        stored_at: entry.stored_at.as_unix_secs(),
     };
     let mut out = Zeroizing::new(Vec::with_capacity(1 + row.encoded_len()));
     out.push(wire::VERSION);
@@ -155,15 +170,99 @@ fn row_value(slot: &Slot) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// A stored key.
+/// A decoded row (docs/PROTOCOL.md section 8.3): a key and its place in the store, before
+/// [`SkippedKeys::load_rows`] takes it in.
 #[derive(Clone)]
 pub(crate) struct Slot {
-    /// Boxed so that the key stays in one place (and is zeroized there) when the map grows.
+    /// Boxed so that the key stays in one place (and is zeroized there) while the rows are
+    /// collected in growing vectors.
     pub(crate) key: Box<MessageKey>,
     /// Insertion order within the store.
     pub(crate) seq: u64,
     /// The `now` of the insert that stored the key.
     pub(crate) stored_at: Timestamp,
+}
+
+/// What the map holds for a stored key: where the key is in the [`KeySlab`], its insertion
+/// order and time. No secret, so the map may grow and move its entries freely.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The key's index in the slab.
+    index: u32,
+    /// Insertion order within the store.
+    seq: u64,
+    /// The `now` of the insert that stored the key.
+    stored_at: Timestamp,
+}
+
+/// Keys per block of the [`KeySlab`]: 64 keys, 2 KiB.
+const BLOCK: usize = 64;
+
+/// The stored message keys, in blocks of [`BLOCK`] keys, so that storing or loading a key
+/// allocates nothing of its own (one allocation per 64 keys). A key stays where it was put
+/// until it is freed: growing adds a block and moves no key, so no copy of a key is left in
+/// freed memory. A freed place is wiped at once and reused before a block is added.
+#[derive(Clone, Default)]
+struct KeySlab {
+    // Boxed on purpose: growing `blocks` moves only the pointers, never a key.
+    #[allow(clippy::vec_box)]
+    blocks: Vec<Box<[MessageKey; BLOCK]>>,
+    /// Places handed out so far (the next new one is `len`).
+    len: usize,
+    /// Indices of wiped places, reused first.
+    free: Vec<u32>,
+}
+
+/// The value a free place holds.
+fn wiped() -> MessageKey {
+    MessageKey::from_bytes(SecretBytes([0; KEY_LEN]))
+}
+
+impl KeySlab {
+    /// A slab with blocks for `capacity` keys.
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            blocks: Vec::with_capacity(capacity.div_ceil(BLOCK)),
+            len: 0,
+            free: Vec::new(),
+        }
+    }
+
+    fn place(&mut self, index: u32) -> &mut MessageKey {
+        let index = index as usize;
+        &mut self.blocks[index / BLOCK][index % BLOCK]
+    }
+
+    fn get(&self, index: u32) -> &MessageKey {
+        // Every index the store holds was returned by `put` and not yet freed.
+        let index = index as usize;
+        &self.blocks[index / BLOCK][index % BLOCK]
+    }
+
+    /// Stores a copy of `key` and returns its index.
+    fn put(&mut self, key: &MessageKey) -> u32 {
+        // At most the store's bound plus one decryption's keys are held, far below 2^32.
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                if self.len == self.blocks.len() * BLOCK {
+                    self.blocks
+                        .push(Box::new(core::array::from_fn(|_| wiped())));
+                }
+                self.len += 1;
+                (self.len - 1) as u32
+            }
+        };
+        // The place held a wiped key, which is dropped.
+        *self.place(index) = key.clone();
+        index
+    }
+
+    /// Wipes the key at `index` (its old value zeroizes on drop) and frees its place.
+    fn free(&mut self, index: u32) {
+        *self.place(index) = wiped();
+        self.free.push(index);
+    }
 }
 
 /// What the store knows about a receiving chain.
@@ -193,7 +292,9 @@ pub(crate) enum Missing {
 
 #[derive(Clone)]
 pub(crate) struct SkippedKeys {
-    slots: HashMap<SlotId, Slot>,
+    slots: HashMap<SlotId, Entry>,
+    /// The keys themselves, where the entries of `slots` point.
+    keys: KeySlab,
     /// Insertion order, oldest first. Entries whose slot was used (removed from `slots`, or
     /// replaced by a later slot with another `seq`) are stale and skipped.
     order: VecDeque<(SlotId, u64)>,
@@ -209,6 +310,7 @@ impl SkippedKeys {
     pub(crate) fn new(max_keys: usize) -> Self {
         Self {
             slots: HashMap::new(),
+            keys: KeySlab::default(),
             order: VecDeque::new(),
             next_seq: 0,
             max_keys,
@@ -224,12 +326,13 @@ impl SkippedKeys {
     }
 
     pub(crate) fn get(&self, id: &SlotId) -> Option<&MessageKey> {
-        self.slots.get(id).map(|slot| &*slot.key)
+        self.slots.get(id).map(|entry| self.keys.get(entry.index))
     }
 
     /// Removes a key after its message decrypted (the key is zeroized on drop).
     pub(crate) fn remove(&mut self, id: &SlotId) {
-        if self.slots.remove(id).is_some() {
+        if let Some(entry) = self.slots.remove(id) {
+            self.keys.free(entry.index);
             touch(&mut self.journal, self.max_keys, id);
         }
         self.compact_if_sparse();
@@ -245,14 +348,16 @@ impl SkippedKeys {
             self.next_seq += 1;
             touch(&mut self.journal, self.max_keys, &id);
             self.order.push_back((id, seq));
-            self.slots.insert(
-                id,
-                Slot {
-                    key,
-                    seq,
-                    stored_at: now,
-                },
-            );
+            // The boxed key is copied into the slab and zeroizes as the box drops.
+            let index = self.keys.put(&key);
+            let entry = Entry {
+                index,
+                seq,
+                stored_at: now,
+            };
+            if let Some(replaced) = self.slots.insert(id, entry) {
+                self.keys.free(replaced.index);
+            }
         }
         while self.slots.len() > self.max_keys {
             if !self.pop_oldest() {
@@ -265,8 +370,10 @@ impl SkippedKeys {
     /// Removes the oldest live key (by insertion); returns whether there was one.
     fn pop_oldest(&mut self) -> bool {
         while let Some((id, seq)) = self.order.pop_front() {
-            if self.slots.get(&id).is_some_and(|slot| slot.seq == seq) {
-                self.slots.remove(&id);
+            if self.slots.get(&id).is_some_and(|entry| entry.seq == seq) {
+                if let Some(entry) = self.slots.remove(&id) {
+                    self.keys.free(entry.index);
+                }
                 touch(&mut self.journal, self.max_keys, &id);
                 note_evicted(&mut self.current, &mut self.history, &id);
                 return true;
@@ -282,15 +389,17 @@ impl SkippedKeys {
         let before = self.slots.len();
         let Self {
             slots,
+            keys,
             current,
             history,
             journal,
             max_keys,
             ..
         } = self;
-        slots.retain(|id, slot| {
-            let keep = slot.stored_at >= cutoff;
+        slots.retain(|id, entry| {
+            let keep = entry.stored_at >= cutoff;
             if !keep {
+                keys.free(entry.index);
                 touch(journal, *max_keys, id);
                 note_evicted(current, history, id);
             }
@@ -350,20 +459,22 @@ impl SkippedKeys {
         }
     }
 
-    /// The stored keys, oldest first.
-    fn live(&self) -> impl Iterator<Item = (&SlotId, &Slot)> {
+    /// The stored keys, oldest first: id, entry and key.
+    fn live(&self) -> impl Iterator<Item = (&SlotId, &Entry, &MessageKey)> {
         self.order.iter().filter_map(|(id, seq)| {
             self.slots
                 .get_key_value(id)
-                .filter(|(_, slot)| slot.seq == *seq)
+                .filter(|(_, entry)| entry.seq == *seq)
+                .map(|(id, entry)| (id, entry, self.keys.get(entry.index)))
         })
     }
 
     /// Every stored key as a row of session `session`, oldest first (docs/PROTOCOL.md
     /// section 8.3).
     pub(crate) fn rows(&self, session: SessionId) -> impl Iterator<Item = RowOf> + '_ {
-        self.live()
-            .map(move |(id, slot)| (SkippedKeyId { session, slot: *id }, row_value(slot)))
+        self.live().map(move |(id, entry, key)| {
+            (SkippedKeyId { session, slot: *id }, row_value(key, entry))
+        })
     }
 
     /// Appends to `out` the changes to the rows of session `session` since they were last
@@ -384,7 +495,9 @@ impl SkippedKeys {
                         slot: *slot,
                     };
                     out.push(match self.slots.get(slot) {
-                        Some(stored) => SkippedChange::Put(id, row_value(stored)),
+                        Some(stored) => {
+                            SkippedChange::Put(id, row_value(self.keys.get(stored.index), stored))
+                        }
                         None => SkippedChange::Delete(id),
                     });
                 }
@@ -413,6 +526,7 @@ impl SkippedKeys {
             });
         }
         let mut slots = HashMap::with_capacity(rows.len());
+        let mut keys = KeySlab::with_capacity(rows.len());
         let mut order = VecDeque::with_capacity(rows.len());
         let mut next_seq = 0;
         for (id, slot) in rows {
@@ -422,7 +536,12 @@ impl SkippedKeys {
                 field: "sequence",
                 reason: "the sequence number overflows",
             })?;
-            if slots.insert(id, slot).is_some() {
+            let entry = Entry {
+                index: keys.put(&slot.key),
+                seq: slot.seq,
+                stored_at: slot.stored_at,
+            };
+            if slots.insert(id, entry).is_some() {
                 return Err(DecodeError::InvalidValue {
                     object: ROW,
                     field: "id",
@@ -431,6 +550,7 @@ impl SkippedKeys {
             }
         }
         self.slots = slots;
+        self.keys = keys;
         self.order = order;
         self.next_seq = next_seq;
         self.journal = Journal::Changes(BTreeSet::new());
@@ -447,33 +567,33 @@ impl SkippedKeys {
         // Live keys in storage order, grouped into runs of consecutive counters of one chain
         // stored at the same time. Each run's key bytes are allocated at their exact size
         // once: a growing buffer would leave copies of keys in the memory it frees.
-        let live: Vec<(&SlotId, &Slot)> = if with_keys {
+        let live: Vec<(&SlotId, &Entry, &MessageKey)> = if with_keys {
             self.live().collect()
         } else {
             Vec::new()
         };
         let mut runs: Vec<pb::SkippedRun> = Vec::new();
         let mut rest = live.as_slice();
-        while let Some(&(first, first_slot)) = rest.first() {
+        while let Some(&(first, first_entry, _)) = rest.first() {
             let length = rest
                 .iter()
                 .enumerate()
-                .take_while(|(i, (id, slot))| {
+                .take_while(|(i, (id, entry, _))| {
                     id.ratchet_key == first.ratchet_key
-                        && slot.stored_at == first_slot.stored_at
+                        && entry.stored_at == first_entry.stored_at
                         && u64::from(first.counter) + *i as u64 == u64::from(id.counter)
                 })
                 .count();
             let (run, after) = rest.split_at(length);
             let mut message_keys = Vec::with_capacity(length * KEY_LEN);
-            for (_, slot) in run {
-                message_keys.extend_from_slice(slot.key.as_bytes());
+            for (_, _, key) in run {
+                message_keys.extend_from_slice(key.as_bytes());
             }
             runs.push(pb::SkippedRun {
                 ratchet_key: first.ratchet_key.to_bytes().to_vec(),
                 first_counter: first.counter,
                 message_keys,
-                stored_at: first_slot.stored_at.as_unix_secs(),
+                stored_at: first_entry.stored_at.as_unix_secs(),
             });
             rest = after;
         }
@@ -504,6 +624,7 @@ impl SkippedKeys {
         let stored: usize = runs.iter().map(|r| r.message_keys.len() / KEY_LEN).sum();
         let capacity = stored.min(max_keys);
         store.slots.reserve(capacity);
+        store.keys = KeySlab::with_capacity(capacity);
         store.order.reserve(capacity);
         for run in runs {
             let ratchet_key = crate::wire::x25519_key(&run.ratchet_key, RUN, "ratchet_key")?;
@@ -540,12 +661,12 @@ impl SkippedKeys {
                 )?);
                 let seq = store.next_seq;
                 store.next_seq += 1;
-                let slot = Slot {
-                    key: Box::new(key),
+                let entry = Entry {
+                    index: store.keys.put(&key),
                     seq,
                     stored_at,
                 };
-                if store.slots.insert(id, slot).is_some() {
+                if store.slots.insert(id, entry).is_some() {
                     return Err(DecodeError::InvalidValue {
                         object: RUN,
                         field: "first_counter",
@@ -823,6 +944,64 @@ mod tests {
         assert!(restored.to_proto(true) == (runs, history, current));
         assert_eq!(restored.prune_stored_before(at(101)), 6);
         assert_eq!(stored(&restored, 3, 0..3), [true; 3]);
+    }
+
+    #[test]
+    fn the_slab_reuses_wiped_places_and_grows_a_block_at_a_time() {
+        let mut slab = KeySlab::with_capacity(0);
+        let count = BLOCK as u32 + 1;
+        let indices: Vec<u32> = (0..count).map(|n| slab.put(&key(n as u8 + 1))).collect();
+        assert_eq!(indices, (0..count).collect::<Vec<_>>());
+        assert_eq!(slab.blocks.len(), 2);
+        slab.free(3);
+        assert_eq!(
+            slab.get(3).as_bytes(),
+            &[0; 32],
+            "a freed place is wiped at once"
+        );
+        assert_eq!(slab.put(&key(200)), 3, "a freed place is reused first");
+        assert_eq!(slab.blocks.len(), 2);
+        for n in 0..count {
+            let expected = if n == 3 { 200 } else { n as u8 + 1 };
+            assert_eq!(slab.get(n).as_bytes(), &[expected; 32], "place {n}");
+        }
+        assert_eq!(slab.put(&key(201)), count);
+    }
+
+    #[test]
+    fn a_store_that_turns_over_keeps_its_places_bounded_and_its_keys_right() {
+        let mut store = SkippedKeys::new(100);
+        for round in 0..50u32 {
+            store.insert(
+                (0..60)
+                    .map(|c| (id(6, round * 60 + c), key(c as u8)))
+                    .collect(),
+                at(0),
+            );
+            assert!(store.keys.len <= 100 + 60, "{} places", store.keys.len);
+        }
+        assert_eq!(store.len(), 100);
+        for counter in 0..50 * 60 {
+            let expected = (counter >= 50 * 60 - 100).then_some((counter % 60) as u8);
+            assert_eq!(
+                store.get(&id(6, counter)).map(|k| k.as_bytes()[0]),
+                expected,
+                "counter {counter}"
+            );
+        }
+        // A key stored again under the same id frees its old place.
+        let places = store.keys.len;
+        store.insert(alloc::vec![(id(6, 2999), key(77))], at(0));
+        store.insert(alloc::vec![(id(6, 2999), key(78))], at(0));
+        assert_eq!(store.get(&id(6, 2999)).map(|k| k.as_bytes()[0]), Some(78));
+        assert_eq!(store.keys.len, places);
+        // Used, evicted and pruned keys all free their places for reuse.
+        store.remove(&id(6, 2999));
+        assert_eq!(store.prune_stored_before(at(1)), 99);
+        assert_eq!(store.keys.free.len(), places);
+        store.insert((0..100).map(|c| (id(7, c), key(c as u8))).collect(), at(5));
+        assert_eq!(store.keys.len, places, "no place added while some are free");
+        assert_eq!(store.get(&id(7, 99)).map(|k| k.as_bytes()[0]), Some(99));
     }
 
     fn vec_keys(chain: u8, start: u32) -> PendingKeys {

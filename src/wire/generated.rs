@@ -464,6 +464,10 @@ pub struct RatchetState {
     /// Finished receiving chains, oldest first.
     #[prost(message, repeated, tag = "8")]
     pub history: ::prost::alloc::vec::Vec<ChainHistory>,
+    /// The public half of our_ratchet_secret (X25519, 32 bytes), stored so that loading does
+    /// no arithmetic; present iff our_ratchet_secret is (docs/PROTOCOL.md section 8.1).
+    #[prost(bytes = "vec", tag = "9")]
+    pub our_ratchet_key: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(::zeroize::Zeroize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

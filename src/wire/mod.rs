@@ -131,6 +131,17 @@ pub(crate) fn identity_key(
     IdentityKey::from_bytes(&raw).ok_or(DecodeError::InvalidIdentityKey { object, field })
 }
 
+/// An Ed25519 identity key field of persisted state: 32 bytes with a reduced y-coordinate,
+/// decoded as a point only when first used in arithmetic ([`IdentityKey`]'s documentation).
+pub(crate) fn stored_identity_key(
+    bytes: &[u8],
+    object: &'static str,
+    field: &'static str,
+) -> Result<IdentityKey, DecodeError> {
+    let raw = fixed::<KEY_LEN>(bytes, object, field)?;
+    IdentityKey::from_stored(&raw).ok_or(DecodeError::InvalidIdentityKey { object, field })
+}
+
 /// An X25519 public key field.
 pub(crate) fn x25519_key(
     bytes: &[u8],

@@ -63,6 +63,8 @@ pub struct RatchetState {
     pub skipped: Vec<SkippedRun>,
     #[prost(message, repeated, tag = "8")]
     pub history: Vec<ChainHistory>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub our_ratchet_key: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -770,6 +770,8 @@ def enc_ratchet_state(r) -> bytes:
         )
     for h in r.history:
         out += pb_message(8, pb_bytes(1, h["ratchet_key"]) + pb_uint(2, h["length"]) + pb_uint(3, h["evicted_below"]))
+    # Our ratchet public key, stored next to its private key (empty when there is none).
+    out += pb_bytes(9, x25519_public(r.our_secret) if r.our_secret else b"")
     return out
 
 
@@ -886,10 +888,12 @@ def check_record_plain(plain: bytes) -> None:
             assert len(ct) == (KEM_CT_LEN if awaiting else 0)
             if ct:
                 assert sha256(ct) == _single(k, 2, 2)
-        r = fields(_single(s, 8, 2), set(range(1, 9)))
+        r = fields(_single(s, 8, 2), set(range(1, 10)))
         assert len(_single(r, 1, 2)) == 32
         our, their = _single(r, 2, 2) or b"", _single(r, 3, 2) or b""
         assert len(our) in (0, 32) and len(their) in (0, 32)
+        our_key = _single(r, 9, 2) or b""
+        assert len(our_key) == (32 if our else 0), "our ratchet public key iff its private key"
         if _single(r, 4, 2) is not None:
             assert our, "a sending chain requires our ratchet secret"
             assert len(_single(fields(_single(r, 4, 2), {1, 2}), 1, 2)) == 32
