@@ -816,8 +816,23 @@ impl Floor {
     }
 }
 
+/// X25519 on the path ratchetbox takes (src/x25519.rs): curve25519-dalek's Edwards form where
+/// it has a vector backend (x86_64 with AVX2), the Montgomery ladder otherwise and for points
+/// on the twist. The floor is the primitives ratchetbox is built from, so it takes the same
+/// path; x25519-dalek's `diffie_hellman` is the ladder alone (the `x25519_paths` tool times
+/// both).
 pub fn dh(secret: &StaticSecret, public: &PublicKey) -> [u8; 32] {
-    let shared = secret.diffie_hellman(black_box(public));
-    assert!(shared.was_contributory());
+    use curve25519_dalek::montgomery::MontgomeryPoint;
+    let scalar = curve25519_dalek::scalar::clamp_integer(secret.to_bytes());
+    let u = MontgomeryPoint(*black_box(public).as_bytes());
+    #[cfg(target_arch = "x86_64")]
+    let vector = std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector = false;
+    let shared = match u.to_edwards(0) {
+        Some(point) if vector => point.mul_clamped(scalar).to_montgomery(),
+        _ => u.mul_clamped(scalar),
+    };
+    assert!(shared.0 != [0; 32]);
     shared.to_bytes()
 }
