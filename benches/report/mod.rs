@@ -28,7 +28,8 @@ pub struct Run {
     pub format: u32,
     /// The commit measured (`git describe --always --dirty` where the tool ran), if known.
     pub commit: Option<String>,
-    /// The `ratchetbox-bench` features the tool was built with (`fast-aes`, `parallel`).
+    /// The `ratchetbox-bench` features the tool was built with (`fast-aes`, `parallel`), and
+    /// `avx512` for a build with curve25519-dalek's AVX-512 backend compiled in.
     pub features: Vec<String>,
     /// The CPU, as the tool prints it.
     pub cpu: String,
@@ -99,6 +100,11 @@ pub fn build_features() -> Vec<String> {
     }
     if cfg!(feature = "parallel") {
         features.push("parallel".to_string());
+    }
+    // Not a cargo feature: curve25519-dalek compiles its AVX-512 IFMA backend only when the
+    // build passes this cfg (it reaches every crate of the build, this one too).
+    if cfg!(curve25519_dalek_backend = "avx512") {
+        features.push("avx512".to_string());
     }
     features
 }
