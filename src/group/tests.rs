@@ -657,3 +657,71 @@ fn a_group_message_debug_shows_its_routing_fields_and_ciphertext_length() {
         )
     );
 }
+
+/// The second negative distribution of tests/data/group_vectors.json (written by
+/// tests/data/group_vectors.py): group id 00..1f, key id 0x01020304, iteration 300, chain
+/// key db57..78, signing key 2543..9d.
+const PYTHON_DISTRIBUTION: &str = "010a20000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f108486880818ac022220db57dbfc1144edb3a150ade2635440ac4a03fb44a6561f9b3ce495e616b00d782a202543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d";
+const PYTHON_SIGNING_KEY: &str = "2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d";
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+#[test]
+fn a_python_distribution_decodes_to_its_fields_and_re_encodes_the_same() {
+    let wire = unhex(PYTHON_DISTRIBUTION);
+    let d = GroupDistribution::from_bytes(&wire).unwrap();
+    let group: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+    assert_eq!(d.group_id(), &GroupId::from_bytes(group));
+    assert_eq!(d.key_id(), 0x0102_0304);
+    assert_eq!(d.iteration(), 300);
+    assert_eq!(
+        d.chain_key.0.as_slice(),
+        unhex("db57dbfc1144edb3a150ade2635440ac4a03fb44a6561f9b3ce495e616b00d78")
+    );
+    assert_eq!(
+        d.signing_key().to_bytes().as_slice(),
+        unhex(PYTHON_SIGNING_KEY)
+    );
+    assert_eq!(d.to_bytes().as_slice(), wire.as_slice());
+}
+
+#[test]
+fn a_distribution_iteration_may_be_2_32_minus_2_but_not_2_32_minus_1() {
+    // The Python distribution with its iteration varint (18 ac 02 = 300) replaced.
+    let wire = unhex(PYTHON_DISTRIBUTION);
+    let at = wire
+        .windows(3)
+        .position(|w| w == [0x18, 0xac, 0x02])
+        .unwrap();
+    let with_iteration = |varint: &[u8]| {
+        let mut out = wire[..=at].to_vec();
+        out.extend_from_slice(varint);
+        out.extend_from_slice(&wire[at + 3..]);
+        out
+    };
+    let last = GroupDistribution::from_bytes(&with_iteration(&[0xfe, 0xff, 0xff, 0xff, 0x0f]));
+    assert_eq!(last.map(|d| d.iteration()), Ok(4_294_967_294));
+    assert_eq!(
+        GroupDistribution::from_bytes(&with_iteration(&[0xff, 0xff, 0xff, 0xff, 0x0f]))
+            .map(|d| d.iteration()),
+        Err(DecodeError::InvalidValue {
+            object: "group distribution",
+            field: "iteration",
+            reason: "2^32 - 1 is never used",
+        })
+    );
+}
+
+#[test]
+fn a_distribution_debug_shows_its_public_fields_only() {
+    let d = GroupDistribution::from_bytes(&unhex(PYTHON_DISTRIBUTION)).unwrap();
+    let group: alloc::string::String = (0..32u8).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        format!("{d:?}"),
+        format!(
+            "GroupDistribution {{ group_id: GroupId({group}), key_id: 16909060, iteration: 300, signing_key: IdentityKey({PYTHON_SIGNING_KEY}), .. }}"
+        )
+    );
+}
