@@ -467,4 +467,88 @@ mod tests {
             }
         }
     }
+
+    /// A passphrase-mode blob written out by hand: magic, version 1, kind 1, mode 2,
+    /// created_at 0x0102030405060708, generation 0x1112131415161718, the cost parameters
+    /// `21..=2c`, salt `[0x33; 32]`, key id `[0x44; 16]`, then `sealed_len` bytes of 0x55.
+    fn hand_passphrase_blob(sealed_len: usize) -> Vec<u8> {
+        let mut out = b"RBXBACKUP".to_vec();
+        out.extend_from_slice(&[1, 1, 2]);
+        out.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        out.extend_from_slice(&[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+        out.extend(0x21..=0x2c);
+        out.extend_from_slice(&[0x33; 32]);
+        out.extend_from_slice(&[0x44; 16]);
+        out.extend(core::iter::repeat_n(0x55, sealed_len));
+        out
+    }
+
+    #[test]
+    fn a_passphrase_header_is_split_field_by_field_and_needs_104_bytes() {
+        // 9 + 3 + 8 + 8 + 12 (parameters) + 32 + 16 = 88 header bytes, then the 16-byte tag.
+        let whole = hand_passphrase_blob(16);
+        assert_eq!(whole.len(), 104);
+        let h = parse(&whole, KIND_DEVICE, MODE_PASSPHRASE).unwrap();
+        assert_eq!(h.kind, 1);
+        assert_eq!(h.created_at, 0x0102_0304_0506_0708);
+        assert_eq!(h.generation, 0x1112_1314_1516_1718);
+        let params: Vec<u8> = (0x21..=0x2c).collect();
+        assert_eq!(h.params.map(|p| p.to_vec()), Some(params));
+        assert_eq!(h.salt, &[0x33; 32]);
+        assert_eq!(h.key_id, &[0x44; 16]);
+        assert_eq!(h.sealed, &[0x55; 16]);
+        for len in [103, 92, 88, 12] {
+            assert_eq!(
+                parse(&whole[..len], KIND_DEVICE, MODE_PASSPHRASE).err(),
+                Some(BackupError::Truncated { len, needed: 104 }),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recovery_key_blob_needs_92_bytes() {
+        // 9 + 3 + 8 + 8 + 32 + 16 = 76 header bytes, then the 16-byte tag.
+        let b = blob();
+        for len in [91, 76, 28, 12, 11, 9] {
+            assert_eq!(
+                open(&b[..len], &key(1), KIND_DEVICE),
+                Err(BackupError::Truncated { len, needed: 92 }),
+                "{len}"
+            );
+        }
+        // 92 bytes: a header and 16 payload bytes read as the tag, which does not verify.
+        assert_eq!(
+            open(&b[..92], &key(1), KIND_DEVICE),
+            Err(BackupError::Tampered)
+        );
+        let h = parse(&b[..92], KIND_DEVICE, MODE_RECOVERY_KEY).unwrap();
+        assert_eq!(h.params.map(|p| p.to_vec()), None);
+        assert_eq!(h.salt, &[9; 32]);
+        assert_eq!(h.sealed, &b[76..92]);
+    }
+
+    /// `parse` never lets a sealed part shorter than the tag through; `open_with` still
+    /// refuses one on its own, naming the length a header and a tag need.
+    #[test]
+    fn open_with_refuses_a_sealed_part_shorter_than_the_tag() {
+        let b = blob();
+        let cut = &b[..91];
+        let header = Header {
+            kind: KIND_DEVICE,
+            created_at: 1_764_000_000,
+            generation: 42,
+            params: None,
+            salt: &[9; SALT_LEN],
+            key_id: cut[60..76].try_into().unwrap(),
+            sealed: &cut[76..],
+        };
+        assert_eq!(
+            open_with(cut, &header, key(1).secret()).err(),
+            Some(BackupError::Truncated {
+                len: 91,
+                needed: 92
+            })
+        );
+    }
 }

@@ -559,3 +559,169 @@ fn a_group_id_shows_as_hex_to_people_and_tagged_in_debug() {
     assert_eq!(id.to_string(), hex);
     assert_eq!(format!("{id:?}"), format!("GroupId({hex})"));
 }
+
+/// `0x01 || GroupMessage` written out by hand: group id `[3; 32]` (field 1), key id 7
+/// (field 2), `iteration` as the varint bytes given (field 3, omitted when empty),
+/// `ciphertext_len` bytes of 5 (field 4, omitted when 0) and the signature `[6; 64]`
+/// (field 5).
+fn hand_encoded_message(iteration_varint: &[u8], ciphertext_len: u8) -> Vec<u8> {
+    let mut out = vec![0x01, 0x0a, 0x20];
+    out.extend_from_slice(&[3; 32]);
+    out.extend_from_slice(&[0x10, 7]);
+    if !iteration_varint.is_empty() {
+        out.push(0x18);
+        out.extend_from_slice(iteration_varint);
+    }
+    // An empty field is left out, as canonical encoding does.
+    if ciphertext_len > 0 {
+        out.extend_from_slice(&[0x22, ciphertext_len]);
+        out.extend(core::iter::repeat_n(5, usize::from(ciphertext_len)));
+    }
+    out.extend_from_slice(&[0x2a, 0x40]);
+    out.extend_from_slice(&[6; 64]);
+    out
+}
+
+#[test]
+fn a_hand_encoded_group_message_decodes_to_its_fields() {
+    let wire = hand_encoded_message(&[0x03], 16);
+    let m = GroupMessage::from_bytes(&wire).unwrap();
+    assert_eq!(m.group_id(), &GroupId::from_bytes([3; 32]));
+    assert_eq!(m.key_id(), 7);
+    assert_eq!(m.iteration(), 3);
+    assert_eq!(m.ciphertext(), &[5u8; 16]);
+    assert_eq!(m.signature(), &[6u8; 64]);
+    assert_eq!(m.to_bytes(), wire);
+    // The signed part is everything before the 66-byte signature field `2a 40 || sig`.
+    let signed_len = 1 + 2 + 32 + 2 + 2 + 2 + 16;
+    assert_eq!(wire.len(), signed_len + 66);
+    assert_eq!(m.signed_part(), &wire[..signed_len]);
+}
+
+#[test]
+fn a_group_message_ciphertext_may_be_exactly_a_tag_but_not_shorter() {
+    // 16 bytes: an empty plaintext's tag alone.
+    let m = GroupMessage::from_bytes(&hand_encoded_message(&[], 16)).unwrap();
+    assert_eq!(m.ciphertext(), &[5u8; 16]);
+    assert_eq!(m.iteration(), 0);
+    for short in [0, 1, 15] {
+        assert_eq!(
+            GroupMessage::from_bytes(&hand_encoded_message(&[], short)),
+            Err(DecodeError::InvalidValue {
+                object: "group message",
+                field: "ciphertext",
+                reason: "shorter than the 16-byte AES-GCM tag",
+            }),
+            "{short}"
+        );
+    }
+}
+
+#[test]
+fn a_group_message_iteration_may_be_2_32_minus_2_but_not_2_32_minus_1() {
+    // 2^32 - 2 and 2^32 - 1 as protobuf varints.
+    let last = GroupMessage::from_bytes(&hand_encoded_message(&[0xfe, 0xff, 0xff, 0xff, 0x0f], 16))
+        .unwrap();
+    assert_eq!(last.iteration(), 4_294_967_294);
+    assert_eq!(
+        GroupMessage::from_bytes(&hand_encoded_message(&[0xff, 0xff, 0xff, 0xff, 0x0f], 16)),
+        Err(DecodeError::InvalidValue {
+            object: "group message",
+            field: "iteration",
+            reason: "2^32 - 1 is never used",
+        })
+    );
+}
+
+#[test]
+fn an_empty_group_message_round_trips() {
+    let mut rng = rng();
+    let (mut alice, mut bob) = pair(&mut rng);
+    let m = send(&mut alice, b"");
+    // An empty plaintext seals to the 16-byte tag alone.
+    assert_eq!(m.ciphertext().len(), 16);
+    assert_eq!(
+        bob.decrypt(&m, &GroupLimits::default()).unwrap().as_slice(),
+        b""
+    );
+}
+
+#[test]
+fn a_group_message_debug_shows_its_routing_fields_and_ciphertext_length() {
+    let m = GroupMessage::from_bytes(&hand_encoded_message(&[0x03], 17)).unwrap();
+    assert_eq!(
+        format!("{m:?}"),
+        format!(
+            "GroupMessage {{ group_id: GroupId({}), key_id: 7, iteration: 3, ciphertext_len: 17, .. }}",
+            "03".repeat(32)
+        )
+    );
+}
+
+/// The second negative distribution of tests/data/group_vectors.json (written by
+/// tests/data/group_vectors.py): group id 00..1f, key id 0x01020304, iteration 300, chain
+/// key db57..78, signing key 2543..9d.
+const PYTHON_DISTRIBUTION: &str = "010a20000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f108486880818ac022220db57dbfc1144edb3a150ade2635440ac4a03fb44a6561f9b3ce495e616b00d782a202543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d";
+const PYTHON_SIGNING_KEY: &str = "2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d";
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+#[test]
+fn a_python_distribution_decodes_to_its_fields_and_re_encodes_the_same() {
+    let wire = unhex(PYTHON_DISTRIBUTION);
+    let d = GroupDistribution::from_bytes(&wire).unwrap();
+    let group: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+    assert_eq!(d.group_id(), &GroupId::from_bytes(group));
+    assert_eq!(d.key_id(), 0x0102_0304);
+    assert_eq!(d.iteration(), 300);
+    assert_eq!(
+        d.chain_key.0.as_slice(),
+        unhex("db57dbfc1144edb3a150ade2635440ac4a03fb44a6561f9b3ce495e616b00d78")
+    );
+    assert_eq!(
+        d.signing_key().to_bytes().as_slice(),
+        unhex(PYTHON_SIGNING_KEY)
+    );
+    assert_eq!(d.to_bytes().as_slice(), wire.as_slice());
+}
+
+#[test]
+fn a_distribution_iteration_may_be_2_32_minus_2_but_not_2_32_minus_1() {
+    // The Python distribution with its iteration varint (18 ac 02 = 300) replaced.
+    let wire = unhex(PYTHON_DISTRIBUTION);
+    let at = wire
+        .windows(3)
+        .position(|w| w == [0x18, 0xac, 0x02])
+        .unwrap();
+    let with_iteration = |varint: &[u8]| {
+        let mut out = wire[..=at].to_vec();
+        out.extend_from_slice(varint);
+        out.extend_from_slice(&wire[at + 3..]);
+        out
+    };
+    let last = GroupDistribution::from_bytes(&with_iteration(&[0xfe, 0xff, 0xff, 0xff, 0x0f]));
+    assert_eq!(last.map(|d| d.iteration()), Ok(4_294_967_294));
+    assert_eq!(
+        GroupDistribution::from_bytes(&with_iteration(&[0xff, 0xff, 0xff, 0xff, 0x0f]))
+            .map(|d| d.iteration()),
+        Err(DecodeError::InvalidValue {
+            object: "group distribution",
+            field: "iteration",
+            reason: "2^32 - 1 is never used",
+        })
+    );
+}
+
+#[test]
+fn a_distribution_debug_shows_its_public_fields_only() {
+    let d = GroupDistribution::from_bytes(&unhex(PYTHON_DISTRIBUTION)).unwrap();
+    let group: alloc::string::String = (0..32u8).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        format!("{d:?}"),
+        format!(
+            "GroupDistribution {{ group_id: GroupId({group}), key_id: 16909060, iteration: 300, signing_key: IdentityKey({PYTHON_SIGNING_KEY}), .. }}"
+        )
+    );
+}
