@@ -108,9 +108,26 @@ fn decade_label(v: f64) -> String {
     }
 }
 
-/// The height of the band above a chart: a title, `lines` lines of text and the legend.
-fn header_height(lines: usize) -> u32 {
-    40 + 18 * lines as u32 + 30
+/// The height of the band above a chart: a title, `lines` lines of text and the legend's
+/// rows.
+fn header_height(lines: usize, legend: &[(String, RGBColor, bool)]) -> u32 {
+    40 + 18 * lines as u32 + 30 * legend_positions(legend).last().map_or(1, |p| p.1 + 1)
+}
+
+/// Each legend entry's x and row: entries go left to right and wrap before the right edge.
+fn legend_positions(legend: &[(String, RGBColor, bool)]) -> Vec<(i32, u32)> {
+    let mut positions = Vec::with_capacity(legend.len());
+    let (mut x, mut row) = (16i32, 0u32);
+    for (label, _, _) in legend {
+        let width = 20 + 13 * label.chars().count() as i32 / 2 + 24;
+        if x > 16 && x + width > WIDTH as i32 - 16 {
+            x = 16;
+            row += 1;
+        }
+        positions.push((x, row));
+        x += width;
+    }
+    positions
 }
 
 /// The title, lines of text and a one-line legend (label, colour, dashed) above a chart.
@@ -132,9 +149,9 @@ fn header(
         ))
         .map_err(fail)?;
     }
-    let y = 40 + 18 * lines.len() as i32 + 12;
-    let mut x = 16i32;
-    for (label, color, dashed) in legend {
+    let top = 40 + 18 * lines.len() as i32 + 12;
+    for ((label, color, dashed), (x, row)) in legend.iter().zip(legend_positions(legend)) {
+        let y = top + 30 * row as i32;
         if *dashed {
             for i in 0..3 {
                 area.draw(&Rectangle::new(
@@ -156,7 +173,6 @@ fn header(
             small.pos(Pos::new(HPos::Left, VPos::Center)),
         ))
         .map_err(fail)?;
-        x += 20 + 13 * label.chars().count() as i32 / 2 + 24;
     }
     Ok(())
 }
@@ -183,7 +199,12 @@ fn operations(run: &Run, rows: &[&Row], path: &Path) -> Result<(), String> {
             .to_string(),
         run_line(run),
     ];
-    let band = header_height(text.len());
+    let legend = [
+        (Column::Ratchetbox.name().into(), RATCHETBOX, false),
+        (Column::Vodozemac.name().into(), VODOZEMAC, false),
+        ("floor (primitives alone)".into(), FLOOR, false),
+    ];
+    let band = header_height(text.len(), &legend);
     let root = SVGBackend::new(path, (WIDTH, band + 90 + 48 * n as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(fail)?;
     let (top, body) = root.split_vertically(band);
@@ -191,11 +212,7 @@ fn operations(run: &Run, rows: &[&Row], path: &Path) -> Result<(), String> {
         &top,
         "ratchetbox vs vodozemac vs the floor, per operation",
         &text,
-        &[
-            (Column::Ratchetbox.name().into(), RATCHETBOX, false),
-            (Column::Vodozemac.name().into(), VODOZEMAC, false),
-            ("floor (primitives alone)".into(), FLOOR, false),
-        ],
+        &legend,
     )?;
 
     let values: Vec<f64> = rows
@@ -224,7 +241,7 @@ fn operations(run: &Run, rows: &[&Row], path: &Path) -> Result<(), String> {
         .margin_right(30)
         .margin_top(10)
         .x_label_area_size(50)
-        .y_label_area_size(390)
+        .y_label_area_size(480)
         .build_cartesian_2d(
             (x_low..x_high).log_scale().with_key_points(ticks.clone()),
             (0..rows_n * UNIT).with_key_points(centres),
@@ -357,7 +374,7 @@ fn throughput(runs: &[Run], path: &Path) -> Result<(), String> {
             .to_string(),
     ];
     text.extend(runs.iter().map(run_line));
-    let band = header_height(text.len());
+    let band = header_height(text.len(), &legend);
     let root = SVGBackend::new(path, (WIDTH, band + 520)).into_drawing_area();
     root.fill(&WHITE).map_err(fail)?;
     let (top, body) = root.split_vertically(band);
