@@ -19,7 +19,7 @@ use core::fmt;
 
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// The recovery key's length in bytes.
 pub const RECOVERY_KEY_LEN: usize = 32;
@@ -260,12 +260,6 @@ impl fmt::Debug for RecoveryKey {
     }
 }
 
-impl Drop for RecoveryKey {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +282,20 @@ mod tests {
 
     fn join(chars: &[u8]) -> String {
         String::from_utf8(chars.to_vec()).expect("ascii")
+    }
+
+    #[test]
+    fn keys_are_equal_only_when_every_byte_is() {
+        let a = RecoveryKey::from_bytes([7; 32]);
+        assert_eq!(a, RecoveryKey::from_bytes([7; 32]));
+        // Every single bit of either side counts.
+        for byte in 0..32 {
+            for bit in 0..8 {
+                let mut bytes = [7u8; 32];
+                bytes[byte] ^= 1 << bit;
+                assert_ne!(a, RecoveryKey::from_bytes(bytes), "byte {byte}, bit {bit}");
+            }
+        }
     }
 
     #[test]
