@@ -10,7 +10,7 @@ use rand_core::CryptoRng;
 
 use crate::account::Account;
 use crate::config::SessionConfig;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::content::{self, Content, Kind, ReceivedMessage, SentMessage};
 use crate::error::{
@@ -21,7 +21,7 @@ use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
 use crate::ratchet::skipped::{self, SlotId};
 pub(crate) use crate::ratchet::skipped::{SkippedChange, SkippedKeyId};
-use crate::ratchet::{Accept, Budget, Work};
+use crate::ratchet::{Accept, Acceptor, Budget, Work};
 use crate::session::{Session, SessionId};
 use crate::time::Timestamp;
 use crate::trust::{IdentityChange, PeerIdentity};
@@ -86,6 +86,24 @@ pub struct SessionRecord {
     /// [`take_skipped_changes`](Self::take_skipped_changes) or load: those that have left
     /// the record since get a [`SkippedChange::DeleteSession`]. Not persisted.
     persisted_sessions: Vec<SessionId>,
+}
+
+/// The acceptor of [`SessionRecord::decrypt_into`]: raw bytes, decrypted into the caller's
+/// buffer.
+struct IntoBuffer(Option<Vec<u8>>);
+
+impl Acceptor for IntoBuffer {
+    fn check(&mut self, plaintext: &[u8]) -> Result<(), DecryptError> {
+        content::check_kind(plaintext, Kind::Raw)
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.0.take().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        self.0 = Some(buffer);
+    }
 }
 
 /// Whether a decryption failed after the message authenticated in a session (so no other
@@ -223,10 +241,62 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext: &[u8]| {
             content::check_kind(plaintext, Kind::Raw)
         })?;
         Ok(content::strip_kind(plaintext))
+    }
+
+    /// [`decrypt`](Self::decrypt) into `out`, which the caller keeps and passes again: the
+    /// plaintext replaces what `out` held, in its memory when it is large enough. An app
+    /// that receives large messages saves an allocation per message this way, and, more
+    /// than the allocation, the pages a fresh buffer of that size takes from the operating
+    /// system on every message (docs/BENCHMARKS.md, "AES-GCM backends", measures both).
+    ///
+    /// On error the record and the account are exactly as they were, and `out` is empty,
+    /// wiped (it keeps its capacity).
+    ///
+    /// ```
+    /// use ratchetbox::{Account, SessionRecord, Timestamp};
+    /// let mut rng = ratchetbox::OsRng::new();
+    /// let now = Timestamp::from_unix_secs(1_764_000_000);
+    /// let alice = Account::new(&mut rng, now);
+    /// let mut bob = Account::new(&mut rng, now);
+    /// let mut alice_to_bob = SessionRecord::new();
+    /// alice_to_bob.initiate(&mut rng, &alice, &bob.prekey_bundle(None, None)?)?;
+    /// let mut bob_to_alice = SessionRecord::new();
+    ///
+    /// let mut plaintext = Vec::new();
+    /// for text in [&b"first"[..], b"second, longer", b"third"] {
+    ///     let message = alice_to_bob.encrypt(&mut rng, text)?;
+    ///     bob_to_alice.decrypt_into(&mut bob, &message, now, &mut plaintext)?;
+    ///     assert_eq!(plaintext, text);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decrypt_into(
+        &mut self,
+        account: &mut Account,
+        message: &[u8],
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DecryptError> {
+        let mut raw = IntoBuffer(Some(core::mem::take(out)));
+        match self.decrypt_with(account, message, now, &mut raw) {
+            Ok(plaintext) => {
+                *out = content::strip_kind(plaintext);
+                Ok(())
+            }
+            Err(error) => {
+                // The buffer, unless a failed attempt took it and did not give it back
+                // (only on an error before any decryption): wiped by that attempt.
+                if let Some(mut buffer) = raw.0 {
+                    buffer.zeroize();
+                    *out = buffer;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Decrypts a message into its complete ratchet plaintext (kind byte included), with a
@@ -259,16 +329,23 @@ impl SessionRecord {
                     return self.decrypt_in(index, &message, now, accept, promote, work);
                 }
                 let mut session = Session::respond(account, setup, self.config)?;
-                let plaintext =
+                let mut plaintext =
                     session.decrypt_message(&message, now, accept, Budget::Current, work)?;
                 // The message is authentic, but under which identity? A different key than
-                // the conversation's is reported, never installed silently.
-                self.check_identity(&setup.identity_key)
-                    .map_err(DecryptError::IdentityChanged)?;
-                // A record never holds two sessions with one id: an initiator that reused
-                // its ephemeral key repeats a key agreement (PROTOCOL.md section 7).
-                if self.position(|s| s.id() == session.id()).is_some() {
-                    return Err(DecryptError::SetupAlreadyUsed);
+                // the conversation's is reported, never installed silently. A record never
+                // holds two sessions with one id: an initiator that reused its ephemeral key
+                // repeats a key agreement (PROTOCOL.md section 7).
+                let refused = match self.check_identity(&setup.identity_key) {
+                    Err(change) => Some(DecryptError::IdentityChanged(change)),
+                    Ok(()) if self.position(|s| s.id() == session.id()).is_some() => {
+                        Some(DecryptError::SetupAlreadyUsed)
+                    }
+                    Ok(()) => None,
+                };
+                if let Some(error) = refused {
+                    plaintext.zeroize();
+                    accept.recycle(plaintext);
+                    return Err(error);
                 }
                 // Commit.
                 self.remember_identity(setup.identity_key);
@@ -610,7 +687,7 @@ impl SessionRecord {
         now: Timestamp,
     ) -> Result<ReceivedMessage, DecryptError> {
         let mut envelope = None;
-        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext| {
+        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext: &[u8]| {
             content::check_kind(plaintext, Kind::Content)?;
             envelope =
                 Some(content::decode_padded(plaintext).map_err(DecryptError::InvalidContent)?);
@@ -996,7 +1073,7 @@ mod tests {
     ) -> Work {
         let before = (account.to_bytes().to_vec(), record.to_bytes().to_vec());
         let mut work = Work::default();
-        let result = record.decrypt_counting(account, wire, NOW, &mut |_| Ok(()), &mut work);
+        let result = record.decrypt_counting(account, wire, NOW, &mut |_: &[u8]| Ok(()), &mut work);
         assert_eq!(result, Err(expected));
         assert_eq!(
             before,
@@ -1132,7 +1209,7 @@ mod tests {
             &mut bob,
             content.wire(),
             NOW,
-            &mut |p| content::check_kind(p, Kind::Raw),
+            &mut |p: &[u8]| content::check_kind(p, Kind::Raw),
             &mut work,
         );
         assert_eq!(result, Err(DecryptError::ContentMessage));

@@ -285,7 +285,7 @@ impl Session {
         let plaintext = self.decrypt_message(
             &message,
             now,
-            &mut |plaintext| content::check_kind(plaintext, Kind::Raw),
+            &mut |plaintext: &[u8]| content::check_kind(plaintext, Kind::Raw),
             Budget::Current,
             &mut Work::default(),
         )?;

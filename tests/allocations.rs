@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use ratchetbox::attachment::{self, AttachmentMetadata, CHUNK_TAG_LEN, ChunkSize};
-use ratchetbox::{Account, SessionConfig, SessionRecord, Timestamp};
+use ratchetbox::{Account, DecryptError, SessionConfig, SessionRecord, Timestamp};
 
 struct Counting;
 
@@ -236,9 +236,111 @@ fn a_rejected_message_allocates_nothing_it_keeps() {
         let (account, record) = &mut peers.bob;
         record.decrypt(account, &wire, NOW)
     });
-    assert!(result.is_err());
+    assert_eq!(result, Err(DecryptError::AuthenticationFailed));
     // The output buffer is allocated before the tag is checked, and freed on failure.
     assert!(allocations <= 1, "{allocations} allocations");
+}
+
+/// `decrypt_into` with one buffer for every message: once the buffer has grown to the
+/// largest plaintext, decrypting allocates nothing and writes into the same memory, whether
+/// the next plaintext is shorter or as long.
+#[test]
+fn decrypt_into_a_reused_buffer_allocates_nothing() {
+    let mut peers = Peers::steady();
+    let mut out = Vec::new();
+    for len in SIZES.into_iter().chain(SIZES.into_iter().rev()) {
+        let plaintext = vec![u8::try_from(len % 251).expect("a byte"); len];
+        for round in 0..3 {
+            let wire = peers.alice_sends(&plaintext);
+            let at = out.as_ptr();
+            let (result, allocations, _) = count(|| {
+                let (account, record) = &mut peers.bob;
+                record.decrypt_into(account, &wire, NOW, &mut out)
+            });
+            result.expect("decrypts");
+            assert_eq!(out, plaintext);
+            if round > 0 || out.capacity() > len + 1 {
+                assert_eq!(
+                    allocations, 0,
+                    "decrypting {len} bytes into a reused buffer"
+                );
+                assert_eq!(out.as_ptr(), at, "decrypted {len} bytes elsewhere");
+            }
+        }
+    }
+}
+
+/// A failed `decrypt_into` leaves the record as it was and `out` empty with its memory,
+/// whatever the failure: a tampered message (the tag fails), a message for the other API
+/// (the check after decryption fails), and an initial message of a new identity key (the
+/// record refuses it after it authenticated). The genuine message then decrypts into the
+/// same memory.
+#[test]
+fn a_failed_decrypt_into_keeps_the_buffer_and_the_state() {
+    let mut peers = Peers::steady();
+    let plaintext = vec![3u8; 4096];
+    let wire = peers.alice_sends(&plaintext);
+    let mut tampered = wire.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let content = ratchetbox::Content::new(b"for receive".to_vec());
+    let sent = peers
+        .alice
+        .1
+        .send(&mut peers.rng, &content, NOW)
+        .expect("sends");
+    let mut out = vec![9u8; 8192];
+    let at = out.as_ptr();
+    for (bad, expected) in [
+        (&tampered, DecryptError::AuthenticationFailed),
+        (&sent.into_wire(), DecryptError::ContentMessage),
+    ] {
+        let before = peers.bob.1.to_bytes();
+        let (result, allocations, _) = count(|| {
+            let (account, record) = &mut peers.bob;
+            record.decrypt_into(account, bad, NOW, &mut out)
+        });
+        assert_eq!(result, Err(expected));
+        assert!(
+            peers.bob.1.to_bytes() == before,
+            "a failed decryption changed the record"
+        );
+        assert!(out.is_empty() && out.capacity() >= 8192 && out.as_ptr() == at);
+        assert_eq!(allocations, 0);
+        out.resize(8192, 9);
+    }
+
+    // Alice re-creates her account and sets up a new session with Bob.
+    let new_alice = Account::new(&mut peers.rng, NOW);
+    let bundle = peers.bob.0.prekey_bundle(None, None).expect("bundle");
+    let mut new_record = SessionRecord::new();
+    new_record
+        .initiate(&mut peers.rng, &new_alice, &bundle)
+        .expect("initiate");
+    let initial = new_record
+        .encrypt(&mut peers.rng, b"it's me")
+        .expect("encrypts");
+    let before = (peers.bob.0.to_bytes(), peers.bob.1.to_bytes());
+    let result = {
+        let (account, record) = &mut peers.bob;
+        record.decrypt_into(account, &initial, NOW, &mut out)
+    };
+    assert!(
+        matches!(result, Err(DecryptError::IdentityChanged(_))),
+        "{result:?}"
+    );
+    assert!((peers.bob.0.to_bytes(), peers.bob.1.to_bytes()) == before);
+    assert!(
+        out.is_empty() && out.as_ptr() == at,
+        "the buffer was not given back"
+    );
+
+    let (account, record) = &mut peers.bob;
+    record
+        .decrypt_into(account, &wire, NOW, &mut out)
+        .expect("the genuine message decrypts");
+    assert_eq!(out, plaintext);
+    assert_eq!(out.as_ptr(), at);
 }
 
 /// Messages that start a new sending chain (every message of a ping-pong conversation):

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! It also times ratchetbox itself: encrypting and decrypting a 1 MiB message through a
-//! session (`SessionRecord::encrypt`/`decrypt`), with whichever backend the build has: add
+//! session (`SessionRecord::encrypt`/`decrypt`/`decrypt_into`), with whichever backend the build has: add
 //! `--features fast-aes` for AWS-LC.
 //!
 //! Decryption is timed twice, because the allocator decides much of its cost. Each call
@@ -22,6 +22,9 @@
 //! - `decrypt, memory reused`: the previous message is freed only once the next one is made,
 //!   so the heap never has 2 MiB free at its top and each plaintext reuses memory the
 //!   process already has, as in a program whose heap holds anything else.
+//! - `decrypt_into`: as with fresh pages (each message made just before it is decrypted and
+//!   freed right after), but through `SessionRecord::decrypt_into` with one output buffer
+//!   kept for every message: what an app that reuses its buffer gets, whatever its heap.
 //!
 //! ```sh
 //! cargo run --release -p ratchetbox-bench --features fast-aes --example aead_backends
@@ -232,6 +235,9 @@ fn main() {
     // next one is made.
     let mut held = pair.alice_sends(&message);
     let (mut reused_rates, mut reused_ratios) = (Vec::new(), Vec::new());
+    // `decrypt_into` with one buffer for every message.
+    let mut out = Vec::new();
+    let (mut into_rates, mut into_ratios) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let reference = openssl_speed(secs);
         for (b, backend) in backends.iter().enumerate() {
@@ -283,6 +289,20 @@ fn main() {
         reused_rates.push(reused);
         if let Some(o) = reference {
             reused_ratios.push(reused / o);
+        }
+        let (mut spent, mut n) = (Duration::ZERO, 0u32);
+        while spent < budget || n < 2 {
+            let wire = pair.alice_sends(&message);
+            let start = Instant::now();
+            pair.bob.decrypt_into(black_box(&wire), &mut out);
+            black_box(&out);
+            spent += start.elapsed();
+            n += 1;
+        }
+        let into = f64::from(n) * MESSAGE as f64 / spent.as_secs_f64();
+        into_rates.push(into);
+        if let Some(o) = reference {
+            into_ratios.push(into / o);
         }
         for (k, r) in [encrypt, decrypt].into_iter().enumerate() {
             msg_rates[k].push(r);
@@ -336,5 +356,11 @@ fn main() {
         MESSAGE / 1024,
         median(&mut reused_rates) / (1024.0 * 1024.0),
         ratio(&mut reused_ratios),
+    );
+    println!(
+        "| ratchetbox message ({LIBRARY_BACKEND}; decrypt_into, one buffer) | {} KiB | | {:.0} | | {} |",
+        MESSAGE / 1024,
+        median(&mut into_rates) / (1024.0 * 1024.0),
+        ratio(&mut into_ratios),
     );
 }

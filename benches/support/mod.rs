@@ -57,6 +57,13 @@ impl RbPeer {
             .expect("ratchetbox decrypts")
     }
 
+    /// [`decrypt`](Self::decrypt) into `out` (`SessionRecord::decrypt_into`).
+    pub fn decrypt_into(&mut self, wire: &[u8], out: &mut Vec<u8>) {
+        self.record
+            .decrypt_into(&mut self.account, wire, NOW, out)
+            .expect("ratchetbox decrypts");
+    }
+
     pub fn session(&self) -> &Session {
         self.record.session().expect("a current session")
     }

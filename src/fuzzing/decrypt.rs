@@ -31,7 +31,7 @@ pub fn decrypt_plaintext(
     message: &[u8],
     now: crate::Timestamp,
 ) -> Result<Vec<u8>, crate::DecryptError> {
-    record.decrypt_with(account, message, now, &mut |_| Ok(()))
+    record.decrypt_with(account, message, now, &mut |_: &[u8]| Ok(()))
 }
 
 /// The body of the one content message of the fixture.

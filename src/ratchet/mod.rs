@@ -18,7 +18,6 @@ pub(crate) mod chain;
 pub(crate) mod skipped;
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
@@ -50,9 +49,34 @@ fn check_plaintext_len(prefix_len: usize, body_len: usize) -> Result<usize, Encr
     Ok(total)
 }
 
-/// A check of the decrypted plaintext that runs before anything is committed: if it fails,
-/// the decryption fails and the state is unchanged (used to validate message content).
-pub(crate) type Accept<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), DecryptError>;
+/// What a decryption does with its plaintext before anything is committed: a check that,
+/// if it fails, fails the decryption with the state unchanged (used to validate message
+/// content), and where the plaintext is written.
+pub(crate) trait Acceptor {
+    /// Checks the decrypted plaintext.
+    fn check(&mut self, plaintext: &[u8]) -> Result<(), DecryptError>;
+
+    /// The buffer to decrypt into; its contents are overwritten. A new one by default.
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Takes back the buffer of a decryption that failed, wiped and empty, so that a retry
+    /// (another session of the record) reuses it.
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        drop(buffer);
+    }
+}
+
+/// A closure is a check that decrypts into a new buffer.
+impl<F: FnMut(&[u8]) -> Result<(), DecryptError>> Acceptor for F {
+    fn check(&mut self, plaintext: &[u8]) -> Result<(), DecryptError> {
+        self(plaintext)
+    }
+}
+
+/// See [`Acceptor`].
+pub(crate) type Accept<'a> = &'a mut dyn Acceptor;
 
 /// Which bound applies to a message that would start a new receiving chain in a session
 /// (PROTOCOL.md section 6.7): the current session may skip up to
@@ -694,9 +718,10 @@ fn full_associated_data(
     ad
 }
 
-/// Verifies and decrypts `message` under `key` into a new buffer, then runs `accept` on the
-/// plaintext. AES-GCM verifies the tag before decrypting, so on failure no plaintext is
-/// produced; a plaintext that `accept` rejects is wiped before the error is returned.
+/// Verifies and decrypts `message` under `key` into `accept`'s buffer, then runs `accept`'s
+/// check on the plaintext. On failure the buffer is wiped and handed back to `accept`: no
+/// plaintext of a message that failed to authenticate, or that the check rejected, is left
+/// in memory.
 fn open(
     key: &MessageKey,
     associated_data: &[u8; ASSOCIATED_DATA_LEN],
@@ -706,15 +731,36 @@ fn open(
     let (ciphertext, tag) =
         split_tag(&message.ciphertext).ok_or(DecryptError::AuthenticationFailed)?;
     let ad = full_associated_data(associated_data, &message.header);
-    let mut plaintext = vec![0u8; ciphertext.len()];
-    key.cipher()
+    let mut plaintext = accept.buffer();
+    fit(&mut plaintext, ciphertext.len());
+    let opened = key
+        .cipher()
         .open_into(&message.header.nonce, &ad, ciphertext, tag, &mut plaintext)
-        .map_err(|_| DecryptError::AuthenticationFailed)?;
-    if let Err(error) = accept(&plaintext) {
+        .map_err(|_| DecryptError::AuthenticationFailed)
+        .and_then(|()| accept.check(&plaintext));
+    if let Err(error) = opened {
         plaintext.zeroize();
+        accept.recycle(plaintext);
         return Err(error);
     }
     Ok(plaintext)
+}
+
+/// Makes `buffer` exactly `len` bytes long for a decryption to overwrite: a reused buffer
+/// that is long enough is only shortened (its cut-off tail wiped), so decrypting into it
+/// writes no zeros first and, holding its pages already, takes none from the system. One
+/// too small is wiped and replaced by a zeroed allocation (which the allocator may take
+/// zeroed from the system instead of writing zeros).
+fn fit(buffer: &mut Vec<u8>, len: usize) {
+    if buffer.len() >= len {
+        buffer[len..].zeroize();
+        buffer.truncate(len);
+    } else if buffer.capacity() >= len {
+        buffer.resize(len, 0);
+    } else {
+        buffer.zeroize();
+        *buffer = alloc::vec![0u8; len];
+    }
 }
 
 #[cfg(test)]
@@ -743,7 +789,7 @@ mod tests {
             &ad,
             &message,
             Timestamp::EPOCH,
-            &mut |_| Ok(()),
+            &mut |_: &[u8]| Ok(()),
             Budget::Current,
             &mut Work::default(),
         )
