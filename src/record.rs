@@ -234,6 +234,9 @@ impl SessionRecord {
     /// [`send`](Self::send) or [`set_expiry_timer`](Self::set_expiry_timer) fails with
     /// [`DecryptError::ContentMessage`]: pass it to [`receive`](Self::receive).
     ///
+    /// The plaintext is returned in a new buffer; [`decrypt_into`](Self::decrypt_into)
+    /// reuses one instead, which matters for large messages.
+    ///
     /// On error the record and the account are exactly as they were.
     pub fn decrypt(
         &mut self,

@@ -62,10 +62,8 @@ pub(crate) trait Acceptor {
     }
 
     /// Takes back the buffer of a decryption that failed, wiped and empty, so that a retry
-    /// (another session of the record) reuses it.
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        drop(buffer);
-    }
+    /// (another session of the record) reuses it. By default it is dropped.
+    fn recycle(&mut self, _buffer: Vec<u8>) {}
 }
 
 /// A closure is a check that decrypts into a new buffer.
