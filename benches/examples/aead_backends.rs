@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use ratchetbox::SessionConfig;
-use support::{RbPair, plaintext};
+use support::{RbPair, RbPeer, plaintext};
 
 const KEY: [u8; 32] = [7; 32];
 const NONCE: [u8; 12] = [9; 12];
@@ -147,6 +147,36 @@ fn backends() -> Vec<Box<dyn Backend>> {
 }
 
 /// Bytes per second of `op` over `len`-byte buffers for about `budget`.
+/// Bytes per second of `decrypt` over 1 MiB messages, each made just before it is
+/// decrypted and freed after (untimed). With `held`, a message is freed only once the next
+/// one is made (see the module docs). The clock runs around `decrypt` alone, for at least
+/// `budget` and two messages.
+fn rate_of_decryptions(
+    pair: &mut RbPair,
+    message: &[u8],
+    budget: Duration,
+    mut held: Option<&mut Vec<u8>>,
+    mut decrypt: impl FnMut(&mut RbPeer, &[u8]),
+) -> f64 {
+    let (mut spent, mut n) = (Duration::ZERO, 0u32);
+    while spent < budget || n < 2 {
+        let fresh = pair.alice_sends(message);
+        let wire: &[u8] = match held.as_deref_mut() {
+            // The previous message is freed here, once the next one is made.
+            Some(held) => {
+                *held = fresh;
+                held
+            }
+            None => &fresh,
+        };
+        let start = Instant::now();
+        decrypt(&mut pair.bob, wire);
+        spent += start.elapsed();
+        n += 1;
+    }
+    f64::from(n) * MESSAGE as f64 / spent.as_secs_f64()
+}
+
 fn rate(len: usize, budget: Duration, mut op: impl FnMut()) -> f64 {
     op();
     let start = Instant::now();
@@ -267,39 +297,21 @@ fn main() {
             black_box(sender.alice_sends(black_box(&message)));
         });
         // Decrypting: messages made before each timed decryption, the clock around it alone.
-        let (mut spent, mut n) = (Duration::ZERO, 0u32);
-        while spent < budget || n < 2 {
-            let wire = pair.alice_sends(&message);
-            let start = Instant::now();
-            black_box(pair.bob.decrypt(black_box(&wire)));
-            spent += start.elapsed();
-            n += 1;
-        }
-        let decrypt = f64::from(n) * MESSAGE as f64 / spent.as_secs_f64();
-        let (mut spent, mut n) = (Duration::ZERO, 0u32);
-        while spent < budget || n < 2 {
-            let wire = pair.alice_sends(&message);
-            drop(std::mem::replace(&mut held, wire));
-            let start = Instant::now();
-            black_box(pair.bob.decrypt(black_box(&held)));
-            spent += start.elapsed();
-            n += 1;
-        }
-        let reused = f64::from(n) * MESSAGE as f64 / spent.as_secs_f64();
+        let decrypt = rate_of_decryptions(&mut pair, &message, budget, None, |bob, wire| {
+            black_box(bob.decrypt(black_box(wire)));
+        });
+        let reused =
+            rate_of_decryptions(&mut pair, &message, budget, Some(&mut held), |bob, wire| {
+                black_box(bob.decrypt(black_box(wire)));
+            });
         reused_rates.push(reused);
         if let Some(o) = reference {
             reused_ratios.push(reused / o);
         }
-        let (mut spent, mut n) = (Duration::ZERO, 0u32);
-        while spent < budget || n < 2 {
-            let wire = pair.alice_sends(&message);
-            let start = Instant::now();
-            pair.bob.decrypt_into(black_box(&wire), &mut out);
+        let into = rate_of_decryptions(&mut pair, &message, budget, None, |bob, wire| {
+            bob.decrypt_into(black_box(wire), &mut out);
             black_box(&out);
-            spent += start.elapsed();
-            n += 1;
-        }
-        let into = f64::from(n) * MESSAGE as f64 / spent.as_secs_f64();
+        });
         into_rates.push(into);
         if let Some(o) = reference {
             into_ratios.push(into / o);
