@@ -184,6 +184,38 @@ mod tests {
         })
     }
 
+    /// At one version the shorter timer wins, and any timer beats off, up to the longest
+    /// (the random timers of the properties below stay under 100 s): 365 days against off,
+    /// and against 365 days less one second, in both orders.
+    #[test]
+    fn at_one_version_the_shorter_timer_wins_up_to_the_longest() {
+        let timer = |seconds| ExpiryTimer::new(seconds, 7).expect("a valid timer");
+        let (off, longest, one_less, second) =
+            (timer(0), timer(31_536_000), timer(31_535_999), timer(1));
+        for (a, b, winner) in [
+            (off, longest, longest),
+            (longest, one_less, one_less),
+            (one_less, second, second),
+            (off, second, second),
+        ] {
+            assert_eq!(a.merge(b), winner, "{a} against {b}");
+            assert_eq!(b.merge(a), winner, "{b} against {a}");
+        }
+    }
+
+    #[test]
+    fn a_timer_displays_its_seconds_and_version() {
+        let shown = |seconds, version| {
+            alloc::format!(
+                "{}",
+                ExpiryTimer::new(seconds, version).expect("a valid timer")
+            )
+        };
+        assert_eq!(shown(0, 0), "off (version 0)");
+        assert_eq!(shown(0, 4), "off (version 4)");
+        assert_eq!(shown(3600, 2), "3600 s (version 2)");
+    }
+
     #[test]
     fn validation() {
         assert!(ExpiryTimer::new(0, 0).is_ok());

@@ -532,6 +532,24 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The longest timer is 365 days, as docs/PROTOCOL.md section 12 says: 31,536,000 s, written
+/// out here rather than taken from the constant under test.
+#[test]
+fn the_longest_timer_is_365_days() {
+    assert_eq!(MAX_TIMER_SECS, 31_536_000);
+    assert_eq!(
+        ExpiryTimer::new(31_536_000, 1).map(|t| t.seconds()),
+        Ok(31_536_000)
+    );
+    assert_eq!(
+        ExpiryTimer::new(31_536_001, 1),
+        Err(ExpiryError::TimerOutOfRange {
+            seconds: 31_536_001,
+            max: 31_536_000
+        })
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
