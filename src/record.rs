@@ -244,10 +244,9 @@ impl SessionRecord {
         message: &[u8],
         now: Timestamp,
     ) -> Result<Vec<u8>, DecryptError> {
-        let plaintext = self.decrypt_with(account, message, now, &mut |plaintext: &[u8]| {
-            content::check_kind(plaintext, Kind::Raw)
-        })?;
-        Ok(content::strip_kind(plaintext))
+        let mut out = Vec::new();
+        self.decrypt_into(account, message, now, &mut out)?;
+        Ok(out)
     }
 
     /// [`decrypt`](Self::decrypt) into `out`, which the caller keeps and passes again: the
@@ -291,8 +290,8 @@ impl SessionRecord {
                 Ok(())
             }
             Err(error) => {
-                // The buffer, unless a failed attempt took it and did not give it back
-                // (only on an error before any decryption): wiped by that attempt.
+                // Every failed attempt gives the buffer back, wiped; an error before any
+                // attempt leaves it holding what the caller put there, wiped here.
                 if let Some(mut buffer) = raw.0 {
                     buffer.zeroize();
                     *out = buffer;
