@@ -18,7 +18,7 @@
 //! 9. Alice loses her phone and restores it on a new one from a backup she made after
 //!    step 5, with the recovery key she wrote on paper.
 //!
-//! Run it with `cargo run --release --example app`.
+//! Run it with `cargo run --example app`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};

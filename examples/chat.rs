@@ -3,7 +3,7 @@
 //! ever sees bytes. Then they compare safety numbers, send a file, turn on disappearing
 //! messages, and catch a key change.
 //!
-//! Run it with `cargo run --release --example chat`.
+//! Run it with `cargo run --example chat`.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
