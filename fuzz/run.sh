@@ -11,6 +11,9 @@
 # log (`base64 -d > fuzz/artifacts/<target>/crash-...`).
 #
 # FUZZ_SECONDS    seconds per target (default 30)
+# FUZZ_JOBS       how many targets run at once (default 1; each run uses one core)
+# FUZZ_BUILD_ONLY 1: install what is missing, build every target and stop (.ci/run does
+#                 it in the background, then runs the targets)
 # FUZZ_SANITIZER  none (default: the crate forbids unsafe code, and without ASan the targets
 #                 run several times faster) or address, memory, thread, leak
 set -euo pipefail
@@ -23,14 +26,12 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
   cargo install cargo-fuzz --locked
 fi
-# FUZZ_TOOLS_ONLY=1: install what is missing and stop (.ci/run does it in the background).
-if [ "${FUZZ_TOOLS_ONLY:-0}" = 1 ]; then
-  exit 0
-fi
-
 start=$SECONDS
 cargo +nightly fuzz build "${flags[@]}"
 echo "built every fuzz target in $((SECONDS - start)) s"
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then
+  exit 0
+fi
 
 if [ "$#" -gt 0 ]; then
   targets=("$@")
@@ -40,20 +41,42 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-failed=()
-for target in "${targets[@]}"; do
+
+# One target's run, its output in $work/<target>/log and its exit status in
+# $work/<target>/status.
+run_target() {
+  local target=$1
   mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
-  inputs=("$work/$target/corpus" "corpus/$target")
+  local inputs=("$work/$target/corpus" "corpus/$target")
   [ -d "artifacts/$target" ] && inputs+=("artifacts/$target")
-  options=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
-           -artifact_prefix="$work/$target/artifacts/")
+  local options=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048
+                 -print_final_stats=1 -artifact_prefix="$work/$target/artifacts/")
   case "$target" in
     conversation | attachment | session_decrypt | device) ;;
     *) options+=(-dict=dict/wire.dict) ;;
   esac
+  local status=0
+  cargo +nightly fuzz run "${flags[@]}" "$target" "${inputs[@]}" -- "${options[@]}" \
+    > "$work/$target/log" 2>&1 || status=$?
+  echo "$status" > "$work/$target/status"
+}
+
+jobs=${FUZZ_JOBS:-1}
+running=0
+for target in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+  run_target "$target" &
+  running=$((running + 1))
+done
+wait
+
+failed=()
+for target in "${targets[@]}"; do
   echo "==== fuzz $target for ${seconds} s"
-  if cargo +nightly fuzz run "${flags[@]}" "$target" "${inputs[@]}" -- "${options[@]}" \
-      > "$work/$target/log" 2>&1; then
+  if [ "$(cat "$work/$target/status" 2>/dev/null)" = 0 ]; then
     grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
       "$work/$target/log" || true
   else
