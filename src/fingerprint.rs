@@ -303,7 +303,10 @@ impl Party {
             .chunks_exact(GROUP)
             .zip(out.chunks_exact_mut(GROUP))
         {
-            let mut n = chunk.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) % 100_000;
+            let mut be = [0u8; 8];
+            be[8 - GROUP..].copy_from_slice(chunk);
+            // Writing the five low decimal digits is the reduction modulo 100,000.
+            let mut n = u64::from_be_bytes(be);
             for digit in group.iter_mut().rev() {
                 *digit = b'0' + (n % 10) as u8;
                 n /= 10;
