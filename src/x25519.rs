@@ -16,7 +16,8 @@
 //! The Edwards path is used where it is faster, which is where curve25519-dalek has a vector
 //! backend: on x86_64 with AVX2, measured 1.1x faster than the ladder with AVX2 and 1.6x with
 //! AVX-512 IFMA (docs/bench-notes/x25519.md; the AVX-512 backend is compiled in only when the
-//! application builds with `--cfg curve25519_dalek_backend="avx512"`). With serial arithmetic
+//! final build passes `--cfg curve25519_dalek_backend="avx512"`, as this repository's
+//! `.cargo/config.toml` does for its own builds). With serial arithmetic
 //! (what WebAssembly, aarch64 and every other target get) its two extra conversions made it
 //! 0.9x of the ladder (measured on x86_64 with `--cfg curve25519_dalek_backend="serial"`), so
 //! the ladder stays there, and in `no_std` builds, which cannot ask the CPU for AVX2. The
