@@ -17,9 +17,9 @@ use crate::record::{SkippedChange, SkippedKeyId};
 use crate::wire::generated as pb;
 use crate::{
     Account, Content, DecryptError, EXPIRED_TIMER_GRACE_SECS, EncryptError, ExpiryTimer,
-    IdentityChange, IdentityKey, KemPreKeyId, MAX_SIGNED_PREKEYS, MAX_USED_SETUPS, OneTimePreKeyId,
-    PreKeyBundle, SessionConfig, SessionRecord, SetupError, StateError, Timestamp, Trust,
-    TrustError,
+    IdentityChange, IdentityKey, KemPreKeyId, MAX_LAST_RESORT_KEM_PREKEYS, MAX_SIGNED_PREKEYS,
+    MAX_USED_SETUPS, OneTimePreKeyId, PreKeyBundle, SessionConfig, SessionRecord, SetupError,
+    StateError, Timestamp, Trust, TrustError,
 };
 
 /// Operations per input, at most.
@@ -161,10 +161,11 @@ enum Op {
     /// prekeys, an empty record, and at once a new session from a fresh bundle of the
     /// other's (not in tight mode). Messages in flight either way, and those the other side
     /// sends on its old sessions until it learns of the change, are orphaned (see
-    /// `Sent::orphaned`). The other side's record refuses the new session's first initial
-    /// message (and a bundle of the new account) with `IdentityChanged` naming both keys,
-    /// nothing changed; the user accepts the change (trust level `Changed`; accepting it
-    /// again is `StaleChange`), and the message or bundle is used again.
+    /// `Sent::orphaned`); those sent to the old account are refused by the new one with the
+    /// error `World::stale_error` names. The other side's record refuses the new session's
+    /// first initial message (and a bundle of the new account) with `IdentityChanged` naming
+    /// both keys, nothing changed; the user accepts the change (trust level `Changed`;
+    /// accepting it again is `StaleChange`), and the message or bundle is used again.
     NewAccount { side: Side },
     /// Fills the replay memory of one side's current signed prekey (`MAX_USED_SETUPS`
     /// setups, written into its persisted account): from then on every new setup without
@@ -207,10 +208,95 @@ struct Party {
     /// Setups without one-time keys this side's account accepted, per signed prekey id
     /// (counted here: new sessions from such initial messages, and `FillReplayMemory`).
     remembered: BTreeMap<u32, usize>,
+    /// The prekey ids this side's account issued (see `Issued`).
+    issued: Issued,
     /// Whether this side sent, rotated or handed out a prekey, or started a session since
     /// the copy was kept: a rollback would then reuse keys (not modelled), so `Restore`
     /// does nothing.
     dirty: bool,
+}
+
+/// The prekey ids one account issued, as a server that received its uploads sees them
+/// (updated from the public prekeys after every change; never from the account's state):
+/// enough to say why an initial message naming an id the account does not hold is refused.
+/// Ids run from 1 in each sequence; one-time KEM prekeys and last-resort KEM prekeys share
+/// one.
+struct Issued {
+    /// The highest one-time prekey id issued.
+    one_time: u32,
+    /// The highest KEM prekey id issued.
+    kem: u32,
+    /// Every last-resort KEM prekey id, oldest first: the account holds the newest
+    /// `MAX_LAST_RESORT_KEM_PREKEYS` and has deleted the rest.
+    last_resort: Vec<u32>,
+}
+
+impl Issued {
+    fn new(account: &Account) -> Self {
+        let mut issued = Self {
+            one_time: 0,
+            kem: 0,
+            last_resort: Vec::new(),
+        };
+        issued.note(account);
+        issued
+    }
+
+    /// Takes in the ids `account` publishes now: newly generated prekeys are the highest.
+    fn note(&mut self, account: &Account) {
+        if let Some(max) = account.one_time_prekeys().map(|k| k.id().0).max() {
+            self.one_time = self.one_time.max(max);
+        }
+        let last_resort = account.last_resort_kem_prekey().id().0;
+        if self.last_resort.last() != Some(&last_resort) {
+            self.last_resort.push(last_resort);
+        }
+        let newest_kem = account
+            .one_time_kem_prekeys()
+            .map(|k| k.id().0)
+            .chain([last_resort])
+            .max()
+            .unwrap_or(0);
+        self.kem = self.kem.max(newest_kem);
+    }
+
+    /// Whether last-resort KEM prekey `id` is one the account still holds, or deleted.
+    fn last_resort_held(&self, id: u32) -> Option<bool> {
+        let position = self.last_resort.iter().position(|&k| k == id)?;
+        Some(position + MAX_LAST_RESORT_KEM_PREKEYS >= self.last_resort.len())
+    }
+}
+
+/// How a message sent to an account that was since re-created must be refused
+/// (`World::stale_error`).
+#[derive(Debug)]
+enum Stale {
+    /// With exactly this error.
+    Exactly(DecryptError),
+    /// A ratchet message: every session of the record that can start a chain tries it as a
+    /// new one (none knows its chain) and fails to authenticate it, unless a session's bound
+    /// refuses it first. The oracle does not follow where each session's receiving chain
+    /// stands, so that bound is not predicted: either `AuthenticationFailed`, or
+    /// `TooFarAhead` for exactly this counter, beyond one of the record's two bounds.
+    NewChain { counter: u32, bounds: [u32; 2] },
+}
+
+impl Stale {
+    fn admits(&self, error: Option<&DecryptError>) -> bool {
+        match (self, error) {
+            (Stale::Exactly(expected), Some(error)) => expected == error,
+            (Stale::NewChain { .. }, Some(DecryptError::AuthenticationFailed)) => true,
+            (
+                Stale::NewChain { counter, bounds },
+                Some(DecryptError::TooFarAhead {
+                    counter: got,
+                    skip,
+                    max_skip,
+                }),
+            ) => got == counter && bounds.contains(max_skip) && *skip > u64::from(*max_skip),
+            _ => false,
+        }
+    }
 }
 
 /// A side's persisted state at a `Snapshot`, with what the oracle knew then.
@@ -298,9 +384,15 @@ struct Sent {
     rolled_back: bool,
     /// The id of the session it was sent in (the sender's current session then).
     session: [u8; 32],
-    /// Sent to or by an account that was re-created before it arrived (`NewAccount`): it
-    /// may decrypt (to exactly what was sent, once) or be refused with nothing changed,
-    /// and the final flush skips it.
+    /// The identity key of the account it was sent to (its session's peer). When that is no
+    /// longer the recipient's, the account it was sent to was re-created (`NewAccount`) and
+    /// the message is refused with the error `World::stale_error` names.
+    to_identity: IdentityKey,
+    /// Sent to or by an account that was re-created before it arrived (`NewAccount`), and
+    /// skipped by the final flush. Sent to it: refused exactly (see `to_identity`). Sent by
+    /// its old account: it may decrypt (to exactly what was sent, once), or be refused with
+    /// nothing changed once the recipient dropped the old sessions (an accepted identity
+    /// change) or never had this one; which error then is not modelled.
     orphaned: bool,
     delivered: bool,
     dropped: bool,
@@ -379,6 +471,9 @@ pub struct Stats {
     pub replay_memory_full: usize,
     /// Messages of an evicted session refused with the exact error (small records).
     pub evicted_refused: usize,
+    /// Messages to an account that was re-created since, refused with the error
+    /// `World::stale_error` names.
+    pub stale_refused: usize,
     /// Classical (X3DH) sessions started, where the configuration allows them.
     pub classical_sessions: usize,
     /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
@@ -408,7 +503,9 @@ pub struct Stats {
 ///   model (`super::model`) predicts; with small records, a message of an evicted session
 ///   is refused with the exact error `World::evicted_error` names; a new setup on a full
 ///   replay memory with exactly `ReplayMemoryFull`; a re-created account's first initial
-///   message and bundle with exactly `IdentityChanged`, which the user then accepts;
+///   message and bundle with exactly `IdentityChanged`, which the user then accepts; a
+///   message sent to an account before it was re-created with the error
+///   `World::stale_error` names;
 /// - every rejection (and every failed operation) leaves the account and the record byte
 ///   for byte as they were, and the journal of skipped-key rows as it was;
 /// - persisted state restores to the same bytes (every other plain persist goes through the
@@ -487,6 +584,7 @@ impl World {
                 .generate_one_time_kem_prekeys(&mut rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
                 .expect("one-time KEM prekeys");
             Party {
+                issued: Issued::new(&account),
                 account,
                 record: SessionRecord::with_config(config),
                 handed_out: BTreeSet::new(),
@@ -776,6 +874,8 @@ impl World {
                 unchanged_on_error(account, |a| {
                     a.generate_one_time_kem_prekeys(rng, usize::from((count >> 3) % 2), T0)
                 });
+                let party = &mut parties[side.index()];
+                party.issued.note(&party.account);
             }
             Op::Burst { from, count, len } => {
                 for i in 0..=(count % 64) {
@@ -1087,9 +1187,14 @@ impl World {
                     .session_id()
                     .expect("a message was sent in the current session")
                     .to_bytes();
+                // The identity key of the account it is addressed to: the session's peer.
+                let to_identity = party
+                    .record
+                    .session()
+                    .map(|s| s.remote_identity())
+                    .expect("a message was sent in the current session");
                 // Sent on a session with an account the peer no longer has.
-                let orphaned = party.record.session().map(|s| s.remote_identity())
-                    != Some(identities[from.other().index()]);
+                let orphaned = to_identity != identities[from.other().index()];
                 let (plaintext, expected) = match payload {
                     Payload::Raw(plaintext) => (plaintext, None),
                     Payload::Content(expected) => {
@@ -1112,6 +1217,7 @@ impl World {
                     expected,
                     rolled_back: false,
                     session,
+                    to_identity,
                     orphaned,
                     delivered: false,
                     dropped: false,
@@ -1152,6 +1258,11 @@ impl World {
                     >= MAX_USED_SETUPS
         });
         let orphaned = self.sent[index].orphaned;
+        // A first delivery to an account other than the one the message was sent to (that
+        // one was re-created since): refused with the error `stale_error` names.
+        let stale = (first_time
+            && self.sent[index].to_identity != self.parties[to.index()].account.identity_key())
+        .then(|| self.stale_error(to, &wire));
         // An initial message of a new session from an account whose identity key is not the
         // one the recipient's record knows: the identity change is reported.
         let sender_key = self.parties[self.sent[index].from.index()]
@@ -1253,6 +1364,20 @@ impl World {
             );
             self.accept_identity_change(to, &change, sender_key);
             self.deliver(index, receive);
+            return;
+        }
+        if let Some(expected) = stale {
+            assert!(
+                expected.admits(outcome.as_ref().err()),
+                "a message to a re-created account: {outcome:?}, expected {expected:?}"
+            );
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "a message to a re-created account changed state"
+            );
+            assert!(journal(&party.record) == journal_before);
+            self.stats.stale_refused += 1;
             return;
         }
         if let Some((expected, what)) = refusal {
@@ -1393,6 +1518,80 @@ impl World {
         }
     }
 
+    /// How `to` refuses a message sent to the account it had before it re-created it (see
+    /// `Stale`), from the message's header read with the schema's protobuf types and from
+    /// what the oracle knows of `to`'s new account. A ratchet message: no session of the new
+    /// account knows its chain, so `NoSession` without any session, else `Stale::NewChain`.
+    /// An initial message goes through `respond`'s checks in their order (docs/PROTOCOL.md
+    /// section 5): a classical setup where the configuration refuses one; a signed prekey the
+    /// new account does not hold (its ids restart from 1); a one-time prekey it never issued
+    /// or has used, the same for a KEM prekey (the sequences restart too); a new setup
+    /// without one-time keys on a full replay memory; and otherwise the key agreement gives
+    /// other keys than the sender's, so authentication fails. (Its base key is new to this
+    /// account: `SetupAlreadyUsed` cannot come.)
+    fn stale_error(&self, to: Side, wire: &[u8]) -> Stale {
+        let party = &self.parties[to.index()];
+        let config = party.record.config();
+        let message = <pb::Message as prost::Message>::decode(&wire[1..]).expect("a message");
+        let initial = match message.body.expect("a body") {
+            pb::message::Body::Ratchet(_) if held(&party.record).is_empty() => {
+                return Stale::Exactly(DecryptError::NoSession);
+            }
+            pb::message::Body::Ratchet(_) => {
+                let (_, counter, _) = model::header(wire).expect("a ratchet header");
+                return Stale::NewChain {
+                    counter,
+                    bounds: [config.max_skip(), config.max_skip_previous()],
+                };
+            }
+            pb::message::Body::Initial(initial) => initial,
+        };
+        let id = initial.signed_prekey_id;
+        let issued = &party.issued;
+        let error = if initial.kem.is_none() && !config.classical_setup_allowed() {
+            DecryptError::ClassicalSetupRefused
+        } else if id == 0
+            || u64::from(id) > u64::from(self.rotations[to.index()]) + 1
+            || self.signed_prekey_deleted(to, id)
+        {
+            DecryptError::UnknownSignedPreKey { id }
+        } else if let Some(one_time) = initial
+            .one_time_prekey_id
+            .filter(|&k| !party.account.one_time_prekeys().any(|p| p.id().0 == k))
+        {
+            if one_time != 0 && one_time <= issued.one_time {
+                DecryptError::OneTimePreKeyUsed { id: one_time }
+            } else {
+                DecryptError::UnknownOneTimePreKey { id: one_time }
+            }
+        } else {
+            let kem = initial.kem.as_ref().map(|k| k.prekey_id);
+            let kem_one_time =
+                kem.is_some_and(|k| party.account.one_time_kem_prekeys().any(|p| p.id().0 == k));
+            let kem_missing =
+                kem.filter(|&k| !kem_one_time && issued.last_resort_held(k) != Some(true));
+            let remembered = party.remembered.get(&id).copied().unwrap_or(0);
+            if let Some(k) = kem_missing {
+                if k != 0 && k <= issued.kem && issued.last_resort_held(k).is_none() {
+                    DecryptError::KemPreKeyUsed { id: k }
+                } else {
+                    DecryptError::UnknownKemPreKey { id: k }
+                }
+            } else if initial.one_time_prekey_id.is_none()
+                && !kem_one_time
+                && remembered >= MAX_USED_SETUPS
+            {
+                DecryptError::ReplayMemoryFull {
+                    signed_prekey_id: id,
+                    max: MAX_USED_SETUPS,
+                }
+            } else {
+                DecryptError::AuthenticationFailed
+            }
+        };
+        Stale::Exactly(error)
+    }
+
     /// The error a message of a session that `to` evicted gets (docs/PROTOCOL.md sections 5
     /// and 6.7), from its header read with the schema's protobuf types: a ratchet message
     /// starts a new chain in no session (none knows its chain), so it fails authentication
@@ -1487,6 +1686,7 @@ impl World {
             .generate_one_time_kem_prekeys(rng, INITIAL_ONE_TIME_KEM_PREKEYS, T0)
             .expect("one-time KEM prekeys");
         parties[side.index()] = Party {
+            issued: Issued::new(&account),
             account,
             record: SessionRecord::with_config(config),
             handed_out: BTreeSet::new(),
@@ -2445,6 +2645,101 @@ mod tests {
         assert_eq!(peer.key(), world.parties[1].account.identity_key());
         world.finish();
         assert_eq!(world.stats.identity_changes, 1);
+    }
+
+    /// Alice's initial message names Bob's third signed prekey; Bob re-creates his account
+    /// before it arrives. His new account holds only signed prekey 1 (ids restart), so the
+    /// message is refused with `UnknownSignedPreKey` naming 3, nothing changed.
+    #[test]
+    fn a_message_to_a_re_created_account_naming_a_signed_prekey_it_never_issued() {
+        let mut world = world(1);
+        for _ in 0..2 {
+            world.apply(&Op::RotatePreKeys {
+                side: Side::Bob,
+                count: 0,
+            });
+        }
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: false,
+            classical: false,
+        });
+        say(&mut world, Side::Alice, b"to the old phone");
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        assert!(world.sent[0].orphaned);
+        let wire = world.sent[0].wire.clone();
+        assert!(matches!(
+            world.stale_error(Side::Bob, &wire),
+            Stale::Exactly(DecryptError::UnknownSignedPreKey { id: 3 })
+        ));
+        world.apply(&Op::Deliver {
+            pick: 0,
+            receive: false,
+        });
+        assert_eq!(world.stats.stale_refused, 1);
+        assert!(!world.sent[0].delivered);
+        world.finish();
+    }
+
+    /// Alice's first initial message used Bob's one-time prekey 1; Bob re-creates his
+    /// account, Alice starts a session from his new bundle, which hands out his new one-time
+    /// prekey 1, and her message there uses it. The first message, late, names one-time
+    /// prekey 1 of an account that has used it: `OneTimePreKeyUsed`, nothing changed.
+    #[test]
+    fn a_message_to_a_re_created_account_naming_a_one_time_prekey_it_used() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"to the old phone");
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        world.apply(&Op::Reinitiate {
+            side: Side::Alice,
+            one_time: true,
+            classical: false,
+        });
+        say(&mut world, Side::Alice, b"to the new phone");
+        world.apply(&Op::Deliver {
+            pick: 1,
+            receive: false,
+        });
+        assert!(world.sent[1].delivered);
+        let wire = world.sent[0].wire.clone();
+        assert!(matches!(
+            world.stale_error(Side::Bob, &wire),
+            Stale::Exactly(DecryptError::OneTimePreKeyUsed { id: 1 })
+        ));
+        world.apply(&Op::Deliver {
+            pick: 0,
+            receive: false,
+        });
+        assert_eq!(world.stats.stale_refused, 1);
+        world.finish();
+    }
+
+    /// A ratchet message to Bob's old account: his new record holds a session, which tries
+    /// it as a new chain and cannot authenticate it (`Stale::NewChain` for its counter).
+    #[test]
+    fn a_ratchet_message_to_a_re_created_account_starts_no_chain() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Alice, b"two");
+        world.apply(&Op::NewAccount { side: Side::Bob });
+        let wire = world.sent[2].wire.clone();
+        assert!(
+            initial_setup(&wire, &BTreeSet::new()).is_none(),
+            "a ratchet message"
+        );
+        assert!(matches!(
+            world.stale_error(Side::Bob, &wire),
+            Stale::NewChain { counter: 0, .. }
+        ));
+        world.apply(&Op::Deliver {
+            pick: 2,
+            receive: false,
+        });
+        assert_eq!(world.stats.stale_refused, 1);
+        world.finish();
     }
 
     /// After Bob re-created his account, Alice starts a session from his new bundle: the
