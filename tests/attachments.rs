@@ -573,6 +573,56 @@ fn every_attachment_gets_a_fresh_key_and_salt() {
     assert_ne!(s1, s2);
 }
 
+/// A reader interrupted before every read it serves (`io::ErrorKind::Interrupted`, which
+/// every caller must retry, as `Read::read_exact` does) that refuses to be asked for zero
+/// bytes (a streaming function asks for no more once its buffer is full).
+struct Interrupting<R> {
+    inner: R,
+    interrupt_next: bool,
+}
+
+impl<R: Read> Read for Interrupting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Err(io::Error::other("asked for zero bytes"));
+        }
+        self.interrupt_next = !self.interrupt_next;
+        if !self.interrupt_next {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<R: Seek> Seek for Interrupting<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+#[test]
+fn streaming_retries_interrupted_reads_and_never_asks_for_zero_bytes() {
+    let chunk = kib_chunks();
+    let data = pattern(5000);
+    let (pointer, sealed) = sealed_with(7, &data, chunk);
+    let interrupting = |bytes| Interrupting {
+        inner: Trickle::new(bytes, 700),
+        interrupt_next: true,
+    };
+    let mut streamed = Vec::new();
+    attachment::seal_stream(
+        &mut rng(7),
+        &mut interrupting(&data),
+        &mut streamed,
+        meta(chunk),
+    )
+    .expect("seal_stream");
+    assert_eq!(streamed, sealed);
+    let mut out = Vec::new();
+    attachment::open_stream(&pointer, &mut interrupting(&sealed), &mut out).expect("open_stream");
+    assert_eq!(out, data);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

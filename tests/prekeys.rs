@@ -1460,3 +1460,29 @@ proptest::proptest! {
         }
     }
 }
+
+/// Each public prekey type's `Debug` names the type and its id (a log line must say which
+/// key it is about); the bundle's shows the prekeys it carries.
+#[test]
+fn prekey_debug_output_names_the_type_and_the_id() {
+    let (_, account, upload) = sample();
+    let signed = account.signed_prekey();
+    let one_time = upload.one_time_prekeys()[3];
+    let kem = &upload.one_time_kem_prekeys()[7];
+    let shown = [
+        (format!("{signed:?}"), "SignedPreKey", signed.id().0),
+        (format!("{one_time:?}"), "OneTimePreKey", one_time.id().0),
+        (format!("{kem:?}"), "KemPreKey", kem.id().0),
+    ];
+    for (text, name, id) in &shown {
+        assert!(text.starts_with(&format!("{name} {{")), "{text}");
+        assert!(text.contains(&format!("id: {id}")), "{text}");
+    }
+    let bundle = PreKeyBundle::assemble(account.identity_key(), signed, Some(one_time), Some(kem))
+        .expect("a bundle");
+    let text = format!("{bundle:?}");
+    assert!(text.starts_with("PreKeyBundle {"), "{text}");
+    for (inner, _, _) in &shown {
+        assert!(text.contains(inner.as_str()), "{text} lacks {inner}");
+    }
+}
