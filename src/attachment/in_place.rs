@@ -9,9 +9,13 @@
 //! each chunk is checked against its verified leaf, decrypted where it lies and moved down to
 //! its plaintext place (over chunks already opened).
 //!
-//! The same pipeline serves one thread and all cores ([`Exec`]): a step processes one group
-//! of chunks (encrypts or decrypts them) while the chunks of the neighbouring group are
-//! moved, which only ever touches bytes the step does not.
+//! The chunks are split into ranges that are processed independently, one after the other on
+//! one thread or at the same time on all cores ([`Exec`]). A range owns the bytes of its
+//! chunks' sealed places, and each of its chunks stays in one core's cache from move to hash.
+//! The first bytes of a range's plaintext lie below its sealed places, in the places of the
+//! ranges before it (`70 + 16 first` bytes for a range starting at chunk `first`): sealing
+//! copies them aside before any range starts, and opening keeps them aside until every range
+//! is done. With one range, that is the 70 bytes under the prefix.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -21,67 +25,35 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::AttachmentError;
 
-use super::format::{Layout, PREFIX_LEN, PayloadCipher};
+use super::format::{CHUNK_TAG_LEN, Layout, PREFIX_LEN, PayloadCipher};
 use super::open::{open_slot, whole_file};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::seal::{SealSetup, seal_slot};
 use super::tree::{self, HASH_LEN, Hash};
 
-/// How the in-place functions run their per-chunk work: on the calling thread, or (feature
+/// How the in-place functions run their ranges of chunks: on the calling thread, or (feature
 /// `parallel`) on rayon's pool.
 pub(crate) trait Exec {
-    /// Chunks in one step of the pipeline.
-    fn group(layout: &Layout) -> u64;
+    /// Ranges to split the chunks of `layout` into (at least one; at most one a chunk is
+    /// used).
+    fn ranges(layout: &Layout) -> u64;
 
-    /// Runs `f`, the whole pipeline, where its steps are cheapest to start.
-    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T;
-
-    /// Runs `a` and `b`, possibly at the same time.
-    fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send);
-
-    /// Runs `work(j, slot, out)` for every slot of `region` (consecutive `stride`-byte
-    /// pieces, the last one possibly shorter) with the `j`-th element of `outs`.
-    fn each_slot<S: Send>(
-        region: &mut [u8],
-        stride: usize,
-        outs: &mut [S],
-        work: impl Fn(u64, &mut [u8], &mut S) + Sync + Send,
-    );
+    /// `work` applied to every item, possibly at the same time; the results in the items'
+    /// order.
+    fn map<T: Send, U: Send>(items: Vec<T>, work: impl Fn(T) -> U + Sync + Send) -> Vec<U>;
 }
 
-/// One chunk at a time, on the calling thread.
+/// One range, on the calling thread.
 pub(crate) struct OneThread;
 
 impl Exec for OneThread {
-    fn group(_: &Layout) -> u64 {
+    fn ranges(_: &Layout) -> u64 {
         1
     }
 
-    fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        f()
+    fn map<T: Send, U: Send>(items: Vec<T>, work: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+        items.into_iter().map(work).collect()
     }
-
-    fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
-        a();
-        b();
-    }
-
-    fn each_slot<S: Send>(
-        region: &mut [u8],
-        stride: usize,
-        outs: &mut [S],
-        work: impl Fn(u64, &mut [u8], &mut S) + Sync + Send,
-    ) {
-        for (j, (slot, out)) in region.chunks_mut(stride).zip(outs).enumerate() {
-            work(j as u64, slot, out);
-        }
-    }
-}
-
-/// The chunks of group `k` (`first..end`) when groups hold `group` chunks each.
-fn group_bounds(layout: &Layout, group: u64, k: u64) -> (u64, u64) {
-    let first = k * group;
-    (first, (first + group).min(layout.chunk_count()))
 }
 
 /// Where chunk `index` starts in the sealed file; for `index == chunk_count`, where the last
@@ -95,129 +67,195 @@ fn sealed_start(layout: &Layout, index: u64) -> usize {
     }
 }
 
-/// Moves the plaintext of chunks `first..end` (last first) from their plaintext places to
-/// their sealed places and zeroes their padding. `buf` starts at the start of the file and
-/// reaches at least the end of chunk `end - 1`'s sealed place.
-fn move_up(layout: &Layout, buf: &mut [u8], (first, end): (u64, u64)) {
+/// Where the plaintext of chunks `index..` starts in the plaintext (for `index ==
+/// chunk_count`, or chunks of padding only: where it ends).
+fn plaintext_start(layout: &Layout, index: u64) -> usize {
+    // At most the plaintext length, which the callers hold in memory.
+    layout.payload_offset(index).min(layout.plaintext_len()) as usize
+}
+
+/// One range of chunks, processed by one task.
+struct Part<'b, L> {
+    /// Its chunks, `first..end`.
+    first: u64,
+    end: u64,
+    /// The file from chunk `first`'s sealed place to the end of chunk `end - 1`'s.
+    places: &'b mut [u8],
+    /// The bytes of the range's plaintext that lie below `places` (from the start of chunk
+    /// `first`'s plaintext): copied there before sealing, kept there while opening. Wiped
+    /// when dropped.
+    below: Zeroizing<Vec<u8>>,
+    /// Its chunks' leaves: written when sealing, read when opening.
+    leaves: L,
+}
+
+/// Leaves to share out between ranges: written when sealing, read when opening.
+trait Leaves: Sized {
+    fn len(&self) -> usize;
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+impl<T> Leaves for &mut [T] {
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+}
+
+impl<T> Leaves for &[T] {
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        <[T]>::split_at(self, mid)
+    }
+}
+
+/// What a range's `below` buffer starts with.
+#[derive(Clone, Copy)]
+enum Below {
+    /// A copy of the plaintext bytes there (sealing, before any range runs).
+    Copied,
+    /// Zeros, to receive them (opening).
+    Zeroed,
+}
+
+/// Splits `body` (the file up to the tree) into the sealed places of `X::ranges` ranges of
+/// chunks, each with its share of `leaves` (`per_chunk` elements a chunk) and its `below`
+/// buffer.
+fn parts<'b, X: Exec, L: Leaves>(
+    layout: &Layout,
+    body: &'b mut [u8],
+    leaves: L,
+    per_chunk: usize,
+    below: Below,
+) -> Vec<Part<'b, L>> {
+    let chunks = layout.chunk_count();
+    let count = X::ranges(layout).clamp(1, chunks.max(1));
+    let bounds: Vec<(u64, u64)> = (0..count)
+        .map(|k| (chunks * k / count, chunks * (k + 1) / count))
+        .collect();
+    // Taken from `body` as it is before any range runs. At most `70 + 16 first` bytes each.
+    let belows: Vec<Zeroizing<Vec<u8>>> = bounds
+        .iter()
+        .map(|&(first, end)| {
+            let lo = plaintext_start(layout, first);
+            let hi = sealed_start(layout, first).min(plaintext_start(layout, end));
+            Zeroizing::new(match below {
+                Below::Copied => body.get(lo..hi).unwrap_or_default().to_vec(),
+                Below::Zeroed => vec![0; hi.saturating_sub(lo)],
+            })
+        })
+        .collect();
+    // Below range 0's places: the prefix's place, written last.
+    let (_, mut rest) = body.split_at_mut(sealed_start(layout, 0).min(body.len()));
+    let mut offset = sealed_start(layout, 0);
+    let mut parts = Vec::with_capacity(bounds.len());
+    let mut leaves = Some(leaves);
+    for (&(first, end), below) in bounds.iter().zip(belows) {
+        let len = (sealed_start(layout, end) - offset).min(rest.len());
+        let (places, tail) = core::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        offset += len;
+        let Some(all) = leaves.take() else { break };
+        let share = ((end - first) as usize * per_chunk).min(all.len());
+        let (own, others) = all.split_at(share);
+        leaves = Some(others);
+        parts.push(Part {
+            first,
+            end,
+            places,
+            below,
+            leaves: own,
+        });
+    }
+    parts
+}
+
+/// Seals the chunks of `part` from the last to the first: moves each chunk's plaintext up
+/// to its sealed place (from `below` for the bytes under the range's places), zeroes its
+/// padding, encrypts and hashes it there.
+fn seal_part(cipher: &PayloadCipher, layout: &Layout, part: Part<'_, &mut [Hash]>) {
+    let Part {
+        first,
+        end,
+        places,
+        below,
+        leaves,
+    } = part;
+    let base = sealed_start(layout, first);
+    let below_start = plaintext_start(layout, first);
     for index in (first..end).rev() {
-        let from = layout.payload_offset(index) as usize;
-        let plaintext = layout.chunk_plaintext_len(index);
-        let to = sealed_start(layout, index);
-        buf.copy_within(from..from + plaintext, to);
-        if let Some(padding) = buf.get_mut(to + plaintext..to + layout.chunk_payload_len(index)) {
+        let from = plaintext_start(layout, index);
+        let n = layout.chunk_plaintext_len(index);
+        let to = sealed_start(layout, index) - base;
+        let payload = layout.chunk_payload_len(index);
+        // Bytes `from..split` of the plaintext are in `below`, `split..from + n` in `places`.
+        let split = base.clamp(from, from + n);
+        if split < from + n {
+            // Then `split >= base`.
+            places.copy_within(split - base..from + n - base, to + (split - from));
+        }
+        if let (Some(dst), Some(src)) = (
+            places.get_mut(to..to + (split - from)),
+            below.get(from - below_start..split - below_start),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        if let Some(padding) = places.get_mut(to + n..to + payload) {
             padding.fill(0);
         }
-    }
-}
-
-/// Moves the opened plaintext of chunks `first..end` (first first) from their sealed places
-/// down to their plaintext places.
-fn move_down(layout: &Layout, buf: &mut [u8], (first, end): (u64, u64)) {
-    for index in first..end {
-        let from = sealed_start(layout, index);
-        let plaintext = layout.chunk_plaintext_len(index);
-        buf.copy_within(
-            from..from + plaintext,
-            layout.payload_offset(index) as usize,
-        );
-    }
-}
-
-/// Seals the plaintext at the start of `body` in place: on return `body` holds every sealed
-/// chunk at its place (`body` ends at the tree offset; its first 70 bytes, the prefix, are
-/// the caller's to write) and `leaves` their leaf hashes.
-fn seal_body<X: Exec>(
-    cipher: &PayloadCipher,
-    layout: &Layout,
-    body: &mut [u8],
-    leaves: &mut [Hash],
-) {
-    let group = X::group(layout);
-    let groups = layout.chunk_count().div_ceil(group);
-    let stride = layout.chunk_size().bytes() + super::format::CHUNK_TAG_LEN;
-    move_up(layout, body, group_bounds(layout, group, groups - 1));
-    for k in (0..groups).rev() {
-        let (first, end) = group_bounds(layout, group, k);
-        // Group k's sealed places, above: encrypted. Below them: group k - 1 is moved up to
-        // its sealed places, which end where group k's begin; its plaintext lies below that.
-        let (lower, upper) = body.split_at_mut(sealed_start(layout, first));
-        let region = upper
-            .get_mut(..sealed_start(layout, end) - sealed_start(layout, first))
-            .unwrap_or_default();
-        let outs = leaves
-            .get_mut(first as usize..end as usize)
-            .unwrap_or_default();
-        X::join(
-            || {
-                X::each_slot(region, stride, outs, |j, slot, leaf| {
-                    let index = first + j;
-                    *leaf = seal_slot(cipher, index, layout.is_last(index), slot);
-                });
-            },
-            || {
-                if k > 0 {
-                    move_up(layout, lower, group_bounds(layout, group, k - 1));
-                }
-            },
-        );
-    }
-}
-
-/// Opens the sealed chunks of `body` in place (`body` ends at the tree offset), checking each
-/// against its leaf in `leaves` (verified against the root) before decrypting it. On success
-/// the plaintext is at the start of `body`. On error, `body` may hold plaintext of the chunks
-/// before the failing one: the caller wipes it.
-fn open_body<X: Exec>(
-    cipher: &PayloadCipher,
-    layout: &Layout,
-    body: &mut [u8],
-    leaves: &[u8],
-) -> Result<(), AttachmentError> {
-    let group = X::group(layout);
-    let groups = layout.chunk_count().div_ceil(group);
-    let stride = layout.chunk_size().bytes() + super::format::CHUNK_TAG_LEN;
-    // One result per chunk of a group; the group is at most the whole file, so this is at
-    // most one small entry per chunk of a file that is in memory.
-    let mut results: Vec<Result<(), AttachmentError>> = (0..group.min(layout.chunk_count()))
-        .map(|_| Ok(()))
-        .collect();
-    for k in 0..=groups {
-        // Group k's sealed chunks, above: checked and decrypted (none after the last
-        // group). Below them: group k - 1, opened at the previous step, is moved down to its
-        // plaintext places.
-        let current = (k < groups).then(|| group_bounds(layout, group, k));
-        let split = current.map_or(body.len(), |(first, _)| sealed_start(layout, first));
-        let (lower, upper) = body.split_at_mut(split);
-        let (first, end) = current.unwrap_or((0, 0));
-        let region_len = current.map_or(0, |_| sealed_start(layout, end) - split);
-        let region = upper.get_mut(..region_len).unwrap_or_default();
-        let outs = results
-            .get_mut(..(end - first) as usize)
-            .unwrap_or_default();
-        X::join(
-            || {
-                X::each_slot(region, stride, &mut *outs, |j, slot, result| {
-                    let index = first + j;
-                    let at = index as usize * HASH_LEN;
-                    let leaf = leaves.get(at..at + HASH_LEN).unwrap_or_default();
-                    *result = open_slot(cipher, layout, index, slot, leaf).map(|_| ());
-                });
-            },
-            || {
-                if k > 0 {
-                    move_down(layout, lower, group_bounds(layout, group, k - 1));
-                }
-            },
-        );
-        // The lowest failing index of the group: the same error as one chunk at a time.
-        if let Some(error) = outs
-            .iter_mut()
-            .find_map(|result| core::mem::replace(result, Ok(())).err())
-        {
-            return Err(error);
+        if let (Some(slot), Some(leaf)) = (
+            places.get_mut(to..to + payload + CHUNK_TAG_LEN),
+            leaves.get_mut((index - first) as usize),
+        ) {
+            *leaf = seal_slot(cipher, index, layout.is_last(index), slot);
         }
     }
-    Ok(())
+}
+
+/// Opens the chunks of `part` from the first to the last: checks each against its leaf in
+/// `leaves` (verified against the root), decrypts it where it lies and moves its plaintext
+/// down to its place (into `below` for the bytes under the range's places). Stops at the
+/// first chunk that fails; the plaintext already moved is the caller's to wipe.
+fn open_part<'b, 'l>(
+    cipher: &PayloadCipher,
+    layout: &Layout,
+    mut part: Part<'b, &'l [u8]>,
+) -> Result<Part<'b, &'l [u8]>, AttachmentError> {
+    let base = sealed_start(layout, part.first);
+    let below_start = plaintext_start(layout, part.first);
+    for index in part.first..part.end {
+        let at = sealed_start(layout, index) - base;
+        let slot = part
+            .places
+            .get_mut(at..at + layout.chunk_sealed_len(index))
+            .unwrap_or_default();
+        let leaf_at = (index - part.first) as usize * HASH_LEN;
+        let leaf = part
+            .leaves
+            .get(leaf_at..leaf_at + HASH_LEN)
+            .unwrap_or_default();
+        open_slot(cipher, layout, index, slot, leaf)?;
+        let to = plaintext_start(layout, index);
+        let n = layout.chunk_plaintext_len(index);
+        // Plaintext bytes `to..split` go to `below`, `split..to + n` down in `places`.
+        let split = base.clamp(to, to + n);
+        if let (Some(dst), Some(src)) = (
+            part.below.get_mut(to - below_start..split - below_start),
+            part.places.get(at..at + (split - to)),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        if split < to + n {
+            // Then `split >= base`.
+            part.places
+                .copy_within(at + (split - to)..at + n, split - base);
+        }
+    }
+    Ok(part)
 }
 
 /// [`seal_in_place`] with the chunk work run by `X`.
@@ -243,7 +281,8 @@ pub(crate) fn seal_in_place_with<X: Exec, R: CryptoRng + ?Sized>(
     let (body, stored_tree) = buffer.split_at_mut(layout.tree_offset() as usize);
     // 32 bytes a chunk of a file that is in memory.
     let mut leaves = vec![[0u8; HASH_LEN]; layout.chunk_count() as usize];
-    X::run(|| seal_body::<X>(&keys.cipher, &layout, body, &mut leaves));
+    let parts = parts::<X, _>(&layout, body, &mut leaves[..], 1, Below::Copied);
+    X::map(parts, |part| seal_part(&keys.cipher, &layout, part));
     // Chunk 0's plaintext has left the prefix's place.
     if let Some(prefix) = body.get_mut(..PREFIX_LEN) {
         prefix.copy_from_slice(&keys.prefix);
@@ -265,7 +304,21 @@ pub(crate) fn open_in_place_with<X: Exec>(
     let prefix = body.get(..PREFIX_LEN).unwrap_or_default();
     let leaves =
         tree::verify_stored_tree(layout.chunk_count(), stored_tree, prefix, pointer.root())?;
-    X::run(|| open_body::<X>(&cipher, &layout, body, leaves))?;
+    let parts = parts::<X, _>(&layout, body, leaves, HASH_LEN, Below::Zeroed);
+    // The first failing range holds the lowest failing chunk: the same error as one chunk at
+    // a time. The `below` buffers hold plaintext: wiped when dropped, on every path.
+    let opened = X::map(parts, |part| {
+        open_part(&cipher, &layout, part)
+            .map(|part| (plaintext_start(&layout, part.first), part.below))
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    // Every range is done: the plaintext kept below each one goes to its place.
+    for (start, below) in opened {
+        if let Some(dst) = buffer.get_mut(start..start + below.len()) {
+            dst.copy_from_slice(&below);
+        }
+    }
     // Everything after the plaintext: copies of opened chunks at their sealed places, tags,
     // the tree. Zeroed, so that the vector returned holds the plaintext and nothing else.
     if let Some(rest) = buffer.get_mut(plaintext_len..) {
@@ -383,62 +436,37 @@ mod tests {
     use rand_core::SeedableRng;
 
     use super::*;
-    use crate::attachment::format::{CHUNK_TAG_LEN, ChunkSize};
+    use crate::attachment::format::ChunkSize;
     use crate::attachment::{open, seal};
     use alloc::format;
 
-    /// `N` chunks a step, one half of a step run before the other.
-    struct Groups<const N: u64>;
+    /// `N` ranges, one after the other.
+    struct Ranges<const N: u64>;
 
-    impl<const N: u64> Exec for Groups<N> {
-        fn group(_: &Layout) -> u64 {
+    impl<const N: u64> Exec for Ranges<N> {
+        fn ranges(_: &Layout) -> u64 {
             N
         }
 
-        fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-            f()
-        }
-
-        fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
-            a();
-            b();
-        }
-
-        fn each_slot<S: Send>(
-            region: &mut [u8],
-            stride: usize,
-            outs: &mut [S],
-            work: impl Fn(u64, &mut [u8], &mut S) + Sync + Send,
-        ) {
-            OneThread::each_slot(region, stride, outs, work);
+        fn map<T: Send, U: Send>(items: Vec<T>, work: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+            OneThread::map(items, work)
         }
     }
 
-    /// `N` chunks a step, the second half of a step run before the first: the two halves
-    /// touch different bytes, so the order must not matter.
+    /// `N` ranges, the last first: ranges touch different bytes, so their order must not
+    /// matter.
     struct Reversed<const N: u64>;
 
     impl<const N: u64> Exec for Reversed<N> {
-        fn group(_: &Layout) -> u64 {
+        fn ranges(_: &Layout) -> u64 {
             N
         }
 
-        fn run<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-            f()
-        }
-
-        fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
-            b();
-            a();
-        }
-
-        fn each_slot<S: Send>(
-            region: &mut [u8],
-            stride: usize,
-            outs: &mut [S],
-            work: impl Fn(u64, &mut [u8], &mut S) + Sync + Send,
-        ) {
-            OneThread::each_slot(region, stride, outs, work);
+        fn map<T: Send, U: Send>(mut items: Vec<T>, work: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+            items.reverse();
+            let mut out = OneThread::map(items, work);
+            out.reverse();
+            out
         }
     }
 
@@ -472,8 +500,8 @@ mod tests {
         .expect("seal in place");
         assert!(
             buffer == sealed,
-            "{len} bytes, {} a group",
-            X::group(&pointer_layout(&pointer))
+            "{len} bytes, {} ranges",
+            X::ranges(&pointer_layout(&pointer))
         );
         assert_eq!(p.root(), pointer.root());
         assert!(open_in_place_with::<X>(&pointer, sealed.clone()).expect("opens") == data);
@@ -520,35 +548,14 @@ mod tests {
     }
 
     #[test]
-    fn every_group_size_seals_and_opens_like_the_whole_file_functions() {
+    fn every_range_count_seals_and_opens_like_the_whole_file_functions() {
         check_all::<OneThread>();
-        check_all::<Groups<2>>();
-        check_all::<Groups<3>>();
-        check_all::<Groups<7>>();
-        check_all::<Groups<1000>>();
-        check_all::<Reversed<1>>();
-        check_all::<Reversed<3>>();
-        check_all::<Reversed<16>>();
-    }
-
-    #[test]
-    fn the_moves_put_each_chunk_where_the_format_does() {
-        let layout = Layout::new(3000, kib()).expect("layout");
-        // Plaintext 0..3000, then room up to the sealed length.
-        let mut buf = pattern(3000);
-        buf.resize(layout.sealed_len() as usize, 0xFF);
-        move_up(&layout, &mut buf, (0, 3));
-        for index in 0..3 {
-            let at = layout.chunk_offset(index) as usize;
-            let n = layout.chunk_plaintext_len(index);
-            let from = layout.payload_offset(index) as usize;
-            assert_eq!(&buf[at..at + n], &pattern(3000)[from..from + n]);
-            // The padding is zeroed, the tag's room left for the cipher.
-            let payload = layout.chunk_payload_len(index);
-            assert!(buf[at + n..at + payload].iter().all(|&b| b == 0));
-            assert_eq!(payload + CHUNK_TAG_LEN, layout.chunk_sealed_len(index));
-        }
-        move_down(&layout, &mut buf, (0, 3));
-        assert_eq!(&buf[..3000], &pattern(3000)[..]);
+        check_all::<Ranges<2>>();
+        check_all::<Ranges<3>>();
+        check_all::<Ranges<7>>();
+        check_all::<Ranges<1000>>();
+        check_all::<Reversed<2>>();
+        check_all::<Reversed<5>>();
+        check_all::<Reversed<130>>();
     }
 }
