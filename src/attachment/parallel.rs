@@ -13,6 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use rand_core::CryptoRng;
 use rayon::prelude::*;
@@ -283,19 +284,126 @@ impl RandomAccess {
     }
 }
 
-/// Chunks per batch when streaming in parallel (at most; a sealer starts smaller). Three
-/// batches are in memory at a time: one being read, one being encrypted or decrypted, one
-/// being written.
-const STREAM_BATCH_CHUNKS: usize = 16;
+/// Chunks a worker reads, seals or opens and writes at a time when streaming in parallel (at
+/// most; a sealer starts with one): 256 KiB at the default chunk size, which stays in one
+/// core's cache from read to write.
+const STREAM_BATCH_CHUNKS: usize = 4;
 
-/// Runs one step of a streaming pipeline: `work` on the pool while `io` runs on the calling
-/// thread; returns `io`'s result once both are done. Neither the reader nor the writer that
-/// `io` uses needs to be `Send`.
-fn overlap<T>(work: impl FnOnce() + Send, io: impl FnOnce() -> T) -> T {
-    rayon::in_place_scope(|scope| {
-        scope.spawn(move |_| work());
-        io()
-    })
+/// The state a parallel stream shares between its workers.
+struct Stream<I, O> {
+    /// The input side and the turn of the next batch read.
+    input: Mutex<(I, u64)>,
+    /// The output side.
+    output: Mutex<Output<O>>,
+    /// Signalled when a batch was written or the stream stopped.
+    turned: Condvar,
+    /// The first error, which stopped the stream.
+    error: Mutex<Option<AttachmentError>>,
+}
+
+/// The output side of a parallel stream: batches are handed to it in the order they were
+/// read.
+struct Output<O> {
+    sink: O,
+    /// The turn of the next batch to write.
+    turn: u64,
+    /// Set by the first error: every batch read after it is dropped unwritten.
+    stopped: bool,
+}
+
+/// Locks `mutex`; a worker that panicked while holding it leaves its data usable (the
+/// stream then reports nothing more from that worker).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs a stream on every thread of the pool. Each worker repeatedly takes the next batch
+/// from `read` (under the input lock, so batches are read in order, each with its turn),
+/// processes it with `work` on its own thread, and hands it to `write` (under the output
+/// lock) when every batch read before it was written, so each batch stays in one core's
+/// cache from read to write and the output is in input order. `read` returns `false` when
+/// the input holds nothing more. The first error `write` returns (which reports a batch's
+/// read or processing error at that batch's turn, after every batch before it) stops the
+/// stream and is returned with nothing written after it. Returns the input and output.
+fn stream<B, I, O>(
+    input: I,
+    output: O,
+    new_batch: impl Fn() -> B + Sync,
+    read: impl Fn(&mut I, &mut B) -> bool + Sync,
+    work: impl Fn(&mut B) + Sync,
+    write: impl Fn(&mut O, &mut B) -> Result<(), AttachmentError> + Sync,
+) -> Result<(I, O), AttachmentError>
+where
+    I: Send,
+    O: Send,
+{
+    let shared = Stream {
+        input: Mutex::new((input, 0)),
+        output: Mutex::new(Output {
+            sink: output,
+            turn: 0,
+            stopped: false,
+        }),
+        turned: Condvar::new(),
+        error: Mutex::new(None),
+    };
+    let worker = || {
+        let mut batch = new_batch();
+        loop {
+            let turn = {
+                let mut input = lock(&shared.input);
+                if lock(&shared.output).stopped || !read(&mut input.0, &mut batch) {
+                    return;
+                }
+                input.1 += 1;
+                input.1 - 1
+            };
+            work(&mut batch);
+            let mut output = lock(&shared.output);
+            while output.turn != turn && !output.stopped {
+                output = shared
+                    .turned
+                    .wait(output)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if output.stopped {
+                return;
+            }
+            let result = write(&mut output.sink, &mut batch);
+            output.turn += 1;
+            let failed = result.is_err();
+            if let Err(error) = result {
+                output.stopped = true;
+                *lock(&shared.error) = Some(error);
+            }
+            drop(output);
+            shared.turned.notify_all();
+            if failed {
+                return;
+            }
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads() {
+            scope.spawn(|_| worker());
+        }
+    });
+    let Stream {
+        input,
+        output,
+        error,
+        ..
+    } = shared;
+    match error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(error) => Err(error),
+        None => Ok((
+            input.into_inner().unwrap_or_else(PoisonError::into_inner).0,
+            output
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sink,
+        )),
+    }
 }
 
 /// One chunk of a batch: its index, payload length and last-chunk flag.
@@ -314,6 +422,8 @@ struct SealBatch {
     buf: Zeroizing<Vec<u8>>,
     slots: Vec<Slot>,
     leaves: Vec<Hash>,
+    /// The error that ended the input at this batch, reported at its turn.
+    error: Option<AttachmentError>,
 }
 
 impl SealBatch {
@@ -322,6 +432,7 @@ impl SealBatch {
             buf: Zeroizing::new(Vec::new()),
             slots: Vec::with_capacity(STREAM_BATCH_CHUNKS),
             leaves: Vec::with_capacity(STREAM_BATCH_CHUNKS),
+            error: None,
         }
     }
 }
@@ -339,11 +450,28 @@ struct BatchReader<'r, R: ?Sized> {
     /// [`STREAM_BATCH_CHUNKS`], so that a small input does not pay for large buffers (its
     /// length is not known in advance).
     batch_slots: usize,
+    /// Set by a read error: nothing more is read.
+    failed: bool,
 }
 
 impl<R: io::Read + ?Sized> BatchReader<'_, R> {
-    /// Fills `batch` with the next chunks' payloads and their descriptions (none once every
-    /// chunk was produced).
+    /// Fills `batch` with the next chunks' payloads and their descriptions, or the error
+    /// that ended the input; `false` once every chunk was produced or an error reported.
+    fn next(&mut self, batch: &mut SealBatch) -> bool {
+        if self.failed {
+            return false;
+        }
+        match self.fill(batch) {
+            Ok(()) => !batch.slots.is_empty(),
+            Err(error) => {
+                self.failed = true;
+                batch.slots.clear();
+                batch.error = Some(error);
+                true
+            }
+        }
+    }
+
     fn fill(&mut self, batch: &mut SealBatch) -> Result<(), AttachmentError> {
         batch.slots.clear();
         if self
@@ -393,11 +521,15 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
     }
 }
 
-/// [`seal_stream`](super::seal_stream) on all cores: while the pool encrypts and hashes one
-/// batch of chunks, the calling thread writes the batch before it and reads the batch after
-/// it. Memory is three batches of at most 16 chunks (3 MiB + 768 bytes with 64 KiB chunks)
-/// plus, as for `seal_stream`, 32 bytes of leaf hash a chunk until the tree is written. Same
-/// output as `seal_stream` for the same random draws.
+/// [`seal_stream`](super::seal_stream) on all cores. Every thread of the pool runs the
+/// stream in turn: it reads the next batch of up to 4 chunks, encrypts and hashes it, and
+/// writes it once the batches read before it were written, so each chunk stays in one
+/// core's cache from read to write. Memory is a batch a thread (256 KiB + 64 bytes with
+/// 64 KiB chunks) plus, as for `seal_stream`, 32 bytes of leaf hash a chunk until the tree
+/// is written. Same output as `seal_stream` for the same random draws.
+///
+/// `input` and `output` are used from the pool's threads (one at a time, under a lock), so
+/// both must be `Send`.
 ///
 /// ```
 /// use ratchetbox::attachment::{self, AttachmentMetadata};
@@ -416,6 +548,10 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
 /// assert_eq!(opened, video);
 /// # Ok::<(), ratchetbox::AttachmentError>(())
 /// ```
+///
+/// # Errors
+/// Those of `seal_stream`: the first error in stream order (a read error is reported after
+/// the chunks read before it were written).
 #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn seal_stream_parallel<G, R, W>(
     rng: &mut G,
@@ -431,76 +567,72 @@ where
     let chunk_size = metadata.chunk_size();
     let stride = chunk_size.bytes() + CHUNK_TAG_LEN;
     let keys = SealKeys::generate(rng, chunk_size);
-    let mut leaves: Vec<Hash> = Vec::new();
     output.write_all(&keys.prefix)?;
-    let mut reader = BatchReader {
+    let reader = BatchReader {
         input,
         chunk_size,
         next_index: 0,
         plaintext: ChunkReader::default(),
         layout: None,
         batch_slots: 1,
+        failed: false,
     };
     let cipher = &keys.cipher;
-    let encrypt = |batch: &mut SealBatch| {
-        batch
-            .buf
-            .par_chunks_mut(stride)
-            .zip(batch.slots.par_iter())
-            .map(|(room, slot)| {
+    let (reader, (output, leaves)) = stream(
+        reader,
+        (output, Vec::<Hash>::new()),
+        SealBatch::new,
+        |reader, batch| reader.next(batch),
+        |batch| {
+            batch.leaves.clear();
+            for (room, slot) in batch.buf.chunks_mut(stride).zip(&batch.slots) {
                 let sealed = room
                     .get_mut(..slot.payload_len + CHUNK_TAG_LEN)
                     .unwrap_or_default();
-                seal_slot(cipher, slot.index, slot.last, sealed)
-            })
-            .collect_into_vec(&mut batch.leaves);
-    };
-    let write = |batch: &SealBatch, output: &mut W| -> io::Result<()> {
-        for (room, slot) in batch.buf.chunks(stride).zip(&batch.slots) {
-            output.write_all(&room[..slot.payload_len + CHUNK_TAG_LEN])?;
-        }
-        Ok(())
-    };
-
-    let (total, tree_root) = rayon::scope(|_| {
-        // Step by step: read the batch to `fill`, seal the batch to `work` (read at the step
-        // before) and write the batch to `write` (sealed at the step before).
-        let mut batches = [SealBatch::new(), SealBatch::new(), SealBatch::new()];
-        reader.fill(&mut batches[0])?;
-        batches.rotate_right(1);
-        loop {
-            let [fill, work, written] = &mut batches;
-            if work.slots.is_empty() && written.slots.is_empty() {
-                break;
+                batch
+                    .leaves
+                    .push(seal_slot(cipher, slot.index, slot.last, sealed));
             }
-            overlap(
-                || encrypt(work),
-                || -> Result<(), AttachmentError> {
-                    write(written, output)?;
-                    written.slots.clear();
-                    reader.fill(fill)
-                },
-            )?;
-            leaves.extend_from_slice(&work.leaves);
-            // The batch read becomes the one to seal, the one sealed the one to write.
-            batches.rotate_right(1);
-        }
-        let tree_root = tree::write_tree(leaves, |node| output.write_all(node))?;
-        output.flush()?;
-        Ok::<_, AttachmentError>((reader.plaintext.total, tree_root))
-    })?;
-    Ok(keys.into_pointer(total, &tree_root, metadata))
+        },
+        |(output, leaves), batch| {
+            if let Some(error) = batch.error.take() {
+                return Err(error);
+            }
+            for (room, slot) in batch.buf.chunks(stride).zip(&batch.slots) {
+                output.write_all(&room[..slot.payload_len + CHUNK_TAG_LEN])?;
+            }
+            leaves.extend_from_slice(&batch.leaves);
+            Ok(())
+        },
+    )?;
+    let tree_root = tree::write_tree(leaves, |node| output.write_all(node))?;
+    output.flush()?;
+    Ok(keys.into_pointer(reader.plaintext.total, &tree_root, metadata))
 }
 
-/// [`open_stream`](super::open_stream) on all cores: while the pool checks a batch of 16
-/// chunks against the pointer's root and decrypts it, the calling thread writes the batch
-/// before it and reads the batch after it. Memory is three batches (3 MiB + 768 bytes with
-/// 64 KiB chunks) and 32 KiB of hashes. As for `open_stream`, the source must be seekable:
-/// the hashes that prove the chunks are stored after them.
+/// The input side of a parallel stream opener.
+struct OpenInput<'r, R: ?Sized> {
+    source: SeekSource<&'r mut R>,
+    next_index: u64,
+    /// Set by a batch that ended early with an error: nothing more is read.
+    failed: bool,
+}
+
+/// [`open_stream`](super::open_stream) on all cores. Every thread of the pool runs the
+/// stream in turn: it reads the next batch of up to 4 chunks with their leaves (checked
+/// against the pointer's root), checks and decrypts each chunk, and writes the batch once
+/// the batches read before it were written and all its chunks verified, so each chunk stays
+/// in one core's cache from read to write. Memory is a batch a thread (256 KiB + 64 bytes
+/// with 64 KiB chunks) and 32 KiB of hashes. As for `open_stream`, the source must be
+/// seekable: the hashes that prove the chunks are stored after them.
 ///
-/// Release is progressive per batch: a batch is written only after all its chunks verified,
-/// and, as with `open_stream`, only `Ok` proves the attachment complete. Errors are the
-/// same as `open_stream`'s (a failing chunk is reported by its lowest index).
+/// Release is progressive per batch and, as with `open_stream`, only `Ok` proves the
+/// attachment complete. `input` and `output` are used from the pool's threads (one at a
+/// time, under a lock), so both must be `Send`.
+///
+/// # Errors
+/// Those of `open_stream`, the first in stream order (a failing chunk is reported by its
+/// lowest index).
 #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn open_stream_parallel<R, W>(
     pointer: &AttachmentPointer,
@@ -511,77 +643,58 @@ where
     R: io::Read + io::Seek + Send + ?Sized,
     W: io::Write + Send + ?Sized,
 {
-    let (mut source, cipher) = SeekSource::new(pointer, input)?;
+    let (source, cipher) = SeekSource::new(pointer, input)?;
     let layout = source.layout;
     // The chunk size was validated (at most 1 MiB) before these allocations.
     let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
-    // Batches of up to 16 chunks, fewer for a small file (the count is known here).
+    // Batches of up to 4 chunks, fewer for a small file (the count is known here).
     let batch_chunks = usize::try_from(layout.chunk_count())
         .unwrap_or(STREAM_BATCH_CHUNKS)
         .min(STREAM_BATCH_CHUNKS);
-    let decrypt = |batch: &mut OpenBatch| {
-        let first = batch.chunks.start;
-        let leaves = &batch.leaves;
-        batch.decrypted = first_error(
-            batch
-                .buf
-                .par_chunks_mut(stride)
-                .take((batch.chunks.end - first) as usize)
-                .enumerate()
-                .map(|(j, room)| {
-                    let index = first + j as u64;
-                    let sealed_chunk = &mut room[..layout.chunk_sealed_len(index)];
-                    let leaf = leaf_in(leaves, first, index);
-                    let result = open_slot(&cipher, &layout, index, sealed_chunk, leaf);
-                    (index, result.map(|_| ()))
-                }),
-        );
+    let input = OpenInput {
+        source,
+        next_index: 0,
+        failed: false,
     };
-
-    // Step by step: read the batch to `fill`, check and decrypt the batch to `work` (read at
-    // the step before) and write the batch to `written` (decrypted at the step before). A
-    // batch holds the chunks read completely, and the error (truncation, I/O, a tree that
-    // does not verify) that ended it early, if any: reading stops there, and that error is
-    // reported only after those chunks, as a sequential opener would. All three batches hold
-    // plaintext once decrypted: wiped when dropped, on every path.
-    rayon::scope(|_| {
-        let mut batches = [0; 3].map(|_| OpenBatch::new(batch_chunks * stride));
-        let mut next_index = 0u64;
-        batches[0].read(&mut source, &mut next_index, stride);
-        batches.rotate_right(1);
-        let mut written = 0u64;
-        loop {
-            let [fill, work, done] = &mut batches;
-            if work.is_idle() && done.is_idle() {
-                break;
+    let (_, (output, written)) = stream(
+        input,
+        (output, 0u64),
+        // Every batch holds plaintext once decrypted: wiped when dropped, on every path.
+        || OpenBatch::new(batch_chunks * stride),
+        |input, batch| {
+            if input.failed || input.next_index >= layout.chunk_count() {
+                return false;
             }
-            let more = work.error.is_none() && next_index < layout.chunk_count();
-            overlap(
-                || decrypt(work),
-                || -> io::Result<()> {
-                    for (room, index) in done.buf.chunks(stride).zip(done.chunks.clone()) {
-                        let plaintext = &room[..layout.chunk_plaintext_len(index)];
-                        output.write_all(plaintext)?;
-                        written += plaintext.len() as u64;
-                    }
-                    done.chunks = 0..0;
-                    if more {
-                        fill.read(&mut source, &mut next_index, stride);
-                    }
-                    Ok(())
-                },
-            )?;
-            // The written batch's read error comes after its chunks; then the first failing
-            // chunk of the batch just decrypted (its chunks are never written).
-            if let Some(error) = done.error.take() {
-                return Err(error);
+            batch.read(&mut input.source, &mut input.next_index, stride);
+            input.failed = batch.error.is_some();
+            true
+        },
+        |batch| {
+            let first = batch.chunks.start;
+            batch.decrypted = Ok(());
+            for (room, index) in batch.buf.chunks_mut(stride).zip(batch.chunks.clone()) {
+                let sealed_chunk = &mut room[..layout.chunk_sealed_len(index)];
+                let leaf = leaf_in(&batch.leaves, first, index);
+                if let Err(error) = open_slot(&cipher, &layout, index, sealed_chunk, leaf) {
+                    batch.decrypted = Err(error);
+                    break;
+                }
             }
-            core::mem::replace(&mut work.decrypted, Ok(()))?;
-            batches.rotate_right(1);
-        }
-        output.flush()?;
-        Ok(written)
-    })
+        },
+        |(output, written), batch| {
+            // The first failing chunk of the batch (its chunks are never written); then the
+            // read error that ended the batch, after its chunks.
+            core::mem::replace(&mut batch.decrypted, Ok(()))?;
+            for (room, index) in batch.buf.chunks(stride).zip(batch.chunks.clone()) {
+                let plaintext = &room[..layout.chunk_plaintext_len(index)];
+                output.write_all(plaintext)?;
+                *written += plaintext.len() as u64;
+            }
+            batch.error.take().map_or(Ok(()), Err)
+        },
+    )?;
+    output.flush()?;
+    Ok(written)
 }
 
 /// One batch of a parallel stream opener: sealed chunks, then their plaintext.
@@ -607,11 +720,6 @@ impl OpenBatch {
             error: None,
             decrypted: Ok(()),
         }
-    }
-
-    /// Nothing to decrypt, write or report.
-    fn is_idle(&self) -> bool {
-        self.chunks.is_empty() && self.error.is_none()
     }
 
     /// Reads the next chunks (from `*next_index`) into the batch, with their verified
