@@ -9,6 +9,7 @@
 //!     # seal into the file, then open it from the file, checking every byte
 //! cargo build --release --example seal_stream --features parallel
 //! /usr/bin/time -v target/release/examples/seal_stream seal-parallel 1GiB
+//! /usr/bin/time -v target/release/examples/seal_stream open-parallel 1GiB /tmp/sealed.bin
 //! target/release/examples/seal_stream range 1GiB /tmp/sealed.bin
 //!     # seal into the file, then read one 64 KiB range by random access: bytes and time
 //! ```
@@ -150,9 +151,24 @@ fn print_sealed(
     println!("root {root}");
 }
 
+/// `open_stream_parallel`, or an error without the `parallel` feature.
+fn open_parallel(
+    pointer: &attachment::AttachmentPointer,
+    file: &mut BufReader<File>,
+    verifier: &mut Verifier,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    #[cfg(feature = "parallel")]
+    return Ok(attachment::open_stream_parallel(pointer, file, verifier)?);
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = (pointer, file, verifier);
+        Err("open-parallel needs --features parallel".into())
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: seal_stream (baseline|seal|seal-parallel|open|range) SIZE [FILE]   (SIZE like 1GiB)";
+    let usage = "usage: seal_stream (baseline|seal|seal-parallel|open|open-parallel|range) SIZE [FILE]   (SIZE like 1GiB)";
     let mode = args.get(1).ok_or(usage)?.as_str();
     let len = args.get(2).and_then(|s| parse_size(s)).ok_or(usage)?;
     let mut rng = ratchetbox::OsRng::new();
@@ -184,7 +200,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
             print_sealed(len, &sink, " on all cores", started, &pointer);
         }
-        "open" => {
+        "open" | "open-parallel" => {
+            let parallel = mode == "open-parallel";
             let path = args.get(3).ok_or(usage)?;
             let pointer = {
                 let mut file = BufWriter::new(File::create(path)?);
@@ -203,7 +220,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 written: 0,
             };
             let mut file = BufReader::new(File::open(path)?);
-            let opened = attachment::open_stream(&pointer, &mut file, &mut verifier)?;
+            let opened = if parallel {
+                open_parallel(&pointer, &mut file, &mut verifier)?
+            } else {
+                attachment::open_stream(&pointer, &mut file, &mut verifier)?
+            };
             let open_secs = opening.elapsed().as_secs_f64();
             std::fs::remove_file(path)?;
             println!(
