@@ -35,9 +35,9 @@ use super::tree::{self, HASH_LEN, Hash};
 /// that a thread that finishes early takes work from one that was held up.
 const RANGES_PER_THREAD: u64 = 4;
 
-/// Chunk bytes in a range at least (16 chunks at the default size): below that, a range's
-/// work is too small to be worth a task.
-const MIN_RANGE_BYTES: u64 = 1 << 20;
+/// Chunk bytes in a range at least (4 chunks at the default size, about 0.2 ms of work on
+/// one core): below that, a range's work is too small to be worth a task.
+const MIN_RANGE_BYTES: u64 = 256 << 10;
 
 /// Rayon's pool.
 pub(crate) struct AllCores;
@@ -101,7 +101,7 @@ pub fn seal_parallel<R: CryptoRng + ?Sized>(
 /// [`seal_in_place`](super::seal_in_place) on all cores, with the same guarantees and the
 /// same output for the same random draws.
 ///
-/// The chunks are split into a few ranges a thread (of at least 1 MiB each), sealed at the
+/// The chunks are split into a few ranges a thread (of at least 256 KiB each), sealed at the
 /// same time: each thread moves, encrypts and hashes one chunk after the other as
 /// `seal_in_place` does, keeping each chunk in its core's cache. The first `70 + 16 i`
 /// bytes of plaintext of a range starting at chunk `i` lie under the ranges before it: they
@@ -285,8 +285,8 @@ impl RandomAccess {
 }
 
 /// Chunks a worker reads, seals or opens and writes at a time when streaming in parallel (at
-/// most; a sealer starts with one): 256 KiB at the default chunk size, which stays in one
-/// core's cache from read to write.
+/// most; an opener takes fewer for a small file): 256 KiB at the default chunk size, which
+/// stays in one core's cache from read to write.
 const STREAM_BATCH_CHUNKS: usize = 4;
 
 /// The state a parallel stream shares between its workers.
@@ -446,10 +446,6 @@ struct BatchReader<'r, R: ?Sized> {
     plaintext: ChunkReader,
     /// Known once the input has ended.
     layout: Option<Layout>,
-    /// Slots of the next batch: batches start at one chunk and double up to
-    /// [`STREAM_BATCH_CHUNKS`], so that a small input does not pay for large buffers (its
-    /// length is not known in advance).
-    batch_slots: usize,
     /// Set by a read error: nothing more is read.
     failed: bool,
 }
@@ -481,8 +477,7 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
             return Ok(());
         }
         let stride = self.chunk_size.bytes() + CHUNK_TAG_LEN;
-        let len = self.batch_slots * stride;
-        self.batch_slots = (self.batch_slots * 2).min(STREAM_BATCH_CHUNKS);
+        let len = STREAM_BATCH_CHUNKS * stride;
         if batch.buf.capacity() < len {
             batch.buf.zeroize();
         }
@@ -574,7 +569,6 @@ where
         next_index: 0,
         plaintext: ChunkReader::default(),
         layout: None,
-        batch_slots: 1,
         failed: false,
     };
     let cipher = &keys.cipher;
@@ -647,10 +641,12 @@ where
     let layout = source.layout;
     // The chunk size was validated (at most 1 MiB) before these allocations.
     let stride = layout.chunk_size().bytes() + CHUNK_TAG_LEN;
-    // Batches of up to 4 chunks, fewer for a small file (the count is known here).
-    let batch_chunks = usize::try_from(layout.chunk_count())
+    // Batches of up to 4 chunks, fewer for a small file (the count is known here): at least
+    // a few batches a thread, so that the threads finish together.
+    let per_thread = rayon::current_num_threads().saturating_mul(RANGES_PER_THREAD as usize);
+    let batch_chunks = usize::try_from(layout.chunk_count() / per_thread.max(1) as u64)
         .unwrap_or(STREAM_BATCH_CHUNKS)
-        .min(STREAM_BATCH_CHUNKS);
+        .clamp(1, STREAM_BATCH_CHUNKS);
     let input = OpenInput {
         source,
         next_index: 0,
