@@ -101,7 +101,7 @@ fn freed_with_plaintext<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 /// 40 KiB minus 100 bytes of the marker, sealed in 1 KiB chunks: 40 chunks (the payload
-/// pads to 40 KiB), so that parallel streams see three batches.
+/// pads to 40 KiB), so that parallel streams see ten batches.
 const LEN: usize = 40 * 1024 - 100;
 const CHUNKS: u64 = 40;
 
@@ -666,12 +666,34 @@ fn sealing_a_stream_wipes_its_buffers_when_the_input_fails() {
 
 #[cfg(feature = "parallel")]
 #[test]
+fn sealing_and_opening_in_place_in_parallel_wipe_the_plaintext_kept_aside() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 2 MiB in 1 KiB chunks: ranges of 256 chunks, up to 8 of them; every range but the first
+    // keeps `70 + 16 first` bytes of its plaintext aside.
+    let plaintext: Vec<u8> = MARKER.iter().copied().cycle().take(2 << 20).collect();
+    let meta =
+        AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
+    let mut buffer = Vec::with_capacity(meta.sealed_len(plaintext.len()).expect("fits"));
+    buffer.extend_from_slice(&plaintext);
+    let (pointer, found) = freed_with_plaintext(|| {
+        attachment::seal_in_place_parallel(&mut ChaCha20Rng::seed_from_u64(8), &mut buffer, meta)
+    });
+    let pointer = pointer.expect("seals");
+    assert_eq!(found, 0, "attachment::seal_in_place_parallel freed plaintext");
+    let (opened, found) =
+        freed_with_plaintext(|| attachment::open_in_place_parallel(&pointer, buffer));
+    assert!(opened.expect("opens") == plaintext);
+    assert_eq!(found, 0, "attachment::open_in_place_parallel freed plaintext");
+}
+
+#[cfg(feature = "parallel")]
+#[test]
 fn sealing_a_stream_in_parallel_wipes_its_buffers_when_the_input_fails() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let f = file();
     let meta =
         AttachmentMetadata::default().with_chunk_size(ChunkSize::from_log2(10).expect("1 KiB"));
-    // Fails while reading the fourth batch (chunks 7 to 14), in the middle of chunk 9.
+    // Fails while reading the third batch (chunks 8 to 11), in the middle of chunk 9.
     let (result, found) = freed_with_plaintext(|| {
         attachment::seal_stream_parallel(
             &mut ChaCha20Rng::seed_from_u64(9),

@@ -67,7 +67,8 @@
 //!    stream's output; a failed [`RandomAccess::decrypt`] leaves the caller's buffer all
 //!    zero. Every buffer of ratchetbox's own that held plaintext (decrypted chunks, the
 //!    output being assembled, a streaming opener's chunk buffer, the batches of the parallel
-//!    functions, a stream sealer's chunk buffer) is wiped before it is freed, on success and
+//!    functions, a stream sealer's chunk buffer, the plaintext an in-place function keeps
+//!    aside) is wiped before it is freed, on success and
 //!    on every error, and so is the sealed buffer an in-place opener took, on error; what a
 //!    call returns or writes to the caller's `Write` is the caller's to wipe.
 //! 7. The padding after the plaintext is zero ([`BadPadding`]).
