@@ -679,11 +679,17 @@ fn sealing_and_opening_in_place_in_parallel_wipe_the_plaintext_kept_aside() {
         attachment::seal_in_place_parallel(&mut ChaCha20Rng::seed_from_u64(8), &mut buffer, meta)
     });
     let pointer = pointer.expect("seals");
-    assert_eq!(found, 0, "attachment::seal_in_place_parallel freed plaintext");
+    assert_eq!(
+        found, 0,
+        "attachment::seal_in_place_parallel freed plaintext"
+    );
     let (opened, found) =
         freed_with_plaintext(|| attachment::open_in_place_parallel(&pointer, buffer));
     assert!(opened.expect("opens") == plaintext);
-    assert_eq!(found, 0, "attachment::open_in_place_parallel freed plaintext");
+    assert_eq!(
+        found, 0,
+        "attachment::open_in_place_parallel freed plaintext"
+    );
 }
 
 #[cfg(feature = "parallel")]
