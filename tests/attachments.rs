@@ -1260,6 +1260,70 @@ impl io::Write for FullDisk {
     }
 }
 
+/// A writer that panics once it was given `left` bytes.
+#[cfg(feature = "parallel")]
+struct PanickingWriter {
+    left: usize,
+}
+
+#[cfg(feature = "parallel")]
+impl io::Write for PanickingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(self.left > 0, "the writer panics");
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that panics on one of the pool's threads stops the parallel streams: the panic
+/// reaches the caller, and no other thread waits forever for the panicking one's turn.
+#[cfg(feature = "parallel")]
+#[test]
+fn a_panicking_writer_reaches_the_caller_of_a_parallel_stream() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let chunk = kib_chunks();
+    let data = pattern(60 * 1024 - 100);
+    let (pointer, sealed) = sealed_with(88, &data, chunk);
+    for left in [500usize, 20_000, 40_000] {
+        let (done, finished) = mpsc::channel();
+        let (data, pointer, sealed) = (data.clone(), pointer.clone(), sealed.clone());
+        std::thread::spawn(move || {
+            let sealing = std::panic::catch_unwind(|| {
+                attachment::seal_stream_parallel(
+                    &mut rng(88),
+                    &mut &data[..],
+                    &mut PanickingWriter { left },
+                    meta(chunk),
+                )
+                .map(drop)
+            });
+            let opening = std::panic::catch_unwind(|| {
+                attachment::open_stream_parallel(
+                    &pointer,
+                    &mut Cursor::new(&sealed),
+                    &mut PanickingWriter { left },
+                )
+                .map(drop)
+            });
+            done.send((sealing.is_err(), opening.is_err()))
+                .expect("send");
+        });
+        let panicked = finished
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("a parallel stream hung after its writer panicked ({left})")
+            });
+        assert_eq!(panicked, (true, true), "{left} bytes before the panic");
+    }
+}
+
 fn is_full_disk(result: &Result<impl std::fmt::Debug, E>) -> bool {
     matches!(result, Err(E::Io(e)) if e.to_string() == "the disk is full")
 }

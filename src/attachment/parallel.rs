@@ -317,6 +317,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Stops a stream if it is dropped while its worker unwinds from a panic, and wakes the
+/// workers waiting for their turn.
+struct StopOnPanic<'s, I, O>(&'s Stream<I, O>);
+
+impl<I, O> Drop for StopOnPanic<'_, I, O> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.output).stopped = true;
+            self.0.turned.notify_all();
+        }
+    }
+}
+
 /// Runs a stream on every thread of the pool. Each worker repeatedly takes the next batch
 /// from `read` (under the input lock, so batches are read in order, each with its turn),
 /// processes it with `work` on its own thread, and hands it to `write` (under the output
@@ -348,6 +361,9 @@ where
         error: Mutex::new(None),
     };
     let worker = || {
+        // If `read`, `work` or `write` panics (a caller's reader or writer may), the others
+        // must not wait for this worker's turn forever: the panic then reaches the caller.
+        let _stop = StopOnPanic(&shared);
         let mut batch = new_batch();
         loop {
             let turn = {
