@@ -767,3 +767,35 @@ impl OpenBatch {
         *next_index = end;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `AllCores::ranges` for `len` bytes in chunks of 2^`log2` bytes on a pool of `threads`.
+    fn ranges(threads: usize, len: u64, log2: u8) -> u64 {
+        let chunk = ChunkSize::from_log2(log2).expect("chunk size");
+        let layout = Layout::new(len, chunk).expect("layout");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool")
+            .install(|| AllCores::ranges(&layout))
+    }
+
+    #[test]
+    fn in_place_ranges_are_a_few_a_thread_of_at_least_256_kib() {
+        // Four a thread when the file is large enough.
+        assert_eq!(ranges(2, 1 << 30, 16), 8);
+        assert_eq!(ranges(3, 1 << 30, 16), 12);
+        // Otherwise as many ranges of 256 KiB as fit: 16 chunks of 64 KiB make 4.
+        assert_eq!(ranges(2, 1 << 20, 16), 4);
+        assert_eq!(ranges(2, (1 << 20) - 1, 16), 4);
+        assert_eq!(ranges(8, 1 << 20, 16), 4);
+        // 256 KiB of 1 KiB chunks is one range; 1 MiB chunks make one range each.
+        assert_eq!(ranges(2, 256 << 10, 10), 1);
+        // Fewer chunks than a range: none (`parts` then makes the one range).
+        assert_eq!(ranges(2, 100 << 10, 10), 0);
+        assert_eq!(ranges(2, 3 << 20, 20), 3);
+    }
+}
