@@ -1260,19 +1260,14 @@ impl io::Write for FullDisk {
     }
 }
 
-/// A writer that panics once it was given `left` bytes.
+/// A writer that panics where a [`FullDisk`] fails.
 #[cfg(feature = "parallel")]
-struct PanickingWriter {
-    left: usize,
-}
+struct PanickingWriter(FullDisk);
 
 #[cfg(feature = "parallel")]
 impl io::Write for PanickingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        assert!(self.left > 0, "the writer panics");
-        let n = buf.len().min(self.left);
-        self.left -= n;
-        Ok(n)
+        Ok(self.0.write(buf).expect("the writer panics"))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -1299,7 +1294,7 @@ fn a_panicking_writer_reaches_the_caller_of_a_parallel_stream() {
                 attachment::seal_stream_parallel(
                     &mut rng(88),
                     &mut &data[..],
-                    &mut PanickingWriter { left },
+                    &mut PanickingWriter(FullDisk { left }),
                     meta(chunk),
                 )
                 .map(drop)
@@ -1308,7 +1303,7 @@ fn a_panicking_writer_reaches_the_caller_of_a_parallel_stream() {
                 attachment::open_stream_parallel(
                     &pointer,
                     &mut Cursor::new(&sealed),
-                    &mut PanickingWriter { left },
+                    &mut PanickingWriter(FullDisk { left }),
                 )
                 .map(drop)
             });

@@ -342,43 +342,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same work split over two threads (each half on its own core): the most that two
     // cores give this machine for the format's own work, the ceiling of the `_parallel`
     // functions' speed-up.
+    let seal_halves = |o: &mut [u8]| {
+        let half = plaintext.len() / 2;
+        let (o1, o2) = o.split_at_mut(half);
+        let (p1, p2) = plaintext.split_at(half);
+        let work = |p: &[u8], o: &mut [u8]| {
+            let tag = cipher.seal_into(p, o);
+            blake3_pieces(o);
+            tag
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(|| work(p2, o2));
+            (work(p1, o1), other.join().expect("thread"))
+        })
+    };
+    let open_halves = |o: &mut [u8]| {
+        let half = halves.len() / 2;
+        let (o1, o2) = o.split_at_mut(half);
+        let (c1, c2) = halves.split_at(half);
+        let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
+            blake3_pieces(c);
+            cipher.open_into(c, o, tag);
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(|| work(c2, o2, &half_tags.1));
+            work(c1, o1, &half_tags.0);
+            other.join().expect("thread");
+        })
+    };
+    let (seal_halves, open_halves) = (&seal_halves, &open_halves);
     ops.push(op(
         "raw_aes_gcm_seal+blake3_2threads",
         Kind::Baseline,
-        || {
-            let mut o = out.borrow_mut();
-            let half = plaintext.len() / 2;
-            let (o1, o2) = o.split_at_mut(half);
-            let (p1, p2) = plaintext.split_at(half);
-            let work = |p: &[u8], o: &mut [u8]| {
-                let tag = cipher.seal_into(p, o);
-                blake3_pieces(o);
-                tag
-            };
-            std::thread::scope(|s| {
-                let other = s.spawn(|| work(p2, o2));
-                (work(p1, o1), other.join().expect("thread"))
-            })
-        },
+        || seal_halves(&mut out.borrow_mut()),
     ));
     ops.push(op(
         "raw_blake3+aes_gcm_open_2threads",
         Kind::Baseline,
-        || {
-            let mut o = out.borrow_mut();
-            let half = halves.len() / 2;
-            let (o1, o2) = o.split_at_mut(half);
-            let (c1, c2) = halves.split_at(half);
-            let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
-                blake3_pieces(c);
-                cipher.open_into(c, o, tag);
-            };
-            std::thread::scope(|s| {
-                let other = s.spawn(|| work(c2, o2, &half_tags.1));
-                work(c1, o1, &half_tags.0);
-                other.join().expect("thread");
-            })
-        },
+        || open_halves(&mut out.borrow_mut()),
     ));
     // The same, but allocating the output on every call, as `seal` and `open` do.
     ops.push(op("raw_aes_gcm_seal_alloc", Kind::Baseline, || {
@@ -412,19 +413,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Kind::Baseline,
         || {
             let mut o = vec![0u8; plaintext.len()];
-            let half = plaintext.len() / 2;
-            let (o1, o2) = o.split_at_mut(half);
-            let (p1, p2) = plaintext.split_at(half);
-            let work = |p: &[u8], o: &mut [u8]| {
-                let tag = cipher.seal_into(p, o);
-                blake3_pieces(o);
-                tag
-            };
-            let tags = std::thread::scope(|s| {
-                let other = s.spawn(|| work(p2, o2));
-                (work(p1, o1), other.join().expect("thread"))
-            });
-            (tags, o)
+            (seal_halves(&mut o), o)
         },
     ));
     ops.push(op(
@@ -432,18 +421,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Kind::Baseline,
         || {
             let mut o = vec![0u8; halves.len()];
-            let half = halves.len() / 2;
-            let (o1, o2) = o.split_at_mut(half);
-            let (c1, c2) = halves.split_at(half);
-            let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
-                blake3_pieces(c);
-                cipher.open_into(c, o, tag);
-            };
-            std::thread::scope(|s| {
-                let other = s.spawn(|| work(c2, o2, &half_tags.1));
-                work(c1, o1, &half_tags.0);
-                other.join().expect("thread");
-            });
+            open_halves(&mut o);
             o
         },
     ));
