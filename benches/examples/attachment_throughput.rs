@@ -312,6 +312,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let evict: &[u8] = &evict;
 
+    // The format's work split over two threads, each half on its own core.
+    let seal_halves = |o: &mut [u8]| {
+        let half = plaintext.len() / 2;
+        let (o1, o2) = o.split_at_mut(half);
+        let (p1, p2) = plaintext.split_at(half);
+        let work = |p: &[u8], o: &mut [u8]| {
+            let tag = cipher.seal_into(p, o);
+            blake3_pieces(o);
+            tag
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(|| work(p2, o2));
+            (work(p1, o1), other.join().expect("thread"))
+        })
+    };
+    let open_halves = |o: &mut [u8]| {
+        let half = halves.len() / 2;
+        let (o1, o2) = o.split_at_mut(half);
+        let (c1, c2) = halves.split_at(half);
+        let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
+            blake3_pieces(c);
+            cipher.open_into(c, o, tag);
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(|| work(c2, o2, &half_tags.1));
+            work(c1, o1, &half_tags.0);
+            other.join().expect("thread");
+        })
+    };
+    let (seal_halves, open_halves) = (&seal_halves, &open_halves);
     let mut ops: Vec<Op> = Vec::new();
     // The raw baselines write into `out`, allocated once.
     ops.push(op("raw_aes_gcm_seal", Kind::Baseline, || {
@@ -342,35 +372,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same work split over two threads (each half on its own core): the most that two
     // cores give this machine for the format's own work, the ceiling of the `_parallel`
     // functions' speed-up.
-    let seal_halves = |o: &mut [u8]| {
-        let half = plaintext.len() / 2;
-        let (o1, o2) = o.split_at_mut(half);
-        let (p1, p2) = plaintext.split_at(half);
-        let work = |p: &[u8], o: &mut [u8]| {
-            let tag = cipher.seal_into(p, o);
-            blake3_pieces(o);
-            tag
-        };
-        std::thread::scope(|s| {
-            let other = s.spawn(|| work(p2, o2));
-            (work(p1, o1), other.join().expect("thread"))
-        })
-    };
-    let open_halves = |o: &mut [u8]| {
-        let half = halves.len() / 2;
-        let (o1, o2) = o.split_at_mut(half);
-        let (c1, c2) = halves.split_at(half);
-        let work = |c: &[u8], o: &mut [u8], tag: &[u8; 16]| {
-            blake3_pieces(c);
-            cipher.open_into(c, o, tag);
-        };
-        std::thread::scope(|s| {
-            let other = s.spawn(|| work(c2, o2, &half_tags.1));
-            work(c1, o1, &half_tags.0);
-            other.join().expect("thread");
-        })
-    };
-    let (seal_halves, open_halves) = (&seal_halves, &open_halves);
     ops.push(op(
         "raw_aes_gcm_seal+blake3_2threads",
         Kind::Baseline,
