@@ -204,9 +204,9 @@ fn seal_part(cipher: &PayloadCipher, layout: &Layout, part: Part<'_, &mut [Hash]
         ) {
             dst.copy_from_slice(src);
         }
-        if let Some(padding) = places.get_mut(to + n..to + payload) {
-            padding.fill(0);
-        }
+        // The padding after the plaintext (`to + n..to + payload`) is zero already: it lies
+        // past the end of the plaintext (`sealed_start(i) + n > payload_offset(i) + n`), where
+        // `seal_in_place_with` zero-filled the buffer, and only chunk `i` writes its place.
         if let (Some(slot), Some(leaf)) = (
             places.get_mut(to..to + payload + CHUNK_TAG_LEN),
             leaves.get_mut((index - first) as usize),
