@@ -297,8 +297,6 @@ struct Stream<I, O> {
     output: Mutex<Output<O>>,
     /// Signalled when a batch was written or the stream stopped.
     turned: Condvar,
-    /// The first error, which stopped the stream.
-    error: Mutex<Option<AttachmentError>>,
 }
 
 /// The output side of a parallel stream: batches are handed to it in the order they were
@@ -307,8 +305,11 @@ struct Output<O> {
     sink: O,
     /// The turn of the next batch to write.
     turn: u64,
-    /// Set by the first error: every batch read after it is dropped unwritten.
+    /// Set by the first error (or a worker's panic): every batch read after it is dropped
+    /// unwritten.
     stopped: bool,
+    /// The first error, which stopped the stream.
+    error: Option<AttachmentError>,
 }
 
 /// Locks `mutex`; a worker that panicked while holding it leaves its data usable (the
@@ -356,9 +357,9 @@ where
             sink: output,
             turn: 0,
             stopped: false,
+            error: None,
         }),
         turned: Condvar::new(),
-        error: Mutex::new(None),
     };
     let worker = || {
         // If `read`, `work` or `write` panics (a caller's reader or writer may), the others
@@ -390,7 +391,7 @@ where
             let failed = result.is_err();
             if let Err(error) = result {
                 output.stopped = true;
-                *lock(&shared.error) = Some(error);
+                output.error = Some(error);
             }
             drop(output);
             shared.turned.notify_all();
@@ -404,20 +405,13 @@ where
             scope.spawn(|_| worker());
         }
     });
-    let Stream {
-        input,
-        output,
-        error,
-        ..
-    } = shared;
-    match error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+    let Stream { input, output, .. } = shared;
+    let output = output.into_inner().unwrap_or_else(PoisonError::into_inner);
+    match output.error {
         Some(error) => Err(error),
         None => Ok((
             input.into_inner().unwrap_or_else(PoisonError::into_inner).0,
-            output
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .sink,
+            output.sink,
         )),
     }
 }
