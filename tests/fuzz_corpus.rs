@@ -221,6 +221,7 @@ const REACHED: &[(&str, Count)] = &[
     ("replay-memory-full", |s| s.replay_memory_full),
     ("evicted", |s| s.evicted_refused),
     ("stale", |s| s.stale_refused),
+    ("old-account", |s| s.old_account_refused),
     ("classical", |s| s.classical_sessions),
     ("new-account", |s| s.new_accounts),
     ("identity-change", |s| s.identity_changes),
@@ -231,7 +232,8 @@ const REACHED: &[(&str, Count)] = &[
 /// bounds the receiver model predicts; and everything in `REACHED` (attachments inside
 /// content, the clock going back and prunes at the default limits, corrupted and
 /// rolled-back persisted state, a full replay memory, evicted and classical sessions,
-/// re-created accounts, messages to them refused exactly, and accepted identity changes).
+/// re-created accounts, messages to them and from their old accounts refused exactly, and
+/// accepted identity changes).
 #[test]
 fn conversation_corpus_replays_and_goes_deep() {
     let mut total = fuzzing::ConversationStats::default();
@@ -266,6 +268,7 @@ fn conversation_corpus_replays_and_goes_deep() {
         total.replay_memory_full += stats.replay_memory_full;
         total.evicted_refused += stats.evicted_refused;
         total.stale_refused += stats.stale_refused;
+        total.old_account_refused += stats.old_account_refused;
         total.classical_sessions += stats.classical_sessions;
         total.clock_back_default += stats.clock_back_default;
         total.pruned_nothing += stats.pruned_nothing;

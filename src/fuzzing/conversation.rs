@@ -162,7 +162,9 @@ enum Op {
     /// other's (not in tight mode). Messages in flight either way, and those the other side
     /// sends on its old sessions until it learns of the change, are orphaned (see
     /// `Sent::orphaned`); those sent to the old account are refused by the new one with the
-    /// error `World::stale_error` names. The other side's record refuses the new session's
+    /// error `World::stale_error` names, and those of the old account get exactly what the
+    /// other side's record does with them (see `World::deliver`). The other side's record
+    /// refuses the new session's
     /// first initial message (and a bundle of the new account) with `IdentityChanged` naming
     /// both keys, nothing changed; the user accepts the change (trust level `Changed`;
     /// accepting it again is `StaleChange`), and the message or bundle is used again.
@@ -388,11 +390,14 @@ struct Sent {
     /// longer the recipient's, the account it was sent to was re-created (`NewAccount`) and
     /// the message is refused with the error `World::stale_error` names.
     to_identity: IdentityKey,
+    /// The identity key of the account that sent it. When that is no longer the sender's,
+    /// the sender re-created its account since (`NewAccount`): see `World::deliver` for what
+    /// the recipient does with a message of the old account.
+    from_identity: IdentityKey,
     /// Sent to or by an account that was re-created before it arrived (`NewAccount`), and
     /// skipped by the final flush. Sent to it: refused exactly (see `to_identity`). Sent by
-    /// its old account: it may decrypt (to exactly what was sent, once), or be refused with
-    /// nothing changed once the recipient dropped the old sessions (an accepted identity
-    /// change) or never had this one; which error then is not modelled.
+    /// its old account: decrypts (to exactly what was sent, once) where a message of a
+    /// current account would, and is refused exactly otherwise (see `World::deliver`).
     orphaned: bool,
     delivered: bool,
     dropped: bool,
@@ -474,6 +479,9 @@ pub struct Stats {
     /// Messages to an account that was re-created since, refused with the error
     /// `World::stale_error` names.
     pub stale_refused: usize,
+    /// Messages of an account that was re-created since, refused with the exact error
+    /// (`IdentityChanged` back to the old key, or a ratchet message no held session knows).
+    pub old_account_refused: usize,
     /// Classical (X3DH) sessions started, where the configuration allows them.
     pub classical_sessions: usize,
     /// Prunes at the default limits, after the clock moved ahead: each must erase nothing.
@@ -1218,6 +1226,7 @@ impl World {
                     rolled_back: false,
                     session,
                     to_identity,
+                    from_identity: identities[from.index()],
                     orphaned,
                     delivered: false,
                     dropped: false,
@@ -1257,29 +1266,44 @@ impl World {
                     .unwrap_or(0)
                     >= MAX_USED_SETUPS
         });
-        let orphaned = self.sent[index].orphaned;
         // A first delivery to an account other than the one the message was sent to (that
         // one was re-created since): refused with the error `stale_error` names.
         let stale = (first_time
             && self.sent[index].to_identity != self.parties[to.index()].account.identity_key())
         .then(|| self.stale_error(to, &wire));
+        // The identity key the message was sent under, and whether the sender has re-created
+        // its account since: a message of the old account. Held, its session decrypts it
+        // like any other; a ratchet message of a session the recipient no longer holds (it
+        // dropped the old key's sessions when it accepted the new key, or evicted it) is
+        // tried as a new chain and refused like one to a re-created account
+        // (`stale_error`'s ratchet rule); an initial message goes through the responder's
+        // checks like any other (an evicted session's, a full replay memory, a deleted
+        // signed prekey), and then it decrypts if the record still knows the old key and is
+        // refused with exactly `IdentityChanged` (the key known, the old one) if it trusts
+        // the new one (the user is not asked to go back to the old key).
+        let sender_key = self.sent[index].from_identity;
+        let by_old_account = sender_key
+            != self.parties[self.sent[index].from.index()]
+                .account
+                .identity_key();
+        let old_chain =
+            (first_time && by_old_account && stale.is_none() && !held_before && setup.is_none())
+                .then(|| self.stale_error(to, &wire));
         // An initial message of a new session from an account whose identity key is not the
-        // one the recipient's record knows: the identity change is reported.
-        let sender_key = self.parties[self.sent[index].from.index()]
-            .account
-            .identity_key();
-        // (Through the other API the plaintext's kind is refused first: `RawMessage`,
-        // `ContentMessage`.)
+        // one the recipient's record knows: the identity change is reported (after the
+        // responder's checks of the prekeys it names: a deleted signed prekey is refused
+        // first). (Through the other API the plaintext's kind is refused first:
+        // `RawMessage`, `ContentMessage`.)
         let identity_changed = first_time
             && !held_before
-            && !orphaned
+            && stale.is_none()
             && receive == self.sent[index].content
-            && setup.is_some()
+            && setup.is_some_and(|(id, _)| !self.signed_prekey_deleted(to, id))
             && self.parties[to.index()]
                 .record
                 .peer()
                 .is_some_and(|p| p.key() != sender_key);
-        let refusal = if !first_time || held_before || orphaned {
+        let refusal = if !first_time || held_before || stale.is_some() || old_chain.is_some() {
             None
         } else if self.parties[to.index()].known.contains(&session) {
             Some((
@@ -1362,6 +1386,18 @@ impl World {
                 before,
                 "an identity change changed state"
             );
+            if by_old_account {
+                // Back to a key the sender has replaced: reported, not accepted.
+                let known = party.record.peer().expect("a known peer");
+                assert_eq!(
+                    (change.previous(), change.new_key()),
+                    (known, sender_key),
+                    "a message of an old account reports another change"
+                );
+                assert!(journal(&party.record) == journal_before);
+                self.stats.old_account_refused += 1;
+                return;
+            }
             self.accept_identity_change(to, &change, sender_key);
             self.deliver(index, receive);
             return;
@@ -1378,6 +1414,20 @@ impl World {
             );
             assert!(journal(&party.record) == journal_before);
             self.stats.stale_refused += 1;
+            return;
+        }
+        if let Some(expected) = old_chain {
+            assert!(
+                expected.admits(outcome.as_ref().err()),
+                "a ratchet message of a re-created account's dropped session: {outcome:?}, expected {expected:?}"
+            );
+            assert_eq!(
+                snapshot(&party.account, &party.record),
+                before,
+                "a message of a re-created account changed state"
+            );
+            assert!(journal(&party.record) == journal_before);
+            self.stats.old_account_refused += 1;
             return;
         }
         if let Some((expected, what)) = refusal {
@@ -1498,7 +1548,7 @@ impl World {
                         }
                     }
                     None => assert!(
-                        !first_time || orphaned || (beyond_previous_bound && !self.flushing),
+                        !first_time || (beyond_previous_bound && !self.flushing),
                         "a message within the bounds was rejected: {e} ({e:?})"
                     ),
                 }
@@ -2743,6 +2793,98 @@ mod tests {
         deliver_to_re_created_bob(world, 2, |stale| {
             matches!(stale, Stale::NewChain { counter: 0, .. })
         });
+    }
+
+    /// Alice's first message is still in flight when she re-creates her account and writes
+    /// from the new one; Bob reads the new one first and so knows her new key. Her old
+    /// account's initial message then names a key Bob no longer trusts: refused with exactly
+    /// `IdentityChanged` from the new key back to the old one, nothing changed, not accepted.
+    #[test]
+    fn an_initial_message_of_a_re_created_account_is_a_change_back_to_the_old_key() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"from the old phone");
+        let old_key = world.parties[0].account.identity_key();
+        world.apply(&Op::NewAccount { side: Side::Alice });
+        say(&mut world, Side::Alice, b"from the new phone");
+        world.apply(&Op::Deliver {
+            pick: 1,
+            receive: false,
+        });
+        assert!(world.sent[1].delivered);
+        let new_key = world.parties[0].account.identity_key();
+        assert_eq!(
+            world.parties[1].record.peer().map(|p| p.key()),
+            Some(new_key)
+        );
+        assert_eq!(world.sent[0].from_identity, old_key);
+        world.apply(&Op::Deliver {
+            pick: 0,
+            receive: false,
+        });
+        assert_eq!(world.stats.old_account_refused, 1);
+        assert!(!world.sent[0].delivered);
+        assert_eq!(
+            world.parties[1].record.peer().map(|p| p.key()),
+            Some(new_key)
+        );
+        world.finish();
+    }
+
+    /// A ratchet message of Alice's old account arrives after Bob accepted her new key,
+    /// which dropped the old key's session: his record holds only the new session, which
+    /// tries it as a new chain and cannot authenticate it (`Stale::NewChain`), nothing
+    /// changed.
+    #[test]
+    fn a_ratchet_message_of_a_re_created_account_after_the_change_is_refused() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Bob, b"reply");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Alice, b"two");
+        assert!(
+            initial_setup(&world.sent[2].wire, &BTreeSet::new()).is_none(),
+            "a ratchet message"
+        );
+        world.apply(&Op::NewAccount { side: Side::Alice });
+        say(&mut world, Side::Alice, b"it's me, new phone");
+        world.apply(&Op::Deliver {
+            pick: 3,
+            receive: false,
+        });
+        assert_eq!(world.stats.identity_changes, 1);
+        assert!(world.sent[3].delivered);
+        let wire = world.sent[2].wire.clone();
+        assert!(matches!(
+            world.stale_error(Side::Bob, &wire),
+            Stale::NewChain { counter: 0, .. }
+        ));
+        world.apply(&Op::Deliver {
+            pick: 2,
+            receive: false,
+        });
+        assert_eq!(world.stats.old_account_refused, 1);
+        assert!(!world.sent[2].delivered);
+        world.finish();
+    }
+
+    /// A message of Alice's old account in a session Bob still holds (he has not heard of
+    /// her new key) decrypts like any other: the oracle requires it.
+    #[test]
+    fn a_message_of_a_re_created_account_in_a_held_session_decrypts() {
+        let mut world = world(1);
+        say(&mut world, Side::Alice, b"one");
+        world.apply(&Op::DeliverNext { receive: false });
+        say(&mut world, Side::Alice, b"two");
+        world.apply(&Op::NewAccount { side: Side::Alice });
+        assert!(world.sent[1].orphaned);
+        world.apply(&Op::Deliver {
+            pick: 1,
+            receive: false,
+        });
+        assert!(world.sent[1].delivered);
+        assert_eq!(world.stats.old_account_refused, 0);
+        world.finish();
     }
 
     /// After Bob re-created his account, Alice starts a session from his new bundle: the
