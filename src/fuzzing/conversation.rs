@@ -430,6 +430,11 @@ struct World {
     rotations: [u32; 2],
     /// The final flush is running: every message must decrypt now (within the bounds).
     flushing: bool,
+    /// The sessions whose initial messages the peer refused for good (`UnknownSignedPreKey`:
+    /// the signed prekey they name was deleted by rotation). Their sender is stuck on them
+    /// until the app repairs the session (`Action::RepairSession`: start again from a fresh
+    /// bundle), which `finish` does.
+    dead_setups: BTreeSet<[u8; 32]>,
     /// Each side's identity keys before it re-created its account, oldest first.
     previous_identities: [Vec<IdentityKey>; 2],
     now: Timestamp,
@@ -479,6 +484,10 @@ pub struct Stats {
     /// Messages to an account that was re-created since, refused with the error
     /// `World::stale_error` names.
     pub stale_refused: usize,
+    /// Sessions repaired at the end: a side was still sending on a session whose setup the
+    /// other refused for good (a deleted signed prekey), and started again from a fresh
+    /// bundle.
+    pub repaired: usize,
     /// Messages of an account that was re-created since, refused with the exact error
     /// (`IdentityChanged` back to the old key, or a ratchet message no held session knows).
     pub old_account_refused: usize,
@@ -624,6 +633,7 @@ impl World {
             small,
             rotations: [0; 2],
             flushing: false,
+            dead_setups: BTreeSet::new(),
             previous_identities: [Vec::new(), Vec::new()],
             now: T0,
         };
@@ -687,7 +697,7 @@ impl World {
     }
 
     fn initiate(&mut self, side: Side, one_time: bool, classical: bool) {
-        if self.sessions >= MAX_SESSIONS {
+        if self.sessions >= MAX_SESSIONS && !self.flushing {
             return;
         }
         let bundle = self.bundle(side.other(), one_time, classical);
@@ -1536,7 +1546,10 @@ impl World {
                             <= u64::from(self.rotations[to.index()]) + 1
                 );
                 match prediction {
-                    _ if first_time && deleted_prekey => self.sent[index].lost = true,
+                    _ if first_time && deleted_prekey => {
+                        self.sent[index].lost = true;
+                        self.dead_setups.insert(session);
+                    }
                     Some(prediction) => {
                         assert_eq!(
                             prediction.err(),
@@ -1957,6 +1970,19 @@ impl World {
         }
     }
 
+    /// Each side in turn (Alice, Bob, Alice) sends a message, which is delivered at once.
+    fn talk(&mut self) {
+        for from in [Side::Alice, Side::Bob, Side::Alice] {
+            if self.party(from).record.session().is_none() {
+                continue;
+            }
+            self.encrypt(from, b"are we in sync?".to_vec());
+            let index = self.sent.len() - 1;
+            self.deliver(index, false);
+        }
+        self.check_rows();
+    }
+
     /// Delivers everything still in flight (all of it must decrypt), then both sides talk
     /// and must end up in the same session.
     fn finish(&mut self) {
@@ -1973,15 +1999,25 @@ impl World {
             return;
         }
         self.note_sessions();
-        for from in [Side::Alice, Side::Bob, Side::Alice] {
-            if self.party(from).record.session().is_none() {
-                continue;
+        self.talk();
+        // A side still sending on a session whose setup the other refused for good (its
+        // initial messages name a deleted signed prekey) never reaches the other: the
+        // receiving app is told `RepairSession` and the sender starts again from a fresh
+        // bundle (PROTOCOL.md section 6.7's convergence needs each side to read one initial
+        // message of the other). Then the sides talk again.
+        let mut repaired = false;
+        for side in [Side::Alice, Side::Bob] {
+            let current = self.party(side).record.session_id();
+            if current.is_some_and(|id| self.dead_setups.contains(&id.to_bytes())) {
+                self.initiate(side, true, false);
+                self.stats.repaired += 1;
+                repaired = true;
             }
-            self.encrypt(from, b"are we in sync?".to_vec());
-            let index = self.sent.len() - 1;
-            self.deliver(index, false);
         }
-        self.check_rows();
+        if repaired {
+            self.note_sessions();
+            self.talk();
+        }
         let [alice, bob] = &self.parties;
         // With small records a side may have evicted the session the other sends on; with a
         // full replay memory a session may never have been set up (the app would rotate
@@ -2885,6 +2921,59 @@ mod tests {
         assert!(world.sent[1].delivered);
         assert_eq!(world.stats.old_account_refused, 0);
         world.finish();
+    }
+
+    /// A simultaneous initiation in which Bob's setup can never be read: Alice rotates her
+    /// signed prekey 18 times before his initial message arrives, which then names a
+    /// deleted prekey (`UnknownSignedPreKey`, lost for good). His session precedes hers
+    /// (with this seed), so reading her initial messages leaves him on his own, and his
+    /// answers are refused too: the sides cannot converge until the app repairs the session
+    /// (he starts again from a fresh bundle), after which they do. The campaign of
+    /// 2026-12-03 found this (the final check failed with "the two sides diverged"); the
+    /// input is `fuzz/artifacts/conversation/crash-dead-setup-diverged`.
+    #[test]
+    fn a_setup_refused_for_good_is_repaired_and_the_sides_converge() {
+        let mut ops = vec![Op::Encrypt {
+            from: Side::Alice,
+            text: b"hello".to_vec(),
+            repeat: 0,
+        }];
+        for _ in 0..18 {
+            ops.push(Op::RotatePreKeys {
+                side: Side::Alice,
+                count: 0,
+            });
+        }
+        ops.push(Op::Encrypt {
+            from: Side::Bob,
+            text: b"hello too".to_vec(),
+            repeat: 0,
+        });
+        let scenario = Scenario {
+            seed: 72340284945138374,
+            one_time_prekey: true,
+            simultaneous: true,
+            ops,
+        };
+        let mut world = World::new(&scenario);
+        for op in &scenario.ops {
+            world.apply(op);
+        }
+        let [alice, bob] = &world.parties;
+        let (alice_session, bob_session) = (
+            alice.record.session().expect("a session"),
+            bob.record.session().expect("a session"),
+        );
+        assert!(
+            bob_session.id() < alice_session.id(),
+            "the seed gives Bob the session that precedes"
+        );
+        world.finish();
+        assert_eq!(world.stats.repaired, 1);
+        assert!(
+            world.sent[1].lost,
+            "Bob's initial message names a deleted signed prekey"
+        );
     }
 
     /// After Bob re-created his account, Alice starts a session from his new bundle: the
