@@ -113,6 +113,32 @@ fn an_attacker_who_fills_the_replay_memory_cannot_lock_out_new_contacts() {
     );
     assert_eq!(before, bob.to_bytes().to_vec());
 
+    // A setup that uses a one-time key of either kind cannot be replayed (the key is deleted
+    // when it is accepted), so it needs no room in the memory: on the same full prekey, one
+    // with a one-time prekey and the last-resort KEM prekey, and one with a one-time KEM
+    // prekey alone, both get through.
+    let one_time = bob.generate_one_time_prekeys(r, 1, T0).expect("one-time")[0].id();
+    let kem_one_time = bob
+        .generate_one_time_kem_prekeys(r, 1, T0)
+        .expect("one-time KEM")[0]
+        .id();
+    for (what, bundle) in [
+        ("one-time prekey", bob.prekey_bundle(Some(one_time), None)),
+        (
+            "one-time KEM prekey",
+            bob.prekey_bundle(None, Some(kem_one_time)),
+        ),
+    ] {
+        let bundle = bundle.expect("bundle");
+        assert_eq!(bundle.signed_prekey().id().0, 1);
+        let (_, wire) = start(r, &carol.account, &bundle, b"with a one-time key");
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut bob, &wire, T0),
+            Ok(b"with a one-time key".to_vec()),
+            "a setup with a {what} on a full memory"
+        );
+    }
+
     // The app, told that a rotation is due, rotates the signed prekey and publishes it. The
     // new prekey's memory is empty; the old one's is kept.
     bob.rotate_signed_prekey(r, T0.saturating_add_secs(day))
