@@ -32,6 +32,7 @@ fn a_session_starts_from_a_published_bundle_in_bytes() {
     assert_eq!(session.remote_identity(), pair.alice.account.identity_key());
     assert_eq!(Some(session.id()), record.session_id());
     assert!(!session.is_initiator());
+    assert!(record.session().expect("Alice's session").is_initiator());
 }
 
 #[test]
