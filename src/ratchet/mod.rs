@@ -933,4 +933,108 @@ mod tests {
             })
         );
     }
+
+    /// A message on a chain the peer has left, at or past the chain's length, cannot be
+    /// genuine: it is refused as forged, while one below the length is a duplicate.
+    #[test]
+    fn a_message_at_the_end_of_a_finished_chain_is_refused_as_forged() {
+        fn parse(wire: &[u8]) -> RatchetMessage<'_> {
+            let crate::wire::message::Body::Ratchet(message) =
+                crate::wire::message::Body::parse(wire).unwrap()
+            else {
+                unreachable!("a ratchet message")
+            };
+            message
+        }
+        fn deliver(
+            to: &mut Ratchet,
+            message: &RatchetMessage<'_>,
+        ) -> Result<Vec<u8>, DecryptError> {
+            to.decrypt(
+                &[0u8; ASSOCIATED_DATA_LEN],
+                message,
+                Timestamp::EPOCH,
+                &mut |_: &[u8]| Ok(()),
+                Budget::Current,
+                &mut Work::default(),
+            )
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        let ad = [0u8; ASSOCIATED_DATA_LEN];
+        // Alice's first chain: the helper's message (counter 0) and `a1` (counter 1), both
+        // read by Bob. Bob replies, Alice starts her second chain with `a2`, whose header says
+        // her first chain held 2 messages: Bob finishes it with length 2.
+        let (mut alice, mut bob) = responder_after_first_message();
+        let a1 = alice
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"hi")
+            .unwrap();
+        assert_eq!(parse(&a1).header.counter, 1);
+        deliver(&mut bob, &parse(&a1)).unwrap();
+        let b0 = bob
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"yo")
+            .unwrap();
+        deliver(&mut alice, &parse(&b0)).unwrap();
+        let a2 = alice
+            .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"ok")
+            .unwrap();
+        assert_eq!(parse(&a2).header.previous_counter, 2);
+        deliver(&mut bob, &parse(&a2)).unwrap();
+
+        // `a1` with its counter changed: at the first chain's length, past it, and below it.
+        let before = bob.to_proto(true);
+        let with_counter = |counter| {
+            let mut message = parse(&a1);
+            message.header.counter = counter;
+            message
+        };
+        for counter in [2, 3, u32::MAX] {
+            assert_eq!(
+                deliver(&mut bob, &with_counter(counter)),
+                Err(DecryptError::AuthenticationFailed),
+                "counter {counter}"
+            );
+        }
+        for counter in [0, 1] {
+            assert_eq!(
+                deliver(&mut bob, &with_counter(counter)),
+                Err(DecryptError::Duplicate { counter }),
+                "counter {counter}"
+            );
+        }
+        assert!(
+            bob.to_proto(true) == before,
+            "the refused messages changed the state"
+        );
+    }
+
+    /// The keys of messages skipped deep into a chain: the reservation counts the skipped
+    /// messages, not the counter they start at (a chain at message 1,000,000 skipping 2
+    /// reserves 2 entries), and a range at the top of the counter space does not overflow.
+    #[test]
+    fn skipped_keys_are_reserved_by_the_number_skipped() {
+        let ratchet_key = X25519KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(11)).public_key();
+        for (from, to) in [(1_000_000, 1_000_002), (u32::MAX - 2, u32::MAX)] {
+            let mut chain = ChainKey::new(SecretBytes([5; 32]));
+            let mut reference = ChainKey::new(SecretBytes([5; 32]));
+            let mut pending = PendingKeys::new();
+            derive_skipped(&mut chain, ratchet_key, from, to, &mut pending);
+            assert_eq!(pending.len(), 2);
+            assert!(pending.capacity() < 64, "reserved {}", pending.capacity());
+            for (i, (id, key)) in pending.iter().enumerate() {
+                assert_eq!(id.counter, from + i as u32);
+                assert_eq!(key.as_bytes(), reference.next_message_key().as_bytes());
+            }
+            assert_eq!(chain.as_bytes(), reference.as_bytes());
+        }
+        // An empty or reversed range derives nothing and leaves the chain where it was.
+        let mut chain = ChainKey::new(SecretBytes([5; 32]));
+        let mut pending = PendingKeys::new();
+        derive_skipped(&mut chain, ratchet_key, 7, 7, &mut pending);
+        derive_skipped(&mut chain, ratchet_key, 8, 7, &mut pending);
+        assert!(pending.is_empty());
+        assert_eq!(
+            chain.as_bytes(),
+            ChainKey::new(SecretBytes([5; 32])).as_bytes()
+        );
+    }
 }
