@@ -778,21 +778,30 @@ mod tests {
         let wire = alice
             .encrypt(&mut rng, &ad, crate::VERSION, None, &[], b"hi")
             .unwrap();
+        deliver(&mut bob, &parse(&wire)).unwrap();
+        (alice, bob)
+    }
+
+    /// A ratchet message's wire bytes, decoded.
+    fn parse(wire: &[u8]) -> RatchetMessage<'_> {
         let crate::wire::message::Body::Ratchet(message) =
-            crate::wire::message::Body::parse(&wire).unwrap()
+            crate::wire::message::Body::parse(wire).unwrap()
         else {
             unreachable!("a ratchet message")
         };
-        bob.decrypt(
-            &ad,
-            &message,
+        message
+    }
+
+    /// Decrypts with the all-zero associated data the helpers encrypt with, at the epoch.
+    fn deliver(to: &mut Ratchet, message: &RatchetMessage<'_>) -> Result<Vec<u8>, DecryptError> {
+        to.decrypt(
+            &[0u8; ASSOCIATED_DATA_LEN],
+            message,
             Timestamp::EPOCH,
             &mut |_: &[u8]| Ok(()),
             Budget::Current,
             &mut Work::default(),
         )
-        .unwrap();
-        (alice, bob)
     }
 
     #[test]
@@ -938,27 +947,6 @@ mod tests {
     /// genuine: it is refused as forged, while one below the length is a duplicate.
     #[test]
     fn a_message_at_the_end_of_a_finished_chain_is_refused_as_forged() {
-        fn parse(wire: &[u8]) -> RatchetMessage<'_> {
-            let crate::wire::message::Body::Ratchet(message) =
-                crate::wire::message::Body::parse(wire).unwrap()
-            else {
-                unreachable!("a ratchet message")
-            };
-            message
-        }
-        fn deliver(
-            to: &mut Ratchet,
-            message: &RatchetMessage<'_>,
-        ) -> Result<Vec<u8>, DecryptError> {
-            to.decrypt(
-                &[0u8; ASSOCIATED_DATA_LEN],
-                message,
-                Timestamp::EPOCH,
-                &mut |_: &[u8]| Ok(()),
-                Budget::Current,
-                &mut Work::default(),
-            )
-        }
         let mut rng = ChaCha20Rng::seed_from_u64(10);
         let ad = [0u8; ASSOCIATED_DATA_LEN];
         // Alice's first chain: the helper's message (counter 0) and `a1` (counter 1), both
