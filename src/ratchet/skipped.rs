@@ -749,6 +749,7 @@ fn note_evicted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn key(n: u8) -> Box<MessageKey> {
         Box::new(MessageKey::from_bytes(SecretBytes([n; 32])))
@@ -799,6 +800,26 @@ mod tests {
             "order grew to {}",
             store.order.len()
         );
+    }
+
+    #[test]
+    fn compaction_waits_until_stale_entries_pay_for_it() {
+        // Compacting scans every entry, so it runs only once the order holds more than twice
+        // the live keys plus 64: each scan follows at least as many removals as it looks at
+        // entries (amortized O(1) per removal), never one scan per removal.
+        let mut store = SkippedKeys::new(1_000);
+        let ids: Vec<_> = (0..200).map(|c| id(6, c)).collect();
+        store.insert(ids.iter().map(|i| (*i, key(0))).collect(), Timestamp::EPOCH);
+        // 200 entries for 68 live keys: 200 > 2 * 68 + 64 does not hold yet.
+        for i in &ids[..132] {
+            store.remove(i);
+        }
+        assert_eq!((store.len(), store.order.len()), (68, 200));
+        // One more removal: 200 > 2 * 67 + 64, so the stale entries go.
+        store.remove(&ids[132]);
+        assert_eq!((store.len(), store.order.len()), (67, 67));
+        let live: Vec<_> = store.live().map(|(id, _, _)| *id).collect();
+        assert_eq!(live, ids[133..]);
     }
 
     #[test]
@@ -944,6 +965,162 @@ mod tests {
         assert!(restored.to_proto(true) == (runs, history, current));
         assert_eq!(restored.prune_stored_before(at(101)), 6);
         assert_eq!(stored(&restored, 3, 0..3), [true; 3]);
+    }
+
+    fn run(chain: u8, first_counter: u32, keys: usize) -> pb::SkippedRun {
+        pb::SkippedRun {
+            ratchet_key: vec![chain; 32],
+            first_counter,
+            message_keys: vec![7; keys * KEY_LEN],
+            stored_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_store_remembers_the_last_finished_chains_and_their_lengths() {
+        let mut store = SkippedKeys::new(100);
+        // Chains 0..=40: starting chain c finishes chain c - 1 with 100 + c messages.
+        for c in 0..=40u8 {
+            store.start_chain(id(c, 0).ratchet_key, 100 + u32::from(c));
+        }
+        assert_eq!(store.history.len(), HISTORY_LEN);
+        for c in 0..=40u8 {
+            let length = store
+                .finished_chain(&id(c, 0).ratchet_key)
+                .map(|r| r.length);
+            let expected = (8..=39).contains(&c).then_some(101 + u32::from(c));
+            assert_eq!(length, expected, "chain {c}");
+        }
+        let (_, history, _) = store.to_proto(false);
+        assert!(history == chain_history(8..=39));
+    }
+
+    fn chain_history(chains: core::ops::RangeInclusive<u8>) -> Vec<pb::ChainHistory> {
+        chains
+            .map(|c| pb::ChainHistory {
+                ratchet_key: vec![c; 32],
+                length: 101 + u32::from(c),
+                evicted_below: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_store_loads_up_to_its_bounds_and_not_past_them() {
+        let load = |runs: &[pb::SkippedRun], history: &[pb::ChainHistory]| {
+            SkippedKeys::from_proto(100, runs, history, None).map(|s| s.len())
+        };
+        // Exactly the session's limit of keys, over two runs, and exactly HISTORY_LEN chains.
+        assert_eq!(
+            load(&[run(1, 0, 60), run(2, 5, 40)], &chain_history(0..=31)),
+            Ok(100)
+        );
+        assert!(matches!(
+            load(&[run(1, 0, 60), run(2, 5, 41)], &[]),
+            Err(DecodeError::InvalidValue {
+                field: "message_keys",
+                reason: "more stored keys than the session's limit",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load(&[], &chain_history(0..=32)),
+            Err(DecodeError::InvalidValue {
+                field: "history",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_loaded_store_is_sized_once_for_the_keys_it_holds() {
+        // Loading sizes each container for the keys it holds, once: not for the session's
+        // limit (memory), and not by growing as keys arrive (each growth of the map rehashes
+        // every key). Doubling from empty would end at 2048 entries and 32 block pointers.
+        let store = SkippedKeys::from_proto(4_000, &[run(1, 0, 1_100)], &[], None).unwrap();
+        assert_eq!(store.len(), 1_100);
+        let order = store.order.capacity();
+        assert!((1_100..1_500).contains(&order), "order holds {order}");
+        let slots = store.slots.capacity();
+        assert!((1_100..2_000).contains(&slots), "the map holds {slots}");
+        let blocks = store.keys.blocks.capacity();
+        assert!(
+            (18..24).contains(&blocks),
+            "{blocks} block pointers for 18 blocks"
+        );
+        // Loading rows sizes the slab the same way.
+        let mut rows_store = SkippedKeys::new(4_000);
+        let rows = (0..1_100u32)
+            .map(|c| {
+                let slot = Slot {
+                    key: key(7),
+                    seq: u64::from(c),
+                    stored_at: Timestamp::EPOCH,
+                };
+                (id(1, c), slot)
+            })
+            .collect();
+        rows_store.load_rows(rows).unwrap();
+        let blocks = rows_store.keys.blocks.capacity();
+        assert!(
+            (18..24).contains(&blocks),
+            "{blocks} block pointers for 18 blocks"
+        );
+    }
+
+    /// A hasher that keeps everything it is given, so a test sees a hash's whole input.
+    #[derive(Default)]
+    struct Recorder(Vec<u8>);
+
+    impl core::hash::Hasher for Recorder {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0
+        }
+    }
+
+    fn hash_input(id: &SlotId) -> Vec<u8> {
+        let mut recorder = Recorder::default();
+        core::hash::Hash::hash(id, &mut recorder);
+        recorder.0
+    }
+
+    #[test]
+    fn a_slot_id_hashes_every_bit_of_its_key_and_counter() {
+        // The map's lookups stay O(1) only if ids that differ anywhere hash differently: an
+        // id whose key or counter differs in any one bit must give the hasher other input.
+        let base = SlotId {
+            ratchet_key: X25519PublicKey::from_bytes([0x11; 32]).expect("canonical"),
+            counter: 0x0102_0304,
+        };
+        let input = hash_input(&base);
+        assert_eq!(input.len(), 36, "the 32 key bytes and the 4 counter bytes");
+        assert_eq!(hash_input(&base), input, "equal ids hash equally");
+        let mut tried = 0;
+        for bit in 0..256 {
+            let mut bytes = [0x11; 32];
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            // The top bit makes a non-canonical key, which no id holds.
+            let Some(ratchet_key) = X25519PublicKey::from_bytes(bytes) else {
+                continue;
+            };
+            let other = SlotId {
+                ratchet_key,
+                ..base
+            };
+            assert_ne!(hash_input(&other), input, "key bit {bit}");
+            tried += 1;
+        }
+        assert_eq!(tried, 255);
+        for bit in 0..32 {
+            let other = SlotId {
+                counter: base.counter ^ (1 << bit),
+                ..base
+            };
+            assert_ne!(hash_input(&other), input, "counter bit {bit}");
+        }
     }
 
     #[test]
