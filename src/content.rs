@@ -185,12 +185,8 @@ pub(crate) fn encode_padded(
     timer: ExpiryTimer,
     sent_at: Timestamp,
 ) -> Result<Zeroizing<Vec<u8>>, ContentError> {
-    if content.attachments.len() > MAX_ATTACHMENTS {
-        return Err(ContentError::TooManyAttachments {
-            count: content.attachments.len(),
-            max: MAX_ATTACHMENTS,
-        });
-    }
+    // `add_attachment` and `decode_padded` refuse more, so no `Content` holds more.
+    debug_assert!(content.attachments.len() <= MAX_ATTACHMENTS);
     // The body is field 1, so it comes first: it is written straight from `content` below,
     // and the rest of the message (with an empty body, which proto3 omits) after it.
     let proto = pb::Content {

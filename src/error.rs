@@ -148,14 +148,6 @@ pub enum EncryptError {
     /// The disappearing-message timer cannot be set to this value.
     #[error(transparent)]
     InvalidTimer(ExpiryError),
-    /// The content lists more attachments than allowed.
-    #[error("the content has {count} attachments; at most {max} are allowed")]
-    TooManyAttachments {
-        /// How many it has.
-        count: usize,
-        /// The limit.
-        max: usize,
-    },
     /// The sending chain reached 2^32 - 1 messages, the largest counter the format carries.
     #[error("the sending chain is exhausted (2^32 - 1 messages); the peer must reply first")]
     ChainExhausted,

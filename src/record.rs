@@ -14,8 +14,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::content::{self, Content, Kind, ReceivedMessage, SentMessage};
 use crate::error::{
-    ContentError, DecodeError, DecryptError, EncryptError, ExportError, SetupError, StateError,
-    TrustError,
+    DecodeError, DecryptError, EncryptError, ExportError, SetupError, StateError, TrustError,
 };
 use crate::expiry::{self, ExpiryTimer};
 use crate::keys::IdentityKey;
@@ -610,12 +609,10 @@ impl SessionRecord {
 
     /// Applies a setting learned elsewhere (another device of the same peer) by the same
     /// rule as a received one: the record ends at the later of the two in the order of
-    /// section 12. Returns whether the setting changed.
+    /// section 12.
     #[cfg(feature = "std")] // only the device layer has other devices
-    pub(crate) fn observe_timer(&mut self, timer: ExpiryTimer) -> bool {
-        let before = self.timer;
+    pub(crate) fn observe_timer(&mut self, timer: ExpiryTimer) {
         expiry::observe(&mut self.timer, timer);
-        self.timer != before
     }
 
     /// Encodes, pads and encrypts `content`, attaching the conversation's
@@ -641,13 +638,10 @@ impl SessionRecord {
         timer: ExpiryTimer,
         now: Timestamp,
     ) -> Result<SentMessage, EncryptError> {
-        let plaintext = content::encode_padded(content, timer, now).map_err(|e| match e {
-            ContentError::TooManyAttachments { count, max } => {
-                EncryptError::TooManyAttachments { count, max }
-            }
-            _ => EncryptError::MessageTooLarge {
+        let plaintext = content::encode_padded(content, timer, now).map_err(|_| {
+            EncryptError::MessageTooLarge {
                 len: content.body().len(),
-            },
+            }
         })?;
         let wire = self.encrypt_plaintext(rng, &plaintext)?;
         Ok(SentMessage::new(wire, now, timer))

@@ -16,11 +16,21 @@ fn the_first_key_is_trusted_on_first_use_on_both_sides() {
     let alices_view = pair.alice.record.peer().expect("set by initiate");
     assert_eq!(alices_view.key(), pair.bob.account.identity_key());
     assert_eq!(alices_view.trust(), Trust::FirstUse);
+    // The current session's peer is the same key.
+    assert_eq!(
+        pair.alice.record.remote_identity(),
+        Some(pair.bob.account.identity_key())
+    );
     assert!(pair.bob.record.peer().is_none());
+    assert_eq!(pair.bob.record.remote_identity(), None);
     pair.exchange(Side::Alice, b"hi");
     let bobs_view = pair.bob.record.peer().expect("set by the first message");
     assert_eq!(bobs_view.key(), pair.alice.account.identity_key());
     assert_eq!(bobs_view.trust(), Trust::FirstUse);
+    assert_eq!(
+        pair.bob.record.remote_identity(),
+        Some(pair.alice.account.identity_key())
+    );
 }
 
 #[test]

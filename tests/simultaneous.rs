@@ -348,6 +348,39 @@ fn a_late_message_from_a_classical_session_does_not_downgrade_the_conversation()
     }
 }
 
+/// If Alice starts a classical session after the post-quantum one (she fetched a classical
+/// bundle), the next message Bob sends on the post-quantum session makes it current again:
+/// a post-quantum session precedes a classical one whichever id is smaller (PROTOCOL.md
+/// section 6.7, rule 3).
+#[test]
+fn a_post_quantum_session_becomes_current_again_over_a_classical_one() {
+    let mut larger_pq_id = 0;
+    for seed in 70..78 {
+        let (mut alice, mut bob, _, pq_id) = classical_then_post_quantum(seed, false);
+        let mut rng = rng(seed + 100);
+        bob.account
+            .generate_one_time_prekeys(&mut rng, 1, T0)
+            .unwrap();
+        let classical = bob
+            .account
+            .classical_prekey_bundle(Some(OneTimePreKeyId(3)))
+            .unwrap();
+        alice
+            .record
+            .initiate(&mut rng, &alice.account, &classical)
+            .unwrap();
+        let classical_id = alice.record.session_id().unwrap();
+        assert!(!alice.record.session().unwrap().is_post_quantum());
+        larger_pq_id += usize::from(pq_id.to_bytes() > classical_id.to_bytes());
+
+        let m = bob.record.encrypt(&mut rng, b"pq 3").unwrap();
+        assert_eq!(alice.decrypt(&m, T0).unwrap(), b"pq 3");
+        assert_eq!(alice.record.session_id(), Some(pq_id), "seed {seed}");
+    }
+    // Both orders of the two ids occurred, so the order did not decide.
+    assert!((1..8).contains(&larger_pq_id), "{larger_pq_id} of 8");
+}
+
 /// A withheld initial message of an earlier classical session, delivered after a PQXDH
 /// session is current, creates its session (and decrypts) but does not make it current.
 #[test]

@@ -312,9 +312,7 @@ fn encrypt_action(e: &EncryptError) -> Action {
     use EncryptError as E;
     match e {
         E::NoSession | E::ChainExhausted | E::LowOrderKey | E::NotReady => Action::RepairSession,
-        E::InvalidTimer(_) | E::TooManyAttachments { .. } | E::MessageTooLarge { .. } => {
-            Action::CallerBug
-        }
+        E::InvalidTimer(_) | E::MessageTooLarge { .. } => Action::CallerBug,
     }
 }
 
