@@ -271,6 +271,23 @@ fn an_answer_that_overtakes_the_other_setup_settles_with_the_next_message() {
     }
 }
 
+/// `from` starts a classical (X3DH) session with `to`, using `to`'s one-time prekey
+/// `one_time`.
+fn initiate_classical(
+    rng: &mut rand_chacha::ChaCha20Rng,
+    from: &mut Peer,
+    to: &Peer,
+    one_time: u32,
+) {
+    let classical = to
+        .account
+        .classical_prekey_bundle(Some(OneTimePreKeyId(one_time)))
+        .unwrap();
+    from.record
+        .initiate(rng, &from.account, &classical)
+        .unwrap();
+}
+
 /// Alice and Bob with classical setups allowed, an established classical session started by
 /// `classical_by_bob ? Bob : Alice`, and a message from Bob on it that is withheld. Then
 /// Alice starts a post-quantum session and both use it.
@@ -294,14 +311,7 @@ fn classical_then_post_quantum(
     } else {
         (&mut alice, &mut bob)
     };
-    let classical = second
-        .account
-        .classical_prekey_bundle(Some(OneTimePreKeyId(1)))
-        .unwrap();
-    first
-        .record
-        .initiate(&mut rng, &first.account, &classical)
-        .unwrap();
+    initiate_classical(&mut rng, first, second, 1);
     let m = first.record.encrypt(&mut rng, b"classical 1").unwrap();
     assert_eq!(second.decrypt(&m, T0).unwrap(), b"classical 1");
     let m = second.record.encrypt(&mut rng, b"classical 2").unwrap();
@@ -361,14 +371,7 @@ fn a_post_quantum_session_becomes_current_again_over_a_classical_one() {
         bob.account
             .generate_one_time_prekeys(&mut rng, 1, T0)
             .unwrap();
-        let classical = bob
-            .account
-            .classical_prekey_bundle(Some(OneTimePreKeyId(3)))
-            .unwrap();
-        alice
-            .record
-            .initiate(&mut rng, &alice.account, &classical)
-            .unwrap();
+        initiate_classical(&mut rng, &mut alice, &bob, 3);
         let classical_id = alice.record.session_id().unwrap();
         assert!(!alice.record.session().unwrap().is_post_quantum());
         larger_pq_id += usize::from(pq_id.to_bytes() > classical_id.to_bytes());
@@ -394,14 +397,7 @@ fn a_late_classical_setup_does_not_replace_a_post_quantum_session() {
         bob.account
             .generate_one_time_prekeys(&mut rng, 2, T0)
             .unwrap();
-        let classical = bob
-            .account
-            .classical_prekey_bundle(Some(OneTimePreKeyId(1)))
-            .unwrap();
-        alice
-            .record
-            .initiate(&mut rng, &alice.account, &classical)
-            .unwrap();
+        initiate_classical(&mut rng, &mut alice, &bob, 1);
         // Withheld by the network.
         let late = alice
             .record
