@@ -2018,6 +2018,17 @@ fn pointer_decoding_validates_every_field() {
         );
     }
     assert!(AttachmentMetadata::new("t\r", "ok").is_err());
+    // The length bounds: 255 bytes pass, 256 do not (a two-byte character counts twice).
+    assert!(AttachmentMetadata::new(&"t".repeat(255), &"n".repeat(255)).is_ok());
+    for too_long in ["t".repeat(256), format!("{}é", "t".repeat(254))] {
+        assert!(matches!(
+            AttachmentMetadata::new(&too_long, "ok"),
+            Err(E::InvalidMetadata {
+                field: "content type",
+                reason: "longer than 255 bytes"
+            })
+        ));
+    }
     assert!(AttachmentMetadata::new("", "").is_ok());
     assert!(AttachmentMetadata::new("", "résumé – final.pdf").is_ok());
 }
