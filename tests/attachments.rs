@@ -1983,6 +1983,21 @@ fn pointer_decoding_validates_every_field() {
     let mut bad = good.clone();
     bad[2] = 1; // format version 1, which this build does not read
     assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    // The plaintext size may be 2^50 bytes, not one more: its varint replaces `01` at 38.
+    assert_eq!(&good[37..39], &[0x18, 0x01]);
+    let with_size = |varint: &[u8]| [&good[..38], varint, &good[39..]].concat();
+    let largest = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]; // 2^50
+    let pointer = AttachmentPointer::from_bytes(&with_size(&largest)).expect("2^50 bytes");
+    assert_eq!(pointer.plaintext_len(), 1 << 50);
+    let over = [0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]; // 2^50 + 1
+    assert_eq!(
+        AttachmentPointer::from_bytes(&with_size(&over)).err(),
+        Some(DecodeError::InvalidValue {
+            object: "attachment pointer",
+            field: "plaintext_size",
+            reason: "larger than 2^50 bytes"
+        })
+    );
     let mut bad = good.clone();
     bad[0] = 2; // wire version byte
     assert!(AttachmentPointer::from_bytes(&bad).is_err());
