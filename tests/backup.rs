@@ -279,19 +279,29 @@ fn an_older_backup_restored_mid_conversation_keeps_talking_without_key_reuse() {
     let (upload, alice_bundle) = bundle_from_upload(&restored.prekey_upload);
     assert!(upload.last_resort_kem_prekey().is_some());
     assert_eq!(upload.one_time_prekeys().len(), 100);
-    assert!(
+    // Every id counter moved exactly 2^20 (the gap the docs give) past what the backed-up
+    // account had issued: one-time prekeys 1..=100, signed prekey 1, last-resort KEM prekey 1 and
+    // one-time KEM prekeys 2..=101. The rotations and the new batches take the next ids.
+    const GAP: u32 = 1 << 20;
+    assert_eq!(RESTORE_ID_GAP, GAP);
+    assert_eq!(
         upload
             .one_time_prekeys()
             .iter()
-            .all(|k| k.id().0 > RESTORE_ID_GAP)
+            .map(|k| k.id().0)
+            .collect::<Vec<_>>(),
+        (GAP + 101..=GAP + 200).collect::<Vec<_>>()
     );
-    assert!(
+    assert_eq!(upload.signed_prekey().unwrap().id().0, GAP + 2);
+    assert_eq!(upload.last_resort_kem_prekey().unwrap().id().0, GAP + 102);
+    assert_eq!(
         upload
             .one_time_kem_prekeys()
             .iter()
-            .all(|k| k.id().0 > RESTORE_ID_GAP)
+            .map(|k| k.id().0)
+            .collect::<Vec<_>>(),
+        (GAP + 103..=GAP + 202).collect::<Vec<_>>()
     );
-    assert!(upload.signed_prekey().unwrap().id().0 > RESTORE_ID_GAP);
 
     // A replay of Carol's initial message (its one-time prekey was used after the backup,
     // and the restored account no longer holds any one-time prekey of then) is refused.
