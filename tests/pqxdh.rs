@@ -401,14 +401,17 @@ fn downgrade_by_stripping_the_kem_part_of_an_initial_message_fails() {
         Err(DecryptError::AuthenticationFailed)
     );
     assert_eq!(before, pair.bob.account.to_bytes());
-    // Naming another KEM prekey does not work either.
-    let other_id = pb::edit_message(&wire, |m| {
-        m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = 99;
-    });
-    assert_eq!(
-        pair.bob.reject(&other_id),
-        DecryptError::UnknownKemPreKey { id: 99 }
-    );
+    // Naming another KEM prekey does not work either. Bob issued only KEM prekey 1 (the
+    // last-resort one): 0 is never issued, 2 is the next id, and neither is reported as used.
+    for id in [0, 2, 99, u32::MAX] {
+        let other_id = pb::edit_message(&wire, |m| {
+            m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = id;
+        });
+        assert_eq!(
+            pair.bob.reject(&other_id),
+            DecryptError::UnknownKemPreKey { id }
+        );
+    }
     assert_eq!(pair.receive(Side::Bob, &wire).unwrap(), b"pq");
 }
 

@@ -934,6 +934,20 @@ fn the_replay_memory_filling_up_rotates_the_signed_prekey() {
     assert_eq!(upload.signed_prekey().unwrap().id(), SignedPreKeyId(2));
     assert!(upload.last_resort_kem_prekey().is_none());
     assert!(!account.signed_prekey_rotation_due());
+
+    // Deleting signed prekey 1 deletes its 1,000 remembered setups with it: the state shrinks
+    // by at least their 32-byte base keys, and it still loads (a persisted account whose replay
+    // memory names a signed prekey it does not hold is refused as corrupt).
+    let before = account.to_bytes().len();
+    assert_eq!(account.remove_replaced_prekeys(at(60), 0), 1);
+    let after = account.to_bytes();
+    assert!(
+        after.len() + 32 * ratchetbox::MAX_USED_SETUPS / 2 <= before,
+        "{before} -> {}",
+        after.len()
+    );
+    let reloaded = Account::from_bytes(&after).expect("the account loads");
+    assert_eq!(reloaded.to_bytes(), after);
 }
 
 #[test]

@@ -180,13 +180,17 @@ fn another_setup_naming_a_used_one_time_prekey_fails() {
 fn unknown_prekey_ids_are_reported() {
     let mut pair = Pair::new(5);
     let wire = pair.send(Side::Alice, b"x");
-    let unknown_otk = pb::edit_message(&wire, |m| {
-        m.initial_mut().expect("initial").one_time_prekey_id = Some(999);
-    });
-    assert_eq!(
-        pair.bob.reject(&unknown_otk),
-        DecryptError::UnknownOneTimePreKey { id: 999 }
-    );
+    // Bob issued one-time prekeys 1..=10 (all still held): 0 is never issued, 11 is the
+    // next id, and neither may be reported as used.
+    for id in [0, 11, 999, u32::MAX] {
+        let unknown_otk = pb::edit_message(&wire, |m| {
+            m.initial_mut().expect("initial").one_time_prekey_id = Some(id);
+        });
+        assert_eq!(
+            pair.bob.reject(&unknown_otk),
+            DecryptError::UnknownOneTimePreKey { id }
+        );
+    }
     let unknown_spk = pb::edit_message(&wire, |m| {
         m.initial_mut().expect("initial").signed_prekey_id = 7;
     });
