@@ -112,7 +112,12 @@ fn messages_round_trip_and_expose_public_facts() {
     assert_eq!(message.ciphertext_len(), 1 + 3 + 16);
     assert_eq!(message.to_bytes(), initial);
     let debug = format!("{message:?}");
-    assert!(debug.contains("ciphertext_len"), "{debug}");
+    assert!(debug.contains("ciphertext_len: 20 }"), "{debug}");
+    // The KEM part shows its prekey id and the ciphertext's length, not its 1,568 bytes.
+    assert!(
+        debug.contains("kem: Some(KemSetup { prekey_id: 1, ciphertext_len: 1568 })"),
+        "{debug}"
+    );
 
     pair.receive(Side::Bob, &initial).unwrap();
     let reply = pair.send(Side::Bob, b"two");
@@ -120,6 +125,10 @@ fn messages_round_trip_and_expose_public_facts() {
     assert!(!message.is_initial());
     assert_eq!(message.sender_identity(), None);
     assert_eq!(message.to_bytes(), reply);
+    // Bob's third message on his chain.
+    pair.send(Side::Bob, b"three");
+    let third = pair.send(Side::Bob, b"four");
+    assert_eq!(Message::from_bytes(&third).expect("decodes").counter(), 2);
 }
 
 #[test]
