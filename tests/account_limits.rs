@@ -1,7 +1,7 @@
 //! Decoding limits for persisted accounts: how many signed prekeys and last-resort KEM
 //! prekeys an account holds (in a blob and after rotations), unique and ordered prekey ids,
-//! and a bounded replay memory. Blobs are crafted field by field with an independent mirror
-//! of `proto/state.proto`.
+//! a bounded replay memory, and prekeys the account signed and issued itself. Blobs are
+//! crafted field by field with an independent mirror of `proto/state.proto`.
 
 mod common;
 #[path = "common/state.rs"]
@@ -354,5 +354,98 @@ fn a_replacement_time_is_refused_on_a_last_resort_kem_prekey() {
     assert_eq!(
         state::decode_account(&restored.to_bytes()).one_time_kem_prekeys[0].replaced_at,
         Some(0)
+    );
+}
+
+/// A persisted account's prekeys must be its own: each signed and KEM prekey verifies under
+/// the account's identity key and has an id the account has issued (below the next id, not
+/// 0), and one-time prekey ids are issued and unique. Each bit of each signature is flipped.
+#[test]
+fn persisted_prekeys_must_be_signed_by_the_account_and_issued_by_it() {
+    let mut r = rng(41);
+    let mut account = Account::new(&mut r, T0);
+    account.generate_one_time_prekeys(&mut r, 3, T0).unwrap();
+    account
+        .generate_one_time_kem_prekeys(&mut r, 2, T0)
+        .unwrap();
+    let good = state::decode_account(&account.to_bytes());
+    // Ids: signed prekey 1, one-time prekeys 1..=3, last-resort KEM prekey 1, one-time KEM
+    // prekeys 2 and 3.
+    assert_eq!(
+        (
+            good.next_signed_prekey_id,
+            good.next_one_time_prekey_id,
+            good.next_kem_prekey_id
+        ),
+        (2, 4, 4)
+    );
+    decode(&good).expect("the account as persisted");
+    let signed = || {
+        Some(invalid(
+            "SignedPreKeyState",
+            "signature",
+            "not a signed prekey issued by this account's identity key",
+        ))
+    };
+    let kem = || {
+        Some(invalid(
+            "KemPreKeyState",
+            "signature",
+            "not a KEM prekey issued by this account's identity key",
+        ))
+    };
+    let one_time = || {
+        Some(invalid(
+            "OneTimePreKeyState",
+            "id",
+            "duplicate id, or an id the account has not issued yet",
+        ))
+    };
+    let edited = |change: &dyn Fn(&mut AccountState)| {
+        let mut a = good.clone();
+        change(&mut a);
+        decode(&a).err()
+    };
+
+    for bit in 0..64 * 8 {
+        let flip = |sig: &mut Vec<u8>| sig[bit / 8] ^= 1 << (bit % 8);
+        assert_eq!(
+            edited(&|a| flip(&mut a.signed_prekeys[0].signature)),
+            signed()
+        );
+        assert_eq!(
+            edited(&|a| flip(&mut a.last_resort_kem_prekeys[0].signature)),
+            kem()
+        );
+        assert_eq!(
+            edited(&|a| flip(&mut a.one_time_kem_prekeys[1].signature)),
+            kem()
+        );
+    }
+    // Genuine keys with ids the account has not issued yet.
+    assert_eq!(edited(&|a| a.next_signed_prekey_id = 1), signed());
+    assert_eq!(edited(&|a| a.next_kem_prekey_id = 3), kem());
+    assert_eq!(edited(&|a| a.next_one_time_prekey_id = 3), one_time());
+    assert_eq!(
+        edited(&|a| a.one_time_prekeys[2].id = 2),
+        one_time(),
+        "a repeated id"
+    );
+    // A genuine key under another id: the signature covers the id.
+    assert_eq!(
+        edited(&|a| a.one_time_kem_prekeys[1].id = 2),
+        kem(),
+        "one-time KEM prekey 3 as 2"
+    );
+    assert_eq!(edited(&|a| a.one_time_kem_prekeys[0].id = 0), kem());
+    // Another identity's keys.
+    let other = state::decode_account(&Account::new(&mut r, T0).to_bytes());
+    assert_eq!(
+        edited(&|a| a.signed_prekeys = other.signed_prekeys.clone()),
+        signed()
+    );
+    assert_eq!(
+        edited(&|a| a.last_resort_kem_prekeys = other.last_resort_kem_prekeys.clone()),
+        kem()
     );
 }
