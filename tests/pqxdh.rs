@@ -479,6 +479,28 @@ fn rotated_last_resort_kem_prekeys_expire_after_the_grace_period() {
         SessionRecord::new().decrypt(&mut pair.bob.account, &late, T0),
         Err(DecryptError::UnknownKemPreKey { id: 1 })
     );
+    // A second rotation and removal: the account remembers both deleted ids (persisted too),
+    // not only the last one.
+    pair.bob
+        .account
+        .rotate_last_resort_kem_prekey(&mut pair.rng, T0.saturating_add_secs(41 * day))
+        .unwrap();
+    assert_eq!(
+        pair.bob
+            .account
+            .remove_replaced_prekeys(T0.saturating_add_secs(80 * day), 30 * day),
+        1
+    );
+    pair.bob.persist_and_restore();
+    for id in [1, 2] {
+        let naming = pb::edit_message(&late, |m| {
+            m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = id;
+        });
+        assert_eq!(
+            SessionRecord::new().decrypt(&mut pair.bob.account, &naming, T0),
+            Err(DecryptError::UnknownKemPreKey { id })
+        );
+    }
 }
 
 #[test]
