@@ -71,6 +71,38 @@ fn message_lengths_are_padded_to_buckets() {
     assert_eq!(lengths[1], lengths[2]);
 }
 
+/// Bodies of every length across the first padding buckets (256, 272, 288, 304, 320 bytes
+/// of padded content): each crosses a bucket edge at some length, where the content and its
+/// marker byte fill a bucket exactly or overflow it by one byte. Each must round-trip, and
+/// the padded lengths must step through the buckets in order, 16 bytes at a time.
+#[test]
+fn every_body_length_across_bucket_edges_round_trips() {
+    let mut pair = Pair::established(4);
+    let mut padded = Vec::new();
+    for n in 200..=320 {
+        let body = "x".repeat(n);
+        let sent = pair
+            .alice
+            .record
+            .send(&mut pair.rng, &Content::new(body.as_str()), T0)
+            .unwrap();
+        let len = ratchetbox::Message::from_bytes(sent.wire())
+            .unwrap()
+            .ciphertext_len()
+            - 16;
+        if padded.last() != Some(&len) {
+            padded.push(len);
+        }
+        let received = pair
+            .bob
+            .record
+            .receive(&mut pair.bob.account, sent.wire(), T0)
+            .unwrap_or_else(|e| panic!("a {n}-byte body: {e}"));
+        assert_eq!(received.content().body(), body.as_bytes(), "{n}");
+    }
+    assert_eq!(padded, [256, 272, 288, 304, 320, 336]);
+}
+
 #[test]
 fn a_send_time_from_the_future_is_clamped() {
     let mut pair = Pair::established(3);
