@@ -1949,6 +1949,8 @@ fn a_failed_chunk_is_never_written_to_the_stream_output() {
 #[test]
 fn pointer_round_trips_and_hides_its_key() {
     let meta = AttachmentMetadata::new("image/jpeg", "IMG_0001.jpg").expect("metadata");
+    assert_eq!(meta.content_type(), "image/jpeg");
+    assert_eq!(meta.file_name(), "IMG_0001.jpg");
     let (mut pointer, _) = attachment::seal(&mut rng(61), b"jpeg bytes", meta).expect("seal");
     pointer
         .set_locator(vec![7; 2048])
@@ -1967,6 +1969,7 @@ fn pointer_round_trips_and_hides_its_key() {
     assert!(!debug.contains(&hex::encode(pointer.file_key().as_bytes())));
     assert!(!debug.contains(&format!("{:?}", pointer.file_key().as_bytes())));
     assert!(debug.contains("IMG_0001.jpg"));
+    assert_eq!(format!("{:?}", back.file_key()), "FileKey(..)");
 }
 
 #[test]
