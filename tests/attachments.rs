@@ -1951,7 +1951,7 @@ fn pointer_round_trips_and_hides_its_key() {
     let meta = AttachmentMetadata::new("image/jpeg", "IMG_0001.jpg").expect("metadata");
     assert_eq!(meta.content_type(), "image/jpeg");
     assert_eq!(meta.file_name(), "IMG_0001.jpg");
-    let (mut pointer, _) = attachment::seal(&mut rng(61), b"jpeg bytes", meta).expect("seal");
+    let (mut pointer, sealed) = attachment::seal(&mut rng(61), b"jpeg bytes", meta).expect("seal");
     pointer
         .set_locator(vec![7; 2048])
         .expect("2048 bytes are allowed");
@@ -1965,6 +1965,10 @@ fn pointer_round_trips_and_hides_its_key() {
     assert_eq!(back.file_key().as_bytes(), pointer.file_key().as_bytes());
     assert_eq!(back.plaintext_len(), 10);
     assert_eq!(back.version(), 2);
+    assert_eq!(
+        back.sealed_len(ChunkSize::DEFAULT).unwrap(),
+        sealed.len() as u64
+    );
     let debug = format!("{back:?} {:?}", back.file_key());
     assert!(!debug.contains(&hex::encode(pointer.file_key().as_bytes())));
     assert!(!debug.contains(&format!("{:?}", pointer.file_key().as_bytes())));
