@@ -1973,6 +1973,11 @@ fn pointer_round_trips_and_hides_its_key() {
     assert!(!debug.contains(&hex::encode(pointer.file_key().as_bytes())));
     assert!(!debug.contains(&format!("{:?}", pointer.file_key().as_bytes())));
     assert!(debug.contains("IMG_0001.jpg"));
+    // The root (public: it names the sealed file) in hex.
+    assert!(
+        debug.contains(&format!("root: {},", hex::encode(back.root()))),
+        "{debug}"
+    );
     assert_eq!(format!("{:?}", back.file_key()), "FileKey(..)");
 }
 
