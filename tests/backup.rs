@@ -280,8 +280,9 @@ fn an_older_backup_restored_mid_conversation_keeps_talking_without_key_reuse() {
     assert!(upload.last_resort_kem_prekey().is_some());
     assert_eq!(upload.one_time_prekeys().len(), 100);
     // Every id counter moved exactly 2^20 (the gap the docs give) past what the backed-up
-    // account had issued: one-time prekeys 1..=100, signed prekey 1, last-resort KEM prekey 1 and
-    // one-time KEM prekeys 2..=101. The rotations and the new batches take the next ids.
+    // account had issued: one-time prekeys 1..=100, signed prekey 1, last-resort KEM
+    // prekey 1 and one-time KEM prekeys 2..=101. The rotations and the new batches take the
+    // next ids.
     const GAP: u32 = 1 << 20;
     assert_eq!(RESTORE_ID_GAP, GAP);
     assert_eq!(

@@ -21,6 +21,13 @@ fn kem_otk_bundle(pair: &mut Pair) -> PreKeyBundle {
         .unwrap()
 }
 
+/// `wire`, a post-quantum initial message, naming KEM prekey `id` instead.
+fn naming_kem_prekey(wire: &[u8], id: u32) -> Vec<u8> {
+    pb::edit_message(wire, |m| {
+        m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = id;
+    })
+}
+
 fn initiate(pair: &mut Pair, bundle: &PreKeyBundle) -> SessionRecord {
     let mut record = SessionRecord::new();
     record
@@ -404,11 +411,8 @@ fn downgrade_by_stripping_the_kem_part_of_an_initial_message_fails() {
     // Naming another KEM prekey does not work either. Bob issued only KEM prekey 1 (the
     // last-resort one): 0 is never issued, 2 is the next id, and neither is reported as used.
     for id in [0, 2, 99, u32::MAX] {
-        let other_id = pb::edit_message(&wire, |m| {
-            m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = id;
-        });
         assert_eq!(
-            pair.bob.reject(&other_id),
+            pair.bob.reject(&naming_kem_prekey(&wire, id)),
             DecryptError::UnknownKemPreKey { id }
         );
     }
@@ -493,11 +497,8 @@ fn rotated_last_resort_kem_prekeys_expire_after_the_grace_period() {
     );
     pair.bob.persist_and_restore();
     for id in [1, 2] {
-        let naming = pb::edit_message(&late, |m| {
-            m.initial_mut().unwrap().kem.as_mut().unwrap().prekey_id = id;
-        });
         assert_eq!(
-            SessionRecord::new().decrypt(&mut pair.bob.account, &naming, T0),
+            SessionRecord::new().decrypt(&mut pair.bob.account, &naming_kem_prekey(&late, id), T0),
             Err(DecryptError::UnknownKemPreKey { id })
         );
     }
