@@ -2509,3 +2509,184 @@ fn a_pointer_and_content_clone_to_the_same_bytes() {
         *content.attachments()[0].to_bytes()
     );
 }
+
+/// A source that records every seek (each one costs an HTTP range request or a disk seek).
+struct CountingSeeks<'a> {
+    inner: Cursor<&'a [u8]>,
+    seeks: Vec<SeekFrom>,
+}
+
+impl Read for CountingSeeks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Seek for CountingSeeks<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.seeks.push(to);
+        self.inner.seek(to)
+    }
+}
+
+/// Drains a stream opener; returns every released slice.
+fn drain<R: Read + Seek>(opener: &mut StreamOpener<R>) -> Vec<Vec<u8>> {
+    let mut released = Vec::new();
+    while let Some(plaintext) = opener.next_chunk().expect("verifies") {
+        released.push(plaintext.to_vec());
+    }
+    released
+}
+
+#[test]
+fn the_stream_opener_fetches_each_window_of_leaves_once_and_reads_chunks_in_order() {
+    let chunk = kib_chunks();
+    // 3 chunks: the length (seek to the end, back to the start), the 3 leaves (one run,
+    // which proves the whole tree), back to chunk 0, then chunks 1 and 2 follow on: 4 seeks.
+    // 1056 chunks (PADME leaves 1056 KiB, a multiple of 32 KiB, as it is): two windows of
+    // leaves. The first (leaves 0..=1023) is one run of level 0 plus node 1 of level 10;
+    // the second (leaves 1024..=1055) one run of level 0 plus node 0 of level 10. Each run
+    // and each return to the chunks is a seek: 2 + (2 + 1) + (2 + 1) = 8.
+    for (len, seeks) in [(3 * 1024usize, 4usize), (1056 * 1024, 8)] {
+        let data = pattern(len);
+        let (pointer, sealed) = sealed_with(7, &data, chunk);
+        assert_eq!(
+            layout_of(&pointer, chunk).chunk_count() as usize,
+            len / 1024
+        );
+        let source = CountingSeeks {
+            inner: Cursor::new(&sealed),
+            seeks: Vec::new(),
+        };
+        let mut opener = StreamOpener::new(&pointer, source).expect("prefix");
+        assert_eq!(drain(&mut opener).concat(), data);
+        let source = opener.into_inner();
+        assert_eq!(source.seeks.len(), seeks, "{len}: {:?}", source.seeks);
+        assert_eq!(
+            source.seeks[..2],
+            [SeekFrom::End(0), SeekFrom::Start(0)],
+            "{len}"
+        );
+    }
+}
+
+/// A source that claims the full sealed length but whose bytes end at `data.len()` (a file
+/// cut while it is read, a server that ends a range early).
+struct CutShort<'a> {
+    inner: Cursor<&'a [u8]>,
+    claimed_len: u64,
+}
+
+impl Read for CutShort<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Seek for CutShort<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match to {
+            SeekFrom::End(0) => Ok(self.claimed_len),
+            other => self.inner.seek(other),
+        }
+    }
+}
+
+#[test]
+fn a_source_that_ends_early_is_truncated_by_the_missing_count() {
+    let chunk = kib_chunks();
+    let data = pattern(3 * 1024);
+    let (pointer, sealed) = sealed_with(42, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    // The 3 leaves are read first (96 bytes at the tree offset): 40 of them arrive.
+    let cut = layout.tree_offset() as usize + 40;
+    let source = CutShort {
+        inner: Cursor::new(&sealed[..cut]),
+        claimed_len: sealed.len() as u64,
+    };
+    let mut opener = StreamOpener::new(&pointer, source).expect("the claimed length fits");
+    assert!(
+        matches!(opener.next_chunk(), Err(E::Truncated { missing: 56 })),
+        "{:?}",
+        opener.next_chunk()
+    );
+    assert!(matches!(opener.next_chunk(), Err(E::StreamFailed)));
+}
+
+#[test]
+fn a_chunk_of_padding_only_releases_nothing_and_open_stream_counts_the_plaintext() {
+    let chunk = kib_chunks();
+    // PADME(33 * 1024 = 33792): E = 15, S = 4, so a multiple of 2^11 = 2048: 34816, and
+    // chunk 33 of 34 holds padding only. The opener releases the 33 chunks of plaintext,
+    // none of them empty.
+    let data = pattern(33 * 1024);
+    let (pointer, sealed) = sealed_with(9, &data, chunk);
+    let layout = layout_of(&pointer, chunk);
+    assert_eq!((layout.padded_len(), layout.chunk_count()), (34_816, 34));
+    let mut opener = StreamOpener::new(&pointer, Cursor::new(&sealed)).expect("prefix");
+    let released = drain(&mut opener);
+    assert_eq!(released.len(), 33);
+    assert!(released.iter().all(|p| p.len() == 1024));
+    assert_eq!(released.concat(), data);
+    let mut out = Vec::new();
+    let written = attachment::open_stream(&pointer, &mut Cursor::new(&sealed), &mut out);
+    assert_eq!(written.expect("opens"), 33 * 1024);
+    assert_eq!(out, data);
+}
+
+#[test]
+fn debug_output_shows_the_layout_and_state_and_no_key() {
+    let chunk = kib_chunks();
+    let data = pattern(3000);
+    let (pointer, sealed) = sealed_with(5, &data, chunk);
+    let layout = format!("{:?}", layout_of(&pointer, chunk));
+    assert!(layout.starts_with("Layout { plaintext_len: 3000, padded_len: 3072"));
+    let access =
+        RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("prefix");
+    assert_eq!(
+        format!("{access:?}"),
+        format!("RandomAccess {{ layout: {layout}, .. }}")
+    );
+    assert_eq!(access.plaintext_len(), 3000);
+    let mut opener = StreamOpener::new(&pointer, Cursor::new(&sealed)).expect("prefix");
+    assert_eq!(
+        format!("{opener:?}"),
+        format!("StreamOpener {{ layout: {layout}, state: Reading(0), .. }}")
+    );
+    drain(&mut opener);
+    assert!(format!("{opener:?}").ends_with(", state: Done, .. }"));
+    let mut forged = sealed.clone();
+    forged[PREFIX_LEN] ^= 1;
+    let mut opener = StreamOpener::new(&pointer, Cursor::new(&forged)).expect("prefix");
+    assert!(opener.next_chunk().is_err());
+    assert!(format!("{opener:?}").ends_with(", state: Failed, .. }"));
+}
+
+#[test]
+fn a_plan_of_another_layout_is_refused_before_anything_is_touched() {
+    let chunk = kib_chunks();
+    let data = pattern(3000);
+    let (pointer, sealed) = sealed_with(5, &data, chunk);
+    let access =
+        RandomAccess::new(&pointer, &sealed[..PREFIX_LEN], sealed.len() as u64).expect("prefix");
+    // The same plaintext range, planned for 4 KiB chunks: a valid range here, but not this
+    // file's plan (one chunk of 3072 bytes, not the first of three of 1 KiB).
+    let other = Layout::new(3000, ChunkSize::from_log2(12).expect("4 KiB"))
+        .expect("layout")
+        .plan(0..10)
+        .expect("plan");
+    assert_ne!(access.plan(0..10).expect("plan"), other);
+    let mut fetched = vec![0xEEu8; other.sealed_len() as usize];
+    let hashes = vec![0u8; other.hashes_len() as usize];
+    let result = access.decrypt(&other, &mut fetched, &hashes);
+    assert!(
+        matches!(
+            result,
+            Err(E::InvalidRange {
+                reason: "the fetch plan does not belong to this file"
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(fetched.iter().all(|&b| b == 0xEE));
+}
