@@ -2570,6 +2570,33 @@ fn the_stream_opener_fetches_each_window_of_leaves_once_and_reads_chunks_in_orde
     }
 }
 
+/// A batch of the parallel opener may hold chunks of two windows of leaves: the window is
+/// fetched when its first chunk is reached, as in the sequential opener. On a pool of 88
+/// threads, 1056 chunks make batches of 3 (a quarter of the chunks a thread, rounded
+/// down), so chunks 1023, 1024 and 1025 share one; the reads are those of the test above.
+#[cfg(feature = "parallel")]
+#[test]
+fn a_parallel_batch_may_hold_chunks_of_two_windows_of_leaves() {
+    let chunk = kib_chunks();
+    let data = pattern(1056 * 1024);
+    let (pointer, sealed) = sealed_with(7, &data, chunk);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(88)
+        .build()
+        .expect("pool");
+    let mut source = CountingSeeks {
+        inner: Cursor::new(&sealed),
+        seeks: Vec::new(),
+    };
+    let mut opened = Vec::new();
+    let written = pool
+        .install(|| attachment::open_stream_parallel(&pointer, &mut source, &mut opened))
+        .expect("opens");
+    assert_eq!(written, data.len() as u64);
+    assert!(opened == data);
+    assert_eq!(source.seeks.len(), 8, "{:?}", source.seeks);
+}
+
 /// A source that claims the full sealed length but whose bytes end at `data.len()` (a file
 /// cut while it is read, a server that ends a range early).
 struct CutShort<'a> {

@@ -275,7 +275,7 @@ pub(crate) fn open_from(
 }
 
 #[cfg(feature = "parallel")]
-pub(crate) use self::streaming::{STREAM_WINDOW, SeekSource};
+pub(crate) use self::streaming::SeekSource;
 #[cfg(feature = "std")]
 pub use self::streaming::{StreamOpener, open_stream};
 
@@ -288,7 +288,7 @@ mod streaming {
 
     /// Leaves verified at a time by the streaming openers: 1024 (32 KiB of hashes, covering
     /// 64 MiB at the default chunk size).
-    pub(crate) const STREAM_WINDOW: u64 = 1024;
+    const STREAM_WINDOW: u64 = 1024;
 
     /// Where a [`StreamOpener`] is.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,15 +17,13 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use rand_core::CryptoRng;
 use rayon::prelude::*;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::AttachmentError;
 
 use super::format::{CHUNK_TAG_LEN, ChunkSize, Layout, PREFIX_LEN, SealKeys};
 use super::in_place::{Exec, open_in_place_with, seal_in_place_with};
-use super::open::{
-    STREAM_WINDOW, SeekSource, leaf_in, open_from, open_slot, verified_leaves, whole_file,
-};
+use super::open::{SeekSource, leaf_in, open_from, open_slot, verified_leaves, whole_file};
 use super::pointer::{AttachmentMetadata, AttachmentPointer};
 use super::random_access::RandomAccess;
 use super::seal::{ChunkReader, SealSetup, seal_from, seal_slot};
@@ -427,8 +425,8 @@ struct Slot {
 /// A batch of a parallel stream sealer: chunk slots (`payload || room for the tag`), read
 /// from the input, then sealed in place.
 struct SealBatch {
-    /// Holds plaintext until sealed (and after a read error): wiped when dropped, and before
-    /// it grows, so that a reallocation leaves no copy behind.
+    /// Holds plaintext until sealed (and after a read error): wiped when dropped. It is
+    /// allocated once, at its full size, so no reallocation leaves a copy behind.
     buf: Zeroizing<Vec<u8>>,
     slots: Vec<Slot>,
     leaves: Vec<Hash>,
@@ -487,11 +485,10 @@ impl<R: io::Read + ?Sized> BatchReader<'_, R> {
             return Ok(());
         }
         let stride = self.chunk_size.bytes() + CHUNK_TAG_LEN;
-        let len = STREAM_BATCH_CHUNKS * stride;
-        if batch.buf.capacity() < len {
-            batch.buf.zeroize();
-        }
-        batch.buf.resize(len, 0);
+        // Allocated by the worker's first batch (a worker that gets none allocates nothing),
+        // at its full size: every batch has this size, so the buffer never grows again and
+        // no reallocation leaves plaintext behind.
+        batch.buf.resize(STREAM_BATCH_CHUNKS * stride, 0);
         let chunk = self.chunk_size.bytes();
         for slot in batch.buf.chunks_mut(stride) {
             let index = self.next_index;
@@ -739,9 +736,7 @@ impl OpenBatch {
         let layout = source.layout;
         let first = *next_index;
         let slots = (self.buf.len() / stride) as u64;
-        // A batch never straddles two windows of verified leaves.
-        let window_end = (first / STREAM_WINDOW + 1) * STREAM_WINDOW;
-        let end = (first + slots).min(layout.chunk_count()).min(window_end);
+        let end = (first + slots).min(layout.chunk_count());
         self.leaves.clear();
         self.error = None;
         for (room, index) in self.buf.chunks_mut(stride).zip(first..end) {
