@@ -647,3 +647,43 @@ fn parallel_streams_hold_one_batch_a_thread() {
         );
     }
 }
+
+/// `RandomAccess::read_range` allocates one chunk buffer, the range's leaves with their
+/// proof, and the output at the range's length, reserved once: ten bytes near the end of a
+/// 1 MiB file, like ten at its start, cost far less than a second chunk would. The
+/// slack, 4 KiB, covers the leaves and proof (at most two 32-byte hashes a level, 10 levels
+/// for 1024 chunks) and their working copies.
+#[test]
+fn read_range_allocates_one_chunk_and_the_range() {
+    const SLACK: usize = 4096;
+    let chunk = ChunkSize::from_log2(10).expect("chunk size");
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let (pointer, sealed) = attachment::seal(
+        &mut rng,
+        &data,
+        AttachmentMetadata::default().with_chunk_size(chunk),
+    )
+    .expect("seal");
+    let access = attachment::RandomAccess::new(
+        &pointer,
+        &sealed[..attachment::PREFIX_LEN],
+        sealed.len() as u64,
+    )
+    .expect("access");
+    for start in [0usize, 1_000_000] {
+        let (got, _, bytes) = count(|| {
+            access.read_range(start as u64..start as u64 + 10, |offset, buf| {
+                let at = usize::try_from(offset).expect("fits");
+                buf.copy_from_slice(&sealed[at..at + buf.len()]);
+                Ok(())
+            })
+        });
+        assert_eq!(got.expect("read_range"), data[start..start + 10]);
+        let bound = 10 + chunk.bytes() + CHUNK_TAG_LEN + SLACK;
+        assert!(
+            bytes <= bound,
+            "{bytes} B allocated from {start}: bound {bound}"
+        );
+    }
+}
