@@ -541,6 +541,19 @@ fn round_trips_at_the_boundaries() {
     }
 }
 
+/// Padding can outrun a batch of the parallel stream sealer: 256 KiB + 1 byte pads (PADME) to
+/// 270,336 bytes, so with 1 KiB chunks the plaintext ends in chunk 256 and chunks 257 to 263
+/// hold only padding, more than the rest of that batch of 4; the batches after it are sealed
+/// from the padding alone.
+#[test]
+fn padding_chunks_past_the_batch_where_the_input_ends_are_sealed() {
+    let chunk = kib_chunks();
+    let plaintext = pattern((256 << 10) + 1);
+    let (pointer, _) = sealed_with(21, &plaintext, chunk);
+    assert_eq!(layout_of(&pointer, chunk).chunk_count(), 264);
+    round_trip_everywhere(21, &plaintext, chunk);
+}
+
 #[test]
 fn largest_and_smallest_chunk_sizes() {
     for log2 in [ChunkSize::MIN_LOG2, ChunkSize::MAX_LOG2] {
