@@ -148,15 +148,26 @@ pub(crate) fn limits_to_proto(config: &SessionConfig) -> crate::wire::generated:
 pub(crate) fn limits_from_proto(
     p: &crate::wire::generated::SessionLimits,
 ) -> Result<SessionConfig, crate::error::DecodeError> {
-    if p.max_skip > SessionConfig::LIMIT_KEYS
-        || p.max_skipped_keys > SessionConfig::LIMIT_KEYS
-        || p.max_previous_sessions > SessionConfig::LIMIT_PREVIOUS_SESSIONS
-    {
-        return Err(crate::error::DecodeError::InvalidValue {
-            object: "SessionLimits",
-            field: "max_skip",
-            reason: "a limit is above its hard ceiling",
-        });
+    for (field, value, ceiling) in [
+        ("max_skip", p.max_skip, SessionConfig::LIMIT_KEYS),
+        (
+            "max_skipped_keys",
+            p.max_skipped_keys,
+            SessionConfig::LIMIT_KEYS,
+        ),
+        (
+            "max_previous_sessions",
+            p.max_previous_sessions,
+            SessionConfig::LIMIT_PREVIOUS_SESSIONS,
+        ),
+    ] {
+        if value > ceiling {
+            return Err(crate::error::DecodeError::InvalidValue {
+                object: "SessionLimits",
+                field,
+                reason: "above its hard ceiling",
+            });
+        }
     }
     Ok(SessionConfig {
         max_skip: p.max_skip,
@@ -183,9 +194,45 @@ mod tests {
             config.max_previous_sessions(),
             SessionConfig::LIMIT_PREVIOUS_SESSIONS
         );
-        let mut p = limits_to_proto(&config);
-        assert_eq!(limits_from_proto(&p), Ok(config));
-        p.max_skip += 1;
-        assert!(limits_from_proto(&p).is_err());
+        let at_ceilings = limits_to_proto(&config);
+        assert_eq!(limits_from_proto(&at_ceilings), Ok(config));
+    }
+
+    /// Persisted limits are checked one by one: each above its ceiling (100,000 keys, 64
+    /// previous sessions) is refused alone, the others at theirs, and the error names it.
+    #[test]
+    fn each_persisted_limit_above_its_ceiling_is_refused_alone() {
+        let ceilings = limits_to_proto(
+            &SessionConfig::default()
+                .with_max_skip(u32::MAX)
+                .with_max_skipped_keys(u32::MAX)
+                .with_max_previous_sessions(u32::MAX),
+        );
+        assert_eq!(
+            (
+                ceilings.max_skip,
+                ceilings.max_skipped_keys,
+                ceilings.max_previous_sessions
+            ),
+            (100_000, 100_000, 64)
+        );
+        type Raise = fn(&mut crate::wire::generated::SessionLimits);
+        let over: [(&str, Raise); 3] = [
+            ("max_skip", |p| p.max_skip = 100_001),
+            ("max_skipped_keys", |p| p.max_skipped_keys = 100_001),
+            ("max_previous_sessions", |p| p.max_previous_sessions = 65),
+        ];
+        for (field, raise) in over {
+            let mut p = ceilings;
+            raise(&mut p);
+            assert_eq!(
+                limits_from_proto(&p),
+                Err(crate::error::DecodeError::InvalidValue {
+                    object: "SessionLimits",
+                    field,
+                    reason: "above its hard ceiling",
+                }),
+            );
+        }
     }
 }

@@ -394,6 +394,13 @@ fn ml_kem_1024_encapsulation_and_key_validation() {
             continue;
         }
         let key = key.expect("valid key");
+        // `Debug` shows the key's first 8 bytes, as the vector spells them.
+        assert_eq!(
+            alloc::format!("{key:?}"),
+            alloc::format!("KemPublicKey({}..)", &s(&t, "ek")[..16].to_lowercase()),
+            "tcId {}",
+            t["tcId"]
+        );
         let (ciphertext, shared) = key.encapsulate(&mut FixedBytes(unhex(s(&t, "m"))));
         assert_eq!(ciphertext.to_vec(), unhex(s(&t, "c")), "tcId {}", t["tcId"]);
         assert_eq!(shared.0.to_vec(), unhex(s(&t, "K")), "tcId {}", t["tcId"]);
