@@ -363,6 +363,15 @@ fn ml_kem_1024_keygen_and_decapsulation() {
         };
         let pair = KemKeyPair::from_seed(&seed);
         assert_eq!(
+            alloc::format!("{pair:?}"),
+            alloc::format!(
+                "KemKeyPair {{ public: KemPublicKey({}..), .. }}",
+                &s(&t, "ek")[..16].to_lowercase()
+            ),
+            "tcId {}: no seed in Debug",
+            t["tcId"]
+        );
+        assert_eq!(
             pair.public_key().to_bytes().to_vec(),
             unhex(s(&t, "ek")),
             "tcId {}",

@@ -202,6 +202,11 @@ fn a_cloned_account_is_an_independent_copy() {
 fn a_sealed_object_of_another_kind_is_named_in_a_sentence() {
     let mut r = rng(7);
     let key = StorageKey::generate(&mut r);
+    assert_eq!(
+        format!("{key:?}"),
+        "StorageKey(..)",
+        "no key bytes in Debug"
+    );
     let sealed = SessionRecord::new().seal(&key, &mut r);
     let error = Account::unseal(&sealed, &key).unwrap_err();
     assert_eq!(

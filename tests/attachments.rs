@@ -2043,6 +2043,15 @@ fn pointer_decoding_validates_every_field() {
             rule: FileNameRule::PathSeparator
         })
     );
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad)
+            .err()
+            .map(|e| e.to_string()),
+        Some(
+            "attachment pointer.file_name is not allowed: contains a path separator (/ or \\)"
+                .into()
+        )
+    );
     for (name, rule) in [
         ("a/b", FileNameRule::PathSeparator),
         ("a\\b", FileNameRule::PathSeparator),

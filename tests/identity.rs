@@ -260,3 +260,19 @@ fn check_safety_numbers(
     assert_eq!(new.display(), expected(&new_key));
     assert_ne!(old.display(), new.display());
 }
+
+/// Identity keys key maps of contacts: equal keys (one decoded from the other's bytes) hash
+/// alike, and two accounts' keys hash apart, so such a map does not degenerate into one
+/// bucket.
+#[test]
+fn identity_keys_hash_by_their_bytes() {
+    use std::hash::{BuildHasher, RandomState};
+
+    let pair = Pair::new(41);
+    let alice = pair.alice.account.identity_key();
+    let bob = pair.bob.account.identity_key();
+    let decoded = IdentityKey::from_bytes(alice.as_bytes()).expect("a valid key");
+    let state = RandomState::new();
+    assert_eq!(state.hash_one(decoded), state.hash_one(alice));
+    assert_ne!(state.hash_one(bob), state.hash_one(alice));
+}

@@ -478,6 +478,18 @@ fn uploads_with_a_bad_signature_are_refused_with_the_exact_variant() {
             id: 3
         })
     );
+    // The messages name each kind in words.
+    for (kind, words) in [
+        (PreKeyKind::Signed, "signed prekey"),
+        (PreKeyKind::OneTime, "one-time prekey"),
+        (PreKeyKind::LastResortKem, "last-resort KEM prekey"),
+        (PreKeyKind::OneTimeKem, "one-time KEM prekey"),
+    ] {
+        assert_eq!(
+            UploadError::BadSignature { kind, id: 3 }.to_string(),
+            format!("the {words} with id 3 is not signed by the upload's identity key")
+        );
+    }
     // A one-time prekey swapped for another valid key: the batch signature no longer holds.
     let other = account.one_time_prekeys().nth(5).unwrap();
     assert_eq!(
