@@ -2007,7 +2007,14 @@ fn pointer_decoding_validates_every_field() {
     assert_eq!(&good[..3], &[0x01, 0x08, 0x02]);
     let mut bad = good.clone();
     bad[2] = 1; // format version 1, which this build does not read
-    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad).err(),
+        Some(DecodeError::InvalidValue {
+            object: "attachment pointer",
+            field: "version",
+            reason: "unsupported attachment format version (this build reads version 2)"
+        })
+    );
     // The plaintext size may be 2^50 bytes, not one more: its varint replaces `01` at 38.
     assert_eq!(&good[37..39], &[0x18, 0x01]);
     let with_size = |varint: &[u8]| [&good[..38], varint, &good[39..]].concat();
@@ -2025,14 +2032,49 @@ fn pointer_decoding_validates_every_field() {
     );
     let mut bad = good.clone();
     bad[0] = 2; // wire version byte
-    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad).err(),
+        Some(DecodeError::UnsupportedVersion {
+            object: "attachment pointer",
+            found: 2,
+            supported: 1
+        })
+    );
+    // A 31-byte key, framed as such (`12 1f` and the key's first 31 bytes), so that the
+    // length check and not the protobuf framing refuses it.
+    let short_key = [&good[..3], &[0x12, 0x1f], &good[5..36], &good[37..]].concat();
+    assert_eq!(
+        AttachmentPointer::from_bytes(&short_key).err(),
+        Some(DecodeError::InvalidLength {
+            object: "attachment pointer",
+            field: "file_key",
+            expected: 32,
+            found: 31
+        })
+    );
+    // Cutting only the length byte breaks the framing instead.
     let mut bad = good.clone();
-    bad[4] = 0x1f; // a 31-byte key
-    assert!(AttachmentPointer::from_bytes(&bad).is_err());
+    bad[4] = 0x1f;
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad).err(),
+        Some(DecodeError::Malformed {
+            object: "attachment pointer"
+        })
+    );
     let mut bad = good.clone();
     bad.extend([0x40, 0x01]); // unknown field 8
-    assert!(AttachmentPointer::from_bytes(&bad).is_err());
-    assert!(AttachmentPointer::from_bytes(&[]).is_err());
+    assert_eq!(
+        AttachmentPointer::from_bytes(&bad).err(),
+        Some(DecodeError::NonCanonical {
+            object: "attachment pointer"
+        })
+    );
+    assert_eq!(
+        AttachmentPointer::from_bytes(&[]).err(),
+        Some(DecodeError::Empty {
+            object: "attachment pointer"
+        })
+    );
     // A file name with a path separator is refused on decode, as on construction.
     let pos = good.len() - 1;
     let mut bad = good.clone();
@@ -2066,7 +2108,13 @@ fn pointer_decoding_validates_every_field() {
             "{name:?}"
         );
     }
-    assert!(AttachmentMetadata::new("t\r", "ok").is_err());
+    assert!(matches!(
+        AttachmentMetadata::new("t\r", "ok"),
+        Err(E::InvalidMetadata {
+            field: "content type",
+            reason: "contains control characters"
+        })
+    ));
     // The length bounds: 255 bytes pass, 256 do not (a two-byte character counts twice).
     assert!(AttachmentMetadata::new(&"t".repeat(255), &"n".repeat(255)).is_ok());
     for too_long in ["t".repeat(256), format!("{}é", "t".repeat(254))] {
@@ -2707,7 +2755,10 @@ fn debug_output_shows_the_layout_and_state_and_no_key() {
     let mut forged = sealed.clone();
     forged[PREFIX_LEN] ^= 1;
     let mut opener = StreamOpener::new(&pointer, Cursor::new(&forged)).expect("prefix");
-    assert!(opener.next_chunk().is_err());
+    assert!(matches!(
+        opener.next_chunk(),
+        Err(E::ChunkNotCommitted { index: 0 })
+    ));
     assert!(format!("{opener:?}").ends_with(", state: Failed, .. }"));
 }
 

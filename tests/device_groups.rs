@@ -313,7 +313,16 @@ fn group_timers_converge_whatever_the_order() {
     let received = bob
         .device
         .receive_group(&mut rng, &c, &from_carol.message, T0);
-    assert!(received.is_err(), "Carol's key has not reached Bob yet");
+    assert!(
+        matches!(
+            received,
+            Err(Error::Group {
+                source: GroupError::UnknownSenderKey { .. },
+                ..
+            })
+        ),
+        "Carol's key has not reached Bob yet: {received:?}"
+    );
     deliver(&mut rng, &mut bob, &c, &from_carol).unwrap();
     deliver(&mut rng, &mut alice, &c, &from_carol).unwrap();
     for d in from_alice.distributions.iter().filter(|d| d.to == c) {

@@ -505,11 +505,31 @@ fn malformed_codes_are_typed_errors() {
             }
         );
     }
-    // Every truncation of a real code is an error (never a match, never a panic).
+    // Every truncation of a real code is an error (never a match, never a panic): cut
+    // between two fields, the next is missing (the code is the version byte, `08 01`, the
+    // local party in 2 + 52 bytes, then the remote party); cut inside one, it is malformed.
     let code = p.on_bob.scannable();
     for len in 0..code.len() {
-        assert!(
-            p.on_alice.compare_scanned(&code[..len]).is_err(),
+        let object = "ScannableFingerprint";
+        let expected = match len {
+            0 => DecodeError::Empty { object },
+            1 => DecodeError::MissingField {
+                object,
+                field: "version",
+            },
+            3 => DecodeError::MissingField {
+                object,
+                field: "local",
+            },
+            57 => DecodeError::MissingField {
+                object,
+                field: "remote",
+            },
+            _ => DecodeError::Malformed { object },
+        };
+        assert_eq!(
+            p.on_alice.compare_scanned(&code[..len]).err(),
+            Some(FingerprintError::Decode(expected)),
             "truncated to {len}"
         );
     }

@@ -125,7 +125,12 @@ fn sealed_state_needs_the_right_key_kind_and_bytes() {
             );
         }
     }
-    assert!(SessionRecord::unseal(&sealed[..sealed.len() - 1], &key).is_err());
+    assert_eq!(
+        SessionRecord::unseal(&sealed[..sealed.len() - 1], &key).err(),
+        Some(StateError::Decode(DecodeError::Malformed {
+            object: "SealedState"
+        }))
+    );
     // Two seals of the same state differ (fresh salt), and both open.
     let again = pair.alice.record.seal(&key, &mut pair.rng);
     assert_ne!(again, sealed);
