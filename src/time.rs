@@ -156,6 +156,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn now_reads_the_system_clock_in_whole_seconds() {
+        let secs = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs()
+        };
+        let before = secs();
+        let now = Timestamp::now().as_unix_secs();
+        let after = secs();
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+        // After 2026-01-01, whatever machine runs this.
+        assert!(now > 1_767_225_600);
+    }
+
+    #[test]
+    fn a_timestamp_displays_as_seconds() {
+        assert_eq!(
+            Timestamp::from_unix_secs(1_764_000_000).to_string(),
+            "1764000000s"
+        );
+        assert_eq!(Timestamp::EPOCH.to_string(), "0s");
+    }
+
     /// On Unix, `SystemTime` holds whole seconds up to `i64::MAX`: the exact boundary.
     #[cfg(unix)]
     #[test]
