@@ -276,3 +276,22 @@ fn identity_keys_hash_by_their_bytes() {
     assert_eq!(state.hash_one(decoded), state.hash_one(alice));
     assert_ne!(state.hash_one(bob), state.hash_one(alice));
 }
+
+/// `Debug` shows public keys in full and a key pair's public half only.
+#[test]
+fn key_debug_shows_public_bytes_only() {
+    let pair = ratchetbox::IdentityKeyPair::generate(&mut common::rng(42));
+    let public = hex::encode(pair.public_key().as_bytes());
+    assert_eq!(
+        format!("{pair:?}"),
+        format!("IdentityKeyPair {{ public: IdentityKey({public}), .. }}")
+    );
+    // RFC 7748's base point, u = 9.
+    let mut base = [0u8; 32];
+    base[0] = 9;
+    let key = ratchetbox::X25519PublicKey::from_bytes(base).expect("the base point");
+    assert_eq!(
+        format!("{key:?}"),
+        format!("X25519PublicKey(09{})", "00".repeat(31))
+    );
+}
