@@ -633,6 +633,28 @@ mod tests {
         assert!(canonical > 256);
     }
 
+    /// `Debug` shows a key pair's public half and never a secret.
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        // RFC 7748 section 6.1: Alice's private key and its public key.
+        let secret =
+            hex_literal("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let pair = X25519KeyPair::from_secret_bytes(&secret);
+        assert_eq!(
+            alloc::format!("{pair:?}"),
+            "X25519KeyPair { public: X25519PublicKey(\
+             8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a), .. }"
+        );
+        assert_eq!(
+            alloc::format!("{:?}", SecretBytes(secret)),
+            "SecretBytes(..)"
+        );
+    }
+
+    fn hex_literal(hex: &str) -> [u8; KEY_LEN] {
+        core::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+    }
+
     #[test]
     fn low_order_x25519_public_key_is_rejected() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);

@@ -138,5 +138,10 @@ mod tests {
         assert!(is_zero(&[]));
         assert!(is_zero(&[0; 5]));
         assert!(!is_zero(&[0, 0, 0x80, 0]));
+        // Every non-zero byte, alone and twice (where an xor would cancel it out).
+        for b in 1..=255u8 {
+            assert!(!is_zero(&[b]), "{b}");
+            assert!(!is_zero(&[0, b, b]), "{b} twice");
+        }
     }
 }

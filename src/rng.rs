@@ -38,3 +38,24 @@ impl TryRng for OsRng {
 }
 
 impl TryCryptoRng for OsRng {}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::Rng;
+
+    use super::OsRng;
+
+    /// Each way of drawing reaches the operating system: four draws are not all equal
+    /// (a chance of 2^-96 for `u32`) and 64 filled bytes are not all zero.
+    #[test]
+    fn every_draw_comes_from_the_system() {
+        let mut rng = OsRng::new();
+        let small: [u32; 4] = core::array::from_fn(|_| rng.next_u32());
+        assert!(small.iter().any(|&x| x != small[0]), "{small:?}");
+        let large: [u64; 4] = core::array::from_fn(|_| rng.next_u64());
+        assert!(large.iter().any(|&x| x != large[0]), "{large:?}");
+        let mut bytes = [0u8; 64];
+        rng.fill_bytes(&mut bytes);
+        assert!(bytes.iter().any(|&b| b != 0));
+    }
+}
