@@ -79,8 +79,9 @@ struct RoundTrip {
 /// Opening arbitrary bytes (whole, as a stream, and by random access) must fail unless the
 /// bytes are the fixture's sealed file; whatever comes out must be the fixture's plaintext.
 /// Every whole-file opener (`open`, `open_in_place`, with `parallel` their `_parallel`
-/// counterparts) must give the same plaintext or the same error. Sealing in place must give
-/// `seal`'s bytes for the same random draws.
+/// counterparts) must give the same plaintext or the same error. Sealing in place, and with
+/// `parallel` streaming on all cores, must give `seal`'s bytes for the same random draws, and
+/// `open_stream_parallel` the result of `open_stream`, for the file and for a changed one.
 /// A file name that metadata refuses must be refused, for the same rule, in a decoded
 /// pointer. A round trip must give back the plaintext whole, streamed and for every range,
 /// through a pointer that went through its encoding; a file with one byte changed must not
@@ -215,6 +216,18 @@ fn seal_open(case: &RoundTrip) {
                 .expect("seal_in_place_parallel");
         (pointer, buffer)
     };
+    #[cfg(feature = "parallel")]
+    let stream_parallel = {
+        let mut output = Vec::new();
+        let pointer = attachment::seal_stream_parallel(
+            &mut rng.clone(),
+            &mut plaintext.as_slice(),
+            &mut output,
+            metadata.clone(),
+        )
+        .expect("seal_stream_parallel");
+        (pointer, output)
+    };
     let (mut pointer, sealed) = attachment::seal(&mut rng, &plaintext, metadata).expect("seal");
     assert_eq!(buffer, sealed, "seal_in_place sealed other bytes");
     assert_eq!(in_place.root(), pointer.root());
@@ -225,6 +238,11 @@ fn seal_open(case: &RoundTrip) {
             "seal_in_place_parallel sealed other bytes"
         );
         assert_eq!(in_place_parallel.0.root(), pointer.root());
+        assert_eq!(
+            stream_parallel.1, sealed,
+            "seal_stream_parallel sealed other bytes"
+        );
+        assert_eq!(stream_parallel.0.root(), pointer.root());
     }
     assert_eq!(
         pointer.sealed_len(chunk_size).ok(),
@@ -244,6 +262,15 @@ fn seal_open(case: &RoundTrip) {
         .expect("stream");
     assert_eq!(n, len as u64);
     assert_eq!(streamed, plaintext);
+    #[cfg(feature = "parallel")]
+    {
+        let mut streamed = Vec::new();
+        let n =
+            attachment::open_stream_parallel(&pointer, &mut Cursor::new(&sealed), &mut streamed)
+                .expect("open_stream_parallel");
+        assert_eq!(n, len as u64);
+        assert_eq!(streamed, plaintext);
+    }
 
     let access = RandomAccess::new(&pointer, &sealed, sealed.len() as u64).expect("random access");
     let ranges: Vec<Range<u64>> = case
@@ -280,6 +307,21 @@ fn seal_open(case: &RoundTrip) {
     );
     let mut sink = Vec::new();
     let streamed = attachment::open_stream(&pointer, &mut Cursor::new(&tampered), &mut sink);
+    // On all cores, the same result: the same count or the first error in stream order (what
+    // each wrote before an error may differ: the parallel one holds back a failing batch).
+    #[cfg(feature = "parallel")]
+    {
+        let parallel = attachment::open_stream_parallel(
+            &pointer,
+            &mut Cursor::new(&tampered),
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            format!("{parallel:?}"),
+            format!("{streamed:?}"),
+            "open_stream_parallel disagrees with open_stream"
+        );
+    }
     // A stream reads the stored leaves and only the upper nodes that prove its windows of
     // 1024 leaves: for these small files, none. A change there is not read, and what the
     // stream releases is still exactly the plaintext; any other change must fail it.
