@@ -393,10 +393,11 @@ fn invalid_content_is_rejected_with_state_unchanged() {
         AttachmentMetadata::new("", "").unwrap(),
     )
     .unwrap();
-    assert!(matches!(
+    assert_eq!(
         content.add_attachment(p),
-        Err(ContentError::TooManyAttachments { .. })
-    ));
+        Err(ContentError::TooManyAttachments { count: 33, max: 32 })
+    );
+    assert_eq!(content.attachments().len(), 32);
 
     // After all that, the conversation goes on.
     let sent = pair
@@ -411,6 +412,7 @@ fn invalid_content_is_rejected_with_state_unchanged() {
         .unwrap();
     assert_eq!(received.content().body(), b"still here");
     assert_eq!(received.timer(), ExpiryTimer::OFF);
+    assert_eq!(received.into_content().body(), b"still here");
 }
 
 #[test]
@@ -544,4 +546,41 @@ fn every_first_byte_of_the_plaintext_has_one_outcome_on_each_path() {
     let wire = pair.send(Side::Alice, &content);
     refused(&mut pair, &wire, true, DecryptError::RawMessage);
     assert_eq!(pair.bob.decrypt(&wire, T0).unwrap(), content);
+}
+
+/// A content carries at most 32 attachment pointers: a crafted one with 32 is read, one with
+/// 33 is refused with the count, the state untouched.
+#[test]
+fn a_crafted_content_may_carry_32_attachments_but_not_33() {
+    let mut pair = Pair::established(44);
+    let (pointer, _) = attachment::seal(
+        &mut pair.rng,
+        b"x",
+        AttachmentMetadata::new("", "").unwrap(),
+    )
+    .unwrap();
+    let pointer = pointer.to_bytes().to_vec();
+    let mut content = valid_content();
+    content.attachments = vec![pointer.clone(); 32];
+    let wire = pair.send_crafted(Side::Alice, &pb::padded_content(&content));
+    let received = pair
+        .bob
+        .record
+        .receive(&mut pair.bob.account, &wire, T0)
+        .unwrap();
+    assert_eq!(received.content().attachments().len(), 32);
+    content.attachments.push(pointer);
+    assert_eq!(
+        reject_crafted(&mut pair, &pb::padded_content(&content)),
+        DecryptError::InvalidContent(ContentError::TooManyAttachments { count: 33, max: 32 })
+    );
+}
+
+/// `Debug` shows a content's shape, never its body.
+#[test]
+fn content_debug_shows_the_body_length_only() {
+    assert_eq!(
+        format!("{:?}", Content::new("secret words")),
+        "Content { body_len: 12, attachments: [], group_distribution: None }"
+    );
 }

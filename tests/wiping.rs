@@ -711,3 +711,16 @@ fn sealing_a_stream_in_parallel_wipes_its_buffers_when_the_input_fails() {
     assert!(is_disk_error(&result.expect_err("input fails")));
     assert_eq!(found, 0, "attachment::seal_stream_parallel freed plaintext");
 }
+
+/// A message's content wipes its body (the person's words) when it is dropped. The control:
+/// the same bytes in a plain vector are found when it is freed, so the scan would see them.
+#[test]
+fn content_wipes_its_body_when_dropped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let content = ratchetbox::Content::new(MARKER.repeat(4));
+    let ((), found) = freed_with_plaintext(|| drop(content));
+    assert_eq!(found, 0, "a dropped Content freed its body unwiped");
+    let plain = MARKER.repeat(4);
+    let ((), found) = freed_with_plaintext(|| drop(plain));
+    assert_eq!(found, 1, "the scan sees a vector freed as it is");
+}
