@@ -401,9 +401,12 @@ fn stream_peaks(len: u64, chunk: ChunkSize, pool: Option<&rayon::ThreadPool>) ->
     let input = &mut Generated { left: len, next: 1 };
     let (pointer, seal_peak) = match pool {
         None => peak_live(|| attachment::seal_stream(&mut rng, input, &mut sealed, meta)),
+        #[cfg(feature = "parallel")]
         Some(pool) => pool.install(|| {
             peak_live(|| attachment::seal_stream_parallel(&mut rng, input, &mut sealed, meta))
         }),
+        #[cfg(not(feature = "parallel"))]
+        Some(_) => unreachable!("a pool is passed only with the parallel feature"),
     };
     let pointer = pointer.expect("seal");
     assert_eq!(sealed.len(), sealed_len);
@@ -415,9 +418,12 @@ fn stream_peaks(len: u64, chunk: ChunkSize, pool: Option<&rayon::ThreadPool>) ->
     let source = &mut io::Cursor::new(&sealed);
     let (opened, open_peak) = match pool {
         None => peak_live(|| attachment::open_stream(&pointer, source, &mut io::sink())),
+        #[cfg(feature = "parallel")]
         Some(pool) => pool.install(|| {
             peak_live(|| attachment::open_stream_parallel(&pointer, source, &mut io::sink()))
         }),
+        #[cfg(not(feature = "parallel"))]
+        Some(_) => unreachable!("a pool is passed only with the parallel feature"),
     };
     assert_eq!(opened.expect("open"), len);
     (seal_peak, open_peak)
